@@ -1,0 +1,55 @@
+//! The append-only event log: every state change writes one event in the same transaction, and the
+//! live stream replays it by id.
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+use crate::enums::string_enum;
+use crate::ids::SpecTaskId;
+
+string_enum! {
+    /// What happened.
+    pub enum EventKind as "event kind" {
+        SpecTaskCreated = "spec_task.created",
+        SpecTaskUpdated = "spec_task.updated",
+        SpecTaskStatusChanged = "spec_task.status_changed",
+        SpecTaskArchived = "spec_task.archived",
+        SpecTaskUnarchived = "spec_task.unarchived",
+        SpecTaskDeleted = "spec_task.deleted",
+        SessionCreated = "session.created",
+        InteractionCreated = "interaction.created",
+        InteractionUpdated = "interaction.updated",
+        RevisionCreated = "revision.created",
+        WorkSessionCreated = "work_session.created",
+        WorkSessionStatusChanged = "work_session.status_changed",
+        ZedThreadCreated = "zed_thread.created",
+        ZedThreadStatusChanged = "zed_thread.status_changed",
+        ImplementationTaskCreated = "implementation_task.created",
+        ImplementationTaskStatusChanged = "implementation_task.status_changed",
+    }
+}
+
+/// An event to append; the store assigns its id and time.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewEvent {
+    pub spec_task_id: Option<SpecTaskId>,
+    pub kind: EventKind,
+    /// The id of the entity that changed.
+    pub entity_id: String,
+    /// Who caused it (a user name, `system`, an agent).
+    pub actor: String,
+    pub payload: serde_json::Value,
+}
+
+/// A committed event. Ids increase in commit order, so `id > last_seen` never skips one.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Event {
+    pub id: i64,
+    pub spec_task_id: Option<SpecTaskId>,
+    pub kind: EventKind,
+    pub entity_id: String,
+    pub actor: String,
+    pub payload: serde_json::Value,
+    pub created_at: DateTime<Utc>,
+}

@@ -1,0 +1,35 @@
+//! spectask's domain model: the entities of the seed architecture (SpecTask, Helix session,
+//! work session, Zed thread, implementation task, spec revision, event), their typed ids, their
+//! status machines, and the limits that input must respect.
+//!
+//! Architecture invariant: this crate does no I/O, reads no clock and draws no randomness. Time and
+//! fresh ids are passed in by the caller, so everything here is deterministic and unit-testable.
+
+pub mod enums;
+pub mod event;
+pub mod ids;
+pub mod implementation_task;
+pub mod limits;
+pub mod plan;
+pub mod revision;
+pub mod session;
+pub mod spec_task;
+pub mod transitions;
+pub mod work_session;
+pub mod zed_thread;
+
+pub use enums::ParseEnumError;
+pub use event::{Event, EventKind, NewEvent};
+pub use ids::{
+    IdError, ImplementationTaskId, InteractionId, SessionId, SpecTaskId, SpecTaskZedThreadId,
+    WorkSessionId,
+};
+pub use implementation_task::{ImplementationTaskStatus, SpecTaskImplementationTask};
+pub use revision::SpecRevision;
+pub use session::{Interaction, InteractionState, Session, SessionRole};
+pub use spec_task::{NewSpecTask, Priority, SpecTask, SpecTaskStatus, TaskType};
+pub use transitions::{
+    ImplementationTaskEvent, SpecTaskEvent, TransitionError, WorkSessionEvent, ZedThreadEvent,
+};
+pub use work_session::{SpecTaskWorkSession, WorkSessionPhase, WorkSessionStatus};
+pub use zed_thread::{SpecTaskZedThread, ZedThreadStatus};

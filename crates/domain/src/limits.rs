@@ -1,0 +1,21 @@
+//! Sizes that outside input must respect. The server enforces them at the edge; the store's column
+//! sizes agree with them.
+
+/// Largest accepted prompt, in bytes (UTF-8).
+pub const MAX_PROMPT_BYTES: usize = 256 * 1024;
+/// Largest accepted request body, in bytes.
+pub const MAX_BODY_BYTES: usize = 1024 * 1024;
+/// Longest task name, in characters (the seed's `VARCHAR(255)`).
+pub const MAX_NAME_CHARS: usize = 255;
+/// Longest task description, in bytes.
+pub const MAX_DESCRIPTION_BYTES: usize = MAX_PROMPT_BYTES;
+/// Longest agent profile name, in characters.
+pub const MAX_AGENT_NAME_CHARS: usize = 100;
+/// Longest project path, in bytes (the seed's `VARCHAR(500)`).
+pub const MAX_PROJECT_PATH_BYTES: usize = 500;
+/// Length of a name derived from the prompt before it is cut.
+pub const DERIVED_NAME_CHARS: usize = 60;
+/// Largest page of a listing.
+pub const MAX_PAGE_LIMIT: i64 = 200;
+/// Page size when none is asked for.
+pub const DEFAULT_PAGE_LIMIT: i64 = 50;

@@ -1,0 +1,1 @@
+//! The implementation-plan parser (issue 3). Placeholder module: filled in by the plan parser work.

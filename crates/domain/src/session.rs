@@ -1,0 +1,55 @@
+//! The Helix session: one conversation with an agent, made of interactions (a prompt and its
+//! streamed response).
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+use crate::enums::string_enum;
+use crate::ids::{InteractionId, SessionId, SpecTaskId};
+
+string_enum! {
+    /// What a session is for.
+    pub enum SessionRole as "session role" {
+        Planning = "planning",
+        Implementation = "implementation",
+    }
+}
+
+string_enum! {
+    /// Where one prompt/response exchange is.
+    pub enum InteractionState as "interaction state" {
+        Waiting = "waiting",
+        Complete = "complete",
+        Error = "error",
+        Interrupted = "interrupted",
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Session {
+    pub id: SessionId,
+    pub spec_task_id: SpecTaskId,
+    pub role: SessionRole,
+    pub name: String,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    /// In order; empty when listed without them.
+    pub interactions: Vec<Interaction>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Interaction {
+    pub id: InteractionId,
+    pub session_id: SessionId,
+    /// 0-based position in the session.
+    pub seq: i32,
+    pub prompt_message: String,
+    pub response_message: String,
+    pub state: InteractionState,
+    pub error: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub completed_at: Option<DateTime<Utc>>,
+}

@@ -1,0 +1,57 @@
+//! A work session: one unit of implementation work, with exactly one Helix session and one Zed
+//! thread. Fields and JSON names are the seed's `SpecTaskWorkSession`.
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+use crate::enums::string_enum;
+use crate::ids::{SessionId, SpecTaskId, WorkSessionId};
+
+string_enum! {
+    /// Which phase of the task a work session belongs to.
+    pub enum WorkSessionPhase as "phase" {
+        Planning = "planning",
+        Implementation = "implementation",
+    }
+}
+
+string_enum! {
+    /// A work session's status; changed only through [`crate::transitions::WorkSessionEvent`].
+    pub enum WorkSessionStatus as "work session status" {
+        Pending = "pending",
+        Active = "active",
+        Completed = "completed",
+        Failed = "failed",
+        Cancelled = "cancelled",
+        Blocked = "blocked",
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct SpecTaskWorkSession {
+    pub id: WorkSessionId,
+    pub spec_task_id: SpecTaskId,
+    pub helix_session_id: SessionId,
+    pub name: Option<String>,
+    pub description: Option<String>,
+    pub phase: WorkSessionPhase,
+    pub status: WorkSessionStatus,
+    pub implementation_task_title: Option<String>,
+    pub implementation_task_description: Option<String>,
+    pub implementation_task_index: Option<i32>,
+    pub parent_work_session_id: Option<WorkSessionId>,
+    pub spawned_by_session_id: Option<WorkSessionId>,
+    pub agent_config: Option<serde_json::Value>,
+    pub environment_config: Option<serde_json::Value>,
+    pub created_at: DateTime<Utc>,
+    pub started_at: Option<DateTime<Utc>>,
+    pub completed_at: Option<DateTime<Utc>>,
+}
+
+impl SpecTaskWorkSession {
+    /// The seed's rule: only an active implementation session may spawn others.
+    pub fn can_spawn_sessions(&self) -> bool {
+        self.status == WorkSessionStatus::Active && self.phase == WorkSessionPhase::Implementation
+    }
+}
