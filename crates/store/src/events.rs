@@ -1,0 +1,133 @@
+//! The append-only event log. Events are written only inside the transaction of the change they
+//! describe (through [`append_event!`]) and read back by id for history and live streams.
+//!
+//! Ids must become visible in increasing order, or a stream that has seen id 10 could later miss
+//! a slower transaction's id 9. SQLite has one writer, so this holds by construction; on
+//! PostgreSQL every event-writing transaction takes the same transaction-scoped advisory lock
+//! before inserting, so event ids are assigned and committed in one order.
+
+use chrono::{DateTime, Utc};
+use spectask_domain::{Event, EventKind, SpecTaskId};
+use sqlx::types::Json;
+
+use crate::backend::on_backend;
+use crate::error::{StoreError, StoreResult};
+use crate::Store;
+
+/// Key of the advisory lock that orders event commits on PostgreSQL.
+pub(crate) const EVENT_LOCK_KEY: i64 = 0x5e7e_c7a5;
+
+/// Appends one event inside the open transaction `$tx`; evaluates to its id.
+macro_rules! append_event {
+    ($tx:expr, $dialect:expr, $event:expr, $now:expr) => {{
+        let event: &::spectask_domain::NewEvent = $event;
+        if $dialect == $crate::backend::Dialect::Postgres {
+            ::sqlx::query("SELECT pg_advisory_xact_lock($1)")
+                .bind($crate::events::EVENT_LOCK_KEY)
+                .execute(&mut *$tx)
+                .await?;
+        }
+        let id: i64 = ::sqlx::query_scalar(
+            "INSERT INTO events (spec_task_id, kind, entity_id, actor, payload, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6) RETURNING id",
+        )
+        .bind(event.spec_task_id.as_ref().map(|id| id.as_str()))
+        .bind(event.kind.as_str())
+        .bind(&event.entity_id)
+        .bind(&event.actor)
+        .bind(::sqlx::types::Json(&event.payload))
+        .bind($now)
+        .fetch_one(&mut *$tx)
+        .await?;
+        if $dialect == $crate::backend::Dialect::Postgres {
+            // Wakes other replicas' streams; delivered only on commit.
+            ::sqlx::query("SELECT pg_notify('spectask_events', $1)")
+                .bind(id.to_string())
+                .execute(&mut *$tx)
+                .await?;
+        }
+        id
+    }};
+}
+pub(crate) use append_event;
+
+/// Which events to read.
+#[derive(Debug, Clone, Default)]
+pub struct EventQuery {
+    /// Only this task's events; `None` for all.
+    pub spec_task_id: Option<SpecTaskId>,
+    /// Only events with an id greater than this.
+    pub after: i64,
+    /// At most this many, oldest first.
+    pub limit: i64,
+}
+
+#[derive(sqlx::FromRow)]
+struct EventRow {
+    id: i64,
+    spec_task_id: Option<String>,
+    kind: String,
+    entity_id: String,
+    actor: String,
+    payload: Json<serde_json::Value>,
+    created_at: DateTime<Utc>,
+}
+
+impl TryFrom<EventRow> for Event {
+    type Error = StoreError;
+    fn try_from(row: EventRow) -> StoreResult<Self> {
+        Ok(Event {
+            id: row.id,
+            spec_task_id: row
+                .spec_task_id
+                .map(|id| SpecTaskId::parse(&id))
+                .transpose()
+                .map_err(|e| StoreError::corrupt("events", e))?,
+            kind: row.kind.parse::<EventKind>().map_err(|e| StoreError::corrupt("events", e))?,
+            entity_id: row.entity_id,
+            actor: row.actor,
+            payload: row.payload.0,
+            created_at: row.created_at,
+        })
+    }
+}
+
+impl Store {
+    /// Events in id order after `query.after`.
+    pub async fn list_events(&self, query: &EventQuery) -> StoreResult<Vec<Event>> {
+        let limit = query.limit.clamp(1, 10_000);
+        let rows: Vec<EventRow> = on_backend!(&*self.backend, |w, r, d| {
+            let select = "SELECT id, spec_task_id, kind, entity_id, actor, payload, created_at FROM events";
+            match &query.spec_task_id {
+                Some(task) => {
+                    sqlx::query_as(sqlx::AssertSqlSafe(format!(
+                        "{select} WHERE spec_task_id = $1 AND id > $2 ORDER BY id LIMIT $3"
+                    )))
+                    .bind(task.as_str())
+                    .bind(query.after)
+                    .bind(limit)
+                    .fetch_all(r)
+                    .await?
+                }
+                None => {
+                    sqlx::query_as(sqlx::AssertSqlSafe(format!(
+                        "{select} WHERE id > $1 ORDER BY id LIMIT $2"
+                    )))
+                    .bind(query.after)
+                    .bind(limit)
+                    .fetch_all(r)
+                    .await?
+                }
+            }
+        });
+        rows.into_iter().map(Event::try_from).collect()
+    }
+
+    /// The id of the newest committed event (0 when there is none).
+    pub async fn last_event_id(&self) -> StoreResult<i64> {
+        let id: Option<i64> = on_backend!(&*self.backend, |w, r, d| {
+            sqlx::query_scalar("SELECT MAX(id) FROM events").fetch_one(r).await?
+        });
+        Ok(id.unwrap_or(0))
+    }
+}

@@ -1,0 +1,119 @@
+//! Implementation tasks: the approved plan's tasks, written all at once and tracked one by one.
+
+use serde_json::json;
+use spectask_domain::{
+    EventKind, ImplementationTaskId, ImplementationTaskStatus, NewEvent, SpecTaskId,
+    SpecTaskImplementationTask,
+};
+use sqlx::types::Json;
+
+use crate::backend::on_backend;
+use crate::error::{StoreError, StoreResult};
+use crate::events::append_event;
+use crate::ids::now;
+use crate::rows::{IMPLEMENTATION_TASK_COLUMNS, ImplementationTaskRow};
+use crate::Store;
+
+/// One task of a plan to record.
+#[derive(Debug, Clone)]
+pub struct NewImplementationTask {
+    pub key: String,
+    pub title: String,
+    pub description: Option<String>,
+    pub acceptance_criteria: Option<String>,
+    pub estimated_effort: Option<String>,
+    pub priority: i32,
+    pub index: i32,
+    pub phase: Option<String>,
+    pub parent_key: Option<String>,
+    pub requirement_refs: Vec<String>,
+    pub dependencies: Vec<String>,
+}
+
+impl Store {
+    /// Records a plan's tasks in one transaction: all of them or none.
+    pub async fn insert_implementation_tasks(
+        &self,
+        spec_task_id: &SpecTaskId,
+        tasks: &[NewImplementationTask],
+        actor: &str,
+    ) -> StoreResult<Vec<SpecTaskImplementationTask>> {
+        let now = now();
+        let ids: Vec<_> = tasks.iter().map(|_| ImplementationTaskId::from_ulid(self.ids.next())).collect();
+        let (rows, last_event) = on_backend!(&*self.backend, |w, r, d| {
+            let mut tx = w.begin().await?;
+            let mut rows: Vec<ImplementationTaskRow> = Vec::with_capacity(tasks.len());
+            let mut last_event = None;
+            for (id, task) in ids.iter().zip(tasks) {
+                let row: ImplementationTaskRow = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+                    "INSERT INTO spec_task_implementation_tasks (id, spec_task_id, task_key, title, description, \
+                     acceptance_criteria, estimated_effort, priority, task_index, phase, parent_key, \
+                     requirement_refs, dependencies, status, created_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15) \
+                     RETURNING {IMPLEMENTATION_TASK_COLUMNS}"
+                )))
+                .bind(id.as_str())
+                .bind(spec_task_id.as_str())
+                .bind(&task.key)
+                .bind(&task.title)
+                .bind(&task.description)
+                .bind(&task.acceptance_criteria)
+                .bind(&task.estimated_effort)
+                .bind(task.priority)
+                .bind(task.index)
+                .bind(&task.phase)
+                .bind(&task.parent_key)
+                .bind(Json(&task.requirement_refs))
+                .bind(Json(&task.dependencies))
+                .bind(ImplementationTaskStatus::Pending.as_str())
+                .bind(now)
+                .fetch_one(&mut *tx)
+                .await?;
+                let event = NewEvent {
+                    spec_task_id: Some(spec_task_id.clone()),
+                    kind: EventKind::ImplementationTaskCreated,
+                    entity_id: id.to_string(),
+                    actor: actor.to_owned(),
+                    payload: json!({ "key": task.key, "title": task.title, "index": task.index }),
+                };
+                last_event = Some(append_event!(tx, d, &event, now));
+                rows.push(row);
+            }
+            tx.commit().await?;
+            (rows, last_event)
+        });
+        if let Some(event_id) = last_event {
+            self.announce(event_id);
+        }
+        rows.into_iter().map(SpecTaskImplementationTask::try_from).collect()
+    }
+
+    pub async fn get_implementation_task(&self, id: &ImplementationTaskId) -> StoreResult<SpecTaskImplementationTask> {
+        let row: Option<ImplementationTaskRow> = on_backend!(&*self.backend, |w, r, d| {
+            sqlx::query_as(sqlx::AssertSqlSafe(format!(
+                "SELECT {IMPLEMENTATION_TASK_COLUMNS} FROM spec_task_implementation_tasks WHERE id = $1"
+            )))
+            .bind(id.as_str())
+            .fetch_optional(r)
+            .await?
+        });
+        row.ok_or_else(|| StoreError::not_found("implementation task", id))?.try_into()
+    }
+
+    /// The task's implementation tasks in plan order.
+    pub async fn list_implementation_tasks(
+        &self,
+        spec_task_id: &SpecTaskId,
+    ) -> StoreResult<Vec<SpecTaskImplementationTask>> {
+        let rows: Vec<ImplementationTaskRow> = on_backend!(&*self.backend, |w, r, d| {
+            sqlx::query_as(sqlx::AssertSqlSafe(format!(
+                "SELECT {IMPLEMENTATION_TASK_COLUMNS} FROM spec_task_implementation_tasks \
+                 WHERE spec_task_id = $1 ORDER BY task_index"
+            )))
+            .bind(spec_task_id.as_str())
+            .fetch_all(r)
+            .await?
+        });
+        rows.into_iter().map(SpecTaskImplementationTask::try_from).collect()
+    }
+}

@@ -1,0 +1,83 @@
+//! spectask's durable store: every entity of the domain in SQLite (the zero-configuration default)
+//! or PostgreSQL, behind one [`Store`] with identical behaviour on both.
+//!
+//! Architecture invariants:
+//! - All SQL of the project lives in this crate, one module per aggregate, with named columns.
+//! - Every status change is a compare-and-set against the domain's transition table
+//!   ([`transition`]); zero rows updated is a conflict, never a silent overwrite.
+//! - Every state change appends its event to `events` in the same transaction.
+//! - Each backend has its own migrations folder with the same table and constraint names.
+//!
+//! The two backends share one body of code: [`on_backend!`] expands a block once per backend, so
+//! each expansion is monomorphic sqlx code for that database and no generic bounds leak out.
+
+mod backend;
+mod error;
+mod events;
+mod ids;
+mod implementation_tasks;
+mod revisions;
+mod rows;
+mod sessions;
+mod spec_tasks;
+mod transition;
+mod work_sessions;
+
+pub use backend::{Backend, ConnectOptions};
+pub use error::{StoreError, StoreResult};
+pub use events::EventQuery;
+pub use implementation_tasks::NewImplementationTask;
+pub use revisions::{NewRevision, RevisionSummary};
+pub use spec_tasks::{SpecTaskFilter, SpecTaskPage, SpecTaskPatch};
+pub use work_sessions::{NewWorkSession, NewZedThread};
+
+use std::sync::Arc;
+
+use tokio::sync::broadcast;
+
+/// The handle every other crate uses. Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct Store {
+    backend: Arc<Backend>,
+    ids: Arc<ids::IdGenerator>,
+    /// Nudged (with the newest event id) after every commit that appended events, so live
+    /// streams wake at once instead of polling.
+    committed: broadcast::Sender<i64>,
+}
+
+impl Store {
+    /// Connects to `url` (`sqlite://…` or `postgres://…`) and applies pending migrations.
+    pub async fn connect(url: &str, options: ConnectOptions) -> StoreResult<Self> {
+        let backend = Backend::connect(url, options).await?;
+        backend.migrate().await?;
+        let (committed, _) = broadcast::channel(1024);
+        Ok(Self { backend: Arc::new(backend), ids: Arc::new(ids::IdGenerator::default()), committed })
+    }
+
+    /// Which database this store runs on: `sqlite` or `postgres`.
+    pub fn kind(&self) -> &'static str {
+        self.backend.kind()
+    }
+
+    /// Subscribes to commit nudges (the id of the newest event committed). A nudge may be missed
+    /// by a slow receiver; readers must always re-read the events table from their cursor.
+    pub fn subscribe_commits(&self) -> broadcast::Receiver<i64> {
+        self.committed.subscribe()
+    }
+
+    /// Checks the database answers.
+    pub async fn ping(&self) -> StoreResult<()> {
+        self.backend.ping().await
+    }
+
+    /// Closes every connection.
+    pub async fn close(&self) {
+        self.backend.close().await;
+    }
+
+    /// Tells local subscribers that events up to `last_event_id` are committed.
+    fn announce(&self, last_event_id: i64) {
+        // No receivers is fine: nobody is streaming.
+        let _ = self.committed.send(last_event_id);
+    }
+}

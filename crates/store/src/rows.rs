@@ -1,0 +1,278 @@
+//! Row shapes as the databases return them, and their checked conversion into domain types.
+//! Anything that does not parse (an unknown status, a malformed id) is reported as a corrupt row
+//! rather than passed on.
+
+use chrono::{DateTime, Utc};
+use spectask_domain::{
+    Interaction, InteractionId, SessionId, SpecTask, SpecTaskId, SpecTaskImplementationTask,
+    SpecTaskWorkSession, SpecTaskZedThread, SpecTaskZedThreadId, WorkSessionId,
+};
+use sqlx::types::Json;
+
+use crate::error::{StoreError, StoreResult};
+
+fn parse_id<T, E: std::fmt::Display>(
+    table: &'static str,
+    parse: impl Fn(&str) -> Result<T, E>,
+    value: &str,
+) -> StoreResult<T> {
+    parse(value).map_err(|e| StoreError::corrupt(table, e))
+}
+
+fn parse_opt_id<T, E: std::fmt::Display>(
+    table: &'static str,
+    parse: impl Fn(&str) -> Result<T, E>,
+    value: Option<String>,
+) -> StoreResult<Option<T>> {
+    value.map(|v| parse_id(table, &parse, &v)).transpose()
+}
+
+fn parse_enum<T: std::str::FromStr<Err = spectask_domain::ParseEnumError>>(
+    table: &'static str,
+    value: &str,
+) -> StoreResult<T> {
+    value.parse().map_err(|e| StoreError::corrupt(table, e))
+}
+
+pub(crate) const SPEC_TASK_COLUMNS: &str = "id, name, description, type, priority, status, archived, \
+    original_prompt, requirements_spec, technical_design, implementation_plan, spec_agent, \
+    implementation_agent, spec_session_id, implementation_session_id, spec_approved_by, \
+    spec_approved_at, spec_revision_count, zed_instance_id, project_path, workspace_config, \
+    created_by, created_at, updated_at, started_at, completed_at";
+
+#[derive(sqlx::FromRow)]
+pub(crate) struct SpecTaskRow {
+    id: String,
+    name: String,
+    description: String,
+    #[sqlx(rename = "type")]
+    task_type: String,
+    priority: String,
+    pub(crate) status: String,
+    pub(crate) archived: bool,
+    original_prompt: String,
+    requirements_spec: Option<String>,
+    technical_design: Option<String>,
+    implementation_plan: Option<String>,
+    spec_agent: Option<String>,
+    implementation_agent: Option<String>,
+    spec_session_id: Option<String>,
+    implementation_session_id: Option<String>,
+    spec_approved_by: Option<String>,
+    spec_approved_at: Option<DateTime<Utc>>,
+    spec_revision_count: i32,
+    zed_instance_id: Option<String>,
+    project_path: Option<String>,
+    workspace_config: Option<Json<serde_json::Value>>,
+    created_by: String,
+    created_at: DateTime<Utc>,
+    updated_at: DateTime<Utc>,
+    started_at: Option<DateTime<Utc>>,
+    completed_at: Option<DateTime<Utc>>,
+}
+
+impl TryFrom<SpecTaskRow> for SpecTask {
+    type Error = StoreError;
+    fn try_from(row: SpecTaskRow) -> StoreResult<Self> {
+        const T: &str = "spec_tasks";
+        Ok(SpecTask {
+            id: parse_id(T, SpecTaskId::parse, &row.id)?,
+            name: row.name,
+            description: row.description,
+            task_type: parse_enum(T, &row.task_type)?,
+            priority: parse_enum(T, &row.priority)?,
+            status: parse_enum(T, &row.status)?,
+            archived: row.archived,
+            original_prompt: row.original_prompt,
+            requirements_spec: row.requirements_spec,
+            technical_design: row.technical_design,
+            implementation_plan: row.implementation_plan,
+            spec_agent: row.spec_agent,
+            implementation_agent: row.implementation_agent,
+            spec_session_id: parse_opt_id(T, SessionId::parse, row.spec_session_id)?,
+            implementation_session_id: parse_opt_id(T, SessionId::parse, row.implementation_session_id)?,
+            spec_approved_by: row.spec_approved_by,
+            spec_approved_at: row.spec_approved_at,
+            spec_revision_count: row.spec_revision_count,
+            zed_instance_id: row.zed_instance_id,
+            project_path: row.project_path,
+            workspace_config: row.workspace_config.map(|j| j.0),
+            created_by: row.created_by,
+            created_at: row.created_at,
+            updated_at: row.updated_at,
+            started_at: row.started_at,
+            completed_at: row.completed_at,
+        })
+    }
+}
+
+pub(crate) const INTERACTION_COLUMNS: &str = "id, session_id, seq, prompt_message, response_message, \
+    state, error, created_at, updated_at, completed_at";
+
+#[derive(sqlx::FromRow)]
+pub(crate) struct InteractionRow {
+    id: String,
+    session_id: String,
+    seq: i32,
+    prompt_message: String,
+    response_message: String,
+    state: String,
+    error: Option<String>,
+    created_at: DateTime<Utc>,
+    updated_at: DateTime<Utc>,
+    completed_at: Option<DateTime<Utc>>,
+}
+
+impl TryFrom<InteractionRow> for Interaction {
+    type Error = StoreError;
+    fn try_from(row: InteractionRow) -> StoreResult<Self> {
+        const T: &str = "interactions";
+        Ok(Interaction {
+            id: parse_id(T, InteractionId::parse, &row.id)?,
+            session_id: parse_id(T, SessionId::parse, &row.session_id)?,
+            seq: row.seq,
+            prompt_message: row.prompt_message,
+            response_message: row.response_message,
+            state: parse_enum(T, &row.state)?,
+            error: row.error,
+            created_at: row.created_at,
+            updated_at: row.updated_at,
+            completed_at: row.completed_at,
+        })
+    }
+}
+
+pub(crate) const WORK_SESSION_COLUMNS: &str = "id, spec_task_id, helix_session_id, name, description, \
+    phase, status, implementation_task_title, implementation_task_description, \
+    implementation_task_index, parent_work_session_id, spawned_by_session_id, agent_config, \
+    environment_config, created_at, started_at, completed_at";
+
+#[derive(sqlx::FromRow)]
+pub(crate) struct WorkSessionRow {
+    id: String,
+    spec_task_id: String,
+    helix_session_id: String,
+    name: Option<String>,
+    description: Option<String>,
+    phase: String,
+    status: String,
+    implementation_task_title: Option<String>,
+    implementation_task_description: Option<String>,
+    implementation_task_index: Option<i32>,
+    parent_work_session_id: Option<String>,
+    spawned_by_session_id: Option<String>,
+    agent_config: Option<Json<serde_json::Value>>,
+    environment_config: Option<Json<serde_json::Value>>,
+    created_at: DateTime<Utc>,
+    started_at: Option<DateTime<Utc>>,
+    completed_at: Option<DateTime<Utc>>,
+}
+
+impl TryFrom<WorkSessionRow> for SpecTaskWorkSession {
+    type Error = StoreError;
+    fn try_from(row: WorkSessionRow) -> StoreResult<Self> {
+        const T: &str = "spec_task_work_sessions";
+        Ok(SpecTaskWorkSession {
+            id: parse_id(T, WorkSessionId::parse, &row.id)?,
+            spec_task_id: parse_id(T, SpecTaskId::parse, &row.spec_task_id)?,
+            helix_session_id: parse_id(T, SessionId::parse, &row.helix_session_id)?,
+            name: row.name,
+            description: row.description,
+            phase: parse_enum(T, &row.phase)?,
+            status: parse_enum(T, &row.status)?,
+            implementation_task_title: row.implementation_task_title,
+            implementation_task_description: row.implementation_task_description,
+            implementation_task_index: row.implementation_task_index,
+            parent_work_session_id: parse_opt_id(T, WorkSessionId::parse, row.parent_work_session_id)?,
+            spawned_by_session_id: parse_opt_id(T, WorkSessionId::parse, row.spawned_by_session_id)?,
+            agent_config: row.agent_config.map(|j| j.0),
+            environment_config: row.environment_config.map(|j| j.0),
+            created_at: row.created_at,
+            started_at: row.started_at,
+            completed_at: row.completed_at,
+        })
+    }
+}
+
+pub(crate) const ZED_THREAD_COLUMNS: &str =
+    "id, work_session_id, spec_task_id, zed_thread_id, thread_config, status, last_activity_at, created_at";
+
+#[derive(sqlx::FromRow)]
+pub(crate) struct ZedThreadRow {
+    id: String,
+    work_session_id: String,
+    spec_task_id: String,
+    zed_thread_id: String,
+    thread_config: Option<Json<serde_json::Value>>,
+    status: String,
+    last_activity_at: Option<DateTime<Utc>>,
+    created_at: DateTime<Utc>,
+}
+
+impl TryFrom<ZedThreadRow> for SpecTaskZedThread {
+    type Error = StoreError;
+    fn try_from(row: ZedThreadRow) -> StoreResult<Self> {
+        const T: &str = "spec_task_zed_threads";
+        Ok(SpecTaskZedThread {
+            id: parse_id(T, SpecTaskZedThreadId::parse, &row.id)?,
+            work_session_id: parse_id(T, WorkSessionId::parse, &row.work_session_id)?,
+            spec_task_id: parse_id(T, SpecTaskId::parse, &row.spec_task_id)?,
+            zed_thread_id: row.zed_thread_id,
+            thread_config: row.thread_config.map(|j| j.0),
+            status: parse_enum(T, &row.status)?,
+            last_activity_at: row.last_activity_at,
+            created_at: row.created_at,
+        })
+    }
+}
+
+pub(crate) const IMPLEMENTATION_TASK_COLUMNS: &str = "id, spec_task_id, task_key, title, description, \
+    acceptance_criteria, estimated_effort, priority, task_index, phase, parent_key, requirement_refs, \
+    dependencies, status, assigned_work_session_id, created_at, completed_at";
+
+#[derive(sqlx::FromRow)]
+pub(crate) struct ImplementationTaskRow {
+    id: String,
+    spec_task_id: String,
+    task_key: String,
+    title: String,
+    description: Option<String>,
+    acceptance_criteria: Option<String>,
+    estimated_effort: Option<String>,
+    priority: i32,
+    task_index: i32,
+    phase: Option<String>,
+    parent_key: Option<String>,
+    requirement_refs: Json<Vec<String>>,
+    dependencies: Json<Vec<String>>,
+    status: String,
+    assigned_work_session_id: Option<String>,
+    created_at: DateTime<Utc>,
+    completed_at: Option<DateTime<Utc>>,
+}
+
+impl TryFrom<ImplementationTaskRow> for SpecTaskImplementationTask {
+    type Error = StoreError;
+    fn try_from(row: ImplementationTaskRow) -> StoreResult<Self> {
+        const T: &str = "spec_task_implementation_tasks";
+        Ok(SpecTaskImplementationTask {
+            id: parse_id(T, spectask_domain::ImplementationTaskId::parse, &row.id)?,
+            spec_task_id: parse_id(T, SpecTaskId::parse, &row.spec_task_id)?,
+            key: row.task_key,
+            title: row.title,
+            description: row.description,
+            acceptance_criteria: row.acceptance_criteria,
+            estimated_effort: row.estimated_effort,
+            priority: row.priority,
+            index: row.task_index,
+            phase: row.phase,
+            parent_key: row.parent_key,
+            requirement_refs: row.requirement_refs.0,
+            dependencies: row.dependencies.0,
+            status: parse_enum(T, &row.status)?,
+            assigned_work_session_id: parse_opt_id(T, WorkSessionId::parse, row.assigned_work_session_id)?,
+            created_at: row.created_at,
+            completed_at: row.completed_at,
+        })
+    }
+}

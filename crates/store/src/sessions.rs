@@ -1,0 +1,164 @@
+//! Helix sessions and their interactions.
+
+use serde_json::json;
+use spectask_domain::{
+    EventKind, Interaction, InteractionId, InteractionState, NewEvent, Session, SessionId,
+    SessionRole, SpecTaskId,
+};
+
+use crate::backend::on_backend;
+use crate::error::{StoreError, StoreResult};
+use crate::events::append_event;
+use crate::ids::now;
+use crate::rows::{INTERACTION_COLUMNS, InteractionRow};
+use crate::Store;
+
+#[derive(sqlx::FromRow)]
+struct SessionRow {
+    id: String,
+    spec_task_id: String,
+    role: String,
+    name: String,
+    created_at: chrono::DateTime<chrono::Utc>,
+    updated_at: chrono::DateTime<chrono::Utc>,
+}
+
+impl Store {
+    /// Creates a session for a task.
+    pub async fn create_session(
+        &self,
+        spec_task_id: &SpecTaskId,
+        role: SessionRole,
+        name: &str,
+        actor: &str,
+    ) -> StoreResult<Session> {
+        let id = SessionId::from_ulid(self.ids.next());
+        let now = now();
+        let event = NewEvent {
+            spec_task_id: Some(spec_task_id.clone()),
+            kind: EventKind::SessionCreated,
+            entity_id: id.to_string(),
+            actor: actor.to_owned(),
+            payload: json!({ "role": role, "name": name }),
+        };
+        let event_id = on_backend!(&*self.backend, |w, r, d| {
+            let mut tx = w.begin().await?;
+            let exists: Option<String> = sqlx::query_scalar("SELECT id FROM spec_tasks WHERE id = $1")
+                .bind(spec_task_id.as_str())
+                .fetch_optional(&mut *tx)
+                .await?;
+            if exists.is_none() {
+                return Err(StoreError::not_found("spec task", spec_task_id));
+            }
+            sqlx::query(
+                "INSERT INTO sessions (id, spec_task_id, role, name, created_at, updated_at) \
+                 VALUES ($1, $2, $3, $4, $5, $5)",
+            )
+            .bind(id.as_str())
+            .bind(spec_task_id.as_str())
+            .bind(role.as_str())
+            .bind(name)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+            let event_id = append_event!(tx, d, &event, now);
+            tx.commit().await?;
+            event_id
+        });
+        self.announce(event_id);
+        Ok(Session {
+            id,
+            spec_task_id: spec_task_id.clone(),
+            role,
+            name: name.to_owned(),
+            created_at: now,
+            updated_at: now,
+            interactions: Vec::new(),
+        })
+    }
+
+    /// Appends an interaction (a prompt, response pending) at the end of a session.
+    pub async fn append_interaction(
+        &self,
+        session_id: &SessionId,
+        prompt: &str,
+        actor: &str,
+    ) -> StoreResult<Interaction> {
+        let id = InteractionId::from_ulid(self.ids.next());
+        let now = now();
+        let (row, event_id) = on_backend!(&*self.backend, |w, r, d| {
+            let mut tx = w.begin().await?;
+            let task: Option<String> = sqlx::query_scalar("SELECT spec_task_id FROM sessions WHERE id = $1")
+                .bind(session_id.as_str())
+                .fetch_optional(&mut *tx)
+                .await?;
+            let task = task.ok_or_else(|| StoreError::not_found("session", session_id))?;
+            let row: InteractionRow = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+                "INSERT INTO interactions (id, session_id, seq, prompt_message, response_message, state, \
+                 created_at, updated_at) \
+                 VALUES ($1, $2, (SELECT COALESCE(MAX(seq) + 1, 0) FROM interactions WHERE session_id = $2), \
+                 $3, '', $4, $5, $5) RETURNING {INTERACTION_COLUMNS}"
+            )))
+            .bind(id.as_str())
+            .bind(session_id.as_str())
+            .bind(prompt)
+            .bind(InteractionState::Waiting.as_str())
+            .bind(now)
+            .fetch_one(&mut *tx)
+            .await?;
+            sqlx::query("UPDATE sessions SET updated_at = $1 WHERE id = $2")
+                .bind(now)
+                .bind(session_id.as_str())
+                .execute(&mut *tx)
+                .await?;
+            let event = NewEvent {
+                spec_task_id: Some(SpecTaskId::parse(&task).map_err(|e| StoreError::corrupt("sessions", e))?),
+                kind: EventKind::InteractionCreated,
+                entity_id: id.to_string(),
+                actor: actor.to_owned(),
+                payload: json!({ "session_id": session_id }),
+            };
+            let event_id = append_event!(tx, d, &event, now);
+            tx.commit().await?;
+            (row, event_id)
+        });
+        self.announce(event_id);
+        row.try_into()
+    }
+
+    /// A session with its interactions in order.
+    pub async fn get_session(&self, id: &SessionId) -> StoreResult<Session> {
+        let (session, interactions): (Option<SessionRow>, Vec<InteractionRow>) =
+            on_backend!(&*self.backend, |w, r, d| {
+                let mut tx = r.begin().await?;
+                let session: Option<SessionRow> = sqlx::query_as(
+                    "SELECT id, spec_task_id, role, name, created_at, updated_at FROM sessions WHERE id = $1",
+                )
+                .bind(id.as_str())
+                .fetch_optional(&mut *tx)
+                .await?;
+                let interactions = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+                    "SELECT {INTERACTION_COLUMNS} FROM interactions WHERE session_id = $1 ORDER BY seq"
+                )))
+                .bind(id.as_str())
+                .fetch_all(&mut *tx)
+                .await?;
+                tx.commit().await?;
+                (session, interactions)
+            });
+        let row = session.ok_or_else(|| StoreError::not_found("session", id))?;
+        const T: &str = "sessions";
+        Ok(Session {
+            id: SessionId::parse(&row.id).map_err(|e| StoreError::corrupt(T, e))?,
+            spec_task_id: SpecTaskId::parse(&row.spec_task_id).map_err(|e| StoreError::corrupt(T, e))?,
+            role: row.role.parse()?,
+            name: row.name,
+            created_at: row.created_at,
+            updated_at: row.updated_at,
+            interactions: interactions
+                .into_iter()
+                .map(Interaction::try_from)
+                .collect::<StoreResult<_>>()?,
+        })
+    }
+}

@@ -1,0 +1,384 @@
+//! SpecTasks: create, read, list, partial update, archive, delete. Status changes go through
+//! [`crate::transition`], never through here.
+
+use serde_json::json;
+use spectask_domain::{
+    EventKind, NewEvent, NewSpecTask, Priority, SpecTask, SpecTaskId, SpecTaskStatus, TaskType,
+};
+use sqlx::types::Json;
+
+use crate::backend::{Dialect, on_backend};
+use crate::error::{StoreError, StoreResult};
+use crate::events::append_event;
+use crate::ids::now;
+use crate::rows::{SPEC_TASK_COLUMNS, SpecTaskRow};
+use crate::Store;
+
+/// Filters and page of a listing. Order is always newest first (`created_at desc`, then id).
+#[derive(Debug, Clone, Default)]
+pub struct SpecTaskFilter {
+    pub status: Option<SpecTaskStatus>,
+    pub task_type: Option<TaskType>,
+    pub priority: Option<Priority>,
+    /// Case-insensitive substring of the name or the original prompt.
+    pub q: Option<String>,
+    /// `Some(false)`: live tasks only; `Some(true)`: archived only; `None`: both.
+    pub archived: Option<bool>,
+    pub limit: i64,
+    pub offset: i64,
+}
+
+/// One page of a listing and the number of tasks matching the filter.
+#[derive(Debug, Clone)]
+pub struct SpecTaskPage {
+    pub items: Vec<SpecTask>,
+    pub total: i64,
+}
+
+/// The user-editable fields; `None` leaves a field as it is.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct SpecTaskPatch {
+    pub name: Option<String>,
+    pub description: Option<String>,
+    pub priority: Option<Priority>,
+    pub task_type: Option<TaskType>,
+}
+
+impl SpecTaskPatch {
+    pub fn is_empty(&self) -> bool {
+        self == &Self::default()
+    }
+}
+
+enum Bind {
+    Text(String),
+    Bool(bool),
+}
+
+/// Escapes `%`, `_` and `\` so user text matches literally inside `LIKE … ESCAPE '\'`.
+fn like_pattern(q: &str) -> String {
+    let mut out = String::with_capacity(q.len() + 2);
+    out.push('%');
+    for c in q.chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out.push('%');
+    out
+}
+
+impl Store {
+    /// Creates a task in `backlog` and records `spec_task.created`.
+    pub async fn create_spec_task(&self, new: &NewSpecTask) -> StoreResult<SpecTask> {
+        let id = SpecTaskId::from_ulid(self.ids.next());
+        let now = now();
+        let event = NewEvent {
+            spec_task_id: Some(id.clone()),
+            kind: EventKind::SpecTaskCreated,
+            entity_id: id.to_string(),
+            actor: new.created_by.clone(),
+            payload: json!({ "name": new.name, "status": SpecTaskStatus::Backlog }),
+        };
+        let (task, event_id) = on_backend!(&*self.backend, |w, r, d| {
+            let mut tx = w.begin().await?;
+            let row: SpecTaskRow = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+                "INSERT INTO spec_tasks (id, name, description, type, priority, status, archived, \
+                 original_prompt, spec_agent, implementation_agent, spec_revision_count, project_path, \
+                 workspace_config, created_by, created_at, updated_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6, FALSE, $7, $8, $9, 0, $10, $11, $12, $13, $13) \
+                 RETURNING {SPEC_TASK_COLUMNS}"
+            )))
+            .bind(id.as_str())
+            .bind(&new.name)
+            .bind(&new.description)
+            .bind(new.task_type.as_str())
+            .bind(new.priority.as_str())
+            .bind(SpecTaskStatus::Backlog.as_str())
+            .bind(&new.original_prompt)
+            .bind(&new.spec_agent)
+            .bind(&new.implementation_agent)
+            .bind(&new.project_path)
+            .bind(new.workspace_config.as_ref().map(Json))
+            .bind(&new.created_by)
+            .bind(now)
+            .fetch_one(&mut *tx)
+            .await?;
+            let event_id = append_event!(tx, d, &event, now);
+            tx.commit().await?;
+            (row, event_id)
+        });
+        self.announce(event_id);
+        SpecTask::try_from(task)
+    }
+
+    /// One task by id.
+    pub async fn get_spec_task(&self, id: &SpecTaskId) -> StoreResult<SpecTask> {
+        let row: Option<SpecTaskRow> = on_backend!(&*self.backend, |w, r, d| {
+            sqlx::query_as(sqlx::AssertSqlSafe(format!(
+                "SELECT {SPEC_TASK_COLUMNS} FROM spec_tasks WHERE id = $1"
+            )))
+            .bind(id.as_str())
+            .fetch_optional(r)
+            .await?
+        });
+        row.ok_or_else(|| StoreError::not_found("spec task", id))?.try_into()
+    }
+
+    /// A filtered page of tasks, newest first, and the total matching the filter.
+    pub async fn list_spec_tasks(&self, filter: &SpecTaskFilter) -> StoreResult<SpecTaskPage> {
+        let mut clauses = Vec::new();
+        let mut binds = Vec::new();
+        let param = |bind: Bind, binds: &mut Vec<Bind>| {
+            binds.push(bind);
+            format!("${}", binds.len())
+        };
+        if let Some(status) = filter.status {
+            let p = param(Bind::Text(status.as_str().to_owned()), &mut binds);
+            clauses.push(format!("status = {p}"));
+        }
+        if let Some(task_type) = filter.task_type {
+            let p = param(Bind::Text(task_type.as_str().to_owned()), &mut binds);
+            clauses.push(format!("type = {p}"));
+        }
+        if let Some(priority) = filter.priority {
+            let p = param(Bind::Text(priority.as_str().to_owned()), &mut binds);
+            clauses.push(format!("priority = {p}"));
+        }
+        if let Some(archived) = filter.archived {
+            let p = param(Bind::Bool(archived), &mut binds);
+            clauses.push(format!("archived = {p}"));
+        }
+        let q = filter.q.as_deref().map(str::trim).filter(|q| !q.is_empty());
+        let like = q.map(like_pattern);
+        let where_sql = |d: Dialect, clauses: &[String]| {
+            let mut all = clauses.to_vec();
+            if like.is_some() {
+                // The search pattern is bound last, after the structured filters.
+                let n = binds.len() + 1;
+                let op = if d == Dialect::Postgres { "ILIKE" } else { "LIKE" };
+                all.push(format!(
+                    "(name {op} ${n} ESCAPE '\\' OR original_prompt {op} ${n} ESCAPE '\\')"
+                ));
+            }
+            if all.is_empty() { String::new() } else { format!("WHERE {}", all.join(" AND ")) }
+        };
+        let limit = filter.limit.clamp(1, spectask_domain::limits::MAX_PAGE_LIMIT);
+        let offset = filter.offset.max(0);
+
+        let (rows, total): (Vec<SpecTaskRow>, i64) = on_backend!(&*self.backend, |w, r, d| {
+            let where_clause = where_sql(d, &clauses);
+            let n = binds.len() + usize::from(like.is_some());
+            // SQLite keeps timestamps as text whose width varies; julianday() orders them by time.
+            let order = if d == Dialect::Postgres {
+                "created_at DESC, id DESC"
+            } else {
+                "julianday(created_at) DESC, id DESC"
+            };
+            let list_sql = format!(
+                "SELECT {SPEC_TASK_COLUMNS} FROM spec_tasks {where_clause} ORDER BY {order} LIMIT ${} OFFSET ${}",
+                n + 1,
+                n + 2
+            );
+            let count_sql = format!("SELECT COUNT(*) FROM spec_tasks {where_clause}");
+            let mut list = sqlx::query_as(sqlx::AssertSqlSafe(list_sql));
+            let mut count = sqlx::query_scalar(sqlx::AssertSqlSafe(count_sql));
+            for bind in &binds {
+                match bind {
+                    Bind::Text(s) => {
+                        list = list.bind(s.clone());
+                        count = count.bind(s.clone());
+                    }
+                    Bind::Bool(b) => {
+                        list = list.bind(*b);
+                        count = count.bind(*b);
+                    }
+                }
+            }
+            if let Some(like) = &like {
+                list = list.bind(like.clone());
+                count = count.bind(like.clone());
+            }
+            // One read transaction, so the page and the total see the same snapshot.
+            let mut tx = r.begin().await?;
+            let rows: Vec<SpecTaskRow> = list.bind(limit).bind(offset).fetch_all(&mut *tx).await?;
+            let total: i64 = count.fetch_one(&mut *tx).await?;
+            tx.commit().await?;
+            (rows, total)
+        });
+        let items = rows.into_iter().map(SpecTask::try_from).collect::<StoreResult<_>>()?;
+        Ok(SpecTaskPage { items, total })
+    }
+
+    /// Applies the given fields. Refused on an archived task.
+    pub async fn update_spec_task(
+        &self,
+        id: &SpecTaskId,
+        patch: &SpecTaskPatch,
+        actor: &str,
+    ) -> StoreResult<SpecTask> {
+        let now = now();
+        let outcome = on_backend!(&*self.backend, |w, r, d| {
+            let mut tx = w.begin().await?;
+            let lock = if d == Dialect::Postgres { " FOR UPDATE" } else { "" };
+            let current: Option<SpecTaskRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+                "SELECT {SPEC_TASK_COLUMNS} FROM spec_tasks WHERE id = $1{lock}"
+            )))
+            .bind(id.as_str())
+            .fetch_optional(&mut *tx)
+            .await?;
+            let current = SpecTask::try_from(
+                current.ok_or_else(|| StoreError::not_found("spec task", id))?,
+            )?;
+            if current.archived {
+                return Err(StoreError::Conflict(format!(
+                    "spec task `{id}` is archived; unarchive it before editing"
+                )));
+            }
+            let mut changes = serde_json::Map::new();
+            let name = patch.name.clone().unwrap_or_else(|| current.name.clone());
+            let description =
+                patch.description.clone().unwrap_or_else(|| current.description.clone());
+            let priority = patch.priority.unwrap_or(current.priority);
+            let task_type = patch.task_type.unwrap_or(current.task_type);
+            if name != current.name {
+                changes.insert("name".into(), json!({"from": current.name, "to": name}));
+            }
+            if description != current.description {
+                changes.insert("description".into(), json!({"changed": true}));
+            }
+            if priority != current.priority {
+                changes.insert("priority".into(), json!({"from": current.priority, "to": priority}));
+            }
+            if task_type != current.task_type {
+                changes.insert("type".into(), json!({"from": current.task_type, "to": task_type}));
+            }
+            if changes.is_empty() {
+                tx.rollback().await?;
+                None
+            } else {
+                let row: SpecTaskRow = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+                    "UPDATE spec_tasks SET name = $1, description = $2, priority = $3, type = $4, \
+                     updated_at = $5 WHERE id = $6 AND archived = FALSE RETURNING {SPEC_TASK_COLUMNS}"
+                )))
+                .bind(&name)
+                .bind(&description)
+                .bind(priority.as_str())
+                .bind(task_type.as_str())
+                .bind(now)
+                .bind(id.as_str())
+                .fetch_one(&mut *tx)
+                .await?;
+                let event = NewEvent {
+                    spec_task_id: Some(id.clone()),
+                    kind: EventKind::SpecTaskUpdated,
+                    entity_id: id.to_string(),
+                    actor: actor.to_owned(),
+                    payload: json!({ "changes": changes }),
+                };
+                let event_id = append_event!(tx, d, &event, now);
+                tx.commit().await?;
+                Some((row, event_id))
+            }
+        });
+        match outcome {
+            None => self.get_spec_task(id).await,
+            Some((row, event_id)) => {
+                self.announce(event_id);
+                row.try_into()
+            }
+        }
+    }
+
+    /// Archives (`true`) or unarchives (`false`) a task; a no-op request is a conflict, so of
+    /// two concurrent archive calls exactly one succeeds.
+    pub async fn set_archived(
+        &self,
+        id: &SpecTaskId,
+        archived: bool,
+        actor: &str,
+    ) -> StoreResult<SpecTask> {
+        let now = now();
+        let kind = if archived { EventKind::SpecTaskArchived } else { EventKind::SpecTaskUnarchived };
+        let event = NewEvent {
+            spec_task_id: Some(id.clone()),
+            kind,
+            entity_id: id.to_string(),
+            actor: actor.to_owned(),
+            payload: json!({ "archived": archived }),
+        };
+        let outcome: Option<(SpecTaskRow, i64)> = on_backend!(&*self.backend, |w, r, d| {
+            let mut tx = w.begin().await?;
+            let row: Option<SpecTaskRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+                "UPDATE spec_tasks SET archived = $1, updated_at = $2 \
+                 WHERE id = $3 AND archived = $4 RETURNING {SPEC_TASK_COLUMNS}"
+            )))
+            .bind(archived)
+            .bind(now)
+            .bind(id.as_str())
+            .bind(!archived)
+            .fetch_optional(&mut *tx)
+            .await?;
+            match row {
+                Some(row) => {
+                    let event_id = append_event!(tx, d, &event, now);
+                    tx.commit().await?;
+                    Some((row, event_id))
+                }
+                None => None,
+            }
+        });
+        match outcome {
+            Some((row, event_id)) => {
+                self.announce(event_id);
+                row.try_into()
+            }
+            None => {
+                // Tell a missing task from one already in the requested state.
+                self.get_spec_task(id).await?;
+                let state = if archived { "already archived" } else { "not archived" };
+                Err(StoreError::Conflict(format!("spec task `{id}` is {state}")))
+            }
+        }
+    }
+
+    /// Deletes a task and, by cascade, its sessions, interactions, work sessions, threads,
+    /// implementation tasks and revisions. Its events stay, followed by `spec_task.deleted`.
+    pub async fn delete_spec_task(&self, id: &SpecTaskId, actor: &str) -> StoreResult<()> {
+        let now = now();
+        let event = NewEvent {
+            spec_task_id: Some(id.clone()),
+            kind: EventKind::SpecTaskDeleted,
+            entity_id: id.to_string(),
+            actor: actor.to_owned(),
+            payload: json!({}),
+        };
+        let event_id = on_backend!(&*self.backend, |w, r, d| {
+            let mut tx = w.begin().await?;
+            let deleted = sqlx::query("DELETE FROM spec_tasks WHERE id = $1")
+                .bind(id.as_str())
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+            if deleted == 0 {
+                return Err(StoreError::not_found("spec task", id));
+            }
+            let event_id = append_event!(tx, d, &event, now);
+            tx.commit().await?;
+            event_id
+        });
+        self.announce(event_id);
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::like_pattern;
+
+    #[test]
+    fn like_patterns_escape_wildcards() {
+        assert_eq!(like_pattern("a%b_c\\d"), "%a\\%b\\_c\\\\d%");
+    }
+}
