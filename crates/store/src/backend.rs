@@ -21,7 +21,10 @@ pub struct ConnectOptions {
 
 impl Default for ConnectOptions {
     fn default() -> Self {
-        Self { max_connections: 10, acquire_timeout: Duration::from_secs(10) }
+        Self {
+            max_connections: 10,
+            acquire_timeout: Duration::from_secs(10),
+        }
     }
 }
 
@@ -31,7 +34,10 @@ pub enum Backend {
     /// SQLite allows one writer at a time; sending every write through a single connection
     /// serialises them in the pool instead of failing with `SQLITE_BUSY`, while reads run in
     /// parallel on the reader pool (WAL mode).
-    Sqlite { writer: SqlitePool, reader: SqlitePool },
+    Sqlite {
+        writer: SqlitePool,
+        reader: SqlitePool,
+    },
     Postgres(PgPool),
 }
 
@@ -97,7 +103,9 @@ impl Backend {
 
     pub(crate) async fn migrate(&self) -> StoreResult<()> {
         match self {
-            Backend::Sqlite { writer, .. } => sqlx::migrate!("migrations/sqlite").run(writer).await?,
+            Backend::Sqlite { writer, .. } => {
+                sqlx::migrate!("migrations/sqlite").run(writer).await?
+            }
             Backend::Postgres(pool) => sqlx::migrate!("migrations/postgres").run(pool).await?,
         }
         Ok(())

@@ -34,11 +34,28 @@ pub enum StoreError {
 
 impl StoreError {
     pub(crate) fn not_found(entity: &'static str, id: impl ToString) -> Self {
-        Self::NotFound { entity, id: id.to_string() }
+        Self::NotFound {
+            entity,
+            id: id.to_string(),
+        }
+    }
+
+    /// The database could not be reached (pool exhausted or closed, connection lost): the
+    /// request may succeed later.
+    pub fn is_unavailable(&self) -> bool {
+        matches!(
+            self,
+            StoreError::Database(
+                sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_)
+            )
+        )
     }
 
     pub(crate) fn corrupt(table: &'static str, detail: impl ToString) -> Self {
-        Self::Corrupt { table, detail: detail.to_string() }
+        Self::Corrupt {
+            table,
+            detail: detail.to_string(),
+        }
     }
 }
 

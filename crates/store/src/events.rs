@@ -10,9 +10,9 @@ use chrono::{DateTime, Utc};
 use spectask_domain::{Event, EventKind, SpecTaskId};
 use sqlx::types::Json;
 
+use crate::Store;
 use crate::backend::on_backend;
 use crate::error::{StoreError, StoreResult};
-use crate::Store;
 
 /// Key of the advisory lock that orders event commits on PostgreSQL.
 pub(crate) const EVENT_LOCK_KEY: i64 = 0x5e7e_c7a5;
@@ -83,7 +83,10 @@ impl TryFrom<EventRow> for Event {
                 .map(|id| SpecTaskId::parse(&id))
                 .transpose()
                 .map_err(|e| StoreError::corrupt("events", e))?,
-            kind: row.kind.parse::<EventKind>().map_err(|e| StoreError::corrupt("events", e))?,
+            kind: row
+                .kind
+                .parse::<EventKind>()
+                .map_err(|e| StoreError::corrupt("events", e))?,
             entity_id: row.entity_id,
             actor: row.actor,
             payload: row.payload.0,
@@ -97,7 +100,8 @@ impl Store {
     pub async fn list_events(&self, query: &EventQuery) -> StoreResult<Vec<Event>> {
         let limit = query.limit.clamp(1, 10_000);
         let rows: Vec<EventRow> = on_backend!(&*self.backend, |w, r, d| {
-            let select = "SELECT id, spec_task_id, kind, entity_id, actor, payload, created_at FROM events";
+            let select =
+                "SELECT id, spec_task_id, kind, entity_id, actor, payload, created_at FROM events";
             match &query.spec_task_id {
                 Some(task) => {
                     sqlx::query_as(sqlx::AssertSqlSafe(format!(
@@ -126,7 +130,9 @@ impl Store {
     /// The id of the newest committed event (0 when there is none).
     pub async fn last_event_id(&self) -> StoreResult<i64> {
         let id: Option<i64> = on_backend!(&*self.backend, |w, r, d| {
-            sqlx::query_scalar("SELECT MAX(id) FROM events").fetch_one(r).await?
+            sqlx::query_scalar("SELECT MAX(id) FROM events")
+                .fetch_one(r)
+                .await?
         });
         Ok(id.unwrap_or(0))
     }

@@ -7,12 +7,12 @@ use spectask_domain::{
 };
 use sqlx::types::Json;
 
+use crate::Store;
 use crate::backend::on_backend;
 use crate::error::{StoreError, StoreResult};
 use crate::events::append_event;
 use crate::ids::now;
 use crate::rows::{IMPLEMENTATION_TASK_COLUMNS, ImplementationTaskRow};
-use crate::Store;
 
 /// One task of a plan to record.
 #[derive(Debug, Clone)]
@@ -39,7 +39,10 @@ impl Store {
         actor: &str,
     ) -> StoreResult<Vec<SpecTaskImplementationTask>> {
         let now = now();
-        let ids: Vec<_> = tasks.iter().map(|_| ImplementationTaskId::from_ulid(self.ids.next())).collect();
+        let ids: Vec<_> = tasks
+            .iter()
+            .map(|_| ImplementationTaskId::from_ulid(self.ids.next()))
+            .collect();
         let (rows, last_event) = on_backend!(&*self.backend, |w, r, d| {
             let mut tx = w.begin().await?;
             let mut rows: Vec<ImplementationTaskRow> = Vec::with_capacity(tasks.len());
@@ -85,10 +88,15 @@ impl Store {
         if let Some(event_id) = last_event {
             self.announce(event_id);
         }
-        rows.into_iter().map(SpecTaskImplementationTask::try_from).collect()
+        rows.into_iter()
+            .map(SpecTaskImplementationTask::try_from)
+            .collect()
     }
 
-    pub async fn get_implementation_task(&self, id: &ImplementationTaskId) -> StoreResult<SpecTaskImplementationTask> {
+    pub async fn get_implementation_task(
+        &self,
+        id: &ImplementationTaskId,
+    ) -> StoreResult<SpecTaskImplementationTask> {
         let row: Option<ImplementationTaskRow> = on_backend!(&*self.backend, |w, r, d| {
             sqlx::query_as(sqlx::AssertSqlSafe(format!(
                 "SELECT {IMPLEMENTATION_TASK_COLUMNS} FROM spec_task_implementation_tasks WHERE id = $1"
@@ -97,7 +105,8 @@ impl Store {
             .fetch_optional(r)
             .await?
         });
-        row.ok_or_else(|| StoreError::not_found("implementation task", id))?.try_into()
+        row.ok_or_else(|| StoreError::not_found("implementation task", id))?
+            .try_into()
     }
 
     /// The task's implementation tasks in plan order.
@@ -114,6 +123,8 @@ impl Store {
             .fetch_all(r)
             .await?
         });
-        rows.into_iter().map(SpecTaskImplementationTask::try_from).collect()
+        rows.into_iter()
+            .map(SpecTaskImplementationTask::try_from)
+            .collect()
     }
 }

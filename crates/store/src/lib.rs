@@ -51,7 +51,11 @@ impl Store {
         let backend = Backend::connect(url, options).await?;
         backend.migrate().await?;
         let (committed, _) = broadcast::channel(1024);
-        Ok(Self { backend: Arc::new(backend), ids: Arc::new(ids::IdGenerator::default()), committed })
+        Ok(Self {
+            backend: Arc::new(backend),
+            ids: Arc::new(ids::IdGenerator::default()),
+            committed,
+        })
     }
 
     /// Which database this store runs on: `sqlite` or `postgres`.

@@ -5,11 +5,11 @@ use chrono::{DateTime, Utc};
 use serde_json::json;
 use spectask_domain::{EventKind, InteractionId, NewEvent, SpecRevision, SpecTaskId};
 
+use crate::Store;
 use crate::backend::on_backend;
 use crate::error::{StoreError, StoreResult};
 use crate::events::append_event;
 use crate::ids::now;
-use crate::Store;
 
 /// The three documents of a planning output.
 #[derive(Debug, Clone)]
@@ -47,7 +47,8 @@ impl TryFrom<RevisionRow> for SpecRevision {
     fn try_from(row: RevisionRow) -> StoreResult<Self> {
         const T: &str = "spec_revisions";
         Ok(SpecRevision {
-            spec_task_id: SpecTaskId::parse(&row.spec_task_id).map_err(|e| StoreError::corrupt(T, e))?,
+            spec_task_id: SpecTaskId::parse(&row.spec_task_id)
+                .map_err(|e| StoreError::corrupt(T, e))?,
             revision: row.revision,
             requirements_spec: row.requirements_spec,
             technical_design: row.technical_design,
@@ -124,7 +125,10 @@ impl Store {
     }
 
     /// The task's revisions, oldest first, without documents.
-    pub async fn list_revisions(&self, spec_task_id: &SpecTaskId) -> StoreResult<Vec<RevisionSummary>> {
+    pub async fn list_revisions(
+        &self,
+        spec_task_id: &SpecTaskId,
+    ) -> StoreResult<Vec<RevisionSummary>> {
         let rows: Vec<(i32, Option<String>, Option<String>, DateTime<Utc>)> =
             on_backend!(&*self.backend, |w, r, d| {
                 sqlx::query_as(
@@ -151,7 +155,11 @@ impl Store {
     }
 
     /// One revision with its documents.
-    pub async fn get_revision(&self, spec_task_id: &SpecTaskId, revision: i32) -> StoreResult<SpecRevision> {
+    pub async fn get_revision(
+        &self,
+        spec_task_id: &SpecTaskId,
+        revision: i32,
+    ) -> StoreResult<SpecRevision> {
         let row: Option<RevisionRow> = on_backend!(&*self.backend, |w, r, d| {
             sqlx::query_as(
                 "SELECT spec_task_id, revision, requirements_spec, technical_design, implementation_plan, \
@@ -168,7 +176,10 @@ impl Store {
     }
 
     /// The newest revision number, if any.
-    pub async fn latest_revision_number(&self, spec_task_id: &SpecTaskId) -> StoreResult<Option<i32>> {
+    pub async fn latest_revision_number(
+        &self,
+        spec_task_id: &SpecTaskId,
+    ) -> StoreResult<Option<i32>> {
         Ok(on_backend!(&*self.backend, |w, r, d| {
             sqlx::query_scalar("SELECT MAX(revision) FROM spec_revisions WHERE spec_task_id = $1")
                 .bind(spec_task_id.as_str())

@@ -90,7 +90,11 @@ impl TryFrom<SpecTaskRow> for SpecTask {
             spec_agent: row.spec_agent,
             implementation_agent: row.implementation_agent,
             spec_session_id: parse_opt_id(T, SessionId::parse, row.spec_session_id)?,
-            implementation_session_id: parse_opt_id(T, SessionId::parse, row.implementation_session_id)?,
+            implementation_session_id: parse_opt_id(
+                T,
+                SessionId::parse,
+                row.implementation_session_id,
+            )?,
             spec_approved_by: row.spec_approved_by,
             spec_approved_at: row.spec_approved_at,
             spec_revision_count: row.spec_revision_count,
@@ -183,8 +187,16 @@ impl TryFrom<WorkSessionRow> for SpecTaskWorkSession {
             implementation_task_title: row.implementation_task_title,
             implementation_task_description: row.implementation_task_description,
             implementation_task_index: row.implementation_task_index,
-            parent_work_session_id: parse_opt_id(T, WorkSessionId::parse, row.parent_work_session_id)?,
-            spawned_by_session_id: parse_opt_id(T, WorkSessionId::parse, row.spawned_by_session_id)?,
+            parent_work_session_id: parse_opt_id(
+                T,
+                WorkSessionId::parse,
+                row.parent_work_session_id,
+            )?,
+            spawned_by_session_id: parse_opt_id(
+                T,
+                WorkSessionId::parse,
+                row.spawned_by_session_id,
+            )?,
             agent_config: row.agent_config.map(|j| j.0),
             environment_config: row.environment_config.map(|j| j.0),
             created_at: row.created_at,
@@ -194,8 +206,7 @@ impl TryFrom<WorkSessionRow> for SpecTaskWorkSession {
     }
 }
 
-pub(crate) const ZED_THREAD_COLUMNS: &str =
-    "id, work_session_id, spec_task_id, zed_thread_id, thread_config, status, last_activity_at, created_at";
+pub(crate) const ZED_THREAD_COLUMNS: &str = "id, work_session_id, spec_task_id, zed_thread_id, thread_config, status, last_activity_at, created_at";
 
 #[derive(sqlx::FromRow)]
 pub(crate) struct ZedThreadRow {
@@ -270,7 +281,11 @@ impl TryFrom<ImplementationTaskRow> for SpecTaskImplementationTask {
             requirement_refs: row.requirement_refs.0,
             dependencies: row.dependencies.0,
             status: parse_enum(T, &row.status)?,
-            assigned_work_session_id: parse_opt_id(T, WorkSessionId::parse, row.assigned_work_session_id)?,
+            assigned_work_session_id: parse_opt_id(
+                T,
+                WorkSessionId::parse,
+                row.assigned_work_session_id,
+            )?,
             created_at: row.created_at,
             completed_at: row.completed_at,
         })

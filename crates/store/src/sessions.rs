@@ -6,12 +6,12 @@ use spectask_domain::{
     SessionRole, SpecTaskId,
 };
 
+use crate::Store;
 use crate::backend::on_backend;
 use crate::error::{StoreError, StoreResult};
 use crate::events::append_event;
 use crate::ids::now;
 use crate::rows::{INTERACTION_COLUMNS, InteractionRow};
-use crate::Store;
 
 #[derive(sqlx::FromRow)]
 struct SessionRow {
@@ -43,10 +43,11 @@ impl Store {
         };
         let event_id = on_backend!(&*self.backend, |w, r, d| {
             let mut tx = w.begin().await?;
-            let exists: Option<String> = sqlx::query_scalar("SELECT id FROM spec_tasks WHERE id = $1")
-                .bind(spec_task_id.as_str())
-                .fetch_optional(&mut *tx)
-                .await?;
+            let exists: Option<String> =
+                sqlx::query_scalar("SELECT id FROM spec_tasks WHERE id = $1")
+                    .bind(spec_task_id.as_str())
+                    .fetch_optional(&mut *tx)
+                    .await?;
             if exists.is_none() {
                 return Err(StoreError::not_found("spec task", spec_task_id));
             }
@@ -88,10 +89,11 @@ impl Store {
         let now = now();
         let (row, event_id) = on_backend!(&*self.backend, |w, r, d| {
             let mut tx = w.begin().await?;
-            let task: Option<String> = sqlx::query_scalar("SELECT spec_task_id FROM sessions WHERE id = $1")
-                .bind(session_id.as_str())
-                .fetch_optional(&mut *tx)
-                .await?;
+            let task: Option<String> =
+                sqlx::query_scalar("SELECT spec_task_id FROM sessions WHERE id = $1")
+                    .bind(session_id.as_str())
+                    .fetch_optional(&mut *tx)
+                    .await?;
             let task = task.ok_or_else(|| StoreError::not_found("session", session_id))?;
             let row: InteractionRow = sqlx::query_as(sqlx::AssertSqlSafe(format!(
                 "INSERT INTO interactions (id, session_id, seq, prompt_message, response_message, state, \
@@ -112,7 +114,9 @@ impl Store {
                 .execute(&mut *tx)
                 .await?;
             let event = NewEvent {
-                spec_task_id: Some(SpecTaskId::parse(&task).map_err(|e| StoreError::corrupt("sessions", e))?),
+                spec_task_id: Some(
+                    SpecTaskId::parse(&task).map_err(|e| StoreError::corrupt("sessions", e))?,
+                ),
                 kind: EventKind::InteractionCreated,
                 entity_id: id.to_string(),
                 actor: actor.to_owned(),
@@ -128,8 +132,9 @@ impl Store {
 
     /// A session with its interactions in order.
     pub async fn get_session(&self, id: &SessionId) -> StoreResult<Session> {
-        let (session, interactions): (Option<SessionRow>, Vec<InteractionRow>) =
-            on_backend!(&*self.backend, |w, r, d| {
+        let (session, interactions): (Option<SessionRow>, Vec<InteractionRow>) = on_backend!(
+            &*self.backend,
+            |w, r, d| {
                 let mut tx = r.begin().await?;
                 let session: Option<SessionRow> = sqlx::query_as(
                     "SELECT id, spec_task_id, role, name, created_at, updated_at FROM sessions WHERE id = $1",
@@ -145,12 +150,14 @@ impl Store {
                 .await?;
                 tx.commit().await?;
                 (session, interactions)
-            });
+            }
+        );
         let row = session.ok_or_else(|| StoreError::not_found("session", id))?;
         const T: &str = "sessions";
         Ok(Session {
             id: SessionId::parse(&row.id).map_err(|e| StoreError::corrupt(T, e))?,
-            spec_task_id: SpecTaskId::parse(&row.spec_task_id).map_err(|e| StoreError::corrupt(T, e))?,
+            spec_task_id: SpecTaskId::parse(&row.spec_task_id)
+                .map_err(|e| StoreError::corrupt(T, e))?,
             role: row.role.parse()?,
             name: row.name,
             created_at: row.created_at,

@@ -7,12 +7,12 @@ use spectask_domain::{
 };
 use sqlx::types::Json;
 
+use crate::Store;
 use crate::backend::{Dialect, on_backend};
 use crate::error::{StoreError, StoreResult};
 use crate::events::append_event;
 use crate::ids::now;
 use crate::rows::{SPEC_TASK_COLUMNS, SpecTaskRow};
-use crate::Store;
 
 /// Filters and page of a listing. Order is always newest first (`created_at desc`, then id).
 #[derive(Debug, Clone, Default)]
@@ -123,7 +123,8 @@ impl Store {
             .fetch_optional(r)
             .await?
         });
-        row.ok_or_else(|| StoreError::not_found("spec task", id))?.try_into()
+        row.ok_or_else(|| StoreError::not_found("spec task", id))?
+            .try_into()
     }
 
     /// A filtered page of tasks, newest first, and the total matching the filter.
@@ -157,14 +158,24 @@ impl Store {
             if like.is_some() {
                 // The search pattern is bound last, after the structured filters.
                 let n = binds.len() + 1;
-                let op = if d == Dialect::Postgres { "ILIKE" } else { "LIKE" };
+                let op = if d == Dialect::Postgres {
+                    "ILIKE"
+                } else {
+                    "LIKE"
+                };
                 all.push(format!(
                     "(name {op} ${n} ESCAPE '\\' OR original_prompt {op} ${n} ESCAPE '\\')"
                 ));
             }
-            if all.is_empty() { String::new() } else { format!("WHERE {}", all.join(" AND ")) }
+            if all.is_empty() {
+                String::new()
+            } else {
+                format!("WHERE {}", all.join(" AND "))
+            }
         };
-        let limit = filter.limit.clamp(1, spectask_domain::limits::MAX_PAGE_LIMIT);
+        let limit = filter
+            .limit
+            .clamp(1, spectask_domain::limits::MAX_PAGE_LIMIT);
         let offset = filter.offset.max(0);
 
         let (rows, total): (Vec<SpecTaskRow>, i64) = on_backend!(&*self.backend, |w, r, d| {
@@ -207,7 +218,10 @@ impl Store {
             tx.commit().await?;
             (rows, total)
         });
-        let items = rows.into_iter().map(SpecTask::try_from).collect::<StoreResult<_>>()?;
+        let items = rows
+            .into_iter()
+            .map(SpecTask::try_from)
+            .collect::<StoreResult<_>>()?;
         Ok(SpecTaskPage { items, total })
     }
 
@@ -221,16 +235,19 @@ impl Store {
         let now = now();
         let outcome = on_backend!(&*self.backend, |w, r, d| {
             let mut tx = w.begin().await?;
-            let lock = if d == Dialect::Postgres { " FOR UPDATE" } else { "" };
+            let lock = if d == Dialect::Postgres {
+                " FOR UPDATE"
+            } else {
+                ""
+            };
             let current: Option<SpecTaskRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
                 "SELECT {SPEC_TASK_COLUMNS} FROM spec_tasks WHERE id = $1{lock}"
             )))
             .bind(id.as_str())
             .fetch_optional(&mut *tx)
             .await?;
-            let current = SpecTask::try_from(
-                current.ok_or_else(|| StoreError::not_found("spec task", id))?,
-            )?;
+            let current =
+                SpecTask::try_from(current.ok_or_else(|| StoreError::not_found("spec task", id))?)?;
             if current.archived {
                 return Err(StoreError::Conflict(format!(
                     "spec task `{id}` is archived; unarchive it before editing"
@@ -238,8 +255,10 @@ impl Store {
             }
             let mut changes = serde_json::Map::new();
             let name = patch.name.clone().unwrap_or_else(|| current.name.clone());
-            let description =
-                patch.description.clone().unwrap_or_else(|| current.description.clone());
+            let description = patch
+                .description
+                .clone()
+                .unwrap_or_else(|| current.description.clone());
             let priority = patch.priority.unwrap_or(current.priority);
             let task_type = patch.task_type.unwrap_or(current.task_type);
             if name != current.name {
@@ -249,10 +268,16 @@ impl Store {
                 changes.insert("description".into(), json!({"changed": true}));
             }
             if priority != current.priority {
-                changes.insert("priority".into(), json!({"from": current.priority, "to": priority}));
+                changes.insert(
+                    "priority".into(),
+                    json!({"from": current.priority, "to": priority}),
+                );
             }
             if task_type != current.task_type {
-                changes.insert("type".into(), json!({"from": current.task_type, "to": task_type}));
+                changes.insert(
+                    "type".into(),
+                    json!({"from": current.task_type, "to": task_type}),
+                );
             }
             if changes.is_empty() {
                 tx.rollback().await?;
@@ -300,7 +325,11 @@ impl Store {
         actor: &str,
     ) -> StoreResult<SpecTask> {
         let now = now();
-        let kind = if archived { EventKind::SpecTaskArchived } else { EventKind::SpecTaskUnarchived };
+        let kind = if archived {
+            EventKind::SpecTaskArchived
+        } else {
+            EventKind::SpecTaskUnarchived
+        };
         let event = NewEvent {
             spec_task_id: Some(id.clone()),
             kind,
@@ -337,7 +366,11 @@ impl Store {
             None => {
                 // Tell a missing task from one already in the requested state.
                 self.get_spec_task(id).await?;
-                let state = if archived { "already archived" } else { "not archived" };
+                let state = if archived {
+                    "already archived"
+                } else {
+                    "not archived"
+                };
                 Err(StoreError::Conflict(format!("spec task `{id}` is {state}")))
             }
         }

@@ -17,11 +17,11 @@ use spectask_domain::{
     WorkSessionStatus, ZedThreadEvent, ZedThreadStatus,
 };
 
+use crate::Store;
 use crate::backend::{Dialect, on_backend};
 use crate::error::{StoreError, StoreResult};
 use crate::events::append_event;
 use crate::ids::now;
-use crate::Store;
 
 /// How one table takes part in transitions.
 struct Machine {
@@ -73,9 +73,14 @@ const IMPLEMENTATION_TASKS: Machine = Machine {
 
 /// What the compare-and-set found.
 enum Outcome {
-    Applied { from: String, event_id: i64 },
+    Applied {
+        from: String,
+        event_id: i64,
+    },
     /// The current status is not one the event is allowed from.
-    Refused { current: String },
+    Refused {
+        current: String,
+    },
 }
 
 impl Store {
@@ -91,7 +96,11 @@ impl Store {
         let now = now();
         let outcome = on_backend!(&*self.backend, |w, r, d| {
             let mut tx = w.begin().await?;
-            let lock = if d == Dialect::Postgres { " FOR UPDATE" } else { "" };
+            let lock = if d == Dialect::Postgres {
+                " FOR UPDATE"
+            } else {
+                ""
+            };
             let current: Option<(String, String)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
                 "SELECT status, {} FROM {} WHERE id = $1{lock}",
                 machine.task_column, machine.table
@@ -105,15 +114,20 @@ impl Store {
             if !allowed_from.contains(&current.as_str()) {
                 return Ok(Outcome::Refused { current });
             }
-            let allowed_params: Vec<String> =
-                (0..allowed_from.len()).map(|i| format!("${}", i + 5)).collect();
+            let allowed_params: Vec<String> = (0..allowed_from.len())
+                .map(|i| format!("${}", i + 5))
+                .collect();
             let sql = format!(
                 "UPDATE {} SET status = $2, {} WHERE id = $3 AND status = $4 AND status IN ({})",
                 machine.table,
                 machine.extra_set,
                 allowed_params.join(", ")
             );
-            let mut update = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(now).bind(target).bind(id).bind(&current);
+            let mut update = sqlx::query(sqlx::AssertSqlSafe(sql))
+                .bind(now)
+                .bind(target)
+                .bind(id)
+                .bind(&current);
             for status in allowed_from {
                 update = update.bind(*status);
             }
@@ -126,7 +140,8 @@ impl Store {
             }
             let event = NewEvent {
                 spec_task_id: Some(
-                    SpecTaskId::parse(&spec_task_id).map_err(|e| StoreError::corrupt(machine.table, e))?,
+                    SpecTaskId::parse(&spec_task_id)
+                        .map_err(|e| StoreError::corrupt(machine.table, e))?,
                 ),
                 kind: machine.event_kind,
                 entity_id: id.to_owned(),
@@ -135,7 +150,10 @@ impl Store {
             };
             let event_id = append_event!(tx, d, &event, now);
             tx.commit().await?;
-            Outcome::Applied { from: current, event_id }
+            Outcome::Applied {
+                from: current,
+                event_id,
+            }
         });
         if let Outcome::Applied { from, event_id } = &outcome {
             tracing::debug!(entity = machine.entity, id, event = event_name, from = %from, to = target, "status changed");
@@ -153,7 +171,14 @@ impl Store {
     ) -> StoreResult<SpecTask> {
         let allowed: Vec<_> = event.allowed_from().iter().map(|s| s.as_str()).collect();
         let outcome = self
-            .compare_and_set_status(&SPEC_TASKS, id.as_str(), event.as_str(), &allowed, event.target().as_str(), actor)
+            .compare_and_set_status(
+                &SPEC_TASKS,
+                id.as_str(),
+                event.as_str(),
+                &allowed,
+                event.target().as_str(),
+                actor,
+            )
             .await?;
         if let Outcome::Refused { current } = outcome {
             let current: SpecTaskStatus = current.parse()?;
@@ -171,7 +196,14 @@ impl Store {
     ) -> StoreResult<SpecTaskWorkSession> {
         let allowed: Vec<_> = event.allowed_from().iter().map(|s| s.as_str()).collect();
         let outcome = self
-            .compare_and_set_status(&WORK_SESSIONS, id.as_str(), event.as_str(), &allowed, event.target().as_str(), actor)
+            .compare_and_set_status(
+                &WORK_SESSIONS,
+                id.as_str(),
+                event.as_str(),
+                &allowed,
+                event.target().as_str(),
+                actor,
+            )
             .await?;
         if let Outcome::Refused { current } = outcome {
             let current: WorkSessionStatus = current.parse()?;
@@ -189,7 +221,14 @@ impl Store {
     ) -> StoreResult<SpecTaskZedThread> {
         let allowed: Vec<_> = event.allowed_from().iter().map(|s| s.as_str()).collect();
         let outcome = self
-            .compare_and_set_status(&ZED_THREADS, id.as_str(), event.as_str(), &allowed, event.target().as_str(), actor)
+            .compare_and_set_status(
+                &ZED_THREADS,
+                id.as_str(),
+                event.as_str(),
+                &allowed,
+                event.target().as_str(),
+                actor,
+            )
             .await?;
         if let Outcome::Refused { current } = outcome {
             let current: ZedThreadStatus = current.parse()?;

@@ -9,12 +9,12 @@ use spectask_domain::{
 };
 use sqlx::types::Json;
 
+use crate::Store;
 use crate::backend::on_backend;
 use crate::error::{StoreError, StoreResult};
 use crate::events::append_event;
 use crate::ids::now;
 use crate::rows::{WORK_SESSION_COLUMNS, WorkSessionRow, ZED_THREAD_COLUMNS, ZedThreadRow};
-use crate::Store;
 
 /// A work session to create (status `pending`).
 #[derive(Debug, Clone)]
@@ -101,11 +101,15 @@ impl Store {
             .fetch_optional(r)
             .await?
         });
-        row.ok_or_else(|| StoreError::not_found("work session", id))?.try_into()
+        row.ok_or_else(|| StoreError::not_found("work session", id))?
+            .try_into()
     }
 
     /// The task's work sessions in creation order.
-    pub async fn list_work_sessions(&self, spec_task_id: &SpecTaskId) -> StoreResult<Vec<SpecTaskWorkSession>> {
+    pub async fn list_work_sessions(
+        &self,
+        spec_task_id: &SpecTaskId,
+    ) -> StoreResult<Vec<SpecTaskWorkSession>> {
         let rows: Vec<WorkSessionRow> = on_backend!(&*self.backend, |w, r, d| {
             sqlx::query_as(sqlx::AssertSqlSafe(format!(
                 "SELECT {WORK_SESSION_COLUMNS} FROM spec_task_work_sessions WHERE spec_task_id = $1 ORDER BY id"
@@ -114,21 +118,29 @@ impl Store {
             .fetch_all(r)
             .await?
         });
-        rows.into_iter().map(SpecTaskWorkSession::try_from).collect()
+        rows.into_iter()
+            .map(SpecTaskWorkSession::try_from)
+            .collect()
     }
 
     /// Maps a work session to its thread in the task's instance.
-    pub async fn create_zed_thread(&self, new: &NewZedThread, actor: &str) -> StoreResult<SpecTaskZedThread> {
+    pub async fn create_zed_thread(
+        &self,
+        new: &NewZedThread,
+        actor: &str,
+    ) -> StoreResult<SpecTaskZedThread> {
         let id = SpecTaskZedThreadId::from_ulid(self.ids.next());
         let now = now();
         let (row, event_id) = on_backend!(&*self.backend, |w, r, d| {
             let mut tx = w.begin().await?;
-            let task: Option<String> =
-                sqlx::query_scalar("SELECT spec_task_id FROM spec_task_work_sessions WHERE id = $1")
-                    .bind(new.work_session_id.as_str())
-                    .fetch_optional(&mut *tx)
-                    .await?;
-            let task = task.ok_or_else(|| StoreError::not_found("work session", &new.work_session_id))?;
+            let task: Option<String> = sqlx::query_scalar(
+                "SELECT spec_task_id FROM spec_task_work_sessions WHERE id = $1",
+            )
+            .bind(new.work_session_id.as_str())
+            .fetch_optional(&mut *tx)
+            .await?;
+            let task =
+                task.ok_or_else(|| StoreError::not_found("work session", &new.work_session_id))?;
             let row: ZedThreadRow = sqlx::query_as(sqlx::AssertSqlSafe(format!(
                 "INSERT INTO spec_task_zed_threads (id, work_session_id, spec_task_id, zed_thread_id, \
                  thread_config, status, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7) \
@@ -144,7 +156,10 @@ impl Store {
             .fetch_one(&mut *tx)
             .await?;
             let event = NewEvent {
-                spec_task_id: Some(SpecTaskId::parse(&task).map_err(|e| StoreError::corrupt("spec_task_work_sessions", e))?),
+                spec_task_id: Some(
+                    SpecTaskId::parse(&task)
+                        .map_err(|e| StoreError::corrupt("spec_task_work_sessions", e))?,
+                ),
                 kind: EventKind::ZedThreadCreated,
                 entity_id: id.to_string(),
                 actor: actor.to_owned(),
@@ -167,11 +182,15 @@ impl Store {
             .fetch_optional(r)
             .await?
         });
-        row.ok_or_else(|| StoreError::not_found("zed thread", id))?.try_into()
+        row.ok_or_else(|| StoreError::not_found("zed thread", id))?
+            .try_into()
     }
 
     /// The task's threads in creation order.
-    pub async fn list_zed_threads(&self, spec_task_id: &SpecTaskId) -> StoreResult<Vec<SpecTaskZedThread>> {
+    pub async fn list_zed_threads(
+        &self,
+        spec_task_id: &SpecTaskId,
+    ) -> StoreResult<Vec<SpecTaskZedThread>> {
         let rows: Vec<ZedThreadRow> = on_backend!(&*self.backend, |w, r, d| {
             sqlx::query_as(sqlx::AssertSqlSafe(format!(
                 "SELECT {ZED_THREAD_COLUMNS} FROM spec_task_zed_threads WHERE spec_task_id = $1 ORDER BY id"

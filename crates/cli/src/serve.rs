@@ -1,0 +1,124 @@
+//! `spectask serve`: resolve the configuration, open the store, run the server until Ctrl-C or
+//! SIGTERM.
+
+use std::path::Path;
+
+use anyhow::{Context, Result};
+use spectask_server::{ApiSettings, Server};
+use spectask_store::{ConnectOptions, Store};
+
+use crate::cli::ServeArgs;
+
+/// The SQLite URL for a file inside the data directory.
+fn sqlite_url(data_dir: &Path) -> Result<String> {
+    let file = data_dir.join("spectask.db");
+    let text = file
+        .to_str()
+        .context("data directory path is not valid UTF-8")?;
+    Ok(format!("sqlite://{text}"))
+}
+
+pub async fn run(args: ServeArgs) -> Result<()> {
+    tokio::fs::create_dir_all(&args.data_dir)
+        .await
+        .with_context(|| format!("cannot create data directory {}", args.data_dir.display()))?;
+    let data_dir = tokio::fs::canonicalize(&args.data_dir)
+        .await
+        .with_context(|| format!("cannot resolve data directory {}", args.data_dir.display()))?;
+    let database_url = match args.database_url {
+        Some(url) => url,
+        None => sqlite_url(&data_dir)?,
+    };
+    let workspace_root = match &args.workspace_root {
+        Some(root) => {
+            let canonical = tokio::fs::canonicalize(root)
+                .await
+                .with_context(|| format!("cannot resolve workspace root {}", root.display()))?;
+            anyhow::ensure!(
+                canonical.is_dir(),
+                "workspace root {} is not a directory",
+                canonical.display()
+            );
+            Some(canonical)
+        }
+        None => None,
+    };
+
+    let options = ConnectOptions {
+        max_connections: args.db_max_connections,
+        ..ConnectOptions::default()
+    };
+    let store = Store::connect(&database_url, options)
+        .await
+        .with_context(|| format!("cannot open the {} database", redact(&database_url)))?;
+    let settings = ApiSettings {
+        workspace_root,
+        ..ApiSettings::default()
+    };
+    let server = Server::bind(args.bind, store.clone(), settings)
+        .await
+        .with_context(|| format!("cannot listen on {}", args.bind))?;
+    let addr = server.local_addr()?;
+    tracing::info!(%addr, database = store.kind(), data_dir = %data_dir.display(), "spectask listening");
+    server
+        .run(shutdown_signal())
+        .await
+        .context("server failed")?;
+    store.close().await;
+    tracing::info!("spectask stopped");
+    Ok(())
+}
+
+/// Hides a password in a URL for messages.
+fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme_end), Some(at)) if at > scheme_end => {
+            let userinfo = &url[scheme_end + 3..at];
+            match userinfo.split_once(':') {
+                Some((user, _)) => format!("{}://{user}:***{}", &url[..scheme_end], &url[at..]),
+                None => url.to_owned(),
+            }
+        }
+        _ => url.to_owned(),
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        if let Err(err) = tokio::signal::ctrl_c().await {
+            tracing::error!(%err, "cannot listen for Ctrl-C");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(err) => {
+                tracing::error!(%err, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = terminate => {}
+    }
+    tracing::info!("shutting down");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redact;
+
+    #[test]
+    fn redacts_passwords_only() {
+        assert_eq!(redact("postgres://u:secret@h/db"), "postgres://u:***@h/db");
+        assert_eq!(redact("postgres://u@h/db"), "postgres://u@h/db");
+        assert_eq!(redact("sqlite:///x/y.db"), "sqlite:///x/y.db");
+    }
+}

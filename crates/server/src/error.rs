@@ -1,0 +1,137 @@
+//! The API's one error type: every failure becomes `{"error":{"code","message",…}}` with a stable
+//! snake_case code and the right status, decided in one `match`. Internal detail is logged, never
+//! returned.
+
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+use spectask_domain::{ParseEnumError, TransitionError};
+use spectask_store::StoreError;
+use utoipa::ToSchema;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("{entity} `{id}` not found")]
+    NotFound { entity: &'static str, id: String },
+    #[error("no route for {0}")]
+    RouteNotFound(String),
+    #[error("method not allowed")]
+    MethodNotAllowed,
+    #[error("{0}")]
+    MalformedJson(String),
+    #[error("{0}")]
+    InvalidBody(String),
+    #[error("{0}")]
+    InvalidQuery(String),
+    #[error("{0}")]
+    UnknownField(String),
+    #[error("request body is larger than {limit} bytes")]
+    PayloadTooLarge { limit: usize },
+    #[error("prompt is {size} bytes; the limit is {limit} bytes")]
+    PromptTooLarge { size: usize, limit: usize },
+    #[error(transparent)]
+    InvalidEnumValue(#[from] ParseEnumError),
+    #[error("{0}")]
+    Validation(String),
+    #[error("{0}")]
+    InvalidProjectPath(String),
+    #[error("{0}")]
+    ReadOnlyField(String),
+    #[error(transparent)]
+    InvalidTransition(#[from] TransitionError),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("{0}")]
+    Duplicate(String),
+    #[error("service unavailable: {0}")]
+    Unavailable(String),
+    #[error("internal error")]
+    Internal(String),
+}
+
+/// The JSON body of every error.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErrorBody {
+    pub error: ErrorDetail,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErrorDetail {
+    /// Stable, snake_case; clients branch on it.
+    pub code: &'static str,
+    /// For humans; may change.
+    pub message: String,
+    /// For `invalid_transition`: the status the entity is in.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub current_status: Option<&'static str>,
+    /// For `invalid_transition`: the statuses the refused action is allowed from.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub allowed_from: Option<Vec<&'static str>>,
+}
+
+impl ApiError {
+    pub fn status_and_code(&self) -> (StatusCode, &'static str) {
+        use ApiError::*;
+        match self {
+            NotFound { .. } => (StatusCode::NOT_FOUND, "not_found"),
+            RouteNotFound(_) => (StatusCode::NOT_FOUND, "route_not_found"),
+            MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
+            MalformedJson(_) => (StatusCode::BAD_REQUEST, "malformed_json"),
+            InvalidBody(_) => (StatusCode::BAD_REQUEST, "invalid_body"),
+            InvalidQuery(_) => (StatusCode::BAD_REQUEST, "invalid_query"),
+            UnknownField(_) => (StatusCode::BAD_REQUEST, "unknown_field"),
+            PayloadTooLarge { .. } => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
+            PromptTooLarge { .. } => (StatusCode::PAYLOAD_TOO_LARGE, "prompt_too_large"),
+            InvalidEnumValue(_) => (StatusCode::UNPROCESSABLE_ENTITY, "invalid_enum_value"),
+            Validation(_) => (StatusCode::UNPROCESSABLE_ENTITY, "validation_failed"),
+            InvalidProjectPath(_) => (StatusCode::UNPROCESSABLE_ENTITY, "invalid_project_path"),
+            ReadOnlyField(_) => (StatusCode::UNPROCESSABLE_ENTITY, "read_only_field"),
+            InvalidTransition(_) => (StatusCode::CONFLICT, "invalid_transition"),
+            Conflict(_) => (StatusCode::CONFLICT, "conflict"),
+            Duplicate(_) => (StatusCode::CONFLICT, "duplicate"),
+            Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
+            Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
+        }
+    }
+
+    pub fn body(&self) -> ErrorBody {
+        let (_, code) = self.status_and_code();
+        let (current_status, allowed_from) = match self {
+            ApiError::InvalidTransition(t) => (Some(t.current), Some(t.allowed_from.clone())),
+            _ => (None, None),
+        };
+        ErrorBody {
+            error: ErrorDetail {
+                code,
+                message: self.to_string(),
+                current_status,
+                allowed_from,
+            },
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, _) = self.status_and_code();
+        match &self {
+            ApiError::Internal(detail) => tracing::error!(%detail, "internal error"),
+            ApiError::Unavailable(detail) => tracing::warn!(%detail, "unavailable"),
+            _ => tracing::debug!(error = %self, "request refused"),
+        }
+        (status, axum::Json(self.body())).into_response()
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(err: StoreError) -> Self {
+        match err {
+            StoreError::NotFound { entity, id } => ApiError::NotFound { entity, id },
+            StoreError::Transition(t) => ApiError::InvalidTransition(t),
+            StoreError::Conflict(m) => ApiError::Conflict(m),
+            StoreError::Duplicate(m) => ApiError::Duplicate(m),
+            other if other.is_unavailable() => ApiError::Unavailable(other.to_string()),
+            other => ApiError::Internal(other.to_string()),
+        }
+    }
+}

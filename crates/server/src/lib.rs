@@ -1,0 +1,106 @@
+//! spectask's HTTP server: the REST API under `/api/v1`, the live event stream, the OpenAPI
+//! document and `/healthz`, wired to the store.
+//!
+//! Architecture invariants:
+//! - Handlers are thin: parse and validate input, call the store, map the result. No SQL here.
+//! - Every error leaves through [`error::ApiError`], so every failure has the JSON error shape.
+//! - Every route is registered through an `OpenApiRouter`, so every route is in the OpenAPI
+//!   document.
+
+pub mod error;
+pub mod extract;
+mod openapi;
+pub mod routes;
+pub mod state;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::http::Uri;
+use axum::response::{IntoResponse, Response};
+use spectask_store::Store;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::trace::TraceLayer;
+
+pub use state::{ApiSettings, AppState};
+
+use crate::error::ApiError;
+
+/// Builds the complete router for `state`.
+pub fn app(state: AppState) -> Router {
+    let (router, openapi) = openapi::split(state.clone());
+    router
+        .merge(openapi)
+        .fallback(route_not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(DefaultBodyLimit::max(
+            spectask_domain::limits::MAX_BODY_BYTES,
+        ))
+        .layer(CatchPanicLayer::custom(panic_response))
+        .layer(TraceLayer::new_for_http())
+        .with_state(state)
+}
+
+async fn route_not_found(uri: Uri) -> ApiError {
+    ApiError::RouteNotFound(uri.path().to_owned())
+}
+
+async fn method_not_allowed() -> ApiError {
+    ApiError::MethodNotAllowed
+}
+
+fn panic_response(_: Box<dyn std::any::Any + Send + 'static>) -> Response {
+    ApiError::Internal("handler panicked".into()).into_response()
+}
+
+/// A bound, ready-to-run server.
+#[derive(Debug)]
+pub struct Server {
+    listener: TcpListener,
+    state: AppState,
+}
+
+impl Server {
+    /// Binds `addr` (port 0 picks a free port) and prepares the app over `store`.
+    pub async fn bind(
+        addr: SocketAddr,
+        store: Store,
+        settings: ApiSettings,
+    ) -> std::io::Result<Self> {
+        let listener = TcpListener::bind(addr).await?;
+        let state = AppState {
+            store,
+            settings: Arc::new(settings),
+            shutdown: CancellationToken::new(),
+        };
+        Ok(Self { listener, state })
+    }
+
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    /// Serves until `shutdown` resolves, then ends live streams and drains in-flight requests.
+    pub async fn run(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
+        let token = self.state.shutdown.clone();
+        let router = app(self.state);
+        axum::serve(self.listener, router)
+            .with_graceful_shutdown(async move {
+                shutdown.await;
+                token.cancel();
+            })
+            .await
+    }
+}

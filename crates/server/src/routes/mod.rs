@@ -1,0 +1,21 @@
+//! The route tree. Each module owns one resource and returns an `OpenApiRouter`, so a route cannot
+//! be added without its OpenAPI entry. Later phases (planning, approval, implementation) add their
+//! own modules here under the same `/api/v1` prefix.
+
+pub mod events;
+pub mod health;
+pub mod sessions;
+pub mod spec_tasks;
+pub mod validate;
+
+use utoipa_axum::router::OpenApiRouter;
+
+use crate::state::AppState;
+
+/// Routes under `/api/v1`.
+pub fn api_v1() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .merge(spec_tasks::router())
+        .merge(sessions::router())
+        .merge(events::router())
+}

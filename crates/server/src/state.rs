@@ -1,0 +1,35 @@
+//! What every handler shares: the store, the resolved configuration and the shutdown signal.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use spectask_store::Store;
+use tokio_util::sync::CancellationToken;
+
+/// Settings the handlers need, resolved once at start-up.
+#[derive(Debug, Clone)]
+pub struct ApiSettings {
+    /// When set, `project_path` must lie inside this directory (canonical).
+    pub workspace_root: Option<PathBuf>,
+    /// How often a live stream re-reads the events table when no commit nudge arrives (covers
+    /// commits made by other replicas).
+    pub stream_poll_interval: Duration,
+}
+
+impl Default for ApiSettings {
+    fn default() -> Self {
+        Self {
+            workspace_root: None,
+            stream_poll_interval: Duration::from_secs(1),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct AppState {
+    pub store: Store,
+    pub settings: Arc<ApiSettings>,
+    /// Cancelled on shutdown so long-lived responses (event streams) end and the server can drain.
+    pub shutdown: CancellationToken,
+}
