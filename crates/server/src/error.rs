@@ -135,3 +135,40 @@ impl From<StoreError> for ApiError {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use spectask_domain::{SpecTaskEvent, SpecTaskStatus};
+
+    use super::*;
+
+    #[test]
+    fn a_forbidden_transition_is_a_409_naming_current_and_allowed_statuses() {
+        let refusal = SpecTaskEvent::ApproveSpecs.refused(SpecTaskStatus::Done);
+        let err = ApiError::from(StoreError::Transition(refusal));
+        assert_eq!(
+            err.status_and_code(),
+            (StatusCode::CONFLICT, "invalid_transition")
+        );
+        let body = serde_json::to_value(err.body()).unwrap();
+        assert_eq!(body["error"]["current_status"], "done");
+        assert_eq!(
+            body["error"]["allowed_from"],
+            serde_json::json!(["spec_review"])
+        );
+        assert!(
+            body["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("`done`")
+        );
+    }
+
+    #[test]
+    fn internal_detail_is_not_returned() {
+        let err = ApiError::Internal("password authentication failed for user x".into());
+        let body = serde_json::to_value(err.body()).unwrap();
+        assert_eq!(body["error"]["code"], "internal");
+        assert_eq!(body["error"]["message"], "internal error");
+    }
+}
