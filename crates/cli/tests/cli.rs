@@ -1,0 +1,230 @@
+//! The `spectask` binary as a user runs it: help text, zero-configuration start, and durability
+//! across a SIGKILL on both databases.
+
+use std::path::Path;
+use std::process::Stdio;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use spectask_testkit::TestDatabase;
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+
+const BIN: &str = env!("CARGO_BIN_EXE_spectask");
+
+fn command(cwd: &Path) -> Command {
+    let mut cmd = Command::new(BIN);
+    cmd.current_dir(cwd)
+        .env_remove("DATABASE_URL")
+        .env_remove("SPECTASK_BIND")
+        .env_remove("SPECTASK_DATA_DIR")
+        .env_remove("SPECTASK_WORKSPACE_ROOT")
+        .env_remove("RUST_LOG")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    cmd
+}
+
+/// Starts `spectask serve` on a free port; returns the process and its base URL.
+async fn start(cwd: &Path, extra: &[&str]) -> (Child, String) {
+    let mut cmd = command(cwd);
+    cmd.args(["--log-json", "serve", "--bind", "127.0.0.1:0"])
+        .args(extra);
+    let mut child = cmd.spawn().expect("spawn spectask");
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    tokio::spawn(async move {
+        let mut lines = BufReader::new(stderr).lines();
+        let mut tx = Some(tx);
+        // Keep draining so the child never blocks on a full pipe.
+        while let Ok(Some(line)) = lines.next_line().await {
+            if let Ok(log) = serde_json::from_str::<Value>(&line)
+                && log["fields"]["message"] == "spectask listening"
+                && let Some(tx) = tx.take()
+            {
+                let _ = tx.send(
+                    log["fields"]["addr"]
+                        .as_str()
+                        .unwrap_or_default()
+                        .to_owned(),
+                );
+            } else if std::env::var_os("TEST_LOG").is_some() {
+                eprintln!("{line}");
+            }
+        }
+    });
+    let addr = tokio::time::timeout(Duration::from_secs(30), rx)
+        .await
+        .expect("server did not start in time")
+        .expect("server exited before listening");
+    (child, format!("http://{addr}"))
+}
+
+fn help(args: &[&str]) -> String {
+    let out = std::process::Command::new(BIN).args(args).output().unwrap();
+    assert!(out.status.success());
+    String::from_utf8(out.stdout).unwrap()
+}
+
+#[test]
+fn help_explains_every_option() {
+    let top = help(&["--help"]);
+    assert!(top.contains("serve") && top.contains("--log"), "{top}");
+    let serve = help(&["serve", "--help"]);
+    for needle in [
+        "--bind",
+        "SPECTASK_BIND",
+        "127.0.0.1:8080",
+        "--data-dir",
+        "SPECTASK_DATA_DIR",
+        ".spectask",
+        "--database-url",
+        "DATABASE_URL",
+        "postgres://",
+        "--workspace-root",
+        "--db-max-connections",
+    ] {
+        assert!(
+            serve.contains(needle),
+            "serve --help lacks {needle}:\n{serve}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn zero_configuration_start_creates_a_sqlite_database() {
+    let cwd = tempfile::tempdir().unwrap();
+    let (mut child, base) = start(cwd.path(), &[]).await;
+    let health: Value = reqwest::get(format!("{base}/healthz"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(health["database"], "sqlite");
+    assert!(cwd.path().join(".spectask/spectask.db").is_file());
+    child.kill().await.unwrap();
+}
+
+#[tokio::test]
+async fn bad_database_url_fails_with_a_clear_message() {
+    let cwd = tempfile::tempdir().unwrap();
+    let out = command(cwd.path())
+        .args([
+            "serve",
+            "--bind",
+            "127.0.0.1:0",
+            "--database-url",
+            "mysql://root@localhost/x",
+        ])
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("unsupported database url"), "{stderr}");
+}
+
+/// Writes a mix of state, SIGKILLs the server, restarts it and compares everything.
+async fn survives_sigkill(db: &TestDatabase, cwd: &Path, extra: &[&str]) {
+    let client = reqwest::Client::new();
+    let (mut child, base) = start(cwd, extra).await;
+    let mut ids = Vec::new();
+    for i in 0..20 {
+        let task: Value = client
+            .post(format!("{base}/api/v1/spec-tasks/from-prompt"))
+            .json(&json!({"prompt": format!("task {i}"), "priority": if i % 2 == 0 { "high" } else { "low" }}))
+            .send().await.unwrap().json().await.unwrap();
+        ids.push(task["id"].as_str().unwrap().to_owned());
+    }
+    client
+        .patch(format!("{base}/api/v1/spec-tasks/{}", ids[3]))
+        .json(&json!({"name": "renamed"}))
+        .send()
+        .await
+        .unwrap();
+    client
+        .post(format!("{base}/api/v1/spec-tasks/{}/archive", ids[4]))
+        .send()
+        .await
+        .unwrap();
+    client
+        .delete(format!("{base}/api/v1/spec-tasks/{}", ids[5]))
+        .send()
+        .await
+        .unwrap();
+    let before: Value = client
+        .get(format!("{base}/api/v1/spec-tasks?archived=all&limit=200"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let events_before = db.store().await.last_event_id().await.unwrap();
+
+    child.start_kill().unwrap(); // SIGKILL: no shutdown code runs.
+    let status = child.wait().await.unwrap();
+    assert!(!status.success());
+
+    let (mut child, base) = start(cwd, extra).await;
+    let after: Value = client
+        .get(format!("{base}/api/v1/spec-tasks?archived=all&limit=200"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(after, before);
+    assert_eq!(after["total"], 19);
+    let renamed: Value = client
+        .get(format!("{base}/api/v1/spec-tasks/{}", ids[3]))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(renamed["name"], "renamed");
+    let deleted = client
+        .get(format!("{base}/api/v1/spec-tasks/{}", ids[5]))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(deleted.status(), reqwest::StatusCode::NOT_FOUND);
+    assert_eq!(
+        db.store().await.last_event_id().await.unwrap(),
+        events_before
+    );
+    // And it keeps working after the restart.
+    let created = client
+        .post(format!("{base}/api/v1/spec-tasks/from-prompt"))
+        .json(&json!({"prompt": "after restart"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(created.status(), reqwest::StatusCode::CREATED);
+    child.kill().await.unwrap();
+}
+
+#[tokio::test]
+async fn sqlite_data_survives_sigkill_and_restart() {
+    let db = TestDatabase::sqlite().await;
+    let cwd = tempfile::tempdir().unwrap();
+    let dir = db.sqlite_dir().unwrap();
+    survives_sigkill(&db, cwd.path(), &["--data-dir", dir.to_str().unwrap()]).await;
+}
+
+#[tokio::test]
+async fn postgres_data_survives_sigkill_and_restart() {
+    let Some(db) = TestDatabase::postgres().await else {
+        spectask_testkit::skip_postgres("cli::postgres_data_survives_sigkill_and_restart");
+        return;
+    };
+    let cwd = tempfile::tempdir().unwrap();
+    let url = db.url().to_owned();
+    survives_sigkill(&db, cwd.path(), &["--database-url", &url]).await;
+}
