@@ -25,6 +25,11 @@ pub use ids::{
     WorkSessionId,
 };
 pub use implementation_task::{ImplementationTaskStatus, SpecTaskImplementationTask};
+pub use plan::{
+    ParsedPlan, PlanError, PlanErrorKind, PlanFormat, PlanPhase, PlanSection, PlanTask,
+    PlanTaskStatus, RenderedProgress, SkipReason, SkippedUpdate, parse_plan, render_progress,
+    render_progress_report,
+};
 pub use revision::SpecRevision;
 pub use session::{Interaction, InteractionState, Session, SessionRole};
 pub use spec_task::{NewSpecTask, Priority, SpecTask, SpecTaskStatus, TaskType};
