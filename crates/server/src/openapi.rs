@@ -25,6 +25,7 @@ use crate::state::AppState;
         (name = "spec-tasks", description = "Create, list, edit and inspect SpecTasks"),
         (name = "sessions", description = "Helix sessions and their interactions"),
         (name = "events", description = "The append-only event log, live"),
+        (name = "plans", description = "The implementation-plan parser"),
         (name = "health", description = "Liveness"),
     ),
     components(schemas(ErrorBody))

@@ -4,6 +4,7 @@
 
 pub mod events;
 pub mod health;
+pub mod plans;
 pub mod sessions;
 pub mod spec_tasks;
 pub mod validate;
@@ -18,4 +19,5 @@ pub fn api_v1() -> OpenApiRouter<AppState> {
         .merge(spec_tasks::router())
         .merge(sessions::router())
         .merge(events::router())
+        .merge(plans::router())
 }
