@@ -1,0 +1,100 @@
+//! Workspace rules checked by `cargo test`: every source file says what it owns, no test is
+//! ignored or expects a panic, and crate dependencies point inward to the domain.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().unwrap()
+}
+
+fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            if path.file_name().is_some_and(|n| n == "target" || n == "fixtures") {
+                continue;
+            }
+            rust_files(&path, out);
+        } else if path.extension().is_some_and(|e| e == "rs") {
+            out.push(path);
+        }
+    }
+}
+
+fn all_rust_files() -> Vec<PathBuf> {
+    let root = workspace_root();
+    let mut files = Vec::new();
+    for dir in ["crates", "tools"] {
+        rust_files(&root.join(dir), &mut files);
+    }
+    files
+}
+
+#[test]
+fn every_file_opens_with_a_module_doc() {
+    let missing: Vec<_> = all_rust_files()
+        .into_iter()
+        .filter(|f| !std::fs::read_to_string(f).unwrap().trim_start().starts_with("//!"))
+        .collect();
+    assert!(missing.is_empty(), "files without a `//!` doc: {missing:#?}");
+}
+
+#[test]
+fn no_ignored_or_should_panic_tests() {
+    let banned = [concat!("#[", "ignore"), concat!("#[", "should_panic")];
+    let offenders: Vec<_> = all_rust_files()
+        .into_iter()
+        .filter(|f| {
+            let text = std::fs::read_to_string(f).unwrap();
+            banned.iter().any(|b| text.contains(b))
+        })
+        .collect();
+    assert!(offenders.is_empty(), "assert the wrong behaviour with a FIXME instead: {offenders:#?}");
+}
+
+/// `[dependencies]` entries of a manifest (not dev-dependencies).
+fn dependencies(manifest: &Path) -> Vec<String> {
+    let text = std::fs::read_to_string(manifest).unwrap();
+    let mut in_deps = false;
+    let mut deps = Vec::new();
+    for line in text.lines() {
+        let line = line.trim();
+        if line.starts_with('[') {
+            in_deps = line == "[dependencies]";
+            continue;
+        }
+        if in_deps && let Some((name, _)) = line.split_once('=') {
+            deps.push(name.trim().to_owned());
+        }
+    }
+    deps
+}
+
+#[test]
+fn dependencies_point_inward_to_the_domain() {
+    let root = workspace_root();
+    // crate directory → the spectask crates it may depend on.
+    let allowed: BTreeMap<&str, &[&str]> = BTreeMap::from([
+        ("domain", &[][..]),
+        ("store", &["spectask-domain"][..]),
+        ("server", &["spectask-domain", "spectask-store"][..]),
+        ("testkit", &["spectask-server", "spectask-store"][..]),
+        ("cli", &["spectask-server", "spectask-store"][..]),
+    ]);
+    for (dir, permitted) in &allowed {
+        let deps = dependencies(&root.join("crates").join(dir).join("Cargo.toml"));
+        for dep in deps.iter().filter(|d| d.starts_with("spectask")) {
+            assert!(permitted.contains(&dep.as_str()), "crates/{dir} must not depend on {dep}");
+        }
+    }
+    // The domain does no I/O: no runtime, database, HTTP or clock-reading dependency.
+    let domain = dependencies(&root.join("crates/domain/Cargo.toml"));
+    for banned in ["tokio", "sqlx", "axum", "reqwest", "hyper", "tracing-subscriber"] {
+        assert!(!domain.iter().any(|d| d == banned), "domain depends on {banned}");
+    }
+    let crates: Vec<_> = std::fs::read_dir(root.join("crates")).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+    for dir in crates {
+        assert!(allowed.contains_key(dir.as_str()), "new crate `{dir}`: add its allowed edges here and in ARCHITECTURE.md");
+    }
+}
