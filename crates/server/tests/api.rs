@@ -468,4 +468,26 @@ backend_tests! {
         let huge = app.send_raw(Method::POST, "/api/v1/plans/parse", vec![b'a'; 1024 * 1024 + 1]).await;
         assert_eq!((huge.status, huge.error_code()), (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"));
     }
+
+    async fn commits_by_another_replica_reach_the_stream(db) {
+        // PostgreSQL wakes streams through LISTEN/NOTIFY, so the poll is made too slow to matter;
+        // SQLite replicas on one file rely on the poll.
+        let poll = if db.kind() == "postgres" { Duration::from_secs(60) } else { Duration::from_millis(200) };
+        let other_replica = db.store().await;
+        let app = TestApp::spawn_with(db, ApiSettings { stream_poll_interval: poll, ..ApiSettings::default() }).await;
+        let response = app.client.get(app.url("/api/v1/events/stream")).send().await.unwrap();
+        let writer = async {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            let mut new = spectask_domain::NewSpecTask {
+                name: "from replica b".into(), description: String::new(), task_type: spectask_domain::TaskType::Feature,
+                priority: spectask_domain::Priority::Low, original_prompt: "p".into(), spec_agent: None,
+                implementation_agent: None, project_path: None, workspace_config: None, created_by: "b".into(),
+            };
+            new.description = "elsewhere".into();
+            other_replica.create_spec_task(&new).await.unwrap()
+        };
+        let (events, created) = tokio::join!(read_sse(response, 1, Duration::from_secs(10)), writer);
+        assert_eq!(events.len(), 1, "the other replica's commit never reached the stream");
+        assert_eq!(events[0].2["spec_task_id"], created.id.as_str());
+    }
 }

@@ -51,6 +51,35 @@ macro_rules! append_event {
 }
 pub(crate) use append_event;
 
+/// Relays `NOTIFY spectask_events` from every replica sharing the PostgreSQL database into this
+/// process's commit nudges, so live streams here wake at once for commits made elsewhere. Stops
+/// when the pool is closed. Losing the listener connection only delays streams until their poll.
+pub(crate) async fn forward_notifications(
+    pool: sqlx::PgPool,
+    committed: tokio::sync::broadcast::Sender<i64>,
+) -> StoreResult<()> {
+    let mut listener = sqlx::postgres::PgListener::connect_with(&pool).await?;
+    listener.listen("spectask_events").await?;
+    tokio::spawn(async move {
+        loop {
+            match listener.recv().await {
+                Ok(notification) => {
+                    let id = notification.payload().parse().unwrap_or(0);
+                    let _ = committed.send(id);
+                }
+                Err(err) => {
+                    if pool.is_closed() {
+                        break;
+                    }
+                    tracing::warn!(%err, "event notification listener failed; reconnecting");
+                    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+                }
+            }
+        }
+    });
+    Ok(())
+}
+
 /// Which events to read.
 #[derive(Debug, Clone, Default)]
 pub struct EventQuery {

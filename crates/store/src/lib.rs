@@ -51,6 +51,9 @@ impl Store {
         let backend = Backend::connect(url, options).await?;
         backend.migrate().await?;
         let (committed, _) = broadcast::channel(1024);
+        if let Backend::Postgres(pool) = &backend {
+            events::forward_notifications(pool.clone(), committed.clone()).await?;
+        }
         Ok(Self {
             backend: Arc::new(backend),
             ids: Arc::new(ids::IdGenerator::default()),
