@@ -5,14 +5,20 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().unwrap()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .canonicalize()
+        .unwrap()
 }
 
 fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
     for entry in std::fs::read_dir(dir).unwrap() {
         let path = entry.unwrap().path();
         if path.is_dir() {
-            if path.file_name().is_some_and(|n| n == "target" || n == "fixtures") {
+            if path
+                .file_name()
+                .is_some_and(|n| n == "target" || n == "fixtures")
+            {
                 continue;
             }
             rust_files(&path, out);
@@ -35,9 +41,17 @@ fn all_rust_files() -> Vec<PathBuf> {
 fn every_file_opens_with_a_module_doc() {
     let missing: Vec<_> = all_rust_files()
         .into_iter()
-        .filter(|f| !std::fs::read_to_string(f).unwrap().trim_start().starts_with("//!"))
+        .filter(|f| {
+            !std::fs::read_to_string(f)
+                .unwrap()
+                .trim_start()
+                .starts_with("//!")
+        })
         .collect();
-    assert!(missing.is_empty(), "files without a `//!` doc: {missing:#?}");
+    assert!(
+        missing.is_empty(),
+        "files without a `//!` doc: {missing:#?}"
+    );
 }
 
 #[test]
@@ -50,7 +64,10 @@ fn no_ignored_or_should_panic_tests() {
             banned.iter().any(|b| text.contains(b))
         })
         .collect();
-    assert!(offenders.is_empty(), "assert the wrong behaviour with a FIXME instead: {offenders:#?}");
+    assert!(
+        offenders.is_empty(),
+        "assert the wrong behaviour with a FIXME instead: {offenders:#?}"
+    );
 }
 
 /// `[dependencies]` entries of a manifest (not dev-dependencies).
@@ -85,16 +102,35 @@ fn dependencies_point_inward_to_the_domain() {
     for (dir, permitted) in &allowed {
         let deps = dependencies(&root.join("crates").join(dir).join("Cargo.toml"));
         for dep in deps.iter().filter(|d| d.starts_with("spectask")) {
-            assert!(permitted.contains(&dep.as_str()), "crates/{dir} must not depend on {dep}");
+            assert!(
+                permitted.contains(&dep.as_str()),
+                "crates/{dir} must not depend on {dep}"
+            );
         }
     }
     // The domain does no I/O: no runtime, database, HTTP or clock-reading dependency.
     let domain = dependencies(&root.join("crates/domain/Cargo.toml"));
-    for banned in ["tokio", "sqlx", "axum", "reqwest", "hyper", "tracing-subscriber"] {
-        assert!(!domain.iter().any(|d| d == banned), "domain depends on {banned}");
+    for banned in [
+        "tokio",
+        "sqlx",
+        "axum",
+        "reqwest",
+        "hyper",
+        "tracing-subscriber",
+    ] {
+        assert!(
+            !domain.iter().any(|d| d == banned),
+            "domain depends on {banned}"
+        );
     }
-    let crates: Vec<_> = std::fs::read_dir(root.join("crates")).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+    let crates: Vec<_> = std::fs::read_dir(root.join("crates"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
     for dir in crates {
-        assert!(allowed.contains_key(dir.as_str()), "new crate `{dir}`: add its allowed edges here and in ARCHITECTURE.md");
+        assert!(
+            allowed.contains_key(dir.as_str()),
+            "new crate `{dir}`: add its allowed edges here and in ARCHITECTURE.md"
+        );
     }
 }

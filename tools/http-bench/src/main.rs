@@ -51,7 +51,12 @@ impl Phase {
     }
 }
 
-async fn run_phase<F, Fut>(name: &'static str, requests: u32, concurrency: u32, make: F) -> Result<Phase>
+async fn run_phase<F, Fut>(
+    name: &'static str,
+    requests: u32,
+    concurrency: u32,
+    make: F,
+) -> Result<Phase>
 where
     F: Fn(u32) -> Fut,
     Fut: std::future::Future<Output = Result<()>>,
@@ -71,7 +76,11 @@ where
         .await;
     let elapsed = started.elapsed();
     let latencies = results.into_iter().collect::<Result<Vec<_>>>()?;
-    Ok(Phase { name, elapsed, latencies })
+    Ok(Phase {
+        name,
+        elapsed,
+        latencies,
+    })
 }
 
 #[tokio::main]
@@ -80,7 +89,10 @@ async fn main() -> Result<()> {
     let _tmp;
     let base = match &args.url {
         Some(url) => {
-            if !(url.starts_with("http://127.") || url.starts_with("http://localhost") || url.starts_with("http://[::1]")) {
+            if !(url.starts_with("http://127.")
+                || url.starts_with("http://localhost")
+                || url.starts_with("http://[::1]"))
+            {
                 bail!("only loopback servers may be benchmarked");
             }
             url.trim_end_matches('/').to_owned()
@@ -92,15 +104,24 @@ async fn main() -> Result<()> {
                 None => format!("sqlite://{}", dir.path().join("bench.db").display()),
             };
             _tmp = dir;
-            let store = spectask_store::Store::connect(&db, spectask_store::ConnectOptions::default()).await?;
-            let server = spectask_server::Server::bind("127.0.0.1:0".parse()?, store, Default::default()).await?;
+            let store =
+                spectask_store::Store::connect(&db, spectask_store::ConnectOptions::default())
+                    .await?;
+            let server =
+                spectask_server::Server::bind("127.0.0.1:0".parse()?, store, Default::default())
+                    .await?;
             let addr = server.local_addr()?;
             tokio::spawn(server.run(std::future::pending()));
             format!("http://{addr}")
         }
     };
-    let client = reqwest::Client::builder().pool_max_idle_per_host(args.concurrency as usize).build()?;
-    println!("target {base}, {} requests per phase, concurrency {}", args.requests, args.concurrency);
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(args.concurrency as usize)
+        .build()?;
+    println!(
+        "target {base}, {} requests per phase, concurrency {}",
+        args.requests, args.concurrency
+    );
 
     let ids = std::sync::Mutex::new(Vec::with_capacity(args.requests as usize));
     let create = run_phase("create", args.requests, args.concurrency, |i| {
