@@ -227,6 +227,35 @@ fn pathological_inputs_finish_quickly() {
 }
 
 #[test]
+fn dependency_explosions_are_refused_not_built() {
+    // Two ordered phases of 600 independent tasks: every task of the second waits for every
+    // task of the first, 360,000 edges, over the cap.
+    let mut md = String::from("## Phase 1: A\n");
+    for i in 1..=600 {
+        md.push_str(&format!("- [ ] {i}. a\n"));
+    }
+    md.push_str("## Phase 2: B\n");
+    for i in 601..=1200 {
+        md.push_str(&format!("- [ ] {i}. b\n"));
+    }
+    let plan = parse_plan(&md);
+    assert_eq!(plan.tasks.len(), 1200);
+    let kinds: Vec<_> = plan.errors.iter().map(|e| e.kind).collect();
+    assert_eq!(kinds, [spectask_domain::PlanErrorKind::TooManyDependencies]);
+    let edges: usize = plan.tasks.iter().map(|t| t.depends_on.len()).sum();
+    assert!(edges <= 250_000);
+    // Prose statements multiply too: `T001-T200 blocks T201-T400` is 40,000 edges a line.
+    let mut md: String = (1..=400).map(|i| format!("- [ ] T{i:03} t\n")).collect();
+    md.push_str("\n## Dependencies\n\n");
+    for _ in 0..10 {
+        md.push_str("- T001-T200 blocks T201-T400\n");
+    }
+    let plan = parse_plan(&md);
+    let kinds: Vec<_> = plan.errors.iter().map(|e| e.kind).collect();
+    assert_eq!(kinds, [spectask_domain::PlanErrorKind::TooManyDependencies]);
+}
+
+#[test]
 fn long_titles_are_cut_and_kept_whole_in_the_description() {
     let title = "word ".repeat(100);
     let plan = parse_plan(&format!("- [ ] 1. {title}\n"));

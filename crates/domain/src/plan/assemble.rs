@@ -55,10 +55,11 @@ pub(crate) fn analyse(src: &str) -> Analysis {
             })
         })
         .collect();
+    let checkboxes = ex.tasks.iter().map(|t| t.checkbox).collect();
     let key_of = |i: usize| keys.get(i).cloned().unwrap_or_default();
     let tasks = ex
         .tasks
-        .iter()
+        .into_iter()
         .enumerate()
         .map(|(index, t)| {
             let mut description = render(src, &t.pieces);
@@ -68,7 +69,7 @@ pub(crate) fn analyse(src: &str) -> Analysis {
                     None => full.clone(),
                 });
             }
-            let mut refs = t.reqs.clone();
+            let mut refs = t.reqs;
             scan_requirement_tokens(&t.title, &mut refs);
             if let Some(d) = &description {
                 scan_requirement_tokens(d, &mut refs);
@@ -79,9 +80,9 @@ pub(crate) fn analyse(src: &str) -> Analysis {
                 key_generated: generated.get(index).copied().unwrap_or(true),
                 index,
                 line: t.line + 1,
-                title: t.title.clone(),
+                title: t.title,
                 description,
-                acceptance_criteria: t.criteria.clone(),
+                acceptance_criteria: t.criteria,
                 requirement_refs: refs,
                 depends_on: deps
                     .get(index)
@@ -95,26 +96,38 @@ pub(crate) fn analyse(src: &str) -> Analysis {
                 phase: t.phase.and_then(|p| phases.get(p)).map(|p| p.title.clone()),
                 parent: parents.get(index).copied().flatten().map(key_of),
                 status: t.status,
-                estimated_effort: t.effort.clone(),
+                estimated_effort: t.effort,
             }
         })
         .collect();
     Analysis {
         plan: ParsedPlan {
-            title: ex.title.clone(),
+            title: ex.title,
             format,
             phases,
             tasks,
             context,
             errors,
         },
-        checkboxes: ex.tasks.iter().map(|t| t.checkbox).collect(),
+        checkboxes,
     }
 }
 
-fn dedup(v: &mut Vec<String>) {
-    let mut seen = std::collections::HashSet::new();
-    v.retain(|x| seen.insert(x.clone()));
+/// Removes repeats, keeping first occurrences in order. Lists are usually a handful long, where
+/// a scan beats hashing; long ones (pathological input) use a set to stay linear.
+pub(crate) fn dedup<T: Clone + Eq + std::hash::Hash>(v: &mut Vec<T>) {
+    if v.len() > 16 {
+        let mut seen = std::collections::HashSet::with_capacity(v.len());
+        v.retain(|x| seen.insert(x.clone()));
+        return;
+    }
+    let mut kept: Vec<T> = Vec::with_capacity(v.len());
+    for x in v.drain(..) {
+        if !kept.contains(&x) {
+            kept.push(x);
+        }
+    }
+    *v = kept;
 }
 
 /// A plan with no recognisable task is one task holding the whole plan.
@@ -245,7 +258,7 @@ fn settle_keys(
     let reserved: std::collections::HashSet<String> = tasks
         .iter()
         .filter(|t| !is_local_candidate(t))
-        .filter_map(|t| t.raw_key.as_deref().map(norm_key))
+        .filter_map(|t| t.raw_key.as_deref().map(|k| norm_key(k).into_owned()))
         .collect();
     let mut used: HashMap<String, usize> = HashMap::with_capacity(n);
     let mut dup_lines: Vec<(String, Vec<usize>)> = Vec::new();
@@ -274,7 +287,7 @@ fn settle_keys(
         {
             let mut prefix = k.as_str();
             while let Some((head, _)) = prefix.rsplit_once('.') {
-                if let Some(&p) = used.get(&norm_key(head))
+                if let Some(&p) = used.get(norm_key(head).as_ref())
                     && p < i
                 {
                     parents[i] = Some(p);
@@ -295,12 +308,12 @@ fn settle_keys(
                 None => ordinal.to_string(),
             };
             key = Some(free_key(&base, 2 * n + 2, |k| {
-                reserved.contains(&norm_key(k)) || used.contains_key(&norm_key(k))
+                reserved.contains(norm_key(k).as_ref()) || used.contains_key(norm_key(k).as_ref())
             }));
             generated[i] = true;
         }
         let mut k = key.unwrap_or_default();
-        if let Some(&first) = used.get(&norm_key(&k)) {
+        if let Some(&first) = used.get(norm_key(&k).as_ref()) {
             let first_line = tasks.get(first).map_or(0, |t| t.line + 1);
             match dup_lines
                 .iter_mut()
@@ -310,10 +323,10 @@ fn settle_keys(
                 None => dup_lines.push((k.clone(), vec![first_line, t.line + 1])),
             }
             k = free_key(&k, 2 * n + 2, |c| {
-                reserved.contains(&norm_key(c)) || used.contains_key(&norm_key(c))
+                reserved.contains(norm_key(c).as_ref()) || used.contains_key(norm_key(c).as_ref())
             });
         }
-        used.insert(norm_key(&k), i);
+        used.insert(norm_key(&k).into_owned(), i);
         if let Some(slot) = keys.get_mut(i) {
             *slot = k;
         }

@@ -11,6 +11,7 @@
 //! - in spec-kit plans, a non-`[P]` task waits for the previous non-`[P]` task of its phase;
 //! - otherwise top-level tasks are independent, and sub-tasks run in their parent's thread.
 
+use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
 
 use super::extract::{Extracted, RawTask};
@@ -21,8 +22,15 @@ use super::text::norm_title;
 /// Title references tested by substring at most, to keep pathological plans linear-ish.
 const MAX_SUBSTRING_PROBES: usize = 2_000_000;
 
-pub(crate) fn norm_key(k: &str) -> String {
-    k.trim().trim_end_matches('.').to_ascii_uppercase()
+/// A key as compared: trimmed, no trailing dot, upper case (`t014` is `T014`). Borrows when
+/// nothing changes, which is almost always.
+pub(crate) fn norm_key(k: &str) -> Cow<'_, str> {
+    let k = k.trim().trim_end_matches('.');
+    if k.bytes().any(|b| b.is_ascii_lowercase()) {
+        Cow::Owned(k.to_ascii_uppercase())
+    } else {
+        Cow::Borrowed(k)
+    }
 }
 
 struct Resolver<'x> {
@@ -32,12 +40,14 @@ struct Resolver<'x> {
     /// Normalised titles and their index, built on the first reference by title (most plans
     /// have none).
     titles: Option<(Vec<String>, HashMap<String, usize>)>,
+    /// Top-level tasks of each phase, built on the first reference to a phase.
+    phase_tasks: Option<Vec<Vec<usize>>>,
     probes: usize,
 }
 
 impl Resolver<'_> {
     fn key(&self, k: &str) -> Option<usize> {
-        self.by_key.get(&norm_key(k)).copied()
+        self.by_key.get(norm_key(k).as_ref()).copied()
     }
 
     fn title(&mut self, t: &str) -> Option<usize> {
@@ -78,31 +88,27 @@ impl Resolver<'_> {
             Ref::Key(k) => self.key(k).map(|i| vec![i]).ok_or_else(|| k.clone()),
             Ref::Range(a, b) => self.range(a, b),
             Ref::Phase(n) => {
-                let phases: Vec<usize> = (0..self.ex.phases.len())
-                    .filter(|&p| {
-                        self.ex
-                            .phases
-                            .get(p)
-                            .and_then(|ph| ph.number.as_deref())
-                            .is_some_and(|num| num == n)
-                    })
-                    .collect();
-                let tasks: Vec<usize> = (0..self.ex.tasks.len())
-                    .filter(|&i| {
-                        self.parents.get(i).copied().flatten().is_none()
-                            && self
-                                .ex
-                                .tasks
-                                .get(i)
-                                .and_then(|t| t.phase)
-                                .is_some_and(|p| phases.contains(&p))
-                    })
-                    .collect();
-                if phases.is_empty() {
-                    Err(format!("Phase {n}"))
-                } else {
-                    Ok(tasks)
+                let (ex, parents) = (self.ex, self.parents);
+                let members = self.phase_tasks.get_or_insert_with(|| {
+                    let mut m = vec![Vec::new(); ex.phases.len()];
+                    for (i, t) in ex.tasks.iter().enumerate() {
+                        if parents.get(i).copied().flatten().is_none()
+                            && let Some(list) = t.phase.and_then(|p| m.get_mut(p))
+                        {
+                            list.push(i);
+                        }
+                    }
+                    m
+                });
+                let mut found = None;
+                for (p, phase) in ex.phases.iter().enumerate() {
+                    if phase.number.as_deref() == Some(n.as_str()) {
+                        found
+                            .get_or_insert_with(Vec::new)
+                            .extend(members.get(p).into_iter().flatten().copied());
+                    }
                 }
+                found.ok_or_else(|| format!("Phase {n}"))
             }
             Ref::Title(t) => self.title(t).map(|i| vec![i]).ok_or_else(|| t.clone()),
         }
@@ -153,25 +159,30 @@ pub(crate) fn dependencies(
     let n = ex.tasks.len();
     let mut by_key = HashMap::with_capacity(n);
     for (i, k) in keys.iter().enumerate() {
-        by_key.entry(norm_key(k)).or_insert(i);
+        by_key.entry(norm_key(k).into_owned()).or_insert(i);
     }
     let mut r = Resolver {
         ex,
         parents,
         by_key,
         titles: None,
+        phase_tasks: None,
         probes: 0,
     };
-    let mut deps: Vec<Vec<usize>> = vec![Vec::new(); n];
+    let mut edges = Edges {
+        lists: vec![Vec::new(); n],
+        left: MAX_EDGES,
+        over: false,
+    };
     let mut explicit = vec![false; n];
     for (i, task) in ex.tasks.iter().enumerate() {
         for (refs, line) in &task.deps {
             explicit[i] = true;
-            let before = deps[i].len();
+            let mut found = Vec::new();
             let mut unknown = Vec::new();
             for reference in &refs.refs {
                 match r.resolve(reference) {
-                    Ok(found) => deps[i].extend(found),
+                    Ok(f) => found.extend(f),
                     Err(what) => unknown.push(what),
                 }
             }
@@ -182,10 +193,10 @@ pub(crate) fn dependencies(
                 && refs.refs.len() > 1
                 && let Some(whole) = r.title(&refs.whole)
             {
-                deps[i].truncate(before);
-                deps[i].push(whole);
+                found = vec![whole];
                 unknown.clear();
             }
+            edges.add(i, found);
             for what in unknown {
                 errors.push(unknown_reference(keys, i, *line, &what));
             }
@@ -215,19 +226,59 @@ pub(crate) fn dependencies(
         let dependents = side(&stmt.dependents, errors);
         let prereqs = side(&stmt.prereqs, errors);
         for &d in &dependents {
-            if let Some(list) = deps.get_mut(d) {
-                list.extend(prereqs.iter().copied());
-                explicit[d] = true;
+            edges.add(d, prereqs.iter().copied());
+            if let Some(e) = explicit.get_mut(d) {
+                *e = true;
             }
         }
     }
-    implicit(&ex.tasks, ex, parents, format, &explicit, &mut deps);
+    implicit(&ex.tasks, ex, parents, format, &explicit, &mut edges);
+    if edges.over {
+        errors.push(PlanError {
+            kind: PlanErrorKind::TooManyDependencies,
+            message: format!(
+                "the plan implies more than {MAX_EDGES} dependencies; split its largest phases or \
+                 write the dependencies out"
+            ),
+            keys: Vec::new(),
+            lines: Vec::new(),
+            reference: None,
+        });
+    }
+    let mut deps = edges.lists;
     for list in &mut deps {
-        let mut seen = HashSet::new();
-        list.retain(|d| seen.insert(*d));
+        super::assemble::dedup(list);
     }
     cycles(&deps, &ex.tasks, keys, errors);
     deps
+}
+
+/// Most dependencies a plan may have in all. Phase barriers multiply (every task of a phase
+/// waits for the previous phase's last tasks), so a hostile plan could otherwise ask for
+/// billions; real plans have a few hundred.
+const MAX_EDGES: usize = 250_000;
+
+/// Every task's dependency list, with the cap on their total length.
+struct Edges {
+    lists: Vec<Vec<usize>>,
+    left: usize,
+    over: bool,
+}
+
+impl Edges {
+    fn add(&mut self, task: usize, from: impl IntoIterator<Item = usize>) {
+        let Some(list) = self.lists.get_mut(task) else {
+            return;
+        };
+        for d in from {
+            if self.left == 0 {
+                self.over = true;
+                return;
+            }
+            self.left -= 1;
+            list.push(d);
+        }
+    }
 }
 
 fn unknown_reference(keys: &[String], task: usize, line: usize, what: &str) -> PlanError {
@@ -263,7 +314,7 @@ fn implicit(
     parents: &[Option<usize>],
     format: PlanFormat,
     explicit: &[bool],
-    deps: &mut [Vec<usize>],
+    edges: &mut Edges,
 ) {
     let ordered = |p: Option<usize>| {
         p.and_then(|p| ex.phases.get(p))
@@ -283,7 +334,7 @@ fn implicit(
         {
             if ordered(cur) && ordered(task.phase) {
                 if !segment.is_empty() {
-                    prev_sinks = sinks(&segment, deps);
+                    prev_sinks = sinks(&segment, &edges.lists);
                 }
             } else {
                 prev_sinks.clear();
@@ -298,11 +349,9 @@ fn implicit(
                 let before = if segment.is_empty() {
                     prev_sinks.clone()
                 } else {
-                    sinks(&segment, deps)
+                    sinks(&segment, &edges.lists)
                 };
-                if let Some(d) = deps.get_mut(i) {
-                    d.extend(before);
-                }
+                edges.add(i, before);
             }
             prev_sinks = vec![i];
             segment.clear();
@@ -310,12 +359,9 @@ fn implicit(
             continue;
         }
         if !own {
-            let implied = match last_serial {
-                Some(prev) if chain && !task.parallel => vec![prev],
-                _ => prev_sinks.clone(),
-            };
-            if let Some(d) = deps.get_mut(i) {
-                d.extend(implied);
+            match last_serial {
+                Some(prev) if chain && !task.parallel => edges.add(i, [prev]),
+                _ => edges.add(i, prev_sinks.iter().copied()),
             }
         }
         if chain && !task.parallel {

@@ -49,6 +49,8 @@ string_enum! {
         DuplicateKey = "duplicate_key",
         /// The plan is empty or blank.
         EmptyPlan = "empty_plan",
+        /// The plan implies more dependencies than the parser keeps (a hostile or absurd plan).
+        TooManyDependencies = "too_many_dependencies",
     }
 }
 

@@ -64,7 +64,7 @@ pub fn render_progress_report<K: AsRef<str>>(
     let plan = &analysis.plan;
     let mut by_key: HashMap<String, usize> = HashMap::with_capacity(plan.tasks.len());
     for (i, t) in plan.tasks.iter().enumerate() {
-        by_key.entry(norm_key(&t.key)).or_insert(i);
+        by_key.entry(norm_key(&t.key).into_owned()).or_insert(i);
     }
     let bytes = plan_markdown.as_bytes();
     let mut edits: BTreeMap<usize, u8> = BTreeMap::new();
@@ -76,7 +76,7 @@ pub fn render_progress_report<K: AsRef<str>>(
             status,
             reason,
         };
-        let Some(&i) = by_key.get(&norm_key(key)) else {
+        let Some(&i) = by_key.get(norm_key(key).as_ref()) else {
             skipped.push(skip(SkipReason::UnknownKey));
             continue;
         };

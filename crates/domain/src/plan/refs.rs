@@ -49,10 +49,9 @@ fn pieces(value: &str) -> Vec<&str> {
         let mut rest = part;
         // Each round consumes at least one separator, so this ends.
         loop {
-            let lower = rest.to_ascii_lowercase();
             let found = WORD_SEPARATORS
                 .iter()
-                .filter_map(|w| lower.find(w).map(|i| (i, w.len())))
+                .filter_map(|w| find_ci(rest, w).map(|i| (i, w.len())))
                 .min();
             match found.and_then(|(i, n)| Some((rest.get(..i)?, rest.get(i + n..)?))) {
                 Some((head, tail)) => {
@@ -73,6 +72,18 @@ fn pieces(value: &str) -> Vec<&str> {
         })
         .filter(|p| !p.is_empty())
         .collect()
+}
+
+/// Byte offset of the first ASCII-case-insensitive occurrence of the ASCII `needle`.
+fn find_ci(hay: &str, needle: &str) -> Option<usize> {
+    let (h, n) = (hay.as_bytes(), needle.as_bytes());
+    if n.is_empty() || h.len() < n.len() {
+        return None;
+    }
+    (0..=h.len() - n.len()).find(|&i| {
+        h.get(i..i + n.len())
+            .is_some_and(|w| w.eq_ignore_ascii_case(n))
+    })
 }
 
 /// A key at the start of `s` (`T012`, `Task 3`, `#3`, `2.1`) and what follows it.

@@ -56,7 +56,7 @@ impl Builder<'_, '_> {
         // Checkboxes right after an acceptance label or under an acceptance heading are criteria.
         let mut criteria_level: Option<u8> = None;
         let mut prev: Option<usize> = None;
-        let mut criteria_lists = HashSet::new();
+        let mut criteria_lists = vec![false; doc.nodes.len()];
         let mut word_heading = false;
         let mut numeric_heading = false;
         for &id in &doc.roots {
@@ -80,7 +80,7 @@ impl Builder<'_, '_> {
                     _ => {}
                 }
             } else if criteria_level.is_some() {
-                criteria_lists.insert(id);
+                mark(&mut criteria_lists, id);
             }
             self.criteria_after_label(id, prev, &mut criteria_lists);
             prev = Some(id);
@@ -89,7 +89,7 @@ impl Builder<'_, '_> {
             let boxed = self.doc.kind(id) == Some(Kind::Item)
                 && self.rules.checkboxes.get(id).is_some_and(Option::is_some);
             let mut has = boxed;
-            if !criteria_lists.contains(&id) {
+            if !criteria_lists.get(id).copied().unwrap_or(false) {
                 has = has
                     || self
                         .doc
@@ -121,7 +121,7 @@ impl Builder<'_, '_> {
     }
 
     /// Marks lists that follow an `Acceptance criteria:` paragraph as criteria, at any depth.
-    fn criteria_after_label(&self, id: usize, prev: Option<usize>, out: &mut HashSet<usize>) {
+    fn criteria_after_label(&self, id: usize, prev: Option<usize>, out: &mut [bool]) {
         let mut stack = vec![(id, prev, 0usize)];
         while let Some((id, prev, depth)) = stack.pop() {
             if matches!(self.doc.kind(id), Some(Kind::List { .. }))
@@ -131,7 +131,7 @@ impl Builder<'_, '_> {
                 && let Some((Label::Acceptance, v)) = label(&last.text)
                 && v.is_empty()
             {
-                out.insert(id);
+                mark(out, id);
             }
             if depth > 2 * super::blocks::MAX_DEPTH {
                 continue;
@@ -196,5 +196,11 @@ impl Builder<'_, '_> {
             matches!(k.kind, KeyKind::TKey | KeyKind::Word)
                 || (k.kind == KeyKind::Numeric && k.key.contains('.'))
         })
+    }
+}
+
+fn mark(flags: &mut [bool], id: usize) {
+    if let Some(f) = flags.get_mut(id) {
+        *f = true;
     }
 }

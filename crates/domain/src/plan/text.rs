@@ -577,7 +577,12 @@ pub(crate) fn label(line: &str) -> Option<(Label, String)> {
     // instead of copying the line: most lines are not labels.
     let s = skip_blank(line).trim_start_matches(['-', '*', '+', '•']);
     let s = skip_blank(s);
+    let first = s.as_bytes().first()?.to_ascii_lowercase();
     for (word, kind) in LABELS {
+        // Cheap first-byte test before the full comparison: most lines are not labels.
+        if word.as_bytes().first() != Some(&first) {
+            continue;
+        }
         let Some(rest) = strip_prefix_ci(s, word) else {
             continue;
         };
