@@ -38,15 +38,21 @@ pub(crate) enum Kind {
 pub(crate) struct Line {
     /// 0-based source line.
     pub line: usize,
-    pub text: String,
+    /// Where the text sits in [`Doc::text`]: all inline text shares one buffer, so a large plan
+    /// costs a few allocations instead of one per line.
+    span: Range<usize>,
 }
 
 #[derive(Debug, Clone)]
 pub(crate) struct Node {
     pub kind: Kind,
     pub range: Range<usize>,
-    pub children: Vec<usize>,
-    pub lines: Vec<Line>,
+    /// The enclosing node, if any.
+    parent: Option<usize>,
+    /// The node's children in [`Doc::child_ids`], filled once parsing ends.
+    children: Range<usize>,
+    /// The node's lines in [`Doc::lines`] (contiguous: a node's text arrives in one run).
+    lines: Range<usize>,
 }
 
 #[derive(Debug)]
@@ -55,6 +61,10 @@ pub(crate) struct Doc<'a> {
     pub nodes: Vec<Node>,
     pub roots: Vec<usize>,
     line_starts: Vec<usize>,
+    all_lines: Vec<Line>,
+    text: String,
+    /// Every node's children, grouped by parent (one allocation instead of one per node).
+    child_ids: Vec<usize>,
 }
 
 impl<'a> Doc<'a> {
@@ -67,6 +77,9 @@ impl<'a> Doc<'a> {
                 nodes: Vec::new(),
                 roots: Vec::new(),
                 line_starts,
+                all_lines: Vec::new(),
+                text: String::with_capacity(src.len()),
+                child_ids: Vec::new(),
             },
             stack: Vec::new(),
             opaque: 0,
@@ -80,7 +93,38 @@ impl<'a> Doc<'a> {
         for (event, range) in parser {
             b.event(event, range);
         }
-        b.doc
+        let mut doc = b.doc;
+        doc.link_children();
+        doc
+    }
+
+    /// Groups children by parent, keeping document order (nodes are created in pre-order).
+    fn link_children(&mut self) {
+        let n = self.nodes.len();
+        let mut counts = vec![0usize; n + 1];
+        for node in &self.nodes {
+            if let Some(c) = node.parent.and_then(|p| counts.get_mut(p + 1)) {
+                *c += 1;
+            }
+        }
+        for i in 1..counts.len() {
+            counts[i] += counts[i - 1];
+        }
+        let mut next = counts.clone();
+        self.child_ids = vec![0; counts.last().copied().unwrap_or(0)];
+        for (id, node) in self.nodes.iter().enumerate() {
+            if let Some(p) = node.parent
+                && let Some(slot) = next.get_mut(p)
+                && let Some(dst) = self.child_ids.get_mut(*slot)
+            {
+                *dst = id;
+                *slot += 1;
+            }
+        }
+        for (id, node) in self.nodes.iter_mut().enumerate() {
+            node.children =
+                counts.get(id).copied().unwrap_or(0)..next.get(id).copied().unwrap_or(0);
+        }
     }
 
     /// 0-based line holding byte `offset`.
@@ -125,11 +169,22 @@ impl<'a> Doc<'a> {
     }
 
     pub(crate) fn lines(&self, id: usize) -> &[Line] {
-        self.nodes.get(id).map_or(&[], |n| n.lines.as_slice())
+        self.nodes
+            .get(id)
+            .and_then(|n| self.all_lines.get(n.lines.clone()))
+            .unwrap_or(&[])
+    }
+
+    /// The inline text of a line (emphasis marked with [`EMPH`]).
+    pub(crate) fn text(&self, line: &Line) -> &str {
+        self.text.get(line.span.clone()).unwrap_or("")
     }
 
     pub(crate) fn children(&self, id: usize) -> &[usize] {
-        self.nodes.get(id).map_or(&[], |n| n.children.as_slice())
+        self.nodes
+            .get(id)
+            .and_then(|n| self.child_ids.get(n.children.clone()))
+            .unwrap_or(&[])
     }
 
     pub(crate) fn range(&self, id: usize) -> Range<usize> {
@@ -143,7 +198,7 @@ impl<'a> Doc<'a> {
             if !s.is_empty() {
                 s.push(' ');
             }
-            s.push_str(l.text.trim());
+            s.push_str(self.text(l).trim());
         }
         s
     }
@@ -251,15 +306,16 @@ impl Builder<'_> {
     /// Adds a childless node under the innermost open node.
     fn leaf(&mut self, kind: Kind, range: Range<usize>) -> usize {
         let id = self.doc.nodes.len();
+        let parent = self.stack.last().copied();
         self.doc.nodes.push(Node {
             kind,
             range,
-            children: Vec::new(),
-            lines: Vec::new(),
+            parent,
+            children: 0..0,
+            lines: 0..0,
         });
-        match self.stack.last().and_then(|&p| self.doc.nodes.get_mut(p)) {
-            Some(parent) => parent.children.push(id),
-            None => self.doc.roots.push(id),
+        if parent.is_none() {
+            self.doc.roots.push(id);
         }
         id
     }
@@ -279,12 +335,10 @@ impl Builder<'_> {
                     self.doc.nodes.push(Node {
                         kind: Kind::Para,
                         range: range.clone(),
-                        children: Vec::new(),
-                        lines: Vec::new(),
+                        parent: Some(top),
+                        children: 0..0,
+                        lines: 0..0,
                     });
-                    if let Some(item) = self.doc.nodes.get_mut(top) {
-                        item.children.push(id);
-                    }
                     self.implicit = Some(id);
                     self.newline = false;
                     id
@@ -298,19 +352,35 @@ impl Builder<'_> {
         } else {
             Some(self.doc.line_of(range.start))
         };
-        let Some(node) = self.doc.nodes.get_mut(target) else {
+        let doc = &mut self.doc;
+        let Some(node) = doc.nodes.get_mut(target) else {
             return;
         };
         if !range.is_empty() && range.end > node.range.end {
             node.range.end = range.end;
         }
+        let total = doc.all_lines.len();
+        if node.lines.is_empty() {
+            node.lines = total..total;
+        } else if node.lines.end != total {
+            // Another node's text came in between: cannot happen for a paragraph or heading,
+            // whose inline content is one run of events. Dropping is safer than mixing.
+            return;
+        }
         let new_line = node.lines.is_empty() || (self.newline && line.is_some());
-        match (new_line, node.lines.last_mut()) {
-            (false, Some(last)) => last.text.push_str(text),
-            _ => node.lines.push(Line {
-                line: line.unwrap_or_else(|| node.lines.last().map_or(0, |l| l.line)),
-                text: text.to_owned(),
-            }),
+        let start = doc.text.len();
+        doc.text.push_str(text);
+        let end = doc.text.len();
+        match (new_line, doc.all_lines.last_mut()) {
+            (false, Some(last)) => last.span.end = end,
+            (_, last) => {
+                let line = line.unwrap_or_else(|| last.map_or(0, |l| l.line));
+                doc.all_lines.push(Line {
+                    line,
+                    span: start..end,
+                });
+                node.lines.end = doc.all_lines.len();
+            }
         }
         if line.is_some() {
             self.newline = false;

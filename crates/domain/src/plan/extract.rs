@@ -494,7 +494,7 @@ impl<'a, 'd> Walker<'a, 'd> {
         }
         let lines = self.lines(para);
         let (first, more) = lines.split_first()?;
-        let mut text = first.text.as_str();
+        let mut text = self.doc.text(first);
         let mut status = PlanTaskStatus::NoCheckbox;
         if boxed {
             let (s, rest) = text_checkbox(text)?;
@@ -506,7 +506,9 @@ impl<'a, 'd> Walker<'a, 'd> {
         } else {
             None
         };
-        Some(head_from(text, more, status, number))
+        // Only the first few lines can continue a title.
+        let more: Vec<&str> = more.iter().take(8).map(|l| self.doc.text(l)).collect();
+        Some(head_from(text, &more, status, number))
     }
 
     fn item_task(&mut self, item: usize, head: Head, numbered: bool) {
@@ -551,7 +553,7 @@ impl<'a, 'd> Walker<'a, 'd> {
             if !s.is_empty() {
                 s.push(' ');
             }
-            s.push_str(strip_emph(&l.text).trim());
+            s.push_str(strip_emph(self.doc.text(l)).trim());
         }
         s
     }
@@ -563,7 +565,7 @@ impl<'a, 'd> Walker<'a, 'd> {
             .copied()
             .filter(|&p| self.kind(p) == Some(Kind::Para));
         if let (Owner::Task(t), Some(p)) = (owner, first_para) {
-            let first = self.lines(p).first().map(|l| l.text.as_str()).unwrap_or("");
+            let first = self.lines(p).first().map_or("", |l| self.doc.text(l));
             if let Some((kind, value)) = label(first) {
                 let line = self.doc.line_of(self.range(item).start);
                 self.apply_label(t, kind, &value, line);
@@ -618,7 +620,7 @@ impl<'a, 'd> Walker<'a, 'd> {
                 let mut run: Option<(usize, usize)> = None;
                 let mut first_run = true;
                 for l in lines {
-                    if let Some((kind, value)) = label(&l.text) {
+                    if let Some((kind, value)) = label(self.doc.text(l)) {
                         if kind == Label::Acceptance && value.is_empty() {
                             self.pending_criteria = Some(t);
                         }
@@ -637,7 +639,7 @@ impl<'a, 'd> Walker<'a, 'd> {
             }
             Owner::Criteria(t) => {
                 for l in lines {
-                    let text = clean(&strip_emph(&l.text));
+                    let text = clean(&strip_emph(self.doc.text(l)));
                     if let Some(task) = self.out.tasks.get_mut(t)
                         && !text.is_empty()
                     {
@@ -670,7 +672,7 @@ impl<'a, 'd> Walker<'a, 'd> {
         while let Some((n, depth)) = stack.pop() {
             if self.kind(n) == Some(Kind::Para) {
                 for l in self.lines(n) {
-                    let text = strip_emph(&l.text);
+                    let text = strip_emph(self.doc.text(l));
                     if let Some((dependents, prereqs)) = prose_statement(&text) {
                         self.out.prose_deps.push(ProseDep {
                             dependents,

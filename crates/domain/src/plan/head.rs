@@ -3,7 +3,7 @@
 //! (`_Requirements: 1.1_`), parenthesised metadata (`(depends on T012)`), and the wrapped lines
 //! that continue the title.
 
-use super::blocks::{EMPH, Line};
+use super::blocks::EMPH;
 use super::model::PlanTaskStatus;
 use super::text::{
     KeyKind, Label, continues, ends_sentence, key_prefix, label, strip_emph, strip_markers,
@@ -39,7 +39,7 @@ pub(crate) fn clean(s: &str) -> String {
 /// Reads a task's first line (after its checkbox) and the wrapped lines that continue it.
 pub(crate) fn head_from(
     first: &str,
-    more: &[Line],
+    more: &[&str],
     status: PlanTaskStatus,
     number: Option<String>,
 ) -> Head {
@@ -71,12 +71,12 @@ pub(crate) fn head_from(
         if !metas.is_empty() || ends_sentence(&title) {
             break;
         }
-        let plain = strip_emph(&l.text);
-        if label(&l.text).is_some() || !continues(&plain) {
+        let plain = strip_emph(l);
+        if label(l).is_some() || !continues(&plain) {
             break;
         }
         let mut extra = Vec::new();
-        let cut = strip_emph(cut_meta(&l.text, &mut extra));
+        let cut = strip_emph(cut_meta(l, &mut extra));
         title.push(' ');
         title.push_str(cut.trim());
         metas.extend(extra);

@@ -128,7 +128,7 @@ impl Builder<'_, '_> {
                 && let Some(p) = prev
                 && self.doc.kind(p) == Some(Kind::Para)
                 && let Some(last) = self.doc.lines(p).last()
-                && let Some((Label::Acceptance, v)) = label(&last.text)
+                && let Some((Label::Acceptance, v)) = label(self.doc.text(last))
                 && v.is_empty()
             {
                 mark(out, id);
@@ -191,7 +191,7 @@ impl Builder<'_, '_> {
         let Some(line) = self.doc.lines(para).first() else {
             return false;
         };
-        let plain = strip_emph(&line.text);
+        let plain = strip_emph(self.doc.text(line));
         key_prefix(&plain).is_some_and(|k| {
             matches!(k.kind, KeyKind::TKey | KeyKind::Word)
                 || (k.kind == KeyKind::Numeric && k.key.contains('.'))
