@@ -1,6 +1,8 @@
 //! The `spectask` binary as a user runs it: help text, zero-configuration start, and durability
 //! across a SIGKILL on both databases.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed unwrap is a failed test
+
 use std::path::Path;
 use std::process::Stdio;
 use std::time::Duration;

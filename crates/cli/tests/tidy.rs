@@ -1,6 +1,8 @@
 //! Workspace rules checked by `cargo test`: every source file says what it owns, no test is
 //! ignored or expects a panic, and crate dependencies point inward to the domain.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed unwrap is a failed test
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 

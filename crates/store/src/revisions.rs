@@ -31,6 +31,14 @@ pub struct RevisionSummary {
 }
 
 #[derive(sqlx::FromRow)]
+struct RevisionSummaryRow {
+    revision: i32,
+    feedback: Option<String>,
+    interaction_id: Option<String>,
+    created_at: DateTime<Utc>,
+}
+
+#[derive(sqlx::FromRow)]
 struct RevisionRow {
     spec_task_id: String,
     revision: i32,
@@ -129,26 +137,26 @@ impl Store {
         &self,
         spec_task_id: &SpecTaskId,
     ) -> StoreResult<Vec<RevisionSummary>> {
-        let rows: Vec<(i32, Option<String>, Option<String>, DateTime<Utc>)> =
-            on_backend!(&*self.backend, |w, r, d| {
-                sqlx::query_as(
-                    "SELECT revision, feedback, interaction_id, created_at FROM spec_revisions \
+        let rows: Vec<RevisionSummaryRow> = on_backend!(&*self.backend, |w, r, d| {
+            sqlx::query_as(
+                "SELECT revision, feedback, interaction_id, created_at FROM spec_revisions \
                      WHERE spec_task_id = $1 ORDER BY revision",
-                )
-                .bind(spec_task_id.as_str())
-                .fetch_all(r)
-                .await?
-            });
+            )
+            .bind(spec_task_id.as_str())
+            .fetch_all(r)
+            .await?
+        });
         rows.into_iter()
-            .map(|(revision, feedback, interaction_id, created_at)| {
+            .map(|row| {
                 Ok(RevisionSummary {
-                    revision,
-                    feedback,
-                    interaction_id: interaction_id
+                    revision: row.revision,
+                    feedback: row.feedback,
+                    interaction_id: row
+                        .interaction_id
                         .map(|id| InteractionId::parse(&id))
                         .transpose()
                         .map_err(|e| StoreError::corrupt("spec_revisions", e))?,
-                    created_at,
+                    created_at: row.created_at,
                 })
             })
             .collect()

@@ -36,7 +36,7 @@ pub struct TestApp {
     pub store: Store,
     shutdown: Option<oneshot::Sender<()>>,
     handle: Option<JoinHandle<()>>,
-    pub db: TestDatabase,
+    db: Option<TestDatabase>,
 }
 
 impl TestApp {
@@ -67,8 +67,13 @@ impl TestApp {
             store,
             shutdown: Some(tx),
             handle: Some(handle),
-            db,
+            db: Some(db),
         }
+    }
+
+    /// The database this server runs on.
+    pub fn db(&self) -> &TestDatabase {
+        self.db.as_ref().expect("database present until stop")
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -160,14 +165,7 @@ impl TestApp {
             handle.await.expect("server task");
         }
         self.store.close().await;
-        let db = std::mem::replace(
-            &mut self.db,
-            TestDatabase::Sqlite {
-                dir: tempfile::tempdir().unwrap(),
-                url: String::new(),
-            },
-        );
-        db
+        self.db.take().expect("database present until stop")
     }
 }
 
