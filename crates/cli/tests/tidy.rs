@@ -97,9 +97,11 @@ fn dependencies_point_inward_to_the_domain() {
     let allowed: BTreeMap<&str, &[&str]> = BTreeMap::from([
         ("domain", &[][..]),
         ("store", &["spectask-domain"][..]),
-        ("server", &["spectask-domain", "spectask-store"][..]),
-        ("testkit", &["spectask-server", "spectask-store"][..]),
-        ("cli", &["spectask-server", "spectask-store"][..]),
+        ("runtimes", &["spectask-domain"][..]),
+        ("engine", &["spectask-domain", "spectask-store", "spectask-runtimes"][..]),
+        ("server", &["spectask-domain", "spectask-store", "spectask-engine"][..]),
+        ("testkit", &["spectask-server", "spectask-store", "spectask-engine", "spectask-runtimes"][..]),
+        ("cli", &["spectask-server", "spectask-store", "spectask-engine", "spectask-runtimes"][..]),
     ]);
     for (dir, permitted) in &allowed {
         let deps = dependencies(&root.join("crates").join(dir).join("Cargo.toml"));
