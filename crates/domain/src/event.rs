@@ -26,6 +26,13 @@ string_enum! {
         ZedThreadStatusChanged = "zed_thread.status_changed",
         ImplementationTaskCreated = "implementation_task.created",
         ImplementationTaskStatusChanged = "implementation_task.status_changed",
+        CommentCreated = "comment.created",
+        CommentsResolved = "comment.resolved",
+        TurnQueued = "turn.queued",
+        TurnStatusChanged = "turn.status_changed",
+        SpecsApproved = "spec_task.specs_approved",
+        PlanningFailed = "spec_task.planning_failed",
+        WorkspaceProjectionFailed = "workspace.projection_failed",
     }
 }
 

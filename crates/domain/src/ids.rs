@@ -107,6 +107,14 @@ prefixed_id!(
     /// An implementation task parsed from the approved plan (`stit_…`).
     ImplementationTaskId, "stit_", "implementation task"
 );
+prefixed_id!(
+    /// A reviewer's comment on a spec document (`spc_…`).
+    SpecCommentId, "spc_", "spec comment"
+);
+prefixed_id!(
+    /// A durable turn: one prompt sent to an agent (`turn_…`).
+    TurnId, "turn_", "turn"
+);
 
 #[cfg(test)]
 mod tests {

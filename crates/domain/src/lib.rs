@@ -5,24 +5,29 @@
 //! Architecture invariant: this crate does no I/O, reads no clock and draws no randomness. Time and
 //! fresh ids are passed in by the caller, so everything here is deterministic and unit-testable.
 
+pub mod comment;
 pub mod enums;
 pub mod event;
 pub mod ids;
 pub mod implementation_task;
 pub mod limits;
 pub mod plan;
+pub mod prompts;
 pub mod revision;
 pub mod session;
+pub mod spec_output;
 pub mod spec_task;
 pub mod transitions;
+pub mod turn;
 pub mod work_session;
 pub mod zed_thread;
 
+pub use comment::{SpecComment, SpecCommentId, SpecDocument};
 pub use enums::ParseEnumError;
 pub use event::{Event, EventKind, NewEvent};
 pub use ids::{
     IdError, ImplementationTaskId, InteractionId, SessionId, SpecTaskId, SpecTaskZedThreadId,
-    WorkSessionId,
+    TurnId, WorkSessionId,
 };
 pub use implementation_task::{ImplementationTaskStatus, SpecTaskImplementationTask};
 pub use plan::{
@@ -32,9 +37,12 @@ pub use plan::{
 };
 pub use revision::SpecRevision;
 pub use session::{Interaction, InteractionState, Session, SessionRole};
+pub use spec_output::{SpecDocuments, SpecOutputError, split_spec_reply};
 pub use spec_task::{NewSpecTask, Priority, SpecTask, SpecTaskStatus, TaskType};
 pub use transitions::{
-    ImplementationTaskEvent, SpecTaskEvent, TransitionError, WorkSessionEvent, ZedThreadEvent,
+    ImplementationTaskEvent, SpecTaskEvent, TransitionError, TurnEvent, WorkSessionEvent,
+    ZedThreadEvent,
 };
+pub use turn::{Turn, TurnKind, TurnStatus};
 pub use work_session::{SpecTaskWorkSession, WorkSessionPhase, WorkSessionStatus};
 pub use zed_thread::{SpecTaskZedThread, ZedThreadStatus};

@@ -51,6 +51,11 @@ string_enum! {
 pub struct SpecTask {
     pub id: SpecTaskId,
     pub name: String,
+    /// True while the name is derived (from the prompt, then from the requirements title); a name
+    /// the user gave or edited is never replaced.
+    #[serde(skip)]
+    #[cfg_attr(feature = "openapi", schema(ignore))]
+    pub name_derived: bool,
     pub description: String,
     #[serde(rename = "type")]
     #[cfg_attr(feature = "openapi", schema(rename = "type"))]
@@ -73,7 +78,11 @@ pub struct SpecTask {
     pub implementation_session_id: Option<SessionId>,
     pub spec_approved_by: Option<String>,
     pub spec_approved_at: Option<DateTime<Utc>>,
+    /// The revision number that was approved.
+    pub spec_approved_revision: Option<i32>,
     pub spec_revision_count: i32,
+    /// Why the task is in `spec_failed` or `implementation_failed`; cleared when it is retried.
+    pub error: Option<String>,
     pub zed_instance_id: Option<String>,
     /// Canonical absolute path of the project checkout.
     pub project_path: Option<String>,
@@ -89,6 +98,8 @@ pub struct SpecTask {
 #[derive(Debug, Clone, PartialEq)]
 pub struct NewSpecTask {
     pub name: String,
+    /// The name was derived from the prompt, not given by the user.
+    pub name_derived: bool,
     pub description: String,
     pub task_type: TaskType,
     pub priority: Priority,

@@ -9,6 +9,7 @@ use serde::Serialize;
 
 use crate::implementation_task::ImplementationTaskStatus;
 use crate::spec_task::SpecTaskStatus;
+use crate::turn::TurnStatus;
 use crate::work_session::WorkSessionStatus;
 use crate::zed_thread::ZedThreadStatus;
 
@@ -180,6 +181,22 @@ transition_table! {
         Retry = "retry": [Failed] => Assigned,
         /// A reviewer asked for changes after it completed.
         Reopen = "reopen": [Completed] => InProgress,
+    }
+}
+
+transition_table! {
+    /// What can happen to a turn.
+    pub enum TurnEvent on TurnStatus as "turn" {
+        /// A worker took it under a lease.
+        Claim = "claim": [Queued] => Running,
+        /// The agent answered and the answer was recorded.
+        Complete = "complete": [Running] => Completed,
+        /// It failed for good.
+        Fail = "fail": [Queued, Running] => Failed,
+        /// Its worker's lease expired (a crash, a restart): it runs again.
+        Requeue = "requeue": [Running] => Queued,
+        /// Nobody needs its answer any more.
+        Cancel = "cancel": [Queued, Running] => Cancelled,
     }
 }
 

@@ -481,7 +481,7 @@ backend_tests! {
         let writer = async {
             tokio::time::sleep(Duration::from_millis(300)).await;
             let mut new = spectask_domain::NewSpecTask {
-                name: "from replica b".into(), description: String::new(), task_type: spectask_domain::TaskType::Feature,
+                name: "from replica b".into(), name_derived: false, description: String::new(), task_type: spectask_domain::TaskType::Feature,
                 priority: spectask_domain::Priority::Low, original_prompt: "p".into(), spec_agent: None,
                 implementation_agent: None, project_path: None, workspace_config: None, created_by: "b".into(),
             };

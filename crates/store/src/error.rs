@@ -20,6 +20,10 @@ pub enum StoreError {
     /// A uniqueness rule of the schema was hit (named by the rule, not by SQL).
     #[error("{0}")]
     Duplicate(String),
+    /// A worker's claim on a turn is gone (its lease expired and another worker took the turn, or
+    /// the turn was cancelled): the worker must stop and write nothing more.
+    #[error("the claim on turn `{0}` was lost")]
+    ClaimLost(String),
     /// The URL names no supported database.
     #[error("unsupported database url `{0}`: expected sqlite://… or postgres://…")]
     UnsupportedUrl(String),
@@ -91,6 +95,11 @@ const UNIQUE_RULES: &[(&str, &str, &str)] = &[
         "spec_revisions_pkey",
         "spec_revisions.spec_task_id, spec_revisions.revision",
         "that revision number already exists",
+    ),
+    (
+        "turns_one_live_per_session",
+        "turns.session_id",
+        "the session already has a queued or running turn",
     ),
     (
         "interactions_session_seq_key",

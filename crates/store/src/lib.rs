@@ -12,23 +12,29 @@
 //! each expansion is monomorphic sqlx code for that database and no generic bounds leak out.
 
 mod backend;
+mod comments;
 mod error;
 mod events;
 mod ids;
 mod implementation_tasks;
+mod planning;
 mod revisions;
 mod rows;
 mod sessions;
 mod spec_tasks;
 mod transition;
+mod turns;
 mod work_sessions;
 
 pub use backend::{Backend, ConnectOptions};
+pub use comments::NewComment;
 pub use error::{StoreError, StoreResult};
 pub use events::EventQuery;
 pub use implementation_tasks::NewImplementationTask;
+pub use planning::PlanningOutput;
 pub use revisions::{NewRevision, RevisionSummary};
 pub use spec_tasks::{SpecTaskFilter, SpecTaskPage, SpecTaskPatch};
+pub use turns::TurnClaim;
 pub use work_sessions::{NewWorkSession, NewZedThread};
 
 use std::sync::Arc;

@@ -34,16 +34,17 @@ fn parse_enum<T: std::str::FromStr<Err = spectask_domain::ParseEnumError>>(
     value.parse().map_err(|e| StoreError::corrupt(table, e))
 }
 
-pub(crate) const SPEC_TASK_COLUMNS: &str = "id, name, description, type, priority, status, archived, \
+pub(crate) const SPEC_TASK_COLUMNS: &str = "id, name, name_derived, description, type, priority, status, archived, \
     original_prompt, requirements_spec, technical_design, implementation_plan, spec_agent, \
     implementation_agent, spec_session_id, implementation_session_id, spec_approved_by, \
-    spec_approved_at, spec_revision_count, zed_instance_id, project_path, workspace_config, \
+    spec_approved_at, spec_approved_revision, spec_revision_count, error, zed_instance_id, project_path, workspace_config, \
     created_by, created_at, updated_at, started_at, completed_at";
 
 #[derive(sqlx::FromRow)]
 pub(crate) struct SpecTaskRow {
     id: String,
     name: String,
+    name_derived: bool,
     description: String,
     #[sqlx(rename = "type")]
     task_type: String,
@@ -60,7 +61,9 @@ pub(crate) struct SpecTaskRow {
     implementation_session_id: Option<String>,
     spec_approved_by: Option<String>,
     spec_approved_at: Option<DateTime<Utc>>,
+    spec_approved_revision: Option<i32>,
     spec_revision_count: i32,
+    error: Option<String>,
     zed_instance_id: Option<String>,
     project_path: Option<String>,
     workspace_config: Option<Json<serde_json::Value>>,
@@ -78,6 +81,7 @@ impl TryFrom<SpecTaskRow> for SpecTask {
         Ok(SpecTask {
             id: parse_id(T, SpecTaskId::parse, &row.id)?,
             name: row.name,
+            name_derived: row.name_derived,
             description: row.description,
             task_type: parse_enum(T, &row.task_type)?,
             priority: parse_enum(T, &row.priority)?,
@@ -97,7 +101,9 @@ impl TryFrom<SpecTaskRow> for SpecTask {
             )?,
             spec_approved_by: row.spec_approved_by,
             spec_approved_at: row.spec_approved_at,
+            spec_approved_revision: row.spec_approved_revision,
             spec_revision_count: row.spec_revision_count,
+            error: row.error,
             zed_instance_id: row.zed_instance_id,
             project_path: row.project_path,
             workspace_config: row.workspace_config.map(|j| j.0),

@@ -86,8 +86,8 @@ impl Store {
             let row: SpecTaskRow = sqlx::query_as(sqlx::AssertSqlSafe(format!(
                 "INSERT INTO spec_tasks (id, name, description, type, priority, status, archived, \
                  original_prompt, spec_agent, implementation_agent, spec_revision_count, project_path, \
-                 workspace_config, created_by, created_at, updated_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6, FALSE, $7, $8, $9, 0, $10, $11, $12, $13, $13) \
+                 workspace_config, created_by, created_at, updated_at, name_derived) \
+                 VALUES ($1, $2, $3, $4, $5, $6, FALSE, $7, $8, $9, 0, $10, $11, $12, $13, $13, $14) \
                  RETURNING {SPEC_TASK_COLUMNS}"
             )))
             .bind(id.as_str())
@@ -103,6 +103,7 @@ impl Store {
             .bind(new.workspace_config.as_ref().map(Json))
             .bind(&new.created_by)
             .bind(now)
+            .bind(new.name_derived)
             .fetch_one(&mut *tx)
             .await?;
             let event_id = append_event!(tx, d, &event, now);
@@ -285,7 +286,8 @@ impl Store {
             } else {
                 let row: SpecTaskRow = sqlx::query_as(sqlx::AssertSqlSafe(format!(
                     "UPDATE spec_tasks SET name = $1, description = $2, priority = $3, type = $4, \
-                     updated_at = $5 WHERE id = $6 AND archived = FALSE RETURNING {SPEC_TASK_COLUMNS}"
+                     updated_at = $5, name_derived = $7 WHERE id = $6 AND archived = FALSE \
+                     RETURNING {SPEC_TASK_COLUMNS}"
                 )))
                 .bind(&name)
                 .bind(&description)
@@ -293,6 +295,7 @@ impl Store {
                 .bind(task_type.as_str())
                 .bind(now)
                 .bind(id.as_str())
+                .bind(current.name_derived && patch.name.is_none())
                 .fetch_one(&mut *tx)
                 .await?;
                 let event = NewEvent {

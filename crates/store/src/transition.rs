@@ -9,32 +9,30 @@
 //! guarded `UPDATE` still decides, so a forbidden transition or a lost race can never overwrite a
 //! status. The status event is appended in the same transaction.
 
-use serde_json::json;
 use spectask_domain::{
-    EventKind, ImplementationTaskEvent, ImplementationTaskId, ImplementationTaskStatus, NewEvent,
-    SpecTask, SpecTaskEvent, SpecTaskId, SpecTaskImplementationTask, SpecTaskStatus,
-    SpecTaskWorkSession, SpecTaskZedThread, SpecTaskZedThreadId, WorkSessionEvent, WorkSessionId,
-    WorkSessionStatus, ZedThreadEvent, ZedThreadStatus,
+    EventKind, ImplementationTaskEvent, ImplementationTaskId, ImplementationTaskStatus, SpecTask,
+    SpecTaskEvent, SpecTaskId, SpecTaskImplementationTask, SpecTaskStatus, SpecTaskWorkSession,
+    SpecTaskZedThread, SpecTaskZedThreadId, WorkSessionEvent, WorkSessionId, WorkSessionStatus,
+    ZedThreadEvent, ZedThreadStatus,
 };
 
 use crate::Store;
-use crate::backend::{Dialect, on_backend};
-use crate::error::{StoreError, StoreResult};
-use crate::events::append_event;
+use crate::backend::on_backend;
+use crate::error::StoreResult;
 use crate::ids::now;
 
 /// How one table takes part in transitions.
-struct Machine {
-    table: &'static str,
-    entity: &'static str,
+pub(crate) struct Machine {
+    pub(crate) table: &'static str,
+    pub(crate) entity: &'static str,
     /// The column holding the owning SpecTask's id (for the event).
-    task_column: &'static str,
+    pub(crate) task_column: &'static str,
     /// Extra assignments; `$1` is the time, `$2` the target status.
-    extra_set: &'static str,
-    event_kind: EventKind,
+    pub(crate) extra_set: &'static str,
+    pub(crate) event_kind: EventKind,
 }
 
-const SPEC_TASKS: Machine = Machine {
+pub(crate) const SPEC_TASKS: Machine = Machine {
     table: "spec_tasks",
     entity: "spec task",
     task_column: "id",
@@ -62,6 +60,18 @@ const ZED_THREADS: Machine = Machine {
     event_kind: EventKind::ZedThreadStatusChanged,
 };
 
+pub(crate) const TURNS: Machine = Machine {
+    table: "turns",
+    entity: "turn",
+    task_column: "spec_task_id",
+    extra_set: "started_at = CASE WHEN $2 = 'running' THEN COALESCE(started_at, $1) ELSE started_at END, \
+        completed_at = CASE WHEN $2 IN ('completed', 'failed', 'cancelled') THEN $1 ELSE NULL END, \
+        owner = CASE WHEN $2 = 'running' THEN owner ELSE NULL END, \
+        claim_token = CASE WHEN $2 = 'running' THEN claim_token ELSE NULL END, \
+        lease_expires_at = CASE WHEN $2 = 'running' THEN lease_expires_at ELSE NULL END",
+    event_kind: EventKind::TurnStatusChanged,
+};
+
 const IMPLEMENTATION_TASKS: Machine = Machine {
     table: "spec_task_implementation_tasks",
     entity: "implementation task",
@@ -71,8 +81,125 @@ const IMPLEMENTATION_TASKS: Machine = Machine {
     event_kind: EventKind::ImplementationTaskStatusChanged,
 };
 
+/// Applies a status change inside the open transaction `$tx`: reads (and on PostgreSQL locks) the
+/// row, refuses if the current status is not in `$allowed`, else runs the guarded `UPDATE` and
+/// appends the status event. Evaluates to an [`Outcome`]; returns early from the enclosing
+/// function on a missing row or a lost race.
+macro_rules! cas_status {
+    ($tx:expr, $d:expr, $machine:expr, $id:expr, $event_name:expr, $allowed:expr, $target:expr, $actor:expr, $now:expr) => {{
+        let machine: &$crate::transition::Machine = $machine;
+        let id: &str = $id;
+        let allowed_from: &[&'static str] = $allowed;
+        let target: &'static str = $target;
+        let lock = if $d == $crate::backend::Dialect::Postgres { " FOR UPDATE" } else { "" };
+        let current: Option<(String, String)> = ::sqlx::query_as(::sqlx::AssertSqlSafe(format!(
+            "SELECT status, {} FROM {} WHERE id = $1{lock}",
+            machine.task_column, machine.table
+        )))
+        .bind(id)
+        .fetch_optional(&mut *$tx)
+        .await?;
+        let Some((current, spec_task_id)) = current else {
+            return Err($crate::error::StoreError::not_found(machine.entity, id));
+        };
+        if !allowed_from.contains(&current.as_str()) {
+            $crate::transition::Outcome::Refused { current }
+        } else {
+            let allowed_params: Vec<String> =
+                (0..allowed_from.len()).map(|i| format!("${}", i + 5)).collect();
+            let sql = format!(
+                "UPDATE {} SET status = $2, {} WHERE id = $3 AND status = $4 AND status IN ({})",
+                machine.table,
+                machine.extra_set,
+                allowed_params.join(", ")
+            );
+            let mut update = ::sqlx::query(::sqlx::AssertSqlSafe(sql))
+                .bind($now)
+                .bind(target)
+                .bind(id)
+                .bind(&current);
+            for status in allowed_from {
+                update = update.bind(*status);
+            }
+            let updated = update.execute(&mut *$tx).await?.rows_affected();
+            if updated != 1 {
+                return Err($crate::error::StoreError::Conflict(format!(
+                    "{} `{id}` changed concurrently; retry",
+                    machine.entity
+                )));
+            }
+            let event = ::spectask_domain::NewEvent {
+                spec_task_id: Some(
+                    ::spectask_domain::SpecTaskId::parse(&spec_task_id)
+                        .map_err(|e| $crate::error::StoreError::corrupt(machine.table, e))?,
+                ),
+                kind: machine.event_kind,
+                entity_id: id.to_owned(),
+                actor: $actor.to_owned(),
+                payload: ::serde_json::json!({ "event": $event_name, "from": current, "to": target }),
+            };
+            let event_id = $crate::events::append_event!($tx, $d, &event, $now);
+            $crate::transition::Outcome::Applied { from: current, event_id }
+        }
+    }};
+}
+pub(crate) use cas_status;
+
+/// Applies a SpecTask event inside the open transaction `$tx`; returns early from the enclosing
+/// function with the transition error when the table refuses it. Evaluates to the event id.
+macro_rules! spec_task_event_in_tx {
+    ($tx:expr, $d:expr, $id:expr, $event:expr, $actor:expr, $now:expr) => {{
+        let event: ::spectask_domain::SpecTaskEvent = $event;
+        let allowed: Vec<&'static str> = event.allowed_from().iter().map(|s| s.as_str()).collect();
+        match $crate::transition::cas_status!(
+            $tx,
+            $d,
+            &$crate::transition::SPEC_TASKS,
+            $id,
+            event.as_str(),
+            &allowed,
+            event.target().as_str(),
+            $actor,
+            $now
+        ) {
+            $crate::transition::Outcome::Applied { event_id, .. } => event_id,
+            $crate::transition::Outcome::Refused { current } => {
+                let current: ::spectask_domain::SpecTaskStatus = current.parse()?;
+                return Err(event.refused(current).into());
+            }
+        }
+    }};
+}
+pub(crate) use spec_task_event_in_tx;
+
+/// Applies a turn event inside the open transaction `$tx`, like [`spec_task_event_in_tx!`].
+macro_rules! turn_event_in_tx {
+    ($tx:expr, $d:expr, $id:expr, $event:expr, $actor:expr, $now:expr) => {{
+        let event: ::spectask_domain::TurnEvent = $event;
+        let allowed: Vec<&'static str> = event.allowed_from().iter().map(|s| s.as_str()).collect();
+        match $crate::transition::cas_status!(
+            $tx,
+            $d,
+            &$crate::transition::TURNS,
+            $id,
+            event.as_str(),
+            &allowed,
+            event.target().as_str(),
+            $actor,
+            $now
+        ) {
+            $crate::transition::Outcome::Applied { event_id, .. } => event_id,
+            $crate::transition::Outcome::Refused { current } => {
+                let current: ::spectask_domain::TurnStatus = current.parse()?;
+                return Err(event.refused(current).into());
+            }
+        }
+    }};
+}
+pub(crate) use turn_event_in_tx;
+
 /// What the compare-and-set found.
-enum Outcome {
+pub(crate) enum Outcome {
     Applied {
         from: String,
         event_id: i64,
@@ -96,64 +223,21 @@ impl Store {
         let now = now();
         let outcome = on_backend!(&*self.backend, |w, r, d| {
             let mut tx = w.begin().await?;
-            let lock = if d == Dialect::Postgres {
-                " FOR UPDATE"
-            } else {
-                ""
-            };
-            let current: Option<(String, String)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-                "SELECT status, {} FROM {} WHERE id = $1{lock}",
-                machine.task_column, machine.table
-            )))
-            .bind(id)
-            .fetch_optional(&mut *tx)
-            .await?;
-            let Some((current, spec_task_id)) = current else {
-                return Err(StoreError::not_found(machine.entity, id));
-            };
-            if !allowed_from.contains(&current.as_str()) {
-                return Ok(Outcome::Refused { current });
-            }
-            let allowed_params: Vec<String> = (0..allowed_from.len())
-                .map(|i| format!("${}", i + 5))
-                .collect();
-            let sql = format!(
-                "UPDATE {} SET status = $2, {} WHERE id = $3 AND status = $4 AND status IN ({})",
-                machine.table,
-                machine.extra_set,
-                allowed_params.join(", ")
+            let outcome = cas_status!(
+                tx,
+                d,
+                machine,
+                id,
+                event_name,
+                allowed_from,
+                target,
+                actor,
+                now
             );
-            let mut update = sqlx::query(sqlx::AssertSqlSafe(sql))
-                .bind(now)
-                .bind(target)
-                .bind(id)
-                .bind(&current);
-            for status in allowed_from {
-                update = update.bind(*status);
+            if matches!(outcome, Outcome::Applied { .. }) {
+                tx.commit().await?;
             }
-            let updated = update.execute(&mut *tx).await?.rows_affected();
-            if updated != 1 {
-                return Err(StoreError::Conflict(format!(
-                    "{} `{id}` changed concurrently; retry",
-                    machine.entity
-                )));
-            }
-            let event = NewEvent {
-                spec_task_id: Some(
-                    SpecTaskId::parse(&spec_task_id)
-                        .map_err(|e| StoreError::corrupt(machine.table, e))?,
-                ),
-                kind: machine.event_kind,
-                entity_id: id.to_owned(),
-                actor: actor.to_owned(),
-                payload: json!({ "event": event_name, "from": current, "to": target }),
-            };
-            let event_id = append_event!(tx, d, &event, now);
-            tx.commit().await?;
-            Outcome::Applied {
-                from: current,
-                event_id,
-            }
+            outcome
         });
         if let Outcome::Applied { from, event_id } = &outcome {
             tracing::debug!(entity = machine.entity, id, event = event_name, from = %from, to = target, "status changed");

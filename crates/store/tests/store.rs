@@ -14,6 +14,7 @@ use spectask_testkit::backend_tests;
 fn new_task(prompt: &str) -> NewSpecTask {
     NewSpecTask {
         name: prompt.to_owned(),
+        name_derived: false,
         description: prompt.to_owned(),
         task_type: TaskType::Feature,
         priority: Priority::Medium,

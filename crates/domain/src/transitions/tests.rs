@@ -187,6 +187,27 @@ fn implementation_task_table_is_exactly_the_lifecycle() {
 }
 
 #[test]
+fn turn_table_is_exactly_the_lifecycle() {
+    use crate::turn::TurnStatus as S;
+    use TurnEvent as E;
+    let expected = [
+        (S::Queued, E::Claim, S::Running),
+        (S::Running, E::Complete, S::Completed),
+        (S::Queued, E::Fail, S::Failed),
+        (S::Running, E::Fail, S::Failed),
+        (S::Running, E::Requeue, S::Queued),
+        (S::Queued, E::Cancel, S::Cancelled),
+        (S::Running, E::Cancel, S::Cancelled),
+    ];
+    check_exhaustively(S::ALL, E::ALL, &expected, E::apply, S::as_str);
+    let edges: Vec<_> = expected.iter().map(|(f, _, t)| (*f, *t)).collect();
+    check_reachable(S::Queued, S::ALL, &edges);
+    for terminal in [S::Completed, S::Failed, S::Cancelled] {
+        assert!(E::ALL.iter().all(|e| e.apply(terminal).is_err()));
+    }
+}
+
+#[test]
 fn event_names_are_unique_per_machine() {
     fn unique(names: Vec<&'static str>) {
         let set: BTreeSet<_> = names.iter().collect();

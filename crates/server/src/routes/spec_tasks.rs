@@ -121,6 +121,7 @@ async fn create_from_prompt(
     };
     let _ = req.auto_start;
     let new = NewSpecTask {
+        name_derived: req.name.is_none(),
         name,
         description: prompt.clone(),
         task_type: task_type.unwrap_or(TaskType::Feature),

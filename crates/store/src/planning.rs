@@ -1,0 +1,555 @@
+//! The planning workflow's multi-row steps, each one transaction: start planning, request changes,
+//! approve, and the three ends of a planning turn (success, correction, failure). Every step moves
+//! the task through its transition table and records its events in the same commit.
+
+use serde_json::json;
+use spectask_domain::{
+    EventKind, InteractionId, NewEvent, SessionId, SessionRole, SpecComment, SpecRevision,
+    SpecTask, SpecTaskEvent, SpecTaskId, TurnEvent, TurnId, TurnKind,
+};
+
+use crate::Store;
+use crate::backend::on_backend;
+use crate::comments::{COMMENT_COLUMNS, CommentRow};
+use crate::error::{StoreError, StoreResult};
+use crate::events::append_event;
+use crate::ids::now;
+use crate::implementation_tasks::NewImplementationTask;
+use crate::rows::{SPEC_TASK_COLUMNS, SpecTaskRow};
+use crate::transition::{spec_task_event_in_tx, turn_event_in_tx};
+use crate::turns::{TurnClaim, enqueue_turn_in_tx, verify_claim_in_tx};
+
+/// The documents a successful planning turn produced.
+#[derive(Debug, Clone)]
+pub struct PlanningOutput {
+    /// The requirements title, used as the task's name while its name is derived.
+    pub title: Option<String>,
+    pub requirements_spec: String,
+    pub technical_design: String,
+    pub implementation_plan: String,
+}
+
+/// Appends an interaction at the end of a session inside `$tx`; evaluates to its id.
+macro_rules! insert_interaction_in_tx {
+    ($store:expr, $tx:expr, $d:expr, $task:expr, $session:expr, $prompt:expr, $actor:expr, $now:expr) => {{
+        let id = InteractionId::from_ulid($store.ids.next());
+        sqlx::query(
+            "INSERT INTO interactions (id, session_id, seq, prompt_message, response_message, state, created_at, updated_at) \
+             VALUES ($1, $2, (SELECT COALESCE(MAX(seq) + 1, 0) FROM interactions WHERE session_id = $2), $3, '', 'waiting', $4, $4)",
+        )
+        .bind(id.as_str())
+        .bind($session.as_str())
+        .bind($prompt)
+        .bind($now)
+        .execute(&mut *$tx)
+        .await?;
+        sqlx::query("UPDATE sessions SET updated_at = $1 WHERE id = $2").bind($now).bind($session.as_str()).execute(&mut *$tx).await?;
+        let event = NewEvent {
+            spec_task_id: Some($task.clone()),
+            kind: EventKind::InteractionCreated,
+            entity_id: id.to_string(),
+            actor: $actor.to_owned(),
+            payload: json!({ "session_id": $session }),
+        };
+        append_event!($tx, $d, &event, $now);
+        id
+    }};
+}
+
+/// Ends the claimed turn's interaction with its final text and state inside `$tx`.
+macro_rules! finish_interaction_in_tx {
+    ($tx:expr, $claim:expr, $response:expr, $state:expr, $error:expr, $now:expr) => {{
+        sqlx::query(
+            "UPDATE interactions SET response_message = $1, state = $2, error = $3, updated_at = $4, completed_at = $4 WHERE id = $5",
+        )
+        .bind($response)
+        .bind($state)
+        .bind($error)
+        .bind($now)
+        .bind($claim.turn.interaction_id.as_str())
+        .execute(&mut *$tx)
+        .await?;
+    }};
+}
+
+fn parse_session(raw: Option<String>) -> StoreResult<Option<SessionId>> {
+    raw.map(|s| SessionId::parse(&s))
+        .transpose()
+        .map_err(|e| StoreError::corrupt("spec_tasks", e))
+}
+
+impl Store {
+    /// Moves the task into `spec_generation` (`event` is `StartPlanning` from `backlog` or
+    /// `RetryPlanning` from `spec_failed`), binds its one planning session (created on first use
+    /// with a guarded set of `spec_session_id`), records the prompt and queues the turn.
+    pub async fn start_planning(
+        &self,
+        id: &SpecTaskId,
+        event: SpecTaskEvent,
+        prompt: &str,
+        actor: &str,
+    ) -> StoreResult<SpecTask> {
+        let now = now();
+        let last_event = on_backend!(&*self.backend, |w, r, d| {
+            let mut tx = w.begin().await?;
+            spec_task_event_in_tx!(tx, d, id.as_str(), event, actor, now);
+            let (existing, name): (Option<String>, String) =
+                sqlx::query_as("SELECT spec_session_id, name FROM spec_tasks WHERE id = $1")
+                    .bind(id.as_str())
+                    .fetch_one(&mut *tx)
+                    .await?;
+            let session = match parse_session(existing)? {
+                Some(session) => session,
+                None => {
+                    let session = SessionId::from_ulid(self.ids.next());
+                    sqlx::query(
+                        "INSERT INTO sessions (id, spec_task_id, role, name, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $5)",
+                    )
+                    .bind(session.as_str())
+                    .bind(id.as_str())
+                    .bind(SessionRole::Planning.as_str())
+                    .bind(format!("Planning: {name}"))
+                    .bind(now)
+                    .execute(&mut *tx)
+                    .await?;
+                    let bound = sqlx::query("UPDATE spec_tasks SET spec_session_id = $1 WHERE id = $2 AND spec_session_id IS NULL")
+                        .bind(session.as_str())
+                        .bind(id.as_str())
+                        .execute(&mut *tx)
+                        .await?
+                        .rows_affected();
+                    if bound != 1 {
+                        return Err(StoreError::Conflict(format!(
+                            "spec task `{id}` got a planning session concurrently"
+                        )));
+                    }
+                    let created = NewEvent {
+                        spec_task_id: Some(id.clone()),
+                        kind: EventKind::SessionCreated,
+                        entity_id: session.to_string(),
+                        actor: actor.to_owned(),
+                        payload: json!({ "role": SessionRole::Planning }),
+                    };
+                    append_event!(tx, d, &created, now);
+                    session
+                }
+            };
+            sqlx::query("UPDATE spec_tasks SET error = NULL, updated_at = $1 WHERE id = $2")
+                .bind(now)
+                .bind(id.as_str())
+                .execute(&mut *tx)
+                .await?;
+            let interaction =
+                insert_interaction_in_tx!(self, tx, d, id, session, prompt, actor, now);
+            enqueue_turn_in_tx!(
+                self,
+                tx,
+                d,
+                id,
+                session,
+                interaction,
+                TurnKind::Planning,
+                json!({}),
+                actor,
+                now
+            );
+            let last: i64 = sqlx::query_scalar("SELECT MAX(id) FROM events")
+                .fetch_one(&mut *tx)
+                .await?;
+            tx.commit().await?;
+            last
+        });
+        self.announce(last_event);
+        self.get_spec_task(id).await
+    }
+
+    /// A reviewer asked for changes: `spec_review → spec_revision`, the revision count goes up, and
+    /// a revision turn is queued in the same planning session with a prompt built from the open
+    /// comments and the general comment by `build_prompt(comments, revision)`.
+    pub async fn request_spec_changes(
+        &self,
+        id: &SpecTaskId,
+        general: Option<&str>,
+        actor: &str,
+        build_prompt: impl FnOnce(&[SpecComment], i32) -> String,
+    ) -> StoreResult<SpecTask> {
+        let now = now();
+        let last_event = on_backend!(&*self.backend, |w, r, d| {
+            let mut tx = w.begin().await?;
+            spec_task_event_in_tx!(
+                tx,
+                d,
+                id.as_str(),
+                SpecTaskEvent::RequestSpecChanges,
+                actor,
+                now
+            );
+            let session: Option<String> =
+                sqlx::query_scalar("SELECT spec_session_id FROM spec_tasks WHERE id = $1")
+                    .bind(id.as_str())
+                    .fetch_one(&mut *tx)
+                    .await?;
+            let session = parse_session(session)?.ok_or_else(|| {
+                StoreError::Conflict(format!("spec task `{id}` has no planning session"))
+            })?;
+            let revision: Option<i32> = sqlx::query_scalar(
+                "SELECT MAX(revision) FROM spec_revisions WHERE spec_task_id = $1",
+            )
+            .bind(id.as_str())
+            .fetch_one(&mut *tx)
+            .await?;
+            let revision = revision.unwrap_or(0);
+            let rows: Vec<CommentRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+                "SELECT {COMMENT_COLUMNS} FROM spec_comments WHERE spec_task_id = $1 AND resolved = FALSE ORDER BY id"
+            )))
+            .bind(id.as_str())
+            .fetch_all(&mut *tx)
+            .await?;
+            let comments = rows
+                .into_iter()
+                .map(SpecComment::try_from)
+                .collect::<StoreResult<Vec<_>>>()?;
+            let prompt = build_prompt(&comments, revision);
+            sqlx::query("UPDATE spec_tasks SET spec_revision_count = spec_revision_count + 1, updated_at = $1 WHERE id = $2")
+                .bind(now)
+                .bind(id.as_str())
+                .execute(&mut *tx)
+                .await?;
+            let interaction =
+                insert_interaction_in_tx!(self, tx, d, id, session, prompt.as_str(), actor, now);
+            let payload = json!({
+                "comment_ids": comments.iter().map(|c| c.id.to_string()).collect::<Vec<_>>(),
+                "general": general,
+                "revision": revision,
+            });
+            enqueue_turn_in_tx!(
+                self,
+                tx,
+                d,
+                id,
+                session,
+                interaction,
+                TurnKind::Revision,
+                payload,
+                actor,
+                now
+            );
+            let last: i64 = sqlx::query_scalar("SELECT MAX(id) FROM events")
+                .fetch_one(&mut *tx)
+                .await?;
+            tx.commit().await?;
+            last
+        });
+        self.announce(last_event);
+        self.get_spec_task(id).await
+    }
+
+    /// Approves the specs: `spec_review → spec_approved`, stamps the approver, the time and the
+    /// approved revision, and records the plan's implementation tasks, all in one transaction.
+    /// `expected_revision` is the revision the caller parsed the plan from; if another revision
+    /// appeared meanwhile the approval is refused.
+    pub async fn approve_specs(
+        &self,
+        id: &SpecTaskId,
+        expected_revision: i32,
+        approved_by: &str,
+        tasks: &[NewImplementationTask],
+        actor: &str,
+    ) -> StoreResult<SpecTask> {
+        let now = now();
+        let task_ids: Vec<_> = tasks
+            .iter()
+            .map(|_| spectask_domain::ImplementationTaskId::from_ulid(self.ids.next()))
+            .collect();
+        let (row, last_event) = on_backend!(&*self.backend, |w, r, d| {
+            let mut tx = w.begin().await?;
+            spec_task_event_in_tx!(tx, d, id.as_str(), SpecTaskEvent::ApproveSpecs, actor, now);
+            let latest: Option<i32> = sqlx::query_scalar(
+                "SELECT MAX(revision) FROM spec_revisions WHERE spec_task_id = $1",
+            )
+            .bind(id.as_str())
+            .fetch_one(&mut *tx)
+            .await?;
+            if latest != Some(expected_revision) {
+                return Err(StoreError::Conflict(format!(
+                    "revision {expected_revision} is no longer the newest; review the newest revision before approving"
+                )));
+            }
+            let row: SpecTaskRow = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+                "UPDATE spec_tasks SET spec_approved_by = $1, spec_approved_at = $2, spec_approved_revision = $3, \
+                 updated_at = $2 WHERE id = $4 RETURNING {SPEC_TASK_COLUMNS}"
+            )))
+            .bind(approved_by)
+            .bind(now)
+            .bind(expected_revision)
+            .bind(id.as_str())
+            .fetch_one(&mut *tx)
+            .await?;
+            for (task_id, task) in task_ids.iter().zip(tasks) {
+                sqlx::query(
+                    "INSERT INTO spec_task_implementation_tasks (id, spec_task_id, task_key, title, description, \
+                     acceptance_criteria, estimated_effort, priority, task_index, phase, parent_key, \
+                     requirement_refs, dependencies, status, created_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, 'pending', $14)",
+                )
+                .bind(task_id.as_str())
+                .bind(id.as_str())
+                .bind(&task.key)
+                .bind(&task.title)
+                .bind(&task.description)
+                .bind(&task.acceptance_criteria)
+                .bind(&task.estimated_effort)
+                .bind(task.priority)
+                .bind(task.index)
+                .bind(&task.phase)
+                .bind(&task.parent_key)
+                .bind(sqlx::types::Json(&task.requirement_refs))
+                .bind(sqlx::types::Json(&task.dependencies))
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+            }
+            let approved = NewEvent {
+                spec_task_id: Some(id.clone()),
+                kind: EventKind::SpecsApproved,
+                entity_id: id.to_string(),
+                actor: actor.to_owned(),
+                payload: json!({ "approved_by": approved_by, "revision": expected_revision, "implementation_tasks": tasks.len() }),
+            };
+            let last = append_event!(tx, d, &approved, now);
+            tx.commit().await?;
+            (row, last)
+        });
+        self.announce(last_event);
+        row.try_into()
+    }
+
+    /// The planning turn produced valid documents: they become the next revision and the task's
+    /// current specs, the comments the turn answered are resolved, and the task goes to review.
+    pub async fn complete_planning_turn(
+        &self,
+        claim: &TurnClaim,
+        output: &PlanningOutput,
+        response: &str,
+    ) -> StoreResult<SpecRevision> {
+        let now = now();
+        let id = &claim.turn.spec_task_id;
+        let feedback = claim
+            .turn
+            .payload
+            .get("general")
+            .and_then(|g| g.as_str())
+            .map(str::to_owned);
+        let comment_ids: Vec<String> = claim
+            .turn
+            .payload
+            .get("comment_ids")
+            .and_then(|c| c.as_array())
+            .map(|ids| {
+                ids.iter()
+                    .filter_map(|i| i.as_str().map(str::to_owned))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let (revision, last_event) = on_backend!(&*self.backend, |w, r, d| {
+            let mut tx = w.begin().await?;
+            verify_claim_in_tx!(tx, d, claim);
+            finish_interaction_in_tx!(tx, claim, response, "complete", None::<String>, now);
+            turn_event_in_tx!(
+                tx,
+                d,
+                claim.turn.id.as_str(),
+                TurnEvent::Complete,
+                &claim.owner,
+                now
+            );
+            spec_task_event_in_tx!(
+                tx,
+                d,
+                id.as_str(),
+                SpecTaskEvent::SpecsGenerated,
+                &claim.owner,
+                now
+            );
+            let revision: i32 = sqlx::query_scalar(
+                "INSERT INTO spec_revisions (spec_task_id, revision, requirements_spec, technical_design, \
+                 implementation_plan, feedback, interaction_id, created_at) \
+                 VALUES ($1, (SELECT COALESCE(MAX(revision), 0) + 1 FROM spec_revisions WHERE spec_task_id = $1), \
+                 $2, $3, $4, $5, $6, $7) RETURNING revision",
+            )
+            .bind(id.as_str())
+            .bind(&output.requirements_spec)
+            .bind(&output.technical_design)
+            .bind(&output.implementation_plan)
+            .bind(&feedback)
+            .bind(claim.turn.interaction_id.as_str())
+            .bind(now)
+            .fetch_one(&mut *tx)
+            .await?;
+            sqlx::query(
+                "UPDATE spec_tasks SET requirements_spec = $1, technical_design = $2, implementation_plan = $3, \
+                 name = CASE WHEN name_derived AND $4 <> '' THEN $4 ELSE name END, error = NULL, updated_at = $5 WHERE id = $6",
+            )
+            .bind(&output.requirements_spec)
+            .bind(&output.technical_design)
+            .bind(&output.implementation_plan)
+            .bind(output.title.as_deref().map(|t| t.chars().take(spectask_domain::limits::MAX_NAME_CHARS).collect::<String>()).unwrap_or_default())
+            .bind(now)
+            .bind(id.as_str())
+            .execute(&mut *tx)
+            .await?;
+            let created = NewEvent {
+                spec_task_id: Some(id.clone()),
+                kind: EventKind::RevisionCreated,
+                entity_id: id.to_string(),
+                actor: claim.owner.clone(),
+                payload: json!({ "revision": revision, "turn_id": claim.turn.id }),
+            };
+            let mut last = append_event!(tx, d, &created, now);
+            if !comment_ids.is_empty() {
+                for comment in &comment_ids {
+                    sqlx::query(
+                        "UPDATE spec_comments SET resolved = TRUE, resolved_in_revision = $1, resolved_at = $2 \
+                         WHERE id = $3 AND spec_task_id = $4 AND resolved = FALSE",
+                    )
+                    .bind(revision)
+                    .bind(now)
+                    .bind(comment)
+                    .bind(id.as_str())
+                    .execute(&mut *tx)
+                    .await?;
+                }
+                let resolved = NewEvent {
+                    spec_task_id: Some(id.clone()),
+                    kind: EventKind::CommentsResolved,
+                    entity_id: id.to_string(),
+                    actor: claim.owner.clone(),
+                    payload: json!({ "comment_ids": comment_ids, "revision": revision }),
+                };
+                last = append_event!(tx, d, &resolved, now);
+            }
+            tx.commit().await?;
+            (revision, last)
+        });
+        self.announce(last_event);
+        self.get_revision(id, revision).await
+    }
+
+    /// The reply broke the output contract: keep it, ask again in the same session with
+    /// `prompt` (one corrective turn), and end this turn.
+    pub async fn request_planning_correction(
+        &self,
+        claim: &TurnClaim,
+        response: &str,
+        prompt: &str,
+    ) -> StoreResult<TurnId> {
+        let now = now();
+        let id = &claim.turn.spec_task_id;
+        let session = &claim.turn.session_id;
+        let (turn, last_event) = on_backend!(&*self.backend, |w, r, d| {
+            let mut tx = w.begin().await?;
+            verify_claim_in_tx!(tx, d, claim);
+            finish_interaction_in_tx!(tx, claim, response, "complete", None::<String>, now);
+            turn_event_in_tx!(
+                tx,
+                d,
+                claim.turn.id.as_str(),
+                TurnEvent::Complete,
+                &claim.owner,
+                now
+            );
+            let interaction =
+                insert_interaction_in_tx!(self, tx, d, id, session, prompt, &claim.owner, now);
+            // The correction answers the same review as the turn it corrects.
+            let turn = enqueue_turn_in_tx!(
+                self,
+                tx,
+                d,
+                id,
+                session,
+                interaction,
+                TurnKind::Correction,
+                claim.turn.payload.clone(),
+                &claim.owner,
+                now
+            );
+            let last: i64 = sqlx::query_scalar("SELECT MAX(id) FROM events")
+                .fetch_one(&mut *tx)
+                .await?;
+            tx.commit().await?;
+            (turn, last)
+        });
+        self.announce(last_event);
+        Ok(turn)
+    }
+
+    /// Planning failed for good: the interaction keeps what was written and the reason, the turn
+    /// fails, and the task goes to `spec_failed` with the reason in its `error`.
+    pub async fn fail_planning_turn(
+        &self,
+        claim: &TurnClaim,
+        response: &str,
+        reason: &str,
+    ) -> StoreResult<SpecTask> {
+        let now = now();
+        let id = &claim.turn.spec_task_id;
+        let last_event = on_backend!(&*self.backend, |w, r, d| {
+            let mut tx = w.begin().await?;
+            verify_claim_in_tx!(tx, d, claim);
+            finish_interaction_in_tx!(tx, claim, response, "error", Some(reason), now);
+            sqlx::query("UPDATE turns SET error = $1 WHERE id = $2")
+                .bind(reason)
+                .bind(claim.turn.id.as_str())
+                .execute(&mut *tx)
+                .await?;
+            turn_event_in_tx!(
+                tx,
+                d,
+                claim.turn.id.as_str(),
+                TurnEvent::Fail,
+                &claim.owner,
+                now
+            );
+            spec_task_event_in_tx!(
+                tx,
+                d,
+                id.as_str(),
+                SpecTaskEvent::PlanningFailed,
+                &claim.owner,
+                now
+            );
+            sqlx::query("UPDATE spec_tasks SET error = $1, updated_at = $2 WHERE id = $3")
+                .bind(reason)
+                .bind(now)
+                .bind(id.as_str())
+                .execute(&mut *tx)
+                .await?;
+            let failed = NewEvent {
+                spec_task_id: Some(id.clone()),
+                kind: EventKind::PlanningFailed,
+                entity_id: id.to_string(),
+                actor: claim.owner.clone(),
+                payload: json!({ "reason": reason, "turn_id": claim.turn.id }),
+            };
+            let last = append_event!(tx, d, &failed, now);
+            tx.commit().await?;
+            last
+        });
+        self.announce(last_event);
+        self.get_spec_task(id).await
+    }
+
+    /// Records an event that belongs to no state change (e.g. a workspace file could not be
+    /// written).
+    pub async fn record_event(&self, event: &NewEvent) -> StoreResult<i64> {
+        let now = now();
+        let id = on_backend!(&*self.backend, |w, r, d| {
+            let mut tx = w.begin().await?;
+            let id = append_event!(tx, d, event, now);
+            tx.commit().await?;
+            id
+        });
+        self.announce(id);
+        Ok(id)
+    }
+}

@@ -1,0 +1,387 @@
+//! Durable turns and their claims.
+//!
+//! A worker claims the oldest queued turn with one statement that also stamps its owner, a fresh
+//! claim token and a lease expiry (PostgreSQL skips rows other replicas are claiming; SQLite has a
+//! single writer). Every later write of that worker (output, heartbeat, completion) names the
+//! token and checks that the turn is still running under it, so a worker whose lease expired
+//! cannot write into a turn another worker re-ran.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde_json::json;
+use spectask_domain::{
+    EventKind, InteractionId, NewEvent, SessionId, SpecTaskId, Turn, TurnEvent, TurnId, TurnKind,
+    TurnStatus,
+};
+use sqlx::types::Json;
+
+use crate::Store;
+use crate::backend::{Dialect, on_backend};
+use crate::error::{StoreError, StoreResult};
+use crate::events::append_event;
+use crate::ids::now;
+use crate::transition::turn_event_in_tx;
+
+pub(crate) const TURN_COLUMNS: &str = "id, spec_task_id, session_id, interaction_id, kind, status, \
+    attempts, payload, error, created_at, started_at, completed_at";
+
+#[derive(sqlx::FromRow)]
+pub(crate) struct TurnRow {
+    id: String,
+    spec_task_id: String,
+    session_id: String,
+    interaction_id: String,
+    kind: String,
+    status: String,
+    attempts: i32,
+    payload: Json<serde_json::Value>,
+    error: Option<String>,
+    created_at: DateTime<Utc>,
+    started_at: Option<DateTime<Utc>>,
+    completed_at: Option<DateTime<Utc>>,
+}
+
+impl TryFrom<TurnRow> for Turn {
+    type Error = StoreError;
+    fn try_from(row: TurnRow) -> StoreResult<Self> {
+        const T: &str = "turns";
+        let corrupt = |e: spectask_domain::IdError| StoreError::corrupt(T, e);
+        Ok(Turn {
+            id: TurnId::parse(&row.id).map_err(corrupt)?,
+            spec_task_id: SpecTaskId::parse(&row.spec_task_id).map_err(corrupt)?,
+            session_id: SessionId::parse(&row.session_id).map_err(corrupt)?,
+            interaction_id: InteractionId::parse(&row.interaction_id).map_err(corrupt)?,
+            kind: row.kind.parse()?,
+            status: row.status.parse()?,
+            attempts: row.attempts,
+            payload: row.payload.0,
+            error: row.error,
+            created_at: row.created_at,
+            started_at: row.started_at,
+            completed_at: row.completed_at,
+        })
+    }
+}
+
+/// A worker's hold on a running turn.
+#[derive(Debug, Clone)]
+pub struct TurnClaim {
+    pub turn: Turn,
+    pub owner: String,
+    pub token: String,
+}
+
+/// Inserts a queued turn inside the open transaction `$tx`; evaluates to the turn id.
+macro_rules! enqueue_turn_in_tx {
+    ($store:expr, $tx:expr, $d:expr, $task:expr, $session:expr, $interaction:expr, $kind:expr, $payload:expr, $actor:expr, $now:expr) => {{
+        let id = ::spectask_domain::TurnId::from_ulid($store.ids.next());
+        let kind: ::spectask_domain::TurnKind = $kind;
+        ::sqlx::query(
+            "INSERT INTO turns (id, spec_task_id, session_id, interaction_id, kind, status, attempts, payload, created_at) \
+             VALUES ($1, $2, $3, $4, $5, 'queued', 0, $6, $7)",
+        )
+        .bind(id.as_str())
+        .bind($task.as_str())
+        .bind($session.as_str())
+        .bind($interaction.as_str())
+        .bind(kind.as_str())
+        .bind(::sqlx::types::Json(&$payload))
+        .bind($now)
+        .execute(&mut *$tx)
+        .await?;
+        let event = ::spectask_domain::NewEvent {
+            spec_task_id: Some($task.clone()),
+            kind: ::spectask_domain::EventKind::TurnQueued,
+            entity_id: id.to_string(),
+            actor: $actor.to_owned(),
+            payload: ::serde_json::json!({ "kind": kind, "session_id": $session, "interaction_id": $interaction }),
+        };
+        $crate::events::append_event!($tx, $d, &event, $now);
+        id
+    }};
+}
+pub(crate) use enqueue_turn_in_tx;
+
+/// Checks inside the open transaction `$tx` that `$claim` still holds its turn (and on
+/// PostgreSQL locks the row until commit); returns `ClaimLost` from the enclosing function if not.
+macro_rules! verify_claim_in_tx {
+    ($tx:expr, $d:expr, $claim:expr) => {{
+        let claim: &$crate::turns::TurnClaim = $claim;
+        let lock = if $d == $crate::backend::Dialect::Postgres { " FOR UPDATE" } else { "" };
+        let held: Option<String> = ::sqlx::query_scalar(::sqlx::AssertSqlSafe(format!(
+            "SELECT id FROM turns WHERE id = $1 AND owner = $2 AND claim_token = $3 AND status = 'running'{lock}"
+        )))
+        .bind(claim.turn.id.as_str())
+        .bind(&claim.owner)
+        .bind(&claim.token)
+        .fetch_optional(&mut *$tx)
+        .await?;
+        if held.is_none() {
+            return Err($crate::error::StoreError::ClaimLost(claim.turn.id.to_string()));
+        }
+    }};
+}
+pub(crate) use verify_claim_in_tx;
+
+impl Store {
+    /// Claims the oldest queued turn of one of `kinds` for `owner` under a lease of `lease`.
+    pub async fn claim_next_turn(
+        &self,
+        kinds: &[TurnKind],
+        owner: &str,
+        lease: Duration,
+    ) -> StoreResult<Option<TurnClaim>> {
+        if kinds.is_empty() {
+            return Ok(None);
+        }
+        let now = now();
+        let expires =
+            now + chrono::Duration::from_std(lease).unwrap_or(chrono::Duration::seconds(60));
+        let token = ulid::Ulid::new().to_string();
+        let outcome = on_backend!(&*self.backend, |w, r, d| {
+            let mut tx = w.begin().await?;
+            let kind_params: Vec<String> =
+                (0..kinds.len()).map(|i| format!("${}", i + 6)).collect();
+            let skip = if d == Dialect::Postgres {
+                " FOR UPDATE SKIP LOCKED"
+            } else {
+                ""
+            };
+            let order = if d == Dialect::Postgres {
+                "created_at, id"
+            } else {
+                "julianday(created_at), id"
+            };
+            let sql = format!(
+                "UPDATE turns SET status = 'running', owner = $1, claim_token = $2, lease_expires_at = $3, \
+                 attempts = attempts + 1, started_at = COALESCE(started_at, $4) \
+                 WHERE id = (SELECT id FROM turns WHERE status = $5 AND kind IN ({}) ORDER BY {order} LIMIT 1{skip}) \
+                 AND status = 'queued' RETURNING {TURN_COLUMNS}",
+                kind_params.join(", ")
+            );
+            let mut query = sqlx::query_as::<_, TurnRow>(sqlx::AssertSqlSafe(sql))
+                .bind(owner)
+                .bind(&token)
+                .bind(expires)
+                .bind(now)
+                .bind(TurnStatus::Queued.as_str());
+            for kind in kinds {
+                query = query.bind(kind.as_str());
+            }
+            match query.fetch_optional(&mut *tx).await? {
+                None => None,
+                Some(row) => {
+                    let event = NewEvent {
+                        spec_task_id: Some(
+                            SpecTaskId::parse(&row.spec_task_id)
+                                .map_err(|e| StoreError::corrupt("turns", e))?,
+                        ),
+                        kind: EventKind::TurnStatusChanged,
+                        entity_id: row.id.clone(),
+                        actor: owner.to_owned(),
+                        payload: json!({ "event": TurnEvent::Claim.as_str(), "from": "queued", "to": "running", "attempt": row.attempts }),
+                    };
+                    let event_id = append_event!(tx, d, &event, now);
+                    tx.commit().await?;
+                    Some((row, event_id))
+                }
+            }
+        });
+        match outcome {
+            None => Ok(None),
+            Some((row, event_id)) => {
+                self.announce(event_id);
+                Ok(Some(TurnClaim {
+                    turn: row.try_into()?,
+                    owner: owner.to_owned(),
+                    token,
+                }))
+            }
+        }
+    }
+
+    /// Extends the claim's lease; `ClaimLost` when the turn is no longer this worker's.
+    pub async fn heartbeat_turn(&self, claim: &TurnClaim, lease: Duration) -> StoreResult<()> {
+        let expires =
+            now() + chrono::Duration::from_std(lease).unwrap_or(chrono::Duration::seconds(60));
+        let updated = on_backend!(&*self.backend, |w, r, d| {
+            sqlx::query(
+                "UPDATE turns SET lease_expires_at = $1 WHERE id = $2 AND owner = $3 AND claim_token = $4 AND status = 'running'",
+            )
+            .bind(expires)
+            .bind(claim.turn.id.as_str())
+            .bind(&claim.owner)
+            .bind(&claim.token)
+            .execute(w)
+            .await?
+            .rows_affected()
+        });
+        if updated == 1 {
+            Ok(())
+        } else {
+            Err(StoreError::ClaimLost(claim.turn.id.to_string()))
+        }
+    }
+
+    /// Puts running turns whose lease has expired back in the queue (their worker died or lost
+    /// the database). Returns how many.
+    pub async fn requeue_expired_turns(&self) -> StoreResult<usize> {
+        let now = now();
+        let expired: Vec<String> = on_backend!(&*self.backend, |w, r, d| {
+            let cmp = if d == Dialect::Postgres {
+                "lease_expires_at < $1"
+            } else {
+                "julianday(lease_expires_at) < julianday($1)"
+            };
+            sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+                "SELECT id FROM turns WHERE status = 'running' AND {cmp}"
+            )))
+            .bind(now)
+            .fetch_all(r)
+            .await?
+        });
+        let mut requeued = 0;
+        for id in expired {
+            let outcome: StoreResult<i64> = on_backend!(&*self.backend, |w, r, d| {
+                async {
+                    let mut tx = w.begin().await?;
+                    // Re-check under the lock: a heartbeat may have extended it meanwhile.
+                    let cmp = if d == Dialect::Postgres {
+                        "lease_expires_at < $2 FOR UPDATE"
+                    } else {
+                        "julianday(lease_expires_at) < julianday($2)"
+                    };
+                    let still: Option<String> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+                        "SELECT id FROM turns WHERE id = $1 AND status = 'running' AND {cmp}"
+                    )))
+                    .bind(&id)
+                    .bind(now)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+                    if still.is_none() {
+                        return Ok(0);
+                    }
+                    let event_id =
+                        turn_event_in_tx!(tx, d, &id, TurnEvent::Requeue, "lease-reaper", now);
+                    tx.commit().await?;
+                    Ok(event_id)
+                }
+                .await
+            });
+            match outcome {
+                Ok(0) => {}
+                Ok(event_id) => {
+                    tracing::warn!(turn_id = %id, "turn lease expired; requeued");
+                    self.announce(event_id);
+                    requeued += 1;
+                }
+                Err(StoreError::Transition(_)) => {}
+                Err(err) => return Err(err),
+            }
+        }
+        Ok(requeued)
+    }
+
+    /// Gives a claimed turn back to the queue at once (a graceful shutdown).
+    pub async fn release_turn(&self, claim: &TurnClaim) -> StoreResult<()> {
+        let now = now();
+        let event_id = on_backend!(&*self.backend, |w, r, d| {
+            let mut tx = w.begin().await?;
+            verify_claim_in_tx!(tx, d, claim);
+            let event_id = turn_event_in_tx!(
+                tx,
+                d,
+                claim.turn.id.as_str(),
+                TurnEvent::Requeue,
+                &claim.owner,
+                now
+            );
+            tx.commit().await?;
+            event_id
+        });
+        self.announce(event_id);
+        Ok(())
+    }
+
+    /// Appends streamed output to the claimed turn's interaction and records an
+    /// `interaction.updated` event carrying the new text, so watchers see it as it is written.
+    pub async fn append_turn_output(&self, claim: &TurnClaim, delta: &str) -> StoreResult<()> {
+        self.write_turn_output(claim, Some(delta)).await
+    }
+
+    /// Empties the claimed turn's interaction response (its earlier output is void: a retry).
+    pub async fn reset_turn_output(&self, claim: &TurnClaim) -> StoreResult<()> {
+        self.write_turn_output(claim, None).await
+    }
+
+    async fn write_turn_output(&self, claim: &TurnClaim, delta: Option<&str>) -> StoreResult<()> {
+        let now = now();
+        let event_id = on_backend!(&*self.backend, |w, r, d| {
+            let mut tx = w.begin().await?;
+            verify_claim_in_tx!(tx, d, claim);
+            let (sql, text) = match delta {
+                Some(delta) => (
+                    "UPDATE interactions SET response_message = response_message || $1, updated_at = $2 WHERE id = $3",
+                    delta,
+                ),
+                None => (
+                    "UPDATE interactions SET response_message = $1, updated_at = $2 WHERE id = $3",
+                    "",
+                ),
+            };
+            sqlx::query(sql)
+                .bind(text)
+                .bind(now)
+                .bind(claim.turn.interaction_id.as_str())
+                .execute(&mut *tx)
+                .await?;
+            let payload = match delta {
+                Some(delta) => {
+                    json!({ "session_id": claim.turn.session_id, "turn_id": claim.turn.id, "delta": delta })
+                }
+                None => {
+                    json!({ "session_id": claim.turn.session_id, "turn_id": claim.turn.id, "reset": true })
+                }
+            };
+            let event = NewEvent {
+                spec_task_id: Some(claim.turn.spec_task_id.clone()),
+                kind: EventKind::InteractionUpdated,
+                entity_id: claim.turn.interaction_id.to_string(),
+                actor: claim.owner.clone(),
+                payload,
+            };
+            let event_id = append_event!(tx, d, &event, now);
+            tx.commit().await?;
+            event_id
+        });
+        self.announce(event_id);
+        Ok(())
+    }
+
+    pub async fn get_turn(&self, id: &TurnId) -> StoreResult<Turn> {
+        let row: Option<TurnRow> = on_backend!(&*self.backend, |w, r, d| {
+            sqlx::query_as(sqlx::AssertSqlSafe(format!(
+                "SELECT {TURN_COLUMNS} FROM turns WHERE id = $1"
+            )))
+            .bind(id.as_str())
+            .fetch_optional(r)
+            .await?
+        });
+        row.ok_or_else(|| StoreError::not_found("turn", id))?
+            .try_into()
+    }
+
+    /// The task's turns, oldest first.
+    pub async fn list_turns(&self, spec_task_id: &SpecTaskId) -> StoreResult<Vec<Turn>> {
+        let rows: Vec<TurnRow> = on_backend!(&*self.backend, |w, r, d| {
+            sqlx::query_as(sqlx::AssertSqlSafe(format!(
+                "SELECT {TURN_COLUMNS} FROM turns WHERE spec_task_id = $1 ORDER BY id"
+            )))
+            .bind(spec_task_id.as_str())
+            .fetch_all(r)
+            .await?
+        });
+        rows.into_iter().map(Turn::try_from).collect()
+    }
+}
