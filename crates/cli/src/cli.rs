@@ -53,9 +53,47 @@ pub struct ServeArgs {
     /// existing directory.
     #[arg(long, env = "SPECTASK_WORKSPACE_ROOT")]
     pub workspace_root: Option<PathBuf>,
+    /// Configuration file (planner profiles). Default: `<data-dir>/spectask.toml`, if it exists.
+    #[arg(long, env = "SPECTASK_CONFIG")]
+    pub config: Option<PathBuf>,
+    #[command(flatten)]
+    pub llm: LlmArgs,
+    /// How long a worker holds a claimed turn without renewing it; after a crash, the turn runs
+    /// again once this has passed.
+    #[arg(long, env = "SPECTASK_TURN_LEASE_SECS", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub turn_lease_secs: u64,
+    /// Planning turns running at once.
+    #[arg(long, env = "SPECTASK_MAX_CONCURRENT_PLANNING", default_value_t = 4, value_parser = clap::value_parser!(u64).range(1..=256))]
+    pub max_concurrent_planning: u64,
     /// Database connections (PostgreSQL), or SQLite read connections.
     #[arg(long, env = "SPECTASK_DB_MAX_CONNECTIONS", default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=1000))]
     pub db_max_connections: u32,
+}
+
+/// The default planner: any server speaking the OpenAI chat-completions API (OpenAI, Ollama,
+/// vLLM, LiteLLM, OpenRouter, Helix). Planning is enabled when a model is set.
+#[derive(Debug, Args)]
+pub struct LlmArgs {
+    /// API root of the planner, e.g. `https://api.openai.com/v1` or `http://127.0.0.1:11434/v1`
+    /// (Ollama). Falls back to OPENAI_BASE_URL, then OpenAI.
+    #[arg(long, env = "SPECTASK_LLM_BASE_URL")]
+    pub llm_base_url: Option<String>,
+    /// Model name, e.g. `gpt-4.1` or `qwen2.5-coder:32b`. Without it (here or in spectask.toml)
+    /// there is no default planner and tasks wait in backlog.
+    #[arg(long, env = "SPECTASK_LLM_MODEL")]
+    pub llm_model: Option<String>,
+    /// API key, sent as a bearer token. Falls back to OPENAI_API_KEY.
+    #[arg(long, env = "SPECTASK_LLM_API_KEY", hide_env_values = true)]
+    pub llm_api_key: Option<String>,
+    /// Longest wait for the planner's first byte and between streamed chunks, in seconds.
+    #[arg(long, env = "SPECTASK_LLM_TIMEOUT_SECS", default_value_t = 120, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub llm_timeout_secs: u64,
+    /// Attempts per planner request (429, 5xx, timeouts and dropped connections are retried).
+    #[arg(long, env = "SPECTASK_LLM_MAX_ATTEMPTS", default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=20))]
+    pub llm_max_attempts: u32,
+    /// Ask for one JSON response instead of a stream (for servers without streaming).
+    #[arg(long, env = "SPECTASK_LLM_NO_STREAM")]
+    pub llm_no_stream: bool,
 }
 
 #[cfg(test)]

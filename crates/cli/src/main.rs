@@ -2,6 +2,7 @@
 //! server. Exit codes: 0 on a clean shutdown, 1 on a runtime error, 2 on bad usage (clap).
 
 mod cli;
+mod config;
 mod serve;
 
 use clap::Parser;

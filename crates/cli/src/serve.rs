@@ -4,6 +4,7 @@
 use std::path::Path;
 
 use anyhow::{Context, Result};
+use spectask_engine::{Engine, EngineSettings};
 use spectask_server::{ApiSettings, Server};
 use spectask_store::{ConnectOptions, Store};
 
@@ -51,11 +52,32 @@ pub async fn run(args: ServeArgs) -> Result<()> {
     let store = Store::connect(&database_url, options)
         .await
         .with_context(|| format!("cannot open the {} database", redact(&database_url)))?;
+    let (file, config_path) = crate::config::load(args.config.as_deref(), &data_dir)?;
+    let planners = crate::config::planners(&args.llm, &file, &|name| std::env::var(name).ok())?;
+    if let Some(path) = &config_path {
+        tracing::info!(path = %path.display(), "configuration loaded");
+    }
+    if planners.can_plan(None) {
+        tracing::info!(
+            model = args.llm.llm_model.as_deref().unwrap_or_default(),
+            "default planner configured"
+        );
+    } else {
+        tracing::warn!(
+            "no default planner (--llm-model): new tasks wait in backlog unless they name a planner profile"
+        );
+    }
+    let engine_settings = EngineSettings {
+        turn_lease: std::time::Duration::from_secs(args.turn_lease_secs),
+        max_concurrent_turns: usize::try_from(args.max_concurrent_planning).unwrap_or(4),
+        ..EngineSettings::default()
+    };
+    let engine = Engine::new(store.clone(), planners, engine_settings);
     let settings = ApiSettings {
         workspace_root,
         ..ApiSettings::default()
     };
-    let server = Server::bind(args.bind, store.clone(), settings)
+    let server = Server::bind(args.bind, engine, settings)
         .await
         .with_context(|| format!("cannot listen on {}", args.bind))?;
     let addr = server.local_addr()?;

@@ -98,10 +98,32 @@ fn dependencies_point_inward_to_the_domain() {
         ("domain", &[][..]),
         ("store", &["spectask-domain"][..]),
         ("runtimes", &["spectask-domain"][..]),
-        ("engine", &["spectask-domain", "spectask-store", "spectask-runtimes"][..]),
-        ("server", &["spectask-domain", "spectask-store", "spectask-engine"][..]),
-        ("testkit", &["spectask-server", "spectask-store", "spectask-engine", "spectask-runtimes"][..]),
-        ("cli", &["spectask-server", "spectask-store", "spectask-engine", "spectask-runtimes"][..]),
+        (
+            "engine",
+            &["spectask-domain", "spectask-store", "spectask-runtimes"][..],
+        ),
+        (
+            "server",
+            &["spectask-domain", "spectask-store", "spectask-engine"][..],
+        ),
+        (
+            "testkit",
+            &[
+                "spectask-server",
+                "spectask-store",
+                "spectask-engine",
+                "spectask-runtimes",
+            ][..],
+        ),
+        (
+            "cli",
+            &[
+                "spectask-server",
+                "spectask-store",
+                "spectask-engine",
+                "spectask-runtimes",
+            ][..],
+        ),
     ]);
     for (dir, permitted) in &allowed {
         let deps = dependencies(&root.join("crates").join(dir).join("Cargo.toml"));

@@ -43,6 +43,17 @@ pub enum ApiError {
     Conflict(String),
     #[error("{0}")]
     Duplicate(String),
+    #[error("{0}")]
+    PlannerNotConfigured(String),
+    #[error("{0}")]
+    UnknownPlanner(String),
+    #[error("{message}")]
+    PlanInvalid {
+        message: String,
+        errors: Vec<spectask_domain::PlanError>,
+    },
+    #[error("{0}")]
+    QuoteNotFound(String),
     #[error("service unavailable: {0}")]
     Unavailable(String),
     #[error("internal error")]
@@ -67,6 +78,9 @@ pub struct ErrorDetail {
     /// For `invalid_transition`: the statuses the refused action is allowed from.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub allowed_from: Option<Vec<&'static str>>,
+    /// For `plan_invalid`: every problem, with the offending task keys and plan lines.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub plan_errors: Option<Vec<spectask_domain::PlanError>>,
 }
 
 impl ApiError {
@@ -89,6 +103,10 @@ impl ApiError {
             InvalidTransition(_) => (StatusCode::CONFLICT, "invalid_transition"),
             Conflict(_) => (StatusCode::CONFLICT, "conflict"),
             Duplicate(_) => (StatusCode::CONFLICT, "duplicate"),
+            PlannerNotConfigured(_) => (StatusCode::CONFLICT, "planner_not_configured"),
+            UnknownPlanner(_) => (StatusCode::UNPROCESSABLE_ENTITY, "unknown_planner"),
+            PlanInvalid { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "plan_invalid"),
+            QuoteNotFound(_) => (StatusCode::UNPROCESSABLE_ENTITY, "quote_not_found"),
             Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
             Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         }
@@ -100,12 +118,17 @@ impl ApiError {
             ApiError::InvalidTransition(t) => (Some(t.current), Some(t.allowed_from.clone())),
             _ => (None, None),
         };
+        let plan_errors = match self {
+            ApiError::PlanInvalid { errors, .. } => Some(errors.clone()),
+            _ => None,
+        };
         ErrorBody {
             error: ErrorDetail {
                 code,
                 message: self.to_string(),
                 current_status,
                 allowed_from,
+                plan_errors,
             },
         }
     }
@@ -120,6 +143,24 @@ impl IntoResponse for ApiError {
             _ => tracing::debug!(error = %self, "request refused"),
         }
         (status, axum::Json(self.body())).into_response()
+    }
+}
+
+impl From<spectask_engine::EngineError> for ApiError {
+    fn from(err: spectask_engine::EngineError) -> Self {
+        use spectask_engine::EngineError;
+        match err {
+            EngineError::Store(store) => store.into(),
+            EngineError::Transition(t) => ApiError::InvalidTransition(t),
+            EngineError::PlannerNotConfigured => ApiError::PlannerNotConfigured(err.to_string()),
+            EngineError::UnknownPlanner { .. } => ApiError::UnknownPlanner(err.to_string()),
+            EngineError::PlanInvalid { ref errors } => ApiError::PlanInvalid {
+                message: err.to_string(),
+                errors: errors.clone(),
+            },
+            EngineError::Conflict(message) => ApiError::Conflict(message),
+            other => ApiError::Internal(other.to_string()),
+        }
     }
 }
 

@@ -21,7 +21,7 @@ use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::http::Uri;
 use axum::response::{IntoResponse, Response};
-use spectask_store::Store;
+use spectask_engine::Engine;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tower_http::catch_panic::CatchPanicLayer;
@@ -66,15 +66,16 @@ pub struct Server {
 }
 
 impl Server {
-    /// Binds `addr` (port 0 picks a free port) and prepares the app over `store`.
+    /// Binds `addr` (port 0 picks a free port) and prepares the app over `engine` and its store.
     pub async fn bind(
         addr: SocketAddr,
-        store: Store,
+        engine: Engine,
         settings: ApiSettings,
     ) -> std::io::Result<Self> {
         let listener = TcpListener::bind(addr).await?;
         let state = AppState {
-            store,
+            store: engine.store().clone(),
+            engine,
             settings: Arc::new(settings),
             shutdown: CancellationToken::new(),
         };
@@ -89,18 +90,28 @@ impl Server {
         &self.state
     }
 
-    /// Serves until `shutdown` resolves, then ends live streams and drains in-flight requests.
+    /// Serves and runs the background worker until `shutdown` resolves, then ends live streams,
+    /// drains in-flight requests and hands running turns back to the queue.
     pub async fn run(
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
         let token = self.state.shutdown.clone();
+        let worker = tokio::spawn(self.state.engine.clone().run_worker(token.clone()));
         let router = app(self.state);
-        axum::serve(self.listener, router)
-            .with_graceful_shutdown(async move {
-                shutdown.await;
-                token.cancel();
+        let served = axum::serve(self.listener, router)
+            .with_graceful_shutdown({
+                let token = token.clone();
+                async move {
+                    shutdown.await;
+                    token.cancel();
+                }
             })
-            .await
+            .await;
+        token.cancel();
+        if let Err(err) = worker.await {
+            tracing::error!(%err, "background worker panicked");
+        }
+        served
     }
 }

@@ -26,6 +26,7 @@ use crate::state::AppState;
         (name = "sessions", description = "Helix sessions and their interactions"),
         (name = "events", description = "The append-only event log, live"),
         (name = "plans", description = "The implementation-plan parser"),
+        (name = "planning", description = "Planning, review comments, revisions and approval"),
         (name = "health", description = "Liveness"),
     ),
     components(schemas(ErrorBody))

@@ -4,6 +4,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use spectask_engine::Engine;
 use spectask_store::Store;
 use tokio_util::sync::CancellationToken;
 
@@ -29,6 +30,8 @@ impl Default for ApiSettings {
 #[derive(Debug, Clone)]
 pub struct AppState {
     pub store: Store,
+    /// The workflows (planning, approval) and their background worker.
+    pub engine: Engine,
     pub settings: Arc<ApiSettings>,
     /// Cancelled on shutdown so long-lived responses (event streams) end and the server can drain.
     pub shutdown: CancellationToken,

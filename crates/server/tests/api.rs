@@ -10,8 +10,9 @@ use futures::future::join_all;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use spectask_domain::{SessionRole, SpecTaskId};
+use spectask_engine::PlannerRegistry;
 use spectask_server::ApiSettings;
-use spectask_testkit::{TestApp, backend_tests};
+use spectask_testkit::{TestApp, TestOptions, backend_tests, fast_planner};
 
 const MISSING_TASK: &str = "spt_01arz3ndektsv4rrffq69g5fav";
 
@@ -98,7 +99,9 @@ backend_tests! {
         let link_parent = tempfile::tempdir().unwrap();
         let link = link_parent.path().join("project-link");
         std::os::unix::fs::symlink(project.path(), &link).unwrap();
-        let app = TestApp::spawn(db).await;
+        // A named planner profile the task can select; auto_start is off, so it is never called.
+        let planners = PlannerRegistry::new(None, [fast_planner("planner-large", "http://127.0.0.1:9/v1")]);
+        let app = TestApp::spawn_with_options(db, TestOptions { planners, ..TestOptions::default() }).await;
         let response = app.client
             .post(app.url("/api/v1/spec-tasks/from-prompt"))
             .header("x-spectask-user", "alice")

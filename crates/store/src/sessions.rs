@@ -130,6 +130,33 @@ impl Store {
         row.try_into()
     }
 
+    /// The task's sessions, oldest first, without their interactions.
+    pub async fn list_sessions(&self, spec_task_id: &SpecTaskId) -> StoreResult<Vec<Session>> {
+        let rows: Vec<SessionRow> = on_backend!(&*self.backend, |w, r, d| {
+            sqlx::query_as(
+                "SELECT id, spec_task_id, role, name, created_at, updated_at FROM sessions WHERE spec_task_id = $1 ORDER BY id",
+            )
+            .bind(spec_task_id.as_str())
+            .fetch_all(r)
+            .await?
+        });
+        const T: &str = "sessions";
+        rows.into_iter()
+            .map(|row| {
+                Ok(Session {
+                    id: SessionId::parse(&row.id).map_err(|e| StoreError::corrupt(T, e))?,
+                    spec_task_id: SpecTaskId::parse(&row.spec_task_id)
+                        .map_err(|e| StoreError::corrupt(T, e))?,
+                    role: row.role.parse()?,
+                    name: row.name,
+                    created_at: row.created_at,
+                    updated_at: row.updated_at,
+                    interactions: Vec::new(),
+                })
+            })
+            .collect()
+    }
+
     /// A session with its interactions in order.
     pub async fn get_session(&self, id: &SessionId) -> StoreResult<Session> {
         let (session, interactions): (Option<SessionRow>, Vec<InteractionRow>) = on_backend!(

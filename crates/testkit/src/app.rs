@@ -4,12 +4,69 @@ use std::net::SocketAddr;
 
 use reqwest::StatusCode;
 use serde_json::Value;
+use spectask_engine::{Engine, EngineSettings, PlannerProfile, PlannerRegistry};
+use spectask_runtimes::llm::LlmConfig;
 use spectask_server::{ApiSettings, Server};
 use spectask_store::Store;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 use crate::TestDatabase;
+
+/// How to configure a test server.
+#[derive(Debug)]
+pub struct TestOptions {
+    pub api: ApiSettings,
+    pub planners: PlannerRegistry,
+    pub engine: EngineSettings,
+}
+
+impl Default for TestOptions {
+    /// No planner; a worker that polls often and leases briefly, so tests do not wait.
+    fn default() -> Self {
+        Self {
+            api: ApiSettings::default(),
+            planners: PlannerRegistry::default(),
+            engine: fast_engine(),
+        }
+    }
+}
+
+/// Engine settings for tests: quick polls, short leases, small batches.
+pub fn fast_engine() -> EngineSettings {
+    EngineSettings {
+        turn_lease: std::time::Duration::from_secs(2),
+        poll_interval: std::time::Duration::from_millis(50),
+        max_concurrent_turns: 4,
+        max_turn_attempts: 3,
+        flush_interval: std::time::Duration::from_millis(20),
+    }
+}
+
+/// An LLM configuration for a fake server: short timeouts and backoffs.
+pub fn fast_llm(base_url: &str) -> LlmConfig {
+    LlmConfig {
+        base_url: base_url.to_owned(),
+        model: "fake-planner".to_owned(),
+        api_key: Some("test-key".to_owned()),
+        stream: true,
+        connect_timeout: std::time::Duration::from_secs(2),
+        first_byte_timeout: std::time::Duration::from_secs(2),
+        idle_timeout: std::time::Duration::from_secs(2),
+        total_timeout: std::time::Duration::from_secs(10),
+        max_attempts: 3,
+        initial_backoff: std::time::Duration::from_millis(20),
+        max_backoff: std::time::Duration::from_millis(100),
+        max_retry_after: std::time::Duration::from_secs(2),
+        temperature: None,
+        max_tokens: None,
+    }
+}
+
+/// A planner profile on a fake server with [`fast_llm`] settings.
+pub fn fast_planner(name: &str, base_url: &str) -> PlannerProfile {
+    PlannerProfile::new(name, fast_llm(base_url), None).expect("planner profile")
+}
 
 /// A response's status and parsed JSON body (`Value::Null` for an empty body).
 #[derive(Debug)]
@@ -45,9 +102,30 @@ impl TestApp {
     }
 
     pub async fn spawn_with(db: TestDatabase, settings: ApiSettings) -> Self {
+        Self::spawn_with_options(
+            db,
+            TestOptions {
+                api: settings,
+                ..TestOptions::default()
+            },
+        )
+        .await
+    }
+
+    /// A server with a default planner answering from `base_url` (a fake OpenAI server).
+    pub async fn spawn_with_planner(db: TestDatabase, base_url: &str) -> Self {
+        let options = TestOptions {
+            planners: PlannerRegistry::new(Some(fast_planner("default", base_url)), []),
+            ..TestOptions::default()
+        };
+        Self::spawn_with_options(db, options).await
+    }
+
+    pub async fn spawn_with_options(db: TestDatabase, options: TestOptions) -> Self {
         crate::init_test_logging();
         let store = db.store().await;
-        let server = Server::bind("127.0.0.1:0".parse().unwrap(), store.clone(), settings)
+        let engine = Engine::new(store.clone(), options.planners, options.engine);
+        let server = Server::bind("127.0.0.1:0".parse().unwrap(), engine, options.api)
             .await
             .expect("bind test server");
         let addr = server.local_addr().unwrap();

@@ -13,8 +13,9 @@
 mod app;
 mod database;
 
-pub use app::{Response, TestApp};
+pub use app::{Response, TestApp, TestOptions, fast_engine, fast_llm, fast_planner};
 pub use database::{TestDatabase, postgres_url, skip_postgres};
+pub use spectask_runtimes::llm::fake::{FakeOpenAi, FakeReply};
 
 /// Installs a log subscriber once, printing only when `TEST_LOG` is set.
 pub fn init_test_logging() {

@@ -107,8 +107,10 @@ async fn main() -> Result<()> {
             let store =
                 spectask_store::Store::connect(&db, spectask_store::ConnectOptions::default())
                     .await?;
+            let engine =
+                spectask_engine::Engine::new(store, Default::default(), Default::default());
             let server =
-                spectask_server::Server::bind("127.0.0.1:0".parse()?, store, Default::default())
+                spectask_server::Server::bind("127.0.0.1:0".parse()?, engine, Default::default())
                     .await?;
             let addr = server.local_addr()?;
             tokio::spawn(server.run(std::future::pending()));

@@ -4,6 +4,7 @@
 
 pub mod events;
 pub mod health;
+pub mod planning;
 pub mod plans;
 pub mod sessions;
 pub mod spec_tasks;
@@ -20,4 +21,5 @@ pub fn api_v1() -> OpenApiRouter<AppState> {
         .merge(sessions::router())
         .merge(events::router())
         .merge(plans::router())
+        .merge(planning::router())
 }

@@ -59,8 +59,8 @@ pub struct CreateFromPromptRequest {
     implementation_agent: Option<String>,
     /// Free-form workspace settings kept with the task.
     workspace_config: Option<serde_json::Value>,
-    /// Start planning at once. Accepted now; planning itself arrives with the planning phase, so
-    /// today the task stays in `backlog` either way.
+    /// Start planning at once (default `true`). When no planner is configured and this is left
+    /// out, the task waits in `backlog`; `true` then fails with `planner_not_configured`.
     auto_start: Option<bool>,
 }
 
@@ -70,10 +70,11 @@ pub struct CreateFromPromptRequest {
     request_body = CreateFromPromptRequest,
     params(("X-Spectask-User" = Option<String>, Header, description = "Acting user; `local` when absent")),
     responses(
-        (status = 201, description = "Created", body = SpecTask),
+        (status = 201, description = "Created (in `spec_generation` when planning started)", body = SpecTask),
         (status = 400, description = "Malformed JSON or wrong field types", body = ErrorBody),
         (status = 413, description = "Body over 1 MiB or prompt over 256 KiB", body = ErrorBody),
-        (status = 422, description = "Invalid enum value, empty prompt, bad project path", body = ErrorBody),
+        (status = 409, description = "`auto_start: true` without a configured planner", body = ErrorBody),
+        (status = 422, description = "Invalid enum value, empty prompt, bad project path, unknown planner", body = ErrorBody),
     )
 )]
 async fn create_from_prompt(
@@ -119,7 +120,32 @@ async fn create_from_prompt(
         }
         None => None,
     };
-    let _ = req.auto_start;
+    // Decide about planning before anything is written, so a refusal changes nothing.
+    let planners = state.engine.planners();
+    if let Some(agent) = &spec_agent
+        && !planners.has_profile(agent)
+    {
+        return Err(state
+            .engine
+            .planners()
+            .resolve(Some(agent))
+            .err()
+            .map_or_else(
+                || ApiError::UnknownPlanner(format!("unknown planner profile `{agent}`")),
+                ApiError::from,
+            ));
+    }
+    let can_plan = planners.can_plan(spec_agent.as_deref());
+    let start = match req.auto_start {
+        Some(false) => false,
+        Some(true) if !can_plan => {
+            return Err(ApiError::from(
+                spectask_engine::EngineError::PlannerNotConfigured,
+            ));
+        }
+        Some(true) => true,
+        None => can_plan,
+    };
     let new = NewSpecTask {
         name_derived: req.name.is_none(),
         name,
@@ -135,6 +161,14 @@ async fn create_from_prompt(
     };
     let task = state.store.create_spec_task(&new).await?;
     tracing::info!(spec_task_id = %task.id, "spec task created");
+    let task = if start {
+        state
+            .engine
+            .start_planning(&task.id, &new.created_by)
+            .await?
+    } else {
+        task
+    };
     Ok((StatusCode::CREATED, Json(task)))
 }
 

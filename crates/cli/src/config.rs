@@ -1,0 +1,201 @@
+//! Resolves the planners from the command line, the environment and `spectask.toml`.
+//!
+//! ```toml
+//! # <data-dir>/spectask.toml
+//! [planners.careful]              # selected by a task's spec_agent = "careful"
+//! model = "gpt-4.1"
+//! base_url = "https://api.openai.com/v1"   # default: the server's --llm-base-url
+//! api_key_env = "OPENAI_API_KEY"           # environment variable holding the key
+//! system_prompt = "Prefer small, independent tasks."
+//! stream = true
+//! timeout_secs = 300
+//! max_attempts = 4
+//! ```
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use serde::Deserialize;
+use spectask_engine::{PlannerProfile, PlannerRegistry};
+use spectask_runtimes::llm::LlmConfig;
+
+use crate::cli::LlmArgs;
+
+const OPENAI_BASE_URL: &str = "https://api.openai.com/v1";
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConfigFile {
+    #[serde(default)]
+    pub planners: BTreeMap<String, PlannerEntry>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PlannerEntry {
+    pub model: String,
+    pub base_url: Option<String>,
+    /// Name of the environment variable that holds the key.
+    pub api_key_env: Option<String>,
+    pub system_prompt: Option<String>,
+    pub stream: Option<bool>,
+    pub timeout_secs: Option<u64>,
+    pub max_attempts: Option<u32>,
+    pub temperature: Option<f32>,
+    pub max_tokens: Option<u32>,
+}
+
+/// Reads the configuration file: the explicit one must exist; the default one may be absent.
+pub fn load(explicit: Option<&Path>, data_dir: &Path) -> Result<(ConfigFile, Option<PathBuf>)> {
+    let (path, required) = match explicit {
+        Some(path) => (path.to_owned(), true),
+        None => (data_dir.join("spectask.toml"), false),
+    };
+    let text = match std::fs::read_to_string(&path) {
+        Ok(text) => text,
+        Err(err) if !required && err.kind() == std::io::ErrorKind::NotFound => {
+            return Ok((ConfigFile::default(), None));
+        }
+        Err(err) => {
+            return Err(err)
+                .with_context(|| format!("cannot read configuration {}", path.display()));
+        }
+    };
+    let config: ConfigFile = toml::from_str(&text)
+        .with_context(|| format!("invalid configuration {}", path.display()))?;
+    Ok((config, Some(path)))
+}
+
+fn non_empty(value: Option<String>) -> Option<String> {
+    value.filter(|v| !v.trim().is_empty())
+}
+
+/// The base LLM settings from flags and environment (`OPENAI_*` as fallbacks).
+fn base_config(args: &LlmArgs, env: &dyn Fn(&str) -> Option<String>) -> LlmConfig {
+    let timeout = Duration::from_secs(args.llm_timeout_secs);
+    LlmConfig {
+        base_url: non_empty(args.llm_base_url.clone())
+            .or_else(|| non_empty(env("OPENAI_BASE_URL")))
+            .unwrap_or_else(|| OPENAI_BASE_URL.to_owned()),
+        model: args.llm_model.clone().unwrap_or_default(),
+        api_key: non_empty(args.llm_api_key.clone()).or_else(|| non_empty(env("OPENAI_API_KEY"))),
+        stream: !args.llm_no_stream,
+        first_byte_timeout: timeout,
+        idle_timeout: timeout,
+        max_attempts: args.llm_max_attempts,
+        ..LlmConfig::default()
+    }
+}
+
+/// Builds the planner registry.
+pub fn planners(
+    args: &LlmArgs,
+    file: &ConfigFile,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<PlannerRegistry> {
+    let base = base_config(args, env);
+    let default = match non_empty(args.llm_model.clone()) {
+        Some(_) => Some(
+            PlannerProfile::new("default", base.clone(), None)
+                .context("invalid planner settings")?,
+        ),
+        None => None,
+    };
+    let mut profiles = Vec::new();
+    for (name, entry) in &file.planners {
+        let mut config = base.clone();
+        config.model = entry.model.clone();
+        if let Some(url) = &entry.base_url {
+            config.base_url = url.clone();
+        }
+        if let Some(var) = &entry.api_key_env {
+            config.api_key = Some(env(var).with_context(|| {
+                format!("planner `{name}`: environment variable {var} is not set")
+            })?);
+        }
+        if let Some(stream) = entry.stream {
+            config.stream = stream;
+        }
+        if let Some(secs) = entry.timeout_secs {
+            config.first_byte_timeout = Duration::from_secs(secs);
+            config.idle_timeout = Duration::from_secs(secs);
+        }
+        if let Some(attempts) = entry.max_attempts {
+            config.max_attempts = attempts.max(1);
+        }
+        config.temperature = entry.temperature.or(config.temperature);
+        config.max_tokens = entry.max_tokens.or(config.max_tokens);
+        profiles.push(
+            PlannerProfile::new(name.clone(), config, entry.system_prompt.clone())
+                .with_context(|| format!("planner `{name}` is misconfigured"))?,
+        );
+    }
+    Ok(PlannerRegistry::new(default, profiles))
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+    use crate::cli::{Cli, Command};
+
+    fn llm_args(args: &[&str]) -> LlmArgs {
+        let mut argv = vec!["spectask", "serve"];
+        argv.extend_from_slice(args);
+        let Command::Serve(serve) = Cli::try_parse_from(argv).unwrap().command;
+        serve.llm
+    }
+
+    #[test]
+    fn no_model_means_no_default_planner() {
+        let registry = planners(&llm_args(&[]), &ConfigFile::default(), &|_| None).unwrap();
+        assert!(!registry.can_plan(None));
+    }
+
+    #[test]
+    fn openai_environment_is_the_fallback() {
+        let env = |k: &str| match k {
+            "OPENAI_API_KEY" => Some("sk-env".to_owned()),
+            "OPENAI_BASE_URL" => Some("http://127.0.0.1:9/v1".to_owned()),
+            _ => None,
+        };
+        let config = base_config(&llm_args(&["--llm-model", "m"]), &env);
+        assert_eq!(config.base_url, "http://127.0.0.1:9/v1");
+        assert_eq!(config.api_key.as_deref(), Some("sk-env"));
+        let explicit = base_config(
+            &llm_args(&[
+                "--llm-model",
+                "m",
+                "--llm-base-url",
+                "http://x/v1",
+                "--llm-api-key",
+                "k",
+            ]),
+            &env,
+        );
+        assert_eq!(
+            (explicit.base_url.as_str(), explicit.api_key.as_deref()),
+            ("http://x/v1", Some("k"))
+        );
+    }
+
+    #[test]
+    fn profiles_come_from_the_file() {
+        let file: ConfigFile = toml::from_str(
+            "[planners.careful]\nmodel = \"big\"\napi_key_env = \"CAREFUL_KEY\"\nsystem_prompt = \"Be careful.\"\n",
+        )
+        .unwrap();
+        let env = |k: &str| (k == "CAREFUL_KEY").then(|| "sk-careful".to_owned());
+        let registry = planners(&llm_args(&[]), &file, &env).unwrap();
+        let profile = registry.resolve(Some("careful")).unwrap();
+        assert_eq!(profile.client.config().model, "big");
+        assert_eq!(profile.system_prompt_extra.as_deref(), Some("Be careful."));
+        assert!(registry.resolve(Some("other")).is_err());
+        let missing = planners(&llm_args(&[]), &file, &|_| None).unwrap_err();
+        assert!(format!("{missing:#}").contains("CAREFUL_KEY"));
+        assert!(toml::from_str::<ConfigFile>("[planners.x]\nmodle = \"typo\"\n").is_err());
+    }
+}

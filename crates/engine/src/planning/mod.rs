@@ -1,0 +1,125 @@
+//! The planning phase: start, revise and approve (transactions in the store), and the worker that
+//! runs planning turns against the configured planner ([`worker`]).
+
+mod output;
+pub mod worker;
+
+use spectask_domain::plan::parse_plan;
+use spectask_domain::prompts::{PlanningRequest, initial_prompt, revision_prompt};
+use spectask_domain::{SpecTask, SpecTaskEvent, SpecTaskId, SpecTaskStatus};
+use spectask_store::NewImplementationTask;
+
+use crate::{Engine, EngineError};
+
+impl Engine {
+    /// Starts planning a task in `backlog` (or retries one in `spec_failed`): binds its planning
+    /// session, records the prompt and queues the turn. The worker picks it up at once.
+    pub async fn start_planning(
+        &self,
+        id: &SpecTaskId,
+        actor: &str,
+    ) -> Result<SpecTask, EngineError> {
+        let store = &self.inner.store;
+        let task = store.get_spec_task(id).await?;
+        let event = match task.status {
+            SpecTaskStatus::Backlog => SpecTaskEvent::StartPlanning,
+            SpecTaskStatus::SpecFailed => SpecTaskEvent::RetryPlanning,
+            other => return Err(SpecTaskEvent::StartPlanning.refused(other).into()),
+        };
+        if task.archived {
+            return Err(EngineError::Conflict(format!(
+                "spec task `{id}` is archived"
+            )));
+        }
+        // Refuse before any state changes when nobody could answer.
+        self.inner.planners.resolve(task.spec_agent.as_deref())?;
+        let prompt = initial_prompt(PlanningRequest {
+            name: &task.name,
+            task_type: task.task_type.as_str(),
+            priority: task.priority.as_str(),
+            request: if task.description.trim().is_empty() {
+                &task.original_prompt
+            } else {
+                &task.description
+            },
+            project_path: task.project_path.as_deref(),
+        });
+        let task = store.start_planning(id, event, &prompt, actor).await?;
+        tracing::info!(spec_task_id = %id, event = event.as_str(), "planning queued");
+        self.wake();
+        Ok(task)
+    }
+
+    /// A reviewer asked for changes: the open comments and the general comment go back to the
+    /// same planning session as a revision turn.
+    pub async fn request_spec_changes(
+        &self,
+        id: &SpecTaskId,
+        general: Option<&str>,
+        actor: &str,
+    ) -> Result<SpecTask, EngineError> {
+        let task = self
+            .inner
+            .store
+            .request_spec_changes(id, general, actor, |comments, revision| {
+                revision_prompt(comments, general, revision)
+            })
+            .await?;
+        tracing::info!(spec_task_id = %id, revision_count = task.spec_revision_count, "revision queued");
+        self.wake();
+        Ok(task)
+    }
+
+    /// Approves the newest revision: the plan must parse without errors; its tasks become the
+    /// task's implementation tasks in the same transaction as the status change.
+    pub async fn approve_specs(
+        &self,
+        id: &SpecTaskId,
+        approved_by: &str,
+        actor: &str,
+    ) -> Result<SpecTask, EngineError> {
+        let store = &self.inner.store;
+        let task = store.get_spec_task(id).await?;
+        if task.status != SpecTaskStatus::SpecReview {
+            return Err(SpecTaskEvent::ApproveSpecs.refused(task.status).into());
+        }
+        let revision = store.latest_revision_number(id).await?.ok_or_else(|| {
+            EngineError::Conflict(format!("spec task `{id}` has no specs to approve"))
+        })?;
+        let plan_text = task.implementation_plan.as_deref().unwrap_or_default();
+        let plan = parse_plan(plan_text);
+        if !plan.errors.is_empty() {
+            return Err(EngineError::PlanInvalid {
+                errors: plan.errors,
+            });
+        }
+        let tasks: Vec<NewImplementationTask> = plan
+            .tasks
+            .iter()
+            .map(|t| NewImplementationTask {
+                key: t.key.clone(),
+                title: t.title.clone(),
+                description: t.description.clone(),
+                acceptance_criteria: (!t.acceptance_criteria.is_empty()).then(|| {
+                    t.acceptance_criteria
+                        .iter()
+                        .map(|c| format!("- {c}"))
+                        .collect::<Vec<_>>()
+                        .join("\n")
+                }),
+                estimated_effort: t.estimated_effort.clone(),
+                priority: 0,
+                index: i32::try_from(t.index).unwrap_or(i32::MAX),
+                phase: t.phase.clone(),
+                parent_key: t.parent.clone(),
+                requirement_refs: t.requirement_refs.clone(),
+                dependencies: t.depends_on.clone(),
+            })
+            .collect();
+        let task = store
+            .approve_specs(id, revision, approved_by, &tasks, actor)
+            .await?;
+        tracing::info!(spec_task_id = %id, revision, tasks = tasks.len(), "specs approved");
+        Ok(task)
+    }
+}

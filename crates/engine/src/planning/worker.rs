@@ -1,0 +1,287 @@
+//! The planning worker: claims queued planning turns under a lease, runs each against its task's
+//! planner with the session's conversation, streams the reply into the interaction, and ends the
+//! turn with one of three store transactions (new revision, corrective turn, failure).
+//!
+//! Crash safety: everything the worker knows is in the turn row. If the process dies, the lease
+//! expires, the turn is queued again and the next claim re-runs it in the same session, on the
+//! same interaction (its partial output is cleared first). On a graceful shutdown the claim is
+//! released at once.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use spectask_domain::prompts::{PLANNING_SYSTEM_PROMPT, corrective_prompt};
+use spectask_domain::{EventKind, NewEvent, SpecTask, TurnKind, split_spec_reply};
+use spectask_runtimes::llm::ChatMessage;
+use spectask_store::{PlanningOutput, StoreError, TurnClaim};
+use tokio::sync::{OwnedSemaphorePermit, mpsc};
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use super::output::write_output;
+use crate::{Engine, EngineError, projection};
+
+const PLANNING_KINDS: &[TurnKind] = &[TurnKind::Planning, TurnKind::Revision, TurnKind::Correction];
+
+/// What one pass of the worker did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TickOutcome {
+    pub requeued: usize,
+    pub started: usize,
+}
+
+impl Engine {
+    /// Runs the worker until `shutdown` is cancelled, then releases the turns it holds.
+    pub async fn run_worker(self, shutdown: CancellationToken) {
+        let mut running = JoinSet::new();
+        tracing::info!(owner = %self.inner.owner, "planning worker started");
+        loop {
+            match self.tick(&mut running, &shutdown).await {
+                Ok(outcome) if outcome.requeued > 0 || outcome.started > 0 => {
+                    tracing::debug!(?outcome, "planning worker tick");
+                }
+                Ok(_) => {}
+                Err(err) => tracing::warn!(%err, "planning worker tick failed; retrying"),
+            }
+            tokio::select! {
+                _ = shutdown.cancelled() => break,
+                _ = self.inner.wake.notified() => {}
+                _ = tokio::time::sleep(self.inner.settings.poll_interval) => {}
+                Some(_) = running.join_next(), if !running.is_empty() => {}
+            }
+        }
+        while running.join_next().await.is_some() {}
+        tracing::info!("planning worker stopped");
+    }
+
+    /// Requeues expired claims, then claims and starts as many queued turns as there are free
+    /// slots.
+    pub async fn tick(
+        &self,
+        running: &mut JoinSet<()>,
+        shutdown: &CancellationToken,
+    ) -> Result<TickOutcome, EngineError> {
+        let store = &self.inner.store;
+        let requeued = store.requeue_expired_turns().await?;
+        let mut started = 0;
+        while !shutdown.is_cancelled() {
+            let Ok(permit) = self.inner.permits.clone().try_acquire_owned() else {
+                break;
+            };
+            let Some(claim) = store
+                .claim_next_turn(
+                    PLANNING_KINDS,
+                    &self.inner.owner,
+                    self.inner.settings.turn_lease,
+                )
+                .await?
+            else {
+                break;
+            };
+            started += 1;
+            let engine = self.clone();
+            let cancel = shutdown.child_token();
+            running.spawn(async move { engine.run_turn(claim, permit, cancel).await });
+        }
+        Ok(TickOutcome { requeued, started })
+    }
+
+    async fn run_turn(
+        self,
+        claim: TurnClaim,
+        _permit: OwnedSemaphorePermit,
+        cancel: CancellationToken,
+    ) {
+        let turn_id = claim.turn.id.clone();
+        let lost = Arc::new(AtomicBool::new(false));
+        let heartbeat = tokio::spawn(self.clone().heartbeat(
+            claim.clone(),
+            cancel.clone(),
+            lost.clone(),
+        ));
+        let result = self.execute(&claim, &cancel, &lost).await;
+        heartbeat.abort();
+        match result {
+            Ok(()) => {}
+            Err(EngineError::Store(StoreError::ClaimLost(_))) => {
+                tracing::warn!(%turn_id, "lost the claim on a planning turn; another worker owns it now");
+            }
+            Err(err) => {
+                tracing::error!(%turn_id, %err, "planning turn could not be finished; its lease will expire and it will run again")
+            }
+        }
+        self.wake();
+    }
+
+    /// Extends the lease while the turn runs; cancels the turn if the claim is lost.
+    async fn heartbeat(self, claim: TurnClaim, cancel: CancellationToken, lost: Arc<AtomicBool>) {
+        let lease = self.inner.settings.turn_lease;
+        let every = lease / 3;
+        loop {
+            tokio::select! {
+                _ = cancel.cancelled() => return,
+                _ = tokio::time::sleep(every) => {}
+            }
+            match self.inner.store.heartbeat_turn(&claim, lease).await {
+                Ok(()) => {}
+                Err(StoreError::ClaimLost(_)) => {
+                    lost.store(true, Ordering::SeqCst);
+                    cancel.cancel();
+                    return;
+                }
+                Err(err) => {
+                    tracing::warn!(turn_id = %claim.turn.id, %err, "heartbeat failed; will retry")
+                }
+            }
+        }
+    }
+
+    async fn execute(
+        &self,
+        claim: &TurnClaim,
+        cancel: &CancellationToken,
+        lost: &AtomicBool,
+    ) -> Result<(), EngineError> {
+        let store = &self.inner.store;
+        let settings = &self.inner.settings;
+        if claim.turn.attempts > settings.max_turn_attempts {
+            let reason = format!(
+                "planning was interrupted {} times (server restarts or lost workers); giving up",
+                claim.turn.attempts - 1
+            );
+            store.fail_planning_turn(claim, "", &reason).await?;
+            return Ok(());
+        }
+        let task = store.get_spec_task(&claim.turn.spec_task_id).await?;
+        let planner = match self.inner.planners.resolve(task.spec_agent.as_deref()) {
+            Ok(planner) => planner.clone(),
+            Err(err) => {
+                store
+                    .fail_planning_turn(claim, "", &err.to_string())
+                    .await?;
+                return Ok(());
+            }
+        };
+        let session = store.get_session(&claim.turn.session_id).await?;
+        let Some(current) = session
+            .interactions
+            .iter()
+            .find(|i| i.id == claim.turn.interaction_id)
+        else {
+            return Err(EngineError::Conflict(format!(
+                "turn {} has no interaction",
+                claim.turn.id
+            )));
+        };
+        let mut system = PLANNING_SYSTEM_PROMPT.to_owned();
+        if let Some(extra) = planner
+            .system_prompt_extra
+            .as_deref()
+            .filter(|e| !e.trim().is_empty())
+        {
+            system.push_str("\n\nAdditional instructions:\n");
+            system.push_str(extra);
+        }
+        let mut messages = vec![ChatMessage::system(system)];
+        for earlier in session.interactions.iter().filter(|i| i.seq < current.seq) {
+            messages.push(ChatMessage::user(earlier.prompt_message.clone()));
+            if !earlier.response_message.is_empty() {
+                messages.push(ChatMessage::assistant(earlier.response_message.clone()));
+            }
+        }
+        messages.push(ChatMessage::user(current.prompt_message.clone()));
+        if !current.response_message.is_empty() {
+            // A re-run after a crash: the earlier partial reply is void.
+            store.reset_turn_output(claim).await?;
+        }
+        tracing::info!(turn_id = %claim.turn.id, spec_task_id = %task.id, planner = %planner.name, kind = %claim.turn.kind, attempt = claim.turn.attempts, "planning turn running");
+
+        let (events, received) = mpsc::channel(256);
+        let writer = tokio::spawn(write_output(
+            store.clone(),
+            claim.clone(),
+            received,
+            settings.flush_interval,
+        ));
+        let completion = tokio::select! {
+            result = planner.client.complete(&messages, events) => Some(result),
+            _ = cancel.cancelled() => None,
+        };
+        let written = writer
+            .await
+            .map_err(|err| EngineError::Conflict(format!("output writer failed: {err}")))??;
+
+        let Some(completion) = completion else {
+            if lost.load(Ordering::SeqCst) {
+                return Err(StoreError::ClaimLost(claim.turn.id.to_string()).into());
+            }
+            // Shutting down: hand the turn back so the next start re-runs it at once.
+            store.release_turn(claim).await?;
+            tracing::info!(turn_id = %claim.turn.id, "planning turn released for shutdown");
+            return Ok(());
+        };
+        match completion {
+            Ok(completion) => match split_spec_reply(&completion.content) {
+                Ok(docs) => {
+                    let output = PlanningOutput {
+                        title: docs.title,
+                        requirements_spec: docs.requirements_spec,
+                        technical_design: docs.technical_design,
+                        implementation_plan: docs.implementation_plan,
+                    };
+                    let revision = store
+                        .complete_planning_turn(claim, &output, &completion.content)
+                        .await?;
+                    tracing::info!(spec_task_id = %task.id, revision = revision.revision, attempts = completion.attempts, "specs generated");
+                    self.project(&task, &revision).await;
+                }
+                Err(problems) if claim.turn.kind == TurnKind::Correction => {
+                    let reason = format!(
+                        "the planner's reply broke the output contract twice: {}",
+                        problems.problems.join("; ")
+                    );
+                    store
+                        .fail_planning_turn(claim, &completion.content, &reason)
+                        .await?;
+                    tracing::warn!(spec_task_id = %task.id, %reason, "planning failed");
+                }
+                Err(problems) => {
+                    store
+                        .request_planning_correction(
+                            claim,
+                            &completion.content,
+                            &corrective_prompt(&problems),
+                        )
+                        .await?;
+                    tracing::info!(spec_task_id = %task.id, problems = problems.problems.len(), "planning output invalid; corrective turn queued");
+                }
+            },
+            Err(err) => {
+                let reason = format!("planner `{}` failed: {err}", planner.name);
+                store.fail_planning_turn(claim, &written, &reason).await?;
+                tracing::warn!(spec_task_id = %task.id, %reason, "planning failed");
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes the revision into the task's checkout, if it has one; failures are recorded.
+    async fn project(&self, task: &SpecTask, revision: &spectask_domain::SpecRevision) {
+        let Some(project) = task.project_path.as_deref() else {
+            return;
+        };
+        if let Err(err) = projection::write_specs(std::path::Path::new(project), revision).await {
+            tracing::warn!(spec_task_id = %task.id, %err, "could not write the specs into the workspace");
+            let event = NewEvent {
+                spec_task_id: Some(task.id.clone()),
+                kind: EventKind::WorkspaceProjectionFailed,
+                entity_id: task.id.to_string(),
+                actor: self.inner.owner.clone(),
+                payload: serde_json::json!({ "revision": revision.revision, "error": err.to_string() }),
+            };
+            if let Err(err) = self.inner.store.record_event(&event).await {
+                tracing::warn!(%err, "could not record the projection failure");
+            }
+        }
+    }
+}
