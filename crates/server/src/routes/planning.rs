@@ -5,7 +5,9 @@ use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
-use spectask_domain::{Session, SpecComment, SpecDocument, SpecRevision, SpecTask, Turn};
+use spectask_domain::{
+    Session, SpecComment, SpecDocument, SpecRevision, SpecTask, SpecTaskImplementationTask, Turn,
+};
 use spectask_store::NewComment;
 use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
@@ -28,6 +30,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(diff_revisions))
         .routes(routes!(list_task_sessions))
         .routes(routes!(list_task_turns))
+        .routes(routes!(list_implementation_tasks))
 }
 
 /// Starts planning a task in `backlog`, or retries one in `spec_failed`.
@@ -360,5 +363,27 @@ async fn list_task_turns(
     state.store.get_spec_task(&id).await?;
     Ok(Json(TurnList {
         turns: state.store.list_turns(&id).await?,
+    }))
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ImplementationTaskList {
+    implementation_tasks: Vec<SpecTaskImplementationTask>,
+}
+
+/// The approved plan's tasks in plan order, with their status and dependencies.
+#[utoipa::path(
+    get, path = "/spec-tasks/{id}/implementation-tasks", tag = "planning",
+    params(("id" = String, Path, description = "SpecTask id")),
+    responses((status = 200, body = ImplementationTaskList), (status = 404, body = ErrorBody))
+)]
+async fn list_implementation_tasks(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<ImplementationTaskList>, ApiError> {
+    let id = task_id(&id)?;
+    state.store.get_spec_task(&id).await?;
+    Ok(Json(ImplementationTaskList {
+        implementation_tasks: state.store.list_implementation_tasks(&id).await?,
     }))
 }
