@@ -8,7 +8,7 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use spectask_testkit::TestDatabase;
+use spectask_testkit::{FakeOpenAi, FakeReply, TestDatabase};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 
@@ -229,4 +229,123 @@ async fn postgres_data_survives_sigkill_and_restart() {
     let cwd = tempfile::tempdir().unwrap();
     let url = db.url().to_owned();
     survives_sigkill(&db, cwd.path(), &["--database-url", &url]).await;
+}
+
+fn planning_reply(title: &str) -> String {
+    format!(
+        "# Requirements: {title}\n\n1. WHEN asked THE SYSTEM SHALL answer.\n\n## Open Questions\n\n- None.\n\n\
+         # Design: {title}\n\nSimple.\n\n# Implementation Plan: {title}\n\n- [ ] 1. Build it\n  - _Requirements: 1_\n"
+    )
+}
+
+async fn get_json(client: &reqwest::Client, url: String) -> Value {
+    client.get(url).send().await.unwrap().json().await.unwrap()
+}
+
+/// Kills the server while the planner is streaming, restarts it, and expects the same turn to be
+/// re-run in the same session: no second session, no lost task.
+async fn planning_survives_sigkill(extra: &[&str]) {
+    let fake = FakeOpenAi::start().await;
+    fake.push(FakeReply::StreamThenHang {
+        chunks: vec!["# Requirements: Partial\n\n".into(), "half of it".into()],
+    });
+    let base_url = fake.base_url();
+    let mut args = vec![
+        "--llm-base-url",
+        base_url.as_str(),
+        "--llm-model",
+        "fake",
+        "--llm-api-key",
+        "k",
+        "--turn-lease-secs",
+        "2",
+    ];
+    args.extend_from_slice(extra);
+    let cwd = tempfile::tempdir().unwrap();
+    let client = reqwest::Client::new();
+
+    let (mut child, base) = start(cwd.path(), &args).await;
+    let task: Value = client
+        .post(format!("{base}/api/v1/spec-tasks/from-prompt"))
+        .json(&json!({"prompt": "Survive a crash while planning"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let id = task["id"].as_str().unwrap().to_owned();
+    let session = task["spec_session_id"].as_str().unwrap().to_owned();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        let body = get_json(&client, format!("{base}/api/v1/sessions/{session}")).await;
+        if body["interactions"][0]["response_message"]
+            .as_str()
+            .is_some_and(|t| t.contains("half of it"))
+        {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "planner output never appeared: {body}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    child.start_kill().unwrap();
+    child.wait().await.unwrap();
+
+    fake.push_text_reply(&planning_reply("Recovered"));
+    let (mut child, base) = start(cwd.path(), &args).await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    let task = loop {
+        let task = get_json(&client, format!("{base}/api/v1/spec-tasks/{id}")).await;
+        if task["status"] == "spec_review" {
+            break task;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "planning did not resume: {task}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(task["spec_session_id"], session.as_str());
+    assert_eq!(task["name"], "Recovered");
+    let sessions = get_json(&client, format!("{base}/api/v1/spec-tasks/{id}/sessions")).await;
+    assert_eq!(
+        sessions["sessions"].as_array().unwrap().len(),
+        1,
+        "exactly one planning session"
+    );
+    let session = get_json(&client, format!("{base}/api/v1/sessions/{session}")).await;
+    let interactions = session["interactions"].as_array().unwrap();
+    assert_eq!(interactions.len(), 1, "the same interaction was re-run");
+    assert_eq!(
+        interactions[0]["response_message"],
+        planning_reply("Recovered"),
+        "the partial output was discarded"
+    );
+    let turns = get_json(&client, format!("{base}/api/v1/spec-tasks/{id}/turns")).await;
+    let turns = turns["turns"].as_array().unwrap();
+    assert_eq!(turns.len(), 1);
+    assert_eq!(
+        (turns[0]["status"].clone(), turns[0]["attempts"].clone()),
+        (json!("completed"), json!(2))
+    );
+    assert_eq!(fake.requests().len(), 2);
+    child.kill().await.unwrap();
+}
+
+#[tokio::test]
+async fn sqlite_planning_resumes_after_sigkill() {
+    planning_survives_sigkill(&[]).await;
+}
+
+#[tokio::test]
+async fn postgres_planning_resumes_after_sigkill() {
+    let Some(db) = TestDatabase::postgres().await else {
+        spectask_testkit::skip_postgres("cli::postgres_planning_resumes_after_sigkill");
+        return;
+    };
+    let url = db.url().to_owned();
+    planning_survives_sigkill(&["--database-url", &url]).await;
 }
