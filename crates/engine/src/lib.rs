@@ -17,6 +17,7 @@ mod projection;
 use std::sync::Arc;
 use std::time::Duration;
 
+use spectask_runtimes::agent::AgentRuntime;
 use spectask_store::Store;
 use tokio::sync::{Notify, Semaphore};
 
@@ -36,6 +37,15 @@ pub struct EngineSettings {
     pub max_turn_attempts: i32,
     /// How long streamed output is batched before it is written.
     pub flush_interval: Duration,
+    /// Threads running at once in one instance (one SpecTask).
+    pub max_parallel_threads: usize,
+    /// Instances (SpecTasks in implementation) dispatching at once on this server.
+    pub max_active_instances: usize,
+    /// An implementation turn with no agent event for this long is cancelled and counted as a
+    /// failure.
+    pub turn_timeout: Duration,
+    /// Failed implementation turns of one work session retried before it fails for good.
+    pub max_turn_retries: i32,
 }
 
 impl Default for EngineSettings {
@@ -46,6 +56,10 @@ impl Default for EngineSettings {
             max_concurrent_turns: 4,
             max_turn_attempts: 3,
             flush_interval: Duration::from_millis(100),
+            max_parallel_threads: 4,
+            max_active_instances: 8,
+            turn_timeout: Duration::from_secs(600),
+            max_turn_retries: 2,
         }
     }
 }
@@ -61,6 +75,9 @@ struct Inner {
     store: Store,
     planners: PlannerRegistry,
     settings: EngineSettings,
+    /// Hosts implementation threads; `None` until an agent runtime is configured, in which case
+    /// approved tasks wait in `implementation_queued`.
+    runtime: Option<Arc<dyn AgentRuntime>>,
     /// This process's name on claims and events.
     owner: String,
     wake: Notify,
@@ -68,7 +85,27 @@ struct Inner {
 }
 
 impl Engine {
+    /// An engine that plans but has no agent runtime for implementation.
     pub fn new(store: Store, planners: PlannerRegistry, settings: EngineSettings) -> Self {
+        Self::build(store, planners, None, settings)
+    }
+
+    /// An engine whose implementation threads run on `runtime`.
+    pub fn with_runtime(
+        store: Store,
+        planners: PlannerRegistry,
+        runtime: Arc<dyn AgentRuntime>,
+        settings: EngineSettings,
+    ) -> Self {
+        Self::build(store, planners, Some(runtime), settings)
+    }
+
+    fn build(
+        store: Store,
+        planners: PlannerRegistry,
+        runtime: Option<Arc<dyn AgentRuntime>>,
+        settings: EngineSettings,
+    ) -> Self {
         let owner = format!(
             "spectask-{}-{}",
             std::process::id(),
@@ -80,11 +117,21 @@ impl Engine {
                 store,
                 planners,
                 settings,
+                runtime,
                 owner,
                 wake: Notify::new(),
                 permits,
             }),
         }
+    }
+
+    /// Whether implementation threads can run here.
+    pub fn has_runtime(&self) -> bool {
+        self.inner.runtime.is_some()
+    }
+
+    pub fn settings(&self) -> &EngineSettings {
+        &self.inner.settings
     }
 
     pub fn store(&self) -> &Store {

@@ -40,6 +40,10 @@ pub fn fast_engine() -> EngineSettings {
         max_concurrent_turns: 4,
         max_turn_attempts: 3,
         flush_interval: std::time::Duration::from_millis(20),
+        max_parallel_threads: 4,
+        max_active_instances: 8,
+        turn_timeout: std::time::Duration::from_secs(5),
+        max_turn_retries: 2,
     }
 }
 

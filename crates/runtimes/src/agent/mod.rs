@@ -1,0 +1,142 @@
+//! The agent runtime interface: what spectask needs from whatever hosts a task's threads (an ACP
+//! agent process, a Zed instance).
+//!
+//! One instance per SpecTask, many threads per instance, one turn at a time per thread. A turn is
+//! a single call, [`AgentRuntime::run_turn`], that streams what the agent produces through a
+//! channel and returns the stop reason: events are tied to the call that caused them, so output
+//! can never be attributed to the wrong turn. Failures of the thread or of the whole instance come
+//! back as errors of the calls in flight.
+//!
+//! Ids are plain strings here: the runtime knows nothing of the store; the engine maps them.
+
+#[cfg(feature = "test-support")]
+pub mod scripted;
+
+use std::path::PathBuf;
+
+use async_trait::async_trait;
+use tokio::sync::mpsc;
+
+/// What an instance is started with.
+#[derive(Debug, Clone, PartialEq)]
+pub struct InstanceSpec {
+    /// The instance id spectask stored on the task (`zed_instance_id`).
+    pub instance_id: String,
+    pub spec_task_id: String,
+    /// The workspace the agent works in (the task's `project_path`), if any.
+    pub workspace: Option<PathBuf>,
+    /// The implementation agent profile the task names, if any.
+    pub agent: Option<String>,
+    /// The task's `workspace_config`.
+    pub config: serde_json::Value,
+}
+
+/// One prompt for one thread.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TurnRequest {
+    pub instance_id: String,
+    /// The runtime's thread id, as returned by [`AgentRuntime::create_thread`].
+    pub thread_id: String,
+    /// spectask's turn id, for logs and the runtime's own bookkeeping.
+    pub turn_id: String,
+    pub prompt: String,
+}
+
+/// What an agent produces during a turn, in order.
+#[derive(Debug, Clone, PartialEq)]
+pub enum AgentEvent {
+    /// A piece of the agent's reply.
+    MessageChunk(String),
+    /// A piece of the agent's visible reasoning.
+    Thought(String),
+    /// A tool call started or changed.
+    ToolCall {
+        id: String,
+        title: String,
+        status: String,
+    },
+}
+
+/// Why a turn ended normally.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StopReason {
+    /// The agent finished its work for this prompt.
+    EndTurn,
+    /// The turn was cancelled on request.
+    Cancelled,
+    /// The agent refused to continue.
+    Refusal,
+    /// The model ran out of output tokens.
+    MaxTokens,
+    /// The agent hit its own limit of model requests.
+    MaxTurnRequests,
+}
+
+impl StopReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StopReason::EndTurn => "end_turn",
+            StopReason::Cancelled => "cancelled",
+            StopReason::Refusal => "refusal",
+            StopReason::MaxTokens => "max_tokens",
+            StopReason::MaxTurnRequests => "max_turn_requests",
+        }
+    }
+}
+
+/// A runtime failure.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum AgentError {
+    /// The instance is not running (never started, or shut down).
+    #[error("agent instance `{0}` is not running")]
+    UnknownInstance(String),
+    /// The thread is not known to the instance and cannot be resumed.
+    #[error("thread `{0}` cannot be resumed by the agent")]
+    UnknownThread(String),
+    /// The agent failed the turn or the thread.
+    #[error("the agent failed: {0}")]
+    Failed(String),
+    /// The instance went away while the call was in flight (process exit, lost connection).
+    #[error("the agent instance disconnected: {0}")]
+    Disconnected(String),
+    /// The runtime is misconfigured (unknown agent profile, unusable workspace).
+    #[error("agent runtime misconfigured: {0}")]
+    Config(String),
+}
+
+pub type AgentResult<T> = Result<T, AgentError>;
+
+/// Hosts the threads of SpecTask instances.
+#[async_trait]
+pub trait AgentRuntime: Send + Sync + std::fmt::Debug {
+    /// A short name for logs (`acp`, `zed`, `scripted`).
+    fn kind(&self) -> &'static str;
+
+    /// Starts the instance, or does nothing if it is running. Called before every dispatch, so a
+    /// runtime that restarted (or a new replica) brings instances back on demand.
+    async fn ensure_instance(&self, spec: &InstanceSpec) -> AgentResult<()>;
+
+    /// Opens a new thread in a running instance and returns its id.
+    async fn create_thread(&self, instance_id: &str, work_session_id: &str) -> AgentResult<String>;
+
+    /// Makes an existing thread usable in a (possibly restarted) instance, keeping its id and its
+    /// history. Never creates a different thread: if the thread cannot be resumed this fails with
+    /// [`AgentError::UnknownThread`].
+    async fn resume_thread(&self, instance_id: &str, thread_id: &str) -> AgentResult<()>;
+
+    /// Runs one turn to its end, sending the agent's output through `events` as it arrives, and
+    /// returns why it stopped. A closed `events` receiver does not stop the turn.
+    async fn run_turn(
+        &self,
+        request: &TurnRequest,
+        events: mpsc::Sender<AgentEvent>,
+    ) -> AgentResult<StopReason>;
+
+    /// Asks the agent to stop the turn running on `thread_id`; the pending `run_turn` then returns
+    /// `StopReason::Cancelled`.
+    async fn cancel_turn(&self, instance_id: &str, thread_id: &str) -> AgentResult<()>;
+
+    /// Stops the instance and everything it runs.
+    async fn shutdown_instance(&self, instance_id: &str) -> AgentResult<()>;
+}

@@ -1,0 +1,1 @@
+//! A scripted in-process agent runtime for tests (placeholder, being written).
