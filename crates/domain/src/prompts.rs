@@ -120,6 +120,95 @@ pub fn revision_prompt(comments: &[SpecComment], general: Option<&str>, revision
     out
 }
 
+/// What a work session's first turn tells its agent.
+#[derive(Debug, Clone, Copy)]
+pub struct ImplementationBrief<'a> {
+    pub task_name: &'a str,
+    pub requirements: &'a str,
+    pub design: &'a str,
+    pub plan: &'a str,
+    /// The work session's own assignment.
+    pub session_name: &'a str,
+    /// `(key, title)` of the session's top-level task, when it comes from the plan.
+    pub task: Option<(&'a str, &'a str)>,
+    pub task_description: Option<&'a str>,
+    /// `(key, title)` of its sub-tasks, done in this same thread.
+    pub subtasks: &'a [(&'a str, &'a str)],
+    pub acceptance_criteria: Option<&'a str>,
+    pub requirement_refs: &'a [String],
+    /// For a spawned session: the session that spawned it, and why.
+    pub spawned_from: Option<&'a str>,
+}
+
+/// The first prompt of an implementation thread: the spec for context, its own task in detail,
+/// and the rule to stay within it.
+pub fn implementation_prompt(brief: ImplementationBrief<'_>) -> String {
+    let mut out = format!(
+        "You are one of several coding agents implementing the approved spec for \"{}\" in parallel, \
+         each in its own thread of the same workspace.\n\n",
+        brief.task_name
+    );
+    out.push_str("## Your assignment\n\n");
+    match brief.task {
+        Some((key, title)) => out.push_str(&format!("Task {key}: {title}\n")),
+        None => out.push_str(&format!("{}\n", brief.session_name)),
+    }
+    if let Some(parent) = brief.spawned_from {
+        out.push_str(&format!("(Spawned during implementation by work session {parent}.)\n"));
+    }
+    if let Some(description) = brief.task_description.map(str::trim).filter(|d| !d.is_empty()) {
+        out.push_str(&format!("\n{description}\n"));
+    }
+    if !brief.subtasks.is_empty() {
+        out.push_str("\nSub-tasks, in this thread:\n");
+        for (key, title) in brief.subtasks {
+            out.push_str(&format!("- {key}. {title}\n"));
+        }
+    }
+    if let Some(criteria) = brief.acceptance_criteria.map(str::trim).filter(|c| !c.is_empty()) {
+        out.push_str(&format!("\nAcceptance criteria:\n{criteria}\n"));
+    }
+    if !brief.requirement_refs.is_empty() {
+        out.push_str(&format!("\nRequirements it implements: {}\n", brief.requirement_refs.join(", ")));
+    }
+    out.push_str(
+        "\nStay within your assignment: other tasks of the plan are being done by other agents at \
+         the same time, in the same workspace. Do not edit what belongs to them; if your task needs a \
+         change elsewhere, make the smallest one and say so. When your assignment is complete, end \
+         your turn with a short summary of what you changed and how you verified it.\n\n",
+    );
+    out.push_str("## Requirements\n\n");
+    out.push_str(brief.requirements.trim());
+    out.push_str("\n\n## Design\n\n");
+    out.push_str(brief.design.trim());
+    out.push_str("\n\n## The whole plan, for orientation\n\n");
+    out.push_str(brief.plan.trim());
+    out.push('\n');
+    out
+}
+
+/// The follow-up sent after a failed implementation turn.
+pub fn retry_note(reason: &str, attempt: i32) -> String {
+    format!(
+        "The previous attempt at this work did not finish ({reason}). This is retry {attempt}. \
+         Check the state of the workspace, then continue your assignment from where it stands and \
+         end your turn when it is complete.\n"
+    )
+}
+
+/// Prefix for a prompt re-sent because the server restarted while the agent was working on it.
+pub const INTERRUPTED_NOTE: &str = "(spectask: the server restarted while you were working on the prompt below. \
+Check the workspace for what you already did, then continue.)\n\n";
+
+/// The follow-up carrying a reviewer's requested changes.
+pub fn review_changes_prompt(comment: &str) -> String {
+    format!(
+        "A reviewer looked at the implementation and asked for changes:\n\n{}\n\nMake them within your \
+         assignment, then end your turn with a summary.\n",
+        comment.trim()
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use chrono::{TimeZone, Utc};
@@ -169,6 +258,30 @@ mod tests {
         assert!(prompt.contains("General comment:\n\nGood start."));
         assert!(prompt.contains("1. On the requirements, line 12:\n   > WHEN the toggle is on\n   Also cover the system theme."));
         assert!(prompt.contains("2. On the implementation plan:\n   Split task 2 in two."));
+    }
+
+    #[test]
+    fn implementation_prompt_carries_the_spec_and_the_assignment() {
+        let refs = vec!["1.1".to_owned(), "2.3".to_owned()];
+        let prompt = implementation_prompt(ImplementationBrief {
+            task_name: "Auth",
+            requirements: "# Requirements: Auth\n\nR",
+            design: "# Design: Auth\n\nD",
+            plan: "# Implementation Plan: Auth\n\n- [ ] 1. Schema\n- [ ] 2. API",
+            session_name: "API",
+            task: Some(("2", "API")),
+            task_description: Some("Endpoints for login."),
+            subtasks: &[("2.1", "Login"), ("2.2", "Logout")],
+            acceptance_criteria: Some("- WHEN a user logs in THE SYSTEM SHALL set a cookie"),
+            requirement_refs: &refs,
+            spawned_from: None,
+        });
+        for needle in ["Task 2: API", "- 2.1. Login", "Requirements it implements: 1.1, 2.3", "Stay within your assignment",
+                       "# Requirements: Auth", "# Design: Auth", "- [ ] 1. Schema", "SHALL set a cookie"] {
+            assert!(prompt.contains(needle), "missing {needle}");
+        }
+        assert!(retry_note("the agent failed", 2).contains("retry 2"));
+        assert!(review_changes_prompt("  rename it ").contains("\n\nrename it\n\n"));
     }
 
     #[test]

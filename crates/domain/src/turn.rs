@@ -6,7 +6,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use crate::enums::string_enum;
-use crate::ids::{InteractionId, SessionId, SpecTaskId, TurnId};
+use crate::ids::{InteractionId, SessionId, SpecTaskId, TurnId, WorkSessionId};
 
 string_enum! {
     /// Why the turn exists.
@@ -17,6 +17,11 @@ string_enum! {
         Revision = "revision",
         /// The previous reply broke the output contract; one corrective attempt.
         Correction = "correction",
+        /// A work session's first turn: the spec context and its task.
+        Implementation = "implementation",
+        /// Any later prompt to a work session's thread: a retry note, a human message, review
+        /// changes.
+        FollowUp = "follow_up",
     }
 }
 
@@ -39,6 +44,8 @@ pub struct Turn {
     pub session_id: SessionId,
     /// The interaction whose response this turn writes.
     pub interaction_id: InteractionId,
+    /// The work session whose thread runs it (implementation turns).
+    pub work_session_id: Option<WorkSessionId>,
     pub kind: TurnKind,
     pub status: TurnStatus,
     /// How many times it was claimed (a claim lost to a crash counts).

@@ -47,6 +47,8 @@ pub struct SpecTaskWorkSession {
     pub created_at: DateTime<Utc>,
     pub started_at: Option<DateTime<Utc>>,
     pub completed_at: Option<DateTime<Utc>>,
+    /// Why it failed, when it did.
+    pub error: Option<String>,
 }
 
 impl SpecTaskWorkSession {

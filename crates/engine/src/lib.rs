@@ -3,16 +3,18 @@
 //!
 //! Today: planning. Starting, revising and approving are transactions in the store; the planning
 //! itself runs as durable turns that a background worker claims under a lease
-//! ([`planning::worker`]), so a crash or restart re-runs a turn in the same session rather than
+//! ([`worker`]), so a crash or restart re-runs a turn in the same session rather than
 //! losing it or starting a second one.
 //!
 //! Architecture invariant: the engine writes state only through the store's transactional
 //! operations and never keeps anything needed for recovery in memory.
 
 mod error;
+pub mod implementation;
 pub mod planners;
 pub mod planning;
 mod projection;
+pub mod worker;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -81,7 +83,11 @@ struct Inner {
     /// This process's name on claims and events.
     owner: String,
     wake: Notify,
+    /// Planning turns running at once in this process.
     permits: Arc<Semaphore>,
+    /// Implementation turns running at once in this process (the per-instance limit is enforced
+    /// at dispatch, in the store).
+    implementation_permits: Arc<Semaphore>,
 }
 
 impl Engine {
@@ -112,6 +118,9 @@ impl Engine {
             ulid::Ulid::new().to_string().to_ascii_lowercase()
         );
         let permits = Arc::new(Semaphore::new(settings.max_concurrent_turns.max(1)));
+        let implementation_permits = Arc::new(Semaphore::new(
+            (settings.max_parallel_threads.max(1)).saturating_mul(settings.max_active_instances.max(1)),
+        ));
         Self {
             inner: Arc::new(Inner {
                 store,
@@ -121,6 +130,7 @@ impl Engine {
                 owner,
                 wake: Notify::new(),
                 permits,
+                implementation_permits,
             }),
         }
     }

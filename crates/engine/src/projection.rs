@@ -15,6 +15,21 @@ pub fn spec_dir(project_path: &Path, id: &SpecTaskId) -> PathBuf {
         .join(id.as_str())
 }
 
+/// Writes one file atomically (a temporary file renamed into place), creating its directory.
+pub async fn write_file(path: &Path, text: &str) -> std::io::Result<()> {
+    if let Some(dir) = path.parent() {
+        tokio::fs::create_dir_all(dir).await?;
+    }
+    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("file");
+    let temporary = path.with_file_name(format!(".{name}.tmp"));
+    let mut body = text.to_owned();
+    if !body.ends_with('\n') {
+        body.push('\n');
+    }
+    tokio::fs::write(&temporary, body).await?;
+    tokio::fs::rename(&temporary, path).await
+}
+
 /// Writes the three documents, each atomically (a temporary file renamed into place).
 pub async fn write_specs(project_path: &Path, revision: &SpecRevision) -> std::io::Result<PathBuf> {
     let dir = spec_dir(project_path, &revision.spec_task_id);

@@ -27,6 +27,7 @@ use crate::state::AppState;
         (name = "events", description = "The append-only event log, live"),
         (name = "plans", description = "The implementation-plan parser"),
         (name = "planning", description = "Planning, review comments, revisions and approval"),
+        (name = "implementation", description = "Work sessions, threads, spawning, progress and the implementation review"),
         (name = "health", description = "Liveness"),
     ),
     components(schemas(ErrorBody))

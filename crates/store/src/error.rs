@@ -97,9 +97,9 @@ const UNIQUE_RULES: &[(&str, &str, &str)] = &[
         "that revision number already exists",
     ),
     (
-        "turns_one_live_per_session",
+        "turns_one_running_per_session",
         "turns.session_id",
-        "the session already has a queued or running turn",
+        "the session already has a running turn",
     ),
     (
         "interactions_session_seq_key",

@@ -155,7 +155,7 @@ impl TryFrom<InteractionRow> for Interaction {
 pub(crate) const WORK_SESSION_COLUMNS: &str = "id, spec_task_id, helix_session_id, name, description, \
     phase, status, implementation_task_title, implementation_task_description, \
     implementation_task_index, parent_work_session_id, spawned_by_session_id, agent_config, \
-    environment_config, created_at, started_at, completed_at";
+    environment_config, created_at, started_at, completed_at, error";
 
 #[derive(sqlx::FromRow)]
 pub(crate) struct WorkSessionRow {
@@ -176,6 +176,7 @@ pub(crate) struct WorkSessionRow {
     created_at: DateTime<Utc>,
     started_at: Option<DateTime<Utc>>,
     completed_at: Option<DateTime<Utc>>,
+    error: Option<String>,
 }
 
 impl TryFrom<WorkSessionRow> for SpecTaskWorkSession {
@@ -208,6 +209,7 @@ impl TryFrom<WorkSessionRow> for SpecTaskWorkSession {
             created_at: row.created_at,
             started_at: row.started_at,
             completed_at: row.completed_at,
+            error: row.error,
         })
     }
 }

@@ -42,7 +42,7 @@ pub(crate) const SPEC_TASKS: Machine = Machine {
     event_kind: EventKind::SpecTaskStatusChanged,
 };
 
-const WORK_SESSIONS: Machine = Machine {
+pub(crate) const WORK_SESSIONS: Machine = Machine {
     table: "spec_task_work_sessions",
     entity: "work session",
     task_column: "spec_task_id",
@@ -52,7 +52,7 @@ const WORK_SESSIONS: Machine = Machine {
     event_kind: EventKind::WorkSessionStatusChanged,
 };
 
-const ZED_THREADS: Machine = Machine {
+pub(crate) const ZED_THREADS: Machine = Machine {
     table: "spec_task_zed_threads",
     entity: "zed thread",
     task_column: "spec_task_id",
@@ -72,7 +72,7 @@ pub(crate) const TURNS: Machine = Machine {
     event_kind: EventKind::TurnStatusChanged,
 };
 
-const IMPLEMENTATION_TASKS: Machine = Machine {
+pub(crate) const IMPLEMENTATION_TASKS: Machine = Machine {
     table: "spec_task_implementation_tasks",
     entity: "implementation task",
     task_column: "spec_task_id",
@@ -171,6 +171,41 @@ macro_rules! spec_task_event_in_tx {
     }};
 }
 pub(crate) use spec_task_event_in_tx;
+
+/// Applies `$event` (of any machine) inside `$tx`; returns early from the enclosing function with
+/// the transition error when the table refuses it. Evaluates to the event id.
+macro_rules! event_in_tx {
+    ($tx:expr, $d:expr, $machine:expr, $status:ty, $id:expr, $event:expr, $actor:expr, $now:expr) => {{
+        let event = $event;
+        let allowed: Vec<&'static str> = event.allowed_from().iter().map(|s| s.as_str()).collect();
+        match $crate::transition::cas_status!(
+            $tx, $d, $machine, $id, event.as_str(), &allowed, event.target().as_str(), $actor, $now
+        ) {
+            $crate::transition::Outcome::Applied { event_id, .. } => event_id,
+            $crate::transition::Outcome::Refused { current } => {
+                let current: $status = current.parse()?;
+                return Err(event.refused(current).into());
+            }
+        }
+    }};
+}
+pub(crate) use event_in_tx;
+
+/// Like [`event_in_tx!`] but a refusal is not an error: evaluates to whether the change was made
+/// (for bulk changes such as "complete every task of this session that is still open").
+macro_rules! try_event_in_tx {
+    ($tx:expr, $d:expr, $machine:expr, $id:expr, $event:expr, $actor:expr, $now:expr) => {{
+        let event = $event;
+        let allowed: Vec<&'static str> = event.allowed_from().iter().map(|s| s.as_str()).collect();
+        matches!(
+            $crate::transition::cas_status!(
+                $tx, $d, $machine, $id, event.as_str(), &allowed, event.target().as_str(), $actor, $now
+            ),
+            $crate::transition::Outcome::Applied { .. }
+        )
+    }};
+}
+pub(crate) use try_event_in_tx;
 
 /// Applies a turn event inside the open transaction `$tx`, like [`spec_task_event_in_tx!`].
 macro_rules! turn_event_in_tx {

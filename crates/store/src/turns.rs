@@ -23,8 +23,8 @@ use crate::events::append_event;
 use crate::ids::now;
 use crate::transition::turn_event_in_tx;
 
-pub(crate) const TURN_COLUMNS: &str = "id, spec_task_id, session_id, interaction_id, kind, status, \
-    attempts, payload, error, created_at, started_at, completed_at";
+pub(crate) const TURN_COLUMNS: &str = "id, spec_task_id, session_id, interaction_id, work_session_id, kind, \
+    status, attempts, payload, error, created_at, started_at, completed_at";
 
 #[derive(sqlx::FromRow)]
 pub(crate) struct TurnRow {
@@ -32,6 +32,7 @@ pub(crate) struct TurnRow {
     spec_task_id: String,
     session_id: String,
     interaction_id: String,
+    work_session_id: Option<String>,
     kind: String,
     status: String,
     attempts: i32,
@@ -52,6 +53,7 @@ impl TryFrom<TurnRow> for Turn {
             spec_task_id: SpecTaskId::parse(&row.spec_task_id).map_err(corrupt)?,
             session_id: SessionId::parse(&row.session_id).map_err(corrupt)?,
             interaction_id: InteractionId::parse(&row.interaction_id).map_err(corrupt)?,
+            work_session_id: row.work_session_id.map(|id| spectask_domain::WorkSessionId::parse(&id)).transpose().map_err(corrupt)?,
             kind: row.kind.parse()?,
             status: row.status.parse()?,
             attempts: row.attempts,
@@ -74,17 +76,22 @@ pub struct TurnClaim {
 
 /// Inserts a queued turn inside the open transaction `$tx`; evaluates to the turn id.
 macro_rules! enqueue_turn_in_tx {
-    ($store:expr, $tx:expr, $d:expr, $task:expr, $session:expr, $interaction:expr, $kind:expr, $payload:expr, $actor:expr, $now:expr) => {{
+    ($store:expr, $tx:expr, $d:expr, $task:expr, $session:expr, $interaction:expr, $kind:expr, $payload:expr, $actor:expr, $now:expr) => {
+        $crate::turns::enqueue_turn_in_tx!($store, $tx, $d, $task, $session, $interaction, None::<&str>, $kind, $payload, $actor, $now)
+    };
+    ($store:expr, $tx:expr, $d:expr, $task:expr, $session:expr, $interaction:expr, $work_session:expr, $kind:expr, $payload:expr, $actor:expr, $now:expr) => {{
         let id = ::spectask_domain::TurnId::from_ulid($store.ids.next());
         let kind: ::spectask_domain::TurnKind = $kind;
+        let work_session: Option<&str> = $work_session;
         ::sqlx::query(
-            "INSERT INTO turns (id, spec_task_id, session_id, interaction_id, kind, status, attempts, payload, created_at) \
-             VALUES ($1, $2, $3, $4, $5, 'queued', 0, $6, $7)",
+            "INSERT INTO turns (id, spec_task_id, session_id, interaction_id, work_session_id, kind, status, attempts, payload, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, 'queued', 0, $7, $8)",
         )
         .bind(id.as_str())
         .bind($task.as_str())
         .bind($session.as_str())
         .bind($interaction.as_str())
+        .bind(work_session)
         .bind(kind.as_str())
         .bind(::sqlx::types::Json(&$payload))
         .bind($now)
@@ -95,7 +102,7 @@ macro_rules! enqueue_turn_in_tx {
             kind: ::spectask_domain::EventKind::TurnQueued,
             entity_id: id.to_string(),
             actor: $actor.to_owned(),
-            payload: ::serde_json::json!({ "kind": kind, "session_id": $session, "interaction_id": $interaction }),
+            payload: ::serde_json::json!({ "kind": kind, "session_id": $session, "interaction_id": $interaction, "work_session_id": work_session }),
         };
         $crate::events::append_event!($tx, $d, &event, $now);
         id
@@ -156,7 +163,10 @@ impl Store {
             let sql = format!(
                 "UPDATE turns SET status = 'running', owner = $1, claim_token = $2, lease_expires_at = $3, \
                  attempts = attempts + 1, started_at = COALESCE(started_at, $4) \
-                 WHERE id = (SELECT id FROM turns WHERE status = $5 AND kind IN ({}) ORDER BY {order} LIMIT 1{skip}) \
+                 WHERE id = (SELECT id FROM turns q WHERE status = $5 AND kind IN ({}) \
+                   AND NOT EXISTS (SELECT 1 FROM turns r WHERE r.session_id = q.session_id AND r.status = 'running') \
+                   AND NOT EXISTS (SELECT 1 FROM turns e WHERE e.session_id = q.session_id AND e.status = 'queued' AND e.id < q.id) \
+                   ORDER BY {order} LIMIT 1{skip}) \
                  AND status = 'queued' RETURNING {TURN_COLUMNS}",
                 kind_params.join(", ")
             );

@@ -1,8 +1,7 @@
-//! The planning phase: start, revise and approve (transactions in the store), and the worker that
-//! runs planning turns against the configured planner ([`worker`]).
+//! The planning phase: start, revise and approve (transactions in the store). Planning turns run
+//! in the background worker ([`crate::worker`]).
 
-mod output;
-pub mod worker;
+pub(crate) mod output;
 
 use spectask_domain::plan::parse_plan;
 use spectask_domain::prompts::{PlanningRequest, initial_prompt, revision_prompt};
@@ -120,6 +119,8 @@ impl Engine {
             .approve_specs(id, revision, approved_by, &tasks, actor)
             .await?;
         tracing::info!(spec_task_id = %id, revision, tasks = tasks.len(), "specs approved");
+        // The orchestrator queues the approved task for implementation.
+        self.wake();
         Ok(task)
     }
 }

@@ -4,6 +4,7 @@
 
 pub mod events;
 pub mod health;
+pub mod implementation;
 pub mod planning;
 pub mod plans;
 pub mod sessions;
@@ -22,4 +23,5 @@ pub fn api_v1() -> OpenApiRouter<AppState> {
         .merge(events::router())
         .merge(plans::router())
         .merge(planning::router())
+        .merge(implementation::router())
 }

@@ -1,6 +1,10 @@
-//! The planning worker: claims queued planning turns under a lease, runs each against its task's
-//! planner with the session's conversation, streams the reply into the interaction, and ends the
-//! turn with one of three store transactions (new revision, corrective turn, failure).
+//! The background worker. Each tick runs the orchestrator pass (queue approved tasks, start
+//! implementation, dispatch ready work sessions), requeues turns whose lease expired, then claims
+//! queued turns under a lease: planning turns run against the task's planner (this module),
+//! implementation turns against the agent runtime ([`crate::implementation::runner`]).
+//!
+//! A planning turn runs with the session's conversation, streams the reply into the interaction,
+//! and ends with one of three store transactions (new revision, corrective turn, failure).
 //!
 //! Crash safety: everything the worker knows is in the turn row. If the process dies, the lease
 //! expires, the turn is queued again and the next claim re-runs it in the same session, on the
@@ -18,30 +22,32 @@ use tokio::sync::{OwnedSemaphorePermit, mpsc};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use super::output::write_output;
+use crate::planning::output::write_output;
 use crate::{Engine, EngineError, projection};
 
 const PLANNING_KINDS: &[TurnKind] = &[TurnKind::Planning, TurnKind::Revision, TurnKind::Correction];
+const IMPLEMENTATION_KINDS: &[TurnKind] = &[TurnKind::Implementation, TurnKind::FollowUp];
 
 /// What one pass of the worker did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TickOutcome {
     pub requeued: usize,
     pub started: usize,
+    pub orchestrated: crate::implementation::orchestrator::OrchestratorOutcome,
 }
 
 impl Engine {
     /// Runs the worker until `shutdown` is cancelled, then releases the turns it holds.
     pub async fn run_worker(self, shutdown: CancellationToken) {
         let mut running = JoinSet::new();
-        tracing::info!(owner = %self.inner.owner, "planning worker started");
+        tracing::info!(owner = %self.inner.owner, "worker started");
         loop {
             match self.tick(&mut running, &shutdown).await {
-                Ok(outcome) if outcome.requeued > 0 || outcome.started > 0 => {
-                    tracing::debug!(?outcome, "planning worker tick");
+                Ok(outcome) if outcome.requeued > 0 || outcome.started > 0 || outcome.orchestrated.dispatched > 0 => {
+                    tracing::debug!(?outcome, "worker tick");
                 }
                 Ok(_) => {}
-                Err(err) => tracing::warn!(%err, "planning worker tick failed; retrying"),
+                Err(err) => tracing::warn!(%err, "worker tick failed; retrying"),
             }
             tokio::select! {
                 _ = shutdown.cancelled() => break,
@@ -51,7 +57,7 @@ impl Engine {
             }
         }
         while running.join_next().await.is_some() {}
-        tracing::info!("planning worker stopped");
+        tracing::info!("worker stopped");
     }
 
     /// Requeues expired claims, then claims and starts as many queued turns as there are free
@@ -63,27 +69,25 @@ impl Engine {
     ) -> Result<TickOutcome, EngineError> {
         let store = &self.inner.store;
         let requeued = store.requeue_expired_turns().await?;
+        let orchestrated = self.orchestrate().await?;
         let mut started = 0;
-        while !shutdown.is_cancelled() {
-            let Ok(permit) = self.inner.permits.clone().try_acquire_owned() else {
-                break;
-            };
-            let Some(claim) = store
-                .claim_next_turn(
-                    PLANNING_KINDS,
-                    &self.inner.owner,
-                    self.inner.settings.turn_lease,
-                )
-                .await?
-            else {
-                break;
-            };
-            started += 1;
-            let engine = self.clone();
-            let cancel = shutdown.child_token();
-            running.spawn(async move { engine.run_turn(claim, permit, cancel).await });
+        let lanes = [(PLANNING_KINDS, &self.inner.permits), (IMPLEMENTATION_KINDS, &self.inner.implementation_permits)];
+        for (kinds, permits) in lanes {
+            if kinds == IMPLEMENTATION_KINDS && self.inner.runtime.is_none() {
+                continue;
+            }
+            while !shutdown.is_cancelled() {
+                let Ok(permit) = permits.clone().try_acquire_owned() else { break };
+                let Some(claim) = store.claim_next_turn(kinds, &self.inner.owner, self.inner.settings.turn_lease).await? else {
+                    break;
+                };
+                started += 1;
+                let engine = self.clone();
+                let cancel = shutdown.child_token();
+                running.spawn(async move { engine.run_turn(claim, permit, cancel).await });
+            }
         }
-        Ok(TickOutcome { requeued, started })
+        Ok(TickOutcome { requeued, started, orchestrated })
     }
 
     async fn run_turn(
@@ -99,15 +103,19 @@ impl Engine {
             cancel.clone(),
             lost.clone(),
         ));
-        let result = self.execute(&claim, &cancel, &lost).await;
+        let result = if IMPLEMENTATION_KINDS.contains(&claim.turn.kind) {
+            self.execute_implementation(&claim, &cancel, &lost).await
+        } else {
+            self.execute(&claim, &cancel, &lost).await
+        };
         heartbeat.abort();
         match result {
             Ok(()) => {}
             Err(EngineError::Store(StoreError::ClaimLost(_))) => {
-                tracing::warn!(%turn_id, "lost the claim on a planning turn; another worker owns it now");
+                tracing::warn!(%turn_id, "lost the claim on the turn (cancelled, or another worker owns it now)");
             }
             Err(err) => {
-                tracing::error!(%turn_id, %err, "planning turn could not be finished; its lease will expire and it will run again")
+                tracing::error!(%turn_id, %err, "turn could not be finished; its lease will expire and it will run again")
             }
         }
         self.wake();

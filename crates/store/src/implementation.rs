@@ -1,0 +1,717 @@
+//! The implementation workflow's multi-row steps, each one transaction: start implementation
+//! (instance id, work sessions, assignments), dispatch a work session under the parallelism limit,
+//! record its thread, end an implementation turn (complete, retry, fail with blocked dependants),
+//! cancel, retry, spawn, follow-up messages and review changes.
+
+use serde_json::json;
+use spectask_domain::{
+    ImplementationTaskEvent, ImplementationTaskId, ImplementationTaskStatus, InteractionId, NewEvent,
+    SessionId, SessionRole, SpecTask, SpecTaskEvent, SpecTaskId, SpecTaskStatus, SpecTaskWorkSession,
+    SpecTaskZedThread, SpecTaskZedThreadId, TurnEvent, TurnId, TurnKind, WorkSessionEvent,
+    WorkSessionId, WorkSessionPhase, WorkSessionStatus, ZedThreadEvent, ZedThreadStatus,
+};
+
+use crate::Store;
+use crate::backend::{Dialect, on_backend};
+use crate::error::{StoreError, StoreResult};
+use crate::events::append_event;
+use crate::ids::now;
+use crate::rows::{WORK_SESSION_COLUMNS, WorkSessionRow, ZED_THREAD_COLUMNS, ZedThreadRow};
+use crate::transition::{
+    IMPLEMENTATION_TASKS, WORK_SESSIONS, ZED_THREADS, event_in_tx, spec_task_event_in_tx, try_event_in_tx,
+    turn_event_in_tx,
+};
+use crate::turns::{TurnClaim, enqueue_turn_in_tx, verify_claim_in_tx};
+
+/// One work session to create for a top-level task of the plan.
+#[derive(Debug, Clone)]
+pub struct WorkSessionPlan {
+    pub name: String,
+    pub description: String,
+    pub task_title: String,
+    pub task_description: String,
+    pub task_index: i32,
+    /// The top-level implementation task and its sub-tasks, all assigned to this session.
+    pub implementation_task_ids: Vec<ImplementationTaskId>,
+}
+
+/// What a dispatch attempt did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DispatchOutcome {
+    /// The session is active and its first turn is queued.
+    Dispatched(TurnId),
+    /// The instance already runs `running` threads (the limit).
+    AtCapacity { running: i64 },
+    /// The session or its task is not in a dispatchable state any more.
+    NotDispatchable(String),
+}
+
+/// State after an implementation turn completed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImplementationProgress {
+    /// Keys of every completed implementation task of the SpecTask.
+    pub completed_keys: Vec<String>,
+    /// Every implementation work session is done: the task went to `implementation_review`.
+    pub finished: bool,
+}
+
+/// Reads the task id of a work session inside `$tx`, locking the task row on PostgreSQL so
+/// admission decisions about one task are made one at a time.
+macro_rules! lock_task_of_work_session {
+    ($tx:expr, $d:expr, $ws:expr) => {{
+        let task: Option<String> = sqlx::query_scalar("SELECT spec_task_id FROM spec_task_work_sessions WHERE id = $1")
+            .bind($ws)
+            .fetch_optional(&mut *$tx)
+            .await?;
+        let task = task.ok_or_else(|| StoreError::not_found("work session", $ws))?;
+        let lock = if $d == Dialect::Postgres { " FOR UPDATE" } else { "" };
+        let status: String = sqlx::query_scalar(sqlx::AssertSqlSafe(format!("SELECT status FROM spec_tasks WHERE id = $1{lock}")))
+            .bind(&task)
+            .fetch_one(&mut *$tx)
+            .await?;
+        let status: SpecTaskStatus = status.parse()?;
+        (SpecTaskId::parse(&task).map_err(|e| StoreError::corrupt("spec_task_work_sessions", e))?, status)
+    }};
+}
+
+/// Appends an interaction to a session inside `$tx`; evaluates to its id.
+macro_rules! add_interaction_in_tx {
+    ($store:expr, $tx:expr, $d:expr, $task:expr, $session:expr, $prompt:expr, $actor:expr, $now:expr) => {{
+        let id = InteractionId::from_ulid($store.ids.next());
+        sqlx::query(
+            "INSERT INTO interactions (id, session_id, seq, prompt_message, response_message, state, created_at, updated_at) \
+             VALUES ($1, $2, (SELECT COALESCE(MAX(seq) + 1, 0) FROM interactions WHERE session_id = $2), $3, '', 'waiting', $4, $4)",
+        )
+        .bind(id.as_str())
+        .bind($session)
+        .bind($prompt)
+        .bind($now)
+        .execute(&mut *$tx)
+        .await?;
+        let event = NewEvent {
+            spec_task_id: Some($task.clone()),
+            kind: spectask_domain::EventKind::InteractionCreated,
+            entity_id: id.to_string(),
+            actor: $actor.to_owned(),
+            payload: json!({ "session_id": $session }),
+        };
+        append_event!($tx, $d, &event, $now);
+        id
+    }};
+}
+
+/// Ends the claimed turn's interaction inside `$tx`.
+macro_rules! end_interaction_in_tx {
+    ($tx:expr, $claim:expr, $response:expr, $state:expr, $error:expr, $now:expr) => {{
+        sqlx::query("UPDATE interactions SET response_message = $1, state = $2, error = $3, updated_at = $4, completed_at = $4 WHERE id = $5")
+            .bind($response)
+            .bind($state)
+            .bind($error)
+            .bind($now)
+            .bind($claim.turn.interaction_id.as_str())
+            .execute(&mut *$tx)
+            .await?;
+    }};
+}
+
+fn claimed_work_session(claim: &TurnClaim) -> StoreResult<&WorkSessionId> {
+    claim
+        .turn
+        .work_session_id
+        .as_ref()
+        .ok_or_else(|| StoreError::Conflict(format!("turn `{}` belongs to no work session", claim.turn.id)))
+}
+
+impl Store {
+    /// `implementation_queued → implementation`: stores the instance id (once; a retried task
+    /// keeps its instance) and, if the task has none yet, creates one work session per planned
+    /// top-level task, each with its own implementation session, and assigns the plan's tasks.
+    /// Calling it again (or on a task already in `implementation`) creates nothing.
+    pub async fn start_implementation(
+        &self,
+        id: &SpecTaskId,
+        instance_id: &str,
+        plans: &[WorkSessionPlan],
+        actor: &str,
+    ) -> StoreResult<Vec<SpecTaskWorkSession>> {
+        let now = now();
+        let last_event = on_backend!(&*self.backend, |w, r, d| {
+            let mut tx = w.begin().await?;
+            let lock = if d == Dialect::Postgres { " FOR UPDATE" } else { "" };
+            let status: Option<String> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!("SELECT status FROM spec_tasks WHERE id = $1{lock}")))
+                .bind(id.as_str())
+                .fetch_optional(&mut *tx)
+                .await?;
+            let status: SpecTaskStatus = status.ok_or_else(|| StoreError::not_found("spec task", id))?.parse()?;
+            match status {
+                SpecTaskStatus::ImplementationQueued => {
+                    spec_task_event_in_tx!(tx, d, id.as_str(), SpecTaskEvent::StartImplementation, actor, now);
+                }
+                SpecTaskStatus::Implementation => {}
+                other => return Err(SpecTaskEvent::StartImplementation.refused(other).into()),
+            }
+            sqlx::query("UPDATE spec_tasks SET zed_instance_id = $1, updated_at = $2 WHERE id = $3 AND zed_instance_id IS NULL")
+                .bind(instance_id)
+                .bind(now)
+                .bind(id.as_str())
+                .execute(&mut *tx)
+                .await?;
+            let existing: i64 = sqlx::query_scalar(
+                "SELECT COUNT(*) FROM spec_task_work_sessions WHERE spec_task_id = $1 AND phase = 'implementation' AND parent_work_session_id IS NULL",
+            )
+            .bind(id.as_str())
+            .fetch_one(&mut *tx)
+            .await?;
+            if existing == 0 {
+                for plan in plans {
+                    let session = SessionId::from_ulid(self.ids.next());
+                    sqlx::query("INSERT INTO sessions (id, spec_task_id, role, name, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $5)")
+                        .bind(session.as_str())
+                        .bind(id.as_str())
+                        .bind(SessionRole::Implementation.as_str())
+                        .bind(&plan.name)
+                        .bind(now)
+                        .execute(&mut *tx)
+                        .await?;
+                    let ws = WorkSessionId::from_ulid(self.ids.next());
+                    sqlx::query(
+                        "INSERT INTO spec_task_work_sessions (id, spec_task_id, helix_session_id, name, description, phase, status, \
+                         implementation_task_title, implementation_task_description, implementation_task_index, created_at) \
+                         VALUES ($1, $2, $3, $4, $5, 'implementation', 'pending', $6, $7, $8, $9)",
+                    )
+                    .bind(ws.as_str())
+                    .bind(id.as_str())
+                    .bind(session.as_str())
+                    .bind(&plan.name)
+                    .bind(&plan.description)
+                    .bind(&plan.task_title)
+                    .bind(&plan.task_description)
+                    .bind(plan.task_index)
+                    .bind(now)
+                    .execute(&mut *tx)
+                    .await?;
+                    let created = NewEvent {
+                        spec_task_id: Some(id.clone()),
+                        kind: spectask_domain::EventKind::WorkSessionCreated,
+                        entity_id: ws.to_string(),
+                        actor: actor.to_owned(),
+                        payload: json!({ "name": plan.name, "helix_session_id": session, "implementation_task_index": plan.task_index }),
+                    };
+                    append_event!(tx, d, &created, now);
+                    for task in &plan.implementation_task_ids {
+                        event_in_tx!(tx, d, &IMPLEMENTATION_TASKS, ImplementationTaskStatus, task.as_str(), ImplementationTaskEvent::Assign, actor, now);
+                        sqlx::query("UPDATE spec_task_implementation_tasks SET assigned_work_session_id = $1 WHERE id = $2")
+                            .bind(ws.as_str())
+                            .bind(task.as_str())
+                            .execute(&mut *tx)
+                            .await?;
+                    }
+                }
+            }
+            let last: Option<i64> = sqlx::query_scalar("SELECT MAX(id) FROM events").fetch_one(&mut *tx).await?;
+            tx.commit().await?;
+            last.unwrap_or(0)
+        });
+        self.announce(last_event);
+        self.list_work_sessions(id).await
+    }
+
+    /// Activates a pending work session and queues its first turn, unless its instance already
+    /// runs `max_parallel` threads. The check and the activation happen under the task's lock,
+    /// so concurrent dispatchers cannot exceed the limit.
+    pub async fn dispatch_work_session(
+        &self,
+        ws: &WorkSessionId,
+        prompt: &str,
+        max_parallel: i64,
+        actor: &str,
+    ) -> StoreResult<DispatchOutcome> {
+        let now = now();
+        let outcome = on_backend!(&*self.backend, |w, r, d| {
+            let mut tx = w.begin().await?;
+            let (task, status) = lock_task_of_work_session!(tx, d, ws.as_str());
+            if !matches!(status, SpecTaskStatus::Implementation | SpecTaskStatus::ImplementationFailed) {
+                return Ok(DispatchOutcome::NotDispatchable(format!("the task is in `{status}`")));
+            }
+            let (ws_status, session): (String, String) =
+                sqlx::query_as("SELECT status, helix_session_id FROM spec_task_work_sessions WHERE id = $1")
+                    .bind(ws.as_str())
+                    .fetch_one(&mut *tx)
+                    .await?;
+            if ws_status != WorkSessionStatus::Pending.as_str() {
+                return Ok(DispatchOutcome::NotDispatchable(format!("the work session is `{ws_status}`")));
+            }
+            let running: i64 = sqlx::query_scalar(
+                "SELECT COUNT(*) FROM spec_task_work_sessions WHERE spec_task_id = $1 AND phase = 'implementation' AND status = 'active'",
+            )
+            .bind(task.as_str())
+            .fetch_one(&mut *tx)
+            .await?;
+            if running >= max_parallel {
+                return Ok(DispatchOutcome::AtCapacity { running });
+            }
+            event_in_tx!(tx, d, &WORK_SESSIONS, WorkSessionStatus, ws.as_str(), WorkSessionEvent::Activate, actor, now);
+            let assigned: Vec<String> = sqlx::query_scalar(
+                "SELECT id FROM spec_task_implementation_tasks WHERE assigned_work_session_id = $1 ORDER BY task_index",
+            )
+            .bind(ws.as_str())
+            .fetch_all(&mut *tx)
+            .await?;
+            for task_id in &assigned {
+                try_event_in_tx!(tx, d, &IMPLEMENTATION_TASKS, task_id.as_str(), ImplementationTaskEvent::Start, actor, now);
+            }
+            let thread: Option<String> = sqlx::query_scalar("SELECT id FROM spec_task_zed_threads WHERE work_session_id = $1")
+                .bind(ws.as_str())
+                .fetch_optional(&mut *tx)
+                .await?;
+            if let Some(thread) = thread {
+                try_event_in_tx!(tx, d, &ZED_THREADS, thread.as_str(), ZedThreadEvent::Reopen, actor, now);
+            }
+            let interaction = add_interaction_in_tx!(self, tx, d, task, session.as_str(), prompt, actor, now);
+            let session_id = SessionId::parse(&session).map_err(|e| StoreError::corrupt("spec_task_work_sessions", e))?;
+            let turn = enqueue_turn_in_tx!(self, tx, d, task, session_id, interaction, Some(ws.as_str()), TurnKind::Implementation, json!({}), actor, now);
+            tx.commit().await?;
+            DispatchOutcome::Dispatched(turn)
+        });
+        if let DispatchOutcome::Dispatched(_) = &outcome {
+            let last = self.last_event_id().await?;
+            self.announce(last);
+        }
+        Ok(outcome)
+    }
+
+    /// Records the runtime's thread for a work session and marks it active. The seed's unique
+    /// constraints refuse a second thread for the session.
+    pub async fn record_thread(&self, ws: &WorkSessionId, zed_thread_id: &str, actor: &str) -> StoreResult<SpecTaskZedThread> {
+        let now = now();
+        let id = SpecTaskZedThreadId::from_ulid(self.ids.next());
+        on_backend!(&*self.backend, |w, r, d| {
+            let mut tx = w.begin().await?;
+            let task: Option<String> = sqlx::query_scalar("SELECT spec_task_id FROM spec_task_work_sessions WHERE id = $1")
+                .bind(ws.as_str())
+                .fetch_optional(&mut *tx)
+                .await?;
+            let task = task.ok_or_else(|| StoreError::not_found("work session", ws))?;
+            sqlx::query(
+                "INSERT INTO spec_task_zed_threads (id, work_session_id, spec_task_id, zed_thread_id, status, created_at) \
+                 VALUES ($1, $2, $3, $4, 'pending', $5)",
+            )
+            .bind(id.as_str())
+            .bind(ws.as_str())
+            .bind(&task)
+            .bind(zed_thread_id)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+            let created = NewEvent {
+                spec_task_id: Some(SpecTaskId::parse(&task).map_err(|e| StoreError::corrupt("spec_task_work_sessions", e))?),
+                kind: spectask_domain::EventKind::ZedThreadCreated,
+                entity_id: id.to_string(),
+                actor: actor.to_owned(),
+                payload: json!({ "work_session_id": ws, "zed_thread_id": zed_thread_id }),
+            };
+            append_event!(tx, d, &created, now);
+            event_in_tx!(tx, d, &ZED_THREADS, ZedThreadStatus, id.as_str(), ZedThreadEvent::Start, actor, now);
+            tx.commit().await?;
+        });
+        let last = self.last_event_id().await?;
+        self.announce(last);
+        self.get_zed_thread(&id).await
+    }
+
+    /// The thread of a work session, if it has one.
+    pub async fn thread_of_work_session(&self, ws: &WorkSessionId) -> StoreResult<Option<SpecTaskZedThread>> {
+        let row: Option<ZedThreadRow> = on_backend!(&*self.backend, |w, r, d| {
+            sqlx::query_as(sqlx::AssertSqlSafe(format!(
+                "SELECT {ZED_THREAD_COLUMNS} FROM spec_task_zed_threads WHERE work_session_id = $1"
+            )))
+            .bind(ws.as_str())
+            .fetch_optional(r)
+            .await?
+        });
+        row.map(SpecTaskZedThread::try_from).transpose()
+    }
+
+    /// The claimed implementation turn ended with `end_turn`: the work session, its tasks and its
+    /// thread complete; when no implementation work session is left open the task goes to
+    /// `implementation_review`.
+    pub async fn complete_implementation_turn(&self, claim: &TurnClaim, response: &str) -> StoreResult<ImplementationProgress> {
+        let now = now();
+        let ws = claimed_work_session(claim)?;
+        let task = &claim.turn.spec_task_id;
+        let actor = &claim.owner;
+        let finished = on_backend!(&*self.backend, |w, r, d| {
+            let mut tx = w.begin().await?;
+            verify_claim_in_tx!(tx, d, claim);
+            let lock = if d == Dialect::Postgres { " FOR UPDATE" } else { "" };
+            let status: String = sqlx::query_scalar(sqlx::AssertSqlSafe(format!("SELECT status FROM spec_tasks WHERE id = $1{lock}")))
+                .bind(task.as_str())
+                .fetch_one(&mut *tx)
+                .await?;
+            end_interaction_in_tx!(tx, claim, response, "complete", None::<String>, now);
+            turn_event_in_tx!(tx, d, claim.turn.id.as_str(), TurnEvent::Complete, actor, now);
+            // Queued follow-ups still have work for this session: it stays active.
+            let queued: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM turns WHERE work_session_id = $1 AND status = 'queued'")
+                .bind(ws.as_str())
+                .fetch_one(&mut *tx)
+                .await?;
+            if queued == 0 && try_event_in_tx!(tx, d, &WORK_SESSIONS, ws.as_str(), WorkSessionEvent::Complete, actor, now) {
+                sqlx::query("UPDATE spec_task_work_sessions SET error = NULL WHERE id = $1").bind(ws.as_str()).execute(&mut *tx).await?;
+                let assigned: Vec<String> = sqlx::query_scalar("SELECT id FROM spec_task_implementation_tasks WHERE assigned_work_session_id = $1")
+                    .bind(ws.as_str())
+                    .fetch_all(&mut *tx)
+                    .await?;
+                for task_id in &assigned {
+                    try_event_in_tx!(tx, d, &IMPLEMENTATION_TASKS, task_id.as_str(), ImplementationTaskEvent::Complete, actor, now);
+                }
+                let thread: Option<String> = sqlx::query_scalar("SELECT id FROM spec_task_zed_threads WHERE work_session_id = $1")
+                    .bind(ws.as_str())
+                    .fetch_optional(&mut *tx)
+                    .await?;
+                if let Some(thread) = thread {
+                    try_event_in_tx!(tx, d, &ZED_THREADS, thread.as_str(), ZedThreadEvent::Complete, actor, now);
+                }
+            }
+            let open: i64 = sqlx::query_scalar(
+                "SELECT COUNT(*) FROM spec_task_work_sessions WHERE spec_task_id = $1 AND phase = 'implementation' \
+                 AND status NOT IN ('completed', 'cancelled')",
+            )
+            .bind(task.as_str())
+            .fetch_one(&mut *tx)
+            .await?;
+            let finished = open == 0 && status == SpecTaskStatus::Implementation.as_str();
+            if finished {
+                spec_task_event_in_tx!(tx, d, task.as_str(), SpecTaskEvent::ImplementationFinished, actor, now);
+            }
+            tx.commit().await?;
+            finished
+        });
+        let last = self.last_event_id().await?;
+        self.announce(last);
+        let completed_keys = self
+            .list_implementation_tasks(task)
+            .await?
+            .into_iter()
+            .filter(|t| t.status == ImplementationTaskStatus::Completed)
+            .map(|t| t.key)
+            .collect();
+        Ok(ImplementationProgress { completed_keys, finished })
+    }
+
+    /// The claimed implementation turn failed and may be retried: it fails, and a follow-up turn
+    /// with `prompt` (a note about the failure) is queued on the same thread.
+    pub async fn retry_implementation_turn(&self, claim: &TurnClaim, response: &str, reason: &str, prompt: &str) -> StoreResult<TurnId> {
+        let now = now();
+        let ws = claimed_work_session(claim)?;
+        let task = &claim.turn.spec_task_id;
+        let turn = on_backend!(&*self.backend, |w, r, d| {
+            let mut tx = w.begin().await?;
+            verify_claim_in_tx!(tx, d, claim);
+            end_interaction_in_tx!(tx, claim, response, "error", Some(reason), now);
+            sqlx::query("UPDATE turns SET error = $1 WHERE id = $2").bind(reason).bind(claim.turn.id.as_str()).execute(&mut *tx).await?;
+            turn_event_in_tx!(tx, d, claim.turn.id.as_str(), TurnEvent::Fail, &claim.owner, now);
+            sqlx::query("UPDATE spec_task_work_sessions SET error = $1 WHERE id = $2").bind(reason).bind(ws.as_str()).execute(&mut *tx).await?;
+            let interaction = add_interaction_in_tx!(self, tx, d, task, claim.turn.session_id.as_str(), prompt, &claim.owner, now);
+            let turn = enqueue_turn_in_tx!(self, tx, d, task, claim.turn.session_id, interaction, Some(ws.as_str()), TurnKind::FollowUp, json!({ "retry_of": claim.turn.id }), &claim.owner, now);
+            tx.commit().await?;
+            turn
+        });
+        let last = self.last_event_id().await?;
+        self.announce(last);
+        Ok(turn)
+    }
+
+    /// The claimed implementation turn failed for good: the work session, its tasks and its
+    /// thread fail; `dependants` (work sessions waiting for it) are blocked; the task goes to
+    /// `implementation_failed` with the reason. Independent work sessions go on.
+    pub async fn fail_work_session(&self, claim: &TurnClaim, response: &str, reason: &str, dependants: &[WorkSessionId]) -> StoreResult<SpecTask> {
+        let now = now();
+        let ws = claimed_work_session(claim)?;
+        let task = &claim.turn.spec_task_id;
+        let actor = &claim.owner;
+        on_backend!(&*self.backend, |w, r, d| {
+            let mut tx = w.begin().await?;
+            verify_claim_in_tx!(tx, d, claim);
+            end_interaction_in_tx!(tx, claim, response, "error", Some(reason), now);
+            sqlx::query("UPDATE turns SET error = $1 WHERE id = $2").bind(reason).bind(claim.turn.id.as_str()).execute(&mut *tx).await?;
+            turn_event_in_tx!(tx, d, claim.turn.id.as_str(), TurnEvent::Fail, actor, now);
+            try_event_in_tx!(tx, d, &WORK_SESSIONS, ws.as_str(), WorkSessionEvent::Fail, actor, now);
+            sqlx::query("UPDATE spec_task_work_sessions SET error = $1 WHERE id = $2").bind(reason).bind(ws.as_str()).execute(&mut *tx).await?;
+            let assigned: Vec<String> = sqlx::query_scalar("SELECT id FROM spec_task_implementation_tasks WHERE assigned_work_session_id = $1")
+                .bind(ws.as_str())
+                .fetch_all(&mut *tx)
+                .await?;
+            for task_id in &assigned {
+                try_event_in_tx!(tx, d, &IMPLEMENTATION_TASKS, task_id.as_str(), ImplementationTaskEvent::Fail, actor, now);
+            }
+            let thread: Option<String> = sqlx::query_scalar("SELECT id FROM spec_task_zed_threads WHERE work_session_id = $1")
+                .bind(ws.as_str())
+                .fetch_optional(&mut *tx)
+                .await?;
+            if let Some(thread) = thread {
+                try_event_in_tx!(tx, d, &ZED_THREADS, thread.as_str(), ZedThreadEvent::Fail, actor, now);
+            }
+            for dependant in dependants {
+                if try_event_in_tx!(tx, d, &WORK_SESSIONS, dependant.as_str(), WorkSessionEvent::Block, actor, now) {
+                    let blocked: Vec<String> = sqlx::query_scalar("SELECT id FROM spec_task_implementation_tasks WHERE assigned_work_session_id = $1")
+                        .bind(dependant.as_str())
+                        .fetch_all(&mut *tx)
+                        .await?;
+                    for task_id in &blocked {
+                        try_event_in_tx!(tx, d, &IMPLEMENTATION_TASKS, task_id.as_str(), ImplementationTaskEvent::Block, actor, now);
+                    }
+                }
+            }
+            if try_event_in_tx!(tx, d, &crate::transition::SPEC_TASKS, task.as_str(), SpecTaskEvent::ImplementationFailed, actor, now) {
+                let failed = NewEvent {
+                    spec_task_id: Some(task.clone()),
+                    kind: spectask_domain::EventKind::PlanningFailed,
+                    entity_id: ws.to_string(),
+                    actor: actor.to_owned(),
+                    payload: json!({ "reason": reason, "work_session_id": ws, "phase": "implementation" }),
+                };
+                append_event!(tx, d, &failed, now);
+            }
+            sqlx::query("UPDATE spec_tasks SET error = $1, updated_at = $2 WHERE id = $3").bind(reason).bind(now).bind(task.as_str()).execute(&mut *tx).await?;
+            tx.commit().await?;
+        });
+        let last = self.last_event_id().await?;
+        self.announce(last);
+        self.get_spec_task(task).await
+    }
+
+    /// Gives up a work session on a human's request: its queued and running turns are cancelled
+    /// (a worker running one loses its claim and stops the agent), and the task finishes if
+    /// nothing else is open.
+    pub async fn cancel_work_session(&self, ws: &WorkSessionId, actor: &str) -> StoreResult<SpecTaskWorkSession> {
+        let now = now();
+        on_backend!(&*self.backend, |w, r, d| {
+            let mut tx = w.begin().await?;
+            let (task, status) = lock_task_of_work_session!(tx, d, ws.as_str());
+            event_in_tx!(tx, d, &WORK_SESSIONS, WorkSessionStatus, ws.as_str(), WorkSessionEvent::Cancel, actor, now);
+            let live: Vec<String> = sqlx::query_scalar("SELECT id FROM turns WHERE work_session_id = $1 AND status IN ('queued', 'running')")
+                .bind(ws.as_str())
+                .fetch_all(&mut *tx)
+                .await?;
+            for turn in &live {
+                turn_event_in_tx!(tx, d, turn.as_str(), TurnEvent::Cancel, actor, now);
+            }
+            let open: i64 = sqlx::query_scalar(
+                "SELECT COUNT(*) FROM spec_task_work_sessions WHERE spec_task_id = $1 AND phase = 'implementation' AND status NOT IN ('completed', 'cancelled')",
+            )
+            .bind(task.as_str())
+            .fetch_one(&mut *tx)
+            .await?;
+            if open == 0 && status == SpecTaskStatus::Implementation {
+                spec_task_event_in_tx!(tx, d, task.as_str(), SpecTaskEvent::ImplementationFinished, actor, now);
+            }
+            tx.commit().await?;
+        });
+        let last = self.last_event_id().await?;
+        self.announce(last);
+        self.get_work_session(ws).await
+    }
+
+    /// Tries a failed work session again: it and its tasks go back to waiting, its dependants are
+    /// unblocked, and once no work session of the task is failed the task is queued for
+    /// implementation again (keeping its instance, sessions and threads).
+    pub async fn retry_work_session(&self, ws: &WorkSessionId, dependants: &[WorkSessionId], actor: &str) -> StoreResult<SpecTaskWorkSession> {
+        let now = now();
+        on_backend!(&*self.backend, |w, r, d| {
+            let mut tx = w.begin().await?;
+            let (task, status) = lock_task_of_work_session!(tx, d, ws.as_str());
+            event_in_tx!(tx, d, &WORK_SESSIONS, WorkSessionStatus, ws.as_str(), WorkSessionEvent::Retry, actor, now);
+            sqlx::query("UPDATE spec_task_work_sessions SET error = NULL WHERE id = $1").bind(ws.as_str()).execute(&mut *tx).await?;
+            let assigned: Vec<String> = sqlx::query_scalar("SELECT id FROM spec_task_implementation_tasks WHERE assigned_work_session_id = $1")
+                .bind(ws.as_str())
+                .fetch_all(&mut *tx)
+                .await?;
+            for task_id in &assigned {
+                try_event_in_tx!(tx, d, &IMPLEMENTATION_TASKS, task_id.as_str(), ImplementationTaskEvent::Retry, actor, now);
+            }
+            for dependant in dependants {
+                if try_event_in_tx!(tx, d, &WORK_SESSIONS, dependant.as_str(), WorkSessionEvent::Unblock, actor, now) {
+                    let blocked: Vec<String> = sqlx::query_scalar("SELECT id FROM spec_task_implementation_tasks WHERE assigned_work_session_id = $1")
+                        .bind(dependant.as_str())
+                        .fetch_all(&mut *tx)
+                        .await?;
+                    for task_id in &blocked {
+                        try_event_in_tx!(tx, d, &IMPLEMENTATION_TASKS, task_id.as_str(), ImplementationTaskEvent::Unblock, actor, now);
+                    }
+                }
+            }
+            let failed: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM spec_task_work_sessions WHERE spec_task_id = $1 AND status = 'failed'")
+                .bind(task.as_str())
+                .fetch_one(&mut *tx)
+                .await?;
+            if failed == 0 && status == SpecTaskStatus::ImplementationFailed {
+                spec_task_event_in_tx!(tx, d, task.as_str(), SpecTaskEvent::RetryImplementation, actor, now);
+                sqlx::query("UPDATE spec_tasks SET error = NULL WHERE id = $1").bind(task.as_str()).execute(&mut *tx).await?;
+            }
+            tx.commit().await?;
+        });
+        let last = self.last_event_id().await?;
+        self.announce(last);
+        self.get_work_session(ws).await
+    }
+
+    /// A new work session spawned from an active implementation session (by a human or by the
+    /// agent working in it); the orchestrator dispatches it as soon as a thread slot is free.
+    pub async fn spawn_work_session(&self, parent: &WorkSessionId, name: &str, description: &str, actor: &str) -> StoreResult<SpecTaskWorkSession> {
+        let now = now();
+        let id = WorkSessionId::from_ulid(self.ids.next());
+        on_backend!(&*self.backend, |w, r, d| {
+            let mut tx = w.begin().await?;
+            let (task, _) = lock_task_of_work_session!(tx, d, parent.as_str());
+            let (status, phase): (String, String) = sqlx::query_as("SELECT status, phase FROM spec_task_work_sessions WHERE id = $1")
+                .bind(parent.as_str())
+                .fetch_one(&mut *tx)
+                .await?;
+            if status != WorkSessionStatus::Active.as_str() || phase != WorkSessionPhase::Implementation.as_str() {
+                return Err(StoreError::Conflict(format!(
+                    "only an active implementation work session can spawn; `{parent}` is {phase} and `{status}`"
+                )));
+            }
+            let session = SessionId::from_ulid(self.ids.next());
+            sqlx::query("INSERT INTO sessions (id, spec_task_id, role, name, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $5)")
+                .bind(session.as_str())
+                .bind(task.as_str())
+                .bind(SessionRole::Implementation.as_str())
+                .bind(name)
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+            sqlx::query(
+                "INSERT INTO spec_task_work_sessions (id, spec_task_id, helix_session_id, name, description, phase, status, \
+                 parent_work_session_id, spawned_by_session_id, created_at) \
+                 VALUES ($1, $2, $3, $4, $5, 'implementation', 'pending', $6, $6, $7)",
+            )
+            .bind(id.as_str())
+            .bind(task.as_str())
+            .bind(session.as_str())
+            .bind(name)
+            .bind(description)
+            .bind(parent.as_str())
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+            let created = NewEvent {
+                spec_task_id: Some(task.clone()),
+                kind: spectask_domain::EventKind::WorkSessionCreated,
+                entity_id: id.to_string(),
+                actor: actor.to_owned(),
+                payload: json!({ "name": name, "helix_session_id": session, "parent_work_session_id": parent, "spawned": true }),
+            };
+            append_event!(tx, d, &created, now);
+            tx.commit().await?;
+        });
+        let last = self.last_event_id().await?;
+        self.announce(last);
+        self.get_work_session(&id).await
+    }
+
+    /// Queues a follow-up prompt (a human message) on an active work session's thread.
+    pub async fn queue_follow_up(&self, ws: &WorkSessionId, prompt: &str, actor: &str) -> StoreResult<TurnId> {
+        let now = now();
+        let turn = on_backend!(&*self.backend, |w, r, d| {
+            let mut tx = w.begin().await?;
+            let (task, _) = lock_task_of_work_session!(tx, d, ws.as_str());
+            let (status, session): (String, String) = sqlx::query_as("SELECT status, helix_session_id FROM spec_task_work_sessions WHERE id = $1")
+                .bind(ws.as_str())
+                .fetch_one(&mut *tx)
+                .await?;
+            if status != WorkSessionStatus::Active.as_str() {
+                return Err(StoreError::Conflict(format!("messages go to active work sessions; `{ws}` is `{status}`")));
+            }
+            let session = SessionId::parse(&session).map_err(|e| StoreError::corrupt("spec_task_work_sessions", e))?;
+            let interaction = add_interaction_in_tx!(self, tx, d, task, session.as_str(), prompt, actor, now);
+            let turn = enqueue_turn_in_tx!(self, tx, d, task, session, interaction, Some(ws.as_str()), TurnKind::FollowUp, json!({ "message": true }), actor, now);
+            tx.commit().await?;
+            turn
+        });
+        let last = self.last_event_id().await?;
+        self.announce(last);
+        Ok(turn)
+    }
+
+    /// A reviewer asked for changes: `implementation_review → implementation`, and each given work
+    /// session is reopened with a follow-up turn carrying `prompt`.
+    pub async fn request_implementation_changes(&self, id: &SpecTaskId, sessions: &[WorkSessionId], prompt: &str, actor: &str) -> StoreResult<SpecTask> {
+        let now = now();
+        on_backend!(&*self.backend, |w, r, d| {
+            let mut tx = w.begin().await?;
+            spec_task_event_in_tx!(tx, d, id.as_str(), SpecTaskEvent::RequestImplementationChanges, actor, now);
+            for ws in sessions {
+                let row: Option<(String, String)> = sqlx::query_as("SELECT spec_task_id, helix_session_id FROM spec_task_work_sessions WHERE id = $1")
+                    .bind(ws.as_str())
+                    .fetch_optional(&mut *tx)
+                    .await?;
+                let Some((owner, session)) = row else { return Err(StoreError::not_found("work session", ws)) };
+                if owner != id.as_str() {
+                    return Err(StoreError::not_found("work session", ws));
+                }
+                event_in_tx!(tx, d, &WORK_SESSIONS, WorkSessionStatus, ws.as_str(), WorkSessionEvent::Reopen, actor, now);
+                let assigned: Vec<String> = sqlx::query_scalar("SELECT id FROM spec_task_implementation_tasks WHERE assigned_work_session_id = $1")
+                    .bind(ws.as_str())
+                    .fetch_all(&mut *tx)
+                    .await?;
+                for task_id in &assigned {
+                    try_event_in_tx!(tx, d, &IMPLEMENTATION_TASKS, task_id.as_str(), ImplementationTaskEvent::Reopen, actor, now);
+                }
+                let thread: Option<String> = sqlx::query_scalar("SELECT id FROM spec_task_zed_threads WHERE work_session_id = $1")
+                    .bind(ws.as_str())
+                    .fetch_optional(&mut *tx)
+                    .await?;
+                if let Some(thread) = thread {
+                    try_event_in_tx!(tx, d, &ZED_THREADS, thread.as_str(), ZedThreadEvent::Reopen, actor, now);
+                }
+                let session = SessionId::parse(&session).map_err(|e| StoreError::corrupt("spec_task_work_sessions", e))?;
+                let interaction = add_interaction_in_tx!(self, tx, d, id, session.as_str(), prompt, actor, now);
+                enqueue_turn_in_tx!(self, tx, d, id, session, interaction, Some(ws.as_str()), TurnKind::FollowUp, json!({ "review_changes": true }), actor, now);
+            }
+            tx.commit().await?;
+        });
+        let last = self.last_event_id().await?;
+        self.announce(last);
+        self.get_spec_task(id).await
+    }
+
+    /// Tasks in a status, oldest first (the orchestrator's work lists).
+    pub async fn spec_task_ids_in_status(&self, status: SpecTaskStatus) -> StoreResult<Vec<SpecTaskId>> {
+        let ids: Vec<String> = on_backend!(&*self.backend, |w, r, d| {
+            sqlx::query_scalar("SELECT id FROM spec_tasks WHERE status = $1 AND archived = FALSE ORDER BY id")
+                .bind(status.as_str())
+                .fetch_all(r)
+                .await?
+        });
+        ids.iter().map(|id| SpecTaskId::parse(id).map_err(|e| StoreError::corrupt("spec_tasks", e))).collect()
+    }
+
+    /// Work sessions of every task in `statuses` with a given work-session status (for the
+    /// orchestrator's dispatch pass).
+    pub async fn work_sessions_in_status(&self, status: WorkSessionStatus) -> StoreResult<Vec<SpecTaskWorkSession>> {
+        let rows: Vec<WorkSessionRow> = on_backend!(&*self.backend, |w, r, d| {
+            sqlx::query_as(sqlx::AssertSqlSafe(format!(
+                "SELECT {WORK_SESSION_COLUMNS} FROM spec_task_work_sessions WHERE status = $1 AND phase = 'implementation' ORDER BY id"
+            )))
+            .bind(status.as_str())
+            .fetch_all(r)
+            .await?
+        });
+        rows.into_iter().map(SpecTaskWorkSession::try_from).collect()
+    }
+
+    /// The turns of one work session, oldest first.
+    pub async fn turns_of_work_session(&self, ws: &WorkSessionId) -> StoreResult<Vec<spectask_domain::Turn>> {
+        let rows: Vec<crate::turns::TurnRow> = on_backend!(&*self.backend, |w, r, d| {
+            sqlx::query_as(sqlx::AssertSqlSafe(format!(
+                "SELECT {} FROM turns WHERE work_session_id = $1 ORDER BY id",
+                crate::turns::TURN_COLUMNS
+            )))
+            .bind(ws.as_str())
+            .fetch_all(r)
+            .await?
+        });
+        rows.into_iter().map(spectask_domain::Turn::try_from).collect()
+    }
+}
