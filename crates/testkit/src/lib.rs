@@ -6,6 +6,10 @@
 //! - [`backend_tests!`]: writes each test once and runs it on both databases; without
 //!   `SPECTASK_TEST_DATABASE_URL` the PostgreSQL variants print that they were skipped.
 //!
+//! - [`ScriptedRuntime`]: the scripted in-process agent runtime, and [`test_server_binary`]: the
+//!   `spectask-test-server` binary that runs the real server with it, for tests that kill and
+//!   restart a server process.
+//!
 //! Set `TEST_LOG=1` to see the server's logs.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -15,7 +19,38 @@ mod database;
 
 pub use app::{Response, TestApp, TestOptions, fast_engine, fast_llm, fast_planner};
 pub use database::{TestDatabase, postgres_url, skip_postgres};
+pub use spectask_runtimes::agent::scripted::{Behaviour, Dispatch, Rule, Script, ScriptedRuntime};
 pub use spectask_runtimes::llm::fake::{FakeOpenAi, FakeReply};
+
+/// The path of the `spectask-test-server` binary (see `src/bin/spectask-test-server.rs`).
+///
+/// `env!("CARGO_BIN_EXE_spectask-test-server")` exists only in this crate's own tests, so this
+/// finds the binary next to the running test executable instead: tests run from
+/// `target/<profile>/deps/`, binaries live in `target/<profile>/`.
+///
+/// Cargo builds the binary only for the testkit crate's integration tests; a test in another
+/// crate needs it built first (`cargo build -p spectask-testkit --bin spectask-test-server`).
+/// Panics, saying so, when it is missing.
+pub fn test_server_binary() -> std::path::PathBuf {
+    let exe = std::env::current_exe().expect("path of the test executable");
+    let deps = exe.parent().expect("test executable in a directory");
+    let profile_dir = if deps.file_name().is_some_and(|name| name == "deps") {
+        deps.parent().expect("deps/ inside the profile directory")
+    } else {
+        deps
+    };
+    let binary = profile_dir.join(format!(
+        "spectask-test-server{}",
+        std::env::consts::EXE_SUFFIX
+    ));
+    assert!(
+        binary.is_file(),
+        "{} not found: build it with `cargo build -p spectask-testkit --bin spectask-test-server` \
+         (cargo builds it by itself only for spectask-testkit's own tests)",
+        binary.display()
+    );
+    binary
+}
 
 /// Installs a log subscriber once, printing only when `TEST_LOG` is set.
 pub fn init_test_logging() {
