@@ -154,9 +154,15 @@ pub fn implementation_prompt(brief: ImplementationBrief<'_>) -> String {
         None => out.push_str(&format!("{}\n", brief.session_name)),
     }
     if let Some(parent) = brief.spawned_from {
-        out.push_str(&format!("(Spawned during implementation by work session {parent}.)\n"));
+        out.push_str(&format!(
+            "(Spawned during implementation by work session {parent}.)\n"
+        ));
     }
-    if let Some(description) = brief.task_description.map(str::trim).filter(|d| !d.is_empty()) {
+    if let Some(description) = brief
+        .task_description
+        .map(str::trim)
+        .filter(|d| !d.is_empty())
+    {
         out.push_str(&format!("\n{description}\n"));
     }
     if !brief.subtasks.is_empty() {
@@ -165,11 +171,18 @@ pub fn implementation_prompt(brief: ImplementationBrief<'_>) -> String {
             out.push_str(&format!("- {key}. {title}\n"));
         }
     }
-    if let Some(criteria) = brief.acceptance_criteria.map(str::trim).filter(|c| !c.is_empty()) {
+    if let Some(criteria) = brief
+        .acceptance_criteria
+        .map(str::trim)
+        .filter(|c| !c.is_empty())
+    {
         out.push_str(&format!("\nAcceptance criteria:\n{criteria}\n"));
     }
     if !brief.requirement_refs.is_empty() {
-        out.push_str(&format!("\nRequirements it implements: {}\n", brief.requirement_refs.join(", ")));
+        out.push_str(&format!(
+            "\nRequirements it implements: {}\n",
+            brief.requirement_refs.join(", ")
+        ));
     }
     out.push_str(
         "\nStay within your assignment: other tasks of the plan are being done by other agents at \
@@ -188,11 +201,11 @@ pub fn implementation_prompt(brief: ImplementationBrief<'_>) -> String {
 }
 
 /// The follow-up sent after a failed implementation turn.
-pub fn retry_note(reason: &str, attempt: i32) -> String {
+pub fn retry_note(assignment: &str, reason: &str, attempt: i32) -> String {
     format!(
-        "The previous attempt at this work did not finish ({reason}). This is retry {attempt}. \
-         Check the state of the workspace, then continue your assignment from where it stands and \
-         end your turn when it is complete.\n"
+        "The previous attempt at your assignment ({assignment}) did not finish ({reason}). This is \
+         retry {attempt}. Check the state of the workspace, then continue your assignment from where \
+         it stands and end your turn when it is complete.\n"
     )
 }
 
@@ -276,11 +289,22 @@ mod tests {
             requirement_refs: &refs,
             spawned_from: None,
         });
-        for needle in ["Task 2: API", "- 2.1. Login", "Requirements it implements: 1.1, 2.3", "Stay within your assignment",
-                       "# Requirements: Auth", "# Design: Auth", "- [ ] 1. Schema", "SHALL set a cookie"] {
+        for needle in [
+            "Task 2: API",
+            "- 2.1. Login",
+            "Requirements it implements: 1.1, 2.3",
+            "Stay within your assignment",
+            "# Requirements: Auth",
+            "# Design: Auth",
+            "- [ ] 1. Schema",
+            "SHALL set a cookie",
+        ] {
             assert!(prompt.contains(needle), "missing {needle}");
         }
-        assert!(retry_note("the agent failed", 2).contains("retry 2"));
+        assert!(
+            retry_note("2. API", "the agent failed", 2)
+                .contains("(2. API) did not finish (the agent failed). This is retry 2")
+        );
         assert!(review_changes_prompt("  rename it ").contains("\n\nrename it\n\n"));
     }
 

@@ -119,7 +119,8 @@ impl Engine {
         );
         let permits = Arc::new(Semaphore::new(settings.max_concurrent_turns.max(1)));
         let implementation_permits = Arc::new(Semaphore::new(
-            (settings.max_parallel_threads.max(1)).saturating_mul(settings.max_active_instances.max(1)),
+            (settings.max_parallel_threads.max(1))
+                .saturating_mul(settings.max_active_instances.max(1)),
         ));
         Self {
             inner: Arc::new(Inner {

@@ -43,7 +43,11 @@ impl Engine {
         tracing::info!(owner = %self.inner.owner, "worker started");
         loop {
             match self.tick(&mut running, &shutdown).await {
-                Ok(outcome) if outcome.requeued > 0 || outcome.started > 0 || outcome.orchestrated.dispatched > 0 => {
+                Ok(outcome)
+                    if outcome.requeued > 0
+                        || outcome.started > 0
+                        || outcome.orchestrated.dispatched > 0 =>
+                {
                     tracing::debug!(?outcome, "worker tick");
                 }
                 Ok(_) => {}
@@ -71,14 +75,22 @@ impl Engine {
         let requeued = store.requeue_expired_turns().await?;
         let orchestrated = self.orchestrate().await?;
         let mut started = 0;
-        let lanes = [(PLANNING_KINDS, &self.inner.permits), (IMPLEMENTATION_KINDS, &self.inner.implementation_permits)];
+        let lanes = [
+            (PLANNING_KINDS, &self.inner.permits),
+            (IMPLEMENTATION_KINDS, &self.inner.implementation_permits),
+        ];
         for (kinds, permits) in lanes {
             if kinds == IMPLEMENTATION_KINDS && self.inner.runtime.is_none() {
                 continue;
             }
             while !shutdown.is_cancelled() {
-                let Ok(permit) = permits.clone().try_acquire_owned() else { break };
-                let Some(claim) = store.claim_next_turn(kinds, &self.inner.owner, self.inner.settings.turn_lease).await? else {
+                let Ok(permit) = permits.clone().try_acquire_owned() else {
+                    break;
+                };
+                let Some(claim) = store
+                    .claim_next_turn(kinds, &self.inner.owner, self.inner.settings.turn_lease)
+                    .await?
+                else {
                     break;
                 };
                 started += 1;
@@ -87,7 +99,11 @@ impl Engine {
                 running.spawn(async move { engine.run_turn(claim, permit, cancel).await });
             }
         }
-        Ok(TickOutcome { requeued, started, orchestrated })
+        Ok(TickOutcome {
+            requeued,
+            started,
+            orchestrated,
+        })
     }
 
     async fn run_turn(

@@ -5,10 +5,11 @@
 
 use serde_json::json;
 use spectask_domain::{
-    ImplementationTaskEvent, ImplementationTaskId, ImplementationTaskStatus, InteractionId, NewEvent,
-    SessionId, SessionRole, SpecTask, SpecTaskEvent, SpecTaskId, SpecTaskStatus, SpecTaskWorkSession,
-    SpecTaskZedThread, SpecTaskZedThreadId, TurnEvent, TurnId, TurnKind, WorkSessionEvent,
-    WorkSessionId, WorkSessionPhase, WorkSessionStatus, ZedThreadEvent, ZedThreadStatus,
+    ImplementationTaskEvent, ImplementationTaskId, ImplementationTaskStatus, InteractionId,
+    NewEvent, SessionId, SessionRole, SpecTask, SpecTaskEvent, SpecTaskId, SpecTaskStatus,
+    SpecTaskWorkSession, SpecTaskZedThread, SpecTaskZedThreadId, TurnEvent, TurnId, TurnKind,
+    WorkSessionEvent, WorkSessionId, WorkSessionPhase, WorkSessionStatus, ZedThreadEvent,
+    ZedThreadStatus,
 };
 
 use crate::Store;
@@ -18,8 +19,8 @@ use crate::events::append_event;
 use crate::ids::now;
 use crate::rows::{WORK_SESSION_COLUMNS, WorkSessionRow, ZED_THREAD_COLUMNS, ZedThreadRow};
 use crate::transition::{
-    IMPLEMENTATION_TASKS, WORK_SESSIONS, ZED_THREADS, event_in_tx, spec_task_event_in_tx, try_event_in_tx,
-    turn_event_in_tx,
+    IMPLEMENTATION_TASKS, WORK_SESSIONS, ZED_THREADS, event_in_tx, spec_task_event_in_tx,
+    try_event_in_tx, turn_event_in_tx,
 };
 use crate::turns::{TurnClaim, enqueue_turn_in_tx, verify_claim_in_tx};
 
@@ -59,18 +60,29 @@ pub struct ImplementationProgress {
 /// admission decisions about one task are made one at a time.
 macro_rules! lock_task_of_work_session {
     ($tx:expr, $d:expr, $ws:expr) => {{
-        let task: Option<String> = sqlx::query_scalar("SELECT spec_task_id FROM spec_task_work_sessions WHERE id = $1")
-            .bind($ws)
-            .fetch_optional(&mut *$tx)
-            .await?;
+        let task: Option<String> =
+            sqlx::query_scalar("SELECT spec_task_id FROM spec_task_work_sessions WHERE id = $1")
+                .bind($ws)
+                .fetch_optional(&mut *$tx)
+                .await?;
         let task = task.ok_or_else(|| StoreError::not_found("work session", $ws))?;
-        let lock = if $d == Dialect::Postgres { " FOR UPDATE" } else { "" };
-        let status: String = sqlx::query_scalar(sqlx::AssertSqlSafe(format!("SELECT status FROM spec_tasks WHERE id = $1{lock}")))
-            .bind(&task)
-            .fetch_one(&mut *$tx)
-            .await?;
+        let lock = if $d == Dialect::Postgres {
+            " FOR UPDATE"
+        } else {
+            ""
+        };
+        let status: String = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+            "SELECT status FROM spec_tasks WHERE id = $1{lock}"
+        )))
+        .bind(&task)
+        .fetch_one(&mut *$tx)
+        .await?;
         let status: SpecTaskStatus = status.parse()?;
-        (SpecTaskId::parse(&task).map_err(|e| StoreError::corrupt("spec_task_work_sessions", e))?, status)
+        (
+            SpecTaskId::parse(&task)
+                .map_err(|e| StoreError::corrupt("spec_task_work_sessions", e))?,
+            status,
+        )
     }};
 }
 
@@ -115,11 +127,12 @@ macro_rules! end_interaction_in_tx {
 }
 
 fn claimed_work_session(claim: &TurnClaim) -> StoreResult<&WorkSessionId> {
-    claim
-        .turn
-        .work_session_id
-        .as_ref()
-        .ok_or_else(|| StoreError::Conflict(format!("turn `{}` belongs to no work session", claim.turn.id)))
+    claim.turn.work_session_id.as_ref().ok_or_else(|| {
+        StoreError::Conflict(format!(
+            "turn `{}` belongs to no work session",
+            claim.turn.id
+        ))
+    })
 }
 
 impl Store {
@@ -137,15 +150,30 @@ impl Store {
         let now = now();
         let last_event = on_backend!(&*self.backend, |w, r, d| {
             let mut tx = w.begin().await?;
-            let lock = if d == Dialect::Postgres { " FOR UPDATE" } else { "" };
-            let status: Option<String> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!("SELECT status FROM spec_tasks WHERE id = $1{lock}")))
-                .bind(id.as_str())
-                .fetch_optional(&mut *tx)
-                .await?;
-            let status: SpecTaskStatus = status.ok_or_else(|| StoreError::not_found("spec task", id))?.parse()?;
+            let lock = if d == Dialect::Postgres {
+                " FOR UPDATE"
+            } else {
+                ""
+            };
+            let status: Option<String> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+                "SELECT status FROM spec_tasks WHERE id = $1{lock}"
+            )))
+            .bind(id.as_str())
+            .fetch_optional(&mut *tx)
+            .await?;
+            let status: SpecTaskStatus = status
+                .ok_or_else(|| StoreError::not_found("spec task", id))?
+                .parse()?;
             match status {
                 SpecTaskStatus::ImplementationQueued => {
-                    spec_task_event_in_tx!(tx, d, id.as_str(), SpecTaskEvent::StartImplementation, actor, now);
+                    spec_task_event_in_tx!(
+                        tx,
+                        d,
+                        id.as_str(),
+                        SpecTaskEvent::StartImplementation,
+                        actor,
+                        now
+                    );
                 }
                 SpecTaskStatus::Implementation => {}
                 other => return Err(SpecTaskEvent::StartImplementation.refused(other).into()),
@@ -199,7 +227,16 @@ impl Store {
                     };
                     append_event!(tx, d, &created, now);
                     for task in &plan.implementation_task_ids {
-                        event_in_tx!(tx, d, &IMPLEMENTATION_TASKS, ImplementationTaskStatus, task.as_str(), ImplementationTaskEvent::Assign, actor, now);
+                        event_in_tx!(
+                            tx,
+                            d,
+                            &IMPLEMENTATION_TASKS,
+                            ImplementationTaskStatus,
+                            task.as_str(),
+                            ImplementationTaskEvent::Assign,
+                            actor,
+                            now
+                        );
                         sqlx::query("UPDATE spec_task_implementation_tasks SET assigned_work_session_id = $1 WHERE id = $2")
                             .bind(ws.as_str())
                             .bind(task.as_str())
@@ -208,7 +245,9 @@ impl Store {
                     }
                 }
             }
-            let last: Option<i64> = sqlx::query_scalar("SELECT MAX(id) FROM events").fetch_one(&mut *tx).await?;
+            let last: Option<i64> = sqlx::query_scalar("SELECT MAX(id) FROM events")
+                .fetch_one(&mut *tx)
+                .await?;
             tx.commit().await?;
             last.unwrap_or(0)
         });
@@ -230,16 +269,24 @@ impl Store {
         let outcome = on_backend!(&*self.backend, |w, r, d| {
             let mut tx = w.begin().await?;
             let (task, status) = lock_task_of_work_session!(tx, d, ws.as_str());
-            if !matches!(status, SpecTaskStatus::Implementation | SpecTaskStatus::ImplementationFailed) {
-                return Ok(DispatchOutcome::NotDispatchable(format!("the task is in `{status}`")));
+            if !matches!(
+                status,
+                SpecTaskStatus::Implementation | SpecTaskStatus::ImplementationFailed
+            ) {
+                return Ok(DispatchOutcome::NotDispatchable(format!(
+                    "the task is in `{status}`"
+                )));
             }
-            let (ws_status, session): (String, String) =
-                sqlx::query_as("SELECT status, helix_session_id FROM spec_task_work_sessions WHERE id = $1")
-                    .bind(ws.as_str())
-                    .fetch_one(&mut *tx)
-                    .await?;
+            let (ws_status, session): (String, String) = sqlx::query_as(
+                "SELECT status, helix_session_id FROM spec_task_work_sessions WHERE id = $1",
+            )
+            .bind(ws.as_str())
+            .fetch_one(&mut *tx)
+            .await?;
             if ws_status != WorkSessionStatus::Pending.as_str() {
-                return Ok(DispatchOutcome::NotDispatchable(format!("the work session is `{ws_status}`")));
+                return Ok(DispatchOutcome::NotDispatchable(format!(
+                    "the work session is `{ws_status}`"
+                )));
             }
             let running: i64 = sqlx::query_scalar(
                 "SELECT COUNT(*) FROM spec_task_work_sessions WHERE spec_task_id = $1 AND phase = 'implementation' AND status = 'active'",
@@ -250,7 +297,16 @@ impl Store {
             if running >= max_parallel {
                 return Ok(DispatchOutcome::AtCapacity { running });
             }
-            event_in_tx!(tx, d, &WORK_SESSIONS, WorkSessionStatus, ws.as_str(), WorkSessionEvent::Activate, actor, now);
+            event_in_tx!(
+                tx,
+                d,
+                &WORK_SESSIONS,
+                WorkSessionStatus,
+                ws.as_str(),
+                WorkSessionEvent::Activate,
+                actor,
+                now
+            );
             let assigned: Vec<String> = sqlx::query_scalar(
                 "SELECT id FROM spec_task_implementation_tasks WHERE assigned_work_session_id = $1 ORDER BY task_index",
             )
@@ -258,18 +314,50 @@ impl Store {
             .fetch_all(&mut *tx)
             .await?;
             for task_id in &assigned {
-                try_event_in_tx!(tx, d, &IMPLEMENTATION_TASKS, task_id.as_str(), ImplementationTaskEvent::Start, actor, now);
+                try_event_in_tx!(
+                    tx,
+                    d,
+                    &IMPLEMENTATION_TASKS,
+                    task_id.as_str(),
+                    ImplementationTaskEvent::Start,
+                    actor,
+                    now
+                );
             }
-            let thread: Option<String> = sqlx::query_scalar("SELECT id FROM spec_task_zed_threads WHERE work_session_id = $1")
-                .bind(ws.as_str())
-                .fetch_optional(&mut *tx)
-                .await?;
+            let thread: Option<String> = sqlx::query_scalar(
+                "SELECT id FROM spec_task_zed_threads WHERE work_session_id = $1",
+            )
+            .bind(ws.as_str())
+            .fetch_optional(&mut *tx)
+            .await?;
             if let Some(thread) = thread {
-                try_event_in_tx!(tx, d, &ZED_THREADS, thread.as_str(), ZedThreadEvent::Reopen, actor, now);
+                try_event_in_tx!(
+                    tx,
+                    d,
+                    &ZED_THREADS,
+                    thread.as_str(),
+                    ZedThreadEvent::Reopen,
+                    actor,
+                    now
+                );
             }
-            let interaction = add_interaction_in_tx!(self, tx, d, task, session.as_str(), prompt, actor, now);
-            let session_id = SessionId::parse(&session).map_err(|e| StoreError::corrupt("spec_task_work_sessions", e))?;
-            let turn = enqueue_turn_in_tx!(self, tx, d, task, session_id, interaction, Some(ws.as_str()), TurnKind::Implementation, json!({}), actor, now);
+            let interaction =
+                add_interaction_in_tx!(self, tx, d, task, session.as_str(), prompt, actor, now);
+            let session_id = SessionId::parse(&session)
+                .map_err(|e| StoreError::corrupt("spec_task_work_sessions", e))?;
+            let turn = enqueue_turn_in_tx!(
+                self,
+                tx,
+                d,
+                task,
+                session_id,
+                interaction,
+                Some(ws.as_str()),
+                TurnKind::Implementation,
+                json!({}),
+                actor,
+                now
+            );
             tx.commit().await?;
             DispatchOutcome::Dispatched(turn)
         });
@@ -282,15 +370,22 @@ impl Store {
 
     /// Records the runtime's thread for a work session and marks it active. The seed's unique
     /// constraints refuse a second thread for the session.
-    pub async fn record_thread(&self, ws: &WorkSessionId, zed_thread_id: &str, actor: &str) -> StoreResult<SpecTaskZedThread> {
+    pub async fn record_thread(
+        &self,
+        ws: &WorkSessionId,
+        zed_thread_id: &str,
+        actor: &str,
+    ) -> StoreResult<SpecTaskZedThread> {
         let now = now();
         let id = SpecTaskZedThreadId::from_ulid(self.ids.next());
         on_backend!(&*self.backend, |w, r, d| {
             let mut tx = w.begin().await?;
-            let task: Option<String> = sqlx::query_scalar("SELECT spec_task_id FROM spec_task_work_sessions WHERE id = $1")
-                .bind(ws.as_str())
-                .fetch_optional(&mut *tx)
-                .await?;
+            let task: Option<String> = sqlx::query_scalar(
+                "SELECT spec_task_id FROM spec_task_work_sessions WHERE id = $1",
+            )
+            .bind(ws.as_str())
+            .fetch_optional(&mut *tx)
+            .await?;
             let task = task.ok_or_else(|| StoreError::not_found("work session", ws))?;
             sqlx::query(
                 "INSERT INTO spec_task_zed_threads (id, work_session_id, spec_task_id, zed_thread_id, status, created_at) \
@@ -304,14 +399,26 @@ impl Store {
             .execute(&mut *tx)
             .await?;
             let created = NewEvent {
-                spec_task_id: Some(SpecTaskId::parse(&task).map_err(|e| StoreError::corrupt("spec_task_work_sessions", e))?),
+                spec_task_id: Some(
+                    SpecTaskId::parse(&task)
+                        .map_err(|e| StoreError::corrupt("spec_task_work_sessions", e))?,
+                ),
                 kind: spectask_domain::EventKind::ZedThreadCreated,
                 entity_id: id.to_string(),
                 actor: actor.to_owned(),
                 payload: json!({ "work_session_id": ws, "zed_thread_id": zed_thread_id }),
             };
             append_event!(tx, d, &created, now);
-            event_in_tx!(tx, d, &ZED_THREADS, ZedThreadStatus, id.as_str(), ZedThreadEvent::Start, actor, now);
+            event_in_tx!(
+                tx,
+                d,
+                &ZED_THREADS,
+                ZedThreadStatus,
+                id.as_str(),
+                ZedThreadEvent::Start,
+                actor,
+                now
+            );
             tx.commit().await?;
         });
         let last = self.last_event_id().await?;
@@ -320,7 +427,10 @@ impl Store {
     }
 
     /// The thread of a work session, if it has one.
-    pub async fn thread_of_work_session(&self, ws: &WorkSessionId) -> StoreResult<Option<SpecTaskZedThread>> {
+    pub async fn thread_of_work_session(
+        &self,
+        ws: &WorkSessionId,
+    ) -> StoreResult<Option<SpecTaskZedThread>> {
         let row: Option<ZedThreadRow> = on_backend!(&*self.backend, |w, r, d| {
             sqlx::query_as(sqlx::AssertSqlSafe(format!(
                 "SELECT {ZED_THREAD_COLUMNS} FROM spec_task_zed_threads WHERE work_session_id = $1"
@@ -335,7 +445,11 @@ impl Store {
     /// The claimed implementation turn ended with `end_turn`: the work session, its tasks and its
     /// thread complete; when no implementation work session is left open the task goes to
     /// `implementation_review`.
-    pub async fn complete_implementation_turn(&self, claim: &TurnClaim, response: &str) -> StoreResult<ImplementationProgress> {
+    pub async fn complete_implementation_turn(
+        &self,
+        claim: &TurnClaim,
+        response: &str,
+    ) -> StoreResult<ImplementationProgress> {
         let now = now();
         let ws = claimed_work_session(claim)?;
         let task = &claim.turn.spec_task_id;
@@ -343,33 +457,79 @@ impl Store {
         let finished = on_backend!(&*self.backend, |w, r, d| {
             let mut tx = w.begin().await?;
             verify_claim_in_tx!(tx, d, claim);
-            let lock = if d == Dialect::Postgres { " FOR UPDATE" } else { "" };
-            let status: String = sqlx::query_scalar(sqlx::AssertSqlSafe(format!("SELECT status FROM spec_tasks WHERE id = $1{lock}")))
-                .bind(task.as_str())
-                .fetch_one(&mut *tx)
-                .await?;
+            let lock = if d == Dialect::Postgres {
+                " FOR UPDATE"
+            } else {
+                ""
+            };
+            let status: String = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+                "SELECT status FROM spec_tasks WHERE id = $1{lock}"
+            )))
+            .bind(task.as_str())
+            .fetch_one(&mut *tx)
+            .await?;
             end_interaction_in_tx!(tx, claim, response, "complete", None::<String>, now);
-            turn_event_in_tx!(tx, d, claim.turn.id.as_str(), TurnEvent::Complete, actor, now);
+            turn_event_in_tx!(
+                tx,
+                d,
+                claim.turn.id.as_str(),
+                TurnEvent::Complete,
+                actor,
+                now
+            );
             // Queued follow-ups still have work for this session: it stays active.
-            let queued: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM turns WHERE work_session_id = $1 AND status = 'queued'")
-                .bind(ws.as_str())
-                .fetch_one(&mut *tx)
-                .await?;
-            if queued == 0 && try_event_in_tx!(tx, d, &WORK_SESSIONS, ws.as_str(), WorkSessionEvent::Complete, actor, now) {
-                sqlx::query("UPDATE spec_task_work_sessions SET error = NULL WHERE id = $1").bind(ws.as_str()).execute(&mut *tx).await?;
+            let queued: i64 = sqlx::query_scalar(
+                "SELECT COUNT(*) FROM turns WHERE work_session_id = $1 AND status = 'queued'",
+            )
+            .bind(ws.as_str())
+            .fetch_one(&mut *tx)
+            .await?;
+            if queued == 0
+                && try_event_in_tx!(
+                    tx,
+                    d,
+                    &WORK_SESSIONS,
+                    ws.as_str(),
+                    WorkSessionEvent::Complete,
+                    actor,
+                    now
+                )
+            {
+                sqlx::query("UPDATE spec_task_work_sessions SET error = NULL WHERE id = $1")
+                    .bind(ws.as_str())
+                    .execute(&mut *tx)
+                    .await?;
                 let assigned: Vec<String> = sqlx::query_scalar("SELECT id FROM spec_task_implementation_tasks WHERE assigned_work_session_id = $1")
                     .bind(ws.as_str())
                     .fetch_all(&mut *tx)
                     .await?;
                 for task_id in &assigned {
-                    try_event_in_tx!(tx, d, &IMPLEMENTATION_TASKS, task_id.as_str(), ImplementationTaskEvent::Complete, actor, now);
+                    try_event_in_tx!(
+                        tx,
+                        d,
+                        &IMPLEMENTATION_TASKS,
+                        task_id.as_str(),
+                        ImplementationTaskEvent::Complete,
+                        actor,
+                        now
+                    );
                 }
-                let thread: Option<String> = sqlx::query_scalar("SELECT id FROM spec_task_zed_threads WHERE work_session_id = $1")
-                    .bind(ws.as_str())
-                    .fetch_optional(&mut *tx)
-                    .await?;
+                let thread: Option<String> = sqlx::query_scalar(
+                    "SELECT id FROM spec_task_zed_threads WHERE work_session_id = $1",
+                )
+                .bind(ws.as_str())
+                .fetch_optional(&mut *tx)
+                .await?;
                 if let Some(thread) = thread {
-                    try_event_in_tx!(tx, d, &ZED_THREADS, thread.as_str(), ZedThreadEvent::Complete, actor, now);
+                    try_event_in_tx!(
+                        tx,
+                        d,
+                        &ZED_THREADS,
+                        thread.as_str(),
+                        ZedThreadEvent::Complete,
+                        actor,
+                        now
+                    );
                 }
             }
             let open: i64 = sqlx::query_scalar(
@@ -381,7 +541,14 @@ impl Store {
             .await?;
             let finished = open == 0 && status == SpecTaskStatus::Implementation.as_str();
             if finished {
-                spec_task_event_in_tx!(tx, d, task.as_str(), SpecTaskEvent::ImplementationFinished, actor, now);
+                spec_task_event_in_tx!(
+                    tx,
+                    d,
+                    task.as_str(),
+                    SpecTaskEvent::ImplementationFinished,
+                    actor,
+                    now
+                );
             }
             tx.commit().await?;
             finished
@@ -395,12 +562,21 @@ impl Store {
             .filter(|t| t.status == ImplementationTaskStatus::Completed)
             .map(|t| t.key)
             .collect();
-        Ok(ImplementationProgress { completed_keys, finished })
+        Ok(ImplementationProgress {
+            completed_keys,
+            finished,
+        })
     }
 
     /// The claimed implementation turn failed and may be retried: it fails, and a follow-up turn
     /// with `prompt` (a note about the failure) is queued on the same thread.
-    pub async fn retry_implementation_turn(&self, claim: &TurnClaim, response: &str, reason: &str, prompt: &str) -> StoreResult<TurnId> {
+    pub async fn retry_implementation_turn(
+        &self,
+        claim: &TurnClaim,
+        response: &str,
+        reason: &str,
+        prompt: &str,
+    ) -> StoreResult<TurnId> {
         let now = now();
         let ws = claimed_work_session(claim)?;
         let task = &claim.turn.spec_task_id;
@@ -408,11 +584,47 @@ impl Store {
             let mut tx = w.begin().await?;
             verify_claim_in_tx!(tx, d, claim);
             end_interaction_in_tx!(tx, claim, response, "error", Some(reason), now);
-            sqlx::query("UPDATE turns SET error = $1 WHERE id = $2").bind(reason).bind(claim.turn.id.as_str()).execute(&mut *tx).await?;
-            turn_event_in_tx!(tx, d, claim.turn.id.as_str(), TurnEvent::Fail, &claim.owner, now);
-            sqlx::query("UPDATE spec_task_work_sessions SET error = $1 WHERE id = $2").bind(reason).bind(ws.as_str()).execute(&mut *tx).await?;
-            let interaction = add_interaction_in_tx!(self, tx, d, task, claim.turn.session_id.as_str(), prompt, &claim.owner, now);
-            let turn = enqueue_turn_in_tx!(self, tx, d, task, claim.turn.session_id, interaction, Some(ws.as_str()), TurnKind::FollowUp, json!({ "retry_of": claim.turn.id }), &claim.owner, now);
+            sqlx::query("UPDATE turns SET error = $1 WHERE id = $2")
+                .bind(reason)
+                .bind(claim.turn.id.as_str())
+                .execute(&mut *tx)
+                .await?;
+            turn_event_in_tx!(
+                tx,
+                d,
+                claim.turn.id.as_str(),
+                TurnEvent::Fail,
+                &claim.owner,
+                now
+            );
+            sqlx::query("UPDATE spec_task_work_sessions SET error = $1 WHERE id = $2")
+                .bind(reason)
+                .bind(ws.as_str())
+                .execute(&mut *tx)
+                .await?;
+            let interaction = add_interaction_in_tx!(
+                self,
+                tx,
+                d,
+                task,
+                claim.turn.session_id.as_str(),
+                prompt,
+                &claim.owner,
+                now
+            );
+            let turn = enqueue_turn_in_tx!(
+                self,
+                tx,
+                d,
+                task,
+                claim.turn.session_id,
+                interaction,
+                Some(ws.as_str()),
+                TurnKind::FollowUp,
+                json!({ "retry_of": claim.turn.id }),
+                &claim.owner,
+                now
+            );
             tx.commit().await?;
             turn
         });
@@ -424,7 +636,13 @@ impl Store {
     /// The claimed implementation turn failed for good: the work session, its tasks and its
     /// thread fail; `dependants` (work sessions waiting for it) are blocked; the task goes to
     /// `implementation_failed` with the reason. Independent work sessions go on.
-    pub async fn fail_work_session(&self, claim: &TurnClaim, response: &str, reason: &str, dependants: &[WorkSessionId]) -> StoreResult<SpecTask> {
+    pub async fn fail_work_session(
+        &self,
+        claim: &TurnClaim,
+        response: &str,
+        reason: &str,
+        dependants: &[WorkSessionId],
+    ) -> StoreResult<SpecTask> {
         let now = now();
         let ws = claimed_work_session(claim)?;
         let task = &claim.turn.spec_task_id;
@@ -433,36 +651,96 @@ impl Store {
             let mut tx = w.begin().await?;
             verify_claim_in_tx!(tx, d, claim);
             end_interaction_in_tx!(tx, claim, response, "error", Some(reason), now);
-            sqlx::query("UPDATE turns SET error = $1 WHERE id = $2").bind(reason).bind(claim.turn.id.as_str()).execute(&mut *tx).await?;
+            sqlx::query("UPDATE turns SET error = $1 WHERE id = $2")
+                .bind(reason)
+                .bind(claim.turn.id.as_str())
+                .execute(&mut *tx)
+                .await?;
             turn_event_in_tx!(tx, d, claim.turn.id.as_str(), TurnEvent::Fail, actor, now);
-            try_event_in_tx!(tx, d, &WORK_SESSIONS, ws.as_str(), WorkSessionEvent::Fail, actor, now);
-            sqlx::query("UPDATE spec_task_work_sessions SET error = $1 WHERE id = $2").bind(reason).bind(ws.as_str()).execute(&mut *tx).await?;
-            let assigned: Vec<String> = sqlx::query_scalar("SELECT id FROM spec_task_implementation_tasks WHERE assigned_work_session_id = $1")
+            try_event_in_tx!(
+                tx,
+                d,
+                &WORK_SESSIONS,
+                ws.as_str(),
+                WorkSessionEvent::Fail,
+                actor,
+                now
+            );
+            sqlx::query("UPDATE spec_task_work_sessions SET error = $1 WHERE id = $2")
+                .bind(reason)
                 .bind(ws.as_str())
-                .fetch_all(&mut *tx)
+                .execute(&mut *tx)
                 .await?;
+            let assigned: Vec<String> = sqlx::query_scalar(
+                "SELECT id FROM spec_task_implementation_tasks WHERE assigned_work_session_id = $1",
+            )
+            .bind(ws.as_str())
+            .fetch_all(&mut *tx)
+            .await?;
             for task_id in &assigned {
-                try_event_in_tx!(tx, d, &IMPLEMENTATION_TASKS, task_id.as_str(), ImplementationTaskEvent::Fail, actor, now);
+                try_event_in_tx!(
+                    tx,
+                    d,
+                    &IMPLEMENTATION_TASKS,
+                    task_id.as_str(),
+                    ImplementationTaskEvent::Fail,
+                    actor,
+                    now
+                );
             }
-            let thread: Option<String> = sqlx::query_scalar("SELECT id FROM spec_task_zed_threads WHERE work_session_id = $1")
-                .bind(ws.as_str())
-                .fetch_optional(&mut *tx)
-                .await?;
+            let thread: Option<String> = sqlx::query_scalar(
+                "SELECT id FROM spec_task_zed_threads WHERE work_session_id = $1",
+            )
+            .bind(ws.as_str())
+            .fetch_optional(&mut *tx)
+            .await?;
             if let Some(thread) = thread {
-                try_event_in_tx!(tx, d, &ZED_THREADS, thread.as_str(), ZedThreadEvent::Fail, actor, now);
+                try_event_in_tx!(
+                    tx,
+                    d,
+                    &ZED_THREADS,
+                    thread.as_str(),
+                    ZedThreadEvent::Fail,
+                    actor,
+                    now
+                );
             }
             for dependant in dependants {
-                if try_event_in_tx!(tx, d, &WORK_SESSIONS, dependant.as_str(), WorkSessionEvent::Block, actor, now) {
+                if try_event_in_tx!(
+                    tx,
+                    d,
+                    &WORK_SESSIONS,
+                    dependant.as_str(),
+                    WorkSessionEvent::Block,
+                    actor,
+                    now
+                ) {
                     let blocked: Vec<String> = sqlx::query_scalar("SELECT id FROM spec_task_implementation_tasks WHERE assigned_work_session_id = $1")
                         .bind(dependant.as_str())
                         .fetch_all(&mut *tx)
                         .await?;
                     for task_id in &blocked {
-                        try_event_in_tx!(tx, d, &IMPLEMENTATION_TASKS, task_id.as_str(), ImplementationTaskEvent::Block, actor, now);
+                        try_event_in_tx!(
+                            tx,
+                            d,
+                            &IMPLEMENTATION_TASKS,
+                            task_id.as_str(),
+                            ImplementationTaskEvent::Block,
+                            actor,
+                            now
+                        );
                     }
                 }
             }
-            if try_event_in_tx!(tx, d, &crate::transition::SPEC_TASKS, task.as_str(), SpecTaskEvent::ImplementationFailed, actor, now) {
+            if try_event_in_tx!(
+                tx,
+                d,
+                &crate::transition::SPEC_TASKS,
+                task.as_str(),
+                SpecTaskEvent::ImplementationFailed,
+                actor,
+                now
+            ) {
                 let failed = NewEvent {
                     spec_task_id: Some(task.clone()),
                     kind: spectask_domain::EventKind::PlanningFailed,
@@ -472,7 +750,12 @@ impl Store {
                 };
                 append_event!(tx, d, &failed, now);
             }
-            sqlx::query("UPDATE spec_tasks SET error = $1, updated_at = $2 WHERE id = $3").bind(reason).bind(now).bind(task.as_str()).execute(&mut *tx).await?;
+            sqlx::query("UPDATE spec_tasks SET error = $1, updated_at = $2 WHERE id = $3")
+                .bind(reason)
+                .bind(now)
+                .bind(task.as_str())
+                .execute(&mut *tx)
+                .await?;
             tx.commit().await?;
         });
         let last = self.last_event_id().await?;
@@ -483,12 +766,25 @@ impl Store {
     /// Gives up a work session on a human's request: its queued and running turns are cancelled
     /// (a worker running one loses its claim and stops the agent), and the task finishes if
     /// nothing else is open.
-    pub async fn cancel_work_session(&self, ws: &WorkSessionId, actor: &str) -> StoreResult<SpecTaskWorkSession> {
+    pub async fn cancel_work_session(
+        &self,
+        ws: &WorkSessionId,
+        actor: &str,
+    ) -> StoreResult<SpecTaskWorkSession> {
         let now = now();
         on_backend!(&*self.backend, |w, r, d| {
             let mut tx = w.begin().await?;
             let (task, status) = lock_task_of_work_session!(tx, d, ws.as_str());
-            event_in_tx!(tx, d, &WORK_SESSIONS, WorkSessionStatus, ws.as_str(), WorkSessionEvent::Cancel, actor, now);
+            event_in_tx!(
+                tx,
+                d,
+                &WORK_SESSIONS,
+                WorkSessionStatus,
+                ws.as_str(),
+                WorkSessionEvent::Cancel,
+                actor,
+                now
+            );
             let live: Vec<String> = sqlx::query_scalar("SELECT id FROM turns WHERE work_session_id = $1 AND status IN ('queued', 'running')")
                 .bind(ws.as_str())
                 .fetch_all(&mut *tx)
@@ -503,7 +799,14 @@ impl Store {
             .fetch_one(&mut *tx)
             .await?;
             if open == 0 && status == SpecTaskStatus::Implementation {
-                spec_task_event_in_tx!(tx, d, task.as_str(), SpecTaskEvent::ImplementationFinished, actor, now);
+                spec_task_event_in_tx!(
+                    tx,
+                    d,
+                    task.as_str(),
+                    SpecTaskEvent::ImplementationFinished,
+                    actor,
+                    now
+                );
             }
             tx.commit().await?;
         });
@@ -515,28 +818,71 @@ impl Store {
     /// Tries a failed work session again: it and its tasks go back to waiting, its dependants are
     /// unblocked, and once no work session of the task is failed the task is queued for
     /// implementation again (keeping its instance, sessions and threads).
-    pub async fn retry_work_session(&self, ws: &WorkSessionId, dependants: &[WorkSessionId], actor: &str) -> StoreResult<SpecTaskWorkSession> {
+    pub async fn retry_work_session(
+        &self,
+        ws: &WorkSessionId,
+        dependants: &[WorkSessionId],
+        actor: &str,
+    ) -> StoreResult<SpecTaskWorkSession> {
         let now = now();
         on_backend!(&*self.backend, |w, r, d| {
             let mut tx = w.begin().await?;
             let (task, status) = lock_task_of_work_session!(tx, d, ws.as_str());
-            event_in_tx!(tx, d, &WORK_SESSIONS, WorkSessionStatus, ws.as_str(), WorkSessionEvent::Retry, actor, now);
-            sqlx::query("UPDATE spec_task_work_sessions SET error = NULL WHERE id = $1").bind(ws.as_str()).execute(&mut *tx).await?;
-            let assigned: Vec<String> = sqlx::query_scalar("SELECT id FROM spec_task_implementation_tasks WHERE assigned_work_session_id = $1")
+            event_in_tx!(
+                tx,
+                d,
+                &WORK_SESSIONS,
+                WorkSessionStatus,
+                ws.as_str(),
+                WorkSessionEvent::Retry,
+                actor,
+                now
+            );
+            sqlx::query("UPDATE spec_task_work_sessions SET error = NULL WHERE id = $1")
                 .bind(ws.as_str())
-                .fetch_all(&mut *tx)
+                .execute(&mut *tx)
                 .await?;
+            let assigned: Vec<String> = sqlx::query_scalar(
+                "SELECT id FROM spec_task_implementation_tasks WHERE assigned_work_session_id = $1",
+            )
+            .bind(ws.as_str())
+            .fetch_all(&mut *tx)
+            .await?;
             for task_id in &assigned {
-                try_event_in_tx!(tx, d, &IMPLEMENTATION_TASKS, task_id.as_str(), ImplementationTaskEvent::Retry, actor, now);
+                try_event_in_tx!(
+                    tx,
+                    d,
+                    &IMPLEMENTATION_TASKS,
+                    task_id.as_str(),
+                    ImplementationTaskEvent::Retry,
+                    actor,
+                    now
+                );
             }
             for dependant in dependants {
-                if try_event_in_tx!(tx, d, &WORK_SESSIONS, dependant.as_str(), WorkSessionEvent::Unblock, actor, now) {
+                if try_event_in_tx!(
+                    tx,
+                    d,
+                    &WORK_SESSIONS,
+                    dependant.as_str(),
+                    WorkSessionEvent::Unblock,
+                    actor,
+                    now
+                ) {
                     let blocked: Vec<String> = sqlx::query_scalar("SELECT id FROM spec_task_implementation_tasks WHERE assigned_work_session_id = $1")
                         .bind(dependant.as_str())
                         .fetch_all(&mut *tx)
                         .await?;
                     for task_id in &blocked {
-                        try_event_in_tx!(tx, d, &IMPLEMENTATION_TASKS, task_id.as_str(), ImplementationTaskEvent::Unblock, actor, now);
+                        try_event_in_tx!(
+                            tx,
+                            d,
+                            &IMPLEMENTATION_TASKS,
+                            task_id.as_str(),
+                            ImplementationTaskEvent::Unblock,
+                            actor,
+                            now
+                        );
                     }
                 }
             }
@@ -545,8 +891,18 @@ impl Store {
                 .fetch_one(&mut *tx)
                 .await?;
             if failed == 0 && status == SpecTaskStatus::ImplementationFailed {
-                spec_task_event_in_tx!(tx, d, task.as_str(), SpecTaskEvent::RetryImplementation, actor, now);
-                sqlx::query("UPDATE spec_tasks SET error = NULL WHERE id = $1").bind(task.as_str()).execute(&mut *tx).await?;
+                spec_task_event_in_tx!(
+                    tx,
+                    d,
+                    task.as_str(),
+                    SpecTaskEvent::RetryImplementation,
+                    actor,
+                    now
+                );
+                sqlx::query("UPDATE spec_tasks SET error = NULL WHERE id = $1")
+                    .bind(task.as_str())
+                    .execute(&mut *tx)
+                    .await?;
             }
             tx.commit().await?;
         });
@@ -557,17 +913,26 @@ impl Store {
 
     /// A new work session spawned from an active implementation session (by a human or by the
     /// agent working in it); the orchestrator dispatches it as soon as a thread slot is free.
-    pub async fn spawn_work_session(&self, parent: &WorkSessionId, name: &str, description: &str, actor: &str) -> StoreResult<SpecTaskWorkSession> {
+    pub async fn spawn_work_session(
+        &self,
+        parent: &WorkSessionId,
+        name: &str,
+        description: &str,
+        actor: &str,
+    ) -> StoreResult<SpecTaskWorkSession> {
         let now = now();
         let id = WorkSessionId::from_ulid(self.ids.next());
         on_backend!(&*self.backend, |w, r, d| {
             let mut tx = w.begin().await?;
             let (task, _) = lock_task_of_work_session!(tx, d, parent.as_str());
-            let (status, phase): (String, String) = sqlx::query_as("SELECT status, phase FROM spec_task_work_sessions WHERE id = $1")
-                .bind(parent.as_str())
-                .fetch_one(&mut *tx)
-                .await?;
-            if status != WorkSessionStatus::Active.as_str() || phase != WorkSessionPhase::Implementation.as_str() {
+            let (status, phase): (String, String) =
+                sqlx::query_as("SELECT status, phase FROM spec_task_work_sessions WHERE id = $1")
+                    .bind(parent.as_str())
+                    .fetch_one(&mut *tx)
+                    .await?;
+            if status != WorkSessionStatus::Active.as_str()
+                || phase != WorkSessionPhase::Implementation.as_str()
+            {
                 return Err(StoreError::Conflict(format!(
                     "only an active implementation work session can spawn; `{parent}` is {phase} and `{status}`"
                 )));
@@ -611,21 +976,44 @@ impl Store {
     }
 
     /// Queues a follow-up prompt (a human message) on an active work session's thread.
-    pub async fn queue_follow_up(&self, ws: &WorkSessionId, prompt: &str, actor: &str) -> StoreResult<TurnId> {
+    pub async fn queue_follow_up(
+        &self,
+        ws: &WorkSessionId,
+        prompt: &str,
+        actor: &str,
+    ) -> StoreResult<TurnId> {
         let now = now();
         let turn = on_backend!(&*self.backend, |w, r, d| {
             let mut tx = w.begin().await?;
             let (task, _) = lock_task_of_work_session!(tx, d, ws.as_str());
-            let (status, session): (String, String) = sqlx::query_as("SELECT status, helix_session_id FROM spec_task_work_sessions WHERE id = $1")
-                .bind(ws.as_str())
-                .fetch_one(&mut *tx)
-                .await?;
+            let (status, session): (String, String) = sqlx::query_as(
+                "SELECT status, helix_session_id FROM spec_task_work_sessions WHERE id = $1",
+            )
+            .bind(ws.as_str())
+            .fetch_one(&mut *tx)
+            .await?;
             if status != WorkSessionStatus::Active.as_str() {
-                return Err(StoreError::Conflict(format!("messages go to active work sessions; `{ws}` is `{status}`")));
+                return Err(StoreError::Conflict(format!(
+                    "messages go to active work sessions; `{ws}` is `{status}`"
+                )));
             }
-            let session = SessionId::parse(&session).map_err(|e| StoreError::corrupt("spec_task_work_sessions", e))?;
-            let interaction = add_interaction_in_tx!(self, tx, d, task, session.as_str(), prompt, actor, now);
-            let turn = enqueue_turn_in_tx!(self, tx, d, task, session, interaction, Some(ws.as_str()), TurnKind::FollowUp, json!({ "message": true }), actor, now);
+            let session = SessionId::parse(&session)
+                .map_err(|e| StoreError::corrupt("spec_task_work_sessions", e))?;
+            let interaction =
+                add_interaction_in_tx!(self, tx, d, task, session.as_str(), prompt, actor, now);
+            let turn = enqueue_turn_in_tx!(
+                self,
+                tx,
+                d,
+                task,
+                session,
+                interaction,
+                Some(ws.as_str()),
+                TurnKind::FollowUp,
+                json!({ "message": true }),
+                actor,
+                now
+            );
             tx.commit().await?;
             turn
         });
@@ -636,38 +1024,94 @@ impl Store {
 
     /// A reviewer asked for changes: `implementation_review → implementation`, and each given work
     /// session is reopened with a follow-up turn carrying `prompt`.
-    pub async fn request_implementation_changes(&self, id: &SpecTaskId, sessions: &[WorkSessionId], prompt: &str, actor: &str) -> StoreResult<SpecTask> {
+    pub async fn request_implementation_changes(
+        &self,
+        id: &SpecTaskId,
+        sessions: &[WorkSessionId],
+        prompt: &str,
+        actor: &str,
+    ) -> StoreResult<SpecTask> {
         let now = now();
         on_backend!(&*self.backend, |w, r, d| {
             let mut tx = w.begin().await?;
-            spec_task_event_in_tx!(tx, d, id.as_str(), SpecTaskEvent::RequestImplementationChanges, actor, now);
+            spec_task_event_in_tx!(
+                tx,
+                d,
+                id.as_str(),
+                SpecTaskEvent::RequestImplementationChanges,
+                actor,
+                now
+            );
             for ws in sessions {
                 let row: Option<(String, String)> = sqlx::query_as("SELECT spec_task_id, helix_session_id FROM spec_task_work_sessions WHERE id = $1")
                     .bind(ws.as_str())
                     .fetch_optional(&mut *tx)
                     .await?;
-                let Some((owner, session)) = row else { return Err(StoreError::not_found("work session", ws)) };
+                let Some((owner, session)) = row else {
+                    return Err(StoreError::not_found("work session", ws));
+                };
                 if owner != id.as_str() {
                     return Err(StoreError::not_found("work session", ws));
                 }
-                event_in_tx!(tx, d, &WORK_SESSIONS, WorkSessionStatus, ws.as_str(), WorkSessionEvent::Reopen, actor, now);
+                event_in_tx!(
+                    tx,
+                    d,
+                    &WORK_SESSIONS,
+                    WorkSessionStatus,
+                    ws.as_str(),
+                    WorkSessionEvent::Reopen,
+                    actor,
+                    now
+                );
                 let assigned: Vec<String> = sqlx::query_scalar("SELECT id FROM spec_task_implementation_tasks WHERE assigned_work_session_id = $1")
                     .bind(ws.as_str())
                     .fetch_all(&mut *tx)
                     .await?;
                 for task_id in &assigned {
-                    try_event_in_tx!(tx, d, &IMPLEMENTATION_TASKS, task_id.as_str(), ImplementationTaskEvent::Reopen, actor, now);
+                    try_event_in_tx!(
+                        tx,
+                        d,
+                        &IMPLEMENTATION_TASKS,
+                        task_id.as_str(),
+                        ImplementationTaskEvent::Reopen,
+                        actor,
+                        now
+                    );
                 }
-                let thread: Option<String> = sqlx::query_scalar("SELECT id FROM spec_task_zed_threads WHERE work_session_id = $1")
-                    .bind(ws.as_str())
-                    .fetch_optional(&mut *tx)
-                    .await?;
+                let thread: Option<String> = sqlx::query_scalar(
+                    "SELECT id FROM spec_task_zed_threads WHERE work_session_id = $1",
+                )
+                .bind(ws.as_str())
+                .fetch_optional(&mut *tx)
+                .await?;
                 if let Some(thread) = thread {
-                    try_event_in_tx!(tx, d, &ZED_THREADS, thread.as_str(), ZedThreadEvent::Reopen, actor, now);
+                    try_event_in_tx!(
+                        tx,
+                        d,
+                        &ZED_THREADS,
+                        thread.as_str(),
+                        ZedThreadEvent::Reopen,
+                        actor,
+                        now
+                    );
                 }
-                let session = SessionId::parse(&session).map_err(|e| StoreError::corrupt("spec_task_work_sessions", e))?;
-                let interaction = add_interaction_in_tx!(self, tx, d, id, session.as_str(), prompt, actor, now);
-                enqueue_turn_in_tx!(self, tx, d, id, session, interaction, Some(ws.as_str()), TurnKind::FollowUp, json!({ "review_changes": true }), actor, now);
+                let session = SessionId::parse(&session)
+                    .map_err(|e| StoreError::corrupt("spec_task_work_sessions", e))?;
+                let interaction =
+                    add_interaction_in_tx!(self, tx, d, id, session.as_str(), prompt, actor, now);
+                enqueue_turn_in_tx!(
+                    self,
+                    tx,
+                    d,
+                    id,
+                    session,
+                    interaction,
+                    Some(ws.as_str()),
+                    TurnKind::FollowUp,
+                    json!({ "review_changes": true }),
+                    actor,
+                    now
+                );
             }
             tx.commit().await?;
         });
@@ -677,19 +1121,29 @@ impl Store {
     }
 
     /// Tasks in a status, oldest first (the orchestrator's work lists).
-    pub async fn spec_task_ids_in_status(&self, status: SpecTaskStatus) -> StoreResult<Vec<SpecTaskId>> {
+    pub async fn spec_task_ids_in_status(
+        &self,
+        status: SpecTaskStatus,
+    ) -> StoreResult<Vec<SpecTaskId>> {
         let ids: Vec<String> = on_backend!(&*self.backend, |w, r, d| {
-            sqlx::query_scalar("SELECT id FROM spec_tasks WHERE status = $1 AND archived = FALSE ORDER BY id")
-                .bind(status.as_str())
-                .fetch_all(r)
-                .await?
+            sqlx::query_scalar(
+                "SELECT id FROM spec_tasks WHERE status = $1 AND archived = FALSE ORDER BY id",
+            )
+            .bind(status.as_str())
+            .fetch_all(r)
+            .await?
         });
-        ids.iter().map(|id| SpecTaskId::parse(id).map_err(|e| StoreError::corrupt("spec_tasks", e))).collect()
+        ids.iter()
+            .map(|id| SpecTaskId::parse(id).map_err(|e| StoreError::corrupt("spec_tasks", e)))
+            .collect()
     }
 
     /// Work sessions of every task in `statuses` with a given work-session status (for the
     /// orchestrator's dispatch pass).
-    pub async fn work_sessions_in_status(&self, status: WorkSessionStatus) -> StoreResult<Vec<SpecTaskWorkSession>> {
+    pub async fn work_sessions_in_status(
+        &self,
+        status: WorkSessionStatus,
+    ) -> StoreResult<Vec<SpecTaskWorkSession>> {
         let rows: Vec<WorkSessionRow> = on_backend!(&*self.backend, |w, r, d| {
             sqlx::query_as(sqlx::AssertSqlSafe(format!(
                 "SELECT {WORK_SESSION_COLUMNS} FROM spec_task_work_sessions WHERE status = $1 AND phase = 'implementation' ORDER BY id"
@@ -698,11 +1152,16 @@ impl Store {
             .fetch_all(r)
             .await?
         });
-        rows.into_iter().map(SpecTaskWorkSession::try_from).collect()
+        rows.into_iter()
+            .map(SpecTaskWorkSession::try_from)
+            .collect()
     }
 
     /// The turns of one work session, oldest first.
-    pub async fn turns_of_work_session(&self, ws: &WorkSessionId) -> StoreResult<Vec<spectask_domain::Turn>> {
+    pub async fn turns_of_work_session(
+        &self,
+        ws: &WorkSessionId,
+    ) -> StoreResult<Vec<spectask_domain::Turn>> {
         let rows: Vec<crate::turns::TurnRow> = on_backend!(&*self.backend, |w, r, d| {
             sqlx::query_as(sqlx::AssertSqlSafe(format!(
                 "SELECT {} FROM turns WHERE work_session_id = $1 ORDER BY id",
@@ -712,6 +1171,8 @@ impl Store {
             .fetch_all(r)
             .await?
         });
-        rows.into_iter().map(spectask_domain::Turn::try_from).collect()
+        rows.into_iter()
+            .map(spectask_domain::Turn::try_from)
+            .collect()
     }
 }

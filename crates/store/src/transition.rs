@@ -179,7 +179,15 @@ macro_rules! event_in_tx {
         let event = $event;
         let allowed: Vec<&'static str> = event.allowed_from().iter().map(|s| s.as_str()).collect();
         match $crate::transition::cas_status!(
-            $tx, $d, $machine, $id, event.as_str(), &allowed, event.target().as_str(), $actor, $now
+            $tx,
+            $d,
+            $machine,
+            $id,
+            event.as_str(),
+            &allowed,
+            event.target().as_str(),
+            $actor,
+            $now
         ) {
             $crate::transition::Outcome::Applied { event_id, .. } => event_id,
             $crate::transition::Outcome::Refused { current } => {
@@ -199,7 +207,15 @@ macro_rules! try_event_in_tx {
         let allowed: Vec<&'static str> = event.allowed_from().iter().map(|s| s.as_str()).collect();
         matches!(
             $crate::transition::cas_status!(
-                $tx, $d, $machine, $id, event.as_str(), &allowed, event.target().as_str(), $actor, $now
+                $tx,
+                $d,
+                $machine,
+                $id,
+                event.as_str(),
+                &allowed,
+                event.target().as_str(),
+                $actor,
+                $now
             ),
             $crate::transition::Outcome::Applied { .. }
         )

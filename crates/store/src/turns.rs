@@ -53,7 +53,11 @@ impl TryFrom<TurnRow> for Turn {
             spec_task_id: SpecTaskId::parse(&row.spec_task_id).map_err(corrupt)?,
             session_id: SessionId::parse(&row.session_id).map_err(corrupt)?,
             interaction_id: InteractionId::parse(&row.interaction_id).map_err(corrupt)?,
-            work_session_id: row.work_session_id.map(|id| spectask_domain::WorkSessionId::parse(&id)).transpose().map_err(corrupt)?,
+            work_session_id: row
+                .work_session_id
+                .map(|id| spectask_domain::WorkSessionId::parse(&id))
+                .transpose()
+                .map_err(corrupt)?,
             kind: row.kind.parse()?,
             status: row.status.parse()?,
             attempts: row.attempts,

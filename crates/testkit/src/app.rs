@@ -19,6 +19,8 @@ pub struct TestOptions {
     pub api: ApiSettings,
     pub planners: PlannerRegistry,
     pub engine: EngineSettings,
+    /// The agent runtime for implementation threads (usually a `ScriptedRuntime`).
+    pub runtime: Option<std::sync::Arc<dyn spectask_runtimes::agent::AgentRuntime>>,
 }
 
 impl Default for TestOptions {
@@ -28,6 +30,7 @@ impl Default for TestOptions {
             api: ApiSettings::default(),
             planners: PlannerRegistry::default(),
             engine: fast_engine(),
+            runtime: None,
         }
     }
 }
@@ -128,7 +131,12 @@ impl TestApp {
     pub async fn spawn_with_options(db: TestDatabase, options: TestOptions) -> Self {
         crate::init_test_logging();
         let store = db.store().await;
-        let engine = Engine::new(store.clone(), options.planners, options.engine);
+        let engine = match options.runtime {
+            Some(runtime) => {
+                Engine::with_runtime(store.clone(), options.planners, runtime, options.engine)
+            }
+            None => Engine::new(store.clone(), options.planners, options.engine),
+        };
         let server = Server::bind("127.0.0.1:0".parse().unwrap(), engine, options.api)
             .await
             .expect("bind test server");

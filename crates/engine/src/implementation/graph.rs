@@ -4,7 +4,9 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
-use spectask_domain::{SpecTaskImplementationTask, SpecTaskWorkSession, WorkSessionId, WorkSessionStatus};
+use spectask_domain::{
+    SpecTaskImplementationTask, SpecTaskWorkSession, WorkSessionId, WorkSessionStatus,
+};
 
 /// Who waits for whom, within one SpecTask.
 #[derive(Debug, Default)]
@@ -37,20 +39,34 @@ impl SessionGraph {
         let owner_of_top: HashMap<&str, &WorkSessionId> = tasks
             .iter()
             .filter(|t| t.parent_key.is_none())
-            .filter_map(|t| t.assigned_work_session_id.as_ref().map(|ws| (t.key.as_str(), ws)))
+            .filter_map(|t| {
+                t.assigned_work_session_id
+                    .as_ref()
+                    .map(|ws| (t.key.as_str(), ws))
+            })
             .collect();
         let mut graph = SessionGraph::default();
         for task in tasks {
             let top = top_level(&task.key, &parents);
-            let Some(&owner) = owner_of_top.get(top) else { continue };
+            let Some(&owner) = owner_of_top.get(top) else {
+                continue;
+            };
             for dependency in &task.dependencies {
                 let dependency_top = top_level(dependency, &parents);
                 if dependency_top == top {
                     continue; // inside the same thread: order is the agent's business
                 }
                 if let Some(&other) = owner_of_top.get(dependency_top) {
-                    graph.waits_for.entry(owner.clone()).or_default().insert(other.clone());
-                    graph.waits_for_keys.entry(owner.clone()).or_default().insert(dependency.clone());
+                    graph
+                        .waits_for
+                        .entry(owner.clone())
+                        .or_default()
+                        .insert(other.clone());
+                    graph
+                        .waits_for_keys
+                        .entry(owner.clone())
+                        .or_default()
+                        .insert(dependency.clone());
                 }
             }
         }
@@ -63,15 +79,26 @@ impl SessionGraph {
     }
 
     /// Task keys `ws` waits for whose owning session is not completed yet.
-    pub fn unmet(&self, ws: &WorkSessionId, sessions: &BTreeMap<WorkSessionId, &SpecTaskWorkSession>) -> Vec<WorkSessionId> {
+    pub fn unmet(
+        &self,
+        ws: &WorkSessionId,
+        sessions: &BTreeMap<WorkSessionId, &SpecTaskWorkSession>,
+    ) -> Vec<WorkSessionId> {
         self.waits_for(ws)
-            .filter(|other| sessions.get(*other).is_none_or(|s| s.status != WorkSessionStatus::Completed))
+            .filter(|other| {
+                sessions
+                    .get(*other)
+                    .is_none_or(|s| s.status != WorkSessionStatus::Completed)
+            })
             .cloned()
             .collect()
     }
 
     pub fn waits_for_keys(&self, ws: &WorkSessionId) -> Vec<String> {
-        self.waits_for_keys.get(ws).map(|k| k.iter().cloned().collect()).unwrap_or_default()
+        self.waits_for_keys
+            .get(ws)
+            .map(|k| k.iter().cloned().collect())
+            .unwrap_or_default()
     }
 
     /// Every work session that waits, directly or transitively, for `ws`.

@@ -11,8 +11,9 @@ use std::collections::BTreeMap;
 
 use spectask_domain::prompts::review_changes_prompt;
 use spectask_domain::{
-    ImplementationTaskStatus, SpecTask, SpecTaskEvent, SpecTaskId, SpecTaskImplementationTask, SpecTaskStatus,
-    SpecTaskWorkSession, SpecTaskZedThread, Turn, TurnId, WorkSessionId, WorkSessionPhase, WorkSessionStatus,
+    ImplementationTaskStatus, SpecTask, SpecTaskEvent, SpecTaskId, SpecTaskImplementationTask,
+    SpecTaskStatus, SpecTaskWorkSession, SpecTaskZedThread, Turn, TurnId, WorkSessionId,
+    WorkSessionPhase, WorkSessionStatus,
 };
 use spectask_store::WorkSessionPlan;
 
@@ -55,12 +56,17 @@ pub struct InstanceView {
 /// The work session plans for a task: one per top-level implementation task, its sub-tasks
 /// folded into its description.
 pub(crate) fn plans_for(tasks: &[SpecTaskImplementationTask]) -> Vec<WorkSessionPlan> {
-    let tops: Vec<&SpecTaskImplementationTask> = tasks.iter().filter(|t| t.parent_key.is_none()).collect();
+    let tops: Vec<&SpecTaskImplementationTask> =
+        tasks.iter().filter(|t| t.parent_key.is_none()).collect();
     let mut descendants: BTreeMap<&str, Vec<&SpecTaskImplementationTask>> = BTreeMap::new();
     for task in tasks.iter().filter(|t| t.parent_key.is_some()) {
         let mut top = task;
         for _ in 0..=tasks.len() {
-            match top.parent_key.as_deref().and_then(|p| tasks.iter().find(|t| t.key == p)) {
+            match top
+                .parent_key
+                .as_deref()
+                .and_then(|p| tasks.iter().find(|t| t.key == p))
+            {
                 Some(parent) => top = parent,
                 None => break,
             }
@@ -69,7 +75,10 @@ pub(crate) fn plans_for(tasks: &[SpecTaskImplementationTask]) -> Vec<WorkSession
     }
     tops.iter()
         .map(|top| {
-            let subtasks = descendants.get(top.key.as_str()).cloned().unwrap_or_default();
+            let subtasks = descendants
+                .get(top.key.as_str())
+                .cloned()
+                .unwrap_or_default();
             let mut description = top.description.clone().unwrap_or_default();
             if !subtasks.is_empty() {
                 description.push_str("\n\nSub-tasks:\n");
@@ -95,66 +104,123 @@ impl Engine {
     /// The seed's `CreateImplementationSessions`: queues an approved task and creates its
     /// instance id and work sessions. Idempotent: on a task already in implementation it returns
     /// the existing sessions and creates nothing.
-    pub async fn create_implementation_sessions(&self, id: &SpecTaskId, actor: &str) -> Result<Vec<SpecTaskWorkSession>, EngineError> {
+    pub async fn create_implementation_sessions(
+        &self,
+        id: &SpecTaskId,
+        actor: &str,
+    ) -> Result<Vec<SpecTaskWorkSession>, EngineError> {
         let store = &self.inner.store;
         let task = store.get_spec_task(id).await?;
         match task.status {
             SpecTaskStatus::SpecApproved => {
-                store.transition_spec_task(id, SpecTaskEvent::QueueImplementation, actor).await?;
+                match store
+                    .transition_spec_task(id, SpecTaskEvent::QueueImplementation, actor)
+                    .await
+                {
+                    // The orchestrator may have queued it a moment ago: either way it is queued.
+                    Ok(_) | Err(spectask_store::StoreError::Transition(_)) => {}
+                    Err(err) => return Err(err.into()),
+                }
             }
             SpecTaskStatus::ImplementationQueued => {}
-            SpecTaskStatus::Implementation | SpecTaskStatus::ImplementationReview | SpecTaskStatus::ImplementationFailed | SpecTaskStatus::Done => {
+            SpecTaskStatus::Implementation
+            | SpecTaskStatus::ImplementationReview
+            | SpecTaskStatus::ImplementationFailed
+            | SpecTaskStatus::Done => {
                 return Ok(store.list_work_sessions(id).await?);
             }
             other => return Err(SpecTaskEvent::QueueImplementation.refused(other).into()),
         }
-        let sessions = self.start_implementation(&task, actor).await?;
+        let task = store.get_spec_task(id).await?;
+        let sessions = match self.start_implementation(&task, actor).await {
+            Ok(sessions) => sessions,
+            // Started concurrently by the orchestrator: return what it created.
+            Err(
+                EngineError::Store(spectask_store::StoreError::Transition(_))
+                | EngineError::Transition(_),
+            ) if store.get_spec_task(id).await?.status != SpecTaskStatus::ImplementationQueued => {
+                store.list_work_sessions(id).await?
+            }
+            Err(err) => return Err(err),
+        };
         self.wake();
         Ok(sessions)
     }
 
     /// `implementation_queued → implementation` for one task (the orchestrator and the endpoint
     /// share it).
-    pub(crate) async fn start_implementation(&self, task: &SpecTask, actor: &str) -> Result<Vec<SpecTaskWorkSession>, EngineError> {
+    pub(crate) async fn start_implementation(
+        &self,
+        task: &SpecTask,
+        actor: &str,
+    ) -> Result<Vec<SpecTaskWorkSession>, EngineError> {
         let store = &self.inner.store;
         let implementation_tasks = store.list_implementation_tasks(&task.id).await?;
         let plans = plans_for(&implementation_tasks);
-        let instance_id = task
-            .zed_instance_id
-            .clone()
-            .unwrap_or_else(|| format!("zin_{}", ulid::Ulid::new().to_string().to_ascii_lowercase()));
-        let sessions = store.start_implementation(&task.id, &instance_id, &plans, actor).await?;
+        let instance_id = task.zed_instance_id.clone().unwrap_or_else(|| {
+            format!("zin_{}", ulid::Ulid::new().to_string().to_ascii_lowercase())
+        });
+        let sessions = store
+            .start_implementation(&task.id, &instance_id, &plans, actor)
+            .await?;
         tracing::info!(spec_task_id = %task.id, instance = %instance_id, work_sessions = sessions.len(), "implementation started");
         Ok(sessions)
     }
 
     /// The seed's `SpawnWorkSession`: a new work session from an active implementation session.
-    pub async fn spawn_work_session(&self, task: &SpecTaskId, parent: &WorkSessionId, name: &str, description: &str, actor: &str) -> Result<SpecTaskWorkSession, EngineError> {
+    pub async fn spawn_work_session(
+        &self,
+        task: &SpecTaskId,
+        parent: &WorkSessionId,
+        name: &str,
+        description: &str,
+        actor: &str,
+    ) -> Result<SpecTaskWorkSession, EngineError> {
         let parent_session = self.inner.store.get_work_session(parent).await?;
         if &parent_session.spec_task_id != task {
-            return Err(spectask_store::StoreError::NotFound { entity: "work session", id: parent.to_string() }.into());
+            return Err(spectask_store::StoreError::NotFound {
+                entity: "work session",
+                id: parent.to_string(),
+            }
+            .into());
         }
-        let spawned = self.inner.store.spawn_work_session(parent, name, description, actor).await?;
+        let spawned = self
+            .inner
+            .store
+            .spawn_work_session(parent, name, description, actor)
+            .await?;
         tracing::info!(spec_task_id = %task, parent = %parent, work_session_id = %spawned.id, "work session spawned");
         self.wake();
         Ok(spawned)
     }
 
     /// Cancels a work session (and its running turn).
-    pub async fn cancel_work_session(&self, ws: &WorkSessionId, actor: &str) -> Result<SpecTaskWorkSession, EngineError> {
+    pub async fn cancel_work_session(
+        &self,
+        ws: &WorkSessionId,
+        actor: &str,
+    ) -> Result<SpecTaskWorkSession, EngineError> {
         let cancelled = self.inner.store.cancel_work_session(ws, actor).await?;
         self.wake();
         Ok(cancelled)
     }
 
     /// Retries a failed work session; its dependants are unblocked.
-    pub async fn retry_work_session(&self, ws: &WorkSessionId, actor: &str) -> Result<SpecTaskWorkSession, EngineError> {
+    pub async fn retry_work_session(
+        &self,
+        ws: &WorkSessionId,
+        actor: &str,
+    ) -> Result<SpecTaskWorkSession, EngineError> {
         let store = &self.inner.store;
         let session = store.get_work_session(ws).await?;
         if session.status != WorkSessionStatus::Failed {
-            return Err(spectask_domain::WorkSessionEvent::Retry.refused(session.status).into());
+            return Err(spectask_domain::WorkSessionEvent::Retry
+                .refused(session.status)
+                .into());
         }
-        let tasks = store.list_implementation_tasks(&session.spec_task_id).await?;
+        let tasks = store
+            .list_implementation_tasks(&session.spec_task_id)
+            .await?;
         let dependants = SessionGraph::new(&tasks).dependants(ws);
         let retried = store.retry_work_session(ws, &dependants, actor).await?;
         self.wake();
@@ -162,15 +228,28 @@ impl Engine {
     }
 
     /// A human message to one thread, queued as a turn.
-    pub async fn message_work_session(&self, ws: &WorkSessionId, text: &str, actor: &str) -> Result<TurnId, EngineError> {
+    pub async fn message_work_session(
+        &self,
+        ws: &WorkSessionId,
+        text: &str,
+        actor: &str,
+    ) -> Result<TurnId, EngineError> {
         let turn = self.inner.store.queue_follow_up(ws, text, actor).await?;
         self.wake();
         Ok(turn)
     }
 
     /// `implementation_review → done`.
-    pub async fn approve_implementation(&self, id: &SpecTaskId, actor: &str) -> Result<SpecTask, EngineError> {
-        let task = self.inner.store.transition_spec_task(id, SpecTaskEvent::ApproveImplementation, actor).await?;
+    pub async fn approve_implementation(
+        &self,
+        id: &SpecTaskId,
+        actor: &str,
+    ) -> Result<SpecTask, EngineError> {
+        let task = self
+            .inner
+            .store
+            .transition_spec_task(id, SpecTaskEvent::ApproveImplementation, actor)
+            .await?;
         if let (Some(runtime), Some(instance)) = (&self.inner.runtime, &task.zed_instance_id)
             && let Err(err) = runtime.shutdown_instance(instance).await
         {
@@ -181,40 +260,62 @@ impl Engine {
 
     /// `implementation_review → implementation` with the comment sent to the given work sessions
     /// (all completed implementation sessions when none are named).
-    pub async fn request_implementation_changes(&self, id: &SpecTaskId, comment: &str, sessions: &[WorkSessionId], actor: &str) -> Result<SpecTask, EngineError> {
+    pub async fn request_implementation_changes(
+        &self,
+        id: &SpecTaskId,
+        comment: &str,
+        sessions: &[WorkSessionId],
+        actor: &str,
+    ) -> Result<SpecTask, EngineError> {
         let store = &self.inner.store;
         let targets: Vec<WorkSessionId> = if sessions.is_empty() {
             store
                 .list_work_sessions(id)
                 .await?
                 .into_iter()
-                .filter(|s| s.phase == WorkSessionPhase::Implementation && s.status == WorkSessionStatus::Completed)
+                .filter(|s| {
+                    s.phase == WorkSessionPhase::Implementation
+                        && s.status == WorkSessionStatus::Completed
+                })
                 .map(|s| s.id)
                 .collect()
         } else {
             sessions.to_vec()
         };
-        let task = store.request_implementation_changes(id, &targets, &review_changes_prompt(comment), actor).await?;
+        let task = store
+            .request_implementation_changes(id, &targets, &review_changes_prompt(comment), actor)
+            .await?;
         self.wake();
         Ok(task)
     }
 
     /// The task's work sessions with their threads, children and queue reasons.
-    pub async fn work_session_views(&self, id: &SpecTaskId) -> Result<Vec<WorkSessionView>, EngineError> {
+    pub async fn work_session_views(
+        &self,
+        id: &SpecTaskId,
+    ) -> Result<Vec<WorkSessionView>, EngineError> {
         let store = &self.inner.store;
         let task = store.get_spec_task(id).await?;
         let sessions = store.list_work_sessions(id).await?;
         let threads = store.list_zed_threads(id).await?;
         let tasks = store.list_implementation_tasks(id).await?;
         let graph = SessionGraph::new(&tasks);
-        let by_id: BTreeMap<WorkSessionId, &SpecTaskWorkSession> = sessions.iter().map(|s| (s.id.clone(), s)).collect();
-        let running = sessions.iter().filter(|s| s.phase == WorkSessionPhase::Implementation && s.status == WorkSessionStatus::Active).count();
+        let by_id: BTreeMap<WorkSessionId, &SpecTaskWorkSession> =
+            sessions.iter().map(|s| (s.id.clone(), s)).collect();
+        let running = sessions
+            .iter()
+            .filter(|s| {
+                s.phase == WorkSessionPhase::Implementation && s.status == WorkSessionStatus::Active
+            })
+            .count();
         let max = self.inner.settings.max_parallel_threads;
         Ok(sessions
             .iter()
             .map(|session| {
                 let queue_reason = match session.status {
-                    WorkSessionStatus::Pending => Some(self.queue_reason(&task, session, &graph, &by_id, running, max)),
+                    WorkSessionStatus::Pending => {
+                        Some(self.queue_reason(&task, session, &graph, &by_id, running, max))
+                    }
                     WorkSessionStatus::Blocked => Some(format!(
                         "blocked: a task it depends on failed ({})",
                         graph.waits_for_keys(&session.id).join(", ")
@@ -223,7 +324,10 @@ impl Engine {
                 };
                 WorkSessionView {
                     work_session: session.clone(),
-                    zed_thread: threads.iter().find(|t| t.work_session_id == session.id).cloned(),
+                    zed_thread: threads
+                        .iter()
+                        .find(|t| t.work_session_id == session.id)
+                        .cloned(),
                     child_work_session_ids: sessions
                         .iter()
                         .filter(|c| c.parent_work_session_id.as_ref() == Some(&session.id))
@@ -247,14 +351,22 @@ impl Engine {
         if self.inner.runtime.is_none() {
             return "no agent runtime is configured on this server".to_owned();
         }
-        if !matches!(task.status, SpecTaskStatus::Implementation | SpecTaskStatus::ImplementationFailed) {
+        if !matches!(
+            task.status,
+            SpecTaskStatus::Implementation | SpecTaskStatus::ImplementationFailed
+        ) {
             return format!("the task is in `{}`", task.status);
         }
         let unmet = graph.unmet(&session.id, by_id);
         if !unmet.is_empty() {
             let names: Vec<String> = unmet
                 .iter()
-                .map(|id| by_id.get(id).and_then(|s| s.name.clone()).unwrap_or_else(|| id.to_string()))
+                .map(|id| {
+                    by_id
+                        .get(id)
+                        .and_then(|s| s.name.clone())
+                        .unwrap_or_else(|| id.to_string())
+                })
                 .collect();
             return format!("waiting for: {}", names.join("; "));
         }
@@ -269,7 +381,10 @@ impl Engine {
         let store = &self.inner.store;
         store.get_spec_task(id).await?;
         let tasks = store.list_implementation_tasks(id).await?;
-        let completed = tasks.iter().filter(|t| t.status == ImplementationTaskStatus::Completed).count();
+        let completed = tasks
+            .iter()
+            .filter(|t| t.status == ImplementationTaskStatus::Completed)
+            .count();
         let total = tasks.len();
         let active = store
             .list_work_sessions(id)
@@ -278,7 +393,17 @@ impl Engine {
             .filter(|s| s.status == WorkSessionStatus::Active)
             .map(|s| s.id)
             .collect();
-        Ok(Progress { overall: if total == 0 { 0.0 } else { completed as f64 / total as f64 }, tasks, completed, total, active_work_sessions: active })
+        Ok(Progress {
+            overall: if total == 0 {
+                0.0
+            } else {
+                completed as f64 / total as f64
+            },
+            tasks,
+            completed,
+            total,
+            active_work_sessions: active,
+        })
     }
 
     /// The task's instance, derived from its threads.

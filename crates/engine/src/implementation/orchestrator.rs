@@ -9,8 +9,8 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use spectask_domain::prompts::{ImplementationBrief, implementation_prompt};
 use spectask_domain::{
-    SpecTask, SpecTaskEvent, SpecTaskId, SpecTaskImplementationTask, SpecTaskStatus, SpecTaskWorkSession,
-    WorkSessionId, WorkSessionStatus,
+    SpecTask, SpecTaskEvent, SpecTaskId, SpecTaskImplementationTask, SpecTaskStatus,
+    SpecTaskWorkSession, WorkSessionId, WorkSessionStatus,
 };
 use spectask_store::{DispatchOutcome, StoreError};
 
@@ -26,13 +26,19 @@ pub struct OrchestratorOutcome {
 }
 
 /// The brief of a work session's first turn.
-fn first_prompt(task: &SpecTask, session: &SpecTaskWorkSession, tasks: &[SpecTaskImplementationTask]) -> String {
-    let top = tasks
-        .iter()
-        .find(|t| t.parent_key.is_none() && t.assigned_work_session_id.as_ref() == Some(&session.id));
+fn first_prompt(
+    task: &SpecTask,
+    session: &SpecTaskWorkSession,
+    tasks: &[SpecTaskImplementationTask],
+) -> String {
+    let top = tasks.iter().find(|t| {
+        t.parent_key.is_none() && t.assigned_work_session_id.as_ref() == Some(&session.id)
+    });
     let subtasks: Vec<(&str, &str)> = tasks
         .iter()
-        .filter(|t| t.parent_key.is_some() && t.assigned_work_session_id.as_ref() == Some(&session.id))
+        .filter(|t| {
+            t.parent_key.is_some() && t.assigned_work_session_id.as_ref() == Some(&session.id)
+        })
         .map(|t| (t.key.as_str(), t.title.as_str()))
         .collect();
     let refs: Vec<String> = tasks
@@ -42,7 +48,10 @@ fn first_prompt(task: &SpecTask, session: &SpecTaskWorkSession, tasks: &[SpecTas
         .collect::<BTreeSet<_>>()
         .into_iter()
         .collect();
-    let spawned_from = session.spawned_by_session_id.as_ref().map(|p| p.to_string());
+    let spawned_from = session
+        .spawned_by_session_id
+        .as_ref()
+        .map(|p| p.to_string());
     let name = session.name.clone().unwrap_or_default();
     implementation_prompt(ImplementationBrief {
         task_name: &task.name,
@@ -51,7 +60,9 @@ fn first_prompt(task: &SpecTask, session: &SpecTaskWorkSession, tasks: &[SpecTas
         plan: task.implementation_plan.as_deref().unwrap_or_default(),
         session_name: &name,
         task: top.map(|t| (t.key.as_str(), t.title.as_str())),
-        task_description: top.and_then(|t| t.description.as_deref()).or(session.description.as_deref()),
+        task_description: top
+            .and_then(|t| t.description.as_deref())
+            .or(session.description.as_deref()),
         subtasks: &subtasks,
         acceptance_criteria: top.and_then(|t| t.acceptance_criteria.as_deref()),
         requirement_refs: &refs,
@@ -66,8 +77,14 @@ impl Engine {
         let actor = self.inner.owner.clone();
         let mut outcome = OrchestratorOutcome::default();
 
-        for id in store.spec_task_ids_in_status(SpecTaskStatus::SpecApproved).await? {
-            match store.transition_spec_task(&id, SpecTaskEvent::QueueImplementation, &actor).await {
+        for id in store
+            .spec_task_ids_in_status(SpecTaskStatus::SpecApproved)
+            .await?
+        {
+            match store
+                .transition_spec_task(&id, SpecTaskEvent::QueueImplementation, &actor)
+                .await
+            {
                 Ok(_) => outcome.queued += 1,
                 Err(StoreError::Transition(_)) => {} // another replica or request got there first
                 Err(err) => return Err(err.into()),
@@ -77,8 +94,14 @@ impl Engine {
             return Ok(outcome);
         }
 
-        let mut implementing = store.spec_task_ids_in_status(SpecTaskStatus::Implementation).await?.len();
-        for id in store.spec_task_ids_in_status(SpecTaskStatus::ImplementationQueued).await? {
+        let mut implementing = store
+            .spec_task_ids_in_status(SpecTaskStatus::Implementation)
+            .await?
+            .len();
+        for id in store
+            .spec_task_ids_in_status(SpecTaskStatus::ImplementationQueued)
+            .await?
+        {
             if implementing >= settings.max_active_instances {
                 break;
             }
@@ -88,35 +111,58 @@ impl Engine {
                     outcome.started += 1;
                     implementing += 1;
                 }
-                Err(EngineError::Store(StoreError::Transition(_))) | Err(EngineError::Transition(_)) => {}
+                Err(EngineError::Store(StoreError::Transition(_)))
+                | Err(EngineError::Transition(_)) => {}
                 Err(err) => return Err(err),
             }
         }
 
-        let pending = store.work_sessions_in_status(WorkSessionStatus::Pending).await?;
+        let pending = store
+            .work_sessions_in_status(WorkSessionStatus::Pending)
+            .await?;
         let mut by_task: BTreeMap<SpecTaskId, Vec<WorkSessionId>> = BTreeMap::new();
         for session in &pending {
-            by_task.entry(session.spec_task_id.clone()).or_default().push(session.id.clone());
+            by_task
+                .entry(session.spec_task_id.clone())
+                .or_default()
+                .push(session.id.clone());
         }
         for (task_id, candidates) in by_task {
             let task = store.get_spec_task(&task_id).await?;
-            if !matches!(task.status, SpecTaskStatus::Implementation | SpecTaskStatus::ImplementationFailed) {
+            if !matches!(
+                task.status,
+                SpecTaskStatus::Implementation | SpecTaskStatus::ImplementationFailed
+            ) {
                 continue;
             }
             let tasks = store.list_implementation_tasks(&task_id).await?;
             let sessions = store.list_work_sessions(&task_id).await?;
             let graph = SessionGraph::new(&tasks);
-            let by_id: BTreeMap<WorkSessionId, &SpecTaskWorkSession> = sessions.iter().map(|s| (s.id.clone(), s)).collect();
-            let mut ordered: Vec<&SpecTaskWorkSession> = candidates.iter().filter_map(|id| by_id.get(id).copied()).collect();
+            let by_id: BTreeMap<WorkSessionId, &SpecTaskWorkSession> =
+                sessions.iter().map(|s| (s.id.clone(), s)).collect();
+            let mut ordered: Vec<&SpecTaskWorkSession> = candidates
+                .iter()
+                .filter_map(|id| by_id.get(id).copied())
+                .collect();
             // Plan order first, spawned sessions (no index) in creation order after.
-            ordered.sort_by_key(|s| (s.implementation_task_index.unwrap_or(i32::MAX), s.id.clone()));
+            ordered.sort_by_key(|s| {
+                (
+                    s.implementation_task_index.unwrap_or(i32::MAX),
+                    s.id.clone(),
+                )
+            });
             for session in ordered {
                 if !graph.unmet(&session.id, &by_id).is_empty() {
                     continue;
                 }
                 let prompt = first_prompt(&task, session, &tasks);
                 match store
-                    .dispatch_work_session(&session.id, &prompt, settings.max_parallel_threads as i64, &actor)
+                    .dispatch_work_session(
+                        &session.id,
+                        &prompt,
+                        settings.max_parallel_threads as i64,
+                        &actor,
+                    )
                     .await?
                 {
                     DispatchOutcome::Dispatched(turn) => {

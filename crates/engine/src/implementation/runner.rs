@@ -29,59 +29,115 @@ enum RunEnd {
 }
 
 impl Engine {
-    pub(crate) async fn execute_implementation(&self, claim: &TurnClaim, cancel: &CancellationToken, lost: &AtomicBool) -> Result<(), EngineError> {
+    pub(crate) async fn execute_implementation(
+        &self,
+        claim: &TurnClaim,
+        cancel: &CancellationToken,
+        lost: &AtomicBool,
+    ) -> Result<(), EngineError> {
         let store = &self.inner.store;
         let settings = &self.inner.settings;
         let Some(runtime) = self.inner.runtime.clone() else {
             store.release_turn(claim).await?;
             return Ok(());
         };
-        let ws_id = claim
-            .turn
-            .work_session_id
-            .clone()
-            .ok_or_else(|| EngineError::Conflict(format!("turn {} belongs to no work session", claim.turn.id)))?;
+        let ws_id = claim.turn.work_session_id.clone().ok_or_else(|| {
+            EngineError::Conflict(format!("turn {} belongs to no work session", claim.turn.id))
+        })?;
         let task = store.get_spec_task(&claim.turn.spec_task_id).await?;
         if claim.turn.attempts > settings.max_turn_attempts {
-            let reason = format!("the turn was interrupted {} times (restarts or lost workers)", claim.turn.attempts - 1);
+            let reason = format!(
+                "the turn was interrupted {} times (restarts or lost workers)",
+                claim.turn.attempts - 1
+            );
             return self.fail_for_good(claim, &ws_id, "", &reason).await;
         }
         let Some(instance_id) = task.zed_instance_id.clone() else {
-            return Err(EngineError::Conflict(format!("spec task {} has no instance", task.id)));
+            return Err(EngineError::Conflict(format!(
+                "spec task {} has no instance",
+                task.id
+            )));
         };
         let spec = InstanceSpec {
             instance_id: instance_id.clone(),
             spec_task_id: task.id.to_string(),
             workspace: task.project_path.as_ref().map(Into::into),
             agent: task.implementation_agent.clone(),
-            config: task.workspace_config.clone().unwrap_or(serde_json::Value::Null),
+            config: task
+                .workspace_config
+                .clone()
+                .unwrap_or(serde_json::Value::Null),
         };
         if let Err(err) = runtime.ensure_instance(&spec).await {
-            return self.turn_failed(claim, &ws_id, "", &format!("the agent instance could not start: {err}")).await;
+            return self
+                .turn_failed(
+                    claim,
+                    &ws_id,
+                    "",
+                    &format!("the agent instance could not start: {err}"),
+                )
+                .await;
         }
         let thread_id = match store.thread_of_work_session(&ws_id).await? {
             Some(thread) => {
-                if let Err(err) = runtime.resume_thread(&instance_id, &thread.zed_thread_id).await {
-                    return self.turn_failed(claim, &ws_id, "", &format!("thread {} could not be resumed: {err}", thread.zed_thread_id)).await;
+                if let Err(err) = runtime
+                    .resume_thread(&instance_id, &thread.zed_thread_id)
+                    .await
+                {
+                    return self
+                        .turn_failed(
+                            claim,
+                            &ws_id,
+                            "",
+                            &format!(
+                                "thread {} could not be resumed: {err}",
+                                thread.zed_thread_id
+                            ),
+                        )
+                        .await;
                 }
                 if thread.status == ZedThreadStatus::Disconnected {
-                    store.transition_zed_thread(&thread.id, ZedThreadEvent::Reconnect, &self.inner.owner).await?;
+                    store
+                        .transition_zed_thread(
+                            &thread.id,
+                            ZedThreadEvent::Reconnect,
+                            &self.inner.owner,
+                        )
+                        .await?;
                 }
                 thread.zed_thread_id
             }
             None => {
                 let thread_id = match runtime.create_thread(&instance_id, ws_id.as_str()).await {
                     Ok(id) => id,
-                    Err(err) => return self.turn_failed(claim, &ws_id, "", &format!("the agent could not open a thread: {err}")).await,
+                    Err(err) => {
+                        return self
+                            .turn_failed(
+                                claim,
+                                &ws_id,
+                                "",
+                                &format!("the agent could not open a thread: {err}"),
+                            )
+                            .await;
+                    }
                 };
-                store.record_thread(&ws_id, &thread_id, &self.inner.owner).await?;
+                store
+                    .record_thread(&ws_id, &thread_id, &self.inner.owner)
+                    .await?;
                 thread_id
             }
         };
 
         let session = store.get_session(&claim.turn.session_id).await?;
-        let Some(current) = session.interactions.iter().find(|i| i.id == claim.turn.interaction_id) else {
-            return Err(EngineError::Conflict(format!("turn {} has no interaction", claim.turn.id)));
+        let Some(current) = session
+            .interactions
+            .iter()
+            .find(|i| i.id == claim.turn.interaction_id)
+        else {
+            return Err(EngineError::Conflict(format!(
+                "turn {} has no interaction",
+                claim.turn.id
+            )));
         };
         let mut prompt = current.prompt_message.clone();
         if claim.turn.attempts > 1 {
@@ -94,7 +150,12 @@ impl Engine {
 
         let (agent_events, mut agent_received) = mpsc::channel::<AgentEvent>(1024);
         let (text, text_received) = mpsc::channel::<LlmEvent>(1024);
-        let writer = tokio::spawn(write_output(store.clone(), claim.clone(), text_received, settings.flush_interval));
+        let writer = tokio::spawn(write_output(
+            store.clone(),
+            claim.clone(),
+            text_received,
+            settings.flush_interval,
+        ));
         let last_activity = Arc::new(Mutex::new(Instant::now()));
         let forwarder = {
             let last_activity = last_activity.clone();
@@ -105,7 +166,9 @@ impl Engine {
                     }
                     let delta = match event {
                         AgentEvent::MessageChunk(chunk) => chunk,
-                        AgentEvent::ToolCall { title, status, .. } => format!("\n[tool call: {title} ({status})]\n"),
+                        AgentEvent::ToolCall { title, status, .. } => {
+                            format!("\n[tool call: {title} ({status})]\n")
+                        }
                         AgentEvent::Thought(_) => continue,
                     };
                     if text.send(LlmEvent::Delta(delta)).await.is_err() {
@@ -114,35 +177,59 @@ impl Engine {
                 }
             })
         };
-        let request = TurnRequest { instance_id: instance_id.clone(), thread_id: thread_id.clone(), turn_id: claim.turn.id.to_string(), prompt };
+        let request = TurnRequest {
+            instance_id: instance_id.clone(),
+            thread_id: thread_id.clone(),
+            turn_id: claim.turn.id.to_string(),
+            prompt,
+        };
         let timeout = settings.turn_timeout;
         let watchdog = async {
             let step = (timeout / 4).clamp(Duration::from_millis(20), Duration::from_secs(5));
             loop {
                 tokio::time::sleep(step).await;
-                let idle = last_activity.lock().map(|last| last.elapsed()).unwrap_or_default();
+                let idle = last_activity
+                    .lock()
+                    .map(|last| last.elapsed())
+                    .unwrap_or_default();
                 if idle >= timeout {
                     return idle;
                 }
             }
         };
+        let run = runtime.run_turn(&request, agent_events);
+        tokio::pin!(run);
         let end = tokio::select! {
-            result = runtime.run_turn(&request, agent_events) => RunEnd::Finished(result),
+            result = &mut run => RunEnd::Finished(result),
             idle = watchdog => RunEnd::TimedOut(idle),
             _ = cancel.cancelled() => RunEnd::Interrupted,
         };
         if !matches!(end, RunEnd::Finished(_)) {
-            // The agent may still be working on it: ask it to stop (bounded, best effort).
-            match tokio::time::timeout(Duration::from_secs(5), runtime.cancel_turn(&instance_id, &thread_id)).await {
+            // Ask the agent to stop and give the turn a moment to end on its own terms, so the
+            // agent's side of the thread is left idle rather than abandoned mid-turn.
+            match tokio::time::timeout(
+                Duration::from_secs(5),
+                runtime.cancel_turn(&instance_id, &thread_id),
+            )
+            .await
+            {
                 Ok(Ok(())) => {}
                 Ok(Err(err)) => tracing::warn!(%err, thread = %thread_id, "cancel_turn failed"),
                 Err(_) => tracing::warn!(thread = %thread_id, "cancel_turn did not answer"),
+            }
+            match tokio::time::timeout(Duration::from_secs(5), &mut run).await {
+                Ok(result) => tracing::debug!(?result, thread = %thread_id, "cancelled turn ended"),
+                Err(_) => {
+                    tracing::warn!(thread = %thread_id, "the cancelled turn did not end; abandoning it")
+                }
             }
         }
         if forwarder.await.is_err() {
             tracing::warn!(turn_id = %claim.turn.id, "event forwarder panicked");
         }
-        let written = writer.await.map_err(|err| EngineError::Conflict(format!("output writer failed: {err}")))??;
+        let written = writer
+            .await
+            .map_err(|err| EngineError::Conflict(format!("output writer failed: {err}")))??;
 
         match end {
             RunEnd::Interrupted => {
@@ -162,26 +249,54 @@ impl Engine {
                 Ok(())
             }
             RunEnd::Finished(Ok(reason)) => {
-                self.turn_failed(claim, &ws_id, &written, &format!("the agent stopped with `{}`", reason.as_str())).await
+                self.turn_failed(
+                    claim,
+                    &ws_id,
+                    &written,
+                    &format!("the agent stopped with `{}`", reason.as_str()),
+                )
+                .await
             }
             RunEnd::Finished(Err(err)) => {
                 if matches!(err, AgentError::Disconnected(_))
                     && let Some(thread) = store.thread_of_work_session(&ws_id).await?
                     && thread.status == ZedThreadStatus::Active
                 {
-                    store.transition_zed_thread(&thread.id, ZedThreadEvent::Disconnect, &self.inner.owner).await?;
+                    store
+                        .transition_zed_thread(
+                            &thread.id,
+                            ZedThreadEvent::Disconnect,
+                            &self.inner.owner,
+                        )
+                        .await?;
                 }
-                self.turn_failed(claim, &ws_id, &written, &err.to_string()).await
+                self.turn_failed(claim, &ws_id, &written, &err.to_string())
+                    .await
             }
             RunEnd::TimedOut(idle) => {
-                self.turn_failed(claim, &ws_id, &written, &format!("no agent activity for {}s; the turn was cancelled", idle.as_secs())).await
+                self.turn_failed(
+                    claim,
+                    &ws_id,
+                    &written,
+                    &format!(
+                        "no agent activity for {}s; the turn was cancelled",
+                        idle.as_secs()
+                    ),
+                )
+                .await
             }
         }
     }
 
     /// A failed turn: retried with a note while the session's retry budget lasts, then the
     /// session fails for good.
-    async fn turn_failed(&self, claim: &TurnClaim, ws: &WorkSessionId, written: &str, reason: &str) -> Result<(), EngineError> {
+    async fn turn_failed(
+        &self,
+        claim: &TurnClaim,
+        ws: &WorkSessionId,
+        written: &str,
+        reason: &str,
+    ) -> Result<(), EngineError> {
         let store = &self.inner.store;
         let failed_before = store
             .turns_of_work_session(ws)
@@ -190,7 +305,19 @@ impl Engine {
             .filter(|t| t.status == TurnStatus::Failed)
             .count() as i32;
         if failed_before < self.inner.settings.max_turn_retries {
-            let turn = store.retry_implementation_turn(claim, written, reason, &retry_note(reason, failed_before + 1)).await?;
+            let assignment = store
+                .get_work_session(ws)
+                .await?
+                .name
+                .unwrap_or_else(|| ws.to_string());
+            let turn = store
+                .retry_implementation_turn(
+                    claim,
+                    written,
+                    reason,
+                    &retry_note(&assignment, reason, failed_before + 1),
+                )
+                .await?;
             tracing::warn!(work_session_id = %ws, %reason, retry = failed_before + 1, next_turn = %turn, "implementation turn failed; retrying");
             self.wake();
             return Ok(());
@@ -198,11 +325,21 @@ impl Engine {
         self.fail_for_good(claim, ws, written, reason).await
     }
 
-    async fn fail_for_good(&self, claim: &TurnClaim, ws: &WorkSessionId, written: &str, reason: &str) -> Result<(), EngineError> {
+    async fn fail_for_good(
+        &self,
+        claim: &TurnClaim,
+        ws: &WorkSessionId,
+        written: &str,
+        reason: &str,
+    ) -> Result<(), EngineError> {
         let store = &self.inner.store;
-        let tasks = store.list_implementation_tasks(&claim.turn.spec_task_id).await?;
+        let tasks = store
+            .list_implementation_tasks(&claim.turn.spec_task_id)
+            .await?;
         let dependants = SessionGraph::new(&tasks).dependants(ws);
-        let task = store.fail_work_session(claim, written, reason, &dependants).await?;
+        let task = store
+            .fail_work_session(claim, written, reason, &dependants)
+            .await?;
         tracing::warn!(spec_task_id = %task.id, work_session_id = %ws, %reason, blocked = dependants.len(), "work session failed");
         self.wake();
         Ok(())
@@ -210,8 +347,18 @@ impl Engine {
 
     /// Rewrites the checkboxes of the workspace `tasks.md` to match the implementation tasks.
     async fn project_progress(&self, task: &SpecTask, completed: &[String]) {
-        let (Some(project), Some(plan)) = (task.project_path.as_deref(), task.implementation_plan.as_deref()) else { return };
-        let rendered = render_progress(plan, completed.iter().map(|k| (k.as_str(), PlanTaskStatus::Completed)));
+        let (Some(project), Some(plan)) = (
+            task.project_path.as_deref(),
+            task.implementation_plan.as_deref(),
+        ) else {
+            return;
+        };
+        let rendered = render_progress(
+            plan,
+            completed
+                .iter()
+                .map(|k| (k.as_str(), PlanTaskStatus::Completed)),
+        );
         let path = projection::spec_dir(std::path::Path::new(project), &task.id).join("tasks.md");
         if let Err(err) = projection::write_file(&path, &rendered).await {
             tracing::warn!(spec_task_id = %task.id, %err, "could not update tasks.md in the workspace");

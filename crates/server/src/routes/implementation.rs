@@ -7,8 +7,8 @@ use axum::http::StatusCode;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use spectask_domain::{
-    ImplementationTaskStatus, Session, SpecTask, SpecTaskImplementationTask, SpecTaskWorkSession, SpecTaskZedThread,
-    Turn, WorkSessionId, WorkSessionPhase, WorkSessionStatus,
+    ImplementationTaskStatus, Session, SpecTask, SpecTaskImplementationTask, SpecTaskWorkSession,
+    SpecTaskZedThread, Turn, WorkSessionId, WorkSessionPhase, WorkSessionStatus,
 };
 use spectask_engine::implementation::WorkSessionView;
 use utoipa::{IntoParams, ToSchema};
@@ -48,7 +48,9 @@ fn text_field(name: &str, value: &str, max: usize) -> Result<String, ApiError> {
         return Err(ApiError::Validation(format!("{name} must not be empty")));
     }
     if value.len() > max {
-        return Err(ApiError::Validation(format!("{name} must be at most {max} bytes")));
+        return Err(ApiError::Validation(format!(
+            "{name} must be at most {max} bytes"
+        )));
     }
     Ok(value.to_owned())
 }
@@ -94,9 +96,21 @@ async fn create_implementation_sessions(
     Actor(actor): Actor,
 ) -> Result<Json<WorkSessionList>, ApiError> {
     let id = task_id(&id)?;
-    state.engine.create_implementation_sessions(&id, &actor).await?;
-    let items: Vec<WorkSessionItem> = state.engine.work_session_views(&id).await?.into_iter().map(Into::into).collect();
-    Ok(Json(WorkSessionList { total: items.len(), work_sessions: items }))
+    state
+        .engine
+        .create_implementation_sessions(&id, &actor)
+        .await?;
+    let items: Vec<WorkSessionItem> = state
+        .engine
+        .work_session_views(&id)
+        .await?
+        .into_iter()
+        .map(Into::into)
+        .collect();
+    Ok(Json(WorkSessionList {
+        total: items.len(),
+        work_sessions: items,
+    }))
 }
 
 /// Filters of `GET /spec-tasks/{id}/work-sessions`.
@@ -122,8 +136,16 @@ async fn list_work_sessions(
     ApiQuery(query): ApiQuery<WorkSessionQuery>,
 ) -> Result<Json<WorkSessionList>, ApiError> {
     let id = task_id(&id)?;
-    let phase = query.phase.as_deref().map(str::parse::<WorkSessionPhase>).transpose()?;
-    let status = query.status.as_deref().map(str::parse::<WorkSessionStatus>).transpose()?;
+    let phase = query
+        .phase
+        .as_deref()
+        .map(str::parse::<WorkSessionPhase>)
+        .transpose()?;
+    let status = query
+        .status
+        .as_deref()
+        .map(str::parse::<WorkSessionStatus>)
+        .transpose()?;
     let items: Vec<WorkSessionItem> = state
         .engine
         .work_session_views(&id)
@@ -133,7 +155,10 @@ async fn list_work_sessions(
         .filter(|v| status.is_none_or(|s| v.work_session.status == s))
         .map(Into::into)
         .collect();
-    Ok(Json(WorkSessionList { total: items.len(), work_sessions: items }))
+    Ok(Json(WorkSessionList {
+        total: items.len(),
+        work_sessions: items,
+    }))
 }
 
 /// A work session in full.
@@ -154,7 +179,10 @@ async fn detail(state: &AppState, ws: &WorkSessionId) -> Result<WorkSessionDetai
         .await?
         .into_iter()
         .find(|v| &v.work_session.id == ws)
-        .ok_or_else(|| ApiError::NotFound { entity: "work session", id: ws.to_string() })?;
+        .ok_or_else(|| ApiError::NotFound {
+            entity: "work session",
+            id: ws.to_string(),
+        })?;
     let helix_session = state.store.get_session(&session.helix_session_id).await?;
     let implementation_tasks = state
         .store
@@ -164,7 +192,12 @@ async fn detail(state: &AppState, ws: &WorkSessionId) -> Result<WorkSessionDetai
         .filter(|t| t.assigned_work_session_id.as_ref() == Some(ws))
         .collect();
     let turns = state.engine.work_session_turns(ws).await?;
-    Ok(WorkSessionDetail { work_session: view.into(), helix_session, implementation_tasks, turns })
+    Ok(WorkSessionDetail {
+        work_session: view.into(),
+        helix_session,
+        implementation_tasks,
+        turns,
+    })
 }
 
 /// One work session with its Helix session, tasks and turns.
@@ -173,7 +206,10 @@ async fn detail(state: &AppState, ws: &WorkSessionId) -> Result<WorkSessionDetai
     params(("sid" = String, Path, description = "Work session id (`stws_…`)")),
     responses((status = 200, body = WorkSessionDetail), (status = 404, body = ErrorBody))
 )]
-async fn get_work_session(State(state): State<AppState>, Path(sid): Path<String>) -> Result<Json<WorkSessionDetail>, ApiError> {
+async fn get_work_session(
+    State(state): State<AppState>,
+    Path(sid): Path<String>,
+) -> Result<Json<WorkSessionDetail>, ApiError> {
     Ok(Json(detail(&state, &ws_id(&sid)?).await?))
 }
 
@@ -207,8 +243,14 @@ async fn spawn_work_session(
     let (id, parent) = (task_id(&id)?, ws_id(&sid)?);
     let name = validate::name(&req.name)?;
     let description = text_field("description", &req.description, MAX_TEXT_BYTES)?;
-    let spawned = state.engine.spawn_work_session(&id, &parent, &name, &description, &actor).await?;
-    Ok((StatusCode::CREATED, Json(detail(&state, &spawned.id).await?)))
+    let spawned = state
+        .engine
+        .spawn_work_session(&id, &parent, &name, &description, &actor)
+        .await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(detail(&state, &spawned.id).await?),
+    ))
 }
 
 /// The task's Zed instance, as derived from its threads.
@@ -231,7 +273,10 @@ pub struct ZedInstance {
     params(("id" = String, Path, description = "SpecTask id")),
     responses((status = 200, body = ZedInstance), (status = 404, body = ErrorBody))
 )]
-async fn get_zed_instance(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<ZedInstance>, ApiError> {
+async fn get_zed_instance(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<ZedInstance>, ApiError> {
     let id = task_id(&id)?;
     let view = state.engine.instance_view(&id).await?;
     Ok(Json(ZedInstance {
@@ -258,11 +303,17 @@ pub struct ZedThreadList {
     params(("id" = String, Path, description = "SpecTask id")),
     responses((status = 200, body = ZedThreadList), (status = 404, body = ErrorBody))
 )]
-async fn list_zed_threads(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<ZedThreadList>, ApiError> {
+async fn list_zed_threads(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<ZedThreadList>, ApiError> {
     let id = task_id(&id)?;
     state.store.get_spec_task(&id).await?;
     let threads = state.store.list_zed_threads(&id).await?;
-    Ok(Json(ZedThreadList { total: threads.len(), zed_threads: threads }))
+    Ok(Json(ZedThreadList {
+        total: threads.len(),
+        zed_threads: threads,
+    }))
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -288,13 +339,24 @@ pub struct ProgressResponse {
     params(("id" = String, Path, description = "SpecTask id")),
     responses((status = 200, body = ProgressResponse), (status = 404, body = ErrorBody))
 )]
-async fn get_progress(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<ProgressResponse>, ApiError> {
+async fn get_progress(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<ProgressResponse>, ApiError> {
     let progress = state.engine.progress(&task_id(&id)?).await?;
     Ok(Json(ProgressResponse {
         overall_progress: progress.overall,
         completed_tasks: progress.completed,
         total_tasks: progress.total,
-        tasks: progress.tasks.into_iter().map(|t| TaskProgress { key: t.key, title: t.title, status: t.status }).collect(),
+        tasks: progress
+            .tasks
+            .into_iter()
+            .map(|t| TaskProgress {
+                key: t.key,
+                title: t.title,
+                status: t.status,
+            })
+            .collect(),
         active_work_sessions: progress.active_work_sessions,
     }))
 }
@@ -305,8 +367,17 @@ async fn get_progress(State(state): State<AppState>, Path(id): Path<String>) -> 
     params(("sid" = String, Path, description = "Work session id")),
     responses((status = 200, body = SpecTaskWorkSession), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody))
 )]
-async fn cancel_work_session(State(state): State<AppState>, Path(sid): Path<String>, Actor(actor): Actor) -> Result<Json<SpecTaskWorkSession>, ApiError> {
-    Ok(Json(state.engine.cancel_work_session(&ws_id(&sid)?, &actor).await?))
+async fn cancel_work_session(
+    State(state): State<AppState>,
+    Path(sid): Path<String>,
+    Actor(actor): Actor,
+) -> Result<Json<SpecTaskWorkSession>, ApiError> {
+    Ok(Json(
+        state
+            .engine
+            .cancel_work_session(&ws_id(&sid)?, &actor)
+            .await?,
+    ))
 }
 
 /// Body of the message endpoint.
@@ -335,8 +406,16 @@ async fn message_work_session(
     ApiJson(req): ApiJson<MessageRequest>,
 ) -> Result<(StatusCode, Json<QueuedTurn>), ApiError> {
     let text = text_field("text", &req.text, MAX_TEXT_BYTES)?;
-    let turn = state.engine.message_work_session(&ws_id(&sid)?, &text, &actor).await?;
-    Ok((StatusCode::ACCEPTED, Json(QueuedTurn { turn_id: turn.to_string() })))
+    let turn = state
+        .engine
+        .message_work_session(&ws_id(&sid)?, &text, &actor)
+        .await?;
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(QueuedTurn {
+            turn_id: turn.to_string(),
+        }),
+    ))
 }
 
 /// Retries a failed work session; the sessions it blocked wait for it again.
@@ -345,8 +424,17 @@ async fn message_work_session(
     params(("sid" = String, Path, description = "Work session id")),
     responses((status = 200, body = SpecTaskWorkSession), (status = 404, body = ErrorBody), (status = 409, description = "Not failed", body = ErrorBody))
 )]
-async fn retry_work_session(State(state): State<AppState>, Path(sid): Path<String>, Actor(actor): Actor) -> Result<Json<SpecTaskWorkSession>, ApiError> {
-    Ok(Json(state.engine.retry_work_session(&ws_id(&sid)?, &actor).await?))
+async fn retry_work_session(
+    State(state): State<AppState>,
+    Path(sid): Path<String>,
+    Actor(actor): Actor,
+) -> Result<Json<SpecTaskWorkSession>, ApiError> {
+    Ok(Json(
+        state
+            .engine
+            .retry_work_session(&ws_id(&sid)?, &actor)
+            .await?,
+    ))
 }
 
 /// Accepts the implementation: `implementation_review → done`.
@@ -355,8 +443,17 @@ async fn retry_work_session(State(state): State<AppState>, Path(sid): Path<Strin
     params(("id" = String, Path, description = "SpecTask id")),
     responses((status = 200, body = SpecTask), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody))
 )]
-async fn approve_implementation(State(state): State<AppState>, Path(id): Path<String>, Actor(actor): Actor) -> Result<Json<SpecTask>, ApiError> {
-    Ok(Json(state.engine.approve_implementation(&task_id(&id)?, &actor).await?))
+async fn approve_implementation(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    Actor(actor): Actor,
+) -> Result<Json<SpecTask>, ApiError> {
+    Ok(Json(
+        state
+            .engine
+            .approve_implementation(&task_id(&id)?, &actor)
+            .await?,
+    ))
 }
 
 /// Body of the request-changes endpoint.
@@ -384,6 +481,16 @@ async fn request_changes(
 ) -> Result<Json<SpecTask>, ApiError> {
     let id = task_id(&id)?;
     let comment = text_field("comment", &req.comment, MAX_TEXT_BYTES)?;
-    let sessions = req.work_session_ids.unwrap_or_default().iter().map(|s| ws_id(s)).collect::<Result<Vec<_>, _>>()?;
-    Ok(Json(state.engine.request_implementation_changes(&id, &comment, &sessions, &actor).await?))
+    let sessions = req
+        .work_session_ids
+        .unwrap_or_default()
+        .iter()
+        .map(|s| ws_id(s))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(Json(
+        state
+            .engine
+            .request_implementation_changes(&id, &comment, &sessions, &actor)
+            .await?,
+    ))
 }
