@@ -62,6 +62,10 @@ pub struct ServeArgs {
     /// again once this has passed.
     #[arg(long, env = "SPECTASK_TURN_LEASE_SECS", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=3600))]
     pub turn_lease_secs: u64,
+    /// This replica's name. On start, turns it was running before a crash are re-run at once.
+    /// Replicas sharing one PostgreSQL database need different names. Default: the host name.
+    #[arg(long, env = "SPECTASK_REPLICA_ID")]
+    pub replica_id: Option<String>,
     /// Planning turns running at once.
     #[arg(long, env = "SPECTASK_MAX_CONCURRENT_PLANNING", default_value_t = 4, value_parser = clap::value_parser!(u64).range(1..=256))]
     pub max_concurrent_planning: u64,

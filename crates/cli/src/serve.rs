@@ -70,6 +70,7 @@ pub async fn run(args: ServeArgs) -> Result<()> {
     let engine_settings = EngineSettings {
         turn_lease: std::time::Duration::from_secs(args.turn_lease_secs),
         max_concurrent_turns: usize::try_from(args.max_concurrent_planning).unwrap_or(4),
+        replica_id: args.replica_id.clone().unwrap_or_else(default_replica_id),
         ..EngineSettings::default()
     };
     let engine = Engine::new(store.clone(), planners, engine_settings);
@@ -89,6 +90,16 @@ pub async fn run(args: ServeArgs) -> Result<()> {
     store.close().await;
     tracing::info!("spectask stopped");
     Ok(())
+}
+
+/// The host name, which is a stable, distinct name for one replica per host.
+fn default_replica_id() -> String {
+    std::env::var("HOSTNAME")
+        .ok()
+        .or_else(|| std::fs::read_to_string("/etc/hostname").ok())
+        .map(|h| h.trim().to_owned())
+        .filter(|h| !h.is_empty() && !h.contains('/'))
+        .unwrap_or_else(|| "local".to_owned())
 }
 
 /// Hides a password in a URL for messages.

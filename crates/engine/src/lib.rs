@@ -35,8 +35,14 @@ pub struct EngineSettings {
     pub poll_interval: Duration,
     /// Planning turns running at once in this process.
     pub max_concurrent_turns: usize,
-    /// Claims per turn before it fails (each crash or restart mid-turn costs one).
+    /// Claims per turn before it fails (each crash or restart mid-turn costs one). Generous:
+    /// interruptions are not the agent's fault, but a turn that keeps killing its server must stop.
     pub max_turn_attempts: i32,
+    /// This replica's stable name. Turns still marked running under this name when the worker
+    /// starts belonged to a previous incarnation of this replica (which crashed), so they are
+    /// requeued at once instead of waiting for their lease to expire. Replicas sharing one
+    /// database must have different names.
+    pub replica_id: String,
     /// How long streamed output is batched before it is written.
     pub flush_interval: Duration,
     /// Threads running at once in one instance (one SpecTask).
@@ -56,7 +62,8 @@ impl Default for EngineSettings {
             turn_lease: Duration::from_secs(30),
             poll_interval: Duration::from_secs(1),
             max_concurrent_turns: 4,
-            max_turn_attempts: 3,
+            max_turn_attempts: 10,
+            replica_id: "local".to_owned(),
             flush_interval: Duration::from_millis(100),
             max_parallel_threads: 4,
             max_active_instances: 8,
@@ -113,7 +120,8 @@ impl Engine {
         settings: EngineSettings,
     ) -> Self {
         let owner = format!(
-            "spectask-{}-{}",
+            "{}/{}-{}",
+            settings.replica_id,
             std::process::id(),
             ulid::Ulid::new().to_string().to_ascii_lowercase()
         );

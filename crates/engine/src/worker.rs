@@ -40,6 +40,22 @@ impl Engine {
     /// Runs the worker until `shutdown` is cancelled, then releases the turns it holds.
     pub async fn run_worker(self, shutdown: CancellationToken) {
         let mut running = JoinSet::new();
+        // Reconcile: what this replica's previous incarnation was running died with it.
+        match self
+            .inner
+            .store
+            .requeue_orphaned_turns(&self.inner.settings.replica_id, &self.inner.owner)
+            .await
+        {
+            Ok(0) => {}
+            Ok(n) => tracing::warn!(
+                turns = n,
+                "requeued turns left running by this replica's previous run"
+            ),
+            Err(err) => {
+                tracing::warn!(%err, "could not reconcile turns left running; their leases will expire")
+            }
+        }
         tracing::info!(owner = %self.inner.owner, "worker started");
         loop {
             match self.tick(&mut running, &shutdown).await {

@@ -297,6 +297,59 @@ impl Store {
         Ok(requeued)
     }
 
+    /// Requeues running turns claimed by an earlier process of replica `replica` (owners are
+    /// `<replica>/<process>`), other than `current_owner`: at start-up they are known dead.
+    pub async fn requeue_orphaned_turns(
+        &self,
+        replica: &str,
+        current_owner: &str,
+    ) -> StoreResult<usize> {
+        let now = now();
+        let prefix = format!("{replica}/");
+        let orphans: Vec<(String, String)> = on_backend!(&*self.backend, |w, r, d| {
+            sqlx::query_as(
+                "SELECT id, owner FROM turns WHERE status = 'running' AND owner IS NOT NULL",
+            )
+            .fetch_all(r)
+            .await?
+        });
+        let mut requeued = 0;
+        for (id, owner) in orphans
+            .into_iter()
+            .filter(|(_, owner)| owner.starts_with(&prefix) && owner != current_owner)
+        {
+            let outcome: StoreResult<i64> = on_backend!(&*self.backend, |w, r, d| {
+                async {
+                    let mut tx = w.begin().await?;
+                    let lock = if d == Dialect::Postgres { " FOR UPDATE" } else { "" };
+                    let still: Option<String> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+                        "SELECT id FROM turns WHERE id = $1 AND status = 'running' AND owner = $2{lock}"
+                    )))
+                    .bind(&id)
+                    .bind(&owner)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+                    if still.is_none() {
+                        return Ok(0);
+                    }
+                    let event_id = turn_event_in_tx!(tx, d, &id, TurnEvent::Requeue, current_owner, now);
+                    tx.commit().await?;
+                    Ok(event_id)
+                }
+                .await
+            });
+            match outcome {
+                Ok(0) | Err(StoreError::Transition(_)) => {}
+                Ok(event_id) => {
+                    self.announce(event_id);
+                    requeued += 1;
+                }
+                Err(err) => return Err(err),
+            }
+        }
+        Ok(requeued)
+    }
+
     /// Gives a claimed turn back to the queue at once (a graceful shutdown).
     pub async fn release_turn(&self, claim: &TurnClaim) -> StoreResult<()> {
         let now = now();

@@ -55,6 +55,9 @@ struct Args {
     turn_timeout_ms: u64,
     #[arg(long, default_value_t = 2)]
     max_turn_retries: i32,
+    /// Stable across restarts, so a restarted server re-runs what its predecessor was running.
+    #[arg(long, default_value = "test-server")]
+    replica_id: String,
 }
 
 #[tokio::main]
@@ -87,6 +90,7 @@ async fn main() -> Result<()> {
         max_parallel_threads: args.max_parallel_threads,
         turn_timeout: Duration::from_millis(args.turn_timeout_ms),
         max_turn_retries: args.max_turn_retries,
+        replica_id: args.replica_id.clone(),
         ..fast_engine()
     };
 
