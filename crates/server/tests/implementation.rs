@@ -356,4 +356,53 @@ backend_tests! {
         let threads = h.app.get(&format!("/api/v1/spec-tasks/{id}/zed-threads")).await;
         assert_eq!(threads.status, StatusCode::OK);
     }
+
+    async fn a_disconnected_instance_resumes_the_same_thread(db) {
+        let script = Script { default: quick(), rules: vec![Rule { prompt_contains: "Task 1:".into(), behaviour: Behaviour::Disconnect { after_chunks: 2 }, times: Some(1) }] };
+        let h = harness(db, &reply_with("Disconnect", &[("1", "Survive a disconnect", &[])]), script, |_| {}).await;
+        let id = approved_task(&h.app, json!({"prompt": "disconnect me"})).await;
+        wait_for(&h.app, &id, "implementation_review").await;
+        let dispatches = h.runtime.dispatches();
+        assert_eq!(dispatches.len(), 2);
+        assert!(dispatches[0].outcome.as_deref().unwrap().starts_with("disconnected"));
+        assert_eq!(dispatches[0].thread_id, dispatches[1].thread_id, "resumed, not replaced");
+        assert_eq!(h.runtime.threads().len(), 1, "no second thread was created");
+        let threads = h.app.get(&format!("/api/v1/spec-tasks/{id}/zed-threads")).await.body;
+        assert_eq!(threads["zed_threads"][0]["status"], "completed");
+        let events = h.app.get(&format!("/api/v1/spec-tasks/{id}/events?limit=1000")).await.body;
+        let thread_moves: Vec<_> = events["events"].as_array().unwrap().iter()
+            .filter(|e| e["kind"] == "zed_thread.status_changed")
+            .map(|e| e["payload"]["to"].as_str().unwrap().to_owned())
+            .collect();
+        assert_eq!(thread_moves, ["active", "disconnected", "active", "completed"]);
+    }
+
+    async fn active_instances_are_limited(db) {
+        let fake = FakeOpenAi::start().await;
+        fake.push_text_reply(&reply_with("First", &[("1", "First task work", &[])]));
+        fake.push_text_reply(&reply_with("Second", &[("1", "Second task work", &[])]));
+        // The first task's work is slow enough that the second is approved while it runs.
+        let runtime = ScriptedRuntime::new(Script {
+            default: quick(),
+            rules: vec![Rule { prompt_contains: "First task work".into(), behaviour: Behaviour::Succeed { chunks: 25, chunk_delay_ms: 80 }, times: None }],
+        });
+        let mut engine = fast_engine();
+        engine.max_active_instances = 1;
+        let options = TestOptions {
+            planners: PlannerRegistry::new(Some(fast_planner("default", &fake.base_url())), []),
+            engine,
+            runtime: Some(Arc::new(runtime.clone())),
+            ..TestOptions::default()
+        };
+        let app = TestApp::spawn_with_options(db, options).await;
+        let first = approved_task(&app, json!({"prompt": "first"})).await;
+        wait_for(&app, &first, "implementation").await;
+        let second = approved_task(&app, json!({"prompt": "second"})).await;
+        wait_for(&app, &second, "implementation_queued").await;
+        wait_for(&app, &first, "implementation_review").await;
+        wait_for(&app, &second, "implementation_review").await;
+        let dispatches = runtime.dispatches();
+        assert_eq!(dispatches.len(), 2);
+        assert!(dispatches[1].started_at_ms >= dispatches[0].ended_at_ms.unwrap(), "the second instance waited for the first");
+    }
 }
