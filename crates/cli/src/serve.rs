@@ -84,7 +84,7 @@ pub async fn run(args: ServeArgs) -> Result<()> {
     let addr = server.local_addr()?;
     tracing::info!(%addr, database = store.kind(), data_dir = %data_dir.display(), "spectask listening");
     server
-        .run(shutdown_signal())
+        .run(spectask_server::shutdown_signal())
         .await
         .context("server failed")?;
     store.close().await;
@@ -114,34 +114,6 @@ fn redact(url: &str) -> String {
         }
         _ => url.to_owned(),
     }
-}
-
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        if let Err(err) = tokio::signal::ctrl_c().await {
-            tracing::error!(%err, "cannot listen for Ctrl-C");
-            std::future::pending::<()>().await;
-        }
-    };
-    #[cfg(unix)]
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
-            }
-            Err(err) => {
-                tracing::error!(%err, "cannot listen for SIGTERM");
-                std::future::pending::<()>().await;
-            }
-        }
-    };
-    #[cfg(not(unix))]
-    let terminate = std::future::pending::<()>();
-    tokio::select! {
-        _ = ctrl_c => {}
-        _ = terminate => {}
-    }
-    tracing::info!("shutting down");
 }
 
 #[cfg(test)]

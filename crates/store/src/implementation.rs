@@ -5,11 +5,10 @@
 
 use serde_json::json;
 use spectask_domain::{
-    ImplementationTaskEvent, ImplementationTaskId, ImplementationTaskStatus, InteractionId,
-    NewEvent, SessionId, SessionRole, SpecTask, SpecTaskEvent, SpecTaskId, SpecTaskStatus,
-    SpecTaskWorkSession, SpecTaskZedThread, SpecTaskZedThreadId, TurnEvent, TurnId, TurnKind,
-    WorkSessionEvent, WorkSessionId, WorkSessionPhase, WorkSessionStatus, ZedThreadEvent,
-    ZedThreadStatus,
+    ImplementationTaskEvent, ImplementationTaskId, ImplementationTaskStatus, NewEvent, SessionId,
+    SessionRole, SpecTask, SpecTaskEvent, SpecTaskId, SpecTaskStatus, SpecTaskWorkSession,
+    SpecTaskZedThread, SpecTaskZedThreadId, TurnEvent, TurnId, TurnKind, WorkSessionEvent,
+    WorkSessionId, WorkSessionPhase, WorkSessionStatus, ZedThreadEvent, ZedThreadStatus,
 };
 
 use crate::Store;
@@ -18,6 +17,7 @@ use crate::error::{StoreError, StoreResult};
 use crate::events::append_event;
 use crate::ids::now;
 use crate::rows::{WORK_SESSION_COLUMNS, WorkSessionRow, ZED_THREAD_COLUMNS, ZedThreadRow};
+use crate::sessions::{finish_interaction_in_tx, insert_interaction_in_tx};
 use crate::transition::{
     IMPLEMENTATION_TASKS, WORK_SESSIONS, ZED_THREADS, event_in_tx, spec_task_event_in_tx,
     try_event_in_tx, turn_event_in_tx,
@@ -86,43 +86,34 @@ macro_rules! lock_task_of_work_session {
     }};
 }
 
-/// Appends an interaction to a session inside `$tx`; evaluates to its id.
-macro_rules! add_interaction_in_tx {
-    ($store:expr, $tx:expr, $d:expr, $task:expr, $session:expr, $prompt:expr, $actor:expr, $now:expr) => {{
-        let id = InteractionId::from_ulid($store.ids.next());
-        sqlx::query(
-            "INSERT INTO interactions (id, session_id, seq, prompt_message, response_message, state, created_at, updated_at) \
-             VALUES ($1, $2, (SELECT COALESCE(MAX(seq) + 1, 0) FROM interactions WHERE session_id = $2), $3, '', 'waiting', $4, $4)",
+/// Applies `$event` to every implementation task assigned to work session `$ws` whose status
+/// allows it, inside `$tx`.
+macro_rules! assigned_tasks_event_in_tx {
+    ($tx:expr, $d:expr, $ws:expr, $event:expr, $actor:expr, $now:expr) => {{
+        let assigned: Vec<String> = sqlx::query_scalar(
+            "SELECT id FROM spec_task_implementation_tasks WHERE assigned_work_session_id = $1 ORDER BY task_index",
         )
-        .bind(id.as_str())
-        .bind($session)
-        .bind($prompt)
-        .bind($now)
-        .execute(&mut *$tx)
+        .bind($ws)
+        .fetch_all(&mut *$tx)
         .await?;
-        let event = NewEvent {
-            spec_task_id: Some($task.clone()),
-            kind: spectask_domain::EventKind::InteractionCreated,
-            entity_id: id.to_string(),
-            actor: $actor.to_owned(),
-            payload: json!({ "session_id": $session }),
-        };
-        append_event!($tx, $d, &event, $now);
-        id
+        for task_id in &assigned {
+            try_event_in_tx!($tx, $d, &IMPLEMENTATION_TASKS, task_id.as_str(), $event, $actor, $now);
+        }
     }};
 }
 
-/// Ends the claimed turn's interaction inside `$tx`.
-macro_rules! end_interaction_in_tx {
-    ($tx:expr, $claim:expr, $response:expr, $state:expr, $error:expr, $now:expr) => {{
-        sqlx::query("UPDATE interactions SET response_message = $1, state = $2, error = $3, updated_at = $4, completed_at = $4 WHERE id = $5")
-            .bind($response)
-            .bind($state)
-            .bind($error)
-            .bind($now)
-            .bind($claim.turn.interaction_id.as_str())
-            .execute(&mut *$tx)
-            .await?;
+/// Applies `$event` to work session `$ws`'s thread, if it has one and its status allows it,
+/// inside `$tx`.
+macro_rules! thread_event_in_tx {
+    ($tx:expr, $d:expr, $ws:expr, $event:expr, $actor:expr, $now:expr) => {{
+        let thread: Option<String> =
+            sqlx::query_scalar("SELECT id FROM spec_task_zed_threads WHERE work_session_id = $1")
+                .bind($ws)
+                .fetch_optional(&mut *$tx)
+                .await?;
+        if let Some(thread) = thread {
+            try_event_in_tx!($tx, $d, &ZED_THREADS, thread.as_str(), $event, $actor, $now);
+        }
     }};
 }
 
@@ -307,42 +298,17 @@ impl Store {
                 actor,
                 now
             );
-            let assigned: Vec<String> = sqlx::query_scalar(
-                "SELECT id FROM spec_task_implementation_tasks WHERE assigned_work_session_id = $1 ORDER BY task_index",
-            )
-            .bind(ws.as_str())
-            .fetch_all(&mut *tx)
-            .await?;
-            for task_id in &assigned {
-                try_event_in_tx!(
-                    tx,
-                    d,
-                    &IMPLEMENTATION_TASKS,
-                    task_id.as_str(),
-                    ImplementationTaskEvent::Start,
-                    actor,
-                    now
-                );
-            }
-            let thread: Option<String> = sqlx::query_scalar(
-                "SELECT id FROM spec_task_zed_threads WHERE work_session_id = $1",
-            )
-            .bind(ws.as_str())
-            .fetch_optional(&mut *tx)
-            .await?;
-            if let Some(thread) = thread {
-                try_event_in_tx!(
-                    tx,
-                    d,
-                    &ZED_THREADS,
-                    thread.as_str(),
-                    ZedThreadEvent::Reopen,
-                    actor,
-                    now
-                );
-            }
+            assigned_tasks_event_in_tx!(
+                tx,
+                d,
+                ws.as_str(),
+                ImplementationTaskEvent::Start,
+                actor,
+                now
+            );
+            thread_event_in_tx!(tx, d, ws.as_str(), ZedThreadEvent::Reopen, actor, now);
             let interaction =
-                add_interaction_in_tx!(self, tx, d, task, session.as_str(), prompt, actor, now);
+                insert_interaction_in_tx!(self, tx, d, task, session.as_str(), prompt, actor, now);
             let session_id = SessionId::parse(&session)
                 .map_err(|e| StoreError::corrupt("spec_task_work_sessions", e))?;
             let turn = enqueue_turn_in_tx!(
@@ -468,7 +434,7 @@ impl Store {
             .bind(task.as_str())
             .fetch_one(&mut *tx)
             .await?;
-            end_interaction_in_tx!(tx, claim, response, "complete", None::<String>, now);
+            finish_interaction_in_tx!(tx, claim, response, "complete", None::<String>, now);
             turn_event_in_tx!(
                 tx,
                 d,
@@ -499,38 +465,15 @@ impl Store {
                     .bind(ws.as_str())
                     .execute(&mut *tx)
                     .await?;
-                let assigned: Vec<String> = sqlx::query_scalar("SELECT id FROM spec_task_implementation_tasks WHERE assigned_work_session_id = $1")
-                    .bind(ws.as_str())
-                    .fetch_all(&mut *tx)
-                    .await?;
-                for task_id in &assigned {
-                    try_event_in_tx!(
-                        tx,
-                        d,
-                        &IMPLEMENTATION_TASKS,
-                        task_id.as_str(),
-                        ImplementationTaskEvent::Complete,
-                        actor,
-                        now
-                    );
-                }
-                let thread: Option<String> = sqlx::query_scalar(
-                    "SELECT id FROM spec_task_zed_threads WHERE work_session_id = $1",
-                )
-                .bind(ws.as_str())
-                .fetch_optional(&mut *tx)
-                .await?;
-                if let Some(thread) = thread {
-                    try_event_in_tx!(
-                        tx,
-                        d,
-                        &ZED_THREADS,
-                        thread.as_str(),
-                        ZedThreadEvent::Complete,
-                        actor,
-                        now
-                    );
-                }
+                assigned_tasks_event_in_tx!(
+                    tx,
+                    d,
+                    ws.as_str(),
+                    ImplementationTaskEvent::Complete,
+                    actor,
+                    now
+                );
+                thread_event_in_tx!(tx, d, ws.as_str(), ZedThreadEvent::Complete, actor, now);
             }
             let open: i64 = sqlx::query_scalar(
                 "SELECT COUNT(*) FROM spec_task_work_sessions WHERE spec_task_id = $1 AND phase = 'implementation' \
@@ -583,7 +526,7 @@ impl Store {
         let turn = on_backend!(&*self.backend, |w, r, d| {
             let mut tx = w.begin().await?;
             verify_claim_in_tx!(tx, d, claim);
-            end_interaction_in_tx!(tx, claim, response, "error", Some(reason), now);
+            finish_interaction_in_tx!(tx, claim, response, "error", Some(reason), now);
             sqlx::query("UPDATE turns SET error = $1 WHERE id = $2")
                 .bind(reason)
                 .bind(claim.turn.id.as_str())
@@ -602,7 +545,7 @@ impl Store {
                 .bind(ws.as_str())
                 .execute(&mut *tx)
                 .await?;
-            let interaction = add_interaction_in_tx!(
+            let interaction = insert_interaction_in_tx!(
                 self,
                 tx,
                 d,
@@ -650,7 +593,7 @@ impl Store {
         on_backend!(&*self.backend, |w, r, d| {
             let mut tx = w.begin().await?;
             verify_claim_in_tx!(tx, d, claim);
-            end_interaction_in_tx!(tx, claim, response, "error", Some(reason), now);
+            finish_interaction_in_tx!(tx, claim, response, "error", Some(reason), now);
             sqlx::query("UPDATE turns SET error = $1 WHERE id = $2")
                 .bind(reason)
                 .bind(claim.turn.id.as_str())
@@ -671,40 +614,15 @@ impl Store {
                 .bind(ws.as_str())
                 .execute(&mut *tx)
                 .await?;
-            let assigned: Vec<String> = sqlx::query_scalar(
-                "SELECT id FROM spec_task_implementation_tasks WHERE assigned_work_session_id = $1",
-            )
-            .bind(ws.as_str())
-            .fetch_all(&mut *tx)
-            .await?;
-            for task_id in &assigned {
-                try_event_in_tx!(
-                    tx,
-                    d,
-                    &IMPLEMENTATION_TASKS,
-                    task_id.as_str(),
-                    ImplementationTaskEvent::Fail,
-                    actor,
-                    now
-                );
-            }
-            let thread: Option<String> = sqlx::query_scalar(
-                "SELECT id FROM spec_task_zed_threads WHERE work_session_id = $1",
-            )
-            .bind(ws.as_str())
-            .fetch_optional(&mut *tx)
-            .await?;
-            if let Some(thread) = thread {
-                try_event_in_tx!(
-                    tx,
-                    d,
-                    &ZED_THREADS,
-                    thread.as_str(),
-                    ZedThreadEvent::Fail,
-                    actor,
-                    now
-                );
-            }
+            assigned_tasks_event_in_tx!(
+                tx,
+                d,
+                ws.as_str(),
+                ImplementationTaskEvent::Fail,
+                actor,
+                now
+            );
+            thread_event_in_tx!(tx, d, ws.as_str(), ZedThreadEvent::Fail, actor, now);
             for dependant in dependants {
                 if try_event_in_tx!(
                     tx,
@@ -715,21 +633,14 @@ impl Store {
                     actor,
                     now
                 ) {
-                    let blocked: Vec<String> = sqlx::query_scalar("SELECT id FROM spec_task_implementation_tasks WHERE assigned_work_session_id = $1")
-                        .bind(dependant.as_str())
-                        .fetch_all(&mut *tx)
-                        .await?;
-                    for task_id in &blocked {
-                        try_event_in_tx!(
-                            tx,
-                            d,
-                            &IMPLEMENTATION_TASKS,
-                            task_id.as_str(),
-                            ImplementationTaskEvent::Block,
-                            actor,
-                            now
-                        );
-                    }
+                    assigned_tasks_event_in_tx!(
+                        tx,
+                        d,
+                        dependant.as_str(),
+                        ImplementationTaskEvent::Block,
+                        actor,
+                        now
+                    );
                 }
             }
             if try_event_in_tx!(
@@ -842,23 +753,14 @@ impl Store {
                 .bind(ws.as_str())
                 .execute(&mut *tx)
                 .await?;
-            let assigned: Vec<String> = sqlx::query_scalar(
-                "SELECT id FROM spec_task_implementation_tasks WHERE assigned_work_session_id = $1",
-            )
-            .bind(ws.as_str())
-            .fetch_all(&mut *tx)
-            .await?;
-            for task_id in &assigned {
-                try_event_in_tx!(
-                    tx,
-                    d,
-                    &IMPLEMENTATION_TASKS,
-                    task_id.as_str(),
-                    ImplementationTaskEvent::Retry,
-                    actor,
-                    now
-                );
-            }
+            assigned_tasks_event_in_tx!(
+                tx,
+                d,
+                ws.as_str(),
+                ImplementationTaskEvent::Retry,
+                actor,
+                now
+            );
             for dependant in dependants {
                 if try_event_in_tx!(
                     tx,
@@ -869,21 +771,14 @@ impl Store {
                     actor,
                     now
                 ) {
-                    let blocked: Vec<String> = sqlx::query_scalar("SELECT id FROM spec_task_implementation_tasks WHERE assigned_work_session_id = $1")
-                        .bind(dependant.as_str())
-                        .fetch_all(&mut *tx)
-                        .await?;
-                    for task_id in &blocked {
-                        try_event_in_tx!(
-                            tx,
-                            d,
-                            &IMPLEMENTATION_TASKS,
-                            task_id.as_str(),
-                            ImplementationTaskEvent::Unblock,
-                            actor,
-                            now
-                        );
-                    }
+                    assigned_tasks_event_in_tx!(
+                        tx,
+                        d,
+                        dependant.as_str(),
+                        ImplementationTaskEvent::Unblock,
+                        actor,
+                        now
+                    );
                 }
             }
             let failed: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM spec_task_work_sessions WHERE spec_task_id = $1 AND status = 'failed'")
@@ -1000,7 +895,7 @@ impl Store {
             let session = SessionId::parse(&session)
                 .map_err(|e| StoreError::corrupt("spec_task_work_sessions", e))?;
             let interaction =
-                add_interaction_in_tx!(self, tx, d, task, session.as_str(), prompt, actor, now);
+                insert_interaction_in_tx!(self, tx, d, task, session.as_str(), prompt, actor, now);
             let turn = enqueue_turn_in_tx!(
                 self,
                 tx,
@@ -1063,42 +958,27 @@ impl Store {
                     actor,
                     now
                 );
-                let assigned: Vec<String> = sqlx::query_scalar("SELECT id FROM spec_task_implementation_tasks WHERE assigned_work_session_id = $1")
-                    .bind(ws.as_str())
-                    .fetch_all(&mut *tx)
-                    .await?;
-                for task_id in &assigned {
-                    try_event_in_tx!(
-                        tx,
-                        d,
-                        &IMPLEMENTATION_TASKS,
-                        task_id.as_str(),
-                        ImplementationTaskEvent::Reopen,
-                        actor,
-                        now
-                    );
-                }
-                let thread: Option<String> = sqlx::query_scalar(
-                    "SELECT id FROM spec_task_zed_threads WHERE work_session_id = $1",
-                )
-                .bind(ws.as_str())
-                .fetch_optional(&mut *tx)
-                .await?;
-                if let Some(thread) = thread {
-                    try_event_in_tx!(
-                        tx,
-                        d,
-                        &ZED_THREADS,
-                        thread.as_str(),
-                        ZedThreadEvent::Reopen,
-                        actor,
-                        now
-                    );
-                }
+                assigned_tasks_event_in_tx!(
+                    tx,
+                    d,
+                    ws.as_str(),
+                    ImplementationTaskEvent::Reopen,
+                    actor,
+                    now
+                );
+                thread_event_in_tx!(tx, d, ws.as_str(), ZedThreadEvent::Reopen, actor, now);
                 let session = SessionId::parse(&session)
                     .map_err(|e| StoreError::corrupt("spec_task_work_sessions", e))?;
-                let interaction =
-                    add_interaction_in_tx!(self, tx, d, id, session.as_str(), prompt, actor, now);
+                let interaction = insert_interaction_in_tx!(
+                    self,
+                    tx,
+                    d,
+                    id,
+                    session.as_str(),
+                    prompt,
+                    actor,
+                    now
+                );
                 enqueue_turn_in_tx!(
                     self,
                     tx,

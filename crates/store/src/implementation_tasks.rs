@@ -2,10 +2,8 @@
 
 use serde_json::json;
 use spectask_domain::{
-    EventKind, ImplementationTaskId, ImplementationTaskStatus, NewEvent, SpecTaskId,
-    SpecTaskImplementationTask,
+    EventKind, ImplementationTaskId, NewEvent, SpecTaskId, SpecTaskImplementationTask,
 };
-use sqlx::types::Json;
 
 use crate::Store;
 use crate::backend::on_backend;
@@ -30,6 +28,39 @@ pub struct NewImplementationTask {
     pub dependencies: Vec<String>,
 }
 
+/// Inserts one pending implementation task inside `$tx`; evaluates to its row.
+macro_rules! insert_implementation_task_in_tx {
+    ($tx:expr, $spec_task:expr, $id:expr, $task:expr, $now:expr) => {{
+        let task: &$crate::implementation_tasks::NewImplementationTask = $task;
+        let row: $crate::rows::ImplementationTaskRow = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "INSERT INTO spec_task_implementation_tasks (id, spec_task_id, task_key, title, description, \
+             acceptance_criteria, estimated_effort, priority, task_index, phase, parent_key, \
+             requirement_refs, dependencies, status, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, 'pending', $14) \
+             RETURNING {}",
+            $crate::rows::IMPLEMENTATION_TASK_COLUMNS
+        )))
+        .bind($id.as_str())
+        .bind($spec_task.as_str())
+        .bind(&task.key)
+        .bind(&task.title)
+        .bind(&task.description)
+        .bind(&task.acceptance_criteria)
+        .bind(&task.estimated_effort)
+        .bind(task.priority)
+        .bind(task.index)
+        .bind(&task.phase)
+        .bind(&task.parent_key)
+        .bind(sqlx::types::Json(&task.requirement_refs))
+        .bind(sqlx::types::Json(&task.dependencies))
+        .bind($now)
+        .fetch_one(&mut *$tx)
+        .await?;
+        row
+    }};
+}
+pub(crate) use insert_implementation_task_in_tx;
+
 impl Store {
     /// Records a plan's tasks in one transaction: all of them or none.
     pub async fn insert_implementation_tasks(
@@ -48,30 +79,8 @@ impl Store {
             let mut rows: Vec<ImplementationTaskRow> = Vec::with_capacity(tasks.len());
             let mut last_event = None;
             for (id, task) in ids.iter().zip(tasks) {
-                let row: ImplementationTaskRow = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-                    "INSERT INTO spec_task_implementation_tasks (id, spec_task_id, task_key, title, description, \
-                     acceptance_criteria, estimated_effort, priority, task_index, phase, parent_key, \
-                     requirement_refs, dependencies, status, created_at) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15) \
-                     RETURNING {IMPLEMENTATION_TASK_COLUMNS}"
-                )))
-                .bind(id.as_str())
-                .bind(spec_task_id.as_str())
-                .bind(&task.key)
-                .bind(&task.title)
-                .bind(&task.description)
-                .bind(&task.acceptance_criteria)
-                .bind(&task.estimated_effort)
-                .bind(task.priority)
-                .bind(task.index)
-                .bind(&task.phase)
-                .bind(&task.parent_key)
-                .bind(Json(&task.requirement_refs))
-                .bind(Json(&task.dependencies))
-                .bind(ImplementationTaskStatus::Pending.as_str())
-                .bind(now)
-                .fetch_one(&mut *tx)
-                .await?;
+                let row: ImplementationTaskRow =
+                    insert_implementation_task_in_tx!(tx, spec_task_id, id, task, now);
                 let event = NewEvent {
                     spec_task_id: Some(spec_task_id.clone()),
                     kind: EventKind::ImplementationTaskCreated,

@@ -4,8 +4,8 @@
 
 use serde_json::json;
 use spectask_domain::{
-    EventKind, InteractionId, NewEvent, SessionId, SessionRole, SpecComment, SpecRevision,
-    SpecTask, SpecTaskEvent, SpecTaskId, TurnEvent, TurnId, TurnKind,
+    EventKind, NewEvent, SessionId, SessionRole, SpecComment, SpecRevision, SpecTask,
+    SpecTaskEvent, SpecTaskId, TurnEvent, TurnId, TurnKind,
 };
 
 use crate::Store;
@@ -14,8 +14,9 @@ use crate::comments::{COMMENT_COLUMNS, CommentRow};
 use crate::error::{StoreError, StoreResult};
 use crate::events::append_event;
 use crate::ids::now;
-use crate::implementation_tasks::NewImplementationTask;
+use crate::implementation_tasks::{NewImplementationTask, insert_implementation_task_in_tx};
 use crate::rows::{SPEC_TASK_COLUMNS, SpecTaskRow};
+use crate::sessions::{finish_interaction_in_tx, insert_interaction_in_tx};
 use crate::transition::{spec_task_event_in_tx, turn_event_in_tx};
 use crate::turns::{TurnClaim, enqueue_turn_in_tx, verify_claim_in_tx};
 
@@ -27,49 +28,6 @@ pub struct PlanningOutput {
     pub requirements_spec: String,
     pub technical_design: String,
     pub implementation_plan: String,
-}
-
-/// Appends an interaction at the end of a session inside `$tx`; evaluates to its id.
-macro_rules! insert_interaction_in_tx {
-    ($store:expr, $tx:expr, $d:expr, $task:expr, $session:expr, $prompt:expr, $actor:expr, $now:expr) => {{
-        let id = InteractionId::from_ulid($store.ids.next());
-        sqlx::query(
-            "INSERT INTO interactions (id, session_id, seq, prompt_message, response_message, state, created_at, updated_at) \
-             VALUES ($1, $2, (SELECT COALESCE(MAX(seq) + 1, 0) FROM interactions WHERE session_id = $2), $3, '', 'waiting', $4, $4)",
-        )
-        .bind(id.as_str())
-        .bind($session.as_str())
-        .bind($prompt)
-        .bind($now)
-        .execute(&mut *$tx)
-        .await?;
-        sqlx::query("UPDATE sessions SET updated_at = $1 WHERE id = $2").bind($now).bind($session.as_str()).execute(&mut *$tx).await?;
-        let event = NewEvent {
-            spec_task_id: Some($task.clone()),
-            kind: EventKind::InteractionCreated,
-            entity_id: id.to_string(),
-            actor: $actor.to_owned(),
-            payload: json!({ "session_id": $session }),
-        };
-        append_event!($tx, $d, &event, $now);
-        id
-    }};
-}
-
-/// Ends the claimed turn's interaction with its final text and state inside `$tx`.
-macro_rules! finish_interaction_in_tx {
-    ($tx:expr, $claim:expr, $response:expr, $state:expr, $error:expr, $now:expr) => {{
-        sqlx::query(
-            "UPDATE interactions SET response_message = $1, state = $2, error = $3, updated_at = $4, completed_at = $4 WHERE id = $5",
-        )
-        .bind($response)
-        .bind($state)
-        .bind($error)
-        .bind($now)
-        .bind($claim.turn.interaction_id.as_str())
-        .execute(&mut *$tx)
-        .await?;
-    }};
 }
 
 fn parse_session(raw: Option<String>) -> StoreResult<Option<SessionId>> {
@@ -286,28 +244,7 @@ impl Store {
             .fetch_one(&mut *tx)
             .await?;
             for (task_id, task) in task_ids.iter().zip(tasks) {
-                sqlx::query(
-                    "INSERT INTO spec_task_implementation_tasks (id, spec_task_id, task_key, title, description, \
-                     acceptance_criteria, estimated_effort, priority, task_index, phase, parent_key, \
-                     requirement_refs, dependencies, status, created_at) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, 'pending', $14)",
-                )
-                .bind(task_id.as_str())
-                .bind(id.as_str())
-                .bind(&task.key)
-                .bind(&task.title)
-                .bind(&task.description)
-                .bind(&task.acceptance_criteria)
-                .bind(&task.estimated_effort)
-                .bind(task.priority)
-                .bind(task.index)
-                .bind(&task.phase)
-                .bind(&task.parent_key)
-                .bind(sqlx::types::Json(&task.requirement_refs))
-                .bind(sqlx::types::Json(&task.dependencies))
-                .bind(now)
-                .execute(&mut *tx)
-                .await?;
+                insert_implementation_task_in_tx!(tx, id, task_id, task, now);
             }
             let approved = NewEvent {
                 spec_task_id: Some(id.clone()),

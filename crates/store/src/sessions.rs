@@ -13,6 +13,58 @@ use crate::events::append_event;
 use crate::ids::now;
 use crate::rows::{INTERACTION_COLUMNS, InteractionRow};
 
+/// Appends an interaction (a prompt, response pending) at the end of `$session` inside `$tx`;
+/// evaluates to its id.
+macro_rules! insert_interaction_in_tx {
+    ($store:expr, $tx:expr, $d:expr, $task:expr, $session:expr, $prompt:expr, $actor:expr, $now:expr) => {{
+        let id = ::spectask_domain::InteractionId::from_ulid($store.ids.next());
+        let session_binding = &$session;
+        let session: &str = ::std::convert::AsRef::<str>::as_ref(session_binding);
+        ::sqlx::query(
+            "INSERT INTO interactions (id, session_id, seq, prompt_message, response_message, state, created_at, updated_at) \
+             VALUES ($1, $2, (SELECT COALESCE(MAX(seq) + 1, 0) FROM interactions WHERE session_id = $2), $3, '', 'waiting', $4, $4)",
+        )
+        .bind(id.as_str())
+        .bind(session)
+        .bind($prompt)
+        .bind($now)
+        .execute(&mut *$tx)
+        .await?;
+        ::sqlx::query("UPDATE sessions SET updated_at = $1 WHERE id = $2")
+            .bind($now)
+            .bind(session)
+            .execute(&mut *$tx)
+            .await?;
+        let event = ::spectask_domain::NewEvent {
+            spec_task_id: Some($task.clone()),
+            kind: ::spectask_domain::EventKind::InteractionCreated,
+            entity_id: id.to_string(),
+            actor: $actor.to_owned(),
+            payload: ::serde_json::json!({ "session_id": session }),
+        };
+        $crate::events::append_event!($tx, $d, &event, $now);
+        id
+    }};
+}
+pub(crate) use insert_interaction_in_tx;
+
+/// Ends the claimed turn's interaction with its final text, state and error inside `$tx`.
+macro_rules! finish_interaction_in_tx {
+    ($tx:expr, $claim:expr, $response:expr, $state:expr, $error:expr, $now:expr) => {{
+        ::sqlx::query(
+            "UPDATE interactions SET response_message = $1, state = $2, error = $3, updated_at = $4, completed_at = $4 WHERE id = $5",
+        )
+        .bind($response)
+        .bind($state)
+        .bind($error)
+        .bind($now)
+        .bind($claim.turn.interaction_id.as_str())
+        .execute(&mut *$tx)
+        .await?;
+    }};
+}
+pub(crate) use finish_interaction_in_tx;
+
 #[derive(sqlx::FromRow)]
 struct SessionRow {
     id: String,

@@ -145,33 +145,6 @@ macro_rules! cas_status {
 }
 pub(crate) use cas_status;
 
-/// Applies a SpecTask event inside the open transaction `$tx`; returns early from the enclosing
-/// function with the transition error when the table refuses it. Evaluates to the event id.
-macro_rules! spec_task_event_in_tx {
-    ($tx:expr, $d:expr, $id:expr, $event:expr, $actor:expr, $now:expr) => {{
-        let event: ::spectask_domain::SpecTaskEvent = $event;
-        let allowed: Vec<&'static str> = event.allowed_from().iter().map(|s| s.as_str()).collect();
-        match $crate::transition::cas_status!(
-            $tx,
-            $d,
-            &$crate::transition::SPEC_TASKS,
-            $id,
-            event.as_str(),
-            &allowed,
-            event.target().as_str(),
-            $actor,
-            $now
-        ) {
-            $crate::transition::Outcome::Applied { event_id, .. } => event_id,
-            $crate::transition::Outcome::Refused { current } => {
-                let current: ::spectask_domain::SpecTaskStatus = current.parse()?;
-                return Err(event.refused(current).into());
-            }
-        }
-    }};
-}
-pub(crate) use spec_task_event_in_tx;
-
 /// Applies `$event` (of any machine) inside `$tx`; returns early from the enclosing function with
 /// the transition error when the table refuses it. Evaluates to the event id.
 macro_rules! event_in_tx {
@@ -223,29 +196,37 @@ macro_rules! try_event_in_tx {
 }
 pub(crate) use try_event_in_tx;
 
-/// Applies a turn event inside the open transaction `$tx`, like [`spec_task_event_in_tx!`].
+/// Applies a SpecTask event inside `$tx`, like [`event_in_tx!`].
+macro_rules! spec_task_event_in_tx {
+    ($tx:expr, $d:expr, $id:expr, $event:expr, $actor:expr, $now:expr) => {
+        $crate::transition::event_in_tx!(
+            $tx,
+            $d,
+            &$crate::transition::SPEC_TASKS,
+            ::spectask_domain::SpecTaskStatus,
+            $id,
+            $event,
+            $actor,
+            $now
+        )
+    };
+}
+pub(crate) use spec_task_event_in_tx;
+
+/// Applies a turn event inside `$tx`, like [`event_in_tx!`].
 macro_rules! turn_event_in_tx {
-    ($tx:expr, $d:expr, $id:expr, $event:expr, $actor:expr, $now:expr) => {{
-        let event: ::spectask_domain::TurnEvent = $event;
-        let allowed: Vec<&'static str> = event.allowed_from().iter().map(|s| s.as_str()).collect();
-        match $crate::transition::cas_status!(
+    ($tx:expr, $d:expr, $id:expr, $event:expr, $actor:expr, $now:expr) => {
+        $crate::transition::event_in_tx!(
             $tx,
             $d,
             &$crate::transition::TURNS,
+            ::spectask_domain::TurnStatus,
             $id,
-            event.as_str(),
-            &allowed,
-            event.target().as_str(),
+            $event,
             $actor,
             $now
-        ) {
-            $crate::transition::Outcome::Applied { event_id, .. } => event_id,
-            $crate::transition::Outcome::Refused { current } => {
-                let current: ::spectask_domain::TurnStatus = current.parse()?;
-                return Err(event.refused(current).into());
-            }
-        }
-    }};
+        )
+    };
 }
 pub(crate) use turn_event_in_tx;
 

@@ -110,7 +110,7 @@ async fn main() -> Result<()> {
     }
     tracing::info!(%addr, database = store.kind(), "spectask test server listening");
     server
-        .run(shutdown_signal())
+        .run(spectask_server::shutdown_signal())
         .await
         .context("server failed")?;
     store.close().await;
@@ -128,33 +128,4 @@ fn init_logging() {
             .with_writer(std::io::stderr)
             .try_init();
     }
-}
-
-/// Resolves on Ctrl-C or SIGTERM, as `spectask serve` does.
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        if let Err(err) = tokio::signal::ctrl_c().await {
-            tracing::error!(%err, "cannot listen for Ctrl-C");
-            std::future::pending::<()>().await;
-        }
-    };
-    #[cfg(unix)]
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
-            }
-            Err(err) => {
-                tracing::error!(%err, "cannot listen for SIGTERM");
-                std::future::pending::<()>().await;
-            }
-        }
-    };
-    #[cfg(not(unix))]
-    let terminate = std::future::pending::<()>();
-    tokio::select! {
-        _ = ctrl_c => {}
-        _ = terminate => {}
-    }
-    tracing::info!("shutting down");
 }
