@@ -277,104 +277,45 @@ impl Store {
         }
         Ok(outcome)
     }
-
-    /// Applies `event` to a SpecTask if its table allows it from the current status.
-    pub async fn transition_spec_task(
-        &self,
-        id: &SpecTaskId,
-        event: SpecTaskEvent,
-        actor: &str,
-    ) -> StoreResult<SpecTask> {
-        let allowed: Vec<_> = event.allowed_from().iter().map(|s| s.as_str()).collect();
-        let outcome = self
-            .compare_and_set_status(
-                &SPEC_TASKS,
-                id.as_str(),
-                event.as_str(),
-                &allowed,
-                event.target().as_str(),
-                actor,
-            )
-            .await?;
-        if let Outcome::Refused { current } = outcome {
-            let current: SpecTaskStatus = current.parse()?;
-            return Err(event.refused(current).into());
-        }
-        self.get_spec_task(id).await
-    }
-
-    /// Applies `event` to a work session if its table allows it from the current status.
-    pub async fn transition_work_session(
-        &self,
-        id: &WorkSessionId,
-        event: WorkSessionEvent,
-        actor: &str,
-    ) -> StoreResult<SpecTaskWorkSession> {
-        let allowed: Vec<_> = event.allowed_from().iter().map(|s| s.as_str()).collect();
-        let outcome = self
-            .compare_and_set_status(
-                &WORK_SESSIONS,
-                id.as_str(),
-                event.as_str(),
-                &allowed,
-                event.target().as_str(),
-                actor,
-            )
-            .await?;
-        if let Outcome::Refused { current } = outcome {
-            let current: WorkSessionStatus = current.parse()?;
-            return Err(event.refused(current).into());
-        }
-        self.get_work_session(id).await
-    }
-
-    /// Applies `event` to a Zed thread if its table allows it from the current status.
-    pub async fn transition_zed_thread(
-        &self,
-        id: &SpecTaskZedThreadId,
-        event: ZedThreadEvent,
-        actor: &str,
-    ) -> StoreResult<SpecTaskZedThread> {
-        let allowed: Vec<_> = event.allowed_from().iter().map(|s| s.as_str()).collect();
-        let outcome = self
-            .compare_and_set_status(
-                &ZED_THREADS,
-                id.as_str(),
-                event.as_str(),
-                &allowed,
-                event.target().as_str(),
-                actor,
-            )
-            .await?;
-        if let Outcome::Refused { current } = outcome {
-            let current: ZedThreadStatus = current.parse()?;
-            return Err(event.refused(current).into());
-        }
-        self.get_zed_thread(id).await
-    }
-
-    /// Applies `event` to an implementation task if its table allows it from the current status.
-    pub async fn transition_implementation_task(
-        &self,
-        id: &ImplementationTaskId,
-        event: ImplementationTaskEvent,
-        actor: &str,
-    ) -> StoreResult<SpecTaskImplementationTask> {
-        let allowed: Vec<_> = event.allowed_from().iter().map(|s| s.as_str()).collect();
-        let outcome = self
-            .compare_and_set_status(
-                &IMPLEMENTATION_TASKS,
-                id.as_str(),
-                event.as_str(),
-                &allowed,
-                event.target().as_str(),
-                actor,
-            )
-            .await?;
-        if let Outcome::Refused { current } = outcome {
-            let current: ImplementationTaskStatus = current.parse()?;
-            return Err(event.refused(current).into());
-        }
-        self.get_implementation_task(id).await
-    }
 }
+
+/// Defines `Store::$name`: applies an event of one machine if its table allows it from the
+/// current status, then reads the entity back.
+macro_rules! typed_transition {
+    ($(#[$doc:meta])* $name:ident, $machine:expr, $id:ty, $event:ty, $status:ty, $entity:ty, $get:ident) => {
+        impl Store {
+            $(#[$doc])*
+            pub async fn $name(&self, id: &$id, event: $event, actor: &str) -> StoreResult<$entity> {
+                let allowed: Vec<_> = event.allowed_from().iter().map(|s| s.as_str()).collect();
+                let outcome = self
+                    .compare_and_set_status(&$machine, id.as_str(), event.as_str(), &allowed, event.target().as_str(), actor)
+                    .await?;
+                if let Outcome::Refused { current } = outcome {
+                    let current: $status = current.parse()?;
+                    return Err(event.refused(current).into());
+                }
+                self.$get(id).await
+            }
+        }
+    };
+}
+
+typed_transition!(
+    /// Applies `event` to a SpecTask if its table allows it from the current status.
+    transition_spec_task, SPEC_TASKS, SpecTaskId, SpecTaskEvent, SpecTaskStatus, SpecTask, get_spec_task
+);
+typed_transition!(
+    /// Applies `event` to a work session if its table allows it from the current status.
+    transition_work_session, WORK_SESSIONS, WorkSessionId, WorkSessionEvent, WorkSessionStatus,
+    SpecTaskWorkSession, get_work_session
+);
+typed_transition!(
+    /// Applies `event` to a Zed thread if its table allows it from the current status.
+    transition_zed_thread, ZED_THREADS, SpecTaskZedThreadId, ZedThreadEvent, ZedThreadStatus,
+    SpecTaskZedThread, get_zed_thread
+);
+typed_transition!(
+    /// Applies `event` to an implementation task if its table allows it from the current status.
+    transition_implementation_task, IMPLEMENTATION_TASKS, ImplementationTaskId, ImplementationTaskEvent,
+    ImplementationTaskStatus, SpecTaskImplementationTask, get_implementation_task
+);
