@@ -98,6 +98,8 @@ fn dependencies_point_inward_to_the_domain() {
         ("domain", &[][..]),
         ("store", &["spectask-domain"][..]),
         ("runtimes", &["spectask-domain"][..]),
+        // A scripted ACP agent for tests: speaks the protocol, knows nothing of spectask.
+        ("acp-test-agent", &[][..]),
         (
             "engine",
             &["spectask-domain", "spectask-store", "spectask-runtimes"][..],
