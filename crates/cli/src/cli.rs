@@ -69,6 +69,19 @@ pub struct ServeArgs {
     /// Planning turns running at once.
     #[arg(long, env = "SPECTASK_MAX_CONCURRENT_PLANNING", default_value_t = 4, value_parser = clap::value_parser!(u64).range(1..=256))]
     pub max_concurrent_planning: u64,
+    /// Implementation threads running at once in one SpecTask's instance.
+    #[arg(long, env = "SPECTASK_MAX_PARALLEL_THREADS", default_value_t = 4, value_parser = clap::value_parser!(u64).range(1..=256))]
+    pub max_parallel_threads: u64,
+    /// SpecTasks implementing at once on this server; more wait in `implementation_queued`.
+    #[arg(long, env = "SPECTASK_MAX_ACTIVE_INSTANCES", default_value_t = 8, value_parser = clap::value_parser!(u64).range(1..=1024))]
+    pub max_active_instances: u64,
+    /// An implementation turn with no agent activity for this long is cancelled and counted as a
+    /// failure.
+    #[arg(long, env = "SPECTASK_TURN_TIMEOUT_SECS", default_value_t = 600, value_parser = clap::value_parser!(u64).range(1..=86400))]
+    pub turn_timeout_secs: u64,
+    /// Failed implementation turns of one work session retried before it fails for good.
+    #[arg(long, env = "SPECTASK_MAX_TURN_RETRIES", default_value_t = 2, value_parser = clap::value_parser!(u32).range(0..=100))]
+    pub max_turn_retries: u32,
     /// Database connections (PostgreSQL), or SQLite read connections.
     #[arg(long, env = "SPECTASK_DB_MAX_CONNECTIONS", default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=1000))]
     pub db_max_connections: u32,

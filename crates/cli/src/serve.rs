@@ -71,6 +71,10 @@ pub async fn run(args: ServeArgs) -> Result<()> {
         turn_lease: std::time::Duration::from_secs(args.turn_lease_secs),
         max_concurrent_turns: usize::try_from(args.max_concurrent_planning).unwrap_or(4),
         replica_id: args.replica_id.clone().unwrap_or_else(default_replica_id),
+        max_parallel_threads: usize::try_from(args.max_parallel_threads).unwrap_or(4),
+        max_active_instances: usize::try_from(args.max_active_instances).unwrap_or(8),
+        turn_timeout: std::time::Duration::from_secs(args.turn_timeout_secs),
+        max_turn_retries: i32::try_from(args.max_turn_retries).unwrap_or(2),
         ..EngineSettings::default()
     };
     let engine = Engine::new(store.clone(), planners, engine_settings);

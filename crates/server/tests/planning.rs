@@ -394,4 +394,14 @@ backend_tests! {
         let start = app.post(&format!("/api/v1/spec-tasks/{}/start-planning", task["id"].as_str().unwrap()), &json!({})).await;
         assert_eq!((start.status, start.error_code()), (StatusCode::CONFLICT, "planner_not_configured"));
     }
+
+    async fn a_non_streaming_planner_works_too(db) {
+        let fake = FakeOpenAi::start().await;
+        fake.push_text_reply(&spec_reply("One shot", 2));
+        let app = app_with_planner(db, &fake, |c| c.stream = false).await;
+        let task = create(&app, json!({"prompt": "answer in one piece"})).await;
+        let reviewed = wait_for_status(&app, task["id"].as_str().unwrap(), "spec_review").await;
+        assert_eq!(reviewed["name"], "One shot");
+        assert_eq!(fake.requests()[0].body["stream"], json!(false));
+    }
 }
