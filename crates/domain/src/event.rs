@@ -32,6 +32,7 @@ string_enum! {
         TurnStatusChanged = "turn.status_changed",
         SpecsApproved = "spec_task.specs_approved",
         PlanningFailed = "spec_task.planning_failed",
+        ImplementationFailed = "spec_task.implementation_failed",
         WorkspaceProjectionFailed = "workspace.projection_failed",
     }
 }

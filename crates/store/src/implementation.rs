@@ -654,7 +654,7 @@ impl Store {
             ) {
                 let failed = NewEvent {
                     spec_task_id: Some(task.clone()),
-                    kind: spectask_domain::EventKind::PlanningFailed,
+                    kind: spectask_domain::EventKind::ImplementationFailed,
                     entity_id: ws.to_string(),
                     actor: actor.to_owned(),
                     payload: json!({ "reason": reason, "work_session_id": ws, "phase": "implementation" }),
