@@ -1,0 +1,249 @@
+//! The script format: what the test agent does on each prompt, and the request-log line it writes.
+//!
+//! A script is a default list of steps plus rules chosen by the prompt text (first match wins).
+//! Example:
+//!
+//! ```json
+//! {
+//!   "steps": [{"kind": "chunks", "count": 3}],
+//!   "rules": [
+//!     {"prompt_contains": "crash", "times": 1, "steps": [{"kind": "crash", "exit_code": 3}]},
+//!     {"prompt_contains": "write", "steps": [{"kind": "write_file", "path": "a.txt", "content": "hi"}]}
+//!   ]
+//! }
+//! ```
+
+use serde::{Deserialize, Serialize};
+
+/// The whole behaviour of the agent. Unknown fields are rejected so a typo in a test's script
+/// fails loudly instead of silently running the default steps.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Script {
+    /// Advertise `loadSession` in `initialize` (default true).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub load_session: Option<bool>,
+    /// Steps run when no rule matches.
+    #[serde(default)]
+    pub steps: Vec<Step>,
+    /// Rules tried in order against the prompt text.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub rules: Vec<Rule>,
+}
+
+impl Script {
+    /// A script whose default steps are `steps` and which has no rules.
+    #[must_use]
+    pub fn steps(steps: Vec<Step>) -> Self {
+        Self {
+            steps,
+            ..Self::default()
+        }
+    }
+
+    /// Whether `initialize` advertises `loadSession`.
+    #[must_use]
+    pub fn advertises_load_session(&self) -> bool {
+        self.load_session.unwrap_or(true)
+    }
+}
+
+/// Steps chosen by the prompt text.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Rule {
+    /// The rule matches when the prompt's text contains this (case-sensitive).
+    pub prompt_contains: String,
+    pub steps: Vec<Step>,
+    /// Match at most this many times. Uses are counted in the state directory, not in memory, so
+    /// `{"times": 1}` with a `crash` step crashes once even though the crash restarts the agent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub times: Option<u32>,
+}
+
+/// One thing the agent does during a turn.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Step {
+    /// `count` agent message chunks `"chunk {i}/{count}\n"` (1-based), `delay_ms` apart.
+    Chunks {
+        count: u32,
+        #[serde(default)]
+        delay_ms: u64,
+    },
+    /// One agent thought chunk.
+    Thought { text: String },
+    /// `fs/write_text_file` on the client, wrapped in a tool call (kind `edit`). `path` is relative
+    /// to the session cwd (an absolute path is used as is). A client error marks the tool call
+    /// failed; the turn goes on.
+    WriteFile { path: String, content: String },
+    /// `fs/read_text_file` on the client, wrapped in a tool call (kind `read`); the first line
+    /// read is echoed back as an agent message chunk `"{line}\n"`.
+    ReadFile { path: String },
+    /// `session/request_permission` for a pending tool call (kind `other`) titled `title`.
+    /// An allow option lets the following steps run; a reject option or a `cancelled` outcome
+    /// ends the turn with `end_turn` after the chunk `"permission refused: {title}\n"`.
+    RequestPermission {
+        title: String,
+        /// Defaults to `allow` (allow_once) and `reject` (reject_once).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        options: Option<Vec<PermissionChoice>>,
+    },
+    /// Calls `tool` on the HTTP MCP server named `server` in the session's `mcpServers`, inside a
+    /// tool call (kind `other`), and echoes the result's text as a chunk `"{text}\n"`. Failures
+    /// mark the tool call failed; the turn goes on.
+    CallMcpTool {
+        server: String,
+        tool: String,
+        #[serde(default)]
+        arguments: serde_json::Map<String, serde_json::Value>,
+    },
+    /// A plan update (full replacement).
+    Plan { entries: Vec<PlanItem> },
+    /// `updates` agent message chunks `"{i}\n"` (1-based), sent as fast as possible.
+    Flood { updates: u32 },
+    /// Do nothing until the turn is cancelled.
+    Hang,
+    /// Exit the process with `exit_code` in the middle of the turn (pending output is flushed
+    /// first, the prompt is never answered).
+    Crash {
+        #[serde(default = "default_exit_code")]
+        exit_code: i32,
+    },
+    /// End the turn now with `reason`.
+    Stop {
+        #[serde(default)]
+        reason: StopReasonName,
+    },
+}
+
+fn default_exit_code() -> i32 {
+    101
+}
+
+/// A permission option offered by a `request_permission` step.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PermissionChoice {
+    pub id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    pub kind: PermissionKind,
+}
+
+/// ACP's permission option kinds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PermissionKind {
+    AllowOnce,
+    AllowAlways,
+    RejectOnce,
+    RejectAlways,
+}
+
+impl PermissionKind {
+    /// Whether choosing an option of this kind lets the turn go on.
+    #[must_use]
+    pub fn allows(self) -> bool {
+        matches!(self, Self::AllowOnce | Self::AllowAlways)
+    }
+}
+
+/// One plan entry; priority defaults to `medium`, status to `pending`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PlanItem {
+    pub content: String,
+    #[serde(default)]
+    pub priority: PlanPriority,
+    #[serde(default)]
+    pub status: PlanStatus,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PlanPriority {
+    High,
+    #[default]
+    Medium,
+    Low,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PlanStatus {
+    #[default]
+    Pending,
+    InProgress,
+    Completed,
+}
+
+/// The stop reasons a script may end a turn with (`cancelled` is reserved for real cancels).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StopReasonName {
+    #[default]
+    EndTurn,
+    MaxTokens,
+    MaxTurnRequests,
+    Refusal,
+}
+
+/// One line of the request log (`SPECTASK_TEST_AGENT_LOG`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RequestRecord {
+    /// The ACP method, e.g. `session/prompt` (`session/cancel` is logged too).
+    pub method: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session_id: Option<String>,
+    /// The prompt's text blocks joined with newlines (`session/prompt` only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prompt: Option<String>,
+    /// Milliseconds since the Unix epoch when the agent received it.
+    pub ts_ms: u64,
+    /// The agent process that received it, so tests can tell restarts apart.
+    pub pid: u32,
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    #[test]
+    fn parses_the_documented_shape() {
+        let script: Script = serde_json::from_str(
+            r#"{
+              "steps": [{"kind": "chunks", "count": 3}, {"kind": "stop", "reason": "refusal"}],
+              "rules": [{"prompt_contains": "crash", "times": 1,
+                         "steps": [{"kind": "crash", "exit_code": 3}]}]
+            }"#,
+        )
+        .unwrap();
+        assert!(script.advertises_load_session());
+        assert_eq!(
+            script.steps,
+            vec![
+                Step::Chunks {
+                    count: 3,
+                    delay_ms: 0
+                },
+                Step::Stop {
+                    reason: StopReasonName::Refusal
+                }
+            ]
+        );
+        assert_eq!(script.rules[0].times, Some(1));
+        let round_trip: Script =
+            serde_json::from_str(&serde_json::to_string(&script).unwrap()).unwrap();
+        assert_eq!(round_trip, script);
+    }
+
+    #[test]
+    fn rejects_unknown_fields_and_kinds() {
+        assert!(serde_json::from_str::<Script>(r#"{"stepz": []}"#).is_err());
+        assert!(serde_json::from_str::<Step>(r#"{"kind": "dance"}"#).is_err());
+        assert!(serde_json::from_str::<Step>(r#"{"kind": "chunks", "count": 1, "x": 1}"#).is_err());
+    }
+}
