@@ -12,10 +12,11 @@ use agent_client_protocol::schema::ProtocolVersion;
 use agent_client_protocol::v1::ConnectionTo;
 use agent_client_protocol::v1::schema::{
     CancelNotification, ContentBlock, ContentChunk, InitializeRequest, LoadSessionRequest,
-    NewSessionRequest, PromptRequest, ReadTextFileRequest, ReadTextFileResponse,
-    RequestPermissionOutcome, RequestPermissionRequest, RequestPermissionResponse,
-    SelectedPermissionOutcome, SessionId, SessionNotification, SessionUpdate, StopReason,
-    TextContent, ToolCallStatus, WriteTextFileRequest, WriteTextFileResponse,
+    McpServer, McpServerHttp, NewSessionRequest, PromptRequest, ReadTextFileRequest,
+    ReadTextFileResponse, RequestPermissionOutcome, RequestPermissionRequest,
+    RequestPermissionResponse, SelectedPermissionOutcome, SessionId, SessionNotification,
+    SessionUpdate, StopReason, TextContent, ToolCallStatus, WriteTextFileRequest,
+    WriteTextFileResponse,
 };
 use agent_client_protocol::{Agent, ByteStreams, Client, Error};
 use spectask_acp_test_agent::env;
@@ -693,4 +694,107 @@ async fn crash_mid_turn_then_a_restarted_agent_loads_the_session() {
         Some(&*session.0),
         "the log names the session"
     );
+}
+
+/// A minimal MCP server over streamable HTTP with JSON responses: `initialize`, notifications,
+/// and one `tools/call` that echoes its name, arguments and the bearer token. Returns its URL.
+async fn spawn_mcp_server() -> String {
+    use axum::http::{HeaderMap, StatusCode};
+    use axum::response::IntoResponse;
+
+    async fn post(
+        headers: HeaderMap,
+        axum::Json(message): axum::Json<serde_json::Value>,
+    ) -> axum::response::Response {
+        let Some(id) = message.get("id").cloned() else {
+            return StatusCode::ACCEPTED.into_response();
+        };
+        let result = match message["method"].as_str() {
+            Some("initialize") => serde_json::json!({
+                "protocolVersion": message["params"]["protocolVersion"],
+                "capabilities": {"tools": {}},
+                "serverInfo": {"name": "test-mcp", "version": "0.0.0"}
+            }),
+            Some("tools/call") => {
+                let auth = headers
+                    .get("authorization")
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or("")
+                    .to_owned();
+                serde_json::json!({
+                    "content": [{"type": "text", "text": format!(
+                        "{} {} {auth}",
+                        message["params"]["name"].as_str().unwrap_or(""),
+                        message["params"]["arguments"]
+                    )}],
+                    "isError": false
+                })
+            }
+            _ => serde_json::json!({}),
+        };
+        (
+            [("mcp-session-id", "test-session")],
+            axum::Json(serde_json::json!({"jsonrpc": "2.0", "id": id, "result": result})),
+        )
+            .into_response()
+    }
+
+    let app = axum::Router::new().route(
+        "/mcp",
+        axum::routing::post(post)
+            .get(|| async { StatusCode::METHOD_NOT_ALLOWED })
+            .delete(|| async { StatusCode::OK }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    format!("http://{addr}/mcp")
+}
+
+#[tokio::test]
+async fn call_mcp_tool_reaches_the_session_mcp_server() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = spawn_mcp_server().await;
+    let agent_env = AgentEnv {
+        script: Some(Script::steps(vec![Step::CallMcpTool {
+            server: "spectask".to_owned(),
+            tool: "report_progress".to_owned(),
+            arguments: serde_json::from_str(r#"{"task_key": "1.1"}"#).unwrap(),
+        }])),
+        state: Some(dir.path().join("state")),
+        ..AgentEnv::default()
+    };
+    let client = TestClient::spawn(&agent_env).await;
+    client.initialize().await;
+    let session =
+        timeout(
+            client
+                .conn
+                .send_request(NewSessionRequest::new(dir.path()).mcp_servers(vec![
+                    McpServer::Http(McpServerHttp::new("spectask", url).headers(vec![
+                        agent_client_protocol::v1::schema::HttpHeader::new(
+                            "Authorization",
+                            "Bearer secret-token",
+                        ),
+                    ])),
+                ]))
+                .block_task(),
+        )
+        .await
+        .unwrap()
+        .session_id;
+    assert_eq!(
+        client.prompt(&session, "mcp").await.unwrap(),
+        StopReason::EndTurn
+    );
+    let updates = client.take_updates();
+    assert_eq!(
+        agent_text(&updates),
+        vec![r#"report_progress {"task_key":"1.1"} Bearer secret-token"#.to_owned() + "\n"]
+    );
+    assert!(updates.iter().any(|update| matches!(
+        update,
+        SessionUpdate::ToolCallUpdate(u) if u.fields.status == Some(ToolCallStatus::Completed)
+    )));
+    client.shutdown().await;
 }
