@@ -9,6 +9,7 @@
 //!
 //! Ids are plain strings here: the runtime knows nothing of the store; the engine maps them.
 
+pub mod acp;
 #[cfg(feature = "test-support")]
 pub mod scripted;
 

@@ -1,0 +1,203 @@
+//! One ACP client connection over an agent's pipes: the handlers for what the agent asks of us
+//! (`session/update`, `fs/*`, `session/request_permission`) and a driver task that runs the
+//! connection until it is stopped or the agent hangs up.
+//!
+//! The crate's connection handles are `Send + Sync`, so the driver is an ordinary tokio task.
+//! Updates are routed to the turn running on their session through an unbounded channel, so the
+//! dispatch loop never waits on a slow consumer; the loop handles messages in arrival order, so
+//! every update of a turn is in that channel before the prompt's response is delivered.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+
+use agent_client_protocol::v1::ConnectionTo;
+use agent_client_protocol::v1::schema::{
+    ReadTextFileRequest, RequestPermissionRequest, SessionNotification, SessionUpdate,
+    WriteTextFileRequest,
+};
+use agent_client_protocol::{Agent, ByteStreams, Client};
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio_util::compat::{TokioAsyncReadCompatExt, TokioAsyncWriteCompatExt};
+
+use super::client::ClientState;
+use super::process::Pipes;
+use crate::agent::AgentError;
+
+/// Where the updates of each session with a running turn go.
+#[derive(Debug, Default)]
+pub(crate) struct TurnRouter {
+    sinks: Mutex<HashMap<String, mpsc::UnboundedSender<SessionUpdate>>>,
+}
+
+impl TurnRouter {
+    fn sinks(&self) -> MutexGuard<'_, HashMap<String, mpsc::UnboundedSender<SessionUpdate>>> {
+        // Every critical section is one map operation, so a poisoned map is still consistent.
+        self.sinks.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Starts receiving `session_id`'s updates; `None` if a turn already runs on it.
+    pub(crate) fn register(
+        &self,
+        session_id: &str,
+    ) -> Option<mpsc::UnboundedReceiver<SessionUpdate>> {
+        let mut sinks = self.sinks();
+        if sinks.get(session_id).is_some_and(|sink| !sink.is_closed()) {
+            return None;
+        }
+        let (sender, receiver) = mpsc::unbounded_channel();
+        sinks.insert(session_id.to_owned(), sender);
+        Some(receiver)
+    }
+
+    /// Stops routing `session_id`'s updates; the receiver then drains and ends.
+    pub(crate) fn unregister(&self, session_id: &str) {
+        self.sinks().remove(session_id);
+    }
+
+    fn route(&self, notification: SessionNotification) {
+        let sinks = self.sinks();
+        // Updates outside a turn (history replayed by `session/load`, command lists) are
+        // dropped: there is no turn to attribute them to.
+        if let Some(sink) = sinks.get(notification.session_id.0.as_ref()) {
+            let _ = sink.send(notification.update);
+        }
+    }
+}
+
+/// A live connection to one agent process.
+#[derive(Debug)]
+pub(crate) struct Connection {
+    pub(crate) cx: ConnectionTo<Agent>,
+    pub(crate) router: Arc<TurnRouter>,
+    /// True once the driver has finished (stopped, or the agent hung up or broke the protocol).
+    closed: watch::Receiver<bool>,
+    stop: Mutex<Option<oneshot::Sender<()>>>,
+    driver: tokio::task::JoinHandle<()>,
+}
+
+impl Connection {
+    /// Starts the connection over `pipes`; the agent's requests are answered from `client`.
+    pub(crate) async fn start(pipes: Pipes, client: Arc<ClientState>) -> Result<Self, AgentError> {
+        let router = Arc::new(TurnRouter::default());
+        let transport = ByteStreams::new(pipes.stdin.compat_write(), pipes.stdout.compat());
+        let builder = Client
+            .v1()
+            .name("spectask")
+            .on_receive_notification(
+                {
+                    let router = router.clone();
+                    async move |notification: SessionNotification, _cx| {
+                        router.route(notification);
+                        Ok(())
+                    }
+                },
+                agent_client_protocol::on_receive_notification!(),
+            )
+            .on_receive_request(
+                {
+                    let client = client.clone();
+                    async move |request: ReadTextFileRequest, responder, _cx| {
+                        // A failed response means the connection is going away; the driver
+                        // reports that, so the handler itself succeeds.
+                        let _ = match client.read_text_file(&request).await {
+                            Ok(response) => responder.respond(response),
+                            Err(error) => responder.respond_with_error(error),
+                        };
+                        Ok(())
+                    }
+                },
+                agent_client_protocol::on_receive_request!(),
+            )
+            .on_receive_request(
+                {
+                    let client = client.clone();
+                    async move |request: WriteTextFileRequest, responder, _cx| {
+                        let _ = match client.write_text_file(&request).await {
+                            Ok(response) => responder.respond(response),
+                            Err(error) => responder.respond_with_error(error),
+                        };
+                        Ok(())
+                    }
+                },
+                agent_client_protocol::on_receive_request!(),
+            )
+            .on_receive_request(
+                {
+                    let client = client.clone();
+                    async move |request: RequestPermissionRequest, responder, _cx| {
+                        let _ = responder.respond(client.answer_permission(&request));
+                        Ok(())
+                    }
+                },
+                agent_client_protocol::on_receive_request!(),
+            );
+
+        let (cx_tx, cx_rx) = oneshot::channel();
+        let (stop_tx, stop_rx) = oneshot::channel::<()>();
+        let (closed_tx, closed) = watch::channel(false);
+        let instance_id = client.instance_id.clone();
+        let driver = tokio::spawn(async move {
+            let result = builder
+                .connect_with(transport, async move |cx: ConnectionTo<Agent>| {
+                    let _ = cx_tx.send(cx.clone());
+                    tokio::select! {
+                        _ = stop_rx => {}
+                        () = cx.incoming_closed() => {}
+                    }
+                    Ok(())
+                })
+                .await;
+            match result {
+                Ok(()) => tracing::debug!(%instance_id, "ACP connection closed"),
+                Err(err) => tracing::warn!(%instance_id, %err, "ACP connection failed"),
+            }
+            closed_tx.send_replace(true);
+        });
+        let cx = cx_rx.await.map_err(|_| {
+            AgentError::Disconnected("the ACP connection ended before it started".to_owned())
+        })?;
+        Ok(Self {
+            cx,
+            router,
+            closed,
+            stop: Mutex::new(Some(stop_tx)),
+            driver,
+        })
+    }
+
+    /// Whether the connection has ended.
+    pub(crate) fn is_closed(&self) -> bool {
+        *self.closed.borrow()
+    }
+
+    /// Resolves once the connection has ended.
+    pub(crate) async fn wait_closed(&self) {
+        let mut closed = self.closed.clone();
+        // An error means the driver is gone, which is closed too.
+        let _ = closed.wait_for(|closed| *closed).await;
+    }
+
+    /// Ends the connection: the driver stops, dropping the agent's stdin (EOF for the agent).
+    /// A driver that does not finish within `grace` is aborted, which drops the pipes as well.
+    pub(crate) async fn close(&self, grace: std::time::Duration) {
+        if let Some(stop) = self
+            .stop
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take()
+        {
+            let _ = stop.send(());
+        }
+        if tokio::time::timeout(grace, self.wait_closed())
+            .await
+            .is_err()
+        {
+            self.driver.abort();
+        }
+    }
+
+    /// For synchronous contexts: drops the driver (and with it the agent's stdin) at once.
+    pub(crate) fn abort(&self) {
+        self.driver.abort();
+    }
+}

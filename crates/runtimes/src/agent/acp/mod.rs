@@ -1,0 +1,464 @@
+//! `AcpRuntime`: the production [`AgentRuntime`], hosting a SpecTask's threads in an agent that
+//! speaks the Agent Client Protocol over stdio. spectask plays the client role Zed plays.
+//!
+//! One agent process per instance, started in the task's workspace (`process`), `initialize`d
+//! once; one ACP session per thread (its `sessionId` is the thread id); one `session/prompt` per
+//! turn, whose `session/update`s become [`AgentEvent`]s (`updates`). The agent's requests for
+//! files and permissions are answered in `client`, over the connection in `connection`.
+//!
+//! Threads are only usable in the process that created or loaded them: after a restart,
+//! `resume_thread` loads the same session with `session/load`, or fails, never opening another.
+
+pub mod profiles;
+
+mod client;
+mod connection;
+mod process;
+mod updates;
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use agent_client_protocol::schema::ProtocolVersion;
+use agent_client_protocol::v1::schema::{
+    CancelNotification, ClientCapabilities, ContentBlock, FileSystemCapabilities, Implementation,
+    InitializeRequest, LoadSessionRequest, McpServer, NewSessionRequest, PromptRequest, SessionId,
+    StopReason as AcpStopReason, TextContent,
+};
+use agent_client_protocol::{
+    JsonRpcRequest, is_connection_terminated, is_incoming_transport_closed,
+};
+use async_trait::async_trait;
+use tokio::sync::mpsc;
+
+pub use profiles::{AcpProfile, PermissionPolicy};
+
+use self::client::ClientState;
+use self::connection::{Connection, TurnRouter};
+use self::process::{AgentProcess, TERMINATE_GRACE};
+use self::updates::TurnEvents;
+use super::{
+    AgentError, AgentEvent, AgentResult, AgentRuntime, InstanceSpec, StopReason, TurnRequest,
+};
+
+/// How long set-up requests (`initialize`, `session/new`, `session/load`) may take. Real agents
+/// answer in a second or two; a stuck one must not hold a dispatch forever.
+const SETUP_TIMEOUT: Duration = Duration::from_secs(120);
+/// How long the connection gets to wind down after stop before its driver is aborted.
+const CLOSE_GRACE: Duration = Duration::from_millis(500);
+/// How long a turn waits for the prompt to fail after the agent process exited, so that output
+/// the agent flushed before dying is still delivered.
+const EXIT_DRAIN: Duration = Duration::from_secs(5);
+
+/// Hosts instances on ACP agents described by profiles.
+#[derive(Debug)]
+pub struct AcpRuntime {
+    profiles: BTreeMap<String, AcpProfile>,
+    default_profile: Option<String>,
+    /// One slot per instance id; the slot's async lock serialises starts and restarts.
+    instances: Mutex<HashMap<String, Slot>>,
+}
+
+type Slot = Arc<tokio::sync::Mutex<Option<Arc<Instance>>>>;
+
+/// One running agent process and what spectask knows of it.
+#[derive(Debug)]
+struct Instance {
+    id: String,
+    profile: String,
+    workspace: PathBuf,
+    process: AgentProcess,
+    connection: Connection,
+    /// `agentCapabilities.loadSession` from `initialize`.
+    load_session: bool,
+    /// Sessions created or loaded by this process: the only ones a turn may run on.
+    loaded: Mutex<HashSet<String>>,
+}
+
+impl Instance {
+    fn is_alive(&self) -> bool {
+        !self.process.has_exited() && !self.connection.is_closed()
+    }
+
+    fn loaded(&self) -> MutexGuard<'_, HashSet<String>> {
+        self.loaded.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Closes stdin (by ending the connection), then terminates the process group.
+    async fn shutdown(&self) {
+        self.connection.close(CLOSE_GRACE).await;
+        self.process.terminate(TERMINATE_GRACE).await;
+    }
+
+    /// Sends a request and waits for its response, mapping a lost agent to `Disconnected`.
+    async fn request<R: JsonRpcRequest>(
+        &self,
+        request: R,
+        what: &str,
+        timeout: Option<Duration>,
+    ) -> AgentResult<R::Response> {
+        let response = self.connection.cx.send_request(request).block_task();
+        let result = match timeout {
+            Some(timeout) => match tokio::time::timeout(timeout, response).await {
+                Ok(result) => result,
+                Err(_) => {
+                    return Err(AgentError::Failed(format!(
+                        "{what}: no answer within {}s",
+                        timeout.as_secs()
+                    )));
+                }
+            },
+            None => response.await,
+        };
+        result.map_err(|err| self.error(what, &err))
+    }
+
+    fn error(&self, what: &str, err: &agent_client_protocol::Error) -> AgentError {
+        if is_incoming_transport_closed(err) || is_connection_terminated(err) || !self.is_alive() {
+            AgentError::Disconnected(format!("{what}: the agent went away ({err})"))
+        } else {
+            AgentError::Failed(format!("{what}: {err}"))
+        }
+    }
+}
+
+/// Removes a turn's update route however the turn ends (including its future being dropped).
+struct RouteGuard<'a> {
+    router: &'a TurnRouter,
+    session_id: &'a str,
+}
+
+impl Drop for RouteGuard<'_> {
+    fn drop(&mut self) {
+        self.router.unregister(self.session_id);
+    }
+}
+
+impl AcpRuntime {
+    /// A runtime choosing among `profiles` by name; `default_profile` serves instances whose spec
+    /// names no agent.
+    pub fn new(profiles: Vec<AcpProfile>, default_profile: Option<String>) -> Self {
+        Self {
+            profiles: profiles
+                .into_iter()
+                .map(|profile| (profile.name.clone(), profile))
+                .collect(),
+            default_profile,
+            instances: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn slots(&self) -> MutexGuard<'_, HashMap<String, Slot>> {
+        // Critical sections are single map operations; a poisoned map is still consistent.
+        self.instances
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn profile_for(&self, spec: &InstanceSpec) -> AgentResult<&AcpProfile> {
+        let name = spec
+            .agent
+            .as_ref()
+            .or(self.default_profile.as_ref())
+            .ok_or_else(|| {
+                AgentError::Config("the task names no agent and there is no default".to_owned())
+            })?;
+        self.profiles
+            .get(name)
+            .ok_or_else(|| AgentError::Config(format!("unknown agent profile `{name}`")))
+    }
+
+    async fn instance(&self, instance_id: &str) -> AgentResult<Arc<Instance>> {
+        let slot = self.slots().get(instance_id).cloned();
+        let instance = match slot {
+            Some(slot) => slot.lock().await.clone(),
+            None => None,
+        };
+        instance.ok_or_else(|| AgentError::UnknownInstance(instance_id.to_owned()))
+    }
+
+    /// The MCP servers a session is given. Empty for now: the hook where spectask's own MCP
+    /// server (with a per-thread token) will be passed to agents.
+    fn mcp_servers_for_session(
+        &self,
+        _instance: &Instance,
+        _session_id: Option<&str>,
+    ) -> Vec<McpServer> {
+        Vec::new()
+    }
+
+    async fn start(
+        &self,
+        spec: &InstanceSpec,
+        profile: &AcpProfile,
+        workspace: PathBuf,
+    ) -> AgentResult<Instance> {
+        let (process, pipes) = process::spawn(profile, &workspace, &spec.instance_id)?;
+        let client = Arc::new(ClientState {
+            instance_id: spec.instance_id.clone(),
+            workspace: workspace.clone(),
+            policy: profile.permission_policy,
+        });
+        let connection = match Connection::start(pipes, client).await {
+            Ok(connection) => connection,
+            Err(err) => {
+                process.terminate(TERMINATE_GRACE).await;
+                return Err(err);
+            }
+        };
+        let mut instance = Instance {
+            id: spec.instance_id.clone(),
+            profile: profile.name.clone(),
+            workspace,
+            process,
+            connection,
+            load_session: false,
+            loaded: Mutex::new(HashSet::new()),
+        };
+        let initialize = InitializeRequest::new(ProtocolVersion::V1)
+            .client_capabilities(
+                ClientCapabilities::new().fs(FileSystemCapabilities::new()
+                    .read_text_file(true)
+                    .write_text_file(true)),
+            )
+            .client_info(Implementation::new("spectask", env!("CARGO_PKG_VERSION")));
+        let response = match instance
+            .request(initialize, "initialize", Some(SETUP_TIMEOUT))
+            .await
+        {
+            Ok(response) if response.protocol_version == ProtocolVersion::V1 => response,
+            Ok(response) => {
+                instance.shutdown().await;
+                return Err(AgentError::Failed(format!(
+                    "agent `{}` speaks ACP protocol version {}, spectask needs 1",
+                    profile.name,
+                    response.protocol_version.as_u16()
+                )));
+            }
+            Err(err) => {
+                instance.shutdown().await;
+                return Err(err);
+            }
+        };
+        instance.load_session = response.agent_capabilities.load_session;
+        tracing::info!(
+            instance_id = %instance.id,
+            profile = %instance.profile,
+            agent = ?response.agent_info.as_ref().map(|info| (&info.name, &info.version)),
+            load_session = instance.load_session,
+            "agent instance initialized"
+        );
+        Ok(instance)
+    }
+}
+
+#[async_trait]
+impl AgentRuntime for AcpRuntime {
+    fn kind(&self) -> &'static str {
+        "acp"
+    }
+
+    async fn ensure_instance(&self, spec: &InstanceSpec) -> AgentResult<()> {
+        let profile = self.profile_for(spec)?;
+        let requested = spec.workspace.as_ref().ok_or_else(|| {
+            AgentError::Config(format!("instance `{}` has no workspace", spec.instance_id))
+        })?;
+        let workspace = requested.canonicalize().map_err(|err| {
+            AgentError::Config(format!("workspace {}: {err}", requested.display()))
+        })?;
+        if !workspace.is_dir() {
+            return Err(AgentError::Config(format!(
+                "workspace {} is not a directory",
+                workspace.display()
+            )));
+        }
+        let slot = self
+            .slots()
+            .entry(spec.instance_id.clone())
+            .or_default()
+            .clone();
+        let mut current = slot.lock().await;
+        if let Some(instance) = current.as_ref() {
+            if instance.is_alive()
+                && instance.workspace == workspace
+                && instance.profile == profile.name
+            {
+                return Ok(());
+            }
+            if instance.is_alive() {
+                tracing::warn!(instance_id = %spec.instance_id, "instance configuration changed; restarting its agent");
+            } else {
+                tracing::warn!(instance_id = %spec.instance_id, "agent instance is gone; restarting it");
+            }
+            instance.shutdown().await;
+            *current = None;
+        }
+        *current = Some(Arc::new(self.start(spec, profile, workspace).await?));
+        Ok(())
+    }
+
+    async fn create_thread(&self, instance_id: &str, work_session_id: &str) -> AgentResult<String> {
+        let instance = self.instance(instance_id).await?;
+        let request = NewSessionRequest::new(instance.workspace.clone())
+            .mcp_servers(self.mcp_servers_for_session(&instance, None));
+        let response = instance
+            .request(request, "session/new", Some(SETUP_TIMEOUT))
+            .await?;
+        let session_id = response.session_id.0.to_string();
+        instance.loaded().insert(session_id.clone());
+        tracing::info!(%instance_id, %work_session_id, %session_id, "ACP session created");
+        Ok(session_id)
+    }
+
+    async fn resume_thread(&self, instance_id: &str, thread_id: &str) -> AgentResult<()> {
+        let instance = self.instance(instance_id).await?;
+        if instance.loaded().contains(thread_id) {
+            return Ok(());
+        }
+        if !instance.load_session {
+            return Err(AgentError::UnknownThread(thread_id.to_owned()));
+        }
+        let request =
+            LoadSessionRequest::new(SessionId::new(thread_id), instance.workspace.clone())
+                .mcp_servers(self.mcp_servers_for_session(&instance, Some(thread_id)));
+        match instance
+            .request(request, "session/load", Some(SETUP_TIMEOUT))
+            .await
+        {
+            Ok(_) => {
+                instance.loaded().insert(thread_id.to_owned());
+                tracing::info!(%instance_id, session_id = %thread_id, "ACP session loaded");
+                Ok(())
+            }
+            Err(AgentError::Failed(reason)) => {
+                tracing::warn!(%instance_id, session_id = %thread_id, %reason, "the agent could not load the session");
+                Err(AgentError::UnknownThread(thread_id.to_owned()))
+            }
+            Err(other) => Err(other),
+        }
+    }
+
+    async fn run_turn(
+        &self,
+        request: &TurnRequest,
+        events: mpsc::Sender<AgentEvent>,
+    ) -> AgentResult<StopReason> {
+        let instance = self.instance(&request.instance_id).await?;
+        if !instance.is_alive() {
+            return Err(AgentError::Disconnected(format!(
+                "agent instance `{}` is not running",
+                instance.id
+            )));
+        }
+        if !instance.loaded().contains(&request.thread_id) {
+            return Err(AgentError::UnknownThread(request.thread_id.clone()));
+        }
+        let router = &instance.connection.router;
+        let Some(mut updates) = router.register(&request.thread_id) else {
+            return Err(AgentError::Failed(format!(
+                "thread `{}` is already running a turn",
+                request.thread_id
+            )));
+        };
+        let guard = RouteGuard {
+            router,
+            session_id: &request.thread_id,
+        };
+        tracing::debug!(instance_id = %instance.id, thread = %request.thread_id, turn_id = %request.turn_id, "prompt sent");
+        let prompt = instance
+            .connection
+            .cx
+            .send_request(PromptRequest::new(
+                SessionId::new(request.thread_id.as_str()),
+                vec![ContentBlock::Text(TextContent::new(
+                    request.prompt.as_str(),
+                ))],
+            ))
+            .block_task();
+        tokio::pin!(prompt);
+        let mut converter = TurnEvents::default();
+        let mut exited = false;
+        let result = loop {
+            tokio::select! {
+                biased;
+                Some(update) = updates.recv() => {
+                    if let Some(event) = converter.convert(update) {
+                        // A closed receiver does not stop the turn.
+                        let _ = events.send(event).await;
+                    }
+                }
+                result = &mut prompt => break Some(result),
+                status = instance.process.wait_exit(), if !exited => {
+                    // The prompt fails once the agent's stdout closes; give it the time to
+                    // deliver what the agent flushed before dying.
+                    tracing::warn!(instance_id = %instance.id, %status, turn_id = %request.turn_id, "agent exited mid-turn");
+                    exited = true;
+                }
+                () = tokio::time::sleep(EXIT_DRAIN), if exited => break None,
+            }
+        };
+        drop(guard);
+        // The route is gone, so the channel ends after what the dispatch loop already sent.
+        while let Some(update) = updates.recv().await {
+            if let Some(event) = converter.convert(update) {
+                let _ = events.send(event).await;
+            }
+        }
+        let response = match result {
+            Some(Ok(response)) => response,
+            Some(Err(err)) => return Err(instance.error("session/prompt", &err)),
+            None => {
+                return Err(AgentError::Disconnected(
+                    "the agent process exited mid-turn".to_owned(),
+                ));
+            }
+        };
+        tracing::debug!(instance_id = %instance.id, turn_id = %request.turn_id, stop_reason = ?response.stop_reason, "turn ended");
+        match response.stop_reason {
+            AcpStopReason::EndTurn => Ok(StopReason::EndTurn),
+            AcpStopReason::Cancelled => Ok(StopReason::Cancelled),
+            AcpStopReason::Refusal => Ok(StopReason::Refusal),
+            AcpStopReason::MaxTokens => Ok(StopReason::MaxTokens),
+            AcpStopReason::MaxTurnRequests => Ok(StopReason::MaxTurnRequests),
+            other => Err(AgentError::Failed(format!("unknown stop reason {other:?}"))),
+        }
+    }
+
+    async fn cancel_turn(&self, instance_id: &str, thread_id: &str) -> AgentResult<()> {
+        let instance = self.instance(instance_id).await?;
+        instance
+            .connection
+            .cx
+            .send_notification(CancelNotification::new(SessionId::new(thread_id)))
+            .map_err(|err| instance.error("session/cancel", &err))?;
+        tracing::info!(%instance_id, %thread_id, "turn cancel requested");
+        Ok(())
+    }
+
+    async fn shutdown_instance(&self, instance_id: &str) -> AgentResult<()> {
+        let slot = self.slots().remove(instance_id);
+        if let Some(slot) = slot
+            && let Some(instance) = slot.lock().await.take()
+        {
+            instance.shutdown().await;
+            tracing::info!(%instance_id, "agent instance shut down");
+        }
+        Ok(())
+    }
+}
+
+impl Drop for AcpRuntime {
+    fn drop(&mut self) {
+        for slot in self.slots().values() {
+            // Nothing else can hold a slot while the runtime is being dropped.
+            if let Ok(current) = slot.try_lock()
+                && let Some(instance) = current.as_ref()
+            {
+                instance.connection.abort();
+                instance.process.terminate_detached();
+            }
+        }
+    }
+}

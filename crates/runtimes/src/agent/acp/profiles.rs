@@ -1,0 +1,121 @@
+//! Agent profiles: which program an ACP instance runs, with which extra environment, and how its
+//! permission requests are answered; plus the built-in presets for well-known ACP agents.
+
+use std::collections::BTreeMap;
+
+/// How `session/request_permission` is answered for an instance of a profile.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum PermissionPolicy {
+    /// Allow, unless the request names a path outside the workspace (real agents edit files
+    /// themselves after asking, so the path in the request is the only place to confine them).
+    #[default]
+    AllowWorkspaceEdits,
+    /// Reject every request.
+    Deny,
+    /// A human decides. Not wired yet: requests are rejected with a log line.
+    Ask,
+}
+
+/// One configured ACP agent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AcpProfile {
+    /// The name a task's `implementation_agent` uses.
+    pub name: String,
+    /// The program, looked up on the allow-listed `PATH` when it has no slash.
+    pub command: String,
+    pub args: Vec<String>,
+    /// Extra environment for the agent, on top of `PATH`, `HOME` and `LANG` (which it overrides).
+    pub env: BTreeMap<String, String>,
+    pub permission_policy: PermissionPolicy,
+}
+
+impl AcpProfile {
+    /// A profile running `command args…` with no extra environment and the default policy.
+    pub fn new(
+        name: impl Into<String>,
+        command: impl Into<String>,
+        args: impl IntoIterator<Item = impl Into<String>>,
+    ) -> Self {
+        Self {
+            name: name.into(),
+            command: command.into(),
+            args: args.into_iter().map(Into::into).collect(),
+            env: BTreeMap::new(),
+            permission_policy: PermissionPolicy::default(),
+        }
+    }
+
+    /// The same profile with one more environment variable.
+    #[must_use]
+    pub fn with_env(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
+        self.env.insert(name.into(), value.into());
+        self
+    }
+
+    /// The same profile with another permission policy.
+    #[must_use]
+    pub fn with_policy(mut self, policy: PermissionPolicy) -> Self {
+        self.permission_policy = policy;
+        self
+    }
+}
+
+/// Claude Code through `@agentclientprotocol/claude-agent-acp`: the installed `claude-agent-acp`
+/// binary when `installed` is true, otherwise fetched and run with `npx`.
+pub fn claude_agent_acp(installed: bool) -> AcpProfile {
+    if installed {
+        AcpProfile::new("claude-agent-acp", "claude-agent-acp", Vec::<String>::new())
+    } else {
+        AcpProfile::new(
+            "claude-agent-acp",
+            "npx",
+            ["--yes", "@agentclientprotocol/claude-agent-acp"],
+        )
+    }
+}
+
+/// OpenAI Codex through the installed `codex-acp` binary.
+pub fn codex_acp() -> AcpProfile {
+    AcpProfile::new("codex-acp", "codex-acp", Vec::<String>::new())
+}
+
+/// Gemini CLI in ACP mode.
+pub fn gemini() -> AcpProfile {
+    AcpProfile::new("gemini", "gemini", ["--acp"])
+}
+
+/// OpenCode in ACP mode.
+pub fn opencode() -> AcpProfile {
+    AcpProfile::new("opencode", "opencode", ["acp"])
+}
+
+/// goose in ACP mode.
+pub fn goose() -> AcpProfile {
+    AcpProfile::new("goose", "goose", ["acp"])
+}
+
+/// Every built-in preset (claude-agent-acp as the installed binary).
+pub fn presets() -> Vec<AcpProfile> {
+    vec![
+        claude_agent_acp(true),
+        codex_acp(),
+        gemini(),
+        opencode(),
+        goose(),
+    ]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn presets_have_distinct_names() {
+        let mut names: Vec<String> = presets().into_iter().map(|p| p.name).collect();
+        names.sort();
+        names.dedup();
+        assert_eq!(names.len(), 5);
+        assert_eq!(gemini().args, vec!["--acp".to_owned()]);
+        assert_eq!(claude_agent_acp(false).command, "npx");
+    }
+}

@@ -1,0 +1,513 @@
+//! The ACP runtime against a real ACP agent process: the scripted `spectask-acp-test-agent`
+//! binary (crate `crates/acp-test-agent`), found next to this test executable. Its script, state
+//! directory and request log are passed through the profile's environment, which also shows that
+//! profile variables reach the agent through the allow-list.
+//!
+//! When the binary has not been built into this target directory (`cargo test -p
+//! spectask-runtimes` alone does not build other packages' binaries; `cargo test --workspace`
+//! does), each scenario prints `SKIPPED (no test agent)` and passes, rather than being ignored.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use spectask_runtimes::agent::acp::{AcpProfile, AcpRuntime, PermissionPolicy};
+use spectask_runtimes::agent::{
+    AgentError, AgentEvent, AgentRuntime, InstanceSpec, StopReason, TurnRequest,
+};
+use tokio::sync::mpsc;
+
+const LONG: Duration = Duration::from_secs(30);
+
+/// The test agent binary: `<target>/<profile>/spectask-acp-test-agent`, the test executable
+/// being `<target>/<profile>/deps/acp-<hash>`.
+fn agent_binary() -> Option<PathBuf> {
+    let exe = std::env::current_exe().ok()?;
+    let path = exe.parent()?.parent()?.join("spectask-acp-test-agent");
+    path.is_file().then_some(path)
+}
+
+macro_rules! require_agent {
+    () => {
+        match agent_binary() {
+            Some(path) => path,
+            None => {
+                eprintln!(
+                    "SKIPPED (no test agent): build `spectask-acp-test-agent` into this target directory"
+                );
+                return;
+            }
+        }
+    };
+}
+
+/// A temporary directory holding a workspace, the agent's state and its request log.
+struct Fixture {
+    dir: tempfile::TempDir,
+    agent: PathBuf,
+}
+
+impl Fixture {
+    fn new(agent: PathBuf) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("ws")).unwrap();
+        std::fs::create_dir_all(dir.path().join("state")).unwrap();
+        Self { dir, agent }
+    }
+
+    fn root(&self) -> PathBuf {
+        self.dir.path().canonicalize().unwrap()
+    }
+
+    fn workspace(&self) -> PathBuf {
+        self.root().join("ws")
+    }
+
+    fn log_path(&self) -> PathBuf {
+        self.root().join("requests.jsonl")
+    }
+
+    fn profile(&self, name: &str, script: &Value) -> AcpProfile {
+        AcpProfile::new(name, self.agent.to_str().unwrap(), Vec::<String>::new())
+            .with_env("SPECTASK_TEST_AGENT_SCRIPT", script.to_string())
+            .with_env(
+                "SPECTASK_TEST_AGENT_STATE",
+                self.root().join("state").to_str().unwrap(),
+            )
+            .with_env("SPECTASK_TEST_AGENT_LOG", self.log_path().to_str().unwrap())
+    }
+
+    fn spec(&self, instance_id: &str, agent: Option<&str>) -> InstanceSpec {
+        InstanceSpec {
+            instance_id: instance_id.to_owned(),
+            spec_task_id: "spt_test".to_owned(),
+            workspace: Some(self.workspace()),
+            agent: agent.map(str::to_owned),
+            config: Value::Null,
+        }
+    }
+
+    /// `(method, session_id, pid)` of every request the agent logged.
+    fn requests(&self) -> Vec<(String, Option<String>, u64)> {
+        let Ok(text) = std::fs::read_to_string(self.log_path()) else {
+            return Vec::new();
+        };
+        text.lines()
+            .map(|line| {
+                let value: Value = serde_json::from_str(line).unwrap();
+                (
+                    value["method"].as_str().unwrap().to_owned(),
+                    value["session_id"].as_str().map(str::to_owned),
+                    value["pid"].as_u64().unwrap(),
+                )
+            })
+            .collect()
+    }
+}
+
+fn request(instance_id: &str, thread_id: &str, turn_id: &str, prompt: &str) -> TurnRequest {
+    TurnRequest {
+        instance_id: instance_id.to_owned(),
+        thread_id: thread_id.to_owned(),
+        turn_id: turn_id.to_owned(),
+        prompt: prompt.to_owned(),
+    }
+}
+
+/// Runs a turn to its end, collecting its events through a small channel (so the runtime meets
+/// backpressure).
+async fn turn(
+    runtime: &AcpRuntime,
+    request: &TurnRequest,
+) -> (Result<StopReason, AgentError>, Vec<AgentEvent>) {
+    let (tx, mut rx) = mpsc::channel(8);
+    let collector = tokio::spawn(async move {
+        let mut events = Vec::new();
+        while let Some(event) = rx.recv().await {
+            events.push(event);
+        }
+        events
+    });
+    let result = tokio::time::timeout(LONG, runtime.run_turn(request, tx))
+        .await
+        .expect("the turn ended");
+    (result, collector.await.unwrap())
+}
+
+fn chunks(events: &[AgentEvent]) -> Vec<String> {
+    events
+        .iter()
+        .filter_map(|event| match event {
+            AgentEvent::MessageChunk(text) => Some(text.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+fn tool_calls(events: &[AgentEvent]) -> Vec<(String, String)> {
+    events
+        .iter()
+        .filter_map(|event| match event {
+            AgentEvent::ToolCall { title, status, .. } => Some((title.clone(), status.clone())),
+            _ => None,
+        })
+        .collect()
+}
+
+async fn started(runtime: &AcpRuntime, fixture: &Fixture, instance: &str) -> String {
+    tokio::time::timeout(LONG, runtime.ensure_instance(&fixture.spec(instance, None)))
+        .await
+        .unwrap()
+        .unwrap();
+    tokio::time::timeout(LONG, runtime.create_thread(instance, "stws_1"))
+        .await
+        .unwrap()
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_turn_streams_thoughts_and_chunks_in_order_and_ends() {
+    let fixture = Fixture::new(require_agent!());
+    let script = json!({"steps": [
+        {"kind": "thought", "text": "thinking"},
+        {"kind": "chunks", "count": 3},
+        {"kind": "flood", "updates": 2000}
+    ]});
+    let runtime = AcpRuntime::new(vec![fixture.profile("test", &script)], Some("test".into()));
+    let thread = started(&runtime, &fixture, "i1").await;
+
+    let (result, events) = turn(&runtime, &request("i1", &thread, "turn_1", "hello")).await;
+    assert_eq!(result, Ok(StopReason::EndTurn));
+    assert_eq!(events[0], AgentEvent::Thought("thinking".to_owned()));
+    let mut expected: Vec<String> = (1..=3).map(|i| format!("chunk {i}/3\n")).collect();
+    expected.extend((1..=2000).map(|i| format!("{i}\n")));
+    assert_eq!(chunks(&events), expected, "every chunk, in order");
+
+    // A running instance is reused: the thread stays loaded (a restart would unload it).
+    runtime
+        .ensure_instance(&fixture.spec("i1", None))
+        .await
+        .unwrap();
+    let (result, _) = turn(&runtime, &request("i1", &thread, "turn_2", "again")).await;
+    assert_eq!(result, Ok(StopReason::EndTurn));
+    let pids: std::collections::BTreeSet<u64> =
+        fixture.requests().iter().map(|(_, _, pid)| *pid).collect();
+    assert_eq!(pids.len(), 1, "one agent process");
+
+    runtime.shutdown_instance("i1").await.unwrap();
+    assert!(matches!(
+        runtime
+            .run_turn(&request("i1", &thread, "turn_3", "x"), mpsc::channel(1).0)
+            .await,
+        Err(AgentError::UnknownInstance(_))
+    ));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn file_access_is_confined_to_the_workspace() {
+    let fixture = Fixture::new(require_agent!());
+    let outside = fixture.root().join("outside");
+    std::fs::create_dir_all(&outside).unwrap();
+    std::os::unix::fs::symlink(&outside, fixture.workspace().join("escape")).unwrap();
+    std::fs::write(outside.join("secret.txt"), "secret\n").unwrap();
+    let script = json!({"steps": [
+        {"kind": "write_file", "path": "out/a.txt", "content": "hello\n"},
+        {"kind": "write_file", "path": outside.join("b.txt"), "content": "nope"},
+        {"kind": "write_file", "path": "escape/c.txt", "content": "nope"},
+        {"kind": "write_file", "path": "../outside/d.txt", "content": "nope"},
+        {"kind": "read_file", "path": "out/a.txt"},
+        {"kind": "read_file", "path": outside.join("secret.txt")}
+    ]});
+    let runtime = AcpRuntime::new(vec![fixture.profile("test", &script)], Some("test".into()));
+    let thread = started(&runtime, &fixture, "i1").await;
+
+    let (result, events) = turn(&runtime, &request("i1", &thread, "turn_1", "write")).await;
+    assert_eq!(result, Ok(StopReason::EndTurn));
+    assert_eq!(
+        std::fs::read_to_string(fixture.workspace().join("out/a.txt")).unwrap(),
+        "hello\n"
+    );
+    for name in ["b.txt", "c.txt", "d.txt"] {
+        assert!(!outside.join(name).exists(), "{name} was written outside");
+    }
+    assert_eq!(
+        chunks(&events),
+        vec!["hello\n".to_owned()],
+        "only the inside read"
+    );
+    let finals: Vec<String> = tool_calls(&events)
+        .into_iter()
+        .filter(|(_, status)| status == "completed" || status == "failed")
+        .map(|(_, status)| status)
+        .collect();
+    assert_eq!(
+        finals,
+        [
+            "completed",
+            "failed",
+            "failed",
+            "failed",
+            "completed",
+            "failed"
+        ]
+    );
+    runtime.shutdown_instance("i1").await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn permission_requests_follow_the_profile_policy() {
+    let fixture = Fixture::new(require_agent!());
+    let script = json!({"steps": [
+        {"kind": "request_permission", "title": "Run tests"},
+        {"kind": "chunks", "count": 1}
+    ]});
+    let policies = [
+        (
+            "allow",
+            PermissionPolicy::AllowWorkspaceEdits,
+            "chunk 1/1\n",
+        ),
+        (
+            "deny",
+            PermissionPolicy::Deny,
+            "permission refused: Run tests\n",
+        ),
+        (
+            "ask",
+            PermissionPolicy::Ask,
+            "permission refused: Run tests\n",
+        ),
+    ];
+    let runtime = AcpRuntime::new(
+        policies
+            .iter()
+            .map(|(name, policy, _)| fixture.profile(name, &script).with_policy(*policy))
+            .collect(),
+        None,
+    );
+    for (name, _, expected) in policies {
+        let instance = format!("i-{name}");
+        runtime
+            .ensure_instance(&fixture.spec(&instance, Some(name)))
+            .await
+            .unwrap();
+        let thread = runtime.create_thread(&instance, "stws_1").await.unwrap();
+        let (result, events) = turn(&runtime, &request(&instance, &thread, "t", "go")).await;
+        assert_eq!(result, Ok(StopReason::EndTurn), "{name}");
+        assert_eq!(chunks(&events), vec![expected.to_owned()], "{name}");
+        runtime.shutdown_instance(&instance).await.unwrap();
+    }
+    // Only the option kinds decide: an allow policy offered no allow option grants nothing.
+    let only_reject = json!({"steps": [
+        {"kind": "request_permission", "title": "Edit", "options": [{"id": "no", "kind": "reject_once"}]},
+        {"kind": "chunks", "count": 1}
+    ]});
+    let runtime = AcpRuntime::new(vec![fixture.profile("r", &only_reject)], Some("r".into()));
+    let thread = started(&runtime, &fixture, "i-r").await;
+    let (_, events) = turn(&runtime, &request("i-r", &thread, "t", "go")).await;
+    assert_eq!(
+        chunks(&events),
+        vec!["permission refused: Edit\n".to_owned()]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancel_ends_a_hanging_turn_with_cancelled() {
+    let fixture = Fixture::new(require_agent!());
+    let script = json!({
+        "steps": [{"kind": "chunks", "count": 2}],
+        "rules": [{"prompt_contains": "hang", "steps": [{"kind": "chunks", "count": 1}, {"kind": "hang"}]}]
+    });
+    let runtime = std::sync::Arc::new(AcpRuntime::new(
+        vec![fixture.profile("test", &script)],
+        Some("test".into()),
+    ));
+    let thread = started(&runtime, &fixture, "i1").await;
+    let (tx, mut rx) = mpsc::channel(8);
+    let running = {
+        let runtime = runtime.clone();
+        let request = request("i1", &thread, "turn_1", "hang");
+        tokio::spawn(async move { runtime.run_turn(&request, tx).await })
+    };
+    let first = tokio::time::timeout(LONG, rx.recv()).await.unwrap();
+    assert_eq!(
+        first,
+        Some(AgentEvent::MessageChunk("chunk 1/1\n".to_owned()))
+    );
+    runtime.cancel_turn("i1", &thread).await.unwrap();
+    let result = tokio::time::timeout(LONG, running).await.unwrap().unwrap();
+    assert_eq!(result, Ok(StopReason::Cancelled));
+    // The thread is idle again and takes the next turn.
+    let (result, events) = turn(&runtime, &request("i1", &thread, "turn_2", "next")).await;
+    assert_eq!(result, Ok(StopReason::EndTurn));
+    assert_eq!(chunks(&events).len(), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crash_mid_turn_disconnects_and_a_restart_loads_the_same_session() {
+    let fixture = Fixture::new(require_agent!());
+    let script = json!({
+        "steps": [{"kind": "chunks", "count": 1}],
+        "rules": [{"prompt_contains": "crash", "times": 1,
+                   "steps": [{"kind": "chunks", "count": 2}, {"kind": "crash", "exit_code": 3}]}]
+    });
+    let runtime = AcpRuntime::new(vec![fixture.profile("test", &script)], Some("test".into()));
+    let thread = started(&runtime, &fixture, "i1").await;
+    let (result, _) = turn(&runtime, &request("i1", &thread, "turn_1", "hello")).await;
+    assert_eq!(result, Ok(StopReason::EndTurn));
+
+    let (result, events) = turn(&runtime, &request("i1", &thread, "turn_2", "crash now")).await;
+    assert!(
+        matches!(result, Err(AgentError::Disconnected(_))),
+        "{result:?}"
+    );
+    assert_eq!(
+        chunks(&events),
+        vec!["chunk 1/2\n".to_owned(), "chunk 2/2\n".to_owned()],
+        "what the agent sent before dying is delivered"
+    );
+    let (result, _) = turn(&runtime, &request("i1", &thread, "turn_3", "hello")).await;
+    assert!(
+        matches!(result, Err(AgentError::Disconnected(_))),
+        "{result:?}"
+    );
+
+    // Restart: the thread must be resumed before use, and resuming loads the same session.
+    runtime
+        .ensure_instance(&fixture.spec("i1", None))
+        .await
+        .unwrap();
+    let (result, _) = turn(&runtime, &request("i1", &thread, "turn_4", "hello")).await;
+    assert_eq!(result, Err(AgentError::UnknownThread(thread.clone())));
+    runtime.resume_thread("i1", &thread).await.unwrap();
+    let (result, events) = turn(&runtime, &request("i1", &thread, "turn_5", "crash again")).await;
+    assert_eq!(result, Ok(StopReason::EndTurn), "the crash rule fired once");
+    assert_eq!(chunks(&events), vec!["chunk 1/1\n".to_owned()]);
+
+    let requests = fixture.requests();
+    let news: Vec<_> = requests
+        .iter()
+        .filter(|(m, _, _)| m == "session/new")
+        .collect();
+    let loads: Vec<_> = requests
+        .iter()
+        .filter(|(m, _, _)| m == "session/load")
+        .collect();
+    assert_eq!(news.len(), 1, "never a second session");
+    assert_eq!(loads.len(), 1);
+    assert_eq!(loads[0].1.as_deref(), Some(thread.as_str()));
+    assert_ne!(news[0].2, loads[0].2, "loaded by the restarted process");
+    // A thread this agent never had cannot be resumed.
+    assert!(matches!(
+        runtime.resume_thread("i1", "no-such-session").await,
+        Err(AgentError::UnknownThread(_))
+    ));
+    runtime.shutdown_instance("i1").await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_load_session_a_restarted_instance_cannot_resume() {
+    let fixture = Fixture::new(require_agent!());
+    let script = json!({"load_session": false, "steps": [{"kind": "chunks", "count": 1}]});
+    let runtime = AcpRuntime::new(vec![fixture.profile("test", &script)], Some("test".into()));
+    let thread = started(&runtime, &fixture, "i1").await;
+    runtime.resume_thread("i1", &thread).await.unwrap();
+    runtime.shutdown_instance("i1").await.unwrap();
+    runtime
+        .ensure_instance(&fixture.spec("i1", None))
+        .await
+        .unwrap();
+    assert_eq!(
+        runtime.resume_thread("i1", &thread).await,
+        Err(AgentError::UnknownThread(thread.clone()))
+    );
+    runtime.shutdown_instance("i1").await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_agent_gets_only_the_allow_listed_environment_in_its_workspace() {
+    let fixture = Fixture::new(require_agent!());
+    // Cargo sets this for the test process; it must not reach the agent.
+    assert!(std::env::var_os("CARGO_MANIFEST_DIR").is_some());
+    let dump = fixture.root().join("env.txt");
+    let script = json!({"steps": [{"kind": "chunks", "count": 1}]});
+    let mut profile = fixture.profile("sh", &script);
+    profile.command = "/bin/sh".to_owned();
+    profile.args = vec![
+        "-c".to_owned(),
+        r#"env > "$ENV_DUMP"; pwd >> "$ENV_DUMP"; exec "$AGENT_BIN""#.to_owned(),
+    ];
+    let profile = profile
+        .with_env("ENV_DUMP", dump.to_str().unwrap())
+        .with_env("AGENT_BIN", fixture.agent.to_str().unwrap());
+    let runtime = AcpRuntime::new(vec![profile], Some("sh".into()));
+    let thread = started(&runtime, &fixture, "i1").await;
+    let (result, _) = turn(&runtime, &request("i1", &thread, "t", "hi")).await;
+    assert_eq!(result, Ok(StopReason::EndTurn));
+
+    let text = std::fs::read_to_string(&dump).unwrap();
+    let mut lines: Vec<&str> = text.lines().collect();
+    let cwd = lines.pop().unwrap();
+    assert_eq!(Path::new(cwd), fixture.workspace());
+    let names: Vec<&str> = lines
+        .iter()
+        .filter_map(|line| line.split_once('=').map(|(name, _)| name))
+        .collect();
+    // `PWD`, `SHLVL` and `_` are the shell's own.
+    let allowed = [
+        "PATH",
+        "HOME",
+        "LANG",
+        "ENV_DUMP",
+        "AGENT_BIN",
+        "PWD",
+        "SHLVL",
+        "_",
+        "SPECTASK_TEST_AGENT_SCRIPT",
+        "SPECTASK_TEST_AGENT_STATE",
+        "SPECTASK_TEST_AGENT_LOG",
+    ];
+    for name in &names {
+        assert!(allowed.contains(name), "the agent inherited {name}");
+    }
+    assert!(!names.contains(&"IS_SANDBOX"));
+    assert!(!names.contains(&"CARGO_MANIFEST_DIR"));
+    assert!(names.contains(&"PATH"));
+    runtime.shutdown_instance("i1").await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn misconfiguration_is_reported_before_anything_starts() {
+    let fixture = Fixture::new(require_agent!());
+    let runtime = AcpRuntime::new(vec![fixture.profile("test", &json!({}))], None);
+    assert!(matches!(
+        runtime.ensure_instance(&fixture.spec("i1", None)).await,
+        Err(AgentError::Config(_))
+    ));
+    assert!(matches!(
+        runtime
+            .ensure_instance(&fixture.spec("i1", Some("other")))
+            .await,
+        Err(AgentError::Config(_))
+    ));
+    let mut spec = fixture.spec("i1", Some("test"));
+    spec.workspace = Some(fixture.root().join("missing"));
+    assert!(matches!(
+        runtime.ensure_instance(&spec).await,
+        Err(AgentError::Config(_))
+    ));
+    let broken = AcpProfile::new("broken", "/nonexistent/agent", Vec::<String>::new());
+    let runtime = AcpRuntime::new(vec![broken], Some("broken".into()));
+    assert!(
+        runtime
+            .ensure_instance(&fixture.spec("i1", None))
+            .await
+            .is_err()
+    );
+    assert!(matches!(
+        runtime.create_thread("i1", "stws_1").await,
+        Err(AgentError::UnknownInstance(_))
+    ));
+}
