@@ -128,7 +128,11 @@ fn dependencies_point_inward_to_the_domain() {
         ),
     ]);
     for (dir, permitted) in &allowed {
-        let deps = dependencies(&root.join("crates").join(dir).join("Cargo.toml"));
+        let manifest = root.join("crates").join(dir).join("Cargo.toml");
+        if !manifest.exists() {
+            continue; // listed ahead of its arrival
+        }
+        let deps = dependencies(&manifest);
         for dep in deps.iter().filter(|d| d.starts_with("spectask")) {
             assert!(
                 permitted.contains(&dep.as_str()),
