@@ -511,3 +511,66 @@ async fn misconfiguration_is_reported_before_anything_starts() {
         Err(AgentError::UnknownInstance(_))
     ));
 }
+
+/// Whether `pid` is still a live (not zombie) process.
+fn alive(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .map(|stat| {
+            // The state follows the parenthesised command name.
+            let state = stat.rsplit(')').next().unwrap_or("").trim_start();
+            !state.starts_with('Z')
+        })
+        .unwrap_or(false)
+}
+
+async fn gone(pid: u32) -> bool {
+    for _ in 0..100 {
+        if !alive(pid) {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    false
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_and_drop_terminate_the_whole_process_group() {
+    let fixture = Fixture::new(require_agent!());
+    let script = json!({"steps": [{"kind": "chunks", "count": 1}]});
+    let mut profile = fixture.profile("sh", &script);
+    profile.command = "/bin/sh".to_owned();
+    // A launcher that leaves a grandchild behind, as `npx` does.
+    profile.args = vec![
+        "-c".to_owned(),
+        r#"sleep 300 & echo $! >> "$PIDS"; exec "$AGENT_BIN""#.to_owned(),
+    ];
+    let pids = fixture.root().join("pids.txt");
+    let profile = profile
+        .with_env("PIDS", pids.to_str().unwrap())
+        .with_env("AGENT_BIN", fixture.agent.to_str().unwrap());
+    let read_pids = || -> Vec<u32> {
+        std::fs::read_to_string(&pids)
+            .unwrap()
+            .lines()
+            .map(|line| line.trim().parse().unwrap())
+            .collect()
+    };
+
+    let runtime = AcpRuntime::new(vec![profile], Some("sh".into()));
+    started(&runtime, &fixture, "i1").await;
+    let agent_pid = fixture.requests()[0].2 as u32;
+    let sleeper = read_pids()[0];
+    assert!(alive(agent_pid) && alive(sleeper));
+    runtime.shutdown_instance("i1").await.unwrap();
+    assert!(gone(agent_pid).await, "the agent outlived shutdown");
+    assert!(gone(sleeper).await, "the agent's child outlived shutdown");
+
+    started(&runtime, &fixture, "i2").await;
+    let sleeper = read_pids()[1];
+    assert!(alive(sleeper));
+    drop(runtime);
+    assert!(
+        gone(sleeper).await,
+        "the agent's child outlived the runtime"
+    );
+}

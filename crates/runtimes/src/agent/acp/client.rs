@@ -230,6 +230,48 @@ mod tests {
 
     use super::*;
 
+    fn permission(state: &ClientState, path: &Path) -> RequestPermissionOutcome {
+        use agent_client_protocol::v1::schema::{
+            PermissionOption, ToolCallLocation, ToolCallUpdate, ToolCallUpdateFields,
+        };
+        let request = RequestPermissionRequest::new(
+            "s1",
+            ToolCallUpdate::new(
+                "t1",
+                ToolCallUpdateFields::new()
+                    .title("Write")
+                    .locations(vec![ToolCallLocation::new(path)]),
+            ),
+            vec![
+                PermissionOption::new("yes", "Allow", PermissionOptionKind::AllowOnce),
+                PermissionOption::new("no", "Reject", PermissionOptionKind::RejectOnce),
+            ],
+        );
+        state.answer_permission(&request).outcome
+    }
+
+    #[test]
+    fn allowing_workspace_edits_rejects_paths_outside_the_workspace() {
+        let dir = tempfile::tempdir().unwrap();
+        let ws = dir.path().canonicalize().unwrap();
+        let state = |policy| ClientState {
+            instance_id: "i1".to_owned(),
+            workspace: ws.clone(),
+            policy,
+        };
+        let selected = |id: &str| {
+            RequestPermissionOutcome::Selected(SelectedPermissionOutcome::new(id.to_owned()))
+        };
+        let allow = state(PermissionPolicy::AllowWorkspaceEdits);
+        assert_eq!(permission(&allow, &ws.join("a.txt")), selected("yes"));
+        assert_eq!(permission(&allow, &ws.join("../a.txt")), selected("no"));
+        assert_eq!(permission(&allow, Path::new("/etc/passwd")), selected("no"));
+        let deny = state(PermissionPolicy::Deny);
+        assert_eq!(permission(&deny, &ws.join("a.txt")), selected("no"));
+        let ask = state(PermissionPolicy::Ask);
+        assert_eq!(permission(&ask, &ws.join("a.txt")), selected("no"));
+    }
+
     #[test]
     fn confinement_follows_symlinks_and_refuses_escapes() {
         let dir = tempfile::tempdir().unwrap();
