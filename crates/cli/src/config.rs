@@ -1,7 +1,15 @@
-//! Resolves the planners from the command line, the environment and `spectask.toml`.
+//! Resolves the planners and the ACP agent profiles from the command line, the environment and
+//! `spectask.toml`.
 //!
 //! ```toml
 //! # <data-dir>/spectask.toml
+//! default_agent = "claude"         # for tasks that name no implementation_agent
+//!
+//! [agents.claude]                 # selected by a task's implementation_agent = "claude"
+//! command = "claude-agent-acp"
+//! env_from = ["ANTHROPIC_API_KEY"]
+//! permission_policy = "allow_workspace_edits"
+//!
 //! [planners.careful]              # selected by a task's spec_agent = "careful"
 //! model = "gpt-4.1"
 //! base_url = "https://api.openai.com/v1"   # default: the server's --llm-base-url
@@ -19,6 +27,7 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use serde::Deserialize;
 use spectask_engine::{PlannerProfile, PlannerRegistry};
+use spectask_runtimes::agent::acp::{self, AcpProfile, PermissionPolicy};
 use spectask_runtimes::llm::LlmConfig;
 
 use crate::cli::LlmArgs;
@@ -30,6 +39,28 @@ const OPENAI_BASE_URL: &str = "https://api.openai.com/v1";
 pub struct ConfigFile {
     #[serde(default)]
     pub planners: BTreeMap<String, PlannerEntry>,
+    /// ACP agent profiles, selected by a task's `implementation_agent`; a profile named like a
+    /// built-in preset replaces it.
+    #[serde(default)]
+    pub agents: BTreeMap<String, AgentEntry>,
+    /// The agent profile for tasks that name none.
+    pub default_agent: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AgentEntry {
+    pub command: String,
+    #[serde(default)]
+    pub args: Vec<String>,
+    /// Extra environment for the agent (it inherits nothing but PATH, HOME and LANG).
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
+    /// Names of variables of the server's own environment to pass through (e.g. API keys).
+    #[serde(default)]
+    pub env_from: Vec<String>,
+    /// `allow_workspace_edits` (default), `deny` or `ask`.
+    pub permission_policy: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -135,6 +166,43 @@ pub fn planners(
     Ok(PlannerRegistry::new(default, profiles))
 }
 
+/// The ACP agent profiles: the built-in presets, then the file's profiles (which replace a preset
+/// of the same name).
+pub fn agents(file: &ConfigFile, env: &dyn Fn(&str) -> Option<String>) -> Result<Vec<AcpProfile>> {
+    let mut profiles: BTreeMap<String, AcpProfile> = acp::profiles::presets()
+        .into_iter()
+        .map(|p| (p.name.clone(), p))
+        .collect();
+    for (name, entry) in &file.agents {
+        let mut profile = AcpProfile::new(name.clone(), entry.command.clone(), entry.args.clone());
+        for (key, value) in &entry.env {
+            profile = profile.with_env(key.clone(), value.clone());
+        }
+        for key in &entry.env_from {
+            let value = env(key).with_context(|| {
+                format!("agent `{name}`: environment variable {key} is not set")
+            })?;
+            profile = profile.with_env(key.clone(), value);
+        }
+        let policy = match entry.permission_policy.as_deref() {
+            None | Some("allow_workspace_edits") => PermissionPolicy::AllowWorkspaceEdits,
+            Some("deny") => PermissionPolicy::Deny,
+            Some("ask") => PermissionPolicy::Ask,
+            Some(other) => anyhow::bail!(
+                "agent `{name}`: permission_policy must be allow_workspace_edits, deny or ask, not `{other}`"
+            ),
+        };
+        profiles.insert(name.clone(), profile.with_policy(policy));
+    }
+    if let Some(default) = &file.default_agent {
+        anyhow::ensure!(
+            profiles.contains_key(default),
+            "default_agent `{default}` is not a configured agent profile"
+        );
+    }
+    Ok(profiles.into_values().collect())
+}
+
 #[cfg(test)]
 mod tests {
     use clap::Parser;
@@ -197,5 +265,38 @@ mod tests {
         let missing = planners(&llm_args(&[]), &file, &|_| None).unwrap_err();
         assert!(format!("{missing:#}").contains("CAREFUL_KEY"));
         assert!(toml::from_str::<ConfigFile>("[planners.x]\nmodle = \"typo\"\n").is_err());
+    }
+
+    #[test]
+    fn agents_are_presets_plus_the_file() {
+        let file: ConfigFile = toml::from_str(
+            "default_agent = \"mine\"\n[agents.mine]\ncommand = \"/opt/agent\"\nargs = [\"--acp\"]\nenv_from = [\"MY_KEY\"]\npermission_policy = \"deny\"\n\
+             [agents.gemini]\ncommand = \"gemini-nightly\"\nargs = [\"--acp\"]\n",
+        )
+        .unwrap();
+        let env = |k: &str| (k == "MY_KEY").then(|| "secret".to_owned());
+        let profiles = agents(&file, &env).unwrap();
+        let mine = profiles.iter().find(|p| p.name == "mine").unwrap();
+        assert_eq!(
+            (mine.command.as_str(), mine.args.clone()),
+            ("/opt/agent", vec!["--acp".to_owned()])
+        );
+        assert_eq!(mine.env.get("MY_KEY").map(String::as_str), Some("secret"));
+        assert_eq!(mine.permission_policy, PermissionPolicy::Deny);
+        assert_eq!(
+            profiles
+                .iter()
+                .find(|p| p.name == "gemini")
+                .unwrap()
+                .command,
+            "gemini-nightly"
+        );
+        assert!(profiles.iter().any(|p| p.name == "claude-agent-acp"));
+        assert!(
+            agents(&file, &|_| None).is_err(),
+            "a missing env_from variable is an error"
+        );
+        let bad: ConfigFile = toml::from_str("default_agent = \"nobody\"\n").unwrap();
+        assert!(agents(&bad, &|_| None).is_err());
     }
 }

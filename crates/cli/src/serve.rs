@@ -77,7 +77,20 @@ pub async fn run(args: ServeArgs) -> Result<()> {
         max_turn_retries: i32::try_from(args.max_turn_retries).unwrap_or(2),
         ..EngineSettings::default()
     };
-    let engine = Engine::new(store.clone(), planners, engine_settings);
+    let agents = crate::config::agents(&file, &|name| std::env::var(name).ok())?;
+    tracing::info!(
+        agents = %agents.iter().map(|a| a.name.as_str()).collect::<Vec<_>>().join(", "),
+        default = file.default_agent.as_deref().unwrap_or("none"),
+        "ACP agent profiles"
+    );
+    let runtime =
+        spectask_runtimes::agent::acp::AcpRuntime::new(agents, file.default_agent.clone());
+    let engine = Engine::with_runtime(
+        store.clone(),
+        planners,
+        std::sync::Arc::new(runtime),
+        engine_settings,
+    );
     let settings = ApiSettings {
         workspace_root,
         ..ApiSettings::default()

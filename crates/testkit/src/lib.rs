@@ -103,3 +103,14 @@ macro_rules! backend_tests {
         }
     };
 }
+
+/// The scripted ACP test agent binary (`spectask-acp-test-agent`) in this target directory, if it
+/// was built (`cargo test --workspace` builds it; a single-package run may not).
+pub fn acp_test_agent_binary() -> Option<std::path::PathBuf> {
+    let exe = std::env::current_exe().ok()?;
+    let path = exe.parent()?.parent()?.join(format!(
+        "spectask-acp-test-agent{}",
+        std::env::consts::EXE_SUFFIX
+    ));
+    path.is_file().then_some(path)
+}

@@ -1,0 +1,118 @@
+//! A SpecTask implemented by a real ACP agent process: the ACP runtime hosts the task's instance
+//! (one agent process) and its threads (one ACP session per work session); the agent, our
+//! scripted test agent, asks permission, writes files into the workspace through the client's
+//! file interface, streams text and ends its turns. Runs on SQLite and PostgreSQL.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed unwrap is a failed test
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use spectask_engine::PlannerRegistry;
+use spectask_runtimes::agent::acp::{AcpProfile, AcpRuntime};
+use spectask_testkit::{
+    FakeOpenAi, TestApp, TestOptions, acp_test_agent_binary, backend_tests, fast_engine,
+    fast_planner,
+};
+
+fn reply() -> String {
+    let mut plan = String::new();
+    for (key, title) in [
+        ("1", "Write the first file"),
+        ("2", "Write the second file"),
+        ("3", "Write the third file"),
+    ] {
+        plan.push_str(&format!("- [ ] {key}. {title}\n  - _Requirements: 1.1_\n"));
+    }
+    format!(
+        "# Requirements: Files\n\n1.1 WHEN asked THE SYSTEM SHALL write files.\n\n## Open Questions\n\n- None.\n\n\
+         # Design: Files\n\nThree files.\n\n# Implementation Plan: Files\n\n{plan}"
+    )
+}
+
+fn script() -> Value {
+    let rule = |needle: &str, file: &str| {
+        json!({"prompt_contains": needle, "steps": [
+            {"kind": "request_permission", "title": format!("Create {file}")},
+            {"kind": "write_file", "path": format!("src/{file}"), "content": format!("contents of {file}\n")},
+            {"kind": "chunks", "count": 2},
+        ]})
+    };
+    json!({
+        "steps": [{"kind": "chunks", "count": 1}],
+        "rules": [rule("Task 1:", "one.txt"), rule("Task 2:", "two.txt"), rule("Task 3:", "three.txt")],
+    })
+}
+
+async fn wait_for(app: &TestApp, id: &str, status: &str) -> Value {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let task = app.get(&format!("/api/v1/spec-tasks/{id}")).await.body;
+        if task["status"] == status {
+            return task;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "never reached {status}: {task}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+backend_tests! {
+    async fn three_work_sessions_run_as_three_acp_sessions_of_one_agent(db) {
+        let Some(agent) = acp_test_agent_binary() else {
+            eprintln!("SKIPPED (no test agent): run `cargo test --workspace`, which builds spectask-acp-test-agent");
+            return;
+        };
+        let workspace = tempfile::tempdir().unwrap();
+        let state = tempfile::tempdir().unwrap();
+        let log = state.path().join("requests.jsonl");
+        let profile = AcpProfile::new("test-agent", agent.to_str().unwrap(), Vec::<String>::new())
+            .with_env("SPECTASK_TEST_AGENT_SCRIPT", script().to_string())
+            .with_env("SPECTASK_TEST_AGENT_STATE", state.path().to_str().unwrap())
+            .with_env("SPECTASK_TEST_AGENT_LOG", log.to_str().unwrap());
+        let runtime = AcpRuntime::new(vec![profile], Some("test-agent".to_owned()));
+        let fake = FakeOpenAi::start().await;
+        fake.push_text_reply(&reply());
+        let options = TestOptions {
+            planners: PlannerRegistry::new(Some(fast_planner("default", &fake.base_url())), []),
+            engine: fast_engine(),
+            runtime: Some(Arc::new(runtime)),
+            ..TestOptions::default()
+        };
+        let app = TestApp::spawn_with_options(db, options).await;
+        let task = app.post("/api/v1/spec-tasks/from-prompt", &json!({"prompt": "write three files", "project_path": workspace.path().to_str().unwrap()})).await;
+        let id = task.body["id"].as_str().unwrap().to_owned();
+        wait_for(&app, &id, "spec_review").await;
+        app.post(&format!("/api/v1/spec-tasks/{id}/approve-specs"), &json!({"approved": true})).await;
+        wait_for(&app, &id, "implementation_review").await;
+
+        for file in ["one.txt", "two.txt", "three.txt"] {
+            let written = std::fs::read_to_string(workspace.path().join("src").join(file)).unwrap();
+            assert_eq!(written, format!("contents of {file}\n"));
+        }
+        let requests: Vec<Value> = std::fs::read_to_string(&log).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+        let pids: BTreeSet<_> = requests.iter().map(|r| r["pid"].as_u64().unwrap()).collect();
+        assert_eq!(pids.len(), 1, "one agent process hosts the instance");
+        let new_sessions: Vec<_> = requests.iter().filter(|r| r["method"] == "session/new").collect();
+        assert_eq!(new_sessions.len(), 3, "one ACP session per work session");
+        let acp_sessions: BTreeSet<String> = requests
+            .iter()
+            .filter(|r| r["method"] == "session/prompt")
+            .map(|r| r["session_id"].as_str().unwrap().to_owned())
+            .collect();
+        let threads = app.get(&format!("/api/v1/spec-tasks/{id}/zed-threads")).await.body;
+        let thread_ids: BTreeSet<String> = threads["zed_threads"].as_array().unwrap().iter().map(|t| t["zed_thread_id"].as_str().unwrap().to_owned()).collect();
+        assert_eq!(thread_ids, acp_sessions, "each thread is the ACP session that ran its turns");
+        let sessions = app.get(&format!("/api/v1/spec-tasks/{id}/work-sessions")).await.body;
+        for ws in sessions["work_sessions"].as_array().unwrap() {
+            assert_eq!(ws["status"], "completed");
+            let detail = app.get(&format!("/api/v1/work-sessions/{}", ws["id"].as_str().unwrap())).await.body;
+            let response = detail["helix_session"]["interactions"][0]["response_message"].as_str().unwrap().to_owned();
+            assert!(response.contains("[tool call:") && response.contains("chunk 2/2"), "{response}");
+        }
+    }
+}
