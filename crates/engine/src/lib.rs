@@ -144,6 +144,15 @@ impl Engine {
         }
     }
 
+    /// Whether `agent` names an implementation agent this server can run (always true without a
+    /// runtime: the task then waits for one to be configured).
+    pub fn knows_agent(&self, agent: &str) -> bool {
+        self.inner
+            .runtime
+            .as_ref()
+            .is_none_or(|runtime| runtime.knows_agent(agent))
+    }
+
     /// Whether implementation threads can run here.
     pub fn has_runtime(&self) -> bool {
         self.inner.runtime.is_some()

@@ -47,6 +47,8 @@ pub enum ApiError {
     PlannerNotConfigured(String),
     #[error("{0}")]
     UnknownPlanner(String),
+    #[error("{0}")]
+    UnknownAgent(String),
     #[error("{message}")]
     PlanInvalid {
         message: String,
@@ -105,6 +107,7 @@ impl ApiError {
             Duplicate(_) => (StatusCode::CONFLICT, "duplicate"),
             PlannerNotConfigured(_) => (StatusCode::CONFLICT, "planner_not_configured"),
             UnknownPlanner(_) => (StatusCode::UNPROCESSABLE_ENTITY, "unknown_planner"),
+            UnknownAgent(_) => (StatusCode::UNPROCESSABLE_ENTITY, "unknown_agent"),
             PlanInvalid { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "plan_invalid"),
             QuoteNotFound(_) => (StatusCode::UNPROCESSABLE_ENTITY, "quote_not_found"),
             Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),

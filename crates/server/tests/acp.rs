@@ -84,6 +84,8 @@ backend_tests! {
             ..TestOptions::default()
         };
         let app = TestApp::spawn_with_options(db, options).await;
+        let unknown = app.post("/api/v1/spec-tasks/from-prompt", &json!({"prompt": "x", "implementation_agent": "nobody"})).await;
+        assert_eq!((unknown.status, unknown.error_code()), (reqwest::StatusCode::UNPROCESSABLE_ENTITY, "unknown_agent"));
         let task = app.post("/api/v1/spec-tasks/from-prompt", &json!({"prompt": "write three files", "project_path": workspace.path().to_str().unwrap()})).await;
         let id = task.body["id"].as_str().unwrap().to_owned();
         wait_for(&app, &id, "spec_review").await;

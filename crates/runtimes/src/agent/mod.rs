@@ -114,6 +114,13 @@ pub trait AgentRuntime: Send + Sync + std::fmt::Debug {
     /// A short name for logs (`acp`, `zed`, `scripted`).
     fn kind(&self) -> &'static str;
 
+    /// Whether a task may name `agent` as its implementation agent (a configured profile).
+    /// Runtimes without named agents accept any name.
+    fn knows_agent(&self, agent: &str) -> bool {
+        let _ = agent;
+        true
+    }
+
     /// Starts the instance, or does nothing if it is running. Called before every dispatch, so a
     /// runtime that restarted (or a new replica) brings instances back on demand.
     async fn ensure_instance(&self, spec: &InstanceSpec) -> AgentResult<()>;

@@ -135,6 +135,13 @@ async fn create_from_prompt(
                 ApiError::from,
             ));
     }
+    if let Some(agent) = &implementation_agent
+        && !state.engine.knows_agent(agent)
+    {
+        return Err(ApiError::UnknownAgent(format!(
+            "unknown implementation agent `{agent}`; configure it under [agents.{agent}] in spectask.toml"
+        )));
+    }
     let can_plan = planners.can_plan(spec_agent.as_deref());
     let start = match req.auto_start {
         Some(false) => false,

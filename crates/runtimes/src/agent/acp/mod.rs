@@ -260,6 +260,10 @@ impl AgentRuntime for AcpRuntime {
         "acp"
     }
 
+    fn knows_agent(&self, agent: &str) -> bool {
+        self.profiles.contains_key(agent)
+    }
+
     async fn ensure_instance(&self, spec: &InstanceSpec) -> AgentResult<()> {
         let profile = self.profile_for(spec)?;
         let requested = spec.workspace.as_ref().ok_or_else(|| {
