@@ -19,7 +19,7 @@ fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
         if path.is_dir() {
             if path
                 .file_name()
-                .is_some_and(|n| n == "target" || n == "fixtures")
+                .is_some_and(|n| n == "target" || n == "fixtures" || n == "node_modules")
             {
                 continue;
             }
