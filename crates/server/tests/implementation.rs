@@ -316,6 +316,12 @@ backend_tests! {
         assert_eq!(empty.status, StatusCode::UNPROCESSABLE_ENTITY);
         // Cancel the hanging one.
         let hanging = wait_for_session_status(&h.app, &id, "3.", "active").await;
+        // Active means its turn is queued; wait until the agent is actually running it.
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        while !h.runtime.dispatches().iter().any(|d| d.prompt.contains("Task 3: Cancelled")) {
+            assert!(tokio::time::Instant::now() < deadline, "the hanging turn never reached the agent");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
         let cancelled = h.app.post(&format!("/api/v1/work-sessions/{}/cancel", hanging["id"].as_str().unwrap()), &json!({})).await;
         assert_eq!((cancelled.status, cancelled.body["status"].clone()), (StatusCode::OK, json!("cancelled")));
         wait_for(&h.app, &id, "implementation_review").await;
