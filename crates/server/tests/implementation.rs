@@ -181,7 +181,7 @@ backend_tests! {
         ]);
         let script = Script {
             default: Behaviour::Succeed { chunks: 3, chunk_delay_ms: 60 },
-            rules: vec![Rule { prompt_contains: "Task 2: Backend".into(), behaviour: Behaviour::Succeed { chunks: 8, chunk_delay_ms: 80 }, times: None }],
+            rules: vec![Rule { prompt_contains: "Task 2: Backend".into(), behaviour: Behaviour::Succeed { chunks: 15, chunk_delay_ms: 80 }, times: None }],
         };
         let h = harness(db, &plan, script, |s| s.max_parallel_threads = 2).await;
         let id = approved_task(&h.app, json!({"prompt": "Implement authentication"})).await;
@@ -223,7 +223,7 @@ backend_tests! {
     }
 
     async fn interactive_task_three_spawns_linked_to_their_parent(db) {
-        let script = Script { default: quick(), rules: vec![Rule { prompt_contains: "Task 1: Analyse".into(), behaviour: Behaviour::Succeed { chunks: 10, chunk_delay_ms: 80 }, times: None }] };
+        let script = Script { default: quick(), rules: vec![Rule { prompt_contains: "Task 1: Analyse".into(), behaviour: Behaviour::Succeed { chunks: 25, chunk_delay_ms: 80 }, times: None }] };
         let h = harness(db, &reply_with("Performance", &[("1", "Analyse the slow paths", &[])]), script, |_| {}).await;
         let id = approved_task(&h.app, json!({"prompt": "Make it fast"})).await;
         let parent = wait_for_session_status(&h.app, &id, "1.", "active").await;
