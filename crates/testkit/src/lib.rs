@@ -16,9 +16,11 @@
 
 mod app;
 mod database;
+mod fake_anthropic;
 
 pub use app::{Response, TestApp, TestOptions, fast_engine, fast_llm, fast_planner};
 pub use database::{TestDatabase, postgres_url, skip_postgres};
+pub use fake_anthropic::{AnthropicReply, AnthropicRequest, FakeAnthropic, tool_results};
 pub use spectask_runtimes::agent::scripted::{Behaviour, Dispatch, Rule, Script, ScriptedRuntime};
 pub use spectask_runtimes::llm::fake::{FakeOpenAi, FakeReply};
 

@@ -1,0 +1,393 @@
+//! The integration tier against a real third-party agent: Claude Code through
+//! `@agentclientprotocol/claude-agent-acp`, installed by the project's own setup step
+//! (`tools/agents`, `npm ci` in `.ci/run`), driven by the production `AcpRuntime` and pointed at
+//! [`FakeAnthropic`], a loopback Messages API whose replies each test scripts.
+//!
+//! What the agent needs to run offline, found by running it: `ANTHROPIC_BASE_URL` and any
+//! `ANTHROPIC_API_KEY`; a `HOME` of its own (a temporary directory), so it neither reads nor writes
+//! the developer's `~/.claude`; the switches that turn off its telemetry, error reports, update
+//! checks and other traffic to Anthropic; prompt suggestions off (a post-turn request that looks
+//! like a model turn); and, in that `HOME`, `permissions.defaultMode: "default"`. Without that setting the agent starts new sessions in its `auto` mode, where it asks
+//! the model (a side request) instead of the client whether a tool may run, so the profile's
+//! permission policy would never be consulted. `AcpRuntime` does not set session modes, so the
+//! setting is how the tier gets the manual mode in which every edit is a
+//! `session/request_permission`.
+//!
+//! Without `tools/agents/node_modules/.bin/claude-agent-acp` (no Node.js, or `npm ci` not run)
+//! each scenario prints `SKIPPED (…)` and passes rather than being ignored.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use spectask_runtimes::agent::acp::{AcpProfile, AcpRuntime, PermissionPolicy};
+use spectask_runtimes::agent::{AgentEvent, AgentRuntime, InstanceSpec, StopReason, TurnRequest};
+use spectask_testkit::{AnthropicReply, FakeAnthropic, init_test_logging, tool_results};
+use tokio::sync::mpsc;
+
+/// Generous for one turn: a real agent starts a Claude Code process per session (about a second)
+/// and each turn is a few loopback round trips.
+const TURN: Duration = Duration::from_secs(30);
+
+/// The installed agent, from the workspace root (this crate is `crates/testkit`).
+fn agent_binary() -> Option<PathBuf> {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../tools/agents/node_modules/.bin/claude-agent-acp");
+    path.canonicalize().ok().filter(|path| path.is_file())
+}
+
+macro_rules! require_agent {
+    () => {
+        match agent_binary() {
+            Some(path) => path,
+            None => {
+                eprintln!("SKIPPED (claude-agent-acp not installed: run npm ci in tools/agents)");
+                return;
+            }
+        }
+    };
+}
+
+/// A temporary directory holding the workspace and the agent's own `HOME`.
+struct Fixture {
+    dir: tempfile::TempDir,
+    agent: PathBuf,
+}
+
+impl Fixture {
+    fn new(agent: PathBuf) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("ws")).unwrap();
+        let claude = dir.path().join("home/.claude");
+        std::fs::create_dir_all(&claude).unwrap();
+        // Manual mode: every edit becomes a permission request to the client (see the module
+        // comment).
+        // No prompt suggestions either: after each turn the agent would otherwise fork the
+        // conversation (tools included) to ask the model for the user's next prompt, a request
+        // that looks like a model turn and would take the next scripted reply.
+        std::fs::write(
+            claude.join("settings.json"),
+            json!({
+                "permissions": {"defaultMode": "default"},
+                "promptSuggestionEnabled": false,
+            })
+            .to_string(),
+        )
+        .unwrap();
+        Self { dir, agent }
+    }
+
+    fn root(&self) -> PathBuf {
+        self.dir.path().canonicalize().unwrap()
+    }
+
+    fn workspace(&self) -> PathBuf {
+        self.root().join("ws")
+    }
+
+    fn profile(&self, fake: &FakeAnthropic) -> AcpProfile {
+        AcpProfile::new("claude", self.agent.to_str().unwrap(), Vec::<String>::new())
+            .with_policy(PermissionPolicy::AllowWorkspaceEdits)
+            .with_env("ANTHROPIC_BASE_URL", fake.base_url())
+            .with_env("ANTHROPIC_API_KEY", "test")
+            .with_env("HOME", self.root().join("home").to_str().unwrap())
+            .with_env("CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC", "1")
+            .with_env("DISABLE_TELEMETRY", "1")
+            .with_env("DISABLE_ERROR_REPORTING", "1")
+            .with_env("DISABLE_AUTOUPDATER", "1")
+            .with_env("CLAUDE_CODE_ENABLE_PROMPT_SUGGESTION", "false")
+    }
+
+    fn spec(&self, instance_id: &str) -> InstanceSpec {
+        InstanceSpec {
+            instance_id: instance_id.to_owned(),
+            spec_task_id: "spt_claude".to_owned(),
+            workspace: Some(self.workspace()),
+            agent: Some("claude".to_owned()),
+            config: Value::Null,
+        }
+    }
+}
+
+fn request(instance_id: &str, thread_id: &str, turn_id: &str, prompt: &str) -> TurnRequest {
+    TurnRequest {
+        instance_id: instance_id.to_owned(),
+        thread_id: thread_id.to_owned(),
+        turn_id: turn_id.to_owned(),
+        prompt: prompt.to_owned(),
+    }
+}
+
+/// Runs a turn to its end, collecting its events.
+async fn turn(runtime: &AcpRuntime, request: &TurnRequest) -> (StopReason, Vec<AgentEvent>) {
+    let (tx, mut rx) = mpsc::channel(64);
+    let collector = tokio::spawn(async move {
+        let mut events = Vec::new();
+        while let Some(event) = rx.recv().await {
+            events.push(event);
+        }
+        events
+    });
+    let result = tokio::time::timeout(TURN, runtime.run_turn(request, tx))
+        .await
+        .expect("the turn ended in time")
+        .expect("the turn succeeded");
+    (result, collector.await.unwrap())
+}
+
+fn chunks(events: &[AgentEvent]) -> String {
+    events
+        .iter()
+        .filter_map(|event| match event {
+            AgentEvent::MessageChunk(text) => Some(text.as_str()),
+            _ => None,
+        })
+        .collect()
+}
+
+/// The last status of each tool call, in the order the calls started.
+fn final_tool_statuses(events: &[AgentEvent]) -> Vec<(String, String)> {
+    let mut calls: Vec<(String, String)> = Vec::new();
+    for event in events {
+        if let AgentEvent::ToolCall { id, status, .. } = event {
+            match calls.iter_mut().find(|(known, _)| known == id) {
+                Some(call) => call.1.clone_from(status),
+                None => calls.push((id.clone(), status.clone())),
+            }
+        }
+    }
+    calls
+}
+
+/// Starts instance `i1` of the fixture's agent.
+async fn start(fixture: &Fixture, fake: &FakeAnthropic) -> AcpRuntime {
+    let runtime = AcpRuntime::new(vec![fixture.profile(fake)], None);
+    tokio::time::timeout(TURN, runtime.ensure_instance(&fixture.spec("i1")))
+        .await
+        .expect("initialize in time")
+        .expect("initialize");
+    runtime
+}
+
+async fn new_thread(runtime: &AcpRuntime, work_session_id: &str) -> String {
+    tokio::time::timeout(TURN, runtime.create_thread("i1", work_session_id))
+        .await
+        .expect("session/new in time")
+        .expect("session/new")
+}
+
+/// A scripted `Write` tool call.
+fn write(path: &Path, content: &str) -> AnthropicReply {
+    AnthropicReply::ToolUse {
+        text: Some("Writing the note.".to_owned()),
+        name: "Write".to_owned(),
+        input: json!({"file_path": path, "content": content}),
+    }
+}
+
+/// Three work sessions as three ACP sessions of one agent process. Each turn: the model asks to
+/// write a file, the agent asks permission, the profile's `allow_workspace_edits` allows it, the
+/// agent writes the file itself and sends the tool result back, the model answers and the turn
+/// ends with `end_turn`. The third session first asks to write beside the workspace, which the
+/// same policy rejects: the model gets an error result, the file is not written, and the turn
+/// goes on. That rejection is what shows the permission request reached the client's policy.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_threads_of_one_agent_write_files_through_permitted_tool_calls() {
+    init_test_logging();
+    let fixture = Fixture::new(require_agent!());
+    let fake = FakeAnthropic::start().await;
+    let runtime = start(&fixture, &fake).await;
+
+    let mut threads = Vec::new();
+    for n in 1..=3 {
+        threads.push(new_thread(&runtime, &format!("stws_{n}")).await);
+    }
+    let distinct: std::collections::BTreeSet<&String> = threads.iter().collect();
+    assert_eq!(distinct.len(), 3, "three sessions: {threads:?}");
+
+    let outside = fixture.root().join("outside.txt");
+    for (n, thread) in (1..=3).zip(&threads) {
+        let path = fixture.workspace().join(format!("notes/session-{n}.txt"));
+        let content = format!("written by session {n}\n");
+        let before = fake.model_turns().len();
+        if n == 3 {
+            fake.push(write(&outside, "must not be written\n"));
+        }
+        fake.push(write(&path, &content));
+        fake.push(AnthropicReply::Text(format!("Done with session {n}.")));
+
+        let (stop, events) = turn(
+            &runtime,
+            &request("i1", thread, &format!("turn_{n}"), "write the note"),
+        )
+        .await;
+        assert_eq!(stop, StopReason::EndTurn, "session {n}: {events:?}");
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), content);
+        let text = chunks(&events);
+        assert!(text.contains("Writing the note."), "streamed: {text:?}");
+        assert!(
+            text.ends_with(&format!("Done with session {n}.")),
+            "streamed: {text:?}"
+        );
+
+        let calls = final_tool_statuses(&events);
+        let turns = fake.model_turns();
+        let results: Vec<Value> = turns[before + 1..].iter().flat_map(tool_results).collect();
+        if n == 3 {
+            assert_eq!(calls.len(), 2, "{events:?}");
+            assert_eq!(calls[0].1, "failed", "the outside write: {events:?}");
+            assert_eq!(results[0]["is_error"], json!(true), "{results:?}");
+            assert!(!outside.exists(), "written outside the workspace");
+        } else {
+            assert_eq!(calls.len(), 1, "{events:?}");
+        }
+        assert_eq!(calls.last().unwrap().1, "completed", "{events:?}");
+        assert_eq!(
+            turns.len(),
+            before + calls.len() + 1,
+            "model turns of turn {n}"
+        );
+        assert_eq!(
+            results.len(),
+            calls.len(),
+            "one result per call: {results:?}"
+        );
+        assert_ne!(
+            results.last().unwrap()["is_error"],
+            json!(true),
+            "{results:?}"
+        );
+    }
+    assert_eq!(fake.pending_replies(), 0);
+    runtime.shutdown_instance("i1").await.unwrap();
+}
+
+/// A turn whose model never finishes is cancelled with `session/cancel`: `run_turn` ends with
+/// `Cancelled`, and the same thread then runs another turn to `end_turn`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_turn_is_cancelled_while_the_model_hangs() {
+    init_test_logging();
+    let fixture = Fixture::new(require_agent!());
+    let fake = FakeAnthropic::start().await;
+    let runtime = std::sync::Arc::new(start(&fixture, &fake).await);
+    let thread = new_thread(&runtime, "stws_1").await;
+
+    fake.push(AnthropicReply::Hang {
+        text: "Thinking about it".to_owned(),
+    });
+    let running = tokio::spawn({
+        let runtime = std::sync::Arc::clone(&runtime);
+        let request = request("i1", &thread, "turn_1", "take your time");
+        async move { turn(&runtime, &request).await }
+    });
+    let turns = fake.wait_for_model_turns(1, TURN).await;
+    assert_eq!(turns.len(), 1, "the model was asked");
+    // Let the first streamed text reach the agent, so the cancel lands mid-stream.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let cancelled_at = Instant::now();
+    runtime.cancel_turn("i1", &thread).await.unwrap();
+    let (stop, _events) = tokio::time::timeout(TURN, running)
+        .await
+        .expect("the turn ended after cancel")
+        .unwrap();
+    assert_eq!(stop, StopReason::Cancelled);
+    assert!(cancelled_at.elapsed() < Duration::from_secs(10));
+
+    fake.push(AnthropicReply::Text("Back again.".to_owned()));
+    let (stop, events) = turn(&runtime, &request("i1", &thread, "turn_2", "go on")).await;
+    assert_eq!(stop, StopReason::EndTurn);
+    assert!(chunks(&events).ends_with("Back again."), "{events:?}");
+    runtime.shutdown_instance("i1").await.unwrap();
+}
+
+/// The fake itself, without the agent (so it is checked where Node.js is missing too): a scripted
+/// tool call as Anthropic's event stream, the script untouched by side requests, every request
+/// recorded, `count_tokens` and unknown endpoints answered harmlessly.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_fake_speaks_the_messages_stream_and_records_requests() {
+    let fake = FakeAnthropic::start().await;
+    fake.push(AnthropicReply::ToolUse {
+        text: None,
+        name: "Write".to_owned(),
+        input: json!({"file_path": "/w/a.txt", "content": "hi"}),
+    });
+    let client = reqwest::Client::new();
+    let url = format!("{}/v1/messages?beta=true", fake.base_url());
+    let tool = json!([{"name": "Write", "input_schema": {"type": "object"}}]);
+
+    // A side request (no tools) gets text and leaves the script alone.
+    let side: Value = client
+        .post(&url)
+        .json(&json!({"model": "m", "messages": [], "stream": false}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(side["stop_reason"], "end_turn");
+    assert_eq!(fake.pending_replies(), 1);
+
+    let body = json!({"model": "m", "stream": true, "tools": tool, "messages": [
+        {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "t0", "content": "ok"}]}
+    ]});
+    let response = client.post(&url).json(&body).send().await.unwrap();
+    assert_eq!(
+        response.headers()["content-type"].to_str().unwrap(),
+        "text/event-stream"
+    );
+    let text = response.text().await.unwrap();
+    let events: Vec<Value> = text
+        .lines()
+        .filter_map(|line| line.strip_prefix("data: "))
+        .map(|data| serde_json::from_str(data).unwrap())
+        .collect();
+    let kinds: Vec<&str> = events.iter().map(|e| e["type"].as_str().unwrap()).collect();
+    assert_eq!(kinds.first(), Some(&"message_start"));
+    assert_eq!(kinds[1], "content_block_start");
+    assert_eq!(events[1]["content_block"]["type"], "tool_use");
+    assert_eq!(events[1]["content_block"]["name"], "Write");
+    let input: String = events
+        .iter()
+        .filter(|e| e["delta"]["type"] == "input_json_delta")
+        .map(|e| e["delta"]["partial_json"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        serde_json::from_str::<Value>(&input).unwrap(),
+        json!({"file_path": "/w/a.txt", "content": "hi"})
+    );
+    let delta = events
+        .iter()
+        .find(|e| e["type"] == "message_delta")
+        .unwrap();
+    assert_eq!(delta["delta"]["stop_reason"], "tool_use");
+    assert!(delta["usage"]["output_tokens"].is_u64());
+    assert_eq!(kinds.last(), Some(&"message_stop"));
+    assert_eq!(fake.pending_replies(), 0);
+
+    let count: Value = client
+        .post(format!("{}/v1/messages/count_tokens", fake.base_url()))
+        .json(&json!({"messages": []}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(count["input_tokens"].is_u64());
+    let probe = client
+        .get(format!("{}/api/hello", fake.base_url()))
+        .send()
+        .await
+        .unwrap();
+    assert!(probe.status().is_success());
+
+    let requests = fake.requests();
+    assert_eq!(requests.len(), 4);
+    assert_eq!(requests[3].uri, "/api/hello");
+    let turns = fake.model_turns();
+    assert_eq!(turns, vec![body.clone()]);
+    assert_eq!(tool_results(&turns[0])[0]["tool_use_id"], "t0");
+}
