@@ -79,6 +79,10 @@ pub struct ServeArgs {
     /// failure.
     #[arg(long, env = "SPECTASK_TURN_TIMEOUT_SECS", default_value_t = 600, value_parser = clap::value_parser!(u64).range(1..=86400))]
     pub turn_timeout_secs: u64,
+    /// How long a permission request under the `ask` policy waits for a human before the agent
+    /// is told `cancelled`.
+    #[arg(long, env = "SPECTASK_PERMISSION_TIMEOUT_SECS", default_value_t = 600, value_parser = clap::value_parser!(u64).range(1..=86400))]
+    pub permission_timeout_secs: u64,
     /// Failed implementation turns of one work session retried before it fails for good.
     #[arg(long, env = "SPECTASK_MAX_TURN_RETRIES", default_value_t = 2, value_parser = clap::value_parser!(u32).range(0..=100))]
     pub max_turn_retries: u32,

@@ -83,8 +83,13 @@ pub async fn run(args: ServeArgs) -> Result<()> {
         default = file.default_agent.as_deref().unwrap_or("none"),
         "ACP agent profiles"
     );
+    let desk = spectask_engine::PermissionDesk::new(
+        store.clone(),
+        std::time::Duration::from_secs(args.permission_timeout_secs),
+    );
     let runtime =
-        spectask_runtimes::agent::acp::AcpRuntime::new(agents, file.default_agent.clone());
+        spectask_runtimes::agent::acp::AcpRuntime::new(agents, file.default_agent.clone())
+            .with_broker(std::sync::Arc::new(desk));
     let engine = Engine::with_runtime(
         store.clone(),
         planners,

@@ -34,6 +34,9 @@ string_enum! {
         PlanningFailed = "spec_task.planning_failed",
         ImplementationFailed = "spec_task.implementation_failed",
         WorkspaceProjectionFailed = "workspace.projection_failed",
+        PermissionRequested = "permission.requested",
+        PermissionAnswered = "permission.answered",
+        PermissionTimedOut = "permission.timed_out",
     }
 }
 

@@ -121,6 +121,10 @@ prefixed_id!(
     /// A durable turn: one prompt sent to an agent (`turn_…`).
     TurnId, "turn_", "turn"
 );
+prefixed_id!(
+    /// An agent's permission request waiting for a human (`prq_…`).
+    PermissionRequestId, "prq_", "permission request"
+);
 
 #[cfg(test)]
 mod tests {

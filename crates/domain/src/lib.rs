@@ -11,6 +11,7 @@ pub mod event;
 pub mod ids;
 pub mod implementation_task;
 pub mod limits;
+pub mod permission;
 pub mod plan;
 pub mod prompts;
 pub mod revision;
@@ -26,10 +27,11 @@ pub use comment::{SpecComment, SpecCommentId, SpecDocument};
 pub use enums::ParseEnumError;
 pub use event::{Event, EventKind, NewEvent};
 pub use ids::{
-    IdError, ImplementationTaskId, InteractionId, SessionId, SpecTaskId, SpecTaskZedThreadId,
-    TurnId, WorkSessionId,
+    IdError, ImplementationTaskId, InteractionId, PermissionRequestId, SessionId, SpecTaskId,
+    SpecTaskZedThreadId, TurnId, WorkSessionId,
 };
 pub use implementation_task::{ImplementationTaskStatus, SpecTaskImplementationTask};
+pub use permission::{PermissionOption, PermissionRequest, PermissionRequestStatus};
 pub use plan::{
     ParsedPlan, PlanError, PlanErrorKind, PlanFormat, PlanPhase, PlanSection, PlanTask,
     PlanTaskStatus, RenderedProgress, SkipReason, SkippedUpdate, parse_plan, render_progress,

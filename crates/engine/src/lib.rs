@@ -11,6 +11,7 @@
 
 mod error;
 pub mod implementation;
+pub mod permissions;
 pub mod planners;
 pub mod planning;
 mod projection;
@@ -24,6 +25,7 @@ use spectask_store::Store;
 use tokio::sync::{Notify, Semaphore};
 
 pub use error::EngineError;
+pub use permissions::PermissionDesk;
 pub use planners::{PlannerProfile, PlannerRegistry};
 
 /// Tunables of the background work.

@@ -10,8 +10,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use spectask_engine::PlannerRegistry;
-use spectask_runtimes::agent::acp::{AcpProfile, AcpRuntime};
+use spectask_engine::{PermissionDesk, PlannerRegistry};
+use spectask_runtimes::agent::acp::{AcpProfile, AcpRuntime, PermissionPolicy};
 use spectask_testkit::{
     FakeOpenAi, TestApp, TestOptions, acp_test_agent_binary, backend_tests, fast_engine,
     fast_planner,
@@ -116,5 +116,86 @@ backend_tests! {
             let response = detail["helix_session"]["interactions"][0]["response_message"].as_str().unwrap().to_owned();
             assert!(response.contains("[tool call:") && response.contains("chunk 2/2"), "{response}");
         }
+    }
+
+    async fn ask_policy_waits_for_a_human_answer_or_times_out(db) {
+        let Some(agent) = acp_test_agent_binary() else {
+            eprintln!("SKIPPED (no test agent): run `cargo test --workspace`, which builds spectask-acp-test-agent");
+            return;
+        };
+        let workspace = tempfile::tempdir().unwrap();
+        let state = tempfile::tempdir().unwrap();
+        let script = json!({
+            "steps": [{"kind": "chunks", "count": 1}],
+            "rules": [
+                {"prompt_contains": "Task 1:", "steps": [
+                    {"kind": "request_permission", "title": "Create approved.txt"},
+                    {"kind": "write_file", "path": "approved.txt", "content": "yes\n"},
+                ]},
+                {"prompt_contains": "Task 2:", "steps": [
+                    {"kind": "request_permission", "title": "Create ignored.txt"},
+                    {"kind": "write_file", "path": "ignored.txt", "content": "no\n"},
+                ]},
+            ],
+        });
+        let profile = AcpProfile::new("asking", agent.to_str().unwrap(), Vec::<String>::new())
+            .with_env("SPECTASK_TEST_AGENT_SCRIPT", script.to_string())
+            .with_env("SPECTASK_TEST_AGENT_STATE", state.path().to_str().unwrap())
+            .with_policy(PermissionPolicy::Ask);
+        let desk = PermissionDesk::new(db.store().await, Duration::from_secs(3));
+        let runtime = AcpRuntime::new(vec![profile], Some("asking".to_owned())).with_broker(Arc::new(desk));
+        let fake = FakeOpenAi::start().await;
+        let plan = "# Requirements: Ask\n\n1.1 WHEN asked THE SYSTEM SHALL wait.\n\n## Open Questions\n\n- None.\n\n\
+                    # Design: Ask\n\nAsk first.\n\n# Implementation Plan: Ask\n\n- [ ] 1. Approved write\n- [ ] 2. Ignored write\n";
+        fake.push_text_reply(plan);
+        let mut engine = fast_engine();
+        engine.turn_timeout = Duration::from_secs(30);
+        let options = TestOptions {
+            planners: PlannerRegistry::new(Some(fast_planner("default", &fake.base_url())), []),
+            engine,
+            runtime: Some(Arc::new(runtime)),
+            ..TestOptions::default()
+        };
+        let app = TestApp::spawn_with_options(db, options).await;
+        let task = app.post("/api/v1/spec-tasks/from-prompt", &json!({"prompt": "ask before writing", "project_path": workspace.path().to_str().unwrap()})).await;
+        let id = task.body["id"].as_str().unwrap().to_owned();
+        wait_for(&app, &id, "spec_review").await;
+        app.post(&format!("/api/v1/spec-tasks/{id}/approve-specs"), &json!({"approved": true})).await;
+
+        // Find the first session's pending request and answer it; leave the second one alone.
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        let (ws, request) = loop {
+            let sessions = app.get(&format!("/api/v1/spec-tasks/{id}/work-sessions")).await.body;
+            let first = sessions["work_sessions"].as_array().unwrap().iter().find(|s| s["name"].as_str().unwrap().starts_with("1.")).cloned();
+            if let Some(first) = first {
+                let ws = first["id"].as_str().unwrap().to_owned();
+                let requests = app.get(&format!("/api/v1/work-sessions/{ws}/permission-requests")).await.body;
+                if let Some(pending) = requests["permission_requests"].as_array().unwrap().iter().find(|r| r["status"] == "pending") {
+                    break (ws, pending.clone());
+                }
+            }
+            assert!(tokio::time::Instant::now() < deadline, "no permission request appeared");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        };
+        assert_eq!(request["title"], "Create approved.txt");
+        let rid = request["id"].as_str().unwrap();
+        let offered: Vec<_> = request["options"].as_array().unwrap().iter().map(|o| o["option_id"].as_str().unwrap().to_owned()).collect();
+        assert_eq!(offered, ["allow", "reject"]);
+        let bogus = app.post(&format!("/api/v1/work-sessions/{ws}/permission-requests/{rid}"), &json!({"option_id": "maybe"})).await;
+        assert_eq!((bogus.status, bogus.error_code()), (reqwest::StatusCode::UNPROCESSABLE_ENTITY, "validation_failed"));
+        let answered = app.post(&format!("/api/v1/work-sessions/{ws}/permission-requests/{rid}"), &json!({"option_id": "allow"})).await;
+        assert_eq!((answered.status, answered.body["status"].clone()), (reqwest::StatusCode::OK, json!("answered")));
+        let again = app.post(&format!("/api/v1/work-sessions/{ws}/permission-requests/{rid}"), &json!({"option_id": "allow"})).await;
+        assert_eq!((again.status, again.error_code()), (reqwest::StatusCode::CONFLICT, "conflict"));
+
+        wait_for(&app, &id, "implementation_review").await;
+        assert_eq!(std::fs::read_to_string(workspace.path().join("approved.txt")).unwrap(), "yes\n");
+        assert!(!workspace.path().join("ignored.txt").exists(), "an unanswered request grants nothing");
+        let sessions = app.get(&format!("/api/v1/spec-tasks/{id}/work-sessions")).await.body;
+        let second = sessions["work_sessions"].as_array().unwrap().iter().find(|s| s["name"].as_str().unwrap().starts_with("2.")).unwrap();
+        let requests = app.get(&format!("/api/v1/work-sessions/{}/permission-requests", second["id"].as_str().unwrap())).await.body;
+        assert_eq!(requests["permission_requests"][0]["status"], "timed_out");
+        let detail = app.get(&format!("/api/v1/work-sessions/{}", second["id"].as_str().unwrap())).await.body;
+        assert!(detail["helix_session"]["interactions"][0]["response_message"].as_str().unwrap().contains("permission refused: Create ignored.txt"));
     }
 }

@@ -108,6 +108,34 @@ pub enum AgentError {
 
 pub type AgentResult<T> = Result<T, AgentError>;
 
+/// A permission request an agent made, for a human to answer.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PermissionAsk {
+    pub instance_id: String,
+    /// The thread (ACP session) that asked.
+    pub thread_id: String,
+    pub tool_call_id: String,
+    pub title: String,
+    pub options: Vec<PermissionChoice>,
+}
+
+/// One answer an agent offers.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct PermissionChoice {
+    pub option_id: String,
+    pub name: String,
+    /// `allow_once`, `allow_always`, `reject_once` or `reject_always`.
+    pub kind: String,
+}
+
+/// Puts permission requests in front of a human and waits for the answer (the `ask` policy).
+#[async_trait]
+pub trait PermissionBroker: Send + Sync + std::fmt::Debug {
+    /// The chosen option id, or `None` when nobody answered in time (the agent is told
+    /// `cancelled`, which grants nothing).
+    async fn ask(&self, ask: PermissionAsk) -> Option<String>;
+}
+
 /// Hosts the threads of SpecTask instances.
 #[async_trait]
 pub trait AgentRuntime: Send + Sync + std::fmt::Debug {

@@ -7,8 +7,9 @@ use axum::http::StatusCode;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use spectask_domain::{
-    ImplementationTaskStatus, Session, SpecTask, SpecTaskImplementationTask, SpecTaskWorkSession,
-    SpecTaskZedThread, Turn, WorkSessionId, WorkSessionPhase, WorkSessionStatus,
+    ImplementationTaskStatus, PermissionRequest, PermissionRequestId, Session, SpecTask,
+    SpecTaskImplementationTask, SpecTaskWorkSession, SpecTaskZedThread, Turn, WorkSessionId,
+    WorkSessionPhase, WorkSessionStatus,
 };
 use spectask_engine::implementation::WorkSessionView;
 use utoipa::{IntoParams, ToSchema};
@@ -37,6 +38,8 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(retry_work_session))
         .routes(routes!(approve_implementation))
         .routes(routes!(request_changes))
+        .routes(routes!(list_permission_requests))
+        .routes(routes!(answer_permission_request))
 }
 
 fn ws_id(raw: &str) -> Result<WorkSessionId, ApiError> {
@@ -491,6 +494,84 @@ async fn request_changes(
         state
             .engine
             .request_implementation_changes(&id, &comment, &sessions, &actor)
+            .await?,
+    ))
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PermissionRequestList {
+    permission_requests: Vec<PermissionRequest>,
+}
+
+/// The permission requests the work session's agent made under the `ask` policy, oldest first;
+/// `pending` ones wait for an answer.
+#[utoipa::path(
+    get, path = "/work-sessions/{sid}/permission-requests", tag = "implementation",
+    params(("sid" = String, Path, description = "Work session id")),
+    responses((status = 200, body = PermissionRequestList), (status = 404, body = ErrorBody))
+)]
+async fn list_permission_requests(
+    State(state): State<AppState>,
+    Path(sid): Path<String>,
+) -> Result<Json<PermissionRequestList>, ApiError> {
+    let ws = ws_id(&sid)?;
+    state.store.get_work_session(&ws).await?;
+    Ok(Json(PermissionRequestList {
+        permission_requests: state.store.list_permission_requests(&ws).await?,
+    }))
+}
+
+/// Body of the answer endpoint.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PermissionAnswer {
+    /// One of the request's `options[].option_id`.
+    option_id: String,
+}
+
+/// Answers a pending permission request with one of the options the agent offered.
+#[utoipa::path(
+    post, path = "/work-sessions/{sid}/permission-requests/{rid}", tag = "implementation",
+    params(("sid" = String, Path, description = "Work session id"), ("rid" = String, Path, description = "Permission request id (`prq_…`)")),
+    request_body = PermissionAnswer,
+    responses(
+        (status = 200, body = PermissionRequest),
+        (status = 404, body = ErrorBody),
+        (status = 409, description = "Already answered or timed out", body = ErrorBody),
+        (status = 422, description = "Not an option the agent offered", body = ErrorBody),
+    )
+)]
+async fn answer_permission_request(
+    State(state): State<AppState>,
+    Path((sid, rid)): Path<(String, String)>,
+    Actor(actor): Actor,
+    ApiJson(req): ApiJson<PermissionAnswer>,
+) -> Result<Json<PermissionRequest>, ApiError> {
+    let ws = ws_id(&sid)?;
+    let id = validate::id("permission request", &rid, PermissionRequestId::parse)?;
+    let request = state.store.get_permission_request(&id).await?;
+    if request.work_session_id != ws {
+        return Err(ApiError::NotFound {
+            entity: "permission request",
+            id: rid,
+        });
+    }
+    if !request.options.iter().any(|o| o.option_id == req.option_id) {
+        let offered: Vec<&str> = request
+            .options
+            .iter()
+            .map(|o| o.option_id.as_str())
+            .collect();
+        return Err(ApiError::Validation(format!(
+            "`{}` is not an option of this request; offered: {}",
+            req.option_id,
+            offered.join(", ")
+        )));
+    }
+    Ok(Json(
+        state
+            .store
+            .settle_permission_request(&id, Some(&req.option_id), &actor)
             .await?,
     ))
 }

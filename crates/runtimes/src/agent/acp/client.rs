@@ -24,6 +24,7 @@ pub(crate) struct ClientState {
     /// Canonical, so a resolved path can be compared with `starts_with`.
     pub(crate) workspace: PathBuf,
     pub(crate) policy: PermissionPolicy,
+    pub(crate) broker: Option<std::sync::Arc<dyn crate::agent::PermissionBroker>>,
 }
 
 /// Resolves `requested` (absolute, or relative to the workspace) to the real path it names, and
@@ -127,12 +128,46 @@ impl ClientState {
         Ok(WriteTextFileResponse::new())
     }
 
-    /// `session/request_permission`, answered by the profile's policy.
-    pub(crate) fn answer_permission(
+    /// `session/request_permission`, answered by the profile's policy; `ask` waits for a human
+    /// through the broker.
+    pub(crate) async fn answer_permission(
         &self,
         request: &RequestPermissionRequest,
     ) -> RequestPermissionResponse {
         let title = request.tool_call.fields.title.as_deref().unwrap_or("");
+        if let (PermissionPolicy::Ask, Some(broker)) = (self.policy, &self.broker) {
+            let ask = crate::agent::PermissionAsk {
+                instance_id: self.instance_id.clone(),
+                thread_id: request.session_id.to_string(),
+                tool_call_id: request.tool_call.tool_call_id.to_string(),
+                title: title.to_owned(),
+                options: request
+                    .options
+                    .iter()
+                    .map(|option| crate::agent::PermissionChoice {
+                        option_id: option.option_id.to_string(),
+                        name: option.name.clone(),
+                        kind: serde_json::to_value(option.kind)
+                            .ok()
+                            .and_then(|v| v.as_str().map(str::to_owned))
+                            .unwrap_or_default(),
+                    })
+                    .collect(),
+            };
+            let chosen = broker.ask(ask).await.and_then(|id| {
+                request
+                    .options
+                    .iter()
+                    .find(|o| o.option_id.to_string() == id)
+                    .map(|o| o.option_id.clone())
+            });
+            tracing::info!(instance_id = %self.instance_id, title, ?chosen, "permission answered by a human");
+            let outcome = match chosen {
+                Some(id) => RequestPermissionOutcome::Selected(SelectedPermissionOutcome::new(id)),
+                None => RequestPermissionOutcome::Cancelled,
+            };
+            return RequestPermissionResponse::new(outcome);
+        }
         let allow = match self.policy {
             PermissionPolicy::AllowWorkspaceEdits => match self.outside_path(request) {
                 Some(reason) => {
@@ -154,7 +189,7 @@ impl ClientState {
                     instance_id = %self.instance_id,
                     session_id = %request.session_id,
                     title,
-                    "permission policy `ask`: human approval is not wired yet, rejecting"
+                    "permission policy `ask` but no broker: rejecting"
                 );
                 false
             }
@@ -230,7 +265,7 @@ mod tests {
 
     use super::*;
 
-    fn permission(state: &ClientState, path: &Path) -> RequestPermissionOutcome {
+    async fn permission(state: &ClientState, path: &Path) -> RequestPermissionOutcome {
         use agent_client_protocol::v1::schema::{
             PermissionOption, ToolCallLocation, ToolCallUpdate, ToolCallUpdateFields,
         };
@@ -247,29 +282,81 @@ mod tests {
                 PermissionOption::new("no", "Reject", PermissionOptionKind::RejectOnce),
             ],
         );
-        state.answer_permission(&request).outcome
+        state.answer_permission(&request).await.outcome
     }
 
-    #[test]
-    fn allowing_workspace_edits_rejects_paths_outside_the_workspace() {
+    /// Answers every `ask` with a fixed choice.
+    #[derive(Debug)]
+    struct FixedBroker(Option<&'static str>);
+
+    #[async_trait::async_trait]
+    impl crate::agent::PermissionBroker for FixedBroker {
+        async fn ask(&self, ask: crate::agent::PermissionAsk) -> Option<String> {
+            assert_eq!(
+                ask.options
+                    .iter()
+                    .map(|o| o.kind.as_str())
+                    .collect::<Vec<_>>(),
+                ["allow_once", "reject_once"]
+            );
+            self.0.map(str::to_owned)
+        }
+    }
+
+    #[tokio::test]
+    async fn ask_waits_for_the_broker() {
+        let dir = tempfile::tempdir().unwrap();
+        let ws = dir.path().canonicalize().unwrap();
+        let state = |broker: Option<&'static str>| ClientState {
+            instance_id: "i1".to_owned(),
+            workspace: ws.clone(),
+            policy: PermissionPolicy::Ask,
+            broker: Some(std::sync::Arc::new(FixedBroker(broker))),
+        };
+        let selected =
+            RequestPermissionOutcome::Selected(SelectedPermissionOutcome::new("yes".to_owned()));
+        assert_eq!(
+            permission(&state(Some("yes")), &ws.join("a.txt")).await,
+            selected
+        );
+        assert_eq!(
+            permission(&state(None), &ws.join("a.txt")).await,
+            RequestPermissionOutcome::Cancelled
+        );
+        // An answer the agent did not offer grants nothing.
+        assert_eq!(
+            permission(&state(Some("maybe")), &ws.join("a.txt")).await,
+            RequestPermissionOutcome::Cancelled
+        );
+    }
+
+    #[tokio::test]
+    async fn allowing_workspace_edits_rejects_paths_outside_the_workspace() {
         let dir = tempfile::tempdir().unwrap();
         let ws = dir.path().canonicalize().unwrap();
         let state = |policy| ClientState {
             instance_id: "i1".to_owned(),
             workspace: ws.clone(),
             policy,
+            broker: None,
         };
         let selected = |id: &str| {
             RequestPermissionOutcome::Selected(SelectedPermissionOutcome::new(id.to_owned()))
         };
         let allow = state(PermissionPolicy::AllowWorkspaceEdits);
-        assert_eq!(permission(&allow, &ws.join("a.txt")), selected("yes"));
-        assert_eq!(permission(&allow, &ws.join("../a.txt")), selected("no"));
-        assert_eq!(permission(&allow, Path::new("/etc/passwd")), selected("no"));
+        assert_eq!(permission(&allow, &ws.join("a.txt")).await, selected("yes"));
+        assert_eq!(
+            permission(&allow, &ws.join("../a.txt")).await,
+            selected("no")
+        );
+        assert_eq!(
+            permission(&allow, Path::new("/etc/passwd")).await,
+            selected("no")
+        );
         let deny = state(PermissionPolicy::Deny);
-        assert_eq!(permission(&deny, &ws.join("a.txt")), selected("no"));
+        assert_eq!(permission(&deny, &ws.join("a.txt")).await, selected("no"));
         let ask = state(PermissionPolicy::Ask);
-        assert_eq!(permission(&ask, &ws.join("a.txt")), selected("no"));
+        assert_eq!(permission(&ask, &ws.join("a.txt")).await, selected("no"));
     }
 
     #[test]

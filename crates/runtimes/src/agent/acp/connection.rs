@@ -125,7 +125,12 @@ impl Connection {
                 {
                     let client = client.clone();
                     async move |request: RequestPermissionRequest, responder, _cx| {
-                        let _ = responder.respond(client.answer_permission(&request));
+                        // A human may take minutes to answer: answer from a task of its own so the
+                        // connection keeps relaying the other sessions' traffic meanwhile.
+                        let client = client.clone();
+                        tokio::spawn(async move {
+                            let _ = responder.respond(client.answer_permission(&request).await);
+                        });
                         Ok(())
                     }
                 },

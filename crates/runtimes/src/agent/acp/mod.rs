@@ -59,6 +59,8 @@ pub struct AcpRuntime {
     default_profile: Option<String>,
     /// One slot per instance id; the slot's async lock serialises starts and restarts.
     instances: Mutex<HashMap<String, Slot>>,
+    /// Answers `ask`-policy permission requests; without one they are rejected.
+    broker: Option<Arc<dyn super::PermissionBroker>>,
 }
 
 type Slot = Arc<tokio::sync::Mutex<Option<Arc<Instance>>>>;
@@ -147,7 +149,15 @@ impl AcpRuntime {
                 .collect(),
             default_profile,
             instances: Mutex::new(HashMap::new()),
+            broker: None,
         }
+    }
+
+    /// The same runtime, asking `broker` whenever a profile's policy is `ask`.
+    #[must_use]
+    pub fn with_broker(mut self, broker: Arc<dyn super::PermissionBroker>) -> Self {
+        self.broker = Some(broker);
+        self
     }
 
     fn slots(&self) -> MutexGuard<'_, HashMap<String, Slot>> {
@@ -200,6 +210,7 @@ impl AcpRuntime {
             instance_id: spec.instance_id.clone(),
             workspace: workspace.clone(),
             policy: profile.permission_policy,
+            broker: self.broker.clone(),
         });
         let connection = match Connection::start(pipes, client).await {
             Ok(connection) => connection,
