@@ -198,4 +198,39 @@ backend_tests! {
         let detail = app.get(&format!("/api/v1/work-sessions/{}", second["id"].as_str().unwrap())).await.body;
         assert!(detail["helix_session"]["interactions"][0]["response_message"].as_str().unwrap().contains("permission refused: Create ignored.txt"));
     }
+
+    async fn a_flood_of_ten_thousand_updates_is_stored_whole_and_in_order(db) {
+        let Some(agent) = acp_test_agent_binary() else {
+            eprintln!("SKIPPED (no test agent): run `cargo test --workspace`, which builds spectask-acp-test-agent");
+            return;
+        };
+        let workspace = tempfile::tempdir().unwrap();
+        let state = tempfile::tempdir().unwrap();
+        let script = json!({"steps": [{"kind": "flood", "updates": 10000}]});
+        let profile = AcpProfile::new("flood", agent.to_str().unwrap(), Vec::<String>::new())
+            .with_env("SPECTASK_TEST_AGENT_SCRIPT", script.to_string())
+            .with_env("SPECTASK_TEST_AGENT_STATE", state.path().to_str().unwrap());
+        let runtime = AcpRuntime::new(vec![profile], Some("flood".to_owned()));
+        let fake = FakeOpenAi::start().await;
+        fake.push_text_reply("# Requirements: Flood\n\n1.1 WHEN flooded THE SYSTEM SHALL keep up.\n\n## Open Questions\n\n- None.\n\n# Design: Flood\n\nFast.\n\n# Implementation Plan: Flood\n\n- [ ] 1. Flood\n");
+        let options = TestOptions {
+            planners: PlannerRegistry::new(Some(fast_planner("default", &fake.base_url())), []),
+            engine: fast_engine(),
+            runtime: Some(Arc::new(runtime)),
+            ..TestOptions::default()
+        };
+        let app = TestApp::spawn_with_options(db, options).await;
+        let task = app.post("/api/v1/spec-tasks/from-prompt", &json!({"prompt": "flood me", "project_path": workspace.path().to_str().unwrap()})).await;
+        let id = task.body["id"].as_str().unwrap().to_owned();
+        wait_for(&app, &id, "spec_review").await;
+        app.post(&format!("/api/v1/spec-tasks/{id}/approve-specs"), &json!({"approved": true})).await;
+        wait_for(&app, &id, "implementation_review").await;
+        let sessions = app.get(&format!("/api/v1/spec-tasks/{id}/work-sessions")).await.body;
+        let ws = sessions["work_sessions"][0]["id"].as_str().unwrap().to_owned();
+        let detail = app.get(&format!("/api/v1/work-sessions/{ws}")).await.body;
+        let response = detail["helix_session"]["interactions"][0]["response_message"].as_str().unwrap().to_owned();
+        let expected: String = (1..=10_000).map(|i| format!("{i}\n")).collect();
+        assert_eq!(response.len(), expected.len(), "updates were lost or duplicated");
+        assert!(response == expected, "updates arrived out of order");
+    }
 }
