@@ -7,11 +7,10 @@
 //! `ANTHROPIC_API_KEY`; a `HOME` of its own (a temporary directory), so it neither reads nor writes
 //! the developer's `~/.claude`; the switches that turn off its telemetry, error reports, update
 //! checks and other traffic to Anthropic; prompt suggestions off (a post-turn request that looks
-//! like a model turn); and, in that `HOME`, `permissions.defaultMode: "default"`. Without that setting the agent starts new sessions in its `auto` mode, where it asks
-//! the model (a side request) instead of the client whether a tool may run, so the profile's
-//! permission policy would never be consulted. `AcpRuntime` does not set session modes, so the
-//! setting is how the tier gets the manual mode in which every edit is a
-//! `session/request_permission`.
+//! like a model turn). The agent starts new sessions in its `auto` mode, where it asks the model
+//! (a side request) instead of the client whether a tool may run; `AcpRuntime` switches every
+//! session to the agent's `default` mode (`session/set_mode`), so every edit becomes a
+//! `session/request_permission` the profile's policy answers, as these scenarios check.
 //!
 //! Without `tools/agents/node_modules/.bin/claude-agent-acp` (no Node.js, or `npm ci` not run)
 //! each scenario prints `SKIPPED (…)` and passes rather than being ignored.
@@ -62,15 +61,12 @@ impl Fixture {
         std::fs::create_dir_all(dir.path().join("ws")).unwrap();
         let claude = dir.path().join("home/.claude");
         std::fs::create_dir_all(&claude).unwrap();
-        // Manual mode: every edit becomes a permission request to the client (see the module
-        // comment).
-        // No prompt suggestions either: after each turn the agent would otherwise fork the
+        // No prompt suggestions: after each turn the agent would otherwise fork the
         // conversation (tools included) to ask the model for the user's next prompt, a request
         // that looks like a model turn and would take the next scripted reply.
         std::fs::write(
             claude.join("settings.json"),
             json!({
-                "permissions": {"defaultMode": "default"},
                 "promptSuggestionEnabled": false,
             })
             .to_string(),

@@ -180,6 +180,36 @@ impl AcpRuntime {
             .ok_or_else(|| AgentError::Config(format!("unknown agent profile `{name}`")))
     }
 
+    /// Agents with session modes may start in one that acts without asking (claude-agent-acp's
+    /// `auto`); spectask's permission policies only hold if the agent asks, so a session whose
+    /// agent offers a `default` mode is switched to it.
+    async fn leave_auto_mode(
+        &self,
+        instance: &Instance,
+        session_id: &str,
+        modes: Option<&agent_client_protocol::v1::schema::SessionModeState>,
+    ) -> AgentResult<()> {
+        let Some(modes) = modes else { return Ok(()) };
+        let current = modes.current_mode_id.to_string();
+        if current == "default"
+            || !modes
+                .available_modes
+                .iter()
+                .any(|m| m.id.to_string() == "default")
+        {
+            return Ok(());
+        }
+        let request = agent_client_protocol::v1::schema::SetSessionModeRequest::new(
+            SessionId::new(session_id),
+            agent_client_protocol::v1::schema::SessionModeId::new("default"),
+        );
+        instance
+            .request(request, "session/set_mode", Some(SETUP_TIMEOUT))
+            .await?;
+        tracing::info!(instance_id = %instance.id, %session_id, from = %current, "session switched to the agent's default (asking) mode");
+        Ok(())
+    }
+
     async fn instance(&self, instance_id: &str) -> AgentResult<Arc<Instance>> {
         let slot = self.slots().get(instance_id).cloned();
         let instance = match slot {
@@ -322,6 +352,8 @@ impl AgentRuntime for AcpRuntime {
             .request(request, "session/new", Some(SETUP_TIMEOUT))
             .await?;
         let session_id = response.session_id.0.to_string();
+        self.leave_auto_mode(&instance, &session_id, response.modes.as_ref())
+            .await?;
         instance.loaded().insert(session_id.clone());
         tracing::info!(%instance_id, %work_session_id, %session_id, "ACP session created");
         Ok(session_id)
@@ -342,7 +374,9 @@ impl AgentRuntime for AcpRuntime {
             .request(request, "session/load", Some(SETUP_TIMEOUT))
             .await
         {
-            Ok(_) => {
+            Ok(response) => {
+                self.leave_auto_mode(&instance, thread_id, response.modes.as_ref())
+                    .await?;
                 instance.loaded().insert(thread_id.to_owned());
                 tracing::info!(%instance_id, session_id = %thread_id, "ACP session loaded");
                 Ok(())
