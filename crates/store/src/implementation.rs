@@ -328,8 +328,7 @@ impl Store {
             DispatchOutcome::Dispatched(turn)
         });
         if let DispatchOutcome::Dispatched(_) = &outcome {
-            let last = self.last_event_id().await?;
-            self.announce(last);
+            self.announce_latest().await?;
         }
         Ok(outcome)
     }
@@ -387,8 +386,7 @@ impl Store {
             );
             tx.commit().await?;
         });
-        let last = self.last_event_id().await?;
-        self.announce(last);
+        self.announce_latest().await?;
         self.get_zed_thread(&id).await
     }
 
@@ -496,8 +494,7 @@ impl Store {
             tx.commit().await?;
             finished
         });
-        let last = self.last_event_id().await?;
-        self.announce(last);
+        self.announce_latest().await?;
         let completed_keys = self
             .list_implementation_tasks(task)
             .await?
@@ -571,8 +568,7 @@ impl Store {
             tx.commit().await?;
             turn
         });
-        let last = self.last_event_id().await?;
-        self.announce(last);
+        self.announce_latest().await?;
         Ok(turn)
     }
 
@@ -669,8 +665,7 @@ impl Store {
                 .await?;
             tx.commit().await?;
         });
-        let last = self.last_event_id().await?;
-        self.announce(last);
+        self.announce_latest().await?;
         self.get_spec_task(task).await
     }
 
@@ -721,8 +716,7 @@ impl Store {
             }
             tx.commit().await?;
         });
-        let last = self.last_event_id().await?;
-        self.announce(last);
+        self.announce_latest().await?;
         self.get_work_session(ws).await
     }
 
@@ -801,8 +795,7 @@ impl Store {
             }
             tx.commit().await?;
         });
-        let last = self.last_event_id().await?;
-        self.announce(last);
+        self.announce_latest().await?;
         self.get_work_session(ws).await
     }
 
@@ -865,8 +858,7 @@ impl Store {
             append_event!(tx, d, &created, now);
             tx.commit().await?;
         });
-        let last = self.last_event_id().await?;
-        self.announce(last);
+        self.announce_latest().await?;
         self.get_work_session(&id).await
     }
 
@@ -912,8 +904,7 @@ impl Store {
             tx.commit().await?;
             turn
         });
-        let last = self.last_event_id().await?;
-        self.announce(last);
+        self.announce_latest().await?;
         Ok(turn)
     }
 
@@ -995,8 +986,7 @@ impl Store {
             }
             tx.commit().await?;
         });
-        let last = self.last_event_id().await?;
-        self.announce(last);
+        self.announce_latest().await?;
         self.get_spec_task(id).await
     }
 

@@ -92,6 +92,13 @@ impl Store {
         self.backend.close().await;
     }
 
+    /// Announces the newest committed event (after a transaction that appended several).
+    async fn announce_latest(&self) -> StoreResult<()> {
+        let last = self.last_event_id().await?;
+        self.announce(last);
+        Ok(())
+    }
+
     /// Tells local subscribers that events up to `last_event_id` are committed.
     fn announce(&self, last_event_id: i64) {
         // No receivers is fine: nobody is streaming.
