@@ -87,6 +87,10 @@ async fn start(db_url: &str, log: &Path, llm: &str) -> (Child, String) {
             "--max-parallel-threads",
             "3",
         ])
+        // One turn may be running at every one of the 20 kills; the production budget against a
+        // turn that keeps crashing its server (10 claims) would then fail it, which is not what
+        // this harness tests.
+        .args(["--max-turn-attempts", "50"])
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .kill_on_drop(true)

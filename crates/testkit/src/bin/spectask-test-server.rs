@@ -55,6 +55,9 @@ struct Args {
     turn_timeout_ms: u64,
     #[arg(long, default_value_t = 2)]
     max_turn_retries: i32,
+    /// Claims per turn before it fails (each interruption by a crash costs one).
+    #[arg(long, default_value_t = 10)]
+    max_turn_attempts: i32,
     /// Stable across restarts, so a restarted server re-runs what its predecessor was running.
     #[arg(long, default_value = "test-server")]
     replica_id: String,
@@ -91,6 +94,7 @@ async fn main() -> Result<()> {
         turn_timeout: Duration::from_millis(args.turn_timeout_ms),
         max_turn_retries: args.max_turn_retries,
         replica_id: args.replica_id.clone(),
+        max_turn_attempts: args.max_turn_attempts,
         ..fast_engine()
     };
 
