@@ -22,7 +22,7 @@ use crate::transition::{
     IMPLEMENTATION_TASKS, WORK_SESSIONS, ZED_THREADS, event_in_tx, spec_task_event_in_tx,
     try_event_in_tx, turn_event_in_tx,
 };
-use crate::turns::{TurnClaim, enqueue_turn_in_tx, verify_claim_in_tx};
+use crate::turns::{TurnClaim, enqueue_turn_in_tx, fail_claimed_turn_in_tx, verify_claim_in_tx};
 
 /// One work session to create for a top-level task of the plan.
 #[derive(Debug, Clone)]
@@ -139,7 +139,7 @@ impl Store {
         actor: &str,
     ) -> StoreResult<Vec<SpecTaskWorkSession>> {
         let now = now();
-        let last_event = on_backend!(&*self.backend, |w, r, d| {
+        on_backend!(&*self.backend, |w, r, d| {
             let mut tx = w.begin().await?;
             let lock = if d == Dialect::Postgres {
                 " FOR UPDATE"
@@ -236,13 +236,9 @@ impl Store {
                     }
                 }
             }
-            let last: Option<i64> = sqlx::query_scalar("SELECT MAX(id) FROM events")
-                .fetch_one(&mut *tx)
-                .await?;
             tx.commit().await?;
-            last.unwrap_or(0)
         });
-        self.announce(last_event);
+        self.announce_latest().await?;
         self.list_work_sessions(id).await
     }
 
@@ -522,21 +518,7 @@ impl Store {
         let task = &claim.turn.spec_task_id;
         let turn = on_backend!(&*self.backend, |w, r, d| {
             let mut tx = w.begin().await?;
-            verify_claim_in_tx!(tx, d, claim);
-            finish_interaction_in_tx!(tx, claim, response, "error", Some(reason), now);
-            sqlx::query("UPDATE turns SET error = $1 WHERE id = $2")
-                .bind(reason)
-                .bind(claim.turn.id.as_str())
-                .execute(&mut *tx)
-                .await?;
-            turn_event_in_tx!(
-                tx,
-                d,
-                claim.turn.id.as_str(),
-                TurnEvent::Fail,
-                &claim.owner,
-                now
-            );
+            fail_claimed_turn_in_tx!(tx, d, claim, response, reason, now);
             sqlx::query("UPDATE spec_task_work_sessions SET error = $1 WHERE id = $2")
                 .bind(reason)
                 .bind(ws.as_str())
@@ -588,14 +570,7 @@ impl Store {
         let actor = &claim.owner;
         on_backend!(&*self.backend, |w, r, d| {
             let mut tx = w.begin().await?;
-            verify_claim_in_tx!(tx, d, claim);
-            finish_interaction_in_tx!(tx, claim, response, "error", Some(reason), now);
-            sqlx::query("UPDATE turns SET error = $1 WHERE id = $2")
-                .bind(reason)
-                .bind(claim.turn.id.as_str())
-                .execute(&mut *tx)
-                .await?;
-            turn_event_in_tx!(tx, d, claim.turn.id.as_str(), TurnEvent::Fail, actor, now);
+            fail_claimed_turn_in_tx!(tx, d, claim, response, reason, now);
             try_event_in_tx!(
                 tx,
                 d,

@@ -18,7 +18,7 @@ use crate::implementation_tasks::{NewImplementationTask, insert_implementation_t
 use crate::rows::{SPEC_TASK_COLUMNS, SpecTaskRow};
 use crate::sessions::{finish_interaction_in_tx, insert_interaction_in_tx};
 use crate::transition::{spec_task_event_in_tx, turn_event_in_tx};
-use crate::turns::{TurnClaim, enqueue_turn_in_tx, verify_claim_in_tx};
+use crate::turns::{TurnClaim, enqueue_turn_in_tx, fail_claimed_turn_in_tx, verify_claim_in_tx};
 
 /// The documents a successful planning turn produced.
 #[derive(Debug, Clone)]
@@ -48,7 +48,7 @@ impl Store {
         actor: &str,
     ) -> StoreResult<SpecTask> {
         let now = now();
-        let last_event = on_backend!(&*self.backend, |w, r, d| {
+        on_backend!(&*self.backend, |w, r, d| {
             let mut tx = w.begin().await?;
             spec_task_event_in_tx!(tx, d, id.as_str(), event, actor, now);
             let (existing, name): (Option<String>, String) =
@@ -111,13 +111,9 @@ impl Store {
                 actor,
                 now
             );
-            let last: i64 = sqlx::query_scalar("SELECT MAX(id) FROM events")
-                .fetch_one(&mut *tx)
-                .await?;
             tx.commit().await?;
-            last
         });
-        self.announce(last_event);
+        self.announce_latest().await?;
         self.get_spec_task(id).await
     }
 
@@ -132,7 +128,7 @@ impl Store {
         build_prompt: impl FnOnce(&[SpecComment], i32) -> String,
     ) -> StoreResult<SpecTask> {
         let now = now();
-        let last_event = on_backend!(&*self.backend, |w, r, d| {
+        on_backend!(&*self.backend, |w, r, d| {
             let mut tx = w.begin().await?;
             spec_task_event_in_tx!(
                 tx,
@@ -192,13 +188,9 @@ impl Store {
                 actor,
                 now
             );
-            let last: i64 = sqlx::query_scalar("SELECT MAX(id) FROM events")
-                .fetch_one(&mut *tx)
-                .await?;
             tx.commit().await?;
-            last
         });
-        self.announce(last_event);
+        self.announce_latest().await?;
         self.get_spec_task(id).await
     }
 
@@ -383,7 +375,7 @@ impl Store {
         let now = now();
         let id = &claim.turn.spec_task_id;
         let session = &claim.turn.session_id;
-        let (turn, last_event) = on_backend!(&*self.backend, |w, r, d| {
+        let turn = on_backend!(&*self.backend, |w, r, d| {
             let mut tx = w.begin().await?;
             verify_claim_in_tx!(tx, d, claim);
             finish_interaction_in_tx!(tx, claim, response, "complete", None::<String>, now);
@@ -410,13 +402,10 @@ impl Store {
                 &claim.owner,
                 now
             );
-            let last: i64 = sqlx::query_scalar("SELECT MAX(id) FROM events")
-                .fetch_one(&mut *tx)
-                .await?;
             tx.commit().await?;
-            (turn, last)
+            turn
         });
-        self.announce(last_event);
+        self.announce_latest().await?;
         Ok(turn)
     }
 
@@ -432,21 +421,7 @@ impl Store {
         let id = &claim.turn.spec_task_id;
         let last_event = on_backend!(&*self.backend, |w, r, d| {
             let mut tx = w.begin().await?;
-            verify_claim_in_tx!(tx, d, claim);
-            finish_interaction_in_tx!(tx, claim, response, "error", Some(reason), now);
-            sqlx::query("UPDATE turns SET error = $1 WHERE id = $2")
-                .bind(reason)
-                .bind(claim.turn.id.as_str())
-                .execute(&mut *tx)
-                .await?;
-            turn_event_in_tx!(
-                tx,
-                d,
-                claim.turn.id.as_str(),
-                TurnEvent::Fail,
-                &claim.owner,
-                now
-            );
+            fail_claimed_turn_in_tx!(tx, d, claim, response, reason, now);
             spec_task_event_in_tx!(
                 tx,
                 d,

@@ -135,6 +135,37 @@ macro_rules! verify_claim_in_tx {
 }
 pub(crate) use verify_claim_in_tx;
 
+/// Ends the claimed turn as failed inside `$tx`: checks the claim, keeps the reply written so far
+/// and the reason on the interaction and the turn, and applies the turn's `Fail`.
+macro_rules! fail_claimed_turn_in_tx {
+    ($tx:expr, $d:expr, $claim:expr, $response:expr, $reason:expr, $now:expr) => {{
+        let claim: &$crate::turns::TurnClaim = $claim;
+        $crate::turns::verify_claim_in_tx!($tx, $d, claim);
+        $crate::sessions::finish_interaction_in_tx!(
+            $tx,
+            claim,
+            $response,
+            "error",
+            Some($reason),
+            $now
+        );
+        ::sqlx::query("UPDATE turns SET error = $1 WHERE id = $2")
+            .bind($reason)
+            .bind(claim.turn.id.as_str())
+            .execute(&mut *$tx)
+            .await?;
+        $crate::transition::turn_event_in_tx!(
+            $tx,
+            $d,
+            claim.turn.id.as_str(),
+            ::spectask_domain::TurnEvent::Fail,
+            &claim.owner,
+            $now
+        );
+    }};
+}
+pub(crate) use fail_claimed_turn_in_tx;
+
 impl Store {
     /// Claims the oldest queued turn of one of `kinds` for `owner` under a lease of `lease`.
     pub async fn claim_next_turn(
