@@ -29,6 +29,27 @@ pub struct Script {
     /// Rules tried in order against the prompt text.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub rules: Vec<Rule>,
+    /// Authentication methods advertised in `initialize` (`authMethods`), and what
+    /// `authenticate` checks.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auth: Option<Auth>,
+    /// The first this many `initialize` requests seen in the state directory make the process
+    /// exit (code 42) instead of answering: an agent that crashes at start, counted across
+    /// restarts so a client's backoff can be observed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub crash_on_start: Option<u32>,
+}
+
+/// What the agent offers for `authenticate`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Auth {
+    /// Method ids advertised in `authMethods` (each named after its id).
+    pub methods: Vec<String>,
+    /// `authenticate` with an advertised method succeeds only if this variable of the agent's
+    /// environment is set and non-empty; otherwise it fails with "`{var}` is not set".
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub require_env: Option<String>,
 }
 
 impl Script {
@@ -104,6 +125,9 @@ pub enum Step {
     Flood { updates: u32 },
     /// Do nothing until the turn is cancelled.
     Hang,
+    /// Stop the whole process (SIGSTOP to itself): it stays alive but answers nothing more,
+    /// not even `session/cancel` or unknown requests, until it is killed. A wedged agent.
+    Freeze,
     /// Exit the process with `exit_code` in the middle of the turn (pending output is flushed
     /// first, the prompt is never answered).
     Crash {

@@ -511,6 +511,7 @@ async fn script_file_is_reread_every_prompt_and_rules_pick_steps() {
             }],
             times: Some(1),
         }],
+        ..Script::default()
     });
     let agent_env = AgentEnv {
         script_file: Some(script_file.clone()),

@@ -13,7 +13,9 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use spectask_runtimes::agent::acp::{AcpProfile, AcpRuntime, PermissionPolicy};
+use spectask_runtimes::agent::acp::{
+    AcpProfile, AcpRuntime, PermissionPolicy, SupervisionSettings,
+};
 use spectask_runtimes::agent::{
     AgentError, AgentEvent, AgentRuntime, InstanceSpec, StopReason, TurnRequest,
 };
@@ -87,6 +89,22 @@ impl Fixture {
             agent: agent.map(str::to_owned),
             config: Value::Null,
         }
+    }
+
+    /// `(method, ts_ms)` of every request the agent logged.
+    fn request_times(&self) -> Vec<(String, u64)> {
+        let Ok(text) = std::fs::read_to_string(self.log_path()) else {
+            return Vec::new();
+        };
+        text.lines()
+            .map(|line| {
+                let value: Value = serde_json::from_str(line).unwrap();
+                (
+                    value["method"].as_str().unwrap().to_owned(),
+                    value["ts_ms"].as_u64().unwrap(),
+                )
+            })
+            .collect()
     }
 
     /// `(method, session_id, pid)` of every request the agent logged.
@@ -573,4 +591,252 @@ async fn shutdown_and_drop_terminate_the_whole_process_group() {
         gone(sleeper).await,
         "the agent's child outlived the runtime"
     );
+}
+
+/// Supervision fast enough for tests.
+fn quick_supervision() -> SupervisionSettings {
+    SupervisionSettings {
+        probe_interval: Duration::from_millis(200),
+        probe_timeout: Duration::from_millis(500),
+        cancel_timeout: Duration::from_millis(500),
+        restart_backoff_initial: Duration::from_millis(100),
+        restart_backoff_max: Duration::from_millis(400),
+        stable_after: Duration::from_secs(30),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_frozen_agent_is_probed_killed_restarted_and_its_session_loaded_again() {
+    let fixture = Fixture::new(require_agent!());
+    let script = json!({
+        "steps": [{"kind": "chunks", "count": 1}],
+        "rules": [{"prompt_contains": "freeze", "times": 1,
+                   "steps": [{"kind": "chunks", "count": 1}, {"kind": "freeze"}]}]
+    });
+    let runtime = AcpRuntime::new(vec![fixture.profile("test", &script)], Some("test".into()))
+        .with_supervision(quick_supervision());
+    let thread = started(&runtime, &fixture, "i1").await;
+    // Several probe intervals of a healthy, idle agent: probes are answered, nothing is lost.
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    assert_eq!(runtime.take_lost_instances(), vec![]);
+    let (result, _) = turn(&runtime, &request("i1", &thread, "turn_1", "hello")).await;
+    assert_eq!(result, Ok(StopReason::EndTurn));
+    let first_pid = fixture.requests()[0].2 as u32;
+
+    let (result, events) = turn(&runtime, &request("i1", &thread, "turn_2", "freeze now")).await;
+    assert!(
+        matches!(result, Err(AgentError::Disconnected(_))),
+        "{result:?}"
+    );
+    assert_eq!(chunks(&events), vec!["chunk 1/1\n".to_owned()]);
+    assert!(gone(first_pid).await, "the frozen agent was not killed");
+    let losses = runtime.take_lost_instances();
+    assert_eq!(losses.len(), 1, "{losses:?}");
+    assert_eq!(losses[0].instance_id, "i1");
+    assert!(losses[0].reason.contains("stopped answering"), "{losses:?}");
+    assert!(!runtime.thread_is_live("i1", &thread));
+
+    runtime
+        .ensure_instance(&fixture.spec("i1", None))
+        .await
+        .unwrap();
+    runtime.resume_thread("i1", &thread).await.unwrap();
+    assert!(runtime.thread_is_live("i1", &thread));
+    let (result, events) = turn(&runtime, &request("i1", &thread, "turn_3", "freeze again")).await;
+    assert_eq!(
+        result,
+        Ok(StopReason::EndTurn),
+        "the freeze rule fired once"
+    );
+    assert_eq!(chunks(&events), vec!["chunk 1/1\n".to_owned()]);
+    let requests = fixture.requests();
+    let loads: Vec<_> = requests
+        .iter()
+        .filter(|(m, _, _)| m == "session/load")
+        .collect();
+    assert_eq!(loads.len(), 1);
+    assert_eq!(
+        loads[0].1.as_deref(),
+        Some(thread.as_str()),
+        "the same session"
+    );
+    assert_ne!(
+        loads[0].2,
+        u64::from(first_pid),
+        "loaded by the new process"
+    );
+    assert_eq!(
+        requests
+            .iter()
+            .filter(|(m, _, _)| m == "session/new")
+            .count(),
+        1,
+        "never a second session"
+    );
+    runtime.shutdown_instance("i1").await.unwrap();
+    assert_eq!(
+        runtime.take_lost_instances(),
+        vec![],
+        "a shutdown is not a loss"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancel_the_agent_never_answers_declares_it_hung() {
+    let fixture = Fixture::new(require_agent!());
+    let script = json!({"steps": [{"kind": "chunks", "count": 1}, {"kind": "freeze"}]});
+    let settings = SupervisionSettings {
+        // Only the unanswered cancel can notice the freeze.
+        probe_interval: Duration::from_secs(600),
+        ..quick_supervision()
+    };
+    let runtime = AcpRuntime::new(vec![fixture.profile("test", &script)], Some("test".into()))
+        .with_supervision(settings);
+    let thread = started(&runtime, &fixture, "i1").await;
+    let (tx, mut rx) = mpsc::channel(8);
+    let go = request("i1", &thread, "turn_1", "go");
+    let run = runtime.run_turn(&go, tx);
+    tokio::pin!(run);
+    tokio::select! {
+        event = rx.recv() => assert_eq!(event, Some(AgentEvent::MessageChunk("chunk 1/1\n".to_owned()))),
+        result = &mut run => panic!("the turn ended early: {result:?}"),
+    }
+    // Give the agent time to stop itself after the chunk.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    runtime.cancel_turn("i1", &thread).await.unwrap();
+    let result = tokio::time::timeout(LONG, run)
+        .await
+        .expect("the turn ended");
+    assert!(
+        matches!(result, Err(AgentError::Disconnected(_))),
+        "{result:?}"
+    );
+    let losses = runtime.take_lost_instances();
+    assert_eq!(losses.len(), 1, "{losses:?}");
+    assert!(losses[0].reason.contains("cancelled prompt"), "{losses:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restarts_back_off_exponentially_up_to_a_cap() {
+    let fixture = Fixture::new(require_agent!());
+    let script = json!({"crash_on_start": 5, "steps": [{"kind": "chunks", "count": 1}]});
+    let runtime = AcpRuntime::new(vec![fixture.profile("test", &script)], Some("test".into()))
+        .with_supervision(quick_supervision());
+    let spec = fixture.spec("i1", None);
+    for attempt in 1..=5 {
+        let result = tokio::time::timeout(LONG, runtime.ensure_instance(&spec))
+            .await
+            .unwrap();
+        assert!(result.is_err(), "start {attempt} should have crashed");
+    }
+    tokio::time::timeout(LONG, runtime.ensure_instance(&spec))
+        .await
+        .unwrap()
+        .unwrap();
+    let thread = runtime.create_thread("i1", "stws_1").await.unwrap();
+    let (result, _) = turn(&runtime, &request("i1", &thread, "turn_1", "hello")).await;
+    assert_eq!(result, Ok(StopReason::EndTurn));
+
+    let starts: Vec<u64> = fixture
+        .request_times()
+        .into_iter()
+        .filter(|(method, _)| method == "initialize")
+        .map(|(_, ts)| ts)
+        .collect();
+    assert_eq!(starts.len(), 6);
+    let gaps: Vec<u64> = starts.windows(2).map(|w| w[1] - w[0]).collect();
+    // 100 ms doubling, capped at 400 ms: 100, 200, 400, 400, 400 at least.
+    for (gap, least) in gaps.iter().zip([100, 200, 400, 400, 400]) {
+        assert!(*gap >= least, "gaps {gaps:?}");
+    }
+    // Uncapped, the last two delays would be 800 ms and 1600 ms.
+    assert!(gaps[4] < 1500, "the delay is not capped: {gaps:?}");
+    runtime.shutdown_instance("i1").await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn authenticate_is_sent_only_when_configured_and_must_be_offered_and_succeed() {
+    let fixture = Fixture::new(require_agent!());
+    let script = json!({
+        "auth": {"methods": ["api-key", "oauth"], "require_env": "TEST_AGENT_TOKEN"},
+        "steps": [{"kind": "chunks", "count": 1}]
+    });
+    let authenticates = |fixture: &Fixture| {
+        fixture
+            .requests()
+            .iter()
+            .filter(|(m, _, _)| m == "authenticate")
+            .count()
+    };
+    let profiles = vec![
+        fixture.profile("plain", &script),
+        fixture
+            .profile("keyed", &script)
+            .with_env("TEST_AGENT_TOKEN", "secret")
+            .with_authenticate("api-key"),
+        fixture
+            .profile("keyless", &script)
+            .with_authenticate("api-key"),
+        fixture
+            .profile("unknown", &script)
+            .with_env("TEST_AGENT_TOKEN", "secret")
+            .with_authenticate("password"),
+    ];
+    let runtime = AcpRuntime::new(profiles, None);
+
+    runtime
+        .ensure_instance(&fixture.spec("i-plain", Some("plain")))
+        .await
+        .unwrap();
+    assert_eq!(
+        authenticates(&fixture),
+        0,
+        "nothing sent without `authenticate`"
+    );
+
+    runtime
+        .ensure_instance(&fixture.spec("i-keyed", Some("keyed")))
+        .await
+        .unwrap();
+    assert_eq!(authenticates(&fixture), 1);
+    let thread = runtime.create_thread("i-keyed", "stws_1").await.unwrap();
+    let (result, _) = turn(&runtime, &request("i-keyed", &thread, "turn_1", "hi")).await;
+    assert_eq!(result, Ok(StopReason::EndTurn));
+
+    let refused = runtime
+        .ensure_instance(&fixture.spec("i-keyless", Some("keyless")))
+        .await;
+    match refused {
+        Err(AgentError::Failed(message)) => {
+            assert!(
+                message.contains("`TEST_AGENT_TOKEN` is not set"),
+                "{message}"
+            );
+            assert!(message.contains("api-key"), "{message}");
+        }
+        other => panic!("expected the agent's refusal, got {other:?}"),
+    }
+    assert_eq!(authenticates(&fixture), 2);
+    assert!(matches!(
+        runtime.create_thread("i-keyless", "stws_1").await,
+        Err(AgentError::UnknownInstance(_))
+    ));
+
+    let unknown = runtime
+        .ensure_instance(&fixture.spec("i-unknown", Some("unknown")))
+        .await;
+    match unknown {
+        Err(AgentError::Config(message)) => {
+            assert!(message.contains("`password`"), "{message}");
+            assert!(message.contains("api-key, oauth"), "{message}");
+        }
+        other => panic!("expected a configuration error, got {other:?}"),
+    }
+    assert_eq!(
+        authenticates(&fixture),
+        2,
+        "an unoffered method is never sent"
+    );
+    runtime.shutdown_instance("i-plain").await.unwrap();
+    runtime.shutdown_instance("i-keyed").await.unwrap();
 }

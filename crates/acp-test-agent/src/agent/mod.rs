@@ -15,10 +15,11 @@ use std::sync::{Arc, Mutex};
 use agent_client_protocol::schema::ProtocolVersion;
 use agent_client_protocol::v1::ConnectionTo;
 use agent_client_protocol::v1::schema::{
-    AgentCapabilities, CancelNotification, ContentBlock, ContentChunk, Implementation,
-    InitializeRequest, InitializeResponse, LoadSessionRequest, LoadSessionResponse,
-    McpCapabilities, McpServer, NewSessionRequest, NewSessionResponse, PromptRequest, SessionId,
-    SessionNotification, SessionUpdate, TextContent,
+    AgentCapabilities, AuthMethod, AuthMethodAgent, AuthenticateRequest, AuthenticateResponse,
+    CancelNotification, ContentBlock, ContentChunk, Implementation, InitializeRequest,
+    InitializeResponse, LoadSessionRequest, LoadSessionResponse, McpCapabilities, McpServer,
+    NewSessionRequest, NewSessionResponse, PromptRequest, SessionId, SessionNotification,
+    SessionUpdate, TextContent,
 };
 use agent_client_protocol::{Agent, Client, Error, ErrorCode, Stdio};
 use spectask_acp_test_agent::env;
@@ -26,6 +27,9 @@ use spectask_acp_test_agent::script::{RequestRecord, Script};
 use tokio::sync::watch;
 
 use state::{Role, SessionFile, StateDir};
+
+/// The exit code of a `crash_on_start` exit.
+const CRASH_ON_START_EXIT_CODE: i32 = 42;
 
 /// Everything the agent takes from its environment, read once at start.
 #[derive(Debug, Clone)]
@@ -149,7 +153,8 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         sessions: Mutex::new(HashMap::new()),
         next_id: AtomicU64::new(0),
     });
-    let (s1, s2, s3, s4, s5) = (
+    let (s1, s2, s3, s4, s5, s6) = (
+        shared.clone(),
         shared.clone(),
         shared.clone(),
         shared.clone(),
@@ -163,9 +168,32 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
             async move |request: InitializeRequest, responder, _connection| {
                 s1.log("initialize", None, None);
                 let script = s1.config.script()?;
+                if let Some(times) = script.crash_on_start {
+                    let starts = s1
+                        .state
+                        .count_start()
+                        .map_err(|err| internal(format!("counting starts: {err:#}")))?;
+                    if starts <= times {
+                        tracing::warn!(starts, times, "crashing at start as scripted");
+                        std::process::exit(CRASH_ON_START_EXIT_CODE);
+                    }
+                }
+                let auth_methods = script
+                    .auth
+                    .as_ref()
+                    .map(|auth| {
+                        auth.methods
+                            .iter()
+                            .map(|id| {
+                                AuthMethod::Agent(AuthMethodAgent::new(id.clone(), id.clone()))
+                            })
+                            .collect()
+                    })
+                    .unwrap_or_default();
                 responder
                     .respond(
                         InitializeResponse::new(ProtocolVersion::V1)
+                            .auth_methods(auth_methods)
                             .agent_capabilities(
                                 AgentCapabilities::new()
                                     .load_session(script.advertises_load_session())
@@ -304,6 +332,29 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
                     }
                     responder.respond_with_result(result)
                 })
+            },
+            agent_client_protocol::on_receive_request!(),
+        )
+        .on_receive_request(
+            async move |request: AuthenticateRequest, responder, _connection| {
+                s6.log("authenticate", None, None);
+                let script = s6.config.script()?;
+                let method = request.method_id.to_string();
+                let Some(auth) = script.auth.filter(|auth| auth.methods.contains(&method)) else {
+                    return responder.respond_with_error(
+                        Error::invalid_params().data(format!("unknown auth method `{method}`")),
+                    );
+                };
+                if let Some(var) = auth.require_env
+                    && std::env::var_os(&var).is_none_or(|value| value.is_empty())
+                {
+                    return responder.respond_with_error(Error::new(
+                        ErrorCode::AUTH_REQUIRED,
+                        format!("`{var}` is not set"),
+                    ));
+                }
+                tracing::info!(%method, "authenticated");
+                responder.respond(AuthenticateResponse::new())
             },
             agent_client_protocol::on_receive_request!(),
         )

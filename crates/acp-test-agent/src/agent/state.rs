@@ -89,6 +89,20 @@ impl StateDir {
         Ok(())
     }
 
+    /// Counts one more process start (the `crash_on_start` counter, kept across restarts) and
+    /// returns the new count.
+    pub fn count_start(&self) -> anyhow::Result<u32> {
+        fs::create_dir_all(&self.dir).with_context(|| format!("creating {:?}", self.dir))?;
+        let path = self.dir.join("starts.count");
+        let starts = match fs::read_to_string(&path) {
+            Ok(text) => text.trim().parse::<u32>().unwrap_or(0),
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => 0,
+            Err(err) => return Err(err).with_context(|| format!("reading {path:?}")),
+        } + 1;
+        fs::write(&path, starts.to_string()).with_context(|| format!("writing {path:?}"))?;
+        Ok(starts)
+    }
+
     /// Loads, changes and saves a session in one go.
     pub fn update(
         &self,

@@ -329,6 +329,14 @@ impl Turn {
                 self.race(std::future::pending::<()>()).await;
                 return Ok(Flow::Stop(StopReason::Cancelled));
             }
+            Step::Freeze => {
+                tracing::warn!("freezing the whole process as scripted");
+                // Let queued output reach stdout first, like `crash`.
+                tokio::time::sleep(CRASH_FLUSH).await;
+                freeze_process();
+                // Only reached if stopping failed (or on resume after SIGCONT): behave as hung.
+                std::future::pending::<()>().await;
+            }
             Step::Crash { exit_code } => {
                 tracing::warn!(exit_code, "crashing mid-turn as scripted");
                 tokio::time::sleep(CRASH_FLUSH).await;
@@ -419,3 +427,12 @@ impl Turn {
         }
     }
 }
+
+/// Stops this process with SIGSTOP: every thread halts, nothing more is read or written.
+#[cfg(unix)]
+fn freeze_process() {
+    let _ = rustix::process::kill_process(rustix::process::getpid(), rustix::process::Signal::STOP);
+}
+
+#[cfg(not(unix))]
+fn freeze_process() {}

@@ -108,6 +108,14 @@ pub enum AgentError {
 
 pub type AgentResult<T> = Result<T, AgentError>;
 
+/// An instance that went away on its own: its process exited, or it stopped answering and was
+/// terminated. An intentional shutdown is not a loss.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InstanceLoss {
+    pub instance_id: String,
+    pub reason: String,
+}
+
 /// A permission request an agent made, for a human to answer.
 #[derive(Debug, Clone, PartialEq)]
 pub struct PermissionAsk {
@@ -172,6 +180,20 @@ pub trait AgentRuntime: Send + Sync + std::fmt::Debug {
     /// Asks the agent to stop the turn running on `thread_id`; the pending `run_turn` then returns
     /// `StopReason::Cancelled`.
     async fn cancel_turn(&self, instance_id: &str, thread_id: &str) -> AgentResult<()>;
+
+    /// Instances lost since the last call, oldest first. The engine marks their active threads
+    /// disconnected; nothing depends on this for recovery (a lost instance is restarted, and its
+    /// threads resumed, on their next dispatch). Runtimes that never lose instances report none.
+    fn take_lost_instances(&self) -> Vec<InstanceLoss> {
+        Vec::new()
+    }
+
+    /// Whether `thread_id` is usable right now (created or resumed by the running instance), so
+    /// a loss reported earlier must not mark it disconnected.
+    fn thread_is_live(&self, instance_id: &str, thread_id: &str) -> bool {
+        let _ = (instance_id, thread_id);
+        false
+    }
 
     /// Stops the instance and everything it runs.
     async fn shutdown_instance(&self, instance_id: &str) -> AgentResult<()>;

@@ -8,12 +8,14 @@
 //!
 //! Threads are only usable in the process that created or loaded them: after a restart,
 //! `resume_thread` loads the same session with `session/load`, or fails, never opening another.
+//! `supervisor` notices dead or hung agents, reports them, and paces restarts.
 
 pub mod profiles;
 
 mod client;
 mod connection;
 mod process;
+mod supervisor;
 mod updates;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -34,13 +36,16 @@ use async_trait::async_trait;
 use tokio::sync::mpsc;
 
 pub use profiles::{AcpProfile, PermissionPolicy};
+pub use supervisor::SupervisionSettings;
 
 use self::client::ClientState;
 use self::connection::{Connection, TurnRouter};
 use self::process::{AgentProcess, TERMINATE_GRACE};
+use self::supervisor::{InstanceSupervision, Supervisor};
 use self::updates::TurnEvents;
 use super::{
-    AgentError, AgentEvent, AgentResult, AgentRuntime, InstanceSpec, StopReason, TurnRequest,
+    AgentError, AgentEvent, AgentResult, AgentRuntime, InstanceLoss, InstanceSpec, StopReason,
+    TurnRequest,
 };
 
 /// How long set-up requests (`initialize`, `session/new`, `session/load`) may take. Real agents
@@ -61,6 +66,8 @@ pub struct AcpRuntime {
     instances: Mutex<HashMap<String, Slot>>,
     /// Answers `ask`-policy permission requests; without one they are rejected.
     broker: Option<Arc<dyn super::PermissionBroker>>,
+    /// Liveness probes, loss reports and restart backoff.
+    supervisor: Arc<Supervisor>,
 }
 
 type Slot = Arc<tokio::sync::Mutex<Option<Arc<Instance>>>>;
@@ -77,6 +84,8 @@ struct Instance {
     load_session: bool,
     /// Sessions created or loaded by this process: the only ones a turn may run on.
     loaded: Mutex<HashSet<String>>,
+    /// Uptime, whether it ended, prompts in flight.
+    supervision: InstanceSupervision,
 }
 
 impl Instance {
@@ -88,8 +97,10 @@ impl Instance {
         self.loaded.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Closes stdin (by ending the connection), then terminates the process group.
+    /// Closes stdin (by ending the connection), then terminates the process group. Intentional:
+    /// not reported as a loss.
     async fn shutdown(&self) {
+        self.supervision.end();
         self.connection.close(CLOSE_GRACE).await;
         self.process.terminate(TERMINATE_GRACE).await;
     }
@@ -150,7 +161,15 @@ impl AcpRuntime {
             default_profile,
             instances: Mutex::new(HashMap::new()),
             broker: None,
+            supervisor: Arc::new(Supervisor::new(SupervisionSettings::default())),
         }
+    }
+
+    /// The same runtime, probing and restarting its agents as `settings` say.
+    #[must_use]
+    pub fn with_supervision(mut self, settings: SupervisionSettings) -> Self {
+        self.supervisor = Arc::new(Supervisor::new(settings));
+        self
     }
 
     /// The same runtime, asking `broker` whenever a profile's policy is `ask`.
@@ -257,6 +276,7 @@ impl AcpRuntime {
             connection,
             load_session: false,
             loaded: Mutex::new(HashSet::new()),
+            supervision: InstanceSupervision::default(),
         };
         let initialize = InitializeRequest::new(ProtocolVersion::V1)
             .client_capabilities(
@@ -284,6 +304,12 @@ impl AcpRuntime {
             }
         };
         instance.load_session = response.agent_capabilities.load_session;
+        if let Some(method) = &profile.authenticate
+            && let Err(err) = authenticate(&instance, profile, method, &response.auth_methods).await
+        {
+            instance.shutdown().await;
+            return Err(err);
+        }
         tracing::info!(
             instance_id = %instance.id,
             profile = %instance.profile,
@@ -335,13 +361,30 @@ impl AgentRuntime for AcpRuntime {
             if instance.is_alive() {
                 tracing::warn!(instance_id = %spec.instance_id, "instance configuration changed; restarting its agent");
             } else {
-                tracing::warn!(instance_id = %spec.instance_id, "agent instance is gone; restarting it");
+                // Usually the watchdog reported it already; then this is a no-op.
+                self.supervisor
+                    .lost(instance, "found dead at dispatch".to_owned());
             }
             instance.shutdown().await;
             *current = None;
         }
-        *current = Some(Arc::new(self.start(spec, profile, workspace).await?));
-        Ok(())
+        self.supervisor.before_start(&spec.instance_id).await;
+        match self.start(spec, profile, workspace).await {
+            Ok(instance) => {
+                let instance = Arc::new(instance);
+                supervisor::spawn_watchdog(self.supervisor.clone(), &instance);
+                *current = Some(instance);
+                Ok(())
+            }
+            Err(err) => {
+                // A misconfiguration is not the agent's failure; retrying sooner will not help
+                // either, but it costs nothing.
+                if !matches!(err, AgentError::Config(_)) {
+                    self.supervisor.start_failed(&spec.instance_id);
+                }
+                Err(err)
+            }
+        }
     }
 
     async fn create_thread(&self, instance_id: &str, work_session_id: &str) -> AgentResult<String> {
@@ -415,6 +458,7 @@ impl AgentRuntime for AcpRuntime {
             router,
             session_id: &request.thread_id,
         };
+        let pending = instance.supervision.prompt_sent(&request.thread_id);
         tracing::debug!(instance_id = %instance.id, thread = %request.thread_id, turn_id = %request.turn_id, "prompt sent");
         let prompt = instance
             .connection
@@ -438,7 +482,10 @@ impl AgentRuntime for AcpRuntime {
                         let _ = events.send(event).await;
                     }
                 }
-                result = &mut prompt => break Some(result),
+                result = &mut prompt => {
+                    pending.answered();
+                    break Some(result);
+                }
                 status = instance.process.wait_exit(), if !exited => {
                     // The prompt fails once the agent's stdout closes; give it the time to
                     // deliver what the agent flushed before dying.
@@ -449,6 +496,7 @@ impl AgentRuntime for AcpRuntime {
             }
         };
         drop(guard);
+        drop(pending);
         // The route is gone, so the channel ends after what the dispatch loop already sent.
         while let Some(update) = updates.recv().await {
             if let Some(event) = converter.convert(update) {
@@ -482,8 +530,26 @@ impl AgentRuntime for AcpRuntime {
             .cx
             .send_notification(CancelNotification::new(SessionId::new(thread_id)))
             .map_err(|err| instance.error("session/cancel", &err))?;
+        supervisor::expect_cancel_answer(self.supervisor.clone(), &instance, thread_id);
         tracing::info!(%instance_id, %thread_id, "turn cancel requested");
         Ok(())
+    }
+
+    fn take_lost_instances(&self) -> Vec<InstanceLoss> {
+        self.supervisor.take_losses()
+    }
+
+    fn thread_is_live(&self, instance_id: &str, thread_id: &str) -> bool {
+        let Some(slot) = self.slots().get(instance_id).cloned() else {
+            return false;
+        };
+        // A slot being (re)started has no live thread yet.
+        let Ok(current) = slot.try_lock() else {
+            return false;
+        };
+        current
+            .as_ref()
+            .is_some_and(|instance| instance.is_alive() && instance.loaded().contains(thread_id))
     }
 
     async fn shutdown_instance(&self, instance_id: &str) -> AgentResult<()> {
@@ -509,5 +575,41 @@ impl Drop for AcpRuntime {
                 instance.process.terminate_detached();
             }
         }
+    }
+}
+
+/// Sends `authenticate` with `method`, which must be one the agent offers.
+async fn authenticate(
+    instance: &Instance,
+    profile: &AcpProfile,
+    method: &str,
+    offered: &[agent_client_protocol::v1::schema::AuthMethod],
+) -> AgentResult<()> {
+    if !offered.iter().any(|m| m.id().to_string() == method) {
+        let offered: Vec<String> = offered.iter().map(|m| m.id().to_string()).collect();
+        return Err(AgentError::Config(format!(
+            "agent `{}`: authenticate method `{method}` is not offered by the agent (it offers: {})",
+            profile.name,
+            if offered.is_empty() {
+                "none".to_owned()
+            } else {
+                offered.join(", ")
+            }
+        )));
+    }
+    let request = agent_client_protocol::v1::schema::AuthenticateRequest::new(method.to_owned());
+    match instance
+        .request(request, "authenticate", Some(SETUP_TIMEOUT))
+        .await
+    {
+        Ok(_) => {
+            tracing::info!(instance_id = %instance.id, %method, "agent authenticated");
+            Ok(())
+        }
+        Err(AgentError::Failed(reason)) => Err(AgentError::Failed(format!(
+            "agent `{}` refused authentication with `{method}`: {reason}",
+            profile.name
+        ))),
+        Err(other) => Err(other),
     }
 }

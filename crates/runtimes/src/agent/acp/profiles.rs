@@ -1,5 +1,6 @@
-//! Agent profiles: which program an ACP instance runs, with which extra environment, and how its
-//! permission requests are answered; plus the built-in presets for well-known ACP agents.
+//! Agent profiles: which program an ACP instance runs, with which extra environment, how it
+//! authenticates and how its permission requests are answered; plus the built-in presets for
+//! well-known ACP agents.
 
 use std::collections::BTreeMap;
 
@@ -27,6 +28,9 @@ pub struct AcpProfile {
     /// Extra environment for the agent, on top of `PATH`, `HOME` and `LANG` (which it overrides).
     pub env: BTreeMap<String, String>,
     pub permission_policy: PermissionPolicy,
+    /// The `authenticate` method id sent after `initialize`; it must be one of the agent's
+    /// advertised `authMethods`. `None`: nothing is sent.
+    pub authenticate: Option<String>,
 }
 
 impl AcpProfile {
@@ -42,6 +46,7 @@ impl AcpProfile {
             args: args.into_iter().map(Into::into).collect(),
             env: BTreeMap::new(),
             permission_policy: PermissionPolicy::default(),
+            authenticate: None,
         }
     }
 
@@ -56,6 +61,13 @@ impl AcpProfile {
     #[must_use]
     pub fn with_policy(mut self, policy: PermissionPolicy) -> Self {
         self.permission_policy = policy;
+        self
+    }
+
+    /// The same profile, authenticating with `method_id` after `initialize`.
+    #[must_use]
+    pub fn with_authenticate(mut self, method_id: impl Into<String>) -> Self {
+        self.authenticate = Some(method_id.into());
         self
     }
 }
