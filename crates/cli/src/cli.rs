@@ -83,6 +83,18 @@ pub struct ServeArgs {
     /// is told `cancelled`.
     #[arg(long, env = "SPECTASK_PERMISSION_TIMEOUT_SECS", default_value_t = 600, value_parser = clap::value_parser!(u64).range(1..=86400))]
     pub permission_timeout_secs: u64,
+    /// How often each running ACP agent is probed for liveness (an extension request any live
+    /// agent answers, if only with "method not found").
+    #[arg(long, env = "SPECTASK_AGENT_PROBE_INTERVAL_SECS", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub agent_probe_interval_secs: u64,
+    /// An agent that leaves a probe, or a cancelled turn, unanswered this long is declared hung:
+    /// its process group is terminated, its threads become disconnected, and it is restarted.
+    #[arg(long, env = "SPECTASK_AGENT_PROBE_TIMEOUT_SECS", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub agent_probe_timeout_secs: u64,
+    /// The longest wait between restarts of an agent that keeps failing (the wait starts at one
+    /// second and doubles per consecutive failure; an agent up for a minute starts over).
+    #[arg(long, env = "SPECTASK_AGENT_RESTART_BACKOFF_MAX_SECS", default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub agent_restart_backoff_max_secs: u64,
     /// Failed implementation turns of one work session retried before it fails for good.
     #[arg(long, env = "SPECTASK_MAX_TURN_RETRIES", default_value_t = 2, value_parser = clap::value_parser!(u32).range(0..=100))]
     pub max_turn_retries: u32,

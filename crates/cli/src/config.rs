@@ -9,6 +9,7 @@
 //! command = "claude-agent-acp"
 //! env_from = ["ANTHROPIC_API_KEY"]
 //! permission_policy = "allow_workspace_edits"
+//! authenticate = "api-key"        # optional: an `authMethods` id the agent offers
 //!
 //! [planners.careful]              # selected by a task's spec_agent = "careful"
 //! model = "gpt-4.1"
@@ -61,6 +62,8 @@ pub struct AgentEntry {
     pub env_from: Vec<String>,
     /// `allow_workspace_edits` (default), `deny` or `ask`.
     pub permission_policy: Option<String>,
+    /// The `authenticate` method sent after `initialize`, one of the agent's `authMethods`.
+    pub authenticate: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -192,7 +195,15 @@ pub fn agents(file: &ConfigFile, env: &dyn Fn(&str) -> Option<String>) -> Result
                 "agent `{name}`: permission_policy must be allow_workspace_edits, deny or ask, not `{other}`"
             ),
         };
-        profiles.insert(name.clone(), profile.with_policy(policy));
+        let mut profile = profile.with_policy(policy);
+        if let Some(method) = &entry.authenticate {
+            anyhow::ensure!(
+                !method.trim().is_empty(),
+                "agent `{name}`: authenticate must name a method"
+            );
+            profile = profile.with_authenticate(method.clone());
+        }
+        profiles.insert(name.clone(), profile);
     }
     if let Some(default) = &file.default_agent {
         anyhow::ensure!(
@@ -298,5 +309,27 @@ mod tests {
         );
         let bad: ConfigFile = toml::from_str("default_agent = \"nobody\"\n").unwrap();
         assert!(agents(&bad, &|_| None).is_err());
+    }
+    #[test]
+    fn an_agent_may_name_its_authenticate_method() {
+        let file: ConfigFile = toml::from_str(
+            "[agents.keyed]\ncommand = \"agent\"\nauthenticate = \"api-key\"\n[agents.plain]\ncommand = \"agent\"\n",
+        )
+        .unwrap();
+        let profiles = agents(&file, &|_| None).unwrap();
+        let method = |name: &str| {
+            profiles
+                .iter()
+                .find(|p| p.name == name)
+                .unwrap()
+                .authenticate
+                .clone()
+        };
+        assert_eq!(method("keyed").as_deref(), Some("api-key"));
+        assert_eq!(method("plain"), None);
+        let blank: ConfigFile =
+            toml::from_str("[agents.x]\ncommand = \"agent\"\nauthenticate = \" \"\n").unwrap();
+        let err = agents(&blank, &|_| None).unwrap_err();
+        assert!(format!("{err:#}").contains("authenticate"), "{err:#}");
     }
 }

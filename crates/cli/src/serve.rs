@@ -87,9 +87,17 @@ pub async fn run(args: ServeArgs) -> Result<()> {
         store.clone(),
         std::time::Duration::from_secs(args.permission_timeout_secs),
     );
+    let supervision = spectask_runtimes::agent::acp::SupervisionSettings {
+        probe_interval: std::time::Duration::from_secs(args.agent_probe_interval_secs),
+        probe_timeout: std::time::Duration::from_secs(args.agent_probe_timeout_secs),
+        cancel_timeout: std::time::Duration::from_secs(args.agent_probe_timeout_secs),
+        restart_backoff_max: std::time::Duration::from_secs(args.agent_restart_backoff_max_secs),
+        ..spectask_runtimes::agent::acp::SupervisionSettings::default()
+    };
     let runtime =
         spectask_runtimes::agent::acp::AcpRuntime::new(agents, file.default_agent.clone())
-            .with_broker(std::sync::Arc::new(desk));
+            .with_broker(std::sync::Arc::new(desk))
+            .with_supervision(supervision);
     let engine = Engine::with_runtime(
         store.clone(),
         planners,

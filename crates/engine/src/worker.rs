@@ -1,5 +1,6 @@
 //! The background worker. Each tick runs the orchestrator pass (queue approved tasks, start
-//! implementation, dispatch ready work sessions), requeues turns whose lease expired, then claims
+//! implementation, dispatch ready work sessions), requeues turns whose lease expired, marks the
+//! threads of agent instances the runtime lost as disconnected, then claims
 //! queued turns under a lease: planning turns run against the task's planner (this module),
 //! implementation turns against the agent runtime ([`crate::implementation::runner`]).
 //!
@@ -89,6 +90,10 @@ impl Engine {
     ) -> Result<TickOutcome, EngineError> {
         let store = &self.inner.store;
         let requeued = store.requeue_expired_turns().await?;
+        if let Err(err) = self.disconnect_lost_instances().await {
+            // Only the `disconnected` marks are lost: recovery resumes the threads regardless.
+            tracing::warn!(%err, "could not mark the threads of lost agent instances");
+        }
         let orchestrated = self.orchestrate().await?;
         let mut started = 0;
         let lanes = [

@@ -18,6 +18,7 @@ mod events;
 mod ids;
 mod implementation;
 mod implementation_tasks;
+mod instance_threads;
 mod permissions;
 mod planning;
 mod revisions;

@@ -466,4 +466,44 @@ backend_tests! {
         }
         assert_eq!(store.list_events(&EventQuery { spec_task_id: None, after: 0, limit: 10 }).await.unwrap().len(), 1);
     }
+
+    async fn the_active_threads_of_a_lost_instance_are_disconnected_together(db) {
+        let store = db.store().await;
+        let plan = |name: &str, index: i32| WorkSessionPlan {
+            name: name.to_owned(),
+            description: name.to_owned(),
+            task_title: name.to_owned(),
+            task_description: name.to_owned(),
+            task_index: index,
+            implementation_task_ids: Vec::new(),
+        };
+        let lost = task_in(&store, SpecTaskStatus::ImplementationQueued).await;
+        let sessions = store.start_implementation(&lost.id, "zin_lost", &[plan("a", 0), plan("b", 1), plan("c", 2)], "t").await.unwrap();
+        let a = store.record_thread(&sessions[0].id, "acp-a", "t").await.unwrap();
+        let b = store.record_thread(&sessions[1].id, "acp-b", "t").await.unwrap();
+        let c = store.record_thread(&sessions[2].id, "acp-c", "t").await.unwrap();
+        store.transition_zed_thread(&c.id, ZedThreadEvent::Complete, "t").await.unwrap();
+        let other = task_in(&store, SpecTaskStatus::ImplementationQueued).await;
+        let other_sessions = store.start_implementation(&other.id, "zin_other", &[plan("x", 0)], "t").await.unwrap();
+        let x = store.record_thread(&other_sessions[0].id, "acp-x", "t").await.unwrap();
+
+        let active: Vec<_> = store.active_threads_of_instance("zin_lost").await.unwrap().into_iter().map(|t| t.id).collect();
+        assert_eq!(active, vec![a.id.clone(), b.id.clone()], "completed threads and other instances are not included");
+        assert!(store.active_threads_of_instance("zin_nobody").await.unwrap().is_empty());
+
+        // `b` went away on its own in the meantime: it is left alone, not an error.
+        store.transition_zed_thread(&b.id, ZedThreadEvent::Disconnect, "runner").await.unwrap();
+        let before = store.list_events(&EventQuery { spec_task_id: Some(lost.id.clone()), after: 0, limit: 1000 }).await.unwrap().len();
+        let changed = store.disconnect_threads(&active, "supervisor").await.unwrap();
+        assert_eq!(changed, vec![a.id.clone()]);
+        let events = store.list_events(&EventQuery { spec_task_id: Some(lost.id.clone()), after: 0, limit: 1000 }).await.unwrap();
+        assert_eq!(events.len(), before + 1, "one event per thread changed");
+        let last = events.last().unwrap();
+        assert_eq!((last.kind, last.entity_id.as_str(), last.actor.as_str()), (EventKind::ZedThreadStatusChanged, a.id.as_str(), "supervisor"));
+        for (thread, status) in [(&a, ZedThreadStatus::Disconnected), (&b, ZedThreadStatus::Disconnected), (&c, ZedThreadStatus::Completed), (&x, ZedThreadStatus::Active)] {
+            assert_eq!(store.get_zed_thread(&thread.id).await.unwrap().status, status);
+        }
+        assert!(store.disconnect_threads(&active, "supervisor").await.unwrap().is_empty(), "nothing left to change");
+        assert!(store.active_threads_of_instance("zin_lost").await.unwrap().is_empty());
+    }
 }

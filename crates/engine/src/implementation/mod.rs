@@ -4,6 +4,7 @@
 //! limits allow ([`orchestrator`]), and the runner of implementation turns ([`runner`]).
 
 pub mod graph;
+mod instances;
 pub mod orchestrator;
 pub mod runner;
 

@@ -96,7 +96,12 @@ impl Engine {
                         )
                         .await;
                 }
-                if thread.status == ZedThreadStatus::Disconnected {
+                // Re-read: the instance's loss may have been recorded since the read above.
+                let status = match store.thread_of_work_session(&ws_id).await? {
+                    Some(current) => current.status,
+                    None => thread.status,
+                };
+                if status == ZedThreadStatus::Disconnected {
                     store
                         .transition_zed_thread(
                             &thread.id,
@@ -270,7 +275,13 @@ impl Engine {
                         )
                         .await?;
                 }
-                self.turn_failed(claim, &ws_id, &written, &err.to_string())
+                // An interrupted turn is always re-dispatched once, even with no retry budget.
+                let retries = if matches!(err, AgentError::Disconnected(_)) {
+                    settings.max_turn_retries.max(1)
+                } else {
+                    settings.max_turn_retries
+                };
+                self.retry_or_fail(claim, &ws_id, &written, &err.to_string(), retries)
                     .await
             }
             RunEnd::TimedOut(idle) => {
@@ -297,6 +308,26 @@ impl Engine {
         written: &str,
         reason: &str,
     ) -> Result<(), EngineError> {
+        self.retry_or_fail(
+            claim,
+            ws,
+            written,
+            reason,
+            self.inner.settings.max_turn_retries,
+        )
+        .await
+    }
+
+    /// Retries the failed turn with a note if the session has failed fewer than `retries` turns,
+    /// otherwise fails the session for good.
+    async fn retry_or_fail(
+        &self,
+        claim: &TurnClaim,
+        ws: &WorkSessionId,
+        written: &str,
+        reason: &str,
+        retries: i32,
+    ) -> Result<(), EngineError> {
         let store = &self.inner.store;
         let failed_before = store
             .turns_of_work_session(ws)
@@ -304,7 +335,7 @@ impl Engine {
             .iter()
             .filter(|t| t.status == TurnStatus::Failed)
             .count() as i32;
-        if failed_before < self.inner.settings.max_turn_retries {
+        if failed_before < retries {
             let assignment = store
                 .get_work_session(ws)
                 .await?

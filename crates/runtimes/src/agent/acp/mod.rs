@@ -571,6 +571,7 @@ impl Drop for AcpRuntime {
             if let Ok(current) = slot.try_lock()
                 && let Some(instance) = current.as_ref()
             {
+                instance.supervision.end();
                 instance.connection.abort();
                 instance.process.terminate_detached();
             }

@@ -36,6 +36,10 @@ use crate::agent::InstanceLoss;
 /// implements, so the answer is normally `method not found`.
 pub(crate) const PROBE_METHOD: &str = "_spectask/ping";
 
+/// How long a hung agent gets between SIGTERM and SIGKILL: it is not answering, so it is not
+/// going to shut down cleanly either, and its restart waits for it to be gone.
+const HUNG_GRACE: Duration = Duration::from_millis(500);
+
 /// How an ACP runtime watches and restarts its agent processes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SupervisionSettings {
@@ -174,7 +178,7 @@ impl Supervisor {
         }
         tracing::error!(instance_id = %instance.id, "terminating the unresponsive agent instance");
         instance.connection.close(CLOSE_GRACE).await;
-        instance.process.terminate(TERMINATE_GRACE).await;
+        instance.process.terminate(HUNG_GRACE).await;
     }
 }
 

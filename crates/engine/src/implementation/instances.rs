@@ -1,0 +1,34 @@
+//! Instance losses reported by the agent runtime (a process that exited, an agent declared hung):
+//! every thread of the instance recorded `active` becomes `disconnected`, not only the ones whose
+//! turns noticed. Recovery does not depend on this: the next dispatch restarts the instance and
+//! resumes each thread (`session/load`), which makes it `active` again.
+
+use crate::{Engine, EngineError};
+
+impl Engine {
+    /// Marks the active threads of every instance the runtime lost since the last call as
+    /// disconnected, except threads the runtime already has back (resumed by a restarted
+    /// instance in the meantime). Returns how many threads changed.
+    pub async fn disconnect_lost_instances(&self) -> Result<usize, EngineError> {
+        let Some(runtime) = self.inner.runtime.as_ref() else {
+            return Ok(0);
+        };
+        let store = &self.inner.store;
+        let mut changed = 0;
+        for loss in runtime.take_lost_instances() {
+            let threads: Vec<_> = store
+                .active_threads_of_instance(&loss.instance_id)
+                .await?
+                .into_iter()
+                .filter(|thread| !runtime.thread_is_live(&loss.instance_id, &thread.zed_thread_id))
+                .map(|thread| thread.id)
+                .collect();
+            let disconnected = store
+                .disconnect_threads(&threads, &self.inner.owner)
+                .await?;
+            tracing::warn!(instance_id = %loss.instance_id, reason = %loss.reason, threads = disconnected.len(), "agent instance lost; its active threads are disconnected");
+            changed += disconnected.len();
+        }
+        Ok(changed)
+    }
+}

@@ -1,0 +1,236 @@
+//! Supervision of ACP agent instances through the whole server: an agent that freezes mid-turn
+//! is found by the liveness probe, killed and restarted, and the interrupted turn runs once more
+//! on the same thread (`session/load`); a crash shows every thread of the instance as
+//! `disconnected` over the API until the restarted instance resumes it. Runs on SQLite and
+//! PostgreSQL, with our scripted test agent as a real ACP process.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed unwrap is a failed test
+
+use std::collections::BTreeSet;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use spectask_engine::PlannerRegistry;
+use spectask_runtimes::agent::acp::{AcpProfile, AcpRuntime, SupervisionSettings};
+use spectask_testkit::{
+    FakeOpenAi, TestApp, TestOptions, acp_test_agent_binary, backend_tests, fast_engine,
+    fast_planner,
+};
+
+const DEADLINE: Duration = Duration::from_secs(60);
+
+fn plan(tasks: &[&str]) -> String {
+    let items: String = tasks
+        .iter()
+        .enumerate()
+        .map(|(i, title)| format!("- [ ] {}. {title}\n", i + 1))
+        .collect();
+    format!(
+        "# Requirements: Supervision\n\n1.1 WHEN the agent fails THE SYSTEM SHALL recover.\n\n## Open Questions\n\n- None.\n\n\
+         # Design: Supervision\n\nRestart it.\n\n# Implementation Plan: Supervision\n\n{items}"
+    )
+}
+
+fn supervision(restart_backoff_initial: Duration) -> SupervisionSettings {
+    SupervisionSettings {
+        probe_interval: Duration::from_millis(200),
+        probe_timeout: Duration::from_millis(500),
+        cancel_timeout: Duration::from_millis(500),
+        restart_backoff_initial,
+        restart_backoff_max: Duration::from_secs(5),
+        stable_after: Duration::from_secs(60),
+    }
+}
+
+/// A server whose ACP runtime runs the test agent with `script`, logging its requests to `log`,
+/// and the fake planner server it plans with (kept alive by the caller).
+async fn app_with_agent(
+    db: spectask_testkit::TestDatabase,
+    script: &Value,
+    state: &Path,
+    log: &Path,
+    settings: SupervisionSettings,
+    plan: &str,
+) -> Option<(TestApp, FakeOpenAi)> {
+    let Some(agent) = acp_test_agent_binary() else {
+        eprintln!(
+            "SKIPPED (no test agent): run `cargo test --workspace`, which builds spectask-acp-test-agent"
+        );
+        return None;
+    };
+    let profile = AcpProfile::new("test-agent", agent.to_str().unwrap(), Vec::<String>::new())
+        .with_env("SPECTASK_TEST_AGENT_SCRIPT", script.to_string())
+        .with_env("SPECTASK_TEST_AGENT_STATE", state.to_str().unwrap())
+        .with_env("SPECTASK_TEST_AGENT_LOG", log.to_str().unwrap());
+    let runtime =
+        AcpRuntime::new(vec![profile], Some("test-agent".to_owned())).with_supervision(settings);
+    let fake = FakeOpenAi::start().await;
+    fake.push_text_reply(plan);
+    let options = TestOptions {
+        planners: PlannerRegistry::new(Some(fast_planner("default", &fake.base_url())), []),
+        engine: fast_engine(),
+        runtime: Some(Arc::new(runtime)),
+        ..TestOptions::default()
+    };
+    Some((TestApp::spawn_with_options(db, options).await, fake))
+}
+
+/// Creates a task in `workspace`, waits for its plan and approves it.
+async fn approved_task(app: &TestApp, workspace: &Path) -> String {
+    let task = app
+        .post(
+            "/api/v1/spec-tasks/from-prompt",
+            &json!({"prompt": "survive the agent", "project_path": workspace.to_str().unwrap()}),
+        )
+        .await;
+    let id = task.body["id"].as_str().unwrap().to_owned();
+    wait_for_status(app, &id, "spec_review").await;
+    app.post(
+        &format!("/api/v1/spec-tasks/{id}/approve-specs"),
+        &json!({"approved": true}),
+    )
+    .await;
+    id
+}
+
+async fn wait_for_status(app: &TestApp, id: &str, status: &str) -> Value {
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    loop {
+        let task = app.get(&format!("/api/v1/spec-tasks/{id}")).await.body;
+        if task["status"] == status {
+            return task;
+        }
+        assert!(
+            !task["status"].as_str().unwrap().ends_with("_failed"),
+            "failed instead of reaching {status}: {task}"
+        );
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "never reached {status}: {task}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Polls the task's threads until `done` holds for them; returns them.
+async fn wait_for_threads(
+    app: &TestApp,
+    id: &str,
+    what: &str,
+    done: impl Fn(&[Value]) -> bool,
+) -> Vec<Value> {
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    loop {
+        let threads = app
+            .get(&format!("/api/v1/spec-tasks/{id}/zed-threads"))
+            .await
+            .body;
+        let threads = threads["zed_threads"].as_array().unwrap().clone();
+        if done(&threads) {
+            return threads;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "threads never {what}: {threads:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+fn requests(log: &Path) -> Vec<Value> {
+    std::fs::read_to_string(log)
+        .unwrap()
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect()
+}
+
+fn with_method<'a>(requests: &'a [Value], method: &str) -> Vec<&'a Value> {
+    requests.iter().filter(|r| r["method"] == method).collect()
+}
+
+backend_tests! {
+    async fn a_turn_frozen_by_the_agent_runs_once_more_on_the_same_thread_after_a_restart(db) {
+        let workspace = tempfile::tempdir().unwrap();
+        let state = tempfile::tempdir().unwrap();
+        let log = state.path().join("requests.jsonl");
+        let script = json!({
+            "steps": [{"kind": "chunks", "count": 1}],
+            "rules": [{"prompt_contains": "Task 1:", "times": 1,
+                       "steps": [{"kind": "chunks", "count": 1}, {"kind": "freeze"}]}],
+        });
+        let Some((app, _planner)) = app_with_agent(db, &script, state.path(), &log, supervision(Duration::from_millis(100)), &plan(&["Freeze once"])).await else {
+            return;
+        };
+        let id = approved_task(&app, workspace.path()).await;
+        wait_for_status(&app, &id, "implementation_review").await;
+
+        let sessions = app.get(&format!("/api/v1/spec-tasks/{id}/work-sessions")).await.body;
+        let ws = &sessions["work_sessions"][0];
+        assert_eq!(ws["status"], "completed");
+        let detail = app.get(&format!("/api/v1/work-sessions/{}", ws["id"].as_str().unwrap())).await.body;
+        let interactions = detail["helix_session"]["interactions"].as_array().unwrap();
+        assert_eq!(interactions.len(), 2, "one re-dispatch: {interactions:?}");
+        assert_eq!(interactions[0]["response_message"], "chunk 1/1\n", "output before the freeze is kept");
+        let retry = interactions[1]["prompt_message"].as_str().unwrap();
+        assert!(retry.contains("did not finish") && retry.contains("disconnected"), "the re-dispatch carries a note: {retry}");
+        assert_eq!(interactions[1]["response_message"], "chunk 1/1\n");
+
+        let threads = wait_for_threads(&app, &id, "completed", |t| t.len() == 1 && t[0]["status"] == "completed").await;
+        let thread_id = threads[0]["zed_thread_id"].as_str().unwrap();
+        let requests = requests(&log);
+        assert_eq!(with_method(&requests, "session/new").len(), 1, "never a second thread");
+        let loads = with_method(&requests, "session/load");
+        assert_eq!(loads.len(), 1);
+        assert_eq!(loads[0]["session_id"], thread_id, "the same thread is loaded");
+        let prompts = with_method(&requests, "session/prompt");
+        assert_eq!(prompts.len(), 2);
+        assert!(prompts.iter().all(|p| p["session_id"] == thread_id));
+        assert_ne!(prompts[0]["pid"], prompts[1]["pid"], "the frozen process was replaced");
+    }
+
+    async fn threads_of_a_crashed_instance_are_disconnected_until_resumed(db) {
+        let workspace = tempfile::tempdir().unwrap();
+        let state = tempfile::tempdir().unwrap();
+        let log = state.path().join("requests.jsonl");
+        // Task 1 streams for a while on every attempt; task 2 crashes the agent once, while
+        // task 1 is still running.
+        let script = json!({
+            "steps": [{"kind": "chunks", "count": 1}],
+            "rules": [
+                {"prompt_contains": "Task 1:", "steps": [{"kind": "chunks", "count": 40, "delay_ms": 100}]},
+                {"prompt_contains": "Task 2:", "times": 1, "steps": [
+                    {"kind": "chunks", "count": 20, "delay_ms": 100}, {"kind": "crash", "exit_code": 9}]},
+            ],
+        });
+        // The restart waits 1.5 s, long enough to see the threads disconnected.
+        let Some((app, _planner)) = app_with_agent(db, &script, state.path(), &log, supervision(Duration::from_millis(1500)), &plan(&["Stream", "Crash"])).await else {
+            return;
+        };
+        let id = approved_task(&app, workspace.path()).await;
+        let first = wait_for_threads(&app, &id, "active", |t| t.len() == 2 && t.iter().all(|t| t["status"] == "active")).await;
+        let thread_ids: BTreeSet<String> = first.iter().map(|t| t["zed_thread_id"].as_str().unwrap().to_owned()).collect();
+
+        wait_for_threads(&app, &id, "disconnected", |t| t.iter().all(|t| t["status"] == "disconnected")).await;
+        // Task 1's re-dispatch streams for seconds on the restarted instance: its thread is back.
+        wait_for_threads(&app, &id, "active again", |t| t.iter().any(|t| t["status"] == "active")).await;
+        wait_for_status(&app, &id, "implementation_review").await;
+
+        let last = wait_for_threads(&app, &id, "completed", |t| t.iter().all(|t| t["status"] == "completed")).await;
+        let last_ids: BTreeSet<String> = last.iter().map(|t| t["zed_thread_id"].as_str().unwrap().to_owned()).collect();
+        assert_eq!(last_ids, thread_ids, "the same threads, resumed");
+        let requests = requests(&log);
+        assert_eq!(with_method(&requests, "session/new").len(), 2);
+        let loaded: BTreeSet<String> = with_method(&requests, "session/load").iter().map(|r| r["session_id"].as_str().unwrap().to_owned()).collect();
+        assert_eq!(loaded, thread_ids, "both threads were loaded by the restarted agent");
+        let pids: BTreeSet<u64> = requests.iter().map(|r| r["pid"].as_u64().unwrap()).collect();
+        assert_eq!(pids.len(), 2, "one restart");
+
+        // The store recorded each thread's disconnect and reconnect as events.
+        let events = app.get(&format!("/api/v1/spec-tasks/{id}/events")).await.body;
+        let text = events.to_string();
+        assert!(text.contains("disconnect") && text.contains("reconnect"), "{text}");
+    }
+}
