@@ -11,13 +11,19 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
+use async_trait::async_trait;
 use serde_json::{Value, json};
-use spectask_engine::PlannerRegistry;
+use spectask_engine::{EngineSettings, PlannerRegistry};
 use spectask_runtimes::agent::acp::{AcpProfile, AcpRuntime, SupervisionSettings};
+use spectask_runtimes::agent::{
+    AgentError, AgentEvent, AgentResult, AgentRuntime, InstanceLoss, InstanceSpec, StopReason,
+    TurnRequest,
+};
 use spectask_testkit::{
     FakeOpenAi, TestApp, TestOptions, acp_test_agent_binary, backend_tests, fast_engine,
     fast_planner,
 };
+use tokio::sync::{mpsc, watch};
 
 const DEADLINE: Duration = Duration::from_secs(60);
 
@@ -44,14 +50,72 @@ fn supervision(restart_backoff_initial: Duration) -> SupervisionSettings {
     }
 }
 
-/// A server whose ACP runtime runs the test agent with `script`, logging its requests to `log`,
-/// and the fake planner server it plans with (kept alive by the caller).
+/// The ACP runtime, except that a turn ending with `Disconnected` is held until `release` turns
+/// true: its runner has not noticed the loss yet, so only the supervisor's report can mark its
+/// thread disconnected.
+#[derive(Debug)]
+struct HeldDisconnects {
+    inner: AcpRuntime,
+    release: watch::Receiver<bool>,
+}
+
+#[async_trait]
+impl AgentRuntime for HeldDisconnects {
+    fn kind(&self) -> &'static str {
+        self.inner.kind()
+    }
+    fn knows_agent(&self, agent: &str) -> bool {
+        self.inner.knows_agent(agent)
+    }
+    async fn ensure_instance(&self, spec: &InstanceSpec) -> AgentResult<()> {
+        self.inner.ensure_instance(spec).await
+    }
+    async fn create_thread(&self, instance_id: &str, work_session_id: &str) -> AgentResult<String> {
+        self.inner.create_thread(instance_id, work_session_id).await
+    }
+    async fn resume_thread(&self, instance_id: &str, thread_id: &str) -> AgentResult<()> {
+        self.inner.resume_thread(instance_id, thread_id).await
+    }
+    async fn run_turn(
+        &self,
+        request: &TurnRequest,
+        events: mpsc::Sender<AgentEvent>,
+    ) -> AgentResult<StopReason> {
+        let result = self.inner.run_turn(request, events).await;
+        if matches!(result, Err(AgentError::Disconnected(_))) {
+            let _ = self.release.clone().wait_for(|released| *released).await;
+        }
+        result
+    }
+    async fn cancel_turn(&self, instance_id: &str, thread_id: &str) -> AgentResult<()> {
+        self.inner.cancel_turn(instance_id, thread_id).await
+    }
+    async fn shutdown_instance(&self, instance_id: &str) -> AgentResult<()> {
+        self.inner.shutdown_instance(instance_id).await
+    }
+    fn take_lost_instances(&self) -> Vec<InstanceLoss> {
+        self.inner.take_lost_instances()
+    }
+    fn thread_is_live(&self, instance_id: &str, thread_id: &str) -> bool {
+        self.inner.thread_is_live(instance_id, thread_id)
+    }
+}
+
+/// The test agent's request log in its state directory.
+fn log_in(state: &Path) -> std::path::PathBuf {
+    state.join("requests.jsonl")
+}
+
+/// A server whose ACP runtime runs the test agent with `script`, keeping its state and request
+/// log ([`log_in`]) in `state`, and the fake planner server it plans with (kept alive by the
+/// caller).
 async fn app_with_agent(
     db: spectask_testkit::TestDatabase,
     script: &Value,
     state: &Path,
-    log: &Path,
     settings: SupervisionSettings,
+    engine: EngineSettings,
+    hold_disconnects: Option<watch::Receiver<bool>>,
     plan: &str,
 ) -> Option<(TestApp, FakeOpenAi)> {
     let Some(agent) = acp_test_agent_binary() else {
@@ -63,15 +127,22 @@ async fn app_with_agent(
     let profile = AcpProfile::new("test-agent", agent.to_str().unwrap(), Vec::<String>::new())
         .with_env("SPECTASK_TEST_AGENT_SCRIPT", script.to_string())
         .with_env("SPECTASK_TEST_AGENT_STATE", state.to_str().unwrap())
-        .with_env("SPECTASK_TEST_AGENT_LOG", log.to_str().unwrap());
+        .with_env("SPECTASK_TEST_AGENT_LOG", log_in(state).to_str().unwrap());
     let runtime =
         AcpRuntime::new(vec![profile], Some("test-agent".to_owned())).with_supervision(settings);
+    let runtime: Arc<dyn AgentRuntime> = match hold_disconnects {
+        Some(release) => Arc::new(HeldDisconnects {
+            inner: runtime,
+            release,
+        }),
+        None => Arc::new(runtime),
+    };
     let fake = FakeOpenAi::start().await;
     fake.push_text_reply(plan);
     let options = TestOptions {
         planners: PlannerRegistry::new(Some(fast_planner("default", &fake.base_url())), []),
-        engine: fast_engine(),
-        runtime: Some(Arc::new(runtime)),
+        engine,
+        runtime: Some(runtime),
         ..TestOptions::default()
     };
     Some((TestApp::spawn_with_options(db, options).await, fake))
@@ -155,13 +226,15 @@ backend_tests! {
     async fn a_turn_frozen_by_the_agent_runs_once_more_on_the_same_thread_after_a_restart(db) {
         let workspace = tempfile::tempdir().unwrap();
         let state = tempfile::tempdir().unwrap();
-        let log = state.path().join("requests.jsonl");
+        let log = log_in(state.path());
         let script = json!({
             "steps": [{"kind": "chunks", "count": 1}],
             "rules": [{"prompt_contains": "Task 1:", "times": 1,
                        "steps": [{"kind": "chunks", "count": 1}, {"kind": "freeze"}]}],
         });
-        let Some((app, _planner)) = app_with_agent(db, &script, state.path(), &log, supervision(Duration::from_millis(100)), &plan(&["Freeze once"])).await else {
+        // No retry budget: the re-dispatch of an interrupted turn does not depend on it.
+        let engine = EngineSettings { max_turn_retries: 0, ..fast_engine() };
+        let Some((app, _planner)) = app_with_agent(db, &script, state.path(), supervision(Duration::from_millis(100)), engine, None, &plan(&["Freeze once"])).await else {
             return;
         };
         let id = approved_task(&app, workspace.path()).await;
@@ -194,7 +267,7 @@ backend_tests! {
     async fn threads_of_a_crashed_instance_are_disconnected_until_resumed(db) {
         let workspace = tempfile::tempdir().unwrap();
         let state = tempfile::tempdir().unwrap();
-        let log = state.path().join("requests.jsonl");
+        let log = log_in(state.path());
         // Task 1 streams for a while on every attempt; task 2 crashes the agent once, while
         // task 1 is still running.
         let script = json!({
@@ -205,8 +278,10 @@ backend_tests! {
                     {"kind": "chunks", "count": 20, "delay_ms": 100}, {"kind": "crash", "exit_code": 9}]},
             ],
         });
-        // The restart waits 1.5 s, long enough to see the threads disconnected.
-        let Some((app, _planner)) = app_with_agent(db, &script, state.path(), &log, supervision(Duration::from_millis(1500)), &plan(&["Stream", "Crash"])).await else {
+        // The turns on the crashed agent are held before they report `Disconnected`: only the
+        // engine's handling of the supervisor's loss report can mark their threads.
+        let (release, held) = watch::channel(false);
+        let Some((app, _planner)) = app_with_agent(db, &script, state.path(), supervision(Duration::from_millis(100)), fast_engine(), Some(held), &plan(&["Stream", "Crash"])).await else {
             return;
         };
         let id = approved_task(&app, workspace.path()).await;
@@ -214,6 +289,7 @@ backend_tests! {
         let thread_ids: BTreeSet<String> = first.iter().map(|t| t["zed_thread_id"].as_str().unwrap().to_owned()).collect();
 
         wait_for_threads(&app, &id, "disconnected", |t| t.iter().all(|t| t["status"] == "disconnected")).await;
+        release.send_replace(true);
         // Task 1's re-dispatch streams for seconds on the restarted instance: its thread is back.
         wait_for_threads(&app, &id, "active again", |t| t.iter().any(|t| t["status"] == "active")).await;
         wait_for_status(&app, &id, "implementation_review").await;
