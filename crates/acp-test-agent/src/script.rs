@@ -265,6 +265,21 @@ mod tests {
     }
 
     #[test]
+    fn parses_auth_crash_on_start_and_freeze() {
+        let script: Script = serde_json::from_str(
+            r#"{"auth": {"methods": ["api-key"], "require_env": "TOKEN"}, "crash_on_start": 2,
+                "steps": [{"kind": "freeze"}]}"#,
+        )
+        .unwrap();
+        let auth = script.auth.unwrap();
+        assert_eq!(auth.methods, vec!["api-key".to_owned()]);
+        assert_eq!(auth.require_env.as_deref(), Some("TOKEN"));
+        assert_eq!(script.crash_on_start, Some(2));
+        assert_eq!(script.steps, vec![Step::Freeze]);
+        assert!(serde_json::from_str::<Auth>(r#"{"method": ["x"]}"#).is_err());
+    }
+
+    #[test]
     fn rejects_unknown_fields_and_kinds() {
         assert!(serde_json::from_str::<Script>(r#"{"stepz": []}"#).is_err());
         assert!(serde_json::from_str::<Step>(r#"{"kind": "dance"}"#).is_err());

@@ -68,7 +68,18 @@ impl Engine {
                 .clone()
                 .unwrap_or(serde_json::Value::Null),
         };
-        if let Err(err) = runtime.ensure_instance(&spec).await {
+        // A restart may wait out its backoff (up to a minute): shutdown must not wait for it.
+        let ensured = tokio::select! {
+            result = runtime.ensure_instance(&spec) => result,
+            _ = cancel.cancelled() => {
+                if lost.load(Ordering::SeqCst) {
+                    return Err(StoreError::ClaimLost(claim.turn.id.to_string()).into());
+                }
+                store.release_turn(claim).await?;
+                return Ok(());
+            }
+        };
+        if let Err(err) = ensured {
             return self
                 .turn_failed(
                     claim,

@@ -553,6 +553,7 @@ impl AgentRuntime for AcpRuntime {
     }
 
     async fn shutdown_instance(&self, instance_id: &str) -> AgentResult<()> {
+        self.supervisor.forget(instance_id);
         let slot = self.slots().remove(instance_id);
         if let Some(slot) = slot
             && let Some(instance) = slot.lock().await.take()

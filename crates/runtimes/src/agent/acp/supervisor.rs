@@ -130,6 +130,11 @@ impl Supervisor {
         entry.not_before = Instant::now() + self.settings.backoff(entry.failures);
     }
 
+    /// Forgets the restart history of an instance shut down on purpose.
+    pub(crate) fn forget(&self, instance_id: &str) {
+        locked(&self.restarts).remove(instance_id);
+    }
+
     /// A start of `instance_id` failed.
     pub(crate) fn start_failed(&self, instance_id: &str) {
         self.failed(instance_id, false);
