@@ -377,8 +377,8 @@ impl AgentRuntime for AcpRuntime {
                 Ok(())
             }
             Err(err) => {
-                // A misconfiguration is not the agent's failure; retrying sooner will not help
-                // either, but it costs nothing.
+                // Only the agent's own failures back off: a misconfiguration (an unknown
+                // program, an unoffered auth method) fails the same way at once every time.
                 if !matches!(err, AgentError::Config(_)) {
                     self.supervisor.start_failed(&spec.instance_id);
                 }
