@@ -268,14 +268,15 @@ backend_tests! {
         let workspace = tempfile::tempdir().unwrap();
         let state = tempfile::tempdir().unwrap();
         let log = log_in(state.path());
-        // Task 1 streams for a while on every attempt; task 2 crashes the agent once, while
-        // task 1 is still running.
+        // Task 2 crashes the agent once, while task 1 is still streaming; task 1 streams for a
+        // while on every attempt (its retry note names its assignment, "Stream"), so its thread
+        // is seen active again on the restarted agent.
         let script = json!({
             "steps": [{"kind": "chunks", "count": 1}],
             "rules": [
-                {"prompt_contains": "Task 1:", "steps": [{"kind": "chunks", "count": 40, "delay_ms": 100}]},
                 {"prompt_contains": "Task 2:", "times": 1, "steps": [
                     {"kind": "chunks", "count": 20, "delay_ms": 100}, {"kind": "crash", "exit_code": 9}]},
+                {"prompt_contains": "Stream", "steps": [{"kind": "chunks", "count": 40, "delay_ms": 100}]},
             ],
         });
         // The turns on the crashed agent are held before they report `Disconnected`: only the

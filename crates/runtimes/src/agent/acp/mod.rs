@@ -20,7 +20,7 @@ mod updates;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 use std::time::Duration;
 
 use agent_client_protocol::schema::ProtocolVersion;
@@ -68,6 +68,9 @@ pub struct AcpRuntime {
     broker: Option<Arc<dyn super::PermissionBroker>>,
     /// Liveness probes, loss reports and restart backoff.
     supervisor: Arc<Supervisor>,
+    /// The latest started instance of each id, readable without the slot's lock (which a
+    /// restart holds while it backs off).
+    latest: Mutex<HashMap<String, Weak<Instance>>>,
 }
 
 type Slot = Arc<tokio::sync::Mutex<Option<Arc<Instance>>>>;
@@ -162,6 +165,7 @@ impl AcpRuntime {
             instances: Mutex::new(HashMap::new()),
             broker: None,
             supervisor: Arc::new(Supervisor::new(SupervisionSettings::default())),
+            latest: Mutex::new(HashMap::new()),
         }
     }
 
@@ -373,6 +377,10 @@ impl AgentRuntime for AcpRuntime {
             Ok(instance) => {
                 let instance = Arc::new(instance);
                 supervisor::spawn_watchdog(self.supervisor.clone(), &instance);
+                self.latest
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .insert(spec.instance_id.clone(), Arc::downgrade(&instance));
                 *current = Some(instance);
                 Ok(())
             }
@@ -540,20 +548,21 @@ impl AgentRuntime for AcpRuntime {
     }
 
     fn thread_is_live(&self, instance_id: &str, thread_id: &str) -> bool {
-        let Some(slot) = self.slots().get(instance_id).cloned() else {
-            return false;
-        };
-        // A slot being (re)started has no live thread yet.
-        let Ok(current) = slot.try_lock() else {
-            return false;
-        };
-        current
-            .as_ref()
-            .is_some_and(|instance| instance.is_alive() && instance.loaded().contains(thread_id))
+        let latest = self
+            .latest
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(instance_id)
+            .and_then(Weak::upgrade);
+        latest.is_some_and(|instance| instance.is_alive() && instance.loaded().contains(thread_id))
     }
 
     async fn shutdown_instance(&self, instance_id: &str) -> AgentResult<()> {
         self.supervisor.forget(instance_id);
+        self.latest
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(instance_id);
         let slot = self.slots().remove(instance_id);
         if let Some(slot) = slot
             && let Some(instance) = slot.lock().await.take()
