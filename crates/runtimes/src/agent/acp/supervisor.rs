@@ -40,6 +40,9 @@ pub(crate) const PROBE_METHOD: &str = "_spectask/ping";
 /// going to shut down cleanly either, and its restart waits for it to be gone.
 const HUNG_GRACE: Duration = Duration::from_millis(500);
 
+/// The shortest probe interval honoured, so a zero setting cannot make the watchdog spin.
+const MIN_PROBE_INTERVAL: Duration = Duration::from_millis(10);
+
 /// How an ACP runtime watches and restarts its agent processes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SupervisionSettings {
@@ -309,7 +312,7 @@ pub(crate) fn spawn_watchdog(supervisor: Arc<Supervisor>, instance: &Arc<Instanc
                     }
                     return;
                 }
-                () = tokio::time::sleep(settings.probe_interval) => {}
+                () = tokio::time::sleep(settings.probe_interval.max(MIN_PROBE_INTERVAL)) => {}
             }
             if instance.supervision.is_ended() {
                 return;
