@@ -221,6 +221,29 @@ backend_tests! {
         }
         assert_eq!(paged, entries);
 
+        // Each written batch announced its entries once, in seq order, on the event log (and so
+        // on the live stream).
+        let events = app.get(&format!("/api/v1/spec-tasks/{task}/events?limit=1000")).await.body;
+        let announced: Vec<(i64, i64)> = events["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|e| e["kind"] == "interaction.updated" && e["entity_id"] == interaction["id"])
+            .filter_map(|e| Some((e["payload"]["entries"]["first_seq"].as_i64()?, e["payload"]["entries"]["count"].as_i64()?)))
+            .collect();
+        let mut next = 0;
+        for (first, count) in &announced {
+            assert_eq!(*first, next, "batches announced in order: {announced:?}");
+            next += count;
+        }
+        assert_eq!(next, entries.len() as i64);
+
+        let doc = app.get("/api/v1/openapi.json").await.body;
+        assert!(doc["paths"]["/api/v1/sessions/{id}/interactions/{interaction_id}/entries"]["get"].is_object());
+        for schema in ["EntryPage", "InteractionEntry", "EntryBody", "ToolCallEntry"] {
+            assert!(doc["components"]["schemas"][schema].is_object(), "schema {schema} missing");
+        }
+
         // Bad parameters are 400; unknown or mismatched ids are 404.
         for query in ["limit=0", "limit=5001", "after_seq=-1", "after_seq=x", "limit=1.5", "colour=red"] {
             let response = app.get(&format!("{path}?{query}")).await;
