@@ -8,7 +8,7 @@
 
 use std::time::Duration;
 
-use spectask_domain::{EntryBody, PlanEntry, TextEntry};
+use spectask_domain::{EntryBody, PlanEntry, TextEntry, ToolCallContent, ToolCallEntry};
 use spectask_runtimes::agent::AgentEvent;
 use spectask_runtimes::llm::LlmEvent;
 use spectask_store::{Store, StoreError, TurnClaim};
@@ -84,9 +84,7 @@ impl Batch {
                 }
             }
             AgentEvent::ToolCall(call) => {
-                self.bytes += call.title.len()
-                    + call.raw_input.as_ref().map_or(0, |v| v.to_string().len())
-                    + call.content.len() * 64;
+                self.bytes += tool_call_bytes(&call);
                 let id = call.tool_call_id.clone();
                 self.replace_last_or_push(EntryBody::ToolCall(call), |last| {
                     matches!(last, EntryBody::ToolCall(previous) if previous.tool_call_id == id)
@@ -112,6 +110,22 @@ impl Batch {
             _ => self.entries.push(body),
         }
     }
+}
+
+/// Roughly how many bytes a tool call's entry stores.
+fn tool_call_bytes(call: &ToolCallEntry) -> usize {
+    let content: usize = call
+        .content
+        .iter()
+        .map(|item| match item {
+            ToolCallContent::Text { text, .. } => text.len(),
+            ToolCallContent::Diff { path, new_text, .. } => path.len() + new_text.len(),
+            ToolCallContent::Terminal { terminal_id } => terminal_id.len(),
+        })
+        .sum();
+    let locations: usize = call.locations.iter().map(|l| l.path.len()).sum();
+    let input = call.raw_input.as_ref().map_or(0, |v| v.to_string().len());
+    call.title.len() + content + locations + input
 }
 
 /// Consumes `events` until the sender is dropped; returns the reply text written so far (after
@@ -190,7 +204,7 @@ async fn flush(
 
 #[cfg(test)]
 mod tests {
-    use spectask_domain::{AgentPlanStep, ToolCallEntry, UsageEntry};
+    use spectask_domain::{AgentPlanStep, UsageEntry};
 
     use super::*;
 
@@ -267,5 +281,11 @@ mod tests {
             batch.push_event(call(&format!("c{i}"), "pending"));
         }
         assert!(batch.is_full());
+        let mut batch = Batch::default();
+        let mut big = ToolCallEntry::unknown("c");
+        big.content
+            .push(ToolCallContent::text(&"x".repeat(MAX_BATCH_BYTES)));
+        batch.push_event(AgentEvent::ToolCall(big));
+        assert!(batch.is_full(), "a tool call's output counts");
     }
 }
