@@ -14,8 +14,8 @@ use serde_json::{Value, json};
 use spectask_engine::PlannerRegistry;
 use spectask_runtimes::agent::acp::{AcpProfile, AcpRuntime};
 use spectask_testkit::{
-    FakeOpenAi, TestApp, TestDatabase, TestOptions, acp_test_agent_binary, backend_tests,
-    fast_engine, fast_planner,
+    Behaviour, FakeOpenAi, Script, ScriptedRuntime, TestApp, TestDatabase, TestOptions,
+    acp_test_agent_binary, backend_tests, fast_engine, fast_planner,
 };
 
 const REPLY: &str = "# Requirements: Entries\n\n1.1 WHEN working THE SYSTEM SHALL record it.\n\n\
@@ -264,6 +264,35 @@ backend_tests! {
             let response = app.get(&path).await;
             assert_eq!(response.status, StatusCode::NOT_FOUND, "{missing}: {}", response.body);
             assert_eq!(response.error_code(), "not_found", "{missing}");
+        }
+    }
+
+    async fn the_scripted_runtime_s_tool_calls_become_entries(db) {
+        let workspace = tempfile::tempdir().unwrap();
+        let fake = FakeOpenAi::start().await;
+        fake.push_text_reply(REPLY);
+        let runtime = ScriptedRuntime::new(Script::always(Behaviour::ToolCalls { calls: 2, chunk_delay_ms: 30 }));
+        let options = TestOptions {
+            planners: PlannerRegistry::new(Some(fast_planner("default", &fake.base_url())), []),
+            engine: fast_engine(),
+            runtime: Some(Arc::new(runtime)),
+            ..TestOptions::default()
+        };
+        let app = TestApp::spawn_with_options(db, options).await;
+        let task = approved_task(&app, workspace.path()).await;
+        let session = helix_session(&app, &task, "completed", |i| i["state"] == "complete").await;
+        assert_eq!(session["interactions"][0]["response_message"], "", "tool calls are not reply text");
+        let entries = app.get(&entries_path(&session)).await.body;
+        let entries = entries["entries"].as_array().unwrap();
+        assert!(entries.iter().all(|e| e["kind"] == "tool_call"), "{entries:?}");
+        // The latest entry of each call is its final state.
+        for i in 1..=2 {
+            let id = format!("call-{i}");
+            let last = entries.iter().rev().find(|e| e["payload"]["tool_call_id"] == id.as_str()).unwrap();
+            assert_eq!(last["payload"]["status"], "completed");
+            assert_eq!(last["payload"]["title"], format!("Edit file {i}"));
+            assert_eq!(last["payload"]["locations"][0]["path"], format!("file-{i}.txt"));
+            assert_eq!(last["payload"]["content"][0]["text"], format!("edited file-{i}.txt"));
         }
     }
 
