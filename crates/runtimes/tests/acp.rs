@@ -381,7 +381,7 @@ async fn a_crash_mid_turn_disconnects_and_a_restart_loads_the_same_session() {
         .unwrap();
     let (result, _) = turn(&runtime, &request("i1", &thread, "turn_4", "hello")).await;
     assert_eq!(result, Err(AgentError::UnknownThread(thread.clone())));
-    runtime.resume_thread("i1", &thread).await.unwrap();
+    runtime.resume_thread("i1", "ws1", &thread).await.unwrap();
     let (result, events) = turn(&runtime, &request("i1", &thread, "turn_5", "crash again")).await;
     assert_eq!(result, Ok(StopReason::EndTurn), "the crash rule fired once");
     assert_eq!(chunks(&events), vec!["chunk 1/1\n".to_owned()]);
@@ -401,7 +401,7 @@ async fn a_crash_mid_turn_disconnects_and_a_restart_loads_the_same_session() {
     assert_ne!(news[0].2, loads[0].2, "loaded by the restarted process");
     // A thread this agent never had cannot be resumed.
     assert!(matches!(
-        runtime.resume_thread("i1", "no-such-session").await,
+        runtime.resume_thread("i1", "ws1", "no-such-session").await,
         Err(AgentError::UnknownThread(_))
     ));
     runtime.shutdown_instance("i1").await.unwrap();
@@ -413,14 +413,14 @@ async fn without_load_session_a_restarted_instance_cannot_resume() {
     let script = json!({"load_session": false, "steps": [{"kind": "chunks", "count": 1}]});
     let runtime = AcpRuntime::new(vec![fixture.profile("test", &script)], Some("test".into()));
     let thread = started(&runtime, &fixture, "i1").await;
-    runtime.resume_thread("i1", &thread).await.unwrap();
+    runtime.resume_thread("i1", "ws1", &thread).await.unwrap();
     runtime.shutdown_instance("i1").await.unwrap();
     runtime
         .ensure_instance(&fixture.spec("i1", None))
         .await
         .unwrap();
     assert_eq!(
-        runtime.resume_thread("i1", &thread).await,
+        runtime.resume_thread("i1", "ws1", &thread).await,
         Err(AgentError::UnknownThread(thread.clone()))
     );
     runtime.shutdown_instance("i1").await.unwrap();
