@@ -52,6 +52,12 @@ impl Engine {
             );
             return self.fail_for_good(claim, &ws_id, "", &reason).await;
         }
+        if let Some(reason) = store.get_work_session(&ws_id).await?.agent_gave_up {
+            // A turn of a session whose agent gave up (re-run after a shutdown, or a queued
+            // follow-up) never reaches the agent again.
+            let reason = format!("the agent gave up: {reason}");
+            return self.fail_for_good(claim, &ws_id, "", &reason).await;
+        }
         let Some(instance_id) = task.zed_instance_id.clone() else {
             return Err(EngineError::Conflict(format!(
                 "spec task {} has no instance",

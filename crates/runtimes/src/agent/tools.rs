@@ -50,3 +50,29 @@ pub trait AgentToolServer: Send + Sync + std::fmt::Debug {
 pub fn is_work_session_id(id: &str) -> bool {
     id.starts_with("stws_")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_work_sessions_get_tools() {
+        assert!(is_work_session_id("stws_01arz3ndektsv4rrffq69g5fav"));
+        assert!(!is_work_session_id("ses_01arz3ndektsv4rrffq69g5fav"));
+        assert!(!is_work_session_id("spt_01arz3ndektsv4rrffq69g5fav"));
+    }
+
+    #[test]
+    fn endpoint_debug_never_shows_header_values() {
+        let endpoint = McpEndpoint {
+            name: "spectask".into(),
+            url: "http://127.0.0.1:1/mcp".into(),
+            headers: vec![("Authorization".into(), "Bearer secret-token".into())],
+        };
+        let shown = format!("{endpoint:?}");
+        assert!(
+            shown.contains("Authorization") && !shown.contains("secret-token"),
+            "{shown}"
+        );
+    }
+}
