@@ -156,6 +156,36 @@ async fn mcp_initialize(app: &TestApp, authorization: Option<&str>) -> (StatusCo
     (response.status(), response.text().await.unwrap())
 }
 
+/// `title (last status)` of every tool call the work session's agent made, in order, from the
+/// entries API (a call's states may be stored as several entries, depending on batching).
+async fn tool_calls(app: &TestApp, detail: &Value) -> Vec<String> {
+    let session = &detail["helix_session"];
+    let mut calls: Vec<(String, String)> = Vec::new();
+    for interaction in session["interactions"].as_array().unwrap() {
+        let path = format!(
+            "/api/v1/sessions/{}/interactions/{}/entries",
+            session["id"].as_str().unwrap(),
+            interaction["id"].as_str().unwrap()
+        );
+        for entry in app.get(&path).await.body["entries"].as_array().unwrap() {
+            if entry["kind"] == "tool_call" {
+                let payload = &entry["payload"];
+                let id = payload["tool_call_id"].as_str().unwrap().to_owned();
+                let shown = format!(
+                    "{} ({})",
+                    payload["title"].as_str().unwrap(),
+                    payload["status"].as_str().unwrap()
+                );
+                match calls.iter_mut().find(|(known, _)| *known == id) {
+                    Some(call) => call.1 = shown,
+                    None => calls.push((id, shown)),
+                }
+            }
+        }
+    }
+    calls.into_iter().map(|(_, shown)| shown).collect()
+}
+
 fn response_text(detail: &Value) -> String {
     detail["helix_session"]["interactions"]
         .as_array()
@@ -247,7 +277,7 @@ backend_tests! {
             let ws1 = ws1.clone();
             async move {
                 let detail = session_status(app, &ws1).await;
-                response_text(&detail).contains("mcp__spectask__list_work_sessions (completed)").then_some(detail)
+                tool_calls(app, &detail).await.contains(&"mcp__spectask__list_work_sessions (completed)".to_owned()).then_some(detail)
             }
         })
         .await;
@@ -255,7 +285,14 @@ backend_tests! {
         assert!(output.contains("\"title\": \"Write the first file\""), "{output}");
         assert!(!output.contains("\"title\": \"Write the second file\""), "get_spec lists only this session's tasks: {output}");
         assert!(output.contains("\"implementation_plan\":"), "{output}");
-        assert!(output.contains("[tool call: mcp__spectask__report_progress (failed)]"), "another session's task is refused: {output}");
+        let calls = tool_calls(&app, &first).await;
+        assert_eq!(calls, [
+            "mcp__spectask__get_spec (completed)",
+            "mcp__spectask__report_progress (completed)",
+            "mcp__spectask__report_progress (failed)",
+            "mcp__spectask__spawn_work_session (completed)",
+            "mcp__spectask__list_work_sessions (completed)",
+        ], "another session's task is refused");
         assert!(output.contains("\"this_session\": true") && output.contains("Security audit"), "{output}");
 
         // Tokens are never readable over the API.
@@ -296,8 +333,8 @@ backend_tests! {
         assert_eq!(detail["work_session"]["status"], "failed");
         assert_eq!(detail["work_session"]["agent_gave_up"], "the API it needs does not exist");
         assert_eq!(detail["turns"].as_array().unwrap().len(), 1, "no retry after giving up");
-        let output = response_text(&detail);
-        assert!(output.contains("[tool call: mcp__spectask__report_progress (failed)]"), "reports after giving up are refused: {output}");
+        let calls = tool_calls(&app, &detail).await;
+        assert_eq!(calls, ["mcp__spectask__fail_work_session (completed)", "mcp__spectask__report_progress (failed)"], "reports after giving up are refused");
         let second = session_named(&app, &id, "2.").await;
         assert_eq!(second["status"], "blocked");
         let listed = app.get(&format!("/api/v1/spec-tasks/{id}/implementation-tasks")).await.body;

@@ -15,6 +15,7 @@ mod agent_reports;
 mod agent_tokens;
 mod backend;
 mod comments;
+mod entries;
 mod error;
 mod events;
 mod ids;
