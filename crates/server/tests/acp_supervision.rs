@@ -16,8 +16,8 @@ use serde_json::{Value, json};
 use spectask_engine::{EngineSettings, PlannerRegistry};
 use spectask_runtimes::agent::acp::{AcpProfile, AcpRuntime, SupervisionSettings};
 use spectask_runtimes::agent::{
-    AgentError, AgentEvent, AgentResult, AgentRuntime, InstanceLoss, InstanceSpec, StopReason,
-    TurnRequest,
+    AgentError, AgentEvent, AgentResult, AgentRuntime, AgentToolServer, InstanceLoss, InstanceSpec,
+    StopReason, TurnRequest,
 };
 use spectask_testkit::{
     FakeOpenAi, TestApp, TestOptions, acp_test_agent_binary, backend_tests, fast_engine,
@@ -73,8 +73,18 @@ impl AgentRuntime for HeldDisconnects {
     async fn create_thread(&self, instance_id: &str, work_session_id: &str) -> AgentResult<String> {
         self.inner.create_thread(instance_id, work_session_id).await
     }
-    async fn resume_thread(&self, instance_id: &str, thread_id: &str) -> AgentResult<()> {
-        self.inner.resume_thread(instance_id, thread_id).await
+    async fn resume_thread(
+        &self,
+        instance_id: &str,
+        work_session_id: &str,
+        thread_id: &str,
+    ) -> AgentResult<()> {
+        self.inner
+            .resume_thread(instance_id, work_session_id, thread_id)
+            .await
+    }
+    fn attach_tool_server(&self, tools: Arc<dyn AgentToolServer>) {
+        self.inner.attach_tool_server(tools);
     }
     async fn run_turn(
         &self,
