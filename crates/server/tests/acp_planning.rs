@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use reqwest::StatusCode;
 use serde_json::{Value, json};
+use spectask_engine::EngineSettings;
 use spectask_runtimes::agent::acp::{AcpProfile, AcpRuntime};
 use spectask_testkit::{
     TestApp, TestDatabase, TestOptions, acp_test_agent_binary, backend_tests, fast_engine,
@@ -38,6 +39,10 @@ struct Rig {
 
 impl Rig {
     async fn start(db: TestDatabase) -> Option<Self> {
+        Self::start_with(db, fast_engine()).await
+    }
+
+    async fn start_with(db: TestDatabase, engine: EngineSettings) -> Option<Self> {
         let Some(agent) = acp_test_agent_binary() else {
             eprintln!(
                 "SKIPPED (no test agent): run `cargo test --workspace`, which builds spectask-acp-test-agent"
@@ -60,7 +65,7 @@ impl Rig {
             .with_env("SPECTASK_TEST_AGENT_LOG", log.to_str().unwrap());
         let runtime = AcpRuntime::new(vec![profile], Some(AGENT.to_owned()));
         let options = TestOptions {
-            engine: fast_engine(),
+            engine,
             runtime: Some(Arc::new(runtime)),
             ..TestOptions::default()
         };
@@ -389,6 +394,30 @@ backend_tests! {
         let loads = rig.requests_of("session/load");
         assert_eq!(loads.len(), 1);
         assert_eq!(loads[0]["session_id"], thread);
+    }
+
+    async fn the_reply_streams_live_and_a_silent_agent_is_timed_out(db) {
+        let mut engine = fast_engine();
+        engine.turn_timeout = Duration::from_secs(2);
+        let Some(rig) = Rig::start_with(db, engine).await else { return };
+        let id = rig.create_task().await;
+        rig.script(&json!({"steps": [{"kind": "chunks", "count": 2}, {"kind": "hang"}]}));
+        rig.start_planning(&id).await;
+        // The chunks are in the interaction while the turn is still running.
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            let session = rig.planning_session(&id).await;
+            let task = rig.app.get(&format!("/api/v1/spec-tasks/{id}")).await.body;
+            if session["interactions"][0]["response_message"].as_str().unwrap_or_default().contains("chunk 2/2") {
+                assert_eq!(task["status"], "spec_generation", "seen before the turn ended");
+                break;
+            }
+            assert!(tokio::time::Instant::now() < deadline && task["status"] == "spec_generation", "no live output: {task}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let task = wait_for(&rig.app, &id, "spec_failed").await;
+        assert!(task["error"].as_str().unwrap().starts_with("no activity from the planning agent `planner-agent`"), "{task}");
+        assert_eq!(rig.requests_of("session/cancel").len(), 1, "the silent turn was cancelled at the agent");
     }
 }
 
