@@ -419,6 +419,32 @@ backend_tests! {
         assert!(task["error"].as_str().unwrap().starts_with("no activity from the planning agent `planner-agent`"), "{task}");
         assert_eq!(rig.requests_of("session/cancel").len(), 1, "the silent turn was cancelled at the agent");
     }
+
+    async fn a_session_the_agent_cannot_load_fails_and_only_a_retry_opens_a_new_one(db) {
+        let Some(rig) = Rig::start(db).await else { return };
+        let id = rig.create_task().await;
+        let dir = rig.spec_dir(&id);
+        rig.script(&json!({"load_session": false, "rules": [
+            {"prompt_contains": PLANNING, "steps": [{"kind": "chunks", "count": 1}, {"kind": "crash", "exit_code": 3}]},
+        ]}));
+        rig.start_planning(&id).await;
+        let task = wait_for(&rig.app, &id, "spec_failed").await;
+        let error = task["error"].as_str().unwrap();
+        assert!(error.contains("could not be resumed") && error.contains("start planning again"), "{error}");
+        let session = rig.planning_session(&id).await;
+        assert!(session.get("agent_thread_id").is_none(), "the lost session is forgotten: {session}");
+        assert_eq!(rig.requests_of("session/new").len(), 1, "no new session behind the reviewer's back");
+        let lost = prompt_sessions(&rig);
+
+        rig.script(&json!({"load_session": false, "rules": [rule(PLANNING, write_docs(&dir, &plan(1)))]}));
+        rig.start_planning(&id).await;
+        wait_for(&rig.app, &id, "spec_review").await;
+        let session = rig.planning_session(&id).await;
+        let thread = session["agent_thread_id"].as_str().unwrap();
+        assert_ne!(thread, lost[0]);
+        assert_eq!(rig.requests_of("session/new").len(), 2);
+        assert!(rig.requests_of("session/load").is_empty());
+    }
 }
 
 async fn app_revisions(app: &TestApp, id: &str) -> usize {

@@ -4,13 +4,14 @@
 //! session records the ACP session that hosts it, so every later turn resumes that one.
 
 use serde_json::json;
-use spectask_domain::{EventKind, NewEvent};
+use spectask_domain::{EventKind, NewEvent, SpecTask};
 
 use crate::Store;
 use crate::backend::on_backend;
 use crate::error::{StoreError, StoreResult};
 use crate::events::append_event;
 use crate::ids::now;
+use crate::planning::fail_planning_in_tx;
 use crate::turns::{TurnClaim, verify_claim_in_tx};
 
 impl Store {
@@ -100,5 +101,41 @@ impl Store {
         });
         self.announce(last_event);
         Ok(())
+    }
+
+    /// The planning session's ACP session cannot be resumed (the agent lost it or cannot load
+    /// sessions): planning fails with `reason`, and the session forgets that ACP session in the
+    /// same transaction (recorded as `session.agent_thread_bound` with a null id), so a retry,
+    /// which a human starts after reading the reason, opens a new one instead of failing again.
+    pub async fn fail_planning_forgetting_thread(
+        &self,
+        claim: &TurnClaim,
+        reason: &str,
+    ) -> StoreResult<SpecTask> {
+        let now = now();
+        let session = &claim.turn.session_id;
+        let last_event = on_backend!(&*self.backend, |w, r, d| {
+            let mut tx = w.begin().await?;
+            fail_planning_in_tx!(tx, d, claim, "", reason, now);
+            sqlx::query(
+                "UPDATE sessions SET agent_thread_id = NULL, updated_at = $1 WHERE id = $2",
+            )
+            .bind(now)
+            .bind(session.as_str())
+            .execute(&mut *tx)
+            .await?;
+            let forgotten = NewEvent {
+                spec_task_id: Some(claim.turn.spec_task_id.clone()),
+                kind: EventKind::SessionAgentThreadBound,
+                entity_id: session.to_string(),
+                actor: claim.owner.clone(),
+                payload: json!({ "agent_thread_id": null, "reason": reason }),
+            };
+            let last = append_event!(tx, d, &forgotten, now);
+            tx.commit().await?;
+            last
+        });
+        self.announce(last_event);
+        self.get_spec_task(&claim.turn.spec_task_id).await
     }
 }

@@ -6,7 +6,8 @@
 //! One agent process per task: the task's instance (`zed_instance_id`) is set when planning first
 //! needs it and reused by implementation. One ACP session per planning session, recorded on the
 //! session: revisions, corrections and re-runs after a crash resume it (`session/load` in a
-//! restarted agent), never silently opening another. A lost agent (`Disconnected`) hands the turn
+//! restarted agent), never silently opening another: one that cannot be resumed fails the
+//! planning, and only a human's retry opens a new one. A lost agent (`Disconnected`) hands the turn
 //! back to the queue, so it runs again within the turn-attempt budget.
 
 use std::path::Path;
@@ -127,11 +128,27 @@ impl Engine {
         let session = store.get_session(&claim.turn.session_id).await?;
         let thread_id = match session.agent_thread_id.clone() {
             Some(thread) => {
-                if let Err(err) = runtime.resume_thread(&instance_id, &thread).await {
-                    let reason = format!(
-                        "the planning agent's ACP session {thread} could not be resumed: {err}"
-                    );
-                    return self.agent_planning_failed(claim, "", &err, &reason).await;
+                match runtime.resume_thread(&instance_id, &thread).await {
+                    Ok(()) => {}
+                    Err(err @ AgentError::UnknownThread(_)) => {
+                        // Never a new session behind the reviewer's back: planning fails and says
+                        // so; a retry (start-planning) then opens a new one.
+                        let reason = format!(
+                            "the planning agent's ACP session {thread} could not be resumed ({err}); \
+                             start planning again to continue in a new session"
+                        );
+                        store
+                            .fail_planning_forgetting_thread(claim, &reason)
+                            .await?;
+                        tracing::warn!(spec_task_id = %task.id, %reason, "planning failed");
+                        return Ok(());
+                    }
+                    Err(err) => {
+                        let reason = format!(
+                            "the planning agent's ACP session {thread} could not be resumed: {err}"
+                        );
+                        return self.agent_planning_failed(claim, "", &err, &reason).await;
+                    }
                 }
                 thread
             }
