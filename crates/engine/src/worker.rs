@@ -1,7 +1,8 @@
 //! The background worker. Each tick runs the orchestrator pass (queue approved tasks, start
 //! implementation, dispatch ready work sessions), requeues turns whose lease expired, then claims
-//! queued turns under a lease: planning turns run against the task's planner (this module),
-//! implementation turns against the agent runtime ([`crate::implementation::runner`]).
+//! queued turns under a lease: planning turns run against the task's planner (this module) or,
+//! when its `spec_agent` names an agent profile, as an ACP session ([`crate::planning::agent`]);
+//! implementation turns run against the agent runtime ([`crate::implementation::runner`]).
 //!
 //! A planning turn runs with the session's conversation, streams the reply into the interaction,
 //! and ends with one of three store transactions (new revision, corrective turn, failure).
