@@ -13,13 +13,16 @@ use std::time::Duration;
 
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-use spectask_engine::EngineSettings;
+use spectask_engine::{EngineSettings, PlannerRegistry};
 use spectask_runtimes::agent::acp::{AcpProfile, AcpRuntime};
 use spectask_testkit::{
-    TestApp, TestDatabase, TestOptions, acp_test_agent_binary, backend_tests, fast_engine,
+    FakeOpenAi, TestApp, TestDatabase, TestOptions, acp_test_agent_binary, backend_tests,
+    fast_engine, fast_planner,
 };
 
 const AGENT: &str = "planner-agent";
+/// A second profile of the same test agent, for implementation by another agent.
+const CODER: &str = "coder-agent";
 /// The first planning prompt (and only it) says this.
 const PLANNING: &str = "First explore the workspace";
 /// The corrective prompt says this.
@@ -39,10 +42,14 @@ struct Rig {
 
 impl Rig {
     async fn start(db: TestDatabase) -> Option<Self> {
-        Self::start_with(db, fast_engine()).await
+        Self::start_with(db, fast_engine(), PlannerRegistry::default()).await
     }
 
-    async fn start_with(db: TestDatabase, engine: EngineSettings) -> Option<Self> {
+    async fn start_with(
+        db: TestDatabase,
+        engine: EngineSettings,
+        planners: PlannerRegistry,
+    ) -> Option<Self> {
         let Some(agent) = acp_test_agent_binary() else {
             eprintln!(
                 "SKIPPED (no test agent): run `cargo test --workspace`, which builds spectask-acp-test-agent"
@@ -59,12 +66,15 @@ impl Rig {
         let script = state.path().join("script.json");
         let log = state.path().join("requests.jsonl");
         std::fs::write(&script, json!({"steps": []}).to_string()).unwrap();
-        let profile = AcpProfile::new(AGENT, agent.to_str().unwrap(), Vec::<String>::new())
-            .with_env("SPECTASK_TEST_AGENT_SCRIPT_FILE", script.to_str().unwrap())
-            .with_env("SPECTASK_TEST_AGENT_STATE", state.path().to_str().unwrap())
-            .with_env("SPECTASK_TEST_AGENT_LOG", log.to_str().unwrap());
-        let runtime = AcpRuntime::new(vec![profile], Some(AGENT.to_owned()));
+        let profile = |name: &str| {
+            AcpProfile::new(name, agent.to_str().unwrap(), Vec::<String>::new())
+                .with_env("SPECTASK_TEST_AGENT_SCRIPT_FILE", script.to_str().unwrap())
+                .with_env("SPECTASK_TEST_AGENT_STATE", state.path().to_str().unwrap())
+                .with_env("SPECTASK_TEST_AGENT_LOG", log.to_str().unwrap())
+        };
+        let runtime = AcpRuntime::new(vec![profile(AGENT), profile(CODER)], Some(AGENT.to_owned()));
         let options = TestOptions {
+            planners,
             engine,
             runtime: Some(Arc::new(runtime)),
             ..TestOptions::default()
@@ -81,14 +91,17 @@ impl Rig {
 
     /// Creates a task planned by the agent, waiting in backlog until the script is written.
     async fn create_task(&self) -> String {
-        let created = self
-            .app
-            .post(
-                "/api/v1/spec-tasks/from-prompt",
-                &json!({"prompt": "Add a greeting module", "spec_agent": AGENT, "auto_start": false,
-                        "project_path": self.workspace.path().to_str().unwrap()}),
-            )
-            .await;
+        self.create_task_with(json!({})).await
+    }
+
+    /// Like [`Rig::create_task`], with more fields of the request.
+    async fn create_task_with(&self, extra: Value) -> String {
+        let mut body = json!({"prompt": "Add a greeting module", "spec_agent": AGENT, "auto_start": false,
+                              "project_path": self.workspace.path().to_str().unwrap()});
+        body.as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
+        let created = self.app.post("/api/v1/spec-tasks/from-prompt", &body).await;
         assert_eq!(created.status, StatusCode::CREATED, "{}", created.body);
         assert_eq!(created.body["status"], "backlog");
         created.body["id"].as_str().unwrap().to_owned()
@@ -399,7 +412,7 @@ backend_tests! {
     async fn the_reply_streams_live_and_a_silent_agent_is_timed_out(db) {
         let mut engine = fast_engine();
         engine.turn_timeout = Duration::from_secs(2);
-        let Some(rig) = Rig::start_with(db, engine).await else { return };
+        let Some(rig) = Rig::start_with(db, engine, PlannerRegistry::default()).await else { return };
         let id = rig.create_task().await;
         rig.script(&json!({"steps": [{"kind": "chunks", "count": 2}, {"kind": "hang"}]}));
         rig.start_planning(&id).await;
@@ -444,6 +457,40 @@ backend_tests! {
         assert_ne!(thread, lost[0]);
         assert_eq!(rig.requests_of("session/new").len(), 2);
         assert!(rig.requests_of("session/load").is_empty());
+    }
+
+    async fn implementation_by_another_profile_restarts_the_instance_s_agent(db) {
+        let Some(rig) = Rig::start(db).await else { return };
+        let id = rig.create_task_with(json!({"implementation_agent": CODER})).await;
+        let dir = rig.spec_dir(&id);
+        rig.script(&json!({
+            "steps": [{"kind": "chunks", "count": 1}],
+            "rules": [rule(PLANNING, write_docs(&dir, &plan(1)))],
+        }));
+        rig.start_planning(&id).await;
+        let task = wait_for(&rig.app, &id, "spec_review").await;
+        let instance = task["zed_instance_id"].as_str().unwrap().to_owned();
+        rig.app.post(&format!("/api/v1/spec-tasks/{id}/approve-specs"), &json!({"approved": true})).await;
+        let task = wait_for(&rig.app, &id, "implementation_review").await;
+        assert_eq!(task["zed_instance_id"], instance.as_str(), "one instance for the whole task");
+        let prompts = rig.requests_of("session/prompt");
+        assert_eq!(prompts.len(), 2);
+        assert!(prompts[0]["prompt"].as_str().unwrap().contains(PLANNING));
+        assert_ne!(prompts[0]["pid"], prompts[1]["pid"], "the instance's agent was restarted with the implementation profile");
+    }
+
+    async fn a_planner_profile_wins_over_an_agent_profile_of_the_same_name(db) {
+        let fake = FakeOpenAi::start().await;
+        fake.push_text_reply(&format!("{}\n{}\n{}", requirements(), design(), plan(1)));
+        let planners = PlannerRegistry::new(None, [fast_planner(AGENT, &fake.base_url())]);
+        let Some(rig) = Rig::start_with(db, fast_engine(), planners).await else { return };
+        let id = rig.create_task().await;
+        rig.start_planning(&id).await;
+        let task = wait_for(&rig.app, &id, "spec_review").await;
+        assert_eq!(task["implementation_plan"].as_str().unwrap(), plan(1).trim());
+        assert_eq!(fake.requests().len(), 1, "the LLM planner answered");
+        assert!(!rig.log.exists(), "no agent was started");
+        assert_eq!(task["zed_instance_id"], Value::Null);
     }
 }
 
