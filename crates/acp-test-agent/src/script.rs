@@ -100,6 +100,8 @@ pub enum Step {
     },
     /// A plan update (full replacement).
     Plan { entries: Vec<PlanItem> },
+    /// A `usage_update`: `used` tokens of a `size`-token context window.
+    Usage { used: u64, size: u64 },
     /// `updates` agent message chunks `"{i}\n"` (1-based), sent as fast as possible.
     Flood { updates: u32 },
     /// Do nothing until the turn is cancelled.

@@ -7,6 +7,7 @@
 
 pub mod agent_prompts;
 pub mod comment;
+pub mod entry;
 pub mod enums;
 pub mod event;
 pub mod ids;
@@ -25,6 +26,10 @@ pub mod work_session;
 pub mod zed_thread;
 
 pub use comment::{SpecComment, SpecCommentId, SpecDocument};
+pub use entry::{
+    AgentPlanStep, EntryBody, EntryKind, InteractionEntry, PlanEntry, TextEntry, ToolCallContent,
+    ToolCallEntry, ToolCallLocation, UsageCost, UsageEntry,
+};
 pub use enums::ParseEnumError;
 pub use event::{Event, EventKind, NewEvent};
 pub use ids::{

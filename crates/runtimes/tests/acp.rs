@@ -150,7 +150,7 @@ fn tool_calls(events: &[AgentEvent]) -> Vec<(String, String)> {
     events
         .iter()
         .filter_map(|event| match event {
-            AgentEvent::ToolCall { title, status, .. } => Some((title.clone(), status.clone())),
+            AgentEvent::ToolCall(call) => Some((call.title.clone(), call.status.clone())),
             _ => None,
         })
         .collect()

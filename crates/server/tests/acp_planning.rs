@@ -283,7 +283,15 @@ backend_tests! {
         let thread = session["agent_thread_id"].as_str().expect("the ACP session is recorded").to_owned();
         let response = session["interactions"][0]["response_message"].as_str().unwrap();
         assert!(response.contains("# Sample project"), "the agent read the workspace: {response}");
-        assert!(response.contains("[tool call:") && response.contains("chunk 1/1"), "{response}");
+        assert!(response.contains("chunk 1/1"), "{response}");
+        // The agent's file writes are the interaction's tool-call entries.
+        let entries = app.get(&format!("/api/v1/sessions/{}/interactions/{}/entries", session["id"].as_str().unwrap(), session["interactions"][0]["id"].as_str().unwrap())).await.body;
+        let written: BTreeSet<String> = entries["entries"].as_array().unwrap().iter()
+            .filter(|e| e["kind"] == "tool_call" && e["payload"]["kind"] == "edit")
+            .map(|e| e["payload"]["locations"][0]["path"].as_str().unwrap().to_owned())
+            .collect();
+        let expected: BTreeSet<String> = ["requirements.md", "design.md", "tasks.md"].iter().map(|f| dir.join(f).display().to_string()).collect();
+        assert_eq!(written, expected);
         let prompt = session["interactions"][0]["prompt_message"].as_str().unwrap();
         assert!(prompt.contains(dir.join("tasks.md").to_str().unwrap()), "{prompt}");
 

@@ -13,6 +13,7 @@
 
 mod backend;
 mod comments;
+mod entries;
 mod error;
 mod events;
 mod ids;

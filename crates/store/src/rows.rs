@@ -117,7 +117,7 @@ impl TryFrom<SpecTaskRow> for SpecTask {
 }
 
 pub(crate) const INTERACTION_COLUMNS: &str = "id, session_id, seq, prompt_message, response_message, \
-    state, error, created_at, updated_at, completed_at";
+    state, error, entry_count, created_at, updated_at, completed_at";
 
 #[derive(sqlx::FromRow)]
 pub(crate) struct InteractionRow {
@@ -128,6 +128,7 @@ pub(crate) struct InteractionRow {
     response_message: String,
     state: String,
     error: Option<String>,
+    entry_count: i32,
     created_at: DateTime<Utc>,
     updated_at: DateTime<Utc>,
     completed_at: Option<DateTime<Utc>>,
@@ -145,6 +146,7 @@ impl TryFrom<InteractionRow> for Interaction {
             response_message: row.response_message,
             state: parse_enum(T, &row.state)?,
             error: row.error,
+            entry_count: row.entry_count,
             created_at: row.created_at,
             updated_at: row.updated_at,
             completed_at: row.completed_at,

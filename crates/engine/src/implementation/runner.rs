@@ -11,7 +11,6 @@ use spectask_domain::plan::{PlanTaskStatus, render_progress};
 use spectask_domain::prompts::{INTERRUPTED_NOTE, retry_note};
 use spectask_domain::{SpecTask, TurnStatus, WorkSessionId, ZedThreadEvent, ZedThreadStatus};
 use spectask_runtimes::agent::{AgentError, AgentEvent, InstanceSpec, StopReason, TurnRequest};
-use spectask_runtimes::llm::LlmEvent;
 use spectask_store::{StoreError, TurnClaim};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
@@ -143,20 +142,22 @@ impl Engine {
         if claim.turn.attempts > 1 {
             prompt = format!("{INTERRUPTED_NOTE}{prompt}");
         }
-        if !current.response_message.is_empty() {
+        if !current.response_message.is_empty() || current.entry_count > 0 {
+            // A re-run after a crash or a lost lease: the earlier attempt's output is void.
             store.reset_turn_output(claim).await?;
         }
         tracing::info!(turn_id = %claim.turn.id, work_session_id = %ws_id, thread = %thread_id, attempt = claim.turn.attempts, "implementation turn running");
 
         let (agent_events, mut agent_received) = mpsc::channel::<AgentEvent>(1024);
-        let (text, text_received) = mpsc::channel::<LlmEvent>(1024);
+        let (output, output_received) = mpsc::channel::<AgentEvent>(1024);
         let writer = tokio::spawn(write_output(
             store.clone(),
             claim.clone(),
-            text_received,
+            output_received,
             settings.flush_interval,
         ));
         let last_activity = Arc::new(Mutex::new(Instant::now()));
+        // Every event is activity for the watchdog, whatever it records.
         let forwarder = {
             let last_activity = last_activity.clone();
             tokio::spawn(async move {
@@ -164,14 +165,7 @@ impl Engine {
                     if let Ok(mut last) = last_activity.lock() {
                         *last = Instant::now();
                     }
-                    let delta = match event {
-                        AgentEvent::MessageChunk(chunk) => chunk,
-                        AgentEvent::ToolCall { title, status, .. } => {
-                            format!("\n[tool call: {title} ({status})]\n")
-                        }
-                        AgentEvent::Thought(_) => continue,
-                    };
-                    if text.send(LlmEvent::Delta(delta)).await.is_err() {
+                    if output.send(event).await.is_err() {
                         break;
                     }
                 }

@@ -19,7 +19,6 @@ use spectask_domain::agent_prompts::{SpecFiles, agent_corrective_prompt};
 use spectask_domain::prompts::INTERRUPTED_NOTE;
 use spectask_domain::{SpecOutputError, SpecTask, SpecTaskId, split_spec_files};
 use spectask_runtimes::agent::{AgentError, AgentEvent, InstanceSpec, StopReason, TurnRequest};
-use spectask_runtimes::llm::LlmEvent;
 use spectask_store::{StoreError, TurnClaim};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
@@ -180,22 +179,22 @@ impl Engine {
         if claim.turn.attempts > 1 {
             prompt = format!("{INTERRUPTED_NOTE}{prompt}");
         }
-        if !current.response_message.is_empty() {
+        if !current.response_message.is_empty() || current.entry_count > 0 {
             // A re-run: the earlier partial output is void.
             store.reset_turn_output(claim).await?;
         }
         tracing::info!(turn_id = %claim.turn.id, spec_task_id = %task.id, %agent, thread = %thread_id, kind = %claim.turn.kind, attempt = claim.turn.attempts, "planning turn running on an agent");
 
         let (agent_events, agent_received) = mpsc::channel::<AgentEvent>(1024);
-        let (text, text_received) = mpsc::channel::<LlmEvent>(1024);
+        let (output, output_received) = mpsc::channel::<AgentEvent>(1024);
         let writer = tokio::spawn(write_output(
             store.clone(),
             claim.clone(),
-            text_received,
+            output_received,
             settings.flush_interval,
         ));
         let last_activity = Arc::new(Mutex::new(Instant::now()));
-        let forwarder = tokio::spawn(forward(agent_received, text, last_activity.clone()));
+        let forwarder = tokio::spawn(forward(agent_received, output, last_activity.clone()));
         let request = TurnRequest {
             instance_id: instance_id.clone(),
             thread_id: thread_id.clone(),
@@ -310,25 +309,18 @@ impl Engine {
     }
 }
 
-/// Passes the agent's reply text (and a line per tool call) on to the interaction writer, noting
-/// the time of every event for the silence watchdog.
+/// Passes the agent's events on to the interaction writer (reply text and entries), noting the
+/// time of every event for the silence watchdog.
 async fn forward(
     mut received: mpsc::Receiver<AgentEvent>,
-    text: mpsc::Sender<LlmEvent>,
+    output: mpsc::Sender<AgentEvent>,
     last_activity: Arc<Mutex<Instant>>,
 ) {
     while let Some(event) = received.recv().await {
         if let Ok(mut last) = last_activity.lock() {
             *last = Instant::now();
         }
-        let delta = match event {
-            AgentEvent::MessageChunk(chunk) => chunk,
-            AgentEvent::ToolCall { title, status, .. } => {
-                format!("\n[tool call: {title} ({status})]\n")
-            }
-            _ => continue,
-        };
-        if text.send(LlmEvent::Delta(delta)).await.is_err() {
+        if output.send(event).await.is_err() {
             break;
         }
     }

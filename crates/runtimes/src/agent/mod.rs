@@ -16,6 +16,9 @@ pub mod scripted;
 use std::path::PathBuf;
 
 use async_trait::async_trait;
+pub use spectask_domain::{
+    AgentPlanStep, ToolCallContent, ToolCallEntry, ToolCallLocation, UsageEntry,
+};
 use tokio::sync::mpsc;
 
 /// What an instance is started with.
@@ -50,12 +53,12 @@ pub enum AgentEvent {
     MessageChunk(String),
     /// A piece of the agent's visible reasoning.
     Thought(String),
-    /// A tool call started or changed.
-    ToolCall {
-        id: String,
-        title: String,
-        status: String,
-    },
+    /// A tool call started or changed: its whole state with the change merged in.
+    ToolCall(ToolCallEntry),
+    /// The agent's plan; each report replaces the previous one.
+    Plan(Vec<AgentPlanStep>),
+    /// How much of its context window the agent uses.
+    Usage(UsageEntry),
 }
 
 /// Why a turn ended normally.

@@ -26,7 +26,8 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, watch};
 
 use super::{
-    AgentError, AgentEvent, AgentResult, AgentRuntime, InstanceSpec, StopReason, TurnRequest,
+    AgentError, AgentEvent, AgentResult, AgentRuntime, InstanceSpec, StopReason, ToolCallContent,
+    ToolCallEntry, ToolCallLocation, TurnRequest,
 };
 
 /// What the runtime does with each turn.
@@ -488,18 +489,34 @@ impl ScriptedRuntime {
                 for i in 1..=calls {
                     ctx.pause(chunk_delay_ms).await?;
                     for status in ["pending", "completed"] {
-                        ctx.emit(AgentEvent::ToolCall {
-                            id: format!("call-{i}"),
-                            title: format!("Edit file {i}"),
-                            status: status.to_owned(),
-                        })
-                        .await?;
+                        ctx.emit(AgentEvent::ToolCall(scripted_tool_call(i, status)))
+                            .await?;
                     }
                 }
                 Ok(Ok(StopReason::EndTurn))
             }
         }
     }
+}
+
+/// Tool call `call-{i}` ("Edit file {i}", kind `edit`, on `file-{i}.txt`) in `status`; a
+/// completed call carries its output text.
+fn scripted_tool_call(i: u32, status: &str) -> ToolCallEntry {
+    let path = format!("file-{i}.txt");
+    let mut call = ToolCallEntry::unknown(&format!("call-{i}"));
+    call.title = format!("Edit file {i}");
+    call.kind = "edit".to_owned();
+    call.status = status.to_owned();
+    call.set_raw_input(serde_json::json!({ "path": path }));
+    call.locations.push(ToolCallLocation {
+        path: path.clone(),
+        line: None,
+    });
+    if status == "completed" {
+        call.content
+            .push(ToolCallContent::text(&format!("edited {path}")));
+    }
+    call
 }
 
 /// The first rule that matches `prompt` and has budget left (using one), else the default.
@@ -974,20 +991,46 @@ mod tests {
         let (runtime, thread) = runtime_with_thread(script).await;
         let (result, events) = run(&runtime, &request("i1", &thread, "t", "p")).await;
         assert_eq!(result, Ok(StopReason::EndTurn));
-        let call = |i: u32, status: &str| AgentEvent::ToolCall {
-            id: format!("call-{i}"),
-            title: format!("Edit file {i}"),
-            status: status.to_owned(),
+        let calls: Vec<(String, String, String, usize)> = events
+            .iter()
+            .map(|event| match event {
+                AgentEvent::ToolCall(call) => (
+                    call.tool_call_id.clone(),
+                    call.title.clone(),
+                    call.status.clone(),
+                    call.content.len(),
+                ),
+                other => panic!("expected tool calls only, got {other:?}"),
+            })
+            .collect();
+        let call = |i: u32, status: &str, content: usize| {
+            (
+                format!("call-{i}"),
+                format!("Edit file {i}"),
+                status.to_owned(),
+                content,
+            )
         };
         assert_eq!(
-            events,
+            calls,
             vec![
-                call(1, "pending"),
-                call(1, "completed"),
-                call(2, "pending"),
-                call(2, "completed")
+                call(1, "pending", 0),
+                call(1, "completed", 1),
+                call(2, "pending", 0),
+                call(2, "completed", 1)
             ]
         );
+        match &events[1] {
+            AgentEvent::ToolCall(call) => {
+                assert_eq!(call.kind, "edit");
+                assert_eq!(call.locations[0].path, "file-1.txt");
+                assert_eq!(
+                    call.raw_input,
+                    Some(serde_json::json!({ "path": "file-1.txt" }))
+                );
+            }
+            other => panic!("expected a tool call, got {other:?}"),
+        }
     }
 
     #[tokio::test]
