@@ -205,6 +205,10 @@ pub struct RequestRecord {
     pub ts_ms: u64,
     /// The agent process that received it, so tests can tell restarts apart.
     pub pid: u32,
+    /// `session/new` and `session/load`: the MCP servers the client named, as
+    /// `name url [header names]` (header values carry credentials and are not logged).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub mcp_servers: Vec<String>,
 }
 
 #[cfg(test)]

@@ -11,6 +11,8 @@
 //! The two backends share one body of code: [`on_backend!`] expands a block once per backend, so
 //! each expansion is monomorphic sqlx code for that database and no generic bounds leak out.
 
+mod agent_reports;
+mod agent_tokens;
 mod backend;
 mod comments;
 mod entries;
@@ -30,6 +32,7 @@ mod transition;
 mod turns;
 mod work_sessions;
 
+pub use agent_tokens::{AgentGrant, hash_agent_token};
 pub use backend::{Backend, ConnectOptions};
 pub use comments::NewComment;
 pub use error::{StoreError, StoreResult};

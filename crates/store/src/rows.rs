@@ -157,7 +157,7 @@ impl TryFrom<InteractionRow> for Interaction {
 pub(crate) const WORK_SESSION_COLUMNS: &str = "id, spec_task_id, helix_session_id, name, description, \
     phase, status, implementation_task_title, implementation_task_description, \
     implementation_task_index, parent_work_session_id, spawned_by_session_id, agent_config, \
-    environment_config, created_at, started_at, completed_at, error";
+    environment_config, created_at, started_at, completed_at, error, agent_summary, agent_gave_up";
 
 #[derive(sqlx::FromRow)]
 pub(crate) struct WorkSessionRow {
@@ -179,6 +179,8 @@ pub(crate) struct WorkSessionRow {
     started_at: Option<DateTime<Utc>>,
     completed_at: Option<DateTime<Utc>>,
     error: Option<String>,
+    agent_summary: Option<String>,
+    agent_gave_up: Option<String>,
 }
 
 impl TryFrom<WorkSessionRow> for SpecTaskWorkSession {
@@ -212,6 +214,8 @@ impl TryFrom<WorkSessionRow> for SpecTaskWorkSession {
             started_at: row.started_at,
             completed_at: row.completed_at,
             error: row.error,
+            agent_summary: row.agent_summary,
+            agent_gave_up: row.agent_gave_up,
         })
     }
 }

@@ -51,6 +51,12 @@ impl Engine {
             );
             return self.fail_for_good(claim, &ws_id, "", &reason).await;
         }
+        if let Some(reason) = store.get_work_session(&ws_id).await?.agent_gave_up {
+            // A turn of a session whose agent gave up (re-run after a shutdown, or a queued
+            // follow-up) never reaches the agent again.
+            let reason = format!("the agent gave up: {reason}");
+            return self.fail_for_good(claim, &ws_id, "", &reason).await;
+        }
         let Some(instance_id) = task.zed_instance_id.clone() else {
             return Err(EngineError::Conflict(format!(
                 "spec task {} has no instance",
@@ -80,7 +86,7 @@ impl Engine {
         let thread_id = match store.thread_of_work_session(&ws_id).await? {
             Some(thread) => {
                 if let Err(err) = runtime
-                    .resume_thread(&instance_id, &thread.zed_thread_id)
+                    .resume_thread(&instance_id, ws_id.as_str(), &thread.zed_thread_id)
                     .await
                 {
                     return self
@@ -225,6 +231,20 @@ impl Engine {
             .await
             .map_err(|err| EngineError::Conflict(format!("output writer failed: {err}")))??;
 
+        if !matches!(end, RunEnd::Interrupted)
+            && let Some(reason) = store.get_work_session(&ws_id).await?.agent_gave_up
+        {
+            // The agent gave up over MCP: whatever the turn's end, no retry.
+            return self
+                .fail_for_good(
+                    claim,
+                    &ws_id,
+                    &written,
+                    &format!("the agent gave up: {reason}"),
+                )
+                .await;
+        }
+
         match end {
             RunEnd::Interrupted => {
                 if lost.load(Ordering::SeqCst) {
@@ -336,6 +356,25 @@ impl Engine {
             .await?;
         tracing::warn!(spec_task_id = %task.id, work_session_id = %ws, %reason, blocked = dependants.len(), "work session failed");
         self.wake();
+        Ok(())
+    }
+
+    /// Re-renders the workspace `tasks.md` of task `id` from its implementation tasks now (after
+    /// an agent reported progress).
+    pub async fn project_task_progress(
+        &self,
+        id: &spectask_domain::SpecTaskId,
+    ) -> Result<(), EngineError> {
+        let store = &self.inner.store;
+        let task = store.get_spec_task(id).await?;
+        let completed: Vec<String> = store
+            .list_implementation_tasks(id)
+            .await?
+            .into_iter()
+            .filter(|t| t.status == spectask_domain::ImplementationTaskStatus::Completed)
+            .map(|t| t.key)
+            .collect();
+        self.project_progress(&task, &completed).await;
         Ok(())
     }
 

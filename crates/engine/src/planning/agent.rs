@@ -127,7 +127,10 @@ impl Engine {
         let session = store.get_session(&claim.turn.session_id).await?;
         let thread_id = match session.agent_thread_id.clone() {
             Some(thread) => {
-                match runtime.resume_thread(&instance_id, &thread).await {
+                match runtime
+                    .resume_thread(&instance_id, session.id.as_str(), &thread)
+                    .await
+                {
                     Ok(()) => {}
                     Err(err @ AgentError::UnknownThread(_)) => {
                         // Never a new session behind the reviewer's back: planning fails and says

@@ -666,7 +666,12 @@ impl AgentRuntime for ScriptedRuntime {
         created.ok_or_else(|| AgentError::UnknownInstance(instance_id.to_owned()))
     }
 
-    async fn resume_thread(&self, instance_id: &str, thread_id: &str) -> AgentResult<()> {
+    async fn resume_thread(
+        &self,
+        instance_id: &str,
+        work_session_id: &str,
+        thread_id: &str,
+    ) -> AgentResult<()> {
         // Any id is accepted, including ones another process created: that is what resuming
         // after a restart means. Only the instance must be up.
         let resumed = {
@@ -681,6 +686,7 @@ impl AgentRuntime for ScriptedRuntime {
         };
         self.log(&LogLine {
             thread_id: Some(thread_id),
+            work_session_id: Some(work_session_id),
             outcome: (!resumed).then_some("unknown_instance"),
             ..LogLine::new("resume_thread", instance_id)
         });
@@ -1106,7 +1112,10 @@ mod tests {
         let (result, _) = run(&runtime, &request("i1", &thread, "t3", "p")).await;
         assert_eq!(result, Err(AgentError::UnknownThread(thread.clone())));
         // Resuming an id this runtime never created is how a restarted server continues.
-        runtime.resume_thread("i1", "other-thread").await.unwrap();
+        runtime
+            .resume_thread("i1", "ws1", "other-thread")
+            .await
+            .unwrap();
         let (result, _) = run(&runtime, &request("i1", "other-thread", "t4", "p")).await;
         assert_eq!(result, Ok(StopReason::Refusal));
 
@@ -1240,13 +1249,13 @@ mod tests {
         let (result, _) = run(&runtime, &request("i1", &hanging, "t4", "p")).await;
         assert_eq!(result, Err(AgentError::UnknownThread(hanging.clone())));
         assert_eq!(
-            runtime.resume_thread("i1", &hanging).await,
+            runtime.resume_thread("i1", "ws1", &hanging).await,
             Err(AgentError::UnknownInstance("i1".into()))
         );
         runtime.ensure_instance(&spec("i1")).await.unwrap();
         let (result, _) = run(&runtime, &request("i1", &hanging, "t5", "p")).await;
         assert_eq!(result, Err(AgentError::UnknownThread(hanging.clone())));
-        runtime.resume_thread("i1", &hanging).await.unwrap();
+        runtime.resume_thread("i1", "ws1", &hanging).await.unwrap();
         runtime.set_script(Script::always(Behaviour::Refuse));
         let (result, _) = run(&runtime, &request("i1", &hanging, "t6", "p")).await;
         assert_eq!(result, Ok(StopReason::Refusal));
@@ -1370,7 +1379,7 @@ mod tests {
             .with_dispatch_log(&path)
             .unwrap();
         restarted.ensure_instance(&spec("i1")).await.unwrap();
-        restarted.resume_thread("i1", &thread).await.unwrap();
+        restarted.resume_thread("i1", "ws1", &thread).await.unwrap();
         assert_eq!(
             run(&restarted, &request("i1", &thread, "turn_3", "p"))
                 .await
