@@ -24,6 +24,7 @@ mod implementation_tasks;
 mod instance_threads;
 mod permissions;
 mod planning;
+mod planning_agent;
 mod revisions;
 mod rows;
 mod sessions;
