@@ -288,16 +288,13 @@ impl Engine {
                 .await
             }
             RunEnd::Finished(Err(err)) => {
+                // Tolerant of the worker having disconnected it first, from the runtime's report
+                // of the same loss.
                 if matches!(err, AgentError::Disconnected(_))
                     && let Some(thread) = store.thread_of_work_session(&ws_id).await?
-                    && thread.status == ZedThreadStatus::Active
                 {
                     store
-                        .transition_zed_thread(
-                            &thread.id,
-                            ZedThreadEvent::Disconnect,
-                            &self.inner.owner,
-                        )
+                        .disconnect_threads(&[thread.id], &self.inner.owner)
                         .await?;
                 }
                 // An interrupted turn is always re-dispatched once, even with no retry budget.
