@@ -102,6 +102,10 @@ pub enum Step {
     Plan { entries: Vec<PlanItem> },
     /// `updates` agent message chunks `"{i}\n"` (1-based), sent as fast as possible.
     Flood { updates: u32 },
+    /// `count` agent message chunks `"@{t}\n"`, one every `interval_ms` on a fixed schedule,
+    /// where `t` is the send time in microseconds since the Unix epoch: a benchmark reads the
+    /// delay from agent to store and subscriber off each one.
+    Stamped { count: u32, interval_ms: u64 },
     /// Do nothing until the turn is cancelled.
     Hang,
     /// Exit the process with `exit_code` in the middle of the turn (pending output is flushed
@@ -238,6 +242,20 @@ mod tests {
         let round_trip: Script =
             serde_json::from_str(&serde_json::to_string(&script).unwrap()).unwrap();
         assert_eq!(round_trip, script);
+    }
+
+    #[test]
+    fn parses_stamped_chunks() {
+        let step: Step =
+            serde_json::from_str(r#"{"kind": "stamped", "count": 5, "interval_ms": 50}"#).unwrap();
+        assert_eq!(
+            step,
+            Step::Stamped {
+                count: 5,
+                interval_ms: 50
+            }
+        );
+        assert!(serde_json::from_str::<Step>(r#"{"kind": "stamped", "count": 5}"#).is_err());
     }
 
     #[test]
