@@ -100,6 +100,8 @@ pub enum Step {
     },
     /// A plan update (full replacement).
     Plan { entries: Vec<PlanItem> },
+    /// A `usage_update`: `used` tokens of a `size`-token context window.
+    Usage { used: u64, size: u64 },
     /// `updates` agent message chunks `"{i}\n"` (1-based), sent as fast as possible.
     Flood { updates: u32 },
     /// `count` agent message chunks `"@{t}\n"`, one every `interval_ms` on a fixed schedule,
@@ -207,6 +209,10 @@ pub struct RequestRecord {
     pub ts_ms: u64,
     /// The agent process that received it, so tests can tell restarts apart.
     pub pid: u32,
+    /// `session/new` and `session/load`: the MCP servers the client named, as
+    /// `name url [header names]` (header values carry credentials and are not logged).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub mcp_servers: Vec<String>,
 }
 
 #[cfg(test)]

@@ -37,6 +37,12 @@ string_enum! {
         PermissionRequested = "permission.requested",
         PermissionAnswered = "permission.answered",
         PermissionTimedOut = "permission.timed_out",
+        /// An agent reported progress on one of its tasks over MCP (with its note).
+        AgentProgressReported = "agent.progress_reported",
+        /// An agent declared its work session done over MCP (with its summary).
+        AgentCompletionDeclared = "agent.completion_declared",
+        /// An agent gave up its work session over MCP (with its reason).
+        AgentGaveUp = "agent.gave_up",
     }
 }
 

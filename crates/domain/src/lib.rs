@@ -6,6 +6,7 @@
 //! fresh ids are passed in by the caller, so everything here is deterministic and unit-testable.
 
 pub mod comment;
+pub mod entry;
 pub mod enums;
 pub mod event;
 pub mod ids;
@@ -24,6 +25,10 @@ pub mod work_session;
 pub mod zed_thread;
 
 pub use comment::{SpecComment, SpecCommentId, SpecDocument};
+pub use entry::{
+    AgentPlanStep, EntryBody, EntryKind, InteractionEntry, PlanEntry, TextEntry, ToolCallContent,
+    ToolCallEntry, ToolCallLocation, UsageCost, UsageEntry,
+};
 pub use enums::ParseEnumError;
 pub use event::{Event, EventKind, NewEvent};
 pub use ids::{

@@ -49,6 +49,8 @@ pub struct Interaction {
     pub response_message: String,
     pub state: InteractionState,
     pub error: Option<String>,
+    /// How many structured entries the response has (`GET …/entries` lists them).
+    pub entry_count: i32,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
     pub completed_at: Option<DateTime<Utc>>,

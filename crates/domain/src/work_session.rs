@@ -49,6 +49,11 @@ pub struct SpecTaskWorkSession {
     pub completed_at: Option<DateTime<Utc>>,
     /// Why it failed, when it did.
     pub error: Option<String>,
+    /// The summary the agent gave with MCP `complete_work_session`.
+    pub agent_summary: Option<String>,
+    /// The reason the agent gave with MCP `fail_work_session`: when its turn ends the session
+    /// fails for good with it.
+    pub agent_gave_up: Option<String>,
 }
 
 impl SpecTaskWorkSession {

@@ -9,6 +9,7 @@
 //! Architecture invariant: the engine writes state only through the store's transactional
 //! operations and never keeps anything needed for recovery in memory.
 
+pub mod agent_tools;
 mod error;
 pub mod implementation;
 pub mod permissions;

@@ -230,7 +230,7 @@ impl Engine {
             }
         }
         messages.push(ChatMessage::user(current.prompt_message.clone()));
-        if !current.response_message.is_empty() {
+        if !current.response_message.is_empty() || current.entry_count > 0 {
             // A re-run after a crash: the earlier partial reply is void.
             store.reset_turn_output(claim).await?;
         }

@@ -15,7 +15,8 @@ use std::time::Duration;
 use serde_json::{Value, json};
 use spectask_runtimes::agent::acp::{AcpProfile, AcpRuntime, PermissionPolicy};
 use spectask_runtimes::agent::{
-    AgentError, AgentEvent, AgentRuntime, InstanceSpec, StopReason, TurnRequest,
+    AgentError, AgentEvent, AgentRuntime, AgentToolServer, InstanceSpec, McpEndpoint, StopReason,
+    TurnRequest,
 };
 use tokio::sync::mpsc;
 
@@ -150,7 +151,7 @@ fn tool_calls(events: &[AgentEvent]) -> Vec<(String, String)> {
     events
         .iter()
         .filter_map(|event| match event {
-            AgentEvent::ToolCall { title, status, .. } => Some((title.clone(), status.clone())),
+            AgentEvent::ToolCall(call) => Some((call.title.clone(), call.status.clone())),
             _ => None,
         })
         .collect()
@@ -381,7 +382,7 @@ async fn a_crash_mid_turn_disconnects_and_a_restart_loads_the_same_session() {
         .unwrap();
     let (result, _) = turn(&runtime, &request("i1", &thread, "turn_4", "hello")).await;
     assert_eq!(result, Err(AgentError::UnknownThread(thread.clone())));
-    runtime.resume_thread("i1", &thread).await.unwrap();
+    runtime.resume_thread("i1", "ws1", &thread).await.unwrap();
     let (result, events) = turn(&runtime, &request("i1", &thread, "turn_5", "crash again")).await;
     assert_eq!(result, Ok(StopReason::EndTurn), "the crash rule fired once");
     assert_eq!(chunks(&events), vec!["chunk 1/1\n".to_owned()]);
@@ -401,7 +402,7 @@ async fn a_crash_mid_turn_disconnects_and_a_restart_loads_the_same_session() {
     assert_ne!(news[0].2, loads[0].2, "loaded by the restarted process");
     // A thread this agent never had cannot be resumed.
     assert!(matches!(
-        runtime.resume_thread("i1", "no-such-session").await,
+        runtime.resume_thread("i1", "ws1", "no-such-session").await,
         Err(AgentError::UnknownThread(_))
     ));
     runtime.shutdown_instance("i1").await.unwrap();
@@ -413,14 +414,14 @@ async fn without_load_session_a_restarted_instance_cannot_resume() {
     let script = json!({"load_session": false, "steps": [{"kind": "chunks", "count": 1}]});
     let runtime = AcpRuntime::new(vec![fixture.profile("test", &script)], Some("test".into()));
     let thread = started(&runtime, &fixture, "i1").await;
-    runtime.resume_thread("i1", &thread).await.unwrap();
+    runtime.resume_thread("i1", "ws1", &thread).await.unwrap();
     runtime.shutdown_instance("i1").await.unwrap();
     runtime
         .ensure_instance(&fixture.spec("i1", None))
         .await
         .unwrap();
     assert_eq!(
-        runtime.resume_thread("i1", &thread).await,
+        runtime.resume_thread("i1", "ws1", &thread).await,
         Err(AgentError::UnknownThread(thread.clone()))
     );
     runtime.shutdown_instance("i1").await.unwrap();
@@ -572,5 +573,89 @@ async fn shutdown_and_drop_terminate_the_whole_process_group() {
     assert!(
         gone(sleeper).await,
         "the agent's child outlived the runtime"
+    );
+}
+
+/// A tool server that hands out numbered tokens and remembers whom for.
+#[derive(Debug, Default)]
+struct StubTools {
+    issued: std::sync::Mutex<Vec<(String, String)>>,
+}
+
+#[async_trait::async_trait]
+impl AgentToolServer for StubTools {
+    async fn endpoints_for_thread(
+        &self,
+        instance_id: &str,
+        work_session_id: &str,
+    ) -> spectask_runtimes::agent::AgentResult<Vec<McpEndpoint>> {
+        let mut issued = self.issued.lock().unwrap();
+        issued.push((instance_id.to_owned(), work_session_id.to_owned()));
+        Ok(vec![McpEndpoint {
+            name: "spectask".to_owned(),
+            url: "http://127.0.0.1:9/mcp".to_owned(),
+            headers: vec![(
+                "Authorization".to_owned(),
+                format!("Bearer token-{}", issued.len()),
+            )],
+        }])
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn work_session_threads_get_the_tool_servers_mcp_server_on_new_and_load() {
+    let fixture = Fixture::new(require_agent!());
+    let tools = std::sync::Arc::new(StubTools::default());
+    let runtime = AcpRuntime::new(
+        vec![fixture.profile("test", &json!({"steps": []}))],
+        Some("test".into()),
+    )
+    .with_tool_server(tools.clone());
+    runtime
+        .ensure_instance(&fixture.spec("i1", None))
+        .await
+        .unwrap();
+    let thread = runtime.create_thread("i1", "stws_a").await.unwrap();
+    runtime.create_thread("i1", "ses_planning").await.unwrap();
+    runtime.shutdown_instance("i1").await.unwrap();
+    runtime
+        .ensure_instance(&fixture.spec("i1", None))
+        .await
+        .unwrap();
+    runtime
+        .resume_thread("i1", "stws_a", &thread)
+        .await
+        .unwrap();
+    runtime.shutdown_instance("i1").await.unwrap();
+
+    let logged: Vec<(String, Value)> = std::fs::read_to_string(fixture.log_path())
+        .unwrap()
+        .lines()
+        .map(|line| serde_json::from_str::<Value>(line).unwrap())
+        .filter(|r| r["method"] == "session/new" || r["method"] == "session/load")
+        .map(|r| {
+            (
+                r["method"].as_str().unwrap().to_owned(),
+                r["mcp_servers"].clone(),
+            )
+        })
+        .collect();
+    let ours = json!(["spectask http://127.0.0.1:9/mcp [Authorization]"]);
+    assert_eq!(
+        logged,
+        vec![
+            ("session/new".to_owned(), ours.clone()),
+            ("session/new".to_owned(), Value::Null),
+            ("session/load".to_owned(), ours),
+        ],
+        "work-session threads get the server (with its header), planning threads none"
+    );
+    assert_eq!(
+        *tools.issued.lock().unwrap(),
+        vec![
+            ("i1".to_owned(), "stws_a".to_owned()),
+            ("i1".to_owned(), "stws_a".to_owned())
+        ],
+        "a fresh token for every set-up of a work session's thread"
     );
 }

@@ -15,6 +15,8 @@ pub enum ApiError {
     NotFound { entity: &'static str, id: String },
     #[error("no route for {0}")]
     RouteNotFound(String),
+    #[error("{0}")]
+    Unauthorized(String),
     #[error("method not allowed")]
     MethodNotAllowed,
     #[error("{0}")]
@@ -91,6 +93,7 @@ impl ApiError {
         match self {
             NotFound { .. } => (StatusCode::NOT_FOUND, "not_found"),
             RouteNotFound(_) => (StatusCode::NOT_FOUND, "route_not_found"),
+            Unauthorized(_) => (StatusCode::UNAUTHORIZED, "unauthorized"),
             MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
             MalformedJson(_) => (StatusCode::BAD_REQUEST, "malformed_json"),
             InvalidBody(_) => (StatusCode::BAD_REQUEST, "invalid_body"),

@@ -9,6 +9,7 @@
 
 pub mod error;
 pub mod extract;
+pub mod mcp;
 mod openapi;
 pub mod routes;
 pub mod state;
@@ -36,6 +37,7 @@ pub fn app(state: AppState) -> Router {
     let (router, openapi) = openapi::split(state.clone());
     router
         .merge(openapi)
+        .merge(mcp::router(state.clone()))
         .fallback(route_not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(
@@ -73,6 +75,7 @@ impl Server {
         settings: ApiSettings,
     ) -> std::io::Result<Self> {
         let listener = TcpListener::bind(addr).await?;
+        engine.attach_agent_tools(&mcp_url(listener.local_addr()?));
         let state = AppState {
             store: engine.store().clone(),
             engine,
@@ -114,6 +117,25 @@ impl Server {
         }
         served
     }
+}
+
+/// The URL agents on this machine reach the MCP server at: the bound address, with an unspecified
+/// one (`0.0.0.0`, `::`) replaced by loopback.
+fn mcp_url(bound: SocketAddr) -> String {
+    let ip = match bound.ip() {
+        std::net::IpAddr::V4(ip) if ip.is_unspecified() => {
+            std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST)
+        }
+        std::net::IpAddr::V6(ip) if ip.is_unspecified() => {
+            std::net::IpAddr::V6(std::net::Ipv6Addr::LOCALHOST)
+        }
+        ip => ip,
+    };
+    format!(
+        "http://{}{}",
+        SocketAddr::new(ip, bound.port()),
+        mcp::MCP_PATH
+    )
 }
 
 /// Resolves on Ctrl-C or SIGTERM: the signal for a graceful shutdown.

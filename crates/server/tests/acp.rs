@@ -113,8 +113,12 @@ backend_tests! {
         for ws in sessions["work_sessions"].as_array().unwrap() {
             assert_eq!(ws["status"], "completed");
             let detail = app.get(&format!("/api/v1/work-sessions/{}", ws["id"].as_str().unwrap())).await.body;
-            let response = detail["helix_session"]["interactions"][0]["response_message"].as_str().unwrap().to_owned();
-            assert!(response.contains("[tool call:") && response.contains("chunk 2/2"), "{response}");
+            let interaction = &detail["helix_session"]["interactions"][0];
+            // The reply is the agent's text alone; the tool calls are entries.
+            assert_eq!(interaction["response_message"], "chunk 1/2\nchunk 2/2\n");
+            let entries = app.get(&format!("/api/v1/sessions/{}/interactions/{}/entries", detail["helix_session"]["id"].as_str().unwrap(), interaction["id"].as_str().unwrap())).await.body;
+            let write = entries["entries"].as_array().unwrap().iter().rev().find(|e| e["kind"] == "tool_call" && e["payload"]["kind"] == "edit").unwrap();
+            assert_eq!(write["payload"]["status"], "completed", "{entries}");
         }
     }
 
@@ -232,5 +236,14 @@ backend_tests! {
         let expected: String = (1..=10_000).map(|i| format!("{i}\n")).collect();
         assert_eq!(response.len(), expected.len(), "updates were lost or duplicated");
         assert!(response == expected, "updates arrived out of order");
+        // The entries hold the same text, in order, coalesced into far fewer entries than updates.
+        let interaction = &detail["helix_session"]["interactions"][0];
+        let entries = app.get(&format!("/api/v1/sessions/{}/interactions/{}/entries?limit=5000", detail["helix_session"]["id"].as_str().unwrap(), interaction["id"].as_str().unwrap())).await.body;
+        let entries = entries["entries"].as_array().unwrap();
+        assert_eq!(interaction["entry_count"].as_u64().unwrap(), entries.len() as u64);
+        assert!(!entries.is_empty() && entries.len() < 1000, "{} entries for 10,000 chunks", entries.len());
+        assert!(entries.iter().enumerate().all(|(i, e)| e["seq"] == i && e["kind"] == "message"));
+        let texts: String = entries.iter().map(|e| e["payload"]["text"].as_str().unwrap()).collect();
+        assert!(texts == expected, "the message entries differ from the updates");
     }
 }

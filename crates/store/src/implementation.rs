@@ -718,7 +718,8 @@ impl Store {
                 actor,
                 now
             );
-            sqlx::query("UPDATE spec_task_work_sessions SET error = NULL WHERE id = $1")
+            // A human retry overrides the agent's earlier decision to give up.
+            sqlx::query("UPDATE spec_task_work_sessions SET error = NULL, agent_gave_up = NULL WHERE id = $1")
                 .bind(ws.as_str())
                 .execute(&mut *tx)
                 .await?;

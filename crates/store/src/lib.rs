@@ -11,8 +11,11 @@
 //! The two backends share one body of code: [`on_backend!`] expands a block once per backend, so
 //! each expansion is monomorphic sqlx code for that database and no generic bounds leak out.
 
+mod agent_reports;
+mod agent_tokens;
 mod backend;
 mod comments;
+mod entries;
 mod error;
 mod events;
 mod ids;
@@ -28,6 +31,7 @@ mod transition;
 mod turns;
 mod work_sessions;
 
+pub use agent_tokens::{AgentGrant, hash_agent_token};
 pub use backend::{Backend, ConnectOptions};
 pub use comments::NewComment;
 pub use error::{StoreError, StoreResult};

@@ -117,7 +117,7 @@ impl TryFrom<SpecTaskRow> for SpecTask {
 }
 
 pub(crate) const INTERACTION_COLUMNS: &str = "id, session_id, seq, prompt_message, response_message, \
-    state, error, created_at, updated_at, completed_at";
+    state, error, entry_count, created_at, updated_at, completed_at";
 
 #[derive(sqlx::FromRow)]
 pub(crate) struct InteractionRow {
@@ -128,6 +128,7 @@ pub(crate) struct InteractionRow {
     response_message: String,
     state: String,
     error: Option<String>,
+    entry_count: i32,
     created_at: DateTime<Utc>,
     updated_at: DateTime<Utc>,
     completed_at: Option<DateTime<Utc>>,
@@ -145,6 +146,7 @@ impl TryFrom<InteractionRow> for Interaction {
             response_message: row.response_message,
             state: parse_enum(T, &row.state)?,
             error: row.error,
+            entry_count: row.entry_count,
             created_at: row.created_at,
             updated_at: row.updated_at,
             completed_at: row.completed_at,
@@ -155,7 +157,7 @@ impl TryFrom<InteractionRow> for Interaction {
 pub(crate) const WORK_SESSION_COLUMNS: &str = "id, spec_task_id, helix_session_id, name, description, \
     phase, status, implementation_task_title, implementation_task_description, \
     implementation_task_index, parent_work_session_id, spawned_by_session_id, agent_config, \
-    environment_config, created_at, started_at, completed_at, error";
+    environment_config, created_at, started_at, completed_at, error, agent_summary, agent_gave_up";
 
 #[derive(sqlx::FromRow)]
 pub(crate) struct WorkSessionRow {
@@ -177,6 +179,8 @@ pub(crate) struct WorkSessionRow {
     started_at: Option<DateTime<Utc>>,
     completed_at: Option<DateTime<Utc>>,
     error: Option<String>,
+    agent_summary: Option<String>,
+    agent_gave_up: Option<String>,
 }
 
 impl TryFrom<WorkSessionRow> for SpecTaskWorkSession {
@@ -210,6 +214,8 @@ impl TryFrom<WorkSessionRow> for SpecTaskWorkSession {
             started_at: row.started_at,
             completed_at: row.completed_at,
             error: row.error,
+            agent_summary: row.agent_summary,
+            agent_gave_up: row.agent_gave_up,
         })
     }
 }

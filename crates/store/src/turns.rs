@@ -11,13 +11,14 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use serde_json::json;
 use spectask_domain::{
-    EventKind, InteractionId, NewEvent, SessionId, SpecTaskId, Turn, TurnEvent, TurnId, TurnKind,
-    TurnStatus,
+    EntryBody, EventKind, InteractionId, NewEvent, SessionId, SpecTaskId, Turn, TurnEvent, TurnId,
+    TurnKind, TurnStatus,
 };
 use sqlx::types::Json;
 
 use crate::Store;
 use crate::backend::{Dialect, on_backend};
+use crate::entries::{append_entries_in_tx, clear_entries_in_tx};
 use crate::error::{StoreError, StoreResult};
 use crate::events::append_event;
 use crate::ids::now;
@@ -402,43 +403,61 @@ impl Store {
         Ok(())
     }
 
-    /// Appends streamed output to the claimed turn's interaction and records an
-    /// `interaction.updated` event carrying the new text, so watchers see it as it is written.
-    pub async fn append_turn_output(&self, claim: &TurnClaim, delta: &str) -> StoreResult<()> {
-        self.write_turn_output(claim, Some(delta)).await
+    /// Appends one batch of streamed output to the claimed turn's interaction: reply text and
+    /// structured entries, in one transaction with one `interaction.updated` event carrying the
+    /// new text and the seq range of the new entries, so watchers see it as it is written.
+    pub async fn append_turn_output(
+        &self,
+        claim: &TurnClaim,
+        delta: &str,
+        entries: &[EntryBody],
+    ) -> StoreResult<()> {
+        self.write_turn_output(claim, Some((delta, entries))).await
     }
 
-    /// Empties the claimed turn's interaction response (its earlier output is void: a retry).
+    /// Empties the claimed turn's interaction response and deletes its entries (its earlier
+    /// output is void: a retry).
     pub async fn reset_turn_output(&self, claim: &TurnClaim) -> StoreResult<()> {
         self.write_turn_output(claim, None).await
     }
 
-    async fn write_turn_output(&self, claim: &TurnClaim, delta: Option<&str>) -> StoreResult<()> {
+    async fn write_turn_output(
+        &self,
+        claim: &TurnClaim,
+        batch: Option<(&str, &[EntryBody])>,
+    ) -> StoreResult<()> {
         let now = now();
+        let interaction = claim.turn.interaction_id.as_str();
         let event_id = on_backend!(&*self.backend, |w, r, d| {
             let mut tx = w.begin().await?;
             verify_claim_in_tx!(tx, d, claim);
-            let (sql, text) = match delta {
-                Some(delta) => (
-                    "UPDATE interactions SET response_message = response_message || $1, updated_at = $2 WHERE id = $3",
-                    delta,
-                ),
-                None => (
-                    "UPDATE interactions SET response_message = $1, updated_at = $2 WHERE id = $3",
-                    "",
-                ),
-            };
-            sqlx::query(sql)
-                .bind(text)
-                .bind(now)
-                .bind(claim.turn.interaction_id.as_str())
-                .execute(&mut *tx)
-                .await?;
-            let payload = match delta {
-                Some(delta) => {
-                    json!({ "session_id": claim.turn.session_id, "turn_id": claim.turn.id, "delta": delta })
+            let payload = match batch {
+                Some((delta, entries)) => {
+                    sqlx::query(
+                        "UPDATE interactions SET response_message = response_message || $1, updated_at = $2 WHERE id = $3",
+                    )
+                    .bind(delta)
+                    .bind(now)
+                    .bind(interaction)
+                    .execute(&mut *tx)
+                    .await?;
+                    let first_seq = append_entries_in_tx!(tx, interaction, entries, now);
+                    let mut payload = json!({ "session_id": claim.turn.session_id, "turn_id": claim.turn.id, "delta": delta });
+                    if !entries.is_empty() {
+                        payload["entries"] =
+                            json!({ "first_seq": first_seq, "count": entries.len() });
+                    }
+                    payload
                 }
                 None => {
+                    sqlx::query(
+                        "UPDATE interactions SET response_message = '', updated_at = $1 WHERE id = $2",
+                    )
+                    .bind(now)
+                    .bind(interaction)
+                    .execute(&mut *tx)
+                    .await?;
+                    clear_entries_in_tx!(tx, interaction);
                     json!({ "session_id": claim.turn.session_id, "turn_id": claim.turn.id, "reset": true })
                 }
             };

@@ -466,4 +466,57 @@ backend_tests! {
         }
         assert_eq!(store.list_events(&EventQuery { spec_task_id: None, after: 0, limit: 10 }).await.unwrap().len(), 1);
     }
+
+    async fn agent_tokens_are_stored_hashed_and_expire_with_their_work_session(db) {
+        let store = db.store().await;
+        let (task, _, work, _, _) = task_with_children(&store).await;
+        let token = store.issue_agent_token(&work.id).await.unwrap();
+        assert_eq!(token.len(), 64, "256 bits, hex");
+        assert!(token.chars().all(|c| c.is_ascii_hexdigit()));
+        let hash = hash_agent_token(&token);
+        assert_eq!(hash.len(), 64);
+        assert_ne!(hash, token, "only the hash is kept");
+        assert_eq!(hash, hash_agent_token(&token), "hashing is deterministic");
+        let other = store.issue_agent_token(&work.id).await.unwrap();
+        assert_ne!(token, other, "every thread set-up gets a fresh token");
+
+        let grant = store.authenticate_agent_token(&token).await.unwrap().unwrap();
+        assert_eq!(grant, AgentGrant { work_session_id: work.id.clone(), spec_task_id: task.id.clone() });
+        assert_eq!(store.authenticate_agent_token(&other).await.unwrap(), Some(grant));
+        assert_eq!(store.authenticate_agent_token(&hash).await.unwrap(), None, "the stored hash is not a token");
+        assert_eq!(store.authenticate_agent_token("0000").await.unwrap(), None);
+
+        store.transition_work_session(&work.id, WorkSessionEvent::Activate, "t").await.unwrap();
+        assert!(store.authenticate_agent_token(&token).await.unwrap().is_some(), "valid while active");
+        store.transition_work_session(&work.id, WorkSessionEvent::Complete, "t").await.unwrap();
+        assert_eq!(store.authenticate_agent_token(&token).await.unwrap(), None, "a finished session's token is refused");
+        assert!(matches!(
+            store.issue_agent_token(&WorkSessionId::parse("stws_01arz3ndektsv4rrffq69g5fav").unwrap()).await,
+            Err(StoreError::NotFound { .. })
+        ));
+    }
+
+    async fn agent_declarations_need_an_active_session_that_has_not_given_up(db) {
+        let store = db.store().await;
+        let (_, _, work, _, implementation) = task_with_children(&store).await;
+        let refused = store.declare_work_completed(&work.id, "done", "agent").await.unwrap_err();
+        assert!(matches!(refused, StoreError::Conflict(ref m) if m.contains("pending")), "{refused}");
+        store.transition_work_session(&work.id, WorkSessionEvent::Activate, "t").await.unwrap();
+        let unassigned = store
+            .report_task_progress(&work.id, &implementation.key, ImplementationTaskStatus::Completed, "n", "agent")
+            .await
+            .unwrap_err();
+        assert!(matches!(unassigned, StoreError::Conflict(ref m) if m.contains("not one of")), "{unassigned}");
+        let done = store.declare_work_completed(&work.id, "all done", "agent").await.unwrap();
+        assert_eq!(done.agent_summary.as_deref(), Some("all done"));
+        let gave_up = store.declare_work_failed(&work.id, "cannot", "agent").await.unwrap();
+        assert_eq!(gave_up.agent_gave_up.as_deref(), Some("cannot"));
+        assert_eq!(gave_up.status, WorkSessionStatus::Active, "the session fails when the turn ends");
+        let again = store.declare_work_completed(&work.id, "x", "agent").await.unwrap_err();
+        assert!(matches!(again, StoreError::Conflict(ref m) if m.contains("given up")), "{again}");
+        let events = store.list_events(&EventQuery { spec_task_id: Some(work.spec_task_id.clone()), after: 0, limit: 100 }).await.unwrap();
+        assert_eq!(events.iter().filter(|e| e.kind == EventKind::AgentCompletionDeclared).count(), 1);
+        let gave_up_event = events.iter().find(|e| e.kind == EventKind::AgentGaveUp).unwrap();
+        assert_eq!(gave_up_event.payload["reason"], "cannot");
+    }
 }

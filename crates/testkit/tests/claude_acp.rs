@@ -126,7 +126,8 @@ fn chunks(events: &[AgentEvent]) -> String {
 fn final_tool_statuses(events: &[AgentEvent]) -> Vec<(String, String)> {
     let mut calls: Vec<(String, String)> = Vec::new();
     for event in events {
-        if let AgentEvent::ToolCall { id, status, .. } = event {
+        if let AgentEvent::ToolCall(call) = event {
+            let (id, status) = (&call.tool_call_id, &call.status);
             match calls.iter_mut().find(|(known, _)| known == id) {
                 Some(call) => call.1.clone_from(status),
                 None => calls.push((id.clone(), status.clone())),

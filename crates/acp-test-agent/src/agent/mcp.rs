@@ -20,6 +20,17 @@ pub fn name(server: &McpServer) -> &str {
     }
 }
 
+/// `name url [header names]` of a configured server, for the request log.
+pub fn describe(server: &McpServer) -> String {
+    match server {
+        McpServer::Http(http) => {
+            let headers: Vec<&str> = http.headers.iter().map(|h| h.name.as_str()).collect();
+            format!("{} {} [{}]", http.name, http.url, headers.join(", "))
+        }
+        other => format!("{} (not http)", name(other)),
+    }
+}
+
 /// Calls `tool` on `server` and returns the text of the result's content blocks.
 pub async fn call_tool(
     server: Option<&McpServer>,

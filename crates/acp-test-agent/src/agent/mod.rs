@@ -90,6 +90,16 @@ struct Shared {
 
 impl Shared {
     fn log(&self, method: &str, session_id: Option<&SessionId>, prompt: Option<String>) {
+        self.log_with_servers(method, session_id, prompt, &[]);
+    }
+
+    fn log_with_servers(
+        &self,
+        method: &str,
+        session_id: Option<&SessionId>,
+        prompt: Option<String>,
+        servers: &[McpServer],
+    ) {
         let Some(log) = &self.config.log else { return };
         let record = RequestRecord {
             method: method.to_owned(),
@@ -97,6 +107,7 @@ impl Shared {
             prompt,
             ts_ms: state::now_ms(),
             pid: std::process::id(),
+            mcp_servers: servers.iter().map(mcp::describe).collect(),
         };
         if let Err(err) = state::append_record(log, &record) {
             tracing::error!("request log: {err:#}");
@@ -184,7 +195,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         )
         .on_receive_request(
             async move |request: NewSessionRequest, responder, _connection| {
-                s2.log("session/new", None, None);
+                s2.log_with_servers("session/new", None, None, &request.mcp_servers);
                 let session_id = s2.fresh_session_id();
                 let file = SessionFile {
                     session_id: session_id.clone(),
@@ -211,7 +222,12 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
             async move |request: LoadSessionRequest,
                         responder,
                         connection: ConnectionTo<Client>| {
-                s3.log("session/load", Some(&request.session_id), None);
+                s3.log_with_servers(
+                    "session/load",
+                    Some(&request.session_id),
+                    None,
+                    &request.mcp_servers,
+                );
                 let id = request.session_id.0.to_string();
                 let file = match s3.state.load(&id) {
                     Ok(Some(file)) => file,

@@ -12,7 +12,7 @@ use agent_client_protocol::v1::schema::{
     PlanEntryPriority, PlanEntryStatus, PromptResponse, ReadTextFileRequest,
     RequestPermissionOutcome, RequestPermissionRequest, SessionId, SessionNotification,
     SessionUpdate, StopReason, ToolCall, ToolCallId, ToolCallLocation, ToolCallStatus,
-    ToolCallUpdate, ToolCallUpdateFields, ToolKind, WriteTextFileRequest,
+    ToolCallUpdate, ToolCallUpdateFields, ToolKind, UsageUpdate, WriteTextFileRequest,
 };
 use agent_client_protocol::{Client, Error};
 use spectask_acp_test_agent::script::{
@@ -163,10 +163,15 @@ impl Turn {
         status: ToolCallStatus,
         output: serde_json::Value,
     ) -> Result<(), Error> {
+        let text = match &output {
+            serde_json::Value::String(text) => text.clone(),
+            other => other.to_string(),
+        };
         self.notify(SessionUpdate::ToolCallUpdate(ToolCallUpdate::new(
             id.clone(),
             ToolCallUpdateFields::new()
                 .status(status)
+                .content(vec![text.into()])
                 .raw_output(output),
         )))
     }
@@ -316,6 +321,9 @@ impl Turn {
                     })
                     .collect();
                 self.notify(SessionUpdate::Plan(Plan::new(entries)))?;
+            }
+            Step::Usage { used, size } => {
+                self.notify(SessionUpdate::UsageUpdate(UsageUpdate::new(*used, *size)))?;
             }
             Step::Flood { updates } => {
                 for i in 1..=*updates {

@@ -11,7 +11,6 @@ use spectask_domain::plan::{PlanTaskStatus, render_progress};
 use spectask_domain::prompts::{INTERRUPTED_NOTE, retry_note};
 use spectask_domain::{SpecTask, TurnStatus, WorkSessionId, ZedThreadEvent, ZedThreadStatus};
 use spectask_runtimes::agent::{AgentError, AgentEvent, InstanceSpec, StopReason, TurnRequest};
-use spectask_runtimes::llm::LlmEvent;
 use spectask_store::{StoreError, TurnClaim};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
@@ -52,6 +51,12 @@ impl Engine {
             );
             return self.fail_for_good(claim, &ws_id, "", &reason).await;
         }
+        if let Some(reason) = store.get_work_session(&ws_id).await?.agent_gave_up {
+            // A turn of a session whose agent gave up (re-run after a shutdown, or a queued
+            // follow-up) never reaches the agent again.
+            let reason = format!("the agent gave up: {reason}");
+            return self.fail_for_good(claim, &ws_id, "", &reason).await;
+        }
         let Some(instance_id) = task.zed_instance_id.clone() else {
             return Err(EngineError::Conflict(format!(
                 "spec task {} has no instance",
@@ -81,7 +86,7 @@ impl Engine {
         let thread_id = match store.thread_of_work_session(&ws_id).await? {
             Some(thread) => {
                 if let Err(err) = runtime
-                    .resume_thread(&instance_id, &thread.zed_thread_id)
+                    .resume_thread(&instance_id, ws_id.as_str(), &thread.zed_thread_id)
                     .await
                 {
                     return self
@@ -143,20 +148,22 @@ impl Engine {
         if claim.turn.attempts > 1 {
             prompt = format!("{INTERRUPTED_NOTE}{prompt}");
         }
-        if !current.response_message.is_empty() {
+        if !current.response_message.is_empty() || current.entry_count > 0 {
+            // A re-run after a crash or a lost lease: the earlier attempt's output is void.
             store.reset_turn_output(claim).await?;
         }
         tracing::info!(turn_id = %claim.turn.id, work_session_id = %ws_id, thread = %thread_id, attempt = claim.turn.attempts, "implementation turn running");
 
         let (agent_events, mut agent_received) = mpsc::channel::<AgentEvent>(1024);
-        let (text, text_received) = mpsc::channel::<LlmEvent>(1024);
+        let (output, output_received) = mpsc::channel::<AgentEvent>(1024);
         let writer = tokio::spawn(write_output(
             store.clone(),
             claim.clone(),
-            text_received,
+            output_received,
             settings.flush_interval,
         ));
         let last_activity = Arc::new(Mutex::new(Instant::now()));
+        // Every event is activity for the watchdog, whatever it records.
         let forwarder = {
             let last_activity = last_activity.clone();
             tokio::spawn(async move {
@@ -164,14 +171,7 @@ impl Engine {
                     if let Ok(mut last) = last_activity.lock() {
                         *last = Instant::now();
                     }
-                    let delta = match event {
-                        AgentEvent::MessageChunk(chunk) => chunk,
-                        AgentEvent::ToolCall { title, status, .. } => {
-                            format!("\n[tool call: {title} ({status})]\n")
-                        }
-                        AgentEvent::Thought(_) => continue,
-                    };
-                    if text.send(LlmEvent::Delta(delta)).await.is_err() {
+                    if output.send(event).await.is_err() {
                         break;
                     }
                 }
@@ -230,6 +230,20 @@ impl Engine {
         let written = writer
             .await
             .map_err(|err| EngineError::Conflict(format!("output writer failed: {err}")))??;
+
+        if !matches!(end, RunEnd::Interrupted)
+            && let Some(reason) = store.get_work_session(&ws_id).await?.agent_gave_up
+        {
+            // The agent gave up over MCP: whatever the turn's end, no retry.
+            return self
+                .fail_for_good(
+                    claim,
+                    &ws_id,
+                    &written,
+                    &format!("the agent gave up: {reason}"),
+                )
+                .await;
+        }
 
         match end {
             RunEnd::Interrupted => {
@@ -342,6 +356,25 @@ impl Engine {
             .await?;
         tracing::warn!(spec_task_id = %task.id, work_session_id = %ws, %reason, blocked = dependants.len(), "work session failed");
         self.wake();
+        Ok(())
+    }
+
+    /// Re-renders the workspace `tasks.md` of task `id` from its implementation tasks now (after
+    /// an agent reported progress).
+    pub async fn project_task_progress(
+        &self,
+        id: &spectask_domain::SpecTaskId,
+    ) -> Result<(), EngineError> {
+        let store = &self.inner.store;
+        let task = store.get_spec_task(id).await?;
+        let completed: Vec<String> = store
+            .list_implementation_tasks(id)
+            .await?
+            .into_iter()
+            .filter(|t| t.status == spectask_domain::ImplementationTaskStatus::Completed)
+            .map(|t| t.key)
+            .collect();
+        self.project_progress(&task, &completed).await;
         Ok(())
     }
 

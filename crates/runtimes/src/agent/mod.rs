@@ -12,11 +12,17 @@
 pub mod acp;
 #[cfg(feature = "test-support")]
 pub mod scripted;
+pub mod tools;
 
 use std::path::PathBuf;
 
 use async_trait::async_trait;
+pub use spectask_domain::{
+    AgentPlanStep, ToolCallContent, ToolCallEntry, ToolCallLocation, UsageEntry,
+};
 use tokio::sync::mpsc;
+
+pub use tools::{AgentToolServer, McpEndpoint};
 
 /// What an instance is started with.
 #[derive(Debug, Clone, PartialEq)]
@@ -50,12 +56,12 @@ pub enum AgentEvent {
     MessageChunk(String),
     /// A piece of the agent's visible reasoning.
     Thought(String),
-    /// A tool call started or changed.
-    ToolCall {
-        id: String,
-        title: String,
-        status: String,
-    },
+    /// A tool call started or changed: its whole state with the change merged in.
+    ToolCall(ToolCallEntry),
+    /// The agent's plan; each report replaces the previous one.
+    Plan(Vec<AgentPlanStep>),
+    /// How much of its context window the agent uses.
+    Usage(UsageEntry),
 }
 
 /// Why a turn ended normally.
@@ -156,10 +162,21 @@ pub trait AgentRuntime: Send + Sync + std::fmt::Debug {
     /// Opens a new thread in a running instance and returns its id.
     async fn create_thread(&self, instance_id: &str, work_session_id: &str) -> AgentResult<String>;
 
-    /// Makes an existing thread usable in a (possibly restarted) instance, keeping its id and its
-    /// history. Never creates a different thread: if the thread cannot be resumed this fails with
-    /// [`AgentError::UnknownThread`].
-    async fn resume_thread(&self, instance_id: &str, thread_id: &str) -> AgentResult<()>;
+    /// Makes an existing thread of work session `work_session_id` usable in a (possibly
+    /// restarted) instance, keeping its id and its history. Never creates a different thread: if
+    /// the thread cannot be resumed this fails with [`AgentError::UnknownThread`].
+    async fn resume_thread(
+        &self,
+        instance_id: &str,
+        work_session_id: &str,
+        thread_id: &str,
+    ) -> AgentResult<()>;
+
+    /// Gives the runtime spectask's tool server, once the server knows its own address. Runtimes
+    /// that pass no tools to agents ignore it.
+    fn attach_tool_server(&self, tools: std::sync::Arc<dyn AgentToolServer>) {
+        let _ = tools;
+    }
 
     /// Runs one turn to its end, sending the agent's output through `events` as it arrives, and
     /// returns why it stopped. A closed `events` receiver does not stop the turn.

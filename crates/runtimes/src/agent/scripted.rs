@@ -26,7 +26,8 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, watch};
 
 use super::{
-    AgentError, AgentEvent, AgentResult, AgentRuntime, InstanceSpec, StopReason, TurnRequest,
+    AgentError, AgentEvent, AgentResult, AgentRuntime, InstanceSpec, StopReason, ToolCallContent,
+    ToolCallEntry, ToolCallLocation, TurnRequest,
 };
 
 /// What the runtime does with each turn.
@@ -488,18 +489,34 @@ impl ScriptedRuntime {
                 for i in 1..=calls {
                     ctx.pause(chunk_delay_ms).await?;
                     for status in ["pending", "completed"] {
-                        ctx.emit(AgentEvent::ToolCall {
-                            id: format!("call-{i}"),
-                            title: format!("Edit file {i}"),
-                            status: status.to_owned(),
-                        })
-                        .await?;
+                        ctx.emit(AgentEvent::ToolCall(scripted_tool_call(i, status)))
+                            .await?;
                     }
                 }
                 Ok(Ok(StopReason::EndTurn))
             }
         }
     }
+}
+
+/// Tool call `call-{i}` ("Edit file {i}", kind `edit`, on `file-{i}.txt`) in `status`; a
+/// completed call carries its output text.
+fn scripted_tool_call(i: u32, status: &str) -> ToolCallEntry {
+    let path = format!("file-{i}.txt");
+    let mut call = ToolCallEntry::unknown(&format!("call-{i}"));
+    call.title = format!("Edit file {i}");
+    call.kind = "edit".to_owned();
+    call.status = status.to_owned();
+    call.set_raw_input(serde_json::json!({ "path": path }));
+    call.locations.push(ToolCallLocation {
+        path: path.clone(),
+        line: None,
+    });
+    if status == "completed" {
+        call.content
+            .push(ToolCallContent::text(&format!("edited {path}")));
+    }
+    call
 }
 
 /// The first rule that matches `prompt` and has budget left (using one), else the default.
@@ -649,7 +666,12 @@ impl AgentRuntime for ScriptedRuntime {
         created.ok_or_else(|| AgentError::UnknownInstance(instance_id.to_owned()))
     }
 
-    async fn resume_thread(&self, instance_id: &str, thread_id: &str) -> AgentResult<()> {
+    async fn resume_thread(
+        &self,
+        instance_id: &str,
+        work_session_id: &str,
+        thread_id: &str,
+    ) -> AgentResult<()> {
         // Any id is accepted, including ones another process created: that is what resuming
         // after a restart means. Only the instance must be up.
         let resumed = {
@@ -664,6 +686,7 @@ impl AgentRuntime for ScriptedRuntime {
         };
         self.log(&LogLine {
             thread_id: Some(thread_id),
+            work_session_id: Some(work_session_id),
             outcome: (!resumed).then_some("unknown_instance"),
             ..LogLine::new("resume_thread", instance_id)
         });
@@ -974,20 +997,46 @@ mod tests {
         let (runtime, thread) = runtime_with_thread(script).await;
         let (result, events) = run(&runtime, &request("i1", &thread, "t", "p")).await;
         assert_eq!(result, Ok(StopReason::EndTurn));
-        let call = |i: u32, status: &str| AgentEvent::ToolCall {
-            id: format!("call-{i}"),
-            title: format!("Edit file {i}"),
-            status: status.to_owned(),
+        let calls: Vec<(String, String, String, usize)> = events
+            .iter()
+            .map(|event| match event {
+                AgentEvent::ToolCall(call) => (
+                    call.tool_call_id.clone(),
+                    call.title.clone(),
+                    call.status.clone(),
+                    call.content.len(),
+                ),
+                other => panic!("expected tool calls only, got {other:?}"),
+            })
+            .collect();
+        let call = |i: u32, status: &str, content: usize| {
+            (
+                format!("call-{i}"),
+                format!("Edit file {i}"),
+                status.to_owned(),
+                content,
+            )
         };
         assert_eq!(
-            events,
+            calls,
             vec![
-                call(1, "pending"),
-                call(1, "completed"),
-                call(2, "pending"),
-                call(2, "completed")
+                call(1, "pending", 0),
+                call(1, "completed", 1),
+                call(2, "pending", 0),
+                call(2, "completed", 1)
             ]
         );
+        match &events[1] {
+            AgentEvent::ToolCall(call) => {
+                assert_eq!(call.kind, "edit");
+                assert_eq!(call.locations[0].path, "file-1.txt");
+                assert_eq!(
+                    call.raw_input,
+                    Some(serde_json::json!({ "path": "file-1.txt" }))
+                );
+            }
+            other => panic!("expected a tool call, got {other:?}"),
+        }
     }
 
     #[tokio::test]
@@ -1063,7 +1112,10 @@ mod tests {
         let (result, _) = run(&runtime, &request("i1", &thread, "t3", "p")).await;
         assert_eq!(result, Err(AgentError::UnknownThread(thread.clone())));
         // Resuming an id this runtime never created is how a restarted server continues.
-        runtime.resume_thread("i1", "other-thread").await.unwrap();
+        runtime
+            .resume_thread("i1", "ws1", "other-thread")
+            .await
+            .unwrap();
         let (result, _) = run(&runtime, &request("i1", "other-thread", "t4", "p")).await;
         assert_eq!(result, Ok(StopReason::Refusal));
 
@@ -1197,13 +1249,13 @@ mod tests {
         let (result, _) = run(&runtime, &request("i1", &hanging, "t4", "p")).await;
         assert_eq!(result, Err(AgentError::UnknownThread(hanging.clone())));
         assert_eq!(
-            runtime.resume_thread("i1", &hanging).await,
+            runtime.resume_thread("i1", "ws1", &hanging).await,
             Err(AgentError::UnknownInstance("i1".into()))
         );
         runtime.ensure_instance(&spec("i1")).await.unwrap();
         let (result, _) = run(&runtime, &request("i1", &hanging, "t5", "p")).await;
         assert_eq!(result, Err(AgentError::UnknownThread(hanging.clone())));
-        runtime.resume_thread("i1", &hanging).await.unwrap();
+        runtime.resume_thread("i1", "ws1", &hanging).await.unwrap();
         runtime.set_script(Script::always(Behaviour::Refuse));
         let (result, _) = run(&runtime, &request("i1", &hanging, "t6", "p")).await;
         assert_eq!(result, Ok(StopReason::Refusal));
@@ -1327,7 +1379,7 @@ mod tests {
             .with_dispatch_log(&path)
             .unwrap();
         restarted.ensure_instance(&spec("i1")).await.unwrap();
-        restarted.resume_thread("i1", &thread).await.unwrap();
+        restarted.resume_thread("i1", "ws1", &thread).await.unwrap();
         assert_eq!(
             run(&restarted, &request("i1", &thread, "turn_3", "p"))
                 .await

@@ -8,6 +8,10 @@
 //!
 //! Threads are only usable in the process that created or loaded them: after a restart,
 //! `resume_thread` loads the same session with `session/load`, or fails, never opening another.
+//!
+//! Each `session/new` and `session/load` of a work session's thread names spectask's MCP server
+//! (from the attached [`AgentToolServer`], with a fresh token) in `mcpServers`, if the agent
+//! said in `initialize` that it speaks HTTP MCP.
 
 pub mod profiles;
 
@@ -18,14 +22,15 @@ mod updates;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 use std::time::Duration;
 
 use agent_client_protocol::schema::ProtocolVersion;
 use agent_client_protocol::v1::schema::{
-    CancelNotification, ClientCapabilities, ContentBlock, FileSystemCapabilities, Implementation,
-    InitializeRequest, LoadSessionRequest, McpServer, NewSessionRequest, PromptRequest, SessionId,
-    StopReason as AcpStopReason, TextContent,
+    CancelNotification, ClientCapabilities, ContentBlock, FileSystemCapabilities, HttpHeader,
+    Implementation, InitializeRequest, LoadSessionRequest, McpServer, McpServerHttp,
+    NewSessionRequest, PromptRequest, SessionId, StopReason as AcpStopReason, TextContent,
 };
 use agent_client_protocol::{
     JsonRpcRequest, is_connection_terminated, is_incoming_transport_closed,
@@ -39,8 +44,10 @@ use self::client::ClientState;
 use self::connection::{Connection, TurnRouter};
 use self::process::{AgentProcess, TERMINATE_GRACE};
 use self::updates::TurnEvents;
+use super::tools::is_work_session_id;
 use super::{
-    AgentError, AgentEvent, AgentResult, AgentRuntime, InstanceSpec, StopReason, TurnRequest,
+    AgentError, AgentEvent, AgentResult, AgentRuntime, AgentToolServer, InstanceSpec, StopReason,
+    TurnRequest,
 };
 
 /// How long set-up requests (`initialize`, `session/new`, `session/load`) may take. Real agents
@@ -61,6 +68,8 @@ pub struct AcpRuntime {
     instances: Mutex<HashMap<String, Slot>>,
     /// Answers `ask`-policy permission requests; without one they are rejected.
     broker: Option<Arc<dyn super::PermissionBroker>>,
+    /// spectask's MCP server for agents; set once the server knows its address.
+    tool_server: OnceLock<Arc<dyn AgentToolServer>>,
 }
 
 type Slot = Arc<tokio::sync::Mutex<Option<Arc<Instance>>>>;
@@ -77,6 +86,10 @@ struct Instance {
     load_session: bool,
     /// Sessions created or loaded by this process: the only ones a turn may run on.
     loaded: Mutex<HashSet<String>>,
+    /// `agentCapabilities.mcpCapabilities.http` from `initialize`.
+    mcp_http: bool,
+    /// Whether "this agent gets no MCP tools" was logged already.
+    warned_no_mcp: AtomicBool,
 }
 
 impl Instance {
@@ -150,7 +163,15 @@ impl AcpRuntime {
             default_profile,
             instances: Mutex::new(HashMap::new()),
             broker: None,
+            tool_server: OnceLock::new(),
         }
+    }
+
+    /// The same runtime, giving work-session threads the MCP servers `tools` names.
+    #[must_use]
+    pub fn with_tool_server(self, tools: Arc<dyn AgentToolServer>) -> Self {
+        self.attach_tool_server(tools);
+        self
     }
 
     /// The same runtime, asking `broker` whenever a profile's policy is `ask`.
@@ -219,14 +240,42 @@ impl AcpRuntime {
         instance.ok_or_else(|| AgentError::UnknownInstance(instance_id.to_owned()))
     }
 
-    /// The MCP servers a session is given. Empty for now: the hook where spectask's own MCP
-    /// server (with a per-thread token) will be passed to agents.
-    fn mcp_servers_for_session(
+    /// The MCP servers a session of `work_session_id` is given: the tool server's, with fresh
+    /// credentials, when the agent speaks HTTP MCP; none for planning threads.
+    async fn mcp_servers_for_session(
         &self,
-        _instance: &Instance,
-        _session_id: Option<&str>,
-    ) -> Vec<McpServer> {
-        Vec::new()
+        instance: &Instance,
+        work_session_id: &str,
+    ) -> AgentResult<Vec<McpServer>> {
+        let Some(tools) = self.tool_server.get() else {
+            return Ok(Vec::new());
+        };
+        if !is_work_session_id(work_session_id) {
+            return Ok(Vec::new());
+        }
+        if !instance.mcp_http {
+            if !instance.warned_no_mcp.swap(true, Ordering::Relaxed) {
+                tracing::warn!(instance_id = %instance.id, profile = %instance.profile, "the agent does not support HTTP MCP servers; its threads get no spectask tools");
+            }
+            return Ok(Vec::new());
+        }
+        let endpoints = tools
+            .endpoints_for_thread(&instance.id, work_session_id)
+            .await?;
+        Ok(endpoints
+            .into_iter()
+            .map(|endpoint| {
+                McpServer::Http(
+                    McpServerHttp::new(endpoint.name, endpoint.url).headers(
+                        endpoint
+                            .headers
+                            .into_iter()
+                            .map(|(name, value)| HttpHeader::new(name, value))
+                            .collect(),
+                    ),
+                )
+            })
+            .collect())
     }
 
     async fn start(
@@ -257,6 +306,8 @@ impl AcpRuntime {
             connection,
             load_session: false,
             loaded: Mutex::new(HashSet::new()),
+            mcp_http: false,
+            warned_no_mcp: AtomicBool::new(false),
         };
         let initialize = InitializeRequest::new(ProtocolVersion::V1)
             .client_capabilities(
@@ -284,11 +335,13 @@ impl AcpRuntime {
             }
         };
         instance.load_session = response.agent_capabilities.load_session;
+        instance.mcp_http = response.agent_capabilities.mcp_capabilities.http;
         tracing::info!(
             instance_id = %instance.id,
             profile = %instance.profile,
             agent = ?response.agent_info.as_ref().map(|info| (&info.name, &info.version)),
             load_session = instance.load_session,
+            mcp_http = instance.mcp_http,
             "agent instance initialized"
         );
         Ok(instance)
@@ -346,8 +399,10 @@ impl AgentRuntime for AcpRuntime {
 
     async fn create_thread(&self, instance_id: &str, work_session_id: &str) -> AgentResult<String> {
         let instance = self.instance(instance_id).await?;
-        let request = NewSessionRequest::new(instance.workspace.clone())
-            .mcp_servers(self.mcp_servers_for_session(&instance, None));
+        let request = NewSessionRequest::new(instance.workspace.clone()).mcp_servers(
+            self.mcp_servers_for_session(&instance, work_session_id)
+                .await?,
+        );
         let response = instance
             .request(request, "session/new", Some(SETUP_TIMEOUT))
             .await?;
@@ -359,7 +414,18 @@ impl AgentRuntime for AcpRuntime {
         Ok(session_id)
     }
 
-    async fn resume_thread(&self, instance_id: &str, thread_id: &str) -> AgentResult<()> {
+    fn attach_tool_server(&self, tools: Arc<dyn AgentToolServer>) {
+        if self.tool_server.set(tools).is_err() {
+            tracing::warn!("a tool server is already attached; keeping the first");
+        }
+    }
+
+    async fn resume_thread(
+        &self,
+        instance_id: &str,
+        work_session_id: &str,
+        thread_id: &str,
+    ) -> AgentResult<()> {
         let instance = self.instance(instance_id).await?;
         if instance.loaded().contains(thread_id) {
             return Ok(());
@@ -369,7 +435,10 @@ impl AgentRuntime for AcpRuntime {
         }
         let request =
             LoadSessionRequest::new(SessionId::new(thread_id), instance.workspace.clone())
-                .mcp_servers(self.mcp_servers_for_session(&instance, Some(thread_id)));
+                .mcp_servers(
+                    self.mcp_servers_for_session(&instance, work_session_id)
+                        .await?,
+                );
         match instance
             .request(request, "session/load", Some(SETUP_TIMEOUT))
             .await

@@ -1,0 +1,64 @@
+//! The [`AgentToolServer`] of a spectask server: every thread of a work session gets spectask's
+//! own MCP server (`<server>/mcp`) with a fresh bearer token minted in the store, so any replica
+//! can check it.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use spectask_domain::WorkSessionId;
+use spectask_runtimes::agent::{AgentError, AgentResult, AgentToolServer, McpEndpoint};
+use spectask_store::Store;
+
+use crate::Engine;
+
+/// The name agents see for spectask's MCP server.
+pub const MCP_SERVER_NAME: &str = "spectask";
+
+/// Mints a token per thread and points agents at `url`.
+#[derive(Debug)]
+pub struct McpToolServer {
+    store: Store,
+    url: String,
+}
+
+impl McpToolServer {
+    pub fn new(store: Store, url: impl Into<String>) -> Self {
+        Self {
+            store,
+            url: url.into(),
+        }
+    }
+}
+
+#[async_trait]
+impl AgentToolServer for McpToolServer {
+    async fn endpoints_for_thread(
+        &self,
+        instance_id: &str,
+        work_session_id: &str,
+    ) -> AgentResult<Vec<McpEndpoint>> {
+        let ws = WorkSessionId::parse(work_session_id).map_err(|err| {
+            AgentError::Failed(format!("work session id `{work_session_id}`: {err}"))
+        })?;
+        let token =
+            self.store.issue_agent_token(&ws).await.map_err(|err| {
+                AgentError::Failed(format!("minting an MCP token for {ws}: {err}"))
+            })?;
+        tracing::debug!(%instance_id, work_session_id = %ws, "MCP token issued for a thread");
+        Ok(vec![McpEndpoint {
+            name: MCP_SERVER_NAME.to_owned(),
+            url: self.url.clone(),
+            headers: vec![("Authorization".to_owned(), format!("Bearer {token}"))],
+        }])
+    }
+}
+
+impl Engine {
+    /// Gives the agent runtime (if any) spectask's MCP server at `url`, once the server is bound.
+    pub fn attach_agent_tools(&self, url: &str) {
+        if let Some(runtime) = &self.inner.runtime {
+            runtime.attach_tool_server(Arc::new(McpToolServer::new(self.inner.store.clone(), url)));
+            tracing::info!(%url, "agents get spectask's MCP server");
+        }
+    }
+}

@@ -1,0 +1,78 @@
+//! The tools spectask offers the agents it hosts: an [`AgentToolServer`] names the MCP servers a
+//! thread of a work session is given when the thread is created or loaded (spectask's own MCP
+//! server, with a bearer token for that thread).
+
+use async_trait::async_trait;
+
+use super::AgentResult;
+
+/// One MCP server reachable over streamable HTTP.
+#[derive(Clone, PartialEq, Eq)]
+pub struct McpEndpoint {
+    pub name: String,
+    pub url: String,
+    /// Headers the agent must send (the `Authorization: Bearer …` token).
+    pub headers: Vec<(String, String)>,
+}
+
+impl std::fmt::Debug for McpEndpoint {
+    // Header values carry credentials: never in logs.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("McpEndpoint")
+            .field("name", &self.name)
+            .field("url", &self.url)
+            .field(
+                "headers",
+                &self
+                    .headers
+                    .iter()
+                    .map(|(name, _)| name)
+                    .collect::<Vec<_>>(),
+            )
+            .finish()
+    }
+}
+
+/// Supplies the MCP servers of a thread.
+#[async_trait]
+pub trait AgentToolServer: Send + Sync + std::fmt::Debug {
+    /// The servers for a thread of work session `work_session_id` in instance `instance_id`,
+    /// with fresh credentials; called once per `session/new` and `session/load`.
+    async fn endpoints_for_thread(
+        &self,
+        instance_id: &str,
+        work_session_id: &str,
+    ) -> AgentResult<Vec<McpEndpoint>>;
+}
+
+/// Whether a thread's owner id names a work session (`stws_…`); planning threads and anything
+/// else get no tools.
+pub fn is_work_session_id(id: &str) -> bool {
+    id.starts_with("stws_")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_work_sessions_get_tools() {
+        assert!(is_work_session_id("stws_01arz3ndektsv4rrffq69g5fav"));
+        assert!(!is_work_session_id("ses_01arz3ndektsv4rrffq69g5fav"));
+        assert!(!is_work_session_id("spt_01arz3ndektsv4rrffq69g5fav"));
+    }
+
+    #[test]
+    fn endpoint_debug_never_shows_header_values() {
+        let endpoint = McpEndpoint {
+            name: "spectask".into(),
+            url: "http://127.0.0.1:1/mcp".into(),
+            headers: vec![("Authorization".into(), "Bearer secret-token".into())],
+        };
+        let shown = format!("{endpoint:?}");
+        assert!(
+            shown.contains("Authorization") && !shown.contains("secret-token"),
+            "{shown}"
+        );
+    }
+}

@@ -1,0 +1,347 @@
+//! spectask's MCP server as agents use it: our scripted ACP test agent, a real process, calls the
+//! tools named in its session's `mcpServers` with the per-thread bearer token it was given, and
+//! the effects show over the REST API and in the workspace. Runs on SQLite and PostgreSQL.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed unwrap is a failed test
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use spectask_domain::WorkSessionId;
+use spectask_engine::PlannerRegistry;
+use spectask_runtimes::agent::acp::{AcpProfile, AcpRuntime};
+use spectask_testkit::{
+    FakeOpenAi, TestApp, TestOptions, acp_test_agent_binary, backend_tests, fast_engine,
+    fast_planner,
+};
+
+fn reply(tasks: &str) -> String {
+    format!(
+        "# Requirements: Files\n\n1.1 WHEN asked THE SYSTEM SHALL write files.\n\n## Open Questions\n\n- None.\n\n\
+         # Design: Files\n\nTwo files.\n\n# Implementation Plan: Files\n\n{tasks}"
+    )
+}
+
+fn tool(name: &str, arguments: Value) -> Value {
+    json!({"kind": "call_mcp_tool", "server": "spectask", "tool": name, "arguments": arguments})
+}
+
+/// A server whose ACP runtime runs our test agent with `script`, with the plan `tasks` approved
+/// and implementation under way. Returns the app and the task id.
+async fn implementing(
+    db: spectask_testkit::TestDatabase,
+    workspace: &Path,
+    state: &Path,
+    script: &Value,
+    tasks: &str,
+) -> Option<(TestApp, String)> {
+    let Some(agent) = acp_test_agent_binary() else {
+        eprintln!(
+            "SKIPPED (no test agent): run `cargo test --workspace`, which builds spectask-acp-test-agent"
+        );
+        return None;
+    };
+    let profile = AcpProfile::new("test-agent", agent.to_str().unwrap(), Vec::<String>::new())
+        .with_env("SPECTASK_TEST_AGENT_SCRIPT", script.to_string())
+        .with_env("SPECTASK_TEST_AGENT_STATE", state.to_str().unwrap());
+    let runtime = AcpRuntime::new(vec![profile], Some("test-agent".to_owned()));
+    let fake = FakeOpenAi::start().await;
+    fake.push_text_reply(&reply(tasks));
+    let mut engine = fast_engine();
+    engine.turn_timeout = Duration::from_secs(60);
+    let options = TestOptions {
+        planners: PlannerRegistry::new(Some(fast_planner("default", &fake.base_url())), []),
+        engine,
+        runtime: Some(Arc::new(runtime)),
+        ..TestOptions::default()
+    };
+    let app = TestApp::spawn_with_options(db, options).await;
+    let task = app
+        .post(
+            "/api/v1/spec-tasks/from-prompt",
+            &json!({"prompt": "write files", "project_path": workspace.to_str().unwrap()}),
+        )
+        .await;
+    let id = task.body["id"].as_str().unwrap().to_owned();
+    wait_until(&app, "the specs to be ready", |app| {
+        let id = id.clone();
+        async move {
+            (app.get(&format!("/api/v1/spec-tasks/{id}")).await.body["status"] == "spec_review")
+                .then_some(())
+        }
+    })
+    .await;
+    let approved = app
+        .post(
+            &format!("/api/v1/spec-tasks/{id}/approve-specs"),
+            &json!({"approved": true}),
+        )
+        .await;
+    assert_eq!(approved.status, StatusCode::OK, "{:?}", approved.body);
+    Some((app, id))
+}
+
+async fn wait_until<'a, T, F, Fut>(app: &'a TestApp, what: &str, check: F) -> T
+where
+    F: Fn(&'a TestApp) -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Some(found) = check(app).await {
+            return found;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn work_sessions(app: &TestApp, id: &str) -> Vec<Value> {
+    app.get(&format!("/api/v1/spec-tasks/{id}/work-sessions"))
+        .await
+        .body["work_sessions"]
+        .as_array()
+        .unwrap()
+        .clone()
+}
+
+async fn session_named(app: &TestApp, id: &str, prefix: &str) -> Value {
+    let prefix = prefix.to_owned();
+    wait_until(app, &format!("a work session named {prefix}"), |app| {
+        let prefix = prefix.clone();
+        async move {
+            work_sessions(app, id)
+                .await
+                .into_iter()
+                .find(|s| s["name"].as_str().unwrap_or_default().starts_with(&prefix))
+        }
+    })
+    .await
+}
+
+async fn session_status(app: &TestApp, ws: &str) -> Value {
+    app.get(&format!("/api/v1/work-sessions/{ws}")).await.body
+}
+
+async fn wait_for_session(app: &TestApp, ws: &str, status: &str) -> Value {
+    wait_until(
+        app,
+        &format!("work session {ws} to be {status}"),
+        |app| async move {
+            let detail = session_status(app, ws).await;
+            (detail["work_session"]["status"] == status).then_some(detail)
+        },
+    )
+    .await
+}
+
+/// A raw MCP `initialize` with `authorization`, as any MCP client sends it first.
+async fn mcp_initialize(app: &TestApp, authorization: Option<&str>) -> (StatusCode, String) {
+    let mut request = app
+        .client
+        .post(app.url("/mcp"))
+        .header("accept", "application/json, text/event-stream")
+        .json(&json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+            "protocolVersion": "2025-03-26", "capabilities": {}, "clientInfo": {"name": "probe", "version": "1"}}}));
+    if let Some(value) = authorization {
+        request = request.header("authorization", value);
+    }
+    let response = request.send().await.unwrap();
+    (response.status(), response.text().await.unwrap())
+}
+
+/// `title (last status)` of every tool call the work session's agent made, in order, from the
+/// entries API (a call's states may be stored as several entries, depending on batching).
+async fn tool_calls(app: &TestApp, detail: &Value) -> Vec<String> {
+    let session = &detail["helix_session"];
+    let mut calls: Vec<(String, String)> = Vec::new();
+    for interaction in session["interactions"].as_array().unwrap() {
+        let path = format!(
+            "/api/v1/sessions/{}/interactions/{}/entries",
+            session["id"].as_str().unwrap(),
+            interaction["id"].as_str().unwrap()
+        );
+        for entry in app.get(&path).await.body["entries"].as_array().unwrap() {
+            if entry["kind"] == "tool_call" {
+                let payload = &entry["payload"];
+                let id = payload["tool_call_id"].as_str().unwrap().to_owned();
+                let shown = format!(
+                    "{} ({})",
+                    payload["title"].as_str().unwrap(),
+                    payload["status"].as_str().unwrap()
+                );
+                match calls.iter_mut().find(|(known, _)| *known == id) {
+                    Some(call) => call.1 = shown,
+                    None => calls.push((id, shown)),
+                }
+            }
+        }
+    }
+    calls.into_iter().map(|(_, shown)| shown).collect()
+}
+
+fn response_text(detail: &Value) -> String {
+    detail["helix_session"]["interactions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| {
+            i["response_message"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned()
+        })
+        .collect()
+}
+
+backend_tests! {
+    async fn agents_read_their_spec_report_progress_spawn_and_complete_over_mcp(db) {
+        let workspace = tempfile::tempdir().unwrap();
+        let state = tempfile::tempdir().unwrap();
+        let script = json!({
+            "steps": [{"kind": "chunks", "count": 1}],
+            "rules": [
+                {"prompt_contains": "Task 1:", "steps": [
+                    tool("get_spec", json!({})),
+                    tool("report_progress", json!({"task_key": "1", "status": "completed", "note": "first file written"})),
+                    tool("report_progress", json!({"task_key": "2", "status": "completed", "note": "not mine"})),
+                    tool("spawn_work_session", json!({"name": "Security audit", "description": "Audit what was written."})),
+                    tool("list_work_sessions", json!({})),
+                    {"kind": "hang"},
+                ]},
+                {"prompt_contains": "Task 2:", "steps": [
+                    tool("complete_work_session", json!({"summary": "second file written and checked"})),
+                    {"kind": "chunks", "count": 1},
+                ]},
+            ],
+        });
+        let tasks = "- [ ] 1. Write the first file\n- [ ] 2. Write the second file\n";
+        let Some((app, id)) = implementing(db, workspace.path(), state.path(), &script, tasks).await else { return };
+
+        // Task 1's checkbox flips and its status changes while its agent is still at work.
+        let tasks_md = workspace.path().join(".spectask").join("specs").join(&id).join("tasks.md");
+        wait_until(&app, "tasks.md to show task 1 done", |_| {
+            let tasks_md = tasks_md.clone();
+            async move { std::fs::read_to_string(&tasks_md).ok().filter(|md| md.contains("- [x] 1. Write the first file")) }
+        })
+        .await;
+        let first = session_named(&app, &id, "1.").await;
+        let ws1 = first["id"].as_str().unwrap().to_owned();
+        assert_eq!(session_status(&app, &ws1).await["work_session"]["status"], "active", "the report took effect mid-turn");
+        let listed = app.get(&format!("/api/v1/spec-tasks/{id}/implementation-tasks")).await.body;
+        let by_key = |key: &str| listed["implementation_tasks"].as_array().unwrap().iter().find(|t| t["key"] == key).unwrap().clone();
+        assert_eq!(by_key("1")["status"], "completed");
+
+        // The spawned session is dispatched and runs to completion on its own thread.
+        let audit = session_named(&app, &id, "Security audit").await;
+        assert_eq!(audit["parent_work_session_id"], ws1.as_str());
+        let audit = wait_for_session(&app, audit["id"].as_str().unwrap(), "completed").await;
+        assert!(response_text(&audit).contains("chunk 1/1"));
+
+        // The second agent declared its work done with a summary; the session completed.
+        let second = session_named(&app, &id, "2.").await;
+        let second = wait_for_session(&app, second["id"].as_str().unwrap(), "completed").await;
+        assert_eq!(second["work_session"]["agent_summary"], "second file written and checked");
+
+        // Authentication: a token is needed, must be known, and dies with its session.
+        let (status, body) = mcp_initialize(&app, None).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED);
+        assert_eq!(serde_json::from_str::<Value>(&body).unwrap()["error"]["code"], "unauthorized");
+        let (status, body) = mcp_initialize(&app, Some(&format!("Bearer {}", "ab".repeat(32)))).await;
+        assert_eq!((status, serde_json::from_str::<Value>(&body).unwrap()["error"]["code"].clone()), (StatusCode::UNAUTHORIZED, json!("unauthorized")));
+        let (status, _) = mcp_initialize(&app, Some("Basic abc")).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED);
+        let ws1_id = WorkSessionId::parse(&ws1).unwrap();
+        let live = app.store.issue_agent_token(&ws1_id).await.unwrap();
+        let (status, body) = mcp_initialize(&app, Some(&format!("Bearer {live}"))).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        assert!(body.contains("spectask"), "{body}");
+        let done = app.store.issue_agent_token(&WorkSessionId::parse(second["work_session"]["id"].as_str().unwrap()).unwrap()).await.unwrap();
+        let (status, _) = mcp_initialize(&app, Some(&format!("Bearer {done}"))).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "a completed session's token is refused");
+
+        // The hanging first session is cancelled by a human; its token stops working.
+        let cancelled = app.post(&format!("/api/v1/work-sessions/{ws1}/cancel"), &json!({})).await;
+        assert_eq!(cancelled.status, StatusCode::OK, "{:?}", cancelled.body);
+        let (status, _) = mcp_initialize(&app, Some(&format!("Bearer {live}"))).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "a cancelled session's token is refused");
+
+        // What the first agent saw: its own assignment, and a refusal for another session's task.
+        let first = wait_until(&app, "the first session's output", |app| {
+            let ws1 = ws1.clone();
+            async move {
+                let detail = session_status(app, &ws1).await;
+                tool_calls(app, &detail).await.contains(&"mcp__spectask__list_work_sessions (completed)".to_owned()).then_some(detail)
+            }
+        })
+        .await;
+        let output = response_text(&first);
+        assert!(output.contains("\"title\": \"Write the first file\""), "{output}");
+        assert!(!output.contains("\"title\": \"Write the second file\""), "get_spec lists only this session's tasks: {output}");
+        assert!(output.contains("\"implementation_plan\":"), "{output}");
+        let calls = tool_calls(&app, &first).await;
+        assert_eq!(calls, [
+            "mcp__spectask__get_spec (completed)",
+            "mcp__spectask__report_progress (completed)",
+            "mcp__spectask__report_progress (failed)",
+            "mcp__spectask__spawn_work_session (completed)",
+            "mcp__spectask__list_work_sessions (completed)",
+        ], "another session's task is refused");
+        assert!(output.contains("\"this_session\": true") && output.contains("Security audit"), "{output}");
+
+        // Tokens are never readable over the API.
+        let mut everything = String::new();
+        for path in [format!("/api/v1/spec-tasks/{id}/events"), format!("/api/v1/spec-tasks/{id}/zed-threads"), format!("/api/v1/spec-tasks/{id}/work-sessions"), format!("/api/v1/work-sessions/{ws1}")] {
+            everything.push_str(&app.get(&path).await.body.to_string());
+        }
+        assert!(!everything.contains("Bearer") && !everything.contains(&live), "a token leaked into the API");
+    }
+
+    async fn an_agent_that_gives_up_fails_its_session_for_good_and_blocks_dependants(db) {
+        let workspace = tempfile::tempdir().unwrap();
+        let state = tempfile::tempdir().unwrap();
+        let script = json!({
+            "steps": [{"kind": "chunks", "count": 1}],
+            "rules": [
+                {"prompt_contains": "Task 1:", "steps": [
+                    tool("fail_work_session", json!({"reason": "the API it needs does not exist"})),
+                    tool("report_progress", json!({"task_key": "1", "status": "completed", "note": "keeps going"})),
+                    {"kind": "chunks", "count": 1},
+                ]},
+            ],
+        });
+        let tasks = "- [ ] 1. Write the first file\n- [ ] 2. Write the second file\n  - Depends on: 1\n";
+        let Some((app, id)) = implementing(db, workspace.path(), state.path(), &script, tasks).await else { return };
+        let task = wait_until(&app, "implementation to fail", |app| {
+            let id = id.clone();
+            async move {
+                let task = app.get(&format!("/api/v1/spec-tasks/{id}")).await.body;
+                (task["status"] == "implementation_failed").then_some(task)
+            }
+        })
+        .await;
+        assert!(task["error"].as_str().unwrap().contains("the agent gave up: the API it needs does not exist"), "{task}");
+        let first = session_named(&app, &id, "1.").await;
+        let ws1 = first["id"].as_str().unwrap().to_owned();
+        let detail = session_status(&app, &ws1).await;
+        assert_eq!(detail["work_session"]["status"], "failed");
+        assert_eq!(detail["work_session"]["agent_gave_up"], "the API it needs does not exist");
+        assert_eq!(detail["turns"].as_array().unwrap().len(), 1, "no retry after giving up");
+        let calls = tool_calls(&app, &detail).await;
+        assert_eq!(calls, ["mcp__spectask__fail_work_session (completed)", "mcp__spectask__report_progress (failed)"], "reports after giving up are refused");
+        let second = session_named(&app, &id, "2.").await;
+        assert_eq!(second["status"], "blocked");
+        let listed = app.get(&format!("/api/v1/spec-tasks/{id}/implementation-tasks")).await.body;
+        let statuses: Vec<_> = listed["implementation_tasks"].as_array().unwrap().iter().map(|t| t["status"].clone()).collect();
+        assert_eq!(statuses, [json!("failed"), json!("blocked")]);
+        let token = app.store.issue_agent_token(&WorkSessionId::parse(&ws1).unwrap()).await.unwrap();
+        let (status, _) = mcp_initialize(&app, Some(&format!("Bearer {token}"))).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "a failed session's token is refused");
+    }
+}

@@ -1,0 +1,146 @@
+//! Interaction entries: appended in batches inside the transaction that appends a turn's output,
+//! read back a page at a time.
+//!
+//! Entries are append-only. A tool call is stored again with its merged state each time it
+//! changes, rather than upserted in place: a reader polling with `after_seq` then sees every
+//! change (an upsert would change rows behind its cursor), and the latest entry per
+//! `tool_call_id` is the call's current state. `interactions.entry_count` is both the next seq and
+//! the count the session endpoints show, so appending needs no scan.
+
+use chrono::{DateTime, Utc};
+use spectask_domain::{EntryBody, EntryKind, InteractionEntry, InteractionId, SessionId};
+use sqlx::types::Json;
+
+use crate::Store;
+use crate::backend::on_backend;
+use crate::error::{StoreError, StoreResult};
+
+/// Appends `$entries` (`&[EntryBody]`) to interaction `$interaction` inside `$tx`; evaluates to
+/// the seq of the first one (the count before the batch).
+macro_rules! append_entries_in_tx {
+    ($tx:expr, $interaction:expr, $entries:expr, $now:expr) => {{
+        let interaction: &str = $interaction;
+        let entries: &[::spectask_domain::EntryBody] = $entries;
+        let first: i32 =
+            ::sqlx::query_scalar("SELECT entry_count FROM interactions WHERE id = $1")
+                .bind(interaction)
+                .fetch_one(&mut *$tx)
+                .await?;
+        for (offset, entry) in entries.iter().enumerate() {
+            let tool_call_id = match entry {
+                ::spectask_domain::EntryBody::ToolCall(call) => Some(call.tool_call_id.as_str()),
+                _ => None,
+            };
+            ::sqlx::query(
+                "INSERT INTO interaction_entries (interaction_id, seq, kind, tool_call_id, payload, created_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6)",
+            )
+            .bind(interaction)
+            .bind(first + offset as i32)
+            .bind(entry.kind().as_str())
+            .bind(tool_call_id)
+            .bind(::sqlx::types::Json(entry.payload_json()))
+            .bind($now)
+            .execute(&mut *$tx)
+            .await?;
+        }
+        if !entries.is_empty() {
+            ::sqlx::query("UPDATE interactions SET entry_count = entry_count + $1 WHERE id = $2")
+                .bind(entries.len() as i32)
+                .bind(interaction)
+                .execute(&mut *$tx)
+                .await?;
+        }
+        first
+    }};
+}
+pub(crate) use append_entries_in_tx;
+
+/// Deletes every entry of interaction `$interaction` inside `$tx` (a retried attempt starts
+/// clean, its seqs from 0).
+macro_rules! clear_entries_in_tx {
+    ($tx:expr, $interaction:expr) => {{
+        let interaction: &str = $interaction;
+        ::sqlx::query("DELETE FROM interaction_entries WHERE interaction_id = $1")
+            .bind(interaction)
+            .execute(&mut *$tx)
+            .await?;
+        ::sqlx::query("UPDATE interactions SET entry_count = 0 WHERE id = $1")
+            .bind(interaction)
+            .execute(&mut *$tx)
+            .await?;
+    }};
+}
+pub(crate) use clear_entries_in_tx;
+
+#[derive(sqlx::FromRow)]
+struct EntryRow {
+    interaction_id: String,
+    seq: i32,
+    kind: String,
+    payload: Json<serde_json::Value>,
+    created_at: DateTime<Utc>,
+}
+
+impl TryFrom<EntryRow> for InteractionEntry {
+    type Error = StoreError;
+    fn try_from(row: EntryRow) -> StoreResult<Self> {
+        const T: &str = "interaction_entries";
+        let kind: EntryKind = row.kind.parse().map_err(|e| StoreError::corrupt(T, e))?;
+        Ok(InteractionEntry {
+            interaction_id: InteractionId::parse(&row.interaction_id)
+                .map_err(|e| StoreError::corrupt(T, e))?,
+            seq: row.seq,
+            body: EntryBody::from_parts(kind, row.payload.0)
+                .map_err(|e| StoreError::corrupt(T, e))?,
+            created_at: row.created_at,
+        })
+    }
+}
+
+impl Store {
+    /// Up to `limit` entries of an interaction of `session`, in seq order, after `after_seq` when
+    /// given. `NotFound` for an unknown session, or an interaction that is not in it.
+    pub async fn list_interaction_entries(
+        &self,
+        session: &SessionId,
+        interaction: &InteractionId,
+        after_seq: Option<i64>,
+        limit: i64,
+    ) -> StoreResult<Vec<InteractionEntry>> {
+        let (session_exists, owner, rows): (bool, Option<String>, Vec<EntryRow>) = on_backend!(
+            &*self.backend,
+            |w, r, d| {
+                let mut tx = r.begin().await?;
+                let session_exists: Option<String> =
+                    sqlx::query_scalar("SELECT id FROM sessions WHERE id = $1")
+                        .bind(session.as_str())
+                        .fetch_optional(&mut *tx)
+                        .await?;
+                let owner: Option<String> =
+                    sqlx::query_scalar("SELECT session_id FROM interactions WHERE id = $1")
+                        .bind(interaction.as_str())
+                        .fetch_optional(&mut *tx)
+                        .await?;
+                let rows = sqlx::query_as(
+                    "SELECT interaction_id, seq, kind, payload, created_at FROM interaction_entries \
+                     WHERE interaction_id = $1 AND seq > $2 ORDER BY seq LIMIT $3",
+                )
+                .bind(interaction.as_str())
+                .bind(after_seq.unwrap_or(-1))
+                .bind(limit)
+                .fetch_all(&mut *tx)
+                .await?;
+                tx.commit().await?;
+                (session_exists.is_some(), owner, rows)
+            }
+        );
+        if !session_exists {
+            return Err(StoreError::not_found("session", session));
+        }
+        if owner.as_deref() != Some(session.as_str()) {
+            return Err(StoreError::not_found("interaction", interaction));
+        }
+        rows.into_iter().map(InteractionEntry::try_from).collect()
+    }
+}

@@ -1,0 +1,104 @@
+//! Interaction entries in the store, on both databases: a batch is written with the reply text
+//! under the turn's claim, read back in pages, refused whole when the claim is lost, and cleared
+//! by a reset.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed unwrap is a failed test
+
+use std::time::Duration;
+
+use spectask_domain::*;
+use spectask_store::*;
+use spectask_testkit::backend_tests;
+
+fn message(text: &str) -> EntryBody {
+    EntryBody::Message(TextEntry {
+        text: text.to_owned(),
+    })
+}
+
+fn tool_call(id: &str, status: &str) -> EntryBody {
+    let mut call = ToolCallEntry::unknown(id);
+    call.status = status.to_owned();
+    EntryBody::ToolCall(call)
+}
+
+/// A planning turn claimed by `worker`.
+async fn claimed(store: &Store) -> TurnClaim {
+    let new = NewSpecTask {
+        name: "entries".into(),
+        name_derived: false,
+        description: String::new(),
+        task_type: TaskType::Feature,
+        priority: Priority::Medium,
+        original_prompt: "record entries".into(),
+        spec_agent: None,
+        implementation_agent: None,
+        project_path: None,
+        workspace_config: None,
+        created_by: "tester".into(),
+    };
+    let task = store.create_spec_task(&new).await.unwrap();
+    store
+        .start_planning(&task.id, SpecTaskEvent::StartPlanning, "plan it", "tester")
+        .await
+        .unwrap();
+    store
+        .claim_next_turn(&[TurnKind::Planning], "worker", Duration::from_secs(60))
+        .await
+        .unwrap()
+        .expect("a queued turn")
+}
+
+fn bodies(entries: &[InteractionEntry]) -> Vec<(i32, EntryBody)> {
+    entries.iter().map(|e| (e.seq, e.body.clone())).collect()
+}
+
+backend_tests! {
+    async fn entries_are_appended_with_the_text_paged_guarded_and_reset(db) {
+        let store = db.store().await;
+        let claim = claimed(&store).await;
+        let (session, interaction) = (&claim.turn.session_id, &claim.turn.interaction_id);
+
+        store.append_turn_output(&claim, "ab", &[message("ab"), tool_call("t1", "pending")]).await.unwrap();
+        store.append_turn_output(&claim, "", &[tool_call("t1", "completed")]).await.unwrap();
+        store.append_turn_output(&claim, "c", &[message("c")]).await.unwrap();
+        let all = store.list_interaction_entries(session, interaction, None, 500).await.unwrap();
+        assert_eq!(bodies(&all), [
+            (0, message("ab")),
+            (1, tool_call("t1", "pending")),
+            (2, tool_call("t1", "completed")),
+            (3, message("c")),
+        ]);
+        let shown = store.get_session(session).await.unwrap();
+        assert_eq!((shown.interactions[0].response_message.as_str(), shown.interactions[0].entry_count), ("abc", 4));
+
+        let page = store.list_interaction_entries(session, interaction, Some(1), 2).await.unwrap();
+        assert_eq!(page.iter().map(|e| e.seq).collect::<Vec<_>>(), [2, 3]);
+        assert!(store.list_interaction_entries(session, interaction, Some(3), 10).await.unwrap().is_empty());
+
+        // A worker that lost its claim writes nothing at all.
+        let stale = TurnClaim { token: "stale".into(), ..claim.clone() };
+        let err = store.append_turn_output(&stale, "x", &[message("x")]).await.unwrap_err();
+        assert!(matches!(err, StoreError::ClaimLost(_)), "{err:?}");
+        assert!(matches!(store.reset_turn_output(&stale).await.unwrap_err(), StoreError::ClaimLost(_)));
+        assert_eq!(store.list_interaction_entries(session, interaction, None, 500).await.unwrap().len(), 4);
+
+        // Unknown session, unknown interaction, an interaction of another session: not found.
+        let other = store.create_session(&claim.turn.spec_task_id, SessionRole::Implementation, "other", "tester").await.unwrap();
+        let unknown_session = SessionId::from_ulid(ulid::Ulid::new());
+        let unknown_interaction = InteractionId::from_ulid(ulid::Ulid::new());
+        for (s, i) in [(&unknown_session, interaction), (session, &unknown_interaction), (&other.id, interaction)] {
+            let err = store.list_interaction_entries(s, i, None, 10).await.unwrap_err();
+            assert!(matches!(err, StoreError::NotFound { .. }), "{err:?}");
+        }
+
+        // A reset starts the interaction clean; seqs start again at 0.
+        store.reset_turn_output(&claim).await.unwrap();
+        assert!(store.list_interaction_entries(session, interaction, None, 500).await.unwrap().is_empty());
+        store.append_turn_output(&claim, "d", &[message("d")]).await.unwrap();
+        let after = store.list_interaction_entries(session, interaction, None, 500).await.unwrap();
+        assert_eq!(bodies(&after), [(0, message("d"))]);
+        let shown = store.get_session(session).await.unwrap();
+        assert_eq!((shown.interactions[0].response_message.as_str(), shown.interactions[0].entry_count), ("d", 1));
+    }
+}
