@@ -199,6 +199,36 @@ async fn work_session(app: &TestApp, id: &str, key: usize) -> Value {
     .body
 }
 
+/// The tool calls of a work session's first interaction, each in its last reported state, in
+/// the order they started.
+async fn tool_calls(app: &TestApp, detail: &Value) -> Vec<Value> {
+    let session = detail["helix_session"]["id"].as_str().unwrap();
+    let interaction = detail["helix_session"]["interactions"][0]["id"]
+        .as_str()
+        .unwrap();
+    let entries = app
+        .get(&format!(
+            "/api/v1/sessions/{session}/interactions/{interaction}/entries"
+        ))
+        .await
+        .body;
+    let mut calls: Vec<Value> = Vec::new();
+    for entry in entries["entries"].as_array().unwrap() {
+        if entry["kind"] != "tool_call" {
+            continue;
+        }
+        let call = entry["payload"].clone();
+        match calls
+            .iter_mut()
+            .find(|known| known["tool_call_id"] == call["tool_call_id"])
+        {
+            Some(known) => *known = call,
+            None => calls.push(call),
+        }
+    }
+    calls
+}
+
 fn turn_statuses(detail: &Value) -> Vec<String> {
     detail["turns"]
         .as_array()
@@ -264,7 +294,15 @@ backend_tests! {
                 .unwrap();
             assert!(response.contains("Writing the note."), "{detail}");
             assert!(response.ends_with(&format!("Done with note {n}.")), "{response}");
-            assert!(response.contains("(completed)]"), "the write as a tool call: {response}");
+            // The writes as tool calls, in the interaction's entries: each call's last state.
+            let calls = tool_calls(&app, &detail).await;
+            let completed = calls.last().unwrap();
+            assert_eq!(completed["status"], "completed", "{calls:?}");
+            assert_eq!(
+                completed["raw_input"]["file_path"],
+                json!(fixture.workspace().join(format!("notes/{n}.txt"))),
+                "{calls:?}"
+            );
 
             // What the agent reported to the model after each tool call.
             let turns = fixture.fake.model_turns_mentioning(&format!("Task {n}: {title}"));
@@ -272,9 +310,11 @@ backend_tests! {
             if n == 3 {
                 assert_eq!(turns.len(), 3, "two tool calls, then the answer");
                 assert_eq!(results[0]["is_error"], json!(true), "refused by policy: {results:?}");
-                assert!(response.contains("(failed)]"), "the refused write: {response}");
+                assert_eq!(calls.len(), 2, "{calls:?}");
+                assert_eq!(calls[0]["status"], "failed", "the refused write: {calls:?}");
             } else {
                 assert_eq!(turns.len(), 2, "one tool call, then the answer");
+                assert_eq!(calls.len(), 1, "{calls:?}");
             }
             assert_ne!(results.last().unwrap()["is_error"], json!(true), "{results:?}");
         }
