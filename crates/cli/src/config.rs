@@ -11,6 +11,7 @@
 //! permission_policy = "allow_workspace_edits"
 //!
 //! [planners.careful]              # selected by a task's spec_agent = "careful"
+//!                                 # (spec_agent = "claude" plans over ACP with that agent)
 //! model = "gpt-4.1"
 //! base_url = "https://api.openai.com/v1"   # default: the server's --llm-base-url
 //! api_key_env = "OPENAI_API_KEY"           # environment variable holding the key
@@ -203,6 +204,27 @@ pub fn agents(file: &ConfigFile, env: &dyn Fn(&str) -> Option<String>) -> Result
     Ok(profiles.into_values().collect())
 }
 
+/// A task's `spec_agent` names a planner profile or an agent profile, so no name may be both
+/// (built-in agent presets included): the configuration is refused rather than one silently
+/// shadowing the other.
+pub fn ensure_distinct_profiles(planners: &PlannerRegistry, agents: &[AcpProfile]) -> Result<()> {
+    let shared: Vec<&str> = agents
+        .iter()
+        .map(|agent| agent.name.as_str())
+        .filter(|name| planners.has_profile(name))
+        .collect();
+    anyhow::ensure!(
+        shared.is_empty(),
+        "{} both a planner profile and an agent profile, so a task's spec_agent would be ambiguous; rename the planner",
+        shared
+            .iter()
+            .map(|name| format!("`{name}` is"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use clap::Parser;
@@ -298,5 +320,27 @@ mod tests {
         );
         let bad: ConfigFile = toml::from_str("default_agent = \"nobody\"\n").unwrap();
         assert!(agents(&bad, &|_| None).is_err());
+    }
+
+    #[test]
+    fn a_name_cannot_be_both_a_planner_and_an_agent() {
+        let file: ConfigFile = toml::from_str(
+            "[planners.careful]\nmodel = \"big\"\n[planners.gemini]\nmodel = \"g\"\n[agents.mine]\ncommand = \"/opt/agent\"\n",
+        )
+        .unwrap();
+        let registry = planners(&llm_args(&[]), &file, &|_| None).unwrap();
+        let profiles = agents(&file, &|_| None).unwrap();
+        let err = ensure_distinct_profiles(&registry, &profiles).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("`gemini` is both a planner profile and an agent profile"),
+            "{err}"
+        );
+        let fine: ConfigFile = toml::from_str(
+            "[planners.careful]\nmodel = \"big\"\n[agents.mine]\ncommand = \"/opt/agent\"\n",
+        )
+        .unwrap();
+        let registry = planners(&llm_args(&[]), &fine, &|_| None).unwrap();
+        assert!(ensure_distinct_profiles(&registry, &agents(&fine, &|_| None).unwrap()).is_ok());
     }
 }

@@ -78,6 +78,7 @@ pub async fn run(args: ServeArgs) -> Result<()> {
         ..EngineSettings::default()
     };
     let agents = crate::config::agents(&file, &|name| std::env::var(name).ok())?;
+    crate::config::ensure_distinct_profiles(&planners, &agents)?;
     tracing::info!(
         agents = %agents.iter().map(|a| a.name.as_str()).collect::<Vec<_>>().join(", "),
         default = file.default_agent.as_deref().unwrap_or("none"),

@@ -17,6 +17,7 @@ string_enum! {
         SpecTaskUnarchived = "spec_task.unarchived",
         SpecTaskDeleted = "spec_task.deleted",
         SessionCreated = "session.created",
+        SessionAgentThreadBound = "session.agent_thread_bound",
         InteractionCreated = "interaction.created",
         InteractionUpdated = "interaction.updated",
         RevisionCreated = "revision.created",

@@ -5,6 +5,7 @@
 //! Architecture invariant: this crate does no I/O, reads no clock and draws no randomness. Time and
 //! fresh ids are passed in by the caller, so everything here is deterministic and unit-testable.
 
+pub mod agent_prompts;
 pub mod comment;
 pub mod entry;
 pub mod enums;
@@ -44,7 +45,7 @@ pub use plan::{
 };
 pub use revision::SpecRevision;
 pub use session::{Interaction, InteractionState, Session, SessionRole};
-pub use spec_output::{SpecDocuments, SpecOutputError, split_spec_reply};
+pub use spec_output::{SpecDocuments, SpecOutputError, split_spec_files, split_spec_reply};
 pub use spec_task::{NewSpecTask, Priority, SpecTask, SpecTaskStatus, TaskType};
 pub use transitions::{
     ImplementationTaskEvent, SpecTaskEvent, TransitionError, TurnEvent, WorkSessionEvent,

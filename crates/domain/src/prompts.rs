@@ -89,6 +89,14 @@ pub fn revision_prompt(comments: &[SpecComment], general: Option<&str>, revision
          below, keep what was not criticised, and reply with the complete revised documents in \
          the same three-section format.\n\n"
     );
+    out.push_str(&review_points(comments, general));
+    out
+}
+
+/// The reviewer's general comment and open comments, each anchored to its document, as they are
+/// quoted in a revision prompt.
+pub fn review_points(comments: &[SpecComment], general: Option<&str>) -> String {
+    let mut out = String::new();
     if let Some(general) = general.map(str::trim).filter(|g| !g.is_empty()) {
         out.push_str("General comment:\n\n");
         out.push_str(general);

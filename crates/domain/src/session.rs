@@ -34,6 +34,10 @@ pub struct Session {
     pub name: String,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+    /// The agent's own id of the ACP session hosting this conversation, when a planning session
+    /// runs on an agent profile; every turn of the session resumes it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub agent_thread_id: Option<String>,
     /// In order; empty when listed without them.
     pub interactions: Vec<Interaction>,
 }

@@ -204,6 +204,23 @@ pub fn split_spec_reply(reply: &str) -> Result<SpecDocuments, SpecOutputError> {
     })
 }
 
+/// Validates the three documents an agent wrote as separate files (requirements, design, plan):
+/// they are joined in order and checked by [`split_spec_reply`], so a file-based plan meets
+/// exactly the contract of a single reply.
+pub fn split_spec_files(
+    requirements: &str,
+    design: &str,
+    plan: &str,
+) -> Result<SpecDocuments, SpecOutputError> {
+    let joined = format!(
+        "{}\n\n{}\n\n{}\n",
+        requirements.trim(),
+        design.trim(),
+        plan.trim()
+    );
+    split_spec_reply(&joined)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -279,6 +296,37 @@ mod tests {
         assert!(
             split_spec_reply(empty).unwrap_err().problems[0]
                 .contains("Requirements: <title>` section is empty")
+        );
+    }
+
+    #[test]
+    fn three_files_are_validated_as_one_reply() {
+        let docs = split_spec_reply(GOOD).unwrap();
+        let from_files = split_spec_files(
+            &docs.requirements_spec,
+            &docs.technical_design,
+            &docs.implementation_plan,
+        )
+        .unwrap();
+        assert_eq!(from_files.requirements_spec, docs.requirements_spec);
+        assert_eq!(from_files.implementation_plan, docs.implementation_plan);
+        let swapped = split_spec_files(
+            &docs.technical_design,
+            &docs.requirements_spec,
+            &docs.implementation_plan,
+        );
+        assert!(swapped.unwrap_err().problems[0].contains("out of order"));
+        let no_tasks = split_spec_files(
+            &docs.requirements_spec,
+            &docs.technical_design,
+            "# Implementation Plan: x\n\nWe will do it.\n",
+        );
+        assert!(
+            no_tasks
+                .unwrap_err()
+                .problems
+                .iter()
+                .any(|p| p.contains("no tasks"))
         );
     }
 

@@ -1,7 +1,8 @@
 //! The background worker. Each tick runs the orchestrator pass (queue approved tasks, start
 //! implementation, dispatch ready work sessions), requeues turns whose lease expired, then claims
-//! queued turns under a lease: planning turns run against the task's planner (this module),
-//! implementation turns against the agent runtime ([`crate::implementation::runner`]).
+//! queued turns under a lease: planning turns run against the task's planner (this module) or,
+//! when its `spec_agent` names an agent profile, as an ACP session ([`crate::planning::agent`]);
+//! implementation turns run against the agent runtime ([`crate::implementation::runner`]).
 //!
 //! A planning turn runs with the session's conversation, streams the reply into the interaction,
 //! and ends with one of three store transactions (new revision, corrective turn, failure).
@@ -17,12 +18,13 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use spectask_domain::prompts::{PLANNING_SYSTEM_PROMPT, corrective_prompt};
 use spectask_domain::{EventKind, NewEvent, SpecTask, TurnKind, split_spec_reply};
 use spectask_runtimes::llm::ChatMessage;
-use spectask_store::{PlanningOutput, StoreError, TurnClaim};
+use spectask_store::{StoreError, TurnClaim};
 use tokio::sync::{OwnedSemaphorePermit, mpsc};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::planning::output::write_output;
+use crate::planning::route::PlanningRoute;
 use crate::{Engine, EngineError, projection};
 
 const PLANNING_KINDS: &[TurnKind] = &[TurnKind::Planning, TurnKind::Revision, TurnKind::Correction];
@@ -193,8 +195,14 @@ impl Engine {
             return Ok(());
         }
         let task = store.get_spec_task(&claim.turn.spec_task_id).await?;
-        let planner = match self.inner.planners.resolve(task.spec_agent.as_deref()) {
-            Ok(planner) => planner.clone(),
+        let planner = match self.planning_route(task.spec_agent.as_deref()) {
+            Ok(PlanningRoute::Llm(planner)) => planner.clone(),
+            Ok(PlanningRoute::Agent(agent)) => {
+                let agent = agent.to_owned();
+                return self
+                    .execute_agent_planning(claim, &task, &agent, cancel, lost)
+                    .await;
+            }
             Err(err) => {
                 store
                     .fail_planning_turn(claim, "", &err.to_string())
@@ -261,41 +269,17 @@ impl Engine {
             return Ok(());
         };
         match completion {
-            Ok(completion) => match split_spec_reply(&completion.content) {
-                Ok(docs) => {
-                    let output = PlanningOutput {
-                        title: docs.title,
-                        requirements_spec: docs.requirements_spec,
-                        technical_design: docs.technical_design,
-                        implementation_plan: docs.implementation_plan,
-                    };
-                    let revision = store
-                        .complete_planning_turn(claim, &output, &completion.content)
-                        .await?;
-                    tracing::info!(spec_task_id = %task.id, revision = revision.revision, attempts = completion.attempts, "specs generated");
-                    self.project(&task, &revision).await;
-                }
-                Err(problems) if claim.turn.kind == TurnKind::Correction => {
-                    let reason = format!(
-                        "the planner's reply broke the output contract twice: {}",
-                        problems.problems.join("; ")
-                    );
-                    store
-                        .fail_planning_turn(claim, &completion.content, &reason)
-                        .await?;
-                    tracing::warn!(spec_task_id = %task.id, %reason, "planning failed");
-                }
-                Err(problems) => {
-                    store
-                        .request_planning_correction(
-                            claim,
-                            &completion.content,
-                            &corrective_prompt(&problems),
-                        )
-                        .await?;
-                    tracing::info!(spec_task_id = %task.id, problems = problems.problems.len(), "planning output invalid; corrective turn queued");
-                }
-            },
+            Ok(completion) => {
+                self.settle_planning_output(
+                    claim,
+                    &task,
+                    split_spec_reply(&completion.content),
+                    &completion.content,
+                    corrective_prompt,
+                    "the planner's reply",
+                )
+                .await?;
+            }
             Err(err) => {
                 let reason = format!("planner `{}` failed: {err}", planner.name);
                 store.fail_planning_turn(claim, &written, &reason).await?;
@@ -306,7 +290,7 @@ impl Engine {
     }
 
     /// Writes the revision into the task's checkout, if it has one; failures are recorded.
-    async fn project(&self, task: &SpecTask, revision: &spectask_domain::SpecRevision) {
+    pub(crate) async fn project(&self, task: &SpecTask, revision: &spectask_domain::SpecRevision) {
         let Some(project) = task.project_path.as_deref() else {
             return;
         };

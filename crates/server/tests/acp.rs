@@ -146,7 +146,9 @@ backend_tests! {
             .with_env("SPECTASK_TEST_AGENT_SCRIPT", script.to_string())
             .with_env("SPECTASK_TEST_AGENT_STATE", state.path().to_str().unwrap())
             .with_policy(PermissionPolicy::Ask);
-        let desk = PermissionDesk::new(db.store().await, Duration::from_secs(3));
+        // Long enough that the first request is still pending when a loaded machine gets round to
+        // answering it; the second one is left to time out.
+        let desk = PermissionDesk::new(db.store().await, Duration::from_secs(10));
         let runtime = AcpRuntime::new(vec![profile], Some("asking".to_owned())).with_broker(Arc::new(desk));
         let fake = FakeOpenAi::start().await;
         let plan = "# Requirements: Ask\n\n1.1 WHEN asked THE SYSTEM SHALL wait.\n\n## Open Questions\n\n- None.\n\n\

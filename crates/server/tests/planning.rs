@@ -100,6 +100,12 @@ backend_tests! {
         assert_eq!(specs["revision"], 1);
         // The workspace projection.
         let dir = std::fs::canonicalize(project.path()).unwrap().join(".spectask/specs").join(&id);
+        // The copy is written right after the commit that made the revision visible.
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while !dir.join("tasks.md").exists() {
+            assert!(tokio::time::Instant::now() < deadline, "the specs were never written to the workspace");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
         assert_eq!(std::fs::read_to_string(dir.join("design.md")).unwrap().trim_end(), reviewed["technical_design"].as_str().unwrap());
         assert!(std::fs::read_to_string(dir.join("tasks.md")).unwrap().contains("- [ ] 3. Dark mode step 3"));
         // The request: the contract in the system prompt, the user's words in the prompt, the key.

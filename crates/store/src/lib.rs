@@ -23,6 +23,7 @@ mod implementation;
 mod implementation_tasks;
 mod permissions;
 mod planning;
+mod planning_agent;
 mod revisions;
 mod rows;
 mod sessions;

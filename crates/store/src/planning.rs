@@ -18,7 +18,7 @@ use crate::implementation_tasks::{NewImplementationTask, insert_implementation_t
 use crate::rows::{SPEC_TASK_COLUMNS, SpecTaskRow};
 use crate::sessions::{finish_interaction_in_tx, insert_interaction_in_tx};
 use crate::transition::{spec_task_event_in_tx, turn_event_in_tx};
-use crate::turns::{TurnClaim, enqueue_turn_in_tx, fail_claimed_turn_in_tx, verify_claim_in_tx};
+use crate::turns::{TurnClaim, enqueue_turn_in_tx, verify_claim_in_tx};
 
 /// The documents a successful planning turn produced.
 #[derive(Debug, Clone)]
@@ -35,6 +35,40 @@ fn parse_session(raw: Option<String>) -> StoreResult<Option<SessionId>> {
         .transpose()
         .map_err(|e| StoreError::corrupt("spec_tasks", e))
 }
+
+/// Fails the claimed planning turn inside `$tx`: the interaction keeps `$response` and the
+/// reason, the turn fails, and the task goes to `spec_failed` with the reason in its `error`;
+/// evaluates to the last event id.
+macro_rules! fail_planning_in_tx {
+    ($tx:expr, $d:expr, $claim:expr, $response:expr, $reason:expr, $now:expr) => {{
+        let claim: &$crate::turns::TurnClaim = $claim;
+        let id = &claim.turn.spec_task_id;
+        $crate::turns::fail_claimed_turn_in_tx!($tx, $d, claim, $response, $reason, $now);
+        $crate::transition::spec_task_event_in_tx!(
+            $tx,
+            $d,
+            id.as_str(),
+            ::spectask_domain::SpecTaskEvent::PlanningFailed,
+            &claim.owner,
+            $now
+        );
+        ::sqlx::query("UPDATE spec_tasks SET error = $1, updated_at = $2 WHERE id = $3")
+            .bind($reason)
+            .bind($now)
+            .bind(id.as_str())
+            .execute(&mut *$tx)
+            .await?;
+        let failed = ::spectask_domain::NewEvent {
+            spec_task_id: Some(id.clone()),
+            kind: ::spectask_domain::EventKind::PlanningFailed,
+            entity_id: id.to_string(),
+            actor: claim.owner.clone(),
+            payload: ::serde_json::json!({ "reason": $reason, "turn_id": claim.turn.id }),
+        };
+        $crate::events::append_event!($tx, $d, &failed, $now)
+    }};
+}
+pub(crate) use fail_planning_in_tx;
 
 impl Store {
     /// Moves the task into `spec_generation` (`event` is `StartPlanning` from `backlog` or
@@ -418,37 +452,14 @@ impl Store {
         reason: &str,
     ) -> StoreResult<SpecTask> {
         let now = now();
-        let id = &claim.turn.spec_task_id;
         let last_event = on_backend!(&*self.backend, |w, r, d| {
             let mut tx = w.begin().await?;
-            fail_claimed_turn_in_tx!(tx, d, claim, response, reason, now);
-            spec_task_event_in_tx!(
-                tx,
-                d,
-                id.as_str(),
-                SpecTaskEvent::PlanningFailed,
-                &claim.owner,
-                now
-            );
-            sqlx::query("UPDATE spec_tasks SET error = $1, updated_at = $2 WHERE id = $3")
-                .bind(reason)
-                .bind(now)
-                .bind(id.as_str())
-                .execute(&mut *tx)
-                .await?;
-            let failed = NewEvent {
-                spec_task_id: Some(id.clone()),
-                kind: EventKind::PlanningFailed,
-                entity_id: id.to_string(),
-                actor: claim.owner.clone(),
-                payload: json!({ "reason": reason, "turn_id": claim.turn.id }),
-            };
-            let last = append_event!(tx, d, &failed, now);
+            let last = fail_planning_in_tx!(tx, d, claim, response, reason, now);
             tx.commit().await?;
             last
         });
         self.announce(last_event);
-        self.get_spec_task(id).await
+        self.get_spec_task(&claim.turn.spec_task_id).await
     }
 
     /// Records an event that belongs to no state change (e.g. a workspace file could not be

@@ -71,6 +71,7 @@ struct SessionRow {
     spec_task_id: String,
     role: String,
     name: String,
+    agent_thread_id: Option<String>,
     created_at: chrono::DateTime<chrono::Utc>,
     updated_at: chrono::DateTime<chrono::Utc>,
 }
@@ -126,6 +127,7 @@ impl Store {
             name: name.to_owned(),
             created_at: now,
             updated_at: now,
+            agent_thread_id: None,
             interactions: Vec::new(),
         })
     }
@@ -186,7 +188,7 @@ impl Store {
     pub async fn list_sessions(&self, spec_task_id: &SpecTaskId) -> StoreResult<Vec<Session>> {
         let rows: Vec<SessionRow> = on_backend!(&*self.backend, |w, r, d| {
             sqlx::query_as(
-                "SELECT id, spec_task_id, role, name, created_at, updated_at FROM sessions WHERE spec_task_id = $1 ORDER BY id",
+                "SELECT id, spec_task_id, role, name, agent_thread_id, created_at, updated_at FROM sessions WHERE spec_task_id = $1 ORDER BY id",
             )
             .bind(spec_task_id.as_str())
             .fetch_all(r)
@@ -203,6 +205,7 @@ impl Store {
                     name: row.name,
                     created_at: row.created_at,
                     updated_at: row.updated_at,
+                    agent_thread_id: row.agent_thread_id,
                     interactions: Vec::new(),
                 })
             })
@@ -216,7 +219,7 @@ impl Store {
             |w, r, d| {
                 let mut tx = r.begin().await?;
                 let session: Option<SessionRow> = sqlx::query_as(
-                    "SELECT id, spec_task_id, role, name, created_at, updated_at FROM sessions WHERE id = $1",
+                    "SELECT id, spec_task_id, role, name, agent_thread_id, created_at, updated_at FROM sessions WHERE id = $1",
                 )
                 .bind(id.as_str())
                 .fetch_optional(&mut *tx)
@@ -241,6 +244,7 @@ impl Store {
             name: row.name,
             created_at: row.created_at,
             updated_at: row.updated_at,
+            agent_thread_id: row.agent_thread_id,
             interactions: interactions
                 .into_iter()
                 .map(Interaction::try_from)

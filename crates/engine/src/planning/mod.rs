@@ -1,13 +1,19 @@
 //! The planning phase: start, revise and approve (transactions in the store). Planning turns run
 //! in the background worker ([`crate::worker`]).
 
+pub mod agent;
 pub(crate) mod output;
+pub mod route;
+mod settle;
 
+use spectask_domain::agent_prompts::{agent_planning_prompt, agent_revision_prompt};
 use spectask_domain::plan::parse_plan;
 use spectask_domain::prompts::{PlanningRequest, initial_prompt, revision_prompt};
 use spectask_domain::{SpecTask, SpecTaskEvent, SpecTaskId, SpecTaskStatus};
 use spectask_store::NewImplementationTask;
 
+use self::agent::SpecPaths;
+use self::route::PlanningRoute;
 use crate::{Engine, EngineError};
 
 impl Engine {
@@ -31,8 +37,8 @@ impl Engine {
             )));
         }
         // Refuse before any state changes when nobody could answer.
-        self.inner.planners.resolve(task.spec_agent.as_deref())?;
-        let prompt = initial_prompt(PlanningRequest {
+        let route = self.planning_route(task.spec_agent.as_deref())?;
+        let request = PlanningRequest {
             name: &task.name,
             task_type: task.task_type.as_str(),
             priority: task.priority.as_str(),
@@ -42,7 +48,18 @@ impl Engine {
                 &task.description
             },
             project_path: task.project_path.as_deref(),
-        });
+        };
+        let prompt = match (route, task.project_path.as_deref()) {
+            (PlanningRoute::Llm(_), _) => initial_prompt(request),
+            (PlanningRoute::Agent(_), Some(project)) => {
+                agent_planning_prompt(request, SpecPaths::new(project, id).files())
+            }
+            (PlanningRoute::Agent(agent), None) => {
+                return Err(EngineError::Conflict(format!(
+                    "planning with the agent profile `{agent}` needs the task's project_path (the agent works in the checkout)"
+                )));
+            }
+        };
         let task = store.start_planning(id, event, &prompt, actor).await?;
         tracing::info!(spec_task_id = %id, event = event.as_str(), "planning queued");
         self.wake();
@@ -57,12 +74,28 @@ impl Engine {
         general: Option<&str>,
         actor: &str,
     ) -> Result<SpecTask, EngineError> {
-        let task = self
-            .inner
-            .store
-            .request_spec_changes(id, general, actor, |comments, revision| {
-                revision_prompt(comments, general, revision)
-            })
+        let store = &self.inner.store;
+        let current = store.get_spec_task(id).await?;
+        // An agent revises the files in place; the LLM planner answers with the documents.
+        let agent_files = match (
+            self.planning_route(current.spec_agent.as_deref()),
+            current.project_path.as_deref(),
+        ) {
+            (Ok(PlanningRoute::Agent(_)), Some(project)) => Some(SpecPaths::new(project, id)),
+            _ => None,
+        };
+        let task = store
+            .request_spec_changes(
+                id,
+                general,
+                actor,
+                |comments, revision| match &agent_files {
+                    Some(paths) => {
+                        agent_revision_prompt(comments, general, revision, paths.files())
+                    }
+                    None => revision_prompt(comments, general, revision),
+                },
+            )
             .await?;
         tracing::info!(spec_task_id = %id, revision_count = task.spec_revision_count, "revision queued");
         self.wake();

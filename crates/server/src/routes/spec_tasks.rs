@@ -11,6 +11,7 @@ use spectask_domain::spec_task::name_from_prompt;
 use spectask_domain::{
     Event, NewSpecTask, Priority, SpecTask, SpecTaskId, SpecTaskStatus, TaskType, limits,
 };
+use spectask_engine::planning::route::PlanningRoute;
 use spectask_store::{EventQuery, SpecTaskFilter, SpecTaskPatch};
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
@@ -53,7 +54,8 @@ pub struct CreateFromPromptRequest {
     priority: Option<String>,
     /// Absolute path of an existing directory (the project checkout).
     project_path: Option<String>,
-    /// Planner profile name.
+    /// Planner profile name, or an ACP agent profile name (planning then runs as an agent session
+    /// in `project_path`, which is required).
     spec_agent: Option<String>,
     /// Implementation agent profile name.
     implementation_agent: Option<String>,
@@ -121,19 +123,17 @@ async fn create_from_prompt(
         None => None,
     };
     // Decide about planning before anything is written, so a refusal changes nothing.
-    let planners = state.engine.planners();
-    if let Some(agent) = &spec_agent
-        && !planners.has_profile(agent)
-    {
-        return Err(state
-            .engine
-            .planners()
-            .resolve(Some(agent))
-            .err()
-            .map_or_else(
-                || ApiError::UnknownPlanner(format!("unknown planner profile `{agent}`")),
-                ApiError::from,
-            ));
+    // `spec_agent` names a planner profile or an agent profile (planning over ACP, which works in
+    // the checkout and so needs one).
+    if let Some(agent) = &spec_agent {
+        match state.engine.planning_route(Some(agent))? {
+            PlanningRoute::Agent(name) if project_path.is_none() => {
+                return Err(ApiError::Validation(format!(
+                    "spec_agent `{name}` is an agent profile: it plans in the project checkout, so project_path is required"
+                )));
+            }
+            PlanningRoute::Agent(_) | PlanningRoute::Llm(_) => {}
+        }
     }
     if let Some(agent) = &implementation_agent
         && !state.engine.knows_agent(agent)
@@ -142,7 +142,7 @@ async fn create_from_prompt(
             "unknown implementation agent `{agent}`; configure it under [agents.{agent}] in spectask.toml"
         )));
     }
-    let can_plan = planners.can_plan(spec_agent.as_deref());
+    let can_plan = state.engine.can_plan(spec_agent.as_deref());
     let start = match req.auto_start {
         Some(false) => false,
         Some(true) if !can_plan => {
