@@ -125,6 +125,10 @@ pub enum Step {
     Usage { used: u64, size: u64 },
     /// `updates` agent message chunks `"{i}\n"` (1-based), sent as fast as possible.
     Flood { updates: u32 },
+    /// `count` agent message chunks `"@{t}\n"`, one every `interval_ms` on a fixed schedule,
+    /// where `t` is the send time in microseconds since the Unix epoch: a benchmark reads the
+    /// delay from agent to store and subscriber off each one.
+    Stamped { count: u32, interval_ms: u64 },
     /// Do nothing until the turn is cancelled.
     Hang,
     /// Stop the whole process (SIGSTOP to itself): it stays alive but answers nothing more,
@@ -283,6 +287,20 @@ mod tests {
         assert_eq!(script.crash_on_start, Some(2));
         assert_eq!(script.steps, vec![Step::Freeze]);
         assert!(serde_json::from_str::<Auth>(r#"{"method": ["x"]}"#).is_err());
+    }
+
+    #[test]
+    fn parses_stamped_chunks() {
+        let step: Step =
+            serde_json::from_str(r#"{"kind": "stamped", "count": 5, "interval_ms": 50}"#).unwrap();
+        assert_eq!(
+            step,
+            Step::Stamped {
+                count: 5,
+                interval_ms: 50
+            }
+        );
+        assert!(serde_json::from_str::<Step>(r#"{"kind": "stamped", "count": 5}"#).is_err());
     }
 
     #[test]

@@ -491,6 +491,53 @@ async fn a_flood_of_ten_thousand_updates_arrives_complete_and_in_order() {
     client.shutdown().await;
 }
 
+/// Stamped chunks carry their send time (microseconds since the epoch) and follow their
+/// schedule rather than as fast as possible.
+#[tokio::test]
+async fn stamped_chunks_carry_their_send_time_on_a_schedule() {
+    let micros_now = || {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_micros()
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let agent_env = AgentEnv {
+        script: Some(Script::steps(vec![Step::Stamped {
+            count: 5,
+            interval_ms: 40,
+        }])),
+        state: Some(dir.path().join("state")),
+        ..AgentEnv::default()
+    };
+    let client = TestClient::spawn(&agent_env).await;
+    client.initialize().await;
+    let session = client.new_session(dir.path()).await;
+    let before = micros_now();
+    assert_eq!(
+        client.prompt(&session, "stamp").await.unwrap(),
+        StopReason::EndTurn
+    );
+    let after = micros_now();
+    let stamps: Vec<u128> = agent_text(&client.take_updates())
+        .iter()
+        .map(|text| {
+            text.strip_prefix('@')
+                .and_then(|t| t.strip_suffix('\n'))
+                .unwrap()
+                .parse()
+                .unwrap()
+        })
+        .collect();
+    assert_eq!(stamps.len(), 5);
+    assert!(stamps.windows(2).all(|w| w[0] <= w[1]), "{stamps:?}");
+    assert!(before <= stamps[0] && stamps[4] <= after, "{stamps:?}");
+    // Four intervals elapse between the first and the last; one is slack for the timer's
+    // millisecond granularity and the wall clock read after each wake-up.
+    assert!(stamps[4] - stamps[0] >= 3 * 40_000, "{stamps:?}");
+    client.shutdown().await;
+}
+
 #[tokio::test]
 async fn script_file_is_reread_every_prompt_and_rules_pick_steps() {
     let dir = tempfile::tempdir().unwrap();

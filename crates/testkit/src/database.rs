@@ -41,25 +41,34 @@ impl TestDatabase {
 
     /// A new PostgreSQL database, or `None` when no server is configured.
     pub async fn postgres() -> Option<Self> {
-        let admin_url = postgres_url()?;
+        Some(Self::postgres_on(&postgres_url()?).await)
+    }
+
+    /// A new PostgreSQL database on the server of `admin_url` (whose user may create databases),
+    /// dropped with this value.
+    ///
+    /// # Panics
+    /// When the server cannot be reached or refuses the database.
+    pub async fn postgres_on(admin_url: &str) -> Self {
+        let admin_url = admin_url.to_owned();
         let name = format!(
             "spectask_t_{}",
             ulid::Ulid::new().to_string().to_ascii_lowercase()
         );
         let mut conn = sqlx::PgConnection::connect(&admin_url)
             .await
-            .unwrap_or_else(|e| panic!("cannot connect to SPECTASK_TEST_DATABASE_URL: {e}"));
+            .unwrap_or_else(|e| panic!("cannot connect to {admin_url}: {e}"));
         sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
             .execute(&mut conn)
             .await
             .expect("create test database");
         conn.close().await.ok();
         let url = replace_database(&admin_url, &name);
-        Some(TestDatabase::Postgres {
+        TestDatabase::Postgres {
             admin_url,
             name,
             url,
-        })
+        }
     }
 
     pub fn url(&self) -> &str {

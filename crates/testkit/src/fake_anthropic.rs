@@ -9,6 +9,11 @@
 //! so a test scripts only the conversation it cares about. Every request is recorded, with its
 //! path and body, so a test can read the `tool_result` blocks the agent sent back.
 //!
+//! Conversations run side by side (several work sessions of one agent at once) can each have a
+//! script of their own: [`FakeAnthropic::push_for`] routes a reply to the model turns whose
+//! messages contain a marker, such as the `Task 2:` line of a work session's assignment, which
+//! every later request of that conversation repeats. Turns no route matches use the shared script.
+//!
 //! A model turn with an empty script is answered with a short text and `end_turn` (and a warning
 //! in the log) rather than an error: the Anthropic SDK retries errors for minutes, which would
 //! turn a missing reply into a hang instead of a failed assertion.
@@ -16,7 +21,7 @@
 use std::collections::VecDeque;
 use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
@@ -72,6 +77,10 @@ pub struct FakeAnthropic {
 #[derive(Debug)]
 struct Shared {
     script: Mutex<VecDeque<AnthropicReply>>,
+    /// Per-conversation scripts: `(marker, replies)`, tried in the order they were first pushed.
+    routes: Mutex<Vec<(String, VecDeque<AnthropicReply>)>>,
+    /// Hanging replies whose client closed the stream (an agent that aborted the request).
+    hangs_closed: AtomicUsize,
     requests: Mutex<Vec<AnthropicRequest>>,
     /// The number of model turns received, for `wait_for_model_turns`.
     model_turns: watch::Sender<usize>,
@@ -97,6 +106,8 @@ impl FakeAnthropic {
         let (shutdown_tx, shutdown_rx) = watch::channel(());
         let shared = Arc::new(Shared {
             script: Mutex::new(VecDeque::new()),
+            routes: Mutex::new(Vec::new()),
+            hangs_closed: AtomicUsize::new(0),
             requests: Mutex::new(Vec::new()),
             model_turns: watch::Sender::new(0),
             next_id: AtomicU64::new(1),
@@ -129,9 +140,28 @@ impl FakeAnthropic {
         lock(&self.shared.script).push_back(reply);
     }
 
-    /// Scripted replies not consumed yet.
+    /// Appends a reply to the script of the conversation whose model turns mention `marker`
+    /// (anywhere in their `messages`); those turns consume it before the shared script.
+    pub fn push_for(&self, marker: &str, reply: AnthropicReply) {
+        let mut routes = lock(&self.shared.routes);
+        match routes.iter_mut().find(|(known, _)| known == marker) {
+            Some((_, replies)) => replies.push_back(reply),
+            None => routes.push((marker.to_owned(), VecDeque::from([reply]))),
+        }
+    }
+
+    /// Scripted replies not consumed yet, routed ones included.
     pub fn pending_replies(&self) -> usize {
-        lock(&self.shared.script).len()
+        let routed: usize = lock(&self.shared.routes)
+            .iter()
+            .map(|(_, replies)| replies.len())
+            .sum();
+        lock(&self.shared.script).len() + routed
+    }
+
+    /// How many hanging replies ended because the client closed the stream.
+    pub fn hangs_closed_by_client(&self) -> usize {
+        self.shared.hangs_closed.load(Ordering::SeqCst)
     }
 
     /// Every request received so far, side requests included, in arrival order.
@@ -148,6 +178,14 @@ impl FakeAnthropic {
             .collect()
     }
 
+    /// The bodies of the model turns whose messages mention `marker`, in arrival order.
+    pub fn model_turns_mentioning(&self, marker: &str) -> Vec<Value> {
+        self.model_turns()
+            .into_iter()
+            .filter(|body| mentions(body, marker))
+            .collect()
+    }
+
     /// Waits until `n` model turns arrived or `timeout` passed, then returns their bodies.
     pub async fn wait_for_model_turns(&self, n: usize, timeout: Duration) -> Vec<Value> {
         let mut seen = self.shared.model_turns.subscribe();
@@ -155,12 +193,48 @@ impl FakeAnthropic {
         let _ = tokio::time::timeout(timeout, seen.wait_for(|count| *count >= n)).await;
         self.model_turns()
     }
+
+    /// Waits until `n` model turns mentioning `marker` arrived or `timeout` passed, then returns
+    /// those turns' bodies.
+    pub async fn wait_for_model_turns_mentioning(
+        &self,
+        marker: &str,
+        n: usize,
+        timeout: Duration,
+    ) -> Vec<Value> {
+        let mut seen = self.shared.model_turns.subscribe();
+        let enough = async {
+            while self.model_turns_mentioning(marker).len() < n {
+                if seen.changed().await.is_err() {
+                    return;
+                }
+            }
+        };
+        // On timeout the caller sees fewer turns than it asked for, and asserts on that.
+        let _ = tokio::time::timeout(timeout, enough).await;
+        self.model_turns_mentioning(marker)
+    }
 }
 
 impl Drop for FakeAnthropic {
     fn drop(&mut self) {
         self.server.abort();
     }
+}
+
+/// Whether a request body's `messages` contain `marker`.
+fn mentions(body: &Value, marker: &str) -> bool {
+    body.get("messages")
+        .is_some_and(|messages| messages.to_string().contains(marker))
+}
+
+/// The next reply for a model turn: its conversation's own script first, then the shared one.
+fn next_reply(shared: &Shared, body: &Value) -> Option<AnthropicReply> {
+    let routed = lock(&shared.routes)
+        .iter_mut()
+        .filter(|(marker, replies)| !replies.is_empty() && mentions(body, marker))
+        .find_map(|(_, replies)| replies.pop_front());
+    routed.or_else(|| lock(&shared.script).pop_front())
 }
 
 /// The `tool_result` blocks in the last user message of a model turn's body: what the agent
@@ -237,7 +311,7 @@ async fn handle(
         return axum::Json(json!({})).into_response();
     }
     let reply = if model_turn {
-        lock(&shared.script).pop_front().unwrap_or_else(|| {
+        next_reply(&shared, &body).unwrap_or_else(|| {
             tracing::warn!("fake Anthropic: model turn with no scripted reply; ending the turn");
             AnthropicReply::Text("(fake model: no scripted reply)".to_owned())
         })
@@ -247,7 +321,7 @@ async fn handle(
     };
     let id = shared.next_id.fetch_add(1, Ordering::Relaxed);
     if stream {
-        stream_reply(reply, &model, id, shared.shutdown.clone())
+        stream_reply(reply, &model, id, Arc::clone(&shared))
     } else {
         whole_reply(reply, &model, id)
     }
@@ -318,12 +392,8 @@ fn text_block(index: usize, text: &str) -> Vec<Bytes> {
 }
 
 /// The reply as an event stream, fed by a task so a hang keeps the connection open.
-fn stream_reply(
-    reply: AnthropicReply,
-    model: &str,
-    id: u64,
-    mut shutdown: watch::Receiver<()>,
-) -> Response {
+fn stream_reply(reply: AnthropicReply, model: &str, id: u64, shared: Arc<Shared>) -> Response {
+    let mut shutdown = shared.shutdown.clone();
     let mut events = vec![event(&json!({
         "type": "message_start",
         "message": {
@@ -393,10 +463,14 @@ fn stream_reply(
                 tokio::select! {
                     () = tokio::time::sleep(Duration::from_secs(5)) => {
                         if tx.send(Ok(event(&json!({"type": "ping"})))).await.is_err() {
+                            shared.hangs_closed.fetch_add(1, Ordering::SeqCst);
                             return;
                         }
                     }
-                    () = tx.closed() => return,
+                    () = tx.closed() => {
+                        shared.hangs_closed.fetch_add(1, Ordering::SeqCst);
+                        return;
+                    }
                     changed = shutdown.changed() => if changed.is_err() { return },
                 }
             }

@@ -10,15 +10,22 @@
 //!   `spectask-test-server` binary that runs the real server with it, for tests that kill and
 //!   restart a server process.
 //!
+//! - [`FakeAnthropic`]: a loopback Anthropic Messages API, and [`claude_profile`]: the
+//!   installed `claude-agent-acp` pointed at it, for the real-agent integration tier.
+//!
 //! Set `TEST_LOG=1` to see the server's logs.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod app;
+mod claude_agent;
 mod database;
 mod fake_anthropic;
 
 pub use app::{Response, TestApp, TestOptions, fast_engine, fast_llm, fast_planner};
+pub use claude_agent::{
+    CLAUDE_AGENT_SKIPPED, claude_agent_binary, claude_profile, prepare_claude_home,
+};
 pub use database::{TestDatabase, postgres_url, skip_postgres};
 pub use fake_anthropic::{AnthropicReply, AnthropicRequest, FakeAnthropic, tool_results};
 pub use spectask_runtimes::agent::scripted::{Behaviour, Dispatch, Rule, Script, ScriptedRuntime};

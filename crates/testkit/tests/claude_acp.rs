@@ -3,14 +3,12 @@
 //! (`tools/agents`, `npm ci` in `.ci/run`), driven by the production `AcpRuntime` and pointed at
 //! [`FakeAnthropic`], a loopback Messages API whose replies each test scripts.
 //!
-//! What the agent needs to run offline, found by running it: `ANTHROPIC_BASE_URL` and any
-//! `ANTHROPIC_API_KEY`; a `HOME` of its own (a temporary directory), so it neither reads nor writes
-//! the developer's `~/.claude`; the switches that turn off its telemetry, error reports, update
-//! checks and other traffic to Anthropic; prompt suggestions off (a post-turn request that looks
-//! like a model turn). The agent starts new sessions in its `auto` mode, where it asks the model
-//! (a side request) instead of the client whether a tool may run; `AcpRuntime` switches every
-//! session to the agent's `default` mode (`session/set_mode`), so every edit becomes a
-//! `session/request_permission` the profile's policy answers, as these scenarios check.
+//! The agent's offline set-up (its own `HOME`, the switches that silence its traffic) is
+//! [`spectask_testkit::claude_profile`]. The agent starts new sessions in its `auto` mode, where
+//! it asks the model (a side request) instead of the client whether a tool may run; `AcpRuntime`
+//! switches every session to the agent's `default` mode (`session/set_mode`), so every edit
+//! becomes a `session/request_permission` the profile's policy answers, as these scenarios check.
+//! `claude_server.rs` runs the same agent under the whole server, a SpecTask end to end.
 //!
 //! Without `tools/agents/node_modules/.bin/claude-agent-acp` (no Node.js, or `npm ci` not run)
 //! each scenario prints `SKIPPED (…)` and passes rather than being ignored.
@@ -21,28 +19,24 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use spectask_runtimes::agent::acp::{AcpProfile, AcpRuntime, PermissionPolicy};
+use spectask_runtimes::agent::acp::{AcpProfile, AcpRuntime};
 use spectask_runtimes::agent::{AgentEvent, AgentRuntime, InstanceSpec, StopReason, TurnRequest};
-use spectask_testkit::{AnthropicReply, FakeAnthropic, init_test_logging, tool_results};
+use spectask_testkit::{
+    AnthropicReply, CLAUDE_AGENT_SKIPPED, FakeAnthropic, claude_agent_binary, claude_profile,
+    init_test_logging, prepare_claude_home, tool_results,
+};
 use tokio::sync::mpsc;
 
 /// Generous for one turn: a real agent starts a Claude Code process per session (about a second)
 /// and each turn is a few loopback round trips.
 const TURN: Duration = Duration::from_secs(30);
 
-/// The installed agent, from the workspace root (this crate is `crates/testkit`).
-fn agent_binary() -> Option<PathBuf> {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../tools/agents/node_modules/.bin/claude-agent-acp");
-    path.canonicalize().ok().filter(|path| path.is_file())
-}
-
 macro_rules! require_agent {
     () => {
-        match agent_binary() {
+        match claude_agent_binary() {
             Some(path) => path,
             None => {
-                eprintln!("SKIPPED (claude-agent-acp not installed: run npm ci in tools/agents)");
+                eprintln!("{CLAUDE_AGENT_SKIPPED}");
                 return;
             }
         }
@@ -59,19 +53,7 @@ impl Fixture {
     fn new(agent: PathBuf) -> Self {
         let dir = tempfile::tempdir().unwrap();
         std::fs::create_dir_all(dir.path().join("ws")).unwrap();
-        let claude = dir.path().join("home/.claude");
-        std::fs::create_dir_all(&claude).unwrap();
-        // No prompt suggestions: after each turn the agent would otherwise fork the
-        // conversation (tools included) to ask the model for the user's next prompt, a request
-        // that looks like a model turn and would take the next scripted reply.
-        std::fs::write(
-            claude.join("settings.json"),
-            json!({
-                "promptSuggestionEnabled": false,
-            })
-            .to_string(),
-        )
-        .unwrap();
+        prepare_claude_home(&dir.path().join("home"));
         Self { dir, agent }
     }
 
@@ -84,16 +66,13 @@ impl Fixture {
     }
 
     fn profile(&self, fake: &FakeAnthropic) -> AcpProfile {
-        AcpProfile::new("claude", self.agent.to_str().unwrap(), Vec::<String>::new())
-            .with_policy(PermissionPolicy::AllowWorkspaceEdits)
-            .with_env("ANTHROPIC_BASE_URL", fake.base_url())
-            .with_env("ANTHROPIC_API_KEY", "test")
-            .with_env("HOME", self.root().join("home").to_str().unwrap())
-            .with_env("CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC", "1")
-            .with_env("DISABLE_TELEMETRY", "1")
-            .with_env("DISABLE_ERROR_REPORTING", "1")
-            .with_env("DISABLE_AUTOUPDATER", "1")
-            .with_env("CLAUDE_CODE_ENABLE_PROMPT_SUGGESTION", "false")
+        claude_profile(
+            "claude",
+            self.agent.to_str().unwrap(),
+            Vec::new(),
+            &self.root().join("home"),
+            fake,
+        )
     }
 
     fn spec(&self, instance_id: &str) -> InstanceSpec {
@@ -387,4 +366,61 @@ async fn the_fake_speaks_the_messages_stream_and_records_requests() {
     let turns = fake.model_turns();
     assert_eq!(turns, vec![body.clone()]);
     assert_eq!(tool_results(&turns[0])[0]["tool_use_id"], "t0");
+}
+
+/// Routed scripts, without the agent: a model turn mentioning a marker takes that conversation's
+/// next reply, others take the shared script; a hanging reply whose client goes away is counted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_fake_routes_replies_by_conversation_and_sees_aborted_hangs() {
+    let fake = FakeAnthropic::start().await;
+    fake.push(AnthropicReply::Text("shared".to_owned()));
+    fake.push_for("Task 2:", AnthropicReply::Text("two".to_owned()));
+    fake.push_for(
+        "Task 3:",
+        AnthropicReply::Hang {
+            text: "thinking".to_owned(),
+        },
+    );
+    assert_eq!(fake.pending_replies(), 3);
+    let client = reqwest::Client::new();
+    let url = format!("{}/v1/messages", fake.base_url());
+    let turn = |prompt: &str, stream: bool| {
+        json!({"model": "m", "stream": stream, "tools": [{"name": "Write"}], "messages": [
+            {"role": "user", "content": [{"type": "text", "text": prompt}]}
+        ]})
+    };
+    let text_of = |reply: Value| reply["content"][0]["text"].as_str().unwrap().to_owned();
+    let ask = |body: Value| {
+        let request = client.post(&url).json(&body);
+        async move { request.send().await.unwrap().json::<Value>().await.unwrap() }
+    };
+
+    assert_eq!(text_of(ask(turn("Task 2: beta", false)).await), "two");
+    assert_eq!(text_of(ask(turn("Task 1: alpha", false)).await), "shared");
+    assert_eq!(
+        text_of(ask(turn("Task 2: beta, again", false)).await),
+        "(fake model: no scripted reply)"
+    );
+    assert_eq!(fake.model_turns_mentioning("Task 2:").len(), 2);
+
+    let mut hanging = client
+        .post(&url)
+        .json(&turn("Task 3: gamma", true))
+        .send()
+        .await
+        .unwrap();
+    let first = hanging.chunk().await.unwrap().unwrap();
+    assert!(String::from_utf8_lossy(&first).contains("message_start"));
+    assert_eq!(fake.pending_replies(), 0);
+    assert_eq!(fake.hangs_closed_by_client(), 0);
+    drop(hanging);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while fake.hangs_closed_by_client() == 0 {
+        assert!(Instant::now() < deadline, "the closed stream was not seen");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let turns = fake
+        .wait_for_model_turns_mentioning("Task 3:", 1, Duration::from_secs(1))
+        .await;
+    assert_eq!(turns.len(), 1);
 }

@@ -333,6 +333,21 @@ impl Turn {
                     self.say(&format!("{i}\n"))?;
                 }
             }
+            Step::Stamped { count, interval_ms } => {
+                let start = tokio::time::Instant::now();
+                for i in 0..*count {
+                    let due =
+                        start + Duration::from_millis(interval_ms.saturating_mul(u64::from(i)));
+                    if let Raced::Cancelled = self.race(tokio::time::sleep_until(due)).await {
+                        return Ok(Flow::Stop(StopReason::Cancelled));
+                    }
+                    let sent = std::time::SystemTime::now()
+                        .duration_since(std::time::UNIX_EPOCH)
+                        .unwrap_or_default()
+                        .as_micros();
+                    self.say(&format!("@{sent}\n"))?;
+                }
+            }
             Step::Hang => {
                 self.race(std::future::pending::<()>()).await;
                 return Ok(Flow::Stop(StopReason::Cancelled));

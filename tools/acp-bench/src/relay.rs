@@ -1,0 +1,86 @@
+//! `relay`: how fast agent output flows through spectask. `--threads` work sessions of one
+//! SpecTask each run a turn in which our scripted ACP agent floods `--updates` message chunks;
+//! spectask relays them from the agent process into the stored interactions and, as
+//! `interaction.updated` events, to a live SSE subscriber.
+
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use serde_json::json;
+use spectask_testkit::fast_engine;
+
+use crate::harness::{Bench, Common};
+
+#[derive(Debug, clap::Args)]
+pub struct RelayArgs {
+    /// Work sessions (threads) flooding at once.
+    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..=64))]
+    threads: u32,
+    /// Message chunks each thread's agent sends in its turn.
+    #[arg(long, default_value_t = 20_000, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    updates: u32,
+    #[command(flatten)]
+    common: Common,
+}
+
+pub async fn run(args: RelayArgs) -> Result<()> {
+    let agent = args.common.agent()?;
+    let script = json!({"steps": [{"kind": "flood", "updates": args.updates}]});
+    let mut engine = fast_engine();
+    engine.max_parallel_threads = args.threads as usize;
+    let bench = Bench::start(&args.common, &agent, &script, engine).await?;
+    let id = bench.planned_task(args.threads).await?;
+
+    // A live subscriber from now on, counting relayed updates (each update is one "{i}\n").
+    let (subscriber, mut received) = bench.subscribe().await?;
+    let started = Instant::now();
+    bench.approve(&id).await?;
+    bench
+        .wait_for(&id, "implementation_review", Duration::from_secs(600))
+        .await?;
+    let stored_at = started.elapsed();
+    let expected = u64::from(args.threads) * u64::from(args.updates);
+    let mut relayed = 0u64;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while relayed < expected {
+        match tokio::time::timeout_at(deadline, received.recv()).await {
+            Ok(Some(update)) => {
+                relayed += update.event["payload"]["delta"]
+                    .as_str()
+                    .map_or(0, |delta| delta.matches('\n').count() as u64);
+            }
+            Ok(None) | Err(_) => break,
+        }
+    }
+    let relayed_at = started.elapsed();
+    subscriber.abort();
+
+    let stored: u64 = bench
+        .stored_responses(&id)
+        .await
+        .context("reading the stored responses")?
+        .iter()
+        .map(|response| response.matches('\n').count() as u64)
+        .sum();
+    println!(
+        "{} threads x {} updates = {expected} updates ({})",
+        args.threads,
+        args.updates,
+        args.common.database_kind()
+    );
+    println!(
+        "stored   {stored:>9} updates in {:>7.2} s  {:>9.0} updates/s (approval to implementation_review)",
+        stored_at.as_secs_f64(),
+        stored as f64 / stored_at.as_secs_f64()
+    );
+    println!(
+        "relayed  {relayed:>9} updates in {:>7.2} s  {:>9.0} updates/s (to one live SSE subscriber)",
+        relayed_at.as_secs_f64(),
+        relayed as f64 / relayed_at.as_secs_f64()
+    );
+    anyhow::ensure!(
+        stored == expected && relayed == expected,
+        "updates were lost: stored {stored}, relayed {relayed}, expected {expected}"
+    );
+    Ok(())
+}
