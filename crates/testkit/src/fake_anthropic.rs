@@ -14,6 +14,11 @@
 //! messages contain a marker, such as the `Task 2:` line of a work session's assignment, which
 //! every later request of that conversation repeats. Turns no route matches use the shared script.
 //!
+//! A reply can wait behind the fake's gate ([`AnthropicReply::AfterGate`], opened by
+//! [`FakeAnthropic::open_gate`]): the request is recorded at once but answered only when the test
+//! has looked at what the agent's previous tool calls did, so a test can observe the middle of a
+//! turn.
+//!
 //! A model turn with an empty script is answered with a short text and `end_turn` (and a warning
 //! in the log) rather than an error: the Anthropic SDK retries errors for minutes, which would
 //! turn a missing reply into a hang instead of a failed assertion.
@@ -50,6 +55,9 @@ pub enum AnthropicReply {
     /// `message_start` and some text, then silence with the stream open, until the client goes
     /// away or the fake is dropped: a model that is still thinking, for cancel tests.
     Hang { text: String },
+    /// The inner reply, sent only once [`FakeAnthropic::open_gate`] has been called: the turn is
+    /// held mid-way (the request is recorded at once) while the test inspects it.
+    AfterGate(Box<AnthropicReply>),
 }
 
 /// One request the fake received.
@@ -86,6 +94,8 @@ struct Shared {
     model_turns: watch::Sender<usize>,
     /// Makes message and tool-use ids unique within the fake.
     next_id: AtomicU64,
+    /// `true` once the gate is open: replies behind it go out.
+    gate: watch::Sender<bool>,
     shutdown: watch::Receiver<()>,
 }
 
@@ -111,6 +121,7 @@ impl FakeAnthropic {
             requests: Mutex::new(Vec::new()),
             model_turns: watch::Sender::new(0),
             next_id: AtomicU64::new(1),
+            gate: watch::Sender::new(false),
             shutdown: shutdown_rx,
         });
         // One handler for every path: the agent probes endpoints we do not know in advance.
@@ -157,6 +168,11 @@ impl FakeAnthropic {
             .map(|(_, replies)| replies.len())
             .sum();
         lock(&self.shared.script).len() + routed
+    }
+
+    /// Lets every reply behind the gate ([`AnthropicReply::AfterGate`]) go out, now and later.
+    pub fn open_gate(&self) {
+        self.shared.gate.send_replace(true);
     }
 
     /// How many hanging replies ended because the client closed the stream.
@@ -319,6 +335,11 @@ async fn handle(
         // Side requests (titles, quota probes): short text, whatever the agent makes of it.
         AnthropicReply::Text("ok".to_owned())
     };
+    if matches!(reply, AnthropicReply::AfterGate(_)) {
+        let mut gate = shared.gate.subscribe();
+        // An error means the fake is being dropped; the reply then goes to nobody.
+        let _ = gate.wait_for(|open| *open).await;
+    }
     let id = shared.next_id.fetch_add(1, Ordering::Relaxed);
     if stream {
         stream_reply(reply, &model, id, Arc::clone(&shared))
@@ -334,6 +355,8 @@ fn whole_reply(reply: AnthropicReply, model: &str, id: u64) -> Response {
         AnthropicReply::Text(text) | AnthropicReply::Hang { text } => {
             (vec![json!({"type": "text", "text": text})], "end_turn")
         }
+        // The gate is open by now (`handle` waited for it).
+        AnthropicReply::AfterGate(inner) => return whole_reply(*inner, model, id),
         AnthropicReply::ToolUse { text, name, input } => {
             let mut content: Vec<Value> = text
                 .map(|text| json!({"type": "text", "text": text}))
@@ -403,6 +426,8 @@ fn stream_reply(reply: AnthropicReply, model: &str, id: u64, shared: Arc<Shared>
         },
     }))];
     let (stop_reason, hang) = match reply {
+        // The gate is open by now (`handle` waited for it).
+        AnthropicReply::AfterGate(inner) => return stream_reply(*inner, model, id, shared),
         AnthropicReply::Text(text) => {
             events.extend(text_block(0, &text));
             (Some("end_turn"), false)

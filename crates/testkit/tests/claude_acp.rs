@@ -424,3 +424,43 @@ async fn the_fake_routes_replies_by_conversation_and_sees_aborted_hangs() {
         .await;
     assert_eq!(turns.len(), 1);
 }
+
+/// The gate, without the agent: a reply behind it is held (its request already recorded) until
+/// the test opens the gate; once open, later gated replies go straight out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_fake_holds_gated_replies_until_the_gate_opens() {
+    let fake = FakeAnthropic::start().await;
+    let gated =
+        |text: &str| AnthropicReply::AfterGate(Box::new(AnthropicReply::Text(text.to_owned())));
+    fake.push(gated("held"));
+    fake.push(gated("passed"));
+    let client = reqwest::Client::new();
+    let url = format!("{}/v1/messages", fake.base_url());
+    let turn = json!({"model": "m", "stream": false, "tools": [{"name": "Write"}], "messages": []});
+    let ask = {
+        let request = client.post(&url).json(&turn);
+        tokio::spawn(async move { request.send().await.unwrap().json::<Value>().await.unwrap() })
+    };
+
+    let turns = fake.wait_for_model_turns(1, Duration::from_secs(10)).await;
+    assert_eq!(
+        turns.len(),
+        1,
+        "the request is recorded while its reply is held"
+    );
+    assert!(!ask.is_finished(), "answered before the gate opened");
+    fake.open_gate();
+    assert_eq!(ask.await.unwrap()["content"][0]["text"], "held");
+
+    let reply: Value = client
+        .post(&url)
+        .json(&turn)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(reply["content"][0]["text"], "passed");
+    assert_eq!(fake.pending_replies(), 0);
+}

@@ -9,6 +9,11 @@
 //! started through `sh`, which appends its process id to a file before `exec`: that file is how
 //! the tests count agent processes.
 //!
+//! The agent also reaches spectask's own MCP server (`/mcp`, passed in `session/new`): its tools
+//! are deferred, so the scripted model loads them with `ToolSearch` (`select:mcp__spectask__…`)
+//! before calling them, and a reply held behind the fake's gate lets a test look at the middle of
+//! a turn.
+//!
 //! Without the installed agent each scenario prints `SKIPPED (…)` and passes rather than being
 //! ignored.
 
@@ -229,6 +234,27 @@ async fn tool_calls(app: &TestApp, detail: &Value) -> Vec<Value> {
     calls
 }
 
+/// A scripted call of one of spectask's MCP tools, under the name the agent gives it.
+fn spectask_tool(tool: &str, input: Value) -> AnthropicReply {
+    AnthropicReply::ToolUse {
+        text: None,
+        name: format!("mcp__spectask__{tool}"),
+        input,
+    }
+}
+
+/// The text of a `tool_result` block (a string, or text blocks), for assertions.
+fn result_text(result: &Value) -> String {
+    match &result["content"] {
+        Value::String(text) => text.clone(),
+        Value::Array(blocks) => blocks
+            .iter()
+            .map(|block| block["text"].as_str().unwrap_or_default())
+            .collect(),
+        other => other.to_string(),
+    }
+}
+
 fn turn_statuses(detail: &Value) -> Vec<String> {
     detail["turns"]
         .as_array()
@@ -388,5 +414,105 @@ backend_tests! {
         assert!(follow_up.ends_with("Epsilon done."), "{follow_up}");
         assert_eq!(fixture.fake.pending_replies(), 0, "every scripted reply was used");
         assert_eq!(fixture.agent_pids().len(), 1, "the same agent process throughout");
+    }
+
+    /// The real agent calls spectask's own MCP tools, as the model asks: it loads the deferred
+    /// tools with `ToolSearch`, reads its spec with `get_spec` (the model gets the assignment
+    /// back), reports its task done with `report_progress` (the task's status and the `tasks.md`
+    /// checkbox change while the turn is still running) and declares the work done with
+    /// `complete_work_session` (the summary lands on the work session); the turn ends `end_turn`.
+    async fn a_claude_agent_reads_its_spec_and_reports_through_spectask_mcp_tools(db) {
+        let agent = require_agent!();
+        let fixture = Fixture::new().await;
+        let marker = "Task 1: Write alpha";
+        let tools = "mcp__spectask__get_spec,mcp__spectask__report_progress,mcp__spectask__complete_work_session";
+        fixture.fake.push_for(marker, AnthropicReply::ToolUse {
+            text: Some("Loading the spectask tools.".to_owned()),
+            name: "ToolSearch".to_owned(),
+            // The input schema the agent gives the model for it: `query` and `max_results`.
+            input: json!({"query": format!("select:{tools}"), "max_results": 3}),
+        });
+        fixture.fake.push_for(marker, spectask_tool("get_spec", json!({})));
+        fixture.fake.push_for(marker, spectask_tool(
+            "report_progress",
+            json!({"task_key": "1", "status": "completed", "note": "alpha written"}),
+        ));
+        // Held until the test has seen the report's effects mid-turn.
+        fixture.fake.push_for(marker, AnthropicReply::AfterGate(Box::new(spectask_tool(
+            "complete_work_session",
+            json!({"summary": "Alpha is written and reported."}),
+        ))));
+        fixture.fake.push_for(marker, AnthropicReply::Text("All done.".to_owned()));
+        let app = fixture.app(db, &agent, &plan(&["Write alpha"])).await;
+        let id = approved_task(&app, &fixture.workspace()).await;
+
+        // The model turn after `report_progress` has arrived and waits at the gate.
+        let turns = fixture.fake.wait_for_model_turns_mentioning(marker, 4, PATIENCE).await;
+        assert_eq!(turns.len(), 4, "ToolSearch, get_spec and report_progress, each answered");
+        let detail = work_session(&app, &id, 1).await;
+        assert_eq!(detail["work_session"]["status"], "active", "{detail}");
+        let listed = app.get(&format!("/api/v1/spec-tasks/{id}/implementation-tasks")).await.body;
+        let task = &listed["implementation_tasks"][0];
+        assert_eq!((task["key"].as_str(), task["status"].as_str()), (Some("1"), Some("completed")), "{listed}");
+        let tasks_md = fixture.workspace().join(format!(".spectask/specs/{id}/tasks.md"));
+        let rendered = std::fs::read_to_string(&tasks_md).unwrap();
+        assert!(rendered.contains("- [x] 1. Write alpha"), "{rendered}");
+        fixture.fake.open_gate();
+
+        wait_for(&app, &id, "implementation_review").await;
+        let detail = work_session(&app, &id, 1).await;
+        assert_eq!(detail["work_session"]["status"], "completed", "{detail}");
+        assert_eq!(detail["work_session"]["agent_summary"], "Alpha is written and reported.", "{detail}");
+        assert_eq!(turn_statuses(&detail), ["completed"], "only `end_turn` completes a turn: {detail}");
+        let response = detail["helix_session"]["interactions"][0]["response_message"].as_str().unwrap();
+        assert!(response.ends_with("All done."), "{response}");
+        assert_eq!(fixture.fake.pending_replies(), 0, "every scripted reply was used");
+
+        // What the agent sent back to the model after each tool call.
+        let turns = fixture.fake.model_turns_mentioning(marker);
+        assert_eq!(turns.len(), 5, "four tool calls, then the answer");
+        let results: Vec<Value> = turns[1..].iter().flat_map(tool_results).collect();
+        assert_eq!(results.len(), 4, "{results:?}");
+        for result in &results {
+            assert_ne!(result["is_error"], json!(true), "{results:?}");
+        }
+        // `get_spec`: the documents and this session's assignment, as the model read them.
+        let spec: Value = serde_json::from_str(&result_text(&results[1])).unwrap();
+        assert!(spec["requirements"].as_str().unwrap().contains("WHEN asked THE SYSTEM SHALL write notes"), "{spec}");
+        let assignment = &spec["work_session"]["tasks"][0];
+        assert_eq!((assignment["key"].as_str(), assignment["title"].as_str()), (Some("1"), Some("Write alpha")), "{spec}");
+        assert!(result_text(&results[3]).contains("Alpha is written and reported."), "{results:?}");
+
+        // The deferred tools were loaded by name, then called.
+        let loaded: Vec<&str> = results[0]["content"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|block| block["tool_name"].as_str().unwrap())
+            .collect();
+        assert_eq!(loaded, tools.split(',').collect::<Vec<_>>(), "{results:?}");
+
+        // The calls as tool calls in the interaction's entries, each completed.
+        let calls: Vec<(String, String)> = tool_calls(&app, &detail)
+            .await
+            .iter()
+            .map(|call| (call["title"].as_str().unwrap().to_owned(), call["status"].as_str().unwrap().to_owned()))
+            .collect();
+        let expected: Vec<(String, String)> = ["ToolSearch", "mcp__spectask__get_spec", "mcp__spectask__report_progress", "mcp__spectask__complete_work_session"]
+            .iter()
+            .map(|title| ((*title).to_owned(), "completed".to_owned()))
+            .collect();
+        assert_eq!(calls, expected);
+
+        // The report is in the task's history, as the agent's, with its note.
+        let events = app.get(&format!("/api/v1/spec-tasks/{id}/events?after=0&limit=500")).await.body;
+        let reported = events["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["kind"] == "agent.progress_reported")
+            .unwrap_or_else(|| panic!("no progress event: {events}"));
+        assert_eq!((reported["payload"]["note"].as_str(), reported["payload"]["status"].as_str()), (Some("alpha written"), Some("completed")), "{reported}");
+        assert!(reported["actor"].as_str().unwrap().starts_with("agent:"), "{reported}");
     }
 }
