@@ -1,5 +1,5 @@
 //! The `spectask` binary as a user runs it: help text, zero-configuration start, and durability
-//! across a SIGKILL on both databases.
+//! across a SIGKILL on both databases, and no agent process outliving a killed server.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed unwrap is a failed test
 
@@ -348,4 +348,90 @@ async fn postgres_planning_resumes_after_sigkill() {
     };
     let url = db.url().to_owned();
     planning_survives_sigkill(&["--database-url", &url]).await;
+}
+
+/// The state letter of a live process (`R`, `S`, `T`…), or `None` once it is gone or a zombie.
+fn process_state(pid: &str) -> Option<char> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // `pid (comm) state …`: comm may contain spaces, so read after its closing parenthesis.
+    let state = stat.rsplit_once(')')?.1.trim_start().chars().next()?;
+    (state != 'Z' && state != 'X').then_some(state)
+}
+
+/// An agent process must not outlive a server killed with SIGKILL (no teardown code runs). The
+/// agent here, like Claude's, does not exit when its stdin closes (a shell that runs the test
+/// agent, then keeps running), so only the kernel's parent-death signal can end it. (A stopped
+/// agent would not do: its orphaned process group gets SIGHUP from the kernel anyway.)
+#[cfg(target_os = "linux")]
+#[tokio::test]
+async fn agents_die_with_a_server_killed_by_sigkill() {
+    let Some(agent) = spectask_testkit::acp_test_agent_binary() else {
+        eprintln!(
+            "SKIPPED (no test agent): run `cargo test --workspace`, which builds spectask-acp-test-agent"
+        );
+        return;
+    };
+    let cwd = tempfile::tempdir().unwrap();
+    let workspace = tempfile::tempdir().unwrap();
+    let pid_file = cwd.path().join("agent.pid");
+    let data_dir = cwd.path().join(".spectask");
+    std::fs::create_dir_all(&data_dir).unwrap();
+    let config = format!(
+        "[agents.frozen]\ncommand = \"/bin/sh\"\nargs = [\"-c\", \"echo $$ > '{pid}'; '{agent}'; sleep 600\"]\n\
+         env = {{ SPECTASK_TEST_AGENT_SCRIPT = '{{\"steps\": [{{\"kind\": \"chunks\", \"count\": 1}}, {{\"kind\": \"hang\"}}]}}' }}\n",
+        pid = pid_file.display(),
+        agent = agent.display(),
+    );
+    std::fs::write(data_dir.join("spectask.toml"), config).unwrap();
+
+    let (mut child, base) = start(cwd.path(), &[]).await;
+    let client = reqwest::Client::new();
+    let created = client
+        .post(format!("{base}/api/v1/spec-tasks/from-prompt"))
+        .json(&json!({
+            "prompt": "Plan with an agent that freezes",
+            "spec_agent": "frozen",
+            "project_path": workspace.path().to_str().unwrap(),
+        }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(created.status(), reqwest::StatusCode::CREATED);
+
+    // Wait until the agent is in its planning turn: its first chunk is stored.
+    let session = created.json::<Value>().await.unwrap()["spec_session_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let body = get_json(&client, format!("{base}/api/v1/sessions/{session}")).await;
+        if body["interactions"][0]["response_message"]
+            .as_str()
+            .is_some_and(|text| !text.is_empty())
+        {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the planning turn never started: {body}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let pid = std::fs::read_to_string(&pid_file)
+        .unwrap()
+        .trim()
+        .to_owned();
+    assert!(process_state(&pid).is_some(), "agent {pid} is not running");
+
+    child.start_kill().unwrap(); // SIGKILL: no shutdown code runs.
+    child.wait().await.unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while let Some(state) = process_state(&pid) {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "agent {pid} outlived the killed server (state {state})"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }

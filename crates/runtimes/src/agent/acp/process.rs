@@ -62,6 +62,8 @@ pub(crate) fn spawn(
     command.envs(&profile.env);
     #[cfg(unix)]
     command.process_group(0);
+    #[cfg(target_os = "linux")]
+    die_with_server(&mut command);
 
     let mut child = command.spawn().map_err(|err| {
         AgentError::Config(format!(
@@ -170,6 +172,31 @@ impl AgentProcess {
 enum Signal {
     Term,
     Kill,
+}
+
+/// Has the kernel SIGKILL the agent when the server dies. Nothing else can: a server killed with
+/// SIGKILL runs no teardown, the agent sits in its own process group, and some agents (Claude's)
+/// do not exit when their stdin closes, so each crash would leave one orphan per instance. The
+/// signal is tied to the thread that spawned the child; spawns run on the runtime's worker
+/// threads, which live as long as the server.
+#[cfg(target_os = "linux")]
+#[allow(unsafe_code)]
+fn die_with_server(command: &mut Command) {
+    let server = rustix::process::getpid();
+    // SAFETY: the closure runs in the forked child before exec; it makes two system calls (prctl,
+    // getppid; both async-signal-safe), allocates nothing and touches no memory shared with the
+    // parent.
+    unsafe {
+        command.pre_exec(move || {
+            rustix::process::set_parent_process_death_signal(Some(rustix::process::Signal::KILL))?;
+            // The server may have died between fork and prctl; then no signal will come. (ESRCH:
+            // an error without allocating, which is not safe between fork and exec.)
+            if rustix::process::getppid() != Some(server) {
+                return Err(rustix::io::Errno::SRCH.into());
+            }
+            Ok(())
+        });
+    }
 }
 
 #[cfg(unix)]
