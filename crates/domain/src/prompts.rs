@@ -217,9 +217,10 @@ pub fn retry_note(assignment: &str, reason: &str, attempt: i32) -> String {
     )
 }
 
-/// Prefix for a prompt re-sent because the server restarted while the agent was working on it.
-pub const INTERRUPTED_NOTE: &str = "(spectask: the server restarted while you were working on the prompt below. \
-Check the workspace for what you already did, then continue.)\n\n";
+/// Prefix for a prompt re-sent because its earlier attempt was interrupted (spectask or the agent
+/// restarted while the agent was working on it).
+pub const INTERRUPTED_NOTE: &str = "(spectask: your earlier attempt at the prompt below was interrupted (a restart of \
+spectask or of the agent). Check the workspace for what you already did, then continue.)\n\n";
 
 /// The follow-up carrying a reviewer's requested changes.
 pub fn review_changes_prompt(comment: &str) -> String {
