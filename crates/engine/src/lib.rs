@@ -10,6 +10,7 @@
 //! operations and never keeps anything needed for recovery in memory.
 
 pub mod agent_tools;
+mod agent_turn;
 mod error;
 pub mod implementation;
 pub mod permissions;

@@ -4,28 +4,17 @@
 //! transaction: completed, retried with a note, or failed with its dependants blocked.
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use spectask_domain::plan::{PlanTaskStatus, render_progress};
-use spectask_domain::prompts::{INTERRUPTED_NOTE, retry_note};
+use spectask_domain::prompts::retry_note;
 use spectask_domain::{SpecTask, TurnStatus, WorkSessionId, ZedThreadEvent, ZedThreadStatus};
-use spectask_runtimes::agent::{AgentError, AgentEvent, InstanceSpec, StopReason, TurnRequest};
+use spectask_runtimes::agent::{AgentError, InstanceSpec, StopReason};
 use spectask_store::{StoreError, TurnClaim};
-use tokio::sync::mpsc;
-use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::graph::SessionGraph;
-use crate::planning::output::write_output;
+use crate::agent_turn::{AgentThread, RunEnd};
 use crate::{Engine, EngineError, projection};
-
-/// How a turn's run ended, before it is recorded.
-enum RunEnd {
-    Finished(Result<StopReason, AgentError>),
-    TimedOut(Duration),
-    Interrupted,
-}
 
 impl Engine {
     pub(crate) async fn execute_implementation(
@@ -150,102 +139,15 @@ impl Engine {
         };
 
         let session = store.get_session(&claim.turn.session_id).await?;
-        let Some(current) = session
-            .interactions
-            .iter()
-            .find(|i| i.id == claim.turn.interaction_id)
-        else {
-            return Err(EngineError::Conflict(format!(
-                "turn {} has no interaction",
-                claim.turn.id
-            )));
-        };
-        let mut prompt = current.prompt_message.clone();
-        if claim.turn.attempts > 1 {
-            prompt = format!("{INTERRUPTED_NOTE}{prompt}");
-        }
-        if !current.response_message.is_empty() || current.entry_count > 0 {
-            // A re-run after a crash or a lost lease: the earlier attempt's output is void.
-            store.reset_turn_output(claim).await?;
-        }
+        let prompt = self.agent_turn_prompt(claim, &session).await?;
         tracing::info!(turn_id = %claim.turn.id, work_session_id = %ws_id, thread = %thread_id, attempt = claim.turn.attempts, "implementation turn running");
 
-        let (agent_events, mut agent_received) = mpsc::channel::<AgentEvent>(1024);
-        let (output, output_received) = mpsc::channel::<AgentEvent>(1024);
-        let writer = tokio::spawn(write_output(
-            store.clone(),
-            claim.clone(),
-            output_received,
-            settings.flush_interval,
-        ));
-        let last_activity = Arc::new(Mutex::new(Instant::now()));
-        // Every event is activity for the watchdog, whatever it records.
-        let forwarder = {
-            let last_activity = last_activity.clone();
-            tokio::spawn(async move {
-                while let Some(event) = agent_received.recv().await {
-                    if let Ok(mut last) = last_activity.lock() {
-                        *last = Instant::now();
-                    }
-                    if output.send(event).await.is_err() {
-                        break;
-                    }
-                }
-            })
+        let thread = AgentThread {
+            runtime: runtime.as_ref(),
+            instance_id: &instance_id,
+            thread_id: &thread_id,
         };
-        let request = TurnRequest {
-            instance_id: instance_id.clone(),
-            thread_id: thread_id.clone(),
-            turn_id: claim.turn.id.to_string(),
-            prompt,
-        };
-        let timeout = settings.turn_timeout;
-        let watchdog = async {
-            let step = (timeout / 4).clamp(Duration::from_millis(20), Duration::from_secs(5));
-            loop {
-                tokio::time::sleep(step).await;
-                let idle = last_activity
-                    .lock()
-                    .map(|last| last.elapsed())
-                    .unwrap_or_default();
-                if idle >= timeout {
-                    return idle;
-                }
-            }
-        };
-        let run = runtime.run_turn(&request, agent_events);
-        tokio::pin!(run);
-        let end = tokio::select! {
-            result = &mut run => RunEnd::Finished(result),
-            idle = watchdog => RunEnd::TimedOut(idle),
-            _ = cancel.cancelled() => RunEnd::Interrupted,
-        };
-        if !matches!(end, RunEnd::Finished(_)) {
-            // Ask the agent to stop and give the turn a moment to end on its own terms, so the
-            // agent's side of the thread is left idle rather than abandoned mid-turn.
-            match tokio::time::timeout(
-                Duration::from_secs(5),
-                runtime.cancel_turn(&instance_id, &thread_id),
-            )
-            .await
-            {
-                Ok(Ok(())) => {}
-                Ok(Err(err)) => tracing::warn!(%err, thread = %thread_id, "cancel_turn failed"),
-                Err(_) => tracing::warn!(thread = %thread_id, "cancel_turn did not answer"),
-            }
-            match tokio::time::timeout(Duration::from_secs(5), &mut run).await {
-                Ok(result) => tracing::debug!(?result, thread = %thread_id, "cancelled turn ended"),
-                Err(_) => {
-                    tracing::warn!(thread = %thread_id, "the cancelled turn did not end; abandoning it")
-                }
-            }
-        }
-        if forwarder.await.is_err() {
-            tracing::warn!(turn_id = %claim.turn.id, "event forwarder panicked");
-        }
-        let written = writer
-            .await
-            .map_err(|err| EngineError::Conflict(format!("output writer failed: {err}")))??;
+        let (end, written) = self.drive_agent_turn(thread, claim, prompt, cancel).await?;
 
         if !matches!(end, RunEnd::Interrupted)
             && let Some(reason) = store.get_work_session(&ws_id).await?.agent_gave_up

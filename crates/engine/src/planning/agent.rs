@@ -12,19 +12,14 @@
 
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use spectask_domain::agent_prompts::{SpecFiles, agent_corrective_prompt};
-use spectask_domain::prompts::INTERRUPTED_NOTE;
 use spectask_domain::{SpecOutputError, SpecTask, SpecTaskId, split_spec_files};
-use spectask_runtimes::agent::{AgentError, AgentEvent, InstanceSpec, StopReason, TurnRequest};
+use spectask_runtimes::agent::{AgentError, InstanceSpec, StopReason};
 use spectask_store::{StoreError, TurnClaim};
-use tokio::sync::mpsc;
-use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use crate::planning::output::write_output;
+use crate::agent_turn::{AgentThread, RunEnd};
 use crate::{Engine, EngineError, projection};
 
 /// The absolute paths of a task's three spec files.
@@ -78,13 +73,6 @@ impl SpecPaths {
     }
 }
 
-/// How the agent's turn ended, before it is recorded.
-enum RunEnd {
-    Finished(Result<StopReason, AgentError>),
-    TimedOut(Duration),
-    Interrupted,
-}
-
 impl Engine {
     pub(crate) async fn execute_agent_planning(
         &self,
@@ -95,7 +83,6 @@ impl Engine {
         lost: &AtomicBool,
     ) -> Result<(), EngineError> {
         let store = &self.inner.store;
-        let settings = &self.inner.settings;
         let Some(runtime) = self.inner.runtime.clone() else {
             store.release_turn(claim).await?;
             return Ok(());
@@ -168,74 +155,15 @@ impl Engine {
                 }
             },
         };
-        let Some(current) = session
-            .interactions
-            .iter()
-            .find(|i| i.id == claim.turn.interaction_id)
-        else {
-            return Err(EngineError::Conflict(format!(
-                "turn {} has no interaction",
-                claim.turn.id
-            )));
-        };
-        let mut prompt = current.prompt_message.clone();
-        if claim.turn.attempts > 1 {
-            prompt = format!("{INTERRUPTED_NOTE}{prompt}");
-        }
-        if !current.response_message.is_empty() || current.entry_count > 0 {
-            // A re-run: the earlier partial output is void.
-            store.reset_turn_output(claim).await?;
-        }
+        let prompt = self.agent_turn_prompt(claim, &session).await?;
         tracing::info!(turn_id = %claim.turn.id, spec_task_id = %task.id, %agent, thread = %thread_id, kind = %claim.turn.kind, attempt = claim.turn.attempts, "planning turn running on an agent");
 
-        let (agent_events, agent_received) = mpsc::channel::<AgentEvent>(1024);
-        let (output, output_received) = mpsc::channel::<AgentEvent>(1024);
-        let writer = tokio::spawn(write_output(
-            store.clone(),
-            claim.clone(),
-            output_received,
-            settings.flush_interval,
-        ));
-        let last_activity = Arc::new(Mutex::new(Instant::now()));
-        let forwarder = tokio::spawn(forward(agent_received, output, last_activity.clone()));
-        let request = TurnRequest {
-            instance_id: instance_id.clone(),
-            thread_id: thread_id.clone(),
-            turn_id: claim.turn.id.to_string(),
-            prompt,
+        let thread = AgentThread {
+            runtime: runtime.as_ref(),
+            instance_id: &instance_id,
+            thread_id: &thread_id,
         };
-        let run = runtime.run_turn(&request, agent_events);
-        tokio::pin!(run);
-        let end = tokio::select! {
-            result = &mut run => RunEnd::Finished(result),
-            idle = silence(settings.turn_timeout, &last_activity) => RunEnd::TimedOut(idle),
-            _ = cancel.cancelled() => RunEnd::Interrupted,
-        };
-        if !matches!(end, RunEnd::Finished(_)) {
-            // Leave the agent's session idle rather than abandoned mid-turn.
-            match tokio::time::timeout(
-                Duration::from_secs(5),
-                runtime.cancel_turn(&instance_id, &thread_id),
-            )
-            .await
-            {
-                Ok(Ok(())) => {}
-                Ok(Err(err)) => tracing::warn!(%err, thread = %thread_id, "cancel_turn failed"),
-                Err(_) => tracing::warn!(thread = %thread_id, "cancel_turn did not answer"),
-            }
-            if tokio::time::timeout(Duration::from_secs(5), &mut run)
-                .await
-                .is_err()
-            {
-                tracing::warn!(thread = %thread_id, "the cancelled planning turn did not end; abandoning it");
-            }
-        }
-        if forwarder.await.is_err() {
-            tracing::warn!(turn_id = %claim.turn.id, "event forwarder panicked");
-        }
-        let written = writer
-            .await
-            .map_err(|err| EngineError::Conflict(format!("output writer failed: {err}")))??;
+        let (end, written) = self.drive_agent_turn(thread, claim, prompt, cancel).await?;
 
         match end {
             RunEnd::Interrupted => {
@@ -309,37 +237,5 @@ impl Engine {
         store.fail_planning_turn(claim, written, reason).await?;
         tracing::warn!(spec_task_id = %claim.turn.spec_task_id, %reason, "planning failed");
         Ok(())
-    }
-}
-
-/// Passes the agent's events on to the interaction writer (reply text and entries), noting the
-/// time of every event for the silence watchdog.
-async fn forward(
-    mut received: mpsc::Receiver<AgentEvent>,
-    output: mpsc::Sender<AgentEvent>,
-    last_activity: Arc<Mutex<Instant>>,
-) {
-    while let Some(event) = received.recv().await {
-        if let Ok(mut last) = last_activity.lock() {
-            *last = Instant::now();
-        }
-        if output.send(event).await.is_err() {
-            break;
-        }
-    }
-}
-
-/// Resolves once the agent has been silent for `timeout`, with the silence measured.
-async fn silence(timeout: Duration, last_activity: &Mutex<Instant>) -> Duration {
-    let step = (timeout / 4).clamp(Duration::from_millis(20), Duration::from_secs(5));
-    loop {
-        tokio::time::sleep(step).await;
-        let idle = last_activity
-            .lock()
-            .map(|last| last.elapsed())
-            .unwrap_or_default();
-        if idle >= timeout {
-            return idle;
-        }
     }
 }
