@@ -7,8 +7,8 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use spectask_domain::Session;
 use spectask_domain::prompts::INTERRUPTED_NOTE;
+use spectask_domain::{Interaction, Session};
 use spectask_runtimes::agent::{AgentError, AgentEvent, AgentRuntime, StopReason, TurnRequest};
 use spectask_store::TurnClaim;
 use tokio::sync::mpsc;
@@ -44,16 +44,7 @@ impl Engine {
         claim: &TurnClaim,
         session: &Session,
     ) -> Result<String, EngineError> {
-        let Some(current) = session
-            .interactions
-            .iter()
-            .find(|i| i.id == claim.turn.interaction_id)
-        else {
-            return Err(EngineError::Conflict(format!(
-                "turn {} has no interaction",
-                claim.turn.id
-            )));
-        };
+        let current = claimed_interaction(claim, session)?;
         if !current.response_message.is_empty() || current.entry_count > 0 {
             // A re-run after a crash or a lost lease: the earlier attempt's output is void.
             self.inner.store.reset_turn_output(claim).await?;
@@ -127,6 +118,18 @@ impl Engine {
             .map_err(|err| EngineError::Conflict(format!("output writer failed: {err}")))??;
         Ok((end, written))
     }
+}
+
+/// The interaction the claimed turn answers, from its session.
+pub(crate) fn claimed_interaction<'s>(
+    claim: &TurnClaim,
+    session: &'s Session,
+) -> Result<&'s Interaction, EngineError> {
+    session
+        .interactions
+        .iter()
+        .find(|i| i.id == claim.turn.interaction_id)
+        .ok_or_else(|| EngineError::Conflict(format!("turn {} has no interaction", claim.turn.id)))
 }
 
 /// Passes the agent's events on to the interaction writer (reply text and entries), noting the

@@ -216,16 +216,7 @@ impl Engine {
             }
         };
         let session = store.get_session(&claim.turn.session_id).await?;
-        let Some(current) = session
-            .interactions
-            .iter()
-            .find(|i| i.id == claim.turn.interaction_id)
-        else {
-            return Err(EngineError::Conflict(format!(
-                "turn {} has no interaction",
-                claim.turn.id
-            )));
-        };
+        let current = crate::agent_turn::claimed_interaction(claim, &session)?;
         let mut system = PLANNING_SYSTEM_PROMPT.to_owned();
         if let Some(extra) = planner
             .system_prompt_extra
