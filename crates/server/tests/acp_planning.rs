@@ -181,18 +181,8 @@ impl Rig {
 }
 
 async fn wait_for(app: &TestApp, id: &str, status: &str) -> Value {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-    loop {
-        let task = app.get(&format!("/api/v1/spec-tasks/{id}")).await.body;
-        if task["status"] == status {
-            return task;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "never reached {status}: {task}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    app.wait_for_task_status(id, status, Duration::from_secs(60))
+        .await
 }
 
 fn requirements() -> String {

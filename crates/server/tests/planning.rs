@@ -34,18 +34,8 @@ fn spec_reply(title: &str, tasks: usize) -> String {
 }
 
 async fn wait_for_status(app: &TestApp, id: &str, status: &str) -> Value {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    loop {
-        let task = app.get(&format!("/api/v1/spec-tasks/{id}")).await.body;
-        if task["status"] == status {
-            return task;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "task never reached {status}: {task}"
-        );
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
+    app.wait_for_task_status(id, status, Duration::from_secs(20))
+        .await
 }
 
 async fn create(app: &TestApp, body: Value) -> Value {

@@ -191,6 +191,28 @@ impl TestApp {
         Self::read(self.client.get(self.url(path)).send().await.expect("GET")).await
     }
 
+    /// Polls the SpecTask until it reaches `status` and returns it; panics with its last state
+    /// after `patience`.
+    pub async fn wait_for_task_status(
+        &self,
+        id: &str,
+        status: &str,
+        patience: std::time::Duration,
+    ) -> serde_json::Value {
+        let deadline = tokio::time::Instant::now() + patience;
+        loop {
+            let task = self.get(&format!("/api/v1/spec-tasks/{id}")).await.body;
+            if task["status"] == status {
+                return task;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "task {id} never reached {status}: {task}"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+        }
+    }
+
     pub async fn delete(&self, path: &str) -> Response {
         Self::read(
             self.client

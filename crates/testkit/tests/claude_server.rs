@@ -149,18 +149,7 @@ fn write(path: &Path, content: &str) -> AnthropicReply {
 }
 
 async fn wait_for(app: &TestApp, id: &str, status: &str) -> Value {
-    let deadline = tokio::time::Instant::now() + PATIENCE;
-    loop {
-        let task = app.get(&format!("/api/v1/spec-tasks/{id}")).await.body;
-        if task["status"] == status {
-            return task;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "never reached {status}: {task}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    app.wait_for_task_status(id, status, PATIENCE).await
 }
 
 /// Creates a task in `workspace`, waits for its plan and approves it.
