@@ -11,10 +11,9 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 use spectask_engine::{PermissionDesk, PlannerRegistry};
-use spectask_runtimes::agent::acp::{AcpProfile, AcpRuntime, PermissionPolicy};
+use spectask_runtimes::agent::acp::{AcpRuntime, PermissionPolicy};
 use spectask_testkit::{
-    FakeOpenAi, TestApp, TestOptions, acp_test_agent_binary, backend_tests, fast_engine,
-    fast_planner,
+    FakeOpenAi, TestApp, TestOptions, backend_tests, fast_engine, fast_planner, test_agent_profile,
 };
 
 fn reply() -> String {
@@ -53,17 +52,11 @@ async fn wait_for(app: &TestApp, id: &str, status: &str) -> Value {
 
 backend_tests! {
     async fn three_work_sessions_run_as_three_acp_sessions_of_one_agent(db) {
-        let Some(agent) = acp_test_agent_binary() else {
-            eprintln!("SKIPPED (no test agent): run `cargo test --workspace`, which builds spectask-acp-test-agent");
-            return;
-        };
         let workspace = tempfile::tempdir().unwrap();
         let state = tempfile::tempdir().unwrap();
         let log = state.path().join("requests.jsonl");
-        let profile = AcpProfile::new("test-agent", agent.to_str().unwrap(), Vec::<String>::new())
-            .with_env("SPECTASK_TEST_AGENT_SCRIPT", script().to_string())
-            .with_env("SPECTASK_TEST_AGENT_STATE", state.path().to_str().unwrap())
-            .with_env("SPECTASK_TEST_AGENT_LOG", log.to_str().unwrap());
+        let Some(profile) = test_agent_profile("test-agent", &script(), state.path()) else { return };
+        let profile = profile.with_env("SPECTASK_TEST_AGENT_LOG", log.to_str().unwrap());
         let runtime = AcpRuntime::new(vec![profile], Some("test-agent".to_owned()));
         let fake = FakeOpenAi::start().await;
         fake.push_text_reply(&reply());
@@ -113,10 +106,6 @@ backend_tests! {
     }
 
     async fn ask_policy_waits_for_a_human_answer_or_times_out(db) {
-        let Some(agent) = acp_test_agent_binary() else {
-            eprintln!("SKIPPED (no test agent): run `cargo test --workspace`, which builds spectask-acp-test-agent");
-            return;
-        };
         let workspace = tempfile::tempdir().unwrap();
         let state = tempfile::tempdir().unwrap();
         let script = json!({
@@ -132,10 +121,8 @@ backend_tests! {
                 ]},
             ],
         });
-        let profile = AcpProfile::new("asking", agent.to_str().unwrap(), Vec::<String>::new())
-            .with_env("SPECTASK_TEST_AGENT_SCRIPT", script.to_string())
-            .with_env("SPECTASK_TEST_AGENT_STATE", state.path().to_str().unwrap())
-            .with_policy(PermissionPolicy::Ask);
+        let Some(profile) = test_agent_profile("asking", &script, state.path()) else { return };
+        let profile = profile.with_policy(PermissionPolicy::Ask);
         // Long enough that the first request is still pending when a loaded machine gets round to
         // answering it; the second one is left to time out.
         let desk = PermissionDesk::new(db.store().await, Duration::from_secs(10));
@@ -196,16 +183,10 @@ backend_tests! {
     }
 
     async fn a_flood_of_ten_thousand_updates_is_stored_whole_and_in_order(db) {
-        let Some(agent) = acp_test_agent_binary() else {
-            eprintln!("SKIPPED (no test agent): run `cargo test --workspace`, which builds spectask-acp-test-agent");
-            return;
-        };
         let workspace = tempfile::tempdir().unwrap();
         let state = tempfile::tempdir().unwrap();
         let script = json!({"steps": [{"kind": "flood", "updates": 10000}]});
-        let profile = AcpProfile::new("flood", agent.to_str().unwrap(), Vec::<String>::new())
-            .with_env("SPECTASK_TEST_AGENT_SCRIPT", script.to_string())
-            .with_env("SPECTASK_TEST_AGENT_STATE", state.path().to_str().unwrap());
+        let Some(profile) = test_agent_profile("flood", &script, state.path()) else { return };
         let runtime = AcpRuntime::new(vec![profile], Some("flood".to_owned()));
         let fake = FakeOpenAi::start().await;
         fake.push_text_reply("# Requirements: Flood\n\n1.1 WHEN flooded THE SYSTEM SHALL keep up.\n\n## Open Questions\n\n- None.\n\n# Design: Flood\n\nFast.\n\n# Implementation Plan: Flood\n\n- [ ] 1. Flood\n");

@@ -14,14 +14,13 @@ use std::time::Duration;
 use async_trait::async_trait;
 use serde_json::{Value, json};
 use spectask_engine::{EngineSettings, PlannerRegistry};
-use spectask_runtimes::agent::acp::{AcpProfile, AcpRuntime, SupervisionSettings};
+use spectask_runtimes::agent::acp::{AcpRuntime, SupervisionSettings};
 use spectask_runtimes::agent::{
     AgentError, AgentEvent, AgentResult, AgentRuntime, AgentToolServer, InstanceLoss, InstanceSpec,
     StopReason, TurnRequest,
 };
 use spectask_testkit::{
-    FakeOpenAi, TestApp, TestOptions, acp_test_agent_binary, backend_tests, fast_engine,
-    fast_planner,
+    FakeOpenAi, TestApp, TestOptions, backend_tests, fast_engine, fast_planner, test_agent_profile,
 };
 use tokio::sync::{mpsc, watch};
 
@@ -128,15 +127,7 @@ async fn app_with_agent(
     hold_disconnects: Option<watch::Receiver<bool>>,
     plan: &str,
 ) -> Option<(TestApp, FakeOpenAi)> {
-    let Some(agent) = acp_test_agent_binary() else {
-        eprintln!(
-            "SKIPPED (no test agent): run `cargo test --workspace`, which builds spectask-acp-test-agent"
-        );
-        return None;
-    };
-    let profile = AcpProfile::new("test-agent", agent.to_str().unwrap(), Vec::<String>::new())
-        .with_env("SPECTASK_TEST_AGENT_SCRIPT", script.to_string())
-        .with_env("SPECTASK_TEST_AGENT_STATE", state.to_str().unwrap())
+    let profile = test_agent_profile("test-agent", script, state)?
         .with_env("SPECTASK_TEST_AGENT_LOG", log_in(state).to_str().unwrap());
     let runtime =
         AcpRuntime::new(vec![profile], Some("test-agent".to_owned())).with_supervision(settings);

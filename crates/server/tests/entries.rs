@@ -12,26 +12,24 @@ use std::time::Duration;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use spectask_engine::PlannerRegistry;
-use spectask_runtimes::agent::acp::{AcpProfile, AcpRuntime};
+use spectask_runtimes::agent::acp::AcpRuntime;
 use spectask_testkit::{
     Behaviour, FakeOpenAi, Script, ScriptedRuntime, TestApp, TestDatabase, TestOptions,
-    acp_test_agent_binary, backend_tests, fast_engine, fast_planner,
+    backend_tests, fast_engine, fast_planner, test_agent_profile,
 };
 
 const REPLY: &str = "# Requirements: Entries\n\n1.1 WHEN working THE SYSTEM SHALL record it.\n\n\
     ## Open Questions\n\n- None.\n\n# Design: Entries\n\nOne task.\n\n\
     # Implementation Plan: Entries\n\n- [ ] 1. Write the file\n";
 
+/// The server with our test agent as its default profile; `None` when the agent was not built.
 async fn spawn(
     db: TestDatabase,
-    agent: &Path,
     state: &Path,
     script: &Value,
     fake: &FakeOpenAi,
-) -> TestApp {
-    let profile = AcpProfile::new("test-agent", agent.to_str().unwrap(), Vec::<String>::new())
-        .with_env("SPECTASK_TEST_AGENT_SCRIPT", script.to_string())
-        .with_env("SPECTASK_TEST_AGENT_STATE", state.to_str().unwrap());
+) -> Option<TestApp> {
+    let profile = test_agent_profile("test-agent", script, state)?;
     let runtime = AcpRuntime::new(vec![profile], Some("test-agent".to_owned()));
     let options = TestOptions {
         planners: PlannerRegistry::new(Some(fast_planner("default", &fake.base_url())), []),
@@ -39,7 +37,7 @@ async fn spawn(
         runtime: Some(Arc::new(runtime)),
         ..TestOptions::default()
     };
-    TestApp::spawn_with_options(db, options).await
+    Some(TestApp::spawn_with_options(db, options).await)
 }
 
 /// Polls `path` until `done` holds for its body.
@@ -137,10 +135,6 @@ fn text_of(entries: &[Value], kind: &str) -> String {
 
 backend_tests! {
     async fn a_turn_is_recorded_as_ordered_entries_with_merged_tool_calls(db) {
-        let Some(agent) = acp_test_agent_binary() else {
-            eprintln!("SKIPPED (no test agent): run `cargo test --workspace`, which builds spectask-acp-test-agent");
-            return;
-        };
         let workspace = tempfile::tempdir().unwrap();
         let state = tempfile::tempdir().unwrap();
         let script = json!({"steps": [
@@ -156,7 +150,7 @@ backend_tests! {
         ]});
         let fake = FakeOpenAi::start().await;
         fake.push_text_reply(REPLY);
-        let app = spawn(db, &agent, state.path(), &script, &fake).await;
+        let Some(app) = spawn(db, state.path(), &script, &fake).await else { return };
         let task = approved_task(&app, workspace.path()).await;
         wait_until(&app, &format!("/api/v1/spec-tasks/{task}"), "in implementation_review", |t| t["status"] == "implementation_review").await;
         let session = helix_session(&app, &task, "completed", |i| i["state"] == "complete").await;
@@ -297,10 +291,6 @@ backend_tests! {
     }
 
     async fn a_turn_re_run_after_a_restart_starts_with_no_entries(db) {
-        let Some(agent) = acp_test_agent_binary() else {
-            eprintln!("SKIPPED (no test agent): run `cargo test --workspace`, which builds spectask-acp-test-agent");
-            return;
-        };
         let workspace = tempfile::tempdir().unwrap();
         let state = tempfile::tempdir().unwrap();
         // The first attempt records a thought, a tool call and a chunk, then hangs until the server
@@ -316,7 +306,7 @@ backend_tests! {
         });
         let fake = FakeOpenAi::start().await;
         fake.push_text_reply(REPLY);
-        let app = spawn(db, &agent, state.path(), &script, &fake).await;
+        let Some(app) = spawn(db, state.path(), &script, &fake).await else { return };
         let task = approved_task(&app, workspace.path()).await;
         let first = helix_session(&app, &task, "with the first attempt's output", |i| {
             i["entry_count"].as_i64().unwrap() >= 3 && i["response_message"] == "chunk 1/1\n"
@@ -329,7 +319,7 @@ backend_tests! {
         // A graceful stop hands the running turn back; the next server re-runs it on the same
         // interaction, which must start clean.
         let db = app.stop().await;
-        let app = spawn(db, &agent, state.path(), &script, &fake).await;
+        let app = spawn(db, state.path(), &script, &fake).await.expect("the test agent ran a moment ago");
         wait_until(&app, &format!("/api/v1/spec-tasks/{task}"), "in implementation_review", |t| t["status"] == "implementation_review").await;
         let session = helix_session(&app, &task, "completed", |i| i["state"] == "complete").await;
         assert_eq!(session["interactions"][0]["id"], first["interactions"][0]["id"], "the same interaction was re-run");

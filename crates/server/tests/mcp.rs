@@ -12,10 +12,9 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 use spectask_domain::WorkSessionId;
 use spectask_engine::PlannerRegistry;
-use spectask_runtimes::agent::acp::{AcpProfile, AcpRuntime};
+use spectask_runtimes::agent::acp::AcpRuntime;
 use spectask_testkit::{
-    FakeOpenAi, TestApp, TestOptions, acp_test_agent_binary, backend_tests, fast_engine,
-    fast_planner,
+    FakeOpenAi, TestApp, TestOptions, backend_tests, fast_engine, fast_planner, test_agent_profile,
 };
 
 fn reply(tasks: &str) -> String {
@@ -38,15 +37,7 @@ async fn implementing(
     script: &Value,
     tasks: &str,
 ) -> Option<(TestApp, String)> {
-    let Some(agent) = acp_test_agent_binary() else {
-        eprintln!(
-            "SKIPPED (no test agent): run `cargo test --workspace`, which builds spectask-acp-test-agent"
-        );
-        return None;
-    };
-    let profile = AcpProfile::new("test-agent", agent.to_str().unwrap(), Vec::<String>::new())
-        .with_env("SPECTASK_TEST_AGENT_SCRIPT", script.to_string())
-        .with_env("SPECTASK_TEST_AGENT_STATE", state.to_str().unwrap());
+    let profile = test_agent_profile("test-agent", script, state)?;
     let runtime = AcpRuntime::new(vec![profile], Some("test-agent".to_owned()));
     let fake = FakeOpenAi::start().await;
     fake.push_text_reply(&reply(tasks));

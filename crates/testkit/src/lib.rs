@@ -113,6 +113,31 @@ macro_rules! backend_tests {
     };
 }
 
+/// A profile named `name` that runs our test agent with `script` (its JSON), keeping the agent's
+/// state in `state`. `None`, after printing that the calling test is skipped, when the agent was
+/// not built.
+pub fn test_agent_profile(
+    name: &str,
+    script: &serde_json::Value,
+    state: &std::path::Path,
+) -> Option<spectask_runtimes::agent::acp::AcpProfile> {
+    let Some(agent) = acp_test_agent_binary() else {
+        eprintln!(
+            "SKIPPED (no test agent): run `cargo test --workspace`, which builds spectask-acp-test-agent"
+        );
+        return None;
+    };
+    Some(
+        spectask_runtimes::agent::acp::AcpProfile::new(
+            name,
+            agent.to_string_lossy(),
+            Vec::<String>::new(),
+        )
+        .with_env("SPECTASK_TEST_AGENT_SCRIPT", script.to_string())
+        .with_env("SPECTASK_TEST_AGENT_STATE", state.to_string_lossy()),
+    )
+}
+
 /// The scripted ACP test agent binary (`spectask-acp-test-agent`) in this target directory, if it
 /// was built (`cargo test --workspace` builds it; a single-package run may not).
 pub fn acp_test_agent_binary() -> Option<std::path::PathBuf> {
