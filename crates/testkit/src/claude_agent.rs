@@ -1,6 +1,6 @@
 //! The real third-party agent of the integration tier: Claude Code through
-//! `@agentclientprotocol/claude-agent-acp`, installed by the project's own setup step
-//! (`tools/agents`, `npm ci` in `.ci/run`), and the profile that runs it offline against a
+//! `@agentclientprotocol/claude-agent-acp`, pinned in `tools/agents` and installed on first use
+//! with `npm ci` (`.ci/run` also runs it up front), and the profile that runs it offline against a
 //! [`FakeAnthropic`].
 //!
 //! What the agent needs to run offline, found by running it: `ANTHROPIC_BASE_URL` and any
@@ -16,15 +16,47 @@ use spectask_runtimes::agent::acp::{AcpProfile, PermissionPolicy};
 use crate::FakeAnthropic;
 
 /// What a scenario prints when the agent is not installed, before passing without running.
-pub const CLAUDE_AGENT_SKIPPED: &str =
-    "SKIPPED (claude-agent-acp not installed: run `npm ci` in tools/agents)";
+pub const CLAUDE_AGENT_SKIPPED: &str = "SKIPPED (claude-agent-acp is not installed and `npm ci` in \
+     tools/agents could not install it: Node.js and npm with access to the npm registry are needed)";
 
-/// The installed `claude-agent-acp`, if `npm ci` ran in `tools/agents` (this crate is
-/// `crates/testkit`).
+/// The pinned `claude-agent-acp` from `tools/agents` (this crate is `crates/testkit`). When it
+/// is not installed yet, it is installed first with `npm ci` (under a lock shared by all test
+/// processes), so `cargo test --workspace` on a fresh clone runs the tier too; `None` when it
+/// cannot be installed (no npm, no registry).
 pub fn claude_agent_binary() -> Option<PathBuf> {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../tools/agents/node_modules/.bin/claude-agent-acp");
-    path.canonicalize().ok().filter(|path| path.is_file())
+    let agents = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tools/agents");
+    let installed = || {
+        agents
+            .join("node_modules/.bin/claude-agent-acp")
+            .canonicalize()
+            .ok()
+            .filter(|path| path.is_file())
+    };
+    if let Some(path) = installed() {
+        return Some(path);
+    }
+    let lock_path = std::env::temp_dir().join("spectask-claude-agent-install.lock");
+    let lock = std::fs::File::create(&lock_path).ok()?;
+    // Several test processes may get here at once; one installs, the others find it installed.
+    lock.lock().ok()?;
+    if let Some(path) = installed() {
+        return Some(path);
+    }
+    eprintln!(
+        "installing the pinned claude-agent-acp: npm ci in {}",
+        agents.display()
+    );
+    match std::process::Command::new("npm")
+        .args(["ci", "--no-audit", "--no-fund"])
+        .current_dir(&agents)
+        .stdout(std::process::Stdio::null())
+        .status()
+    {
+        Ok(status) if status.success() => {}
+        Ok(status) => eprintln!("npm ci in tools/agents failed: {status}"),
+        Err(err) => eprintln!("npm could not be run: {err}"),
+    }
+    installed()
 }
 
 /// Prepares `home` as the agent's `HOME`: a `.claude/settings.json` with prompt suggestions off.
