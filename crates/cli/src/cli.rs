@@ -58,6 +58,22 @@ pub struct ServeArgs {
     pub config: Option<PathBuf>,
     #[command(flatten)]
     pub llm: LlmArgs,
+    /// The API token clients present as `Authorization: Bearer <token>`. Required to listen on a
+    /// non-loopback address, where every request must carry it; on loopback it is optional for
+    /// clients, and without this option one is generated into `<data-dir>/api-token` (mode 0600)
+    /// at the first start and reused. Prefer the environment variable: arguments are visible to
+    /// other local users.
+    #[arg(long, env = "SPECTASK_API_TOKEN", hide_env_values = true)]
+    pub api_token: Option<String>,
+    /// A host name requests may address the server by (the `Host` header), besides IP addresses
+    /// and `localhost`: e.g. the name of a reverse proxy. Repeatable; the variable takes a
+    /// comma-separated list. Other names are refused (DNS rebinding).
+    #[arg(
+        long = "allowed-host",
+        env = "SPECTASK_ALLOWED_HOSTS",
+        value_delimiter = ','
+    )]
+    pub allowed_hosts: Vec<String>,
     /// How long a worker holds a claimed turn without renewing it; after a crash, the turn runs
     /// again once this has passed.
     #[arg(long, env = "SPECTASK_TURN_LEASE_SECS", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=3600))]
@@ -146,6 +162,21 @@ mod tests {
         let Command::Serve(args) = cli.command;
         assert_eq!(args.bind, "127.0.0.1:8080".parse().unwrap());
         assert_eq!(args.data_dir, PathBuf::from(".spectask"));
+    }
+
+    #[test]
+    fn allowed_hosts_repeat() {
+        let cli = Cli::try_parse_from([
+            "spectask",
+            "serve",
+            "--allowed-host",
+            "a.example",
+            "--allowed-host",
+            "b.example,c.example",
+        ])
+        .unwrap();
+        let Command::Serve(args) = cli.command;
+        assert_eq!(args.allowed_hosts, ["a.example", "b.example", "c.example"]);
     }
 
     #[test]

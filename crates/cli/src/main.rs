@@ -4,6 +4,7 @@
 mod cli;
 mod config;
 mod serve;
+mod token;
 
 use clap::Parser;
 

@@ -26,6 +26,9 @@ pub async fn run(args: ServeArgs) -> Result<()> {
     let data_dir = tokio::fs::canonicalize(&args.data_dir)
         .await
         .with_context(|| format!("cannot resolve data directory {}", args.data_dir.display()))?;
+    // Before anything else opens: a non-loopback bind without a token must not start at all.
+    let (api_token, token_source) =
+        crate::token::resolve(args.api_token.as_deref(), args.bind, &data_dir)?;
     let database_url = match args.database_url {
         Some(url) => url,
         None => sqlite_url(&data_dir)?,
@@ -107,8 +110,17 @@ pub async fn run(args: ServeArgs) -> Result<()> {
     );
     let settings = ApiSettings {
         workspace_root,
+        api_token: Some(spectask_server::guard::ApiToken::new(&api_token)),
+        require_api_token: !args.bind.ip().is_loopback(),
+        allowed_hosts: args.allowed_hosts.clone(),
         ..ApiSettings::default()
     };
+    match &token_source {
+        crate::token::TokenSource::Given => tracing::info!("API token given"),
+        crate::token::TokenSource::File(path) => {
+            tracing::info!(path = %path.display(), "API token (optional on loopback) in")
+        }
+    }
     let server = Server::bind(args.bind, engine, settings)
         .await
         .with_context(|| format!("cannot listen on {}", args.bind))?;

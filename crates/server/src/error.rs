@@ -17,6 +17,12 @@ pub enum ApiError {
     RouteNotFound(String),
     #[error("{0}")]
     Unauthorized(String),
+    #[error("{0}")]
+    ForbiddenHost(String),
+    #[error("{0}")]
+    CrossOrigin(String),
+    #[error("{0}")]
+    UnsupportedMediaType(String),
     #[error("method not allowed")]
     MethodNotAllowed,
     #[error("{0}")]
@@ -94,6 +100,11 @@ impl ApiError {
             NotFound { .. } => (StatusCode::NOT_FOUND, "not_found"),
             RouteNotFound(_) => (StatusCode::NOT_FOUND, "route_not_found"),
             Unauthorized(_) => (StatusCode::UNAUTHORIZED, "unauthorized"),
+            ForbiddenHost(_) => (StatusCode::FORBIDDEN, "forbidden_host"),
+            CrossOrigin(_) => (StatusCode::FORBIDDEN, "cross_origin"),
+            UnsupportedMediaType(_) => {
+                (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type")
+            }
             MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
             MalformedJson(_) => (StatusCode::BAD_REQUEST, "malformed_json"),
             InvalidBody(_) => (StatusCode::BAD_REQUEST, "invalid_body"),

@@ -9,6 +9,7 @@
 
 pub mod error;
 pub mod extract;
+pub mod guard;
 pub mod mcp;
 mod openapi;
 pub mod routes;
@@ -32,8 +33,8 @@ pub use state::{ApiSettings, AppState};
 
 use crate::error::ApiError;
 
-/// Builds the complete router for `state`.
-pub fn app(state: AppState) -> Router {
+/// Builds the complete router for `state`, every request passing `guard` first.
+pub fn app(state: AppState, guard: Arc<guard::Guard>) -> Router {
     let (router, openapi) = openapi::split(state.clone());
     router
         .merge(openapi)
@@ -43,6 +44,7 @@ pub fn app(state: AppState) -> Router {
         .layer(DefaultBodyLimit::max(
             spectask_domain::limits::MAX_BODY_BYTES,
         ))
+        .layer(axum::middleware::from_fn_with_state(guard, guard::check))
         .layer(CatchPanicLayer::custom(panic_response))
         .layer(TraceLayer::new_for_http())
         .with_state(state)
@@ -69,11 +71,18 @@ pub struct Server {
 
 impl Server {
     /// Binds `addr` (port 0 picks a free port) and prepares the app over `engine` and its store.
+    /// Refuses a non-loopback address without an API token, before listening.
     pub async fn bind(
         addr: SocketAddr,
         engine: Engine,
         settings: ApiSettings,
     ) -> std::io::Result<Self> {
+        if !addr.ip().is_loopback() && settings.api_token.is_none() {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                format!("refusing to serve {addr}, a non-loopback address, without an API token"),
+            ));
+        }
         let listener = TcpListener::bind(addr).await?;
         engine.attach_agent_tools(&mcp_url(listener.local_addr()?));
         let state = AppState {
@@ -101,7 +110,11 @@ impl Server {
     ) -> std::io::Result<()> {
         let token = self.state.shutdown.clone();
         let worker = tokio::spawn(self.state.engine.clone().run_worker(token.clone()));
-        let router = app(self.state);
+        let guard = Arc::new(guard::Guard::new(
+            self.listener.local_addr()?,
+            &self.state.settings,
+        ));
+        let router = app(self.state, guard);
         let served = axum::serve(self.listener, router)
             .with_graceful_shutdown({
                 let token = token.clone();

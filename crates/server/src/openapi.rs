@@ -54,6 +54,7 @@ pub(crate) fn split(_state: AppState) -> (Router<AppState>, Router<AppState>) {
             )
             .build(),
     );
+    secure(&mut doc);
     let doc = Arc::new(doc);
     let serve_doc = Router::new().route(
         "/api/v1/openapi.json",
@@ -63,4 +64,109 @@ pub(crate) fn split(_state: AppState) -> (Router<AppState>, Router<AppState>) {
         }),
     );
     (api, serve_doc)
+}
+
+/// The security scheme of the API token in the `Authorization` header.
+const TOKEN_SCHEME: &str = "api_token";
+/// The same token as a query parameter, accepted on the event stream only.
+const QUERY_TOKEN_SCHEME: &str = "api_token_query";
+
+/// States what `crate::guard` does to every request: the token (optional on loopback, required on
+/// any other bind; a wrong one is a 401), the Host and cross-origin refusals (403) and the content
+/// types (415), so the document lists every status the server can answer.
+fn secure(doc: &mut utoipa::openapi::OpenApi) {
+    use utoipa::openapi::security::SecurityRequirement;
+    use utoipa::openapi::security::{ApiKey, ApiKeyValue, Http, HttpAuthScheme, SecurityScheme};
+
+    let components = doc
+        .components
+        .get_or_insert_with(utoipa::openapi::Components::new);
+    components.add_security_scheme(
+        TOKEN_SCHEME,
+        SecurityScheme::Http(
+            Http::builder()
+                .scheme(HttpAuthScheme::Bearer)
+                .description(Some(
+                    "The API token (`--api-token`, or `<data-dir>/api-token`). Required when the \
+                     server listens on a non-loopback address; optional on loopback, but a wrong \
+                     token is refused everywhere.",
+                ))
+                .build(),
+        ),
+    );
+    components.add_security_scheme(
+        QUERY_TOKEN_SCHEME,
+        SecurityScheme::ApiKey(ApiKey::Query(ApiKeyValue::with_description(
+            crate::guard::TOKEN_QUERY_PARAM,
+            "The API token as a query parameter, on the event stream only (a browser's \
+             EventSource cannot send headers).",
+        ))),
+    );
+
+    for (path, item) in doc.paths.paths.iter_mut() {
+        let is_health = path == "/healthz";
+        let is_stream = path == crate::guard::EVENT_STREAM_PATH;
+        for operation in [
+            &mut item.get,
+            &mut item.put,
+            &mut item.post,
+            &mut item.delete,
+            &mut item.patch,
+        ]
+        .into_iter()
+        .flatten()
+        {
+            let responses = &mut operation.responses.responses;
+            responses.entry("403".into()).or_insert_with(|| {
+                error_response(
+                    "`forbidden_host`: the Host header names another server (DNS rebinding); \
+                     `cross_origin`: the request comes from another origin (Origin, \
+                     Sec-Fetch-Site)",
+                )
+            });
+            if operation.request_body.is_some() {
+                responses.entry("415".into()).or_insert_with(|| {
+                    error_response(
+                        "`unsupported_media_type`: a body without the Content-Type this \
+                         operation takes",
+                    )
+                });
+            }
+            if is_health {
+                continue;
+            }
+            responses.entry("401".into()).or_insert_with(|| {
+                error_response(
+                    "`unauthorized`: the API token is missing (on a non-loopback bind) or wrong",
+                )
+            });
+            // `{}` first: on loopback the token is optional.
+            let mut security = vec![
+                SecurityRequirement::default(),
+                SecurityRequirement::new(TOKEN_SCHEME, Vec::<String>::new()),
+            ];
+            if is_stream {
+                security.push(SecurityRequirement::new(
+                    QUERY_TOKEN_SCHEME,
+                    Vec::<String>::new(),
+                ));
+            }
+            operation.security = Some(security);
+        }
+    }
+}
+
+fn error_response(
+    description: &str,
+) -> utoipa::openapi::RefOr<utoipa::openapi::response::Response> {
+    utoipa::openapi::response::ResponseBuilder::new()
+        .description(description)
+        .content(
+            "application/json",
+            utoipa::openapi::Content::new(Some(utoipa::openapi::Ref::from_schema_name(
+                "ErrorBody",
+            ))),
+        )
+        .build()
+        .into()
 }

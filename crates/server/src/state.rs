@@ -16,6 +16,15 @@ pub struct ApiSettings {
     /// How often a live stream re-reads the events table when no commit nudge arrives (covers
     /// commits made by other replicas).
     pub stream_poll_interval: Duration,
+    /// The API token (`--api-token`, or generated into the data directory). A request presenting
+    /// another one is refused (401).
+    pub api_token: Option<crate::guard::ApiToken>,
+    /// Whether every request must present the token. Always so on a non-loopback bind, which
+    /// `Server::bind` refuses without a token.
+    pub require_api_token: bool,
+    /// Host names beyond IP literals and `localhost` that requests may name (`--allowed-host`),
+    /// each with or without a port.
+    pub allowed_hosts: Vec<String>,
 }
 
 impl Default for ApiSettings {
@@ -23,6 +32,9 @@ impl Default for ApiSettings {
         Self {
             workspace_root: None,
             stream_poll_interval: Duration::from_secs(1),
+            api_token: None,
+            require_api_token: false,
+            allowed_hosts: Vec::new(),
         }
     }
 }

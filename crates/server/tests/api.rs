@@ -450,7 +450,7 @@ backend_tests! {
         let plan = "# Implementation Plan: Auth\n\n\
 - [ ] 1. Create the schema\n  - Add users table\n  - _Requirements: 1.1_\n\
 - [x] 2. Build the API\n  - Depends on: 1\n  - _Requirements: 2.1, 2.2_\n";
-        let response = app.send_raw(Method::POST, "/api/v1/plans/parse", plan.as_bytes().to_vec()).await;
+        let response = app.send_typed(Method::POST, "/api/v1/plans/parse", "text/markdown", plan.as_bytes().to_vec()).await;
         assert_eq!(response.status, StatusCode::OK, "{}", response.body);
         let tasks = response.body["tasks"].as_array().unwrap();
         let summary: Vec<_> = tasks.iter().map(|t| (t["key"].clone(), t["title"].clone(), t["status"].clone(), t["depends_on"].clone(), t["requirement_refs"].clone())).collect();
@@ -461,16 +461,16 @@ backend_tests! {
         assert_eq!(response.body["errors"], json!([]));
 
         let broken = "- [ ] 1. A\n  - Depends on: 2\n- [ ] 2. B\n  - Depends on: 1\n- [ ] 3. C\n  - Depends on: 9\n";
-        let response = app.send_raw(Method::POST, "/api/v1/plans/parse", broken.as_bytes().to_vec()).await;
+        let response = app.send_typed(Method::POST, "/api/v1/plans/parse", "text/markdown", broken.as_bytes().to_vec()).await;
         assert_eq!(response.status, StatusCode::OK);
         let kinds: Vec<_> = response.body["errors"].as_array().unwrap().iter().map(|e| e["kind"].as_str().unwrap().to_owned()).collect();
         assert!(kinds.iter().any(|k| k.contains("cycle")) && kinds.iter().any(|k| k.contains("unknown")), "{kinds:?}");
 
-        let empty = app.send_raw(Method::POST, "/api/v1/plans/parse", b"  \n".to_vec()).await;
+        let empty = app.send_typed(Method::POST, "/api/v1/plans/parse", "text/markdown", b"  \n".to_vec()).await;
         assert_eq!((empty.status, empty.error_code()), (StatusCode::UNPROCESSABLE_ENTITY, "validation_failed"));
-        let binary = app.send_raw(Method::POST, "/api/v1/plans/parse", vec![0xff, 0xfe, 0x00]).await;
+        let binary = app.send_typed(Method::POST, "/api/v1/plans/parse", "text/markdown", vec![0xff, 0xfe, 0x00]).await;
         assert_eq!((binary.status, binary.error_code()), (StatusCode::BAD_REQUEST, "invalid_body"));
-        let huge = app.send_raw(Method::POST, "/api/v1/plans/parse", vec![b'a'; 1024 * 1024 + 1]).await;
+        let huge = app.send_typed(Method::POST, "/api/v1/plans/parse", "text/markdown", vec![b'a'; 1024 * 1024 + 1]).await;
         assert_eq!((huge.status, huge.error_code()), (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"));
     }
 

@@ -248,12 +248,25 @@ impl TestApp {
         .await
     }
 
-    /// Sends raw bytes (for malformed bodies).
+    /// Sends raw bytes as JSON (for malformed bodies).
     pub async fn send_raw(&self, method: reqwest::Method, path: &str, body: Vec<u8>) -> Response {
+        self.send_typed(method, path, "application/json", body)
+            .await
+    }
+
+    /// Sends raw bytes with the given `Content-Type` (the plan parser takes `text/markdown`; the
+    /// rest of the API refuses anything but JSON).
+    pub async fn send_typed(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        content_type: &str,
+        body: Vec<u8>,
+    ) -> Response {
         let request = self
             .client
             .request(method, self.url(path))
-            .header("content-type", "application/json");
+            .header("content-type", content_type);
         Self::read(request.body(body).send().await.expect("raw request")).await
     }
 
