@@ -78,8 +78,10 @@ pub struct ServeArgs {
     /// again once this has passed.
     #[arg(long, env = "SPECTASK_TURN_LEASE_SECS", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=3600))]
     pub turn_lease_secs: u64,
-    /// This replica's name. On start, turns it was running before a crash are re-run at once.
-    /// Replicas sharing one PostgreSQL database need different names. Default: the host name.
+    /// This replica's name, the first part of every claim owner (`<replica>/<process>`). On
+    /// start, the turns the previous process on this data directory was running are re-run at
+    /// once; other processes' turns, also those of the same replica name, wait for their leases.
+    /// Default: the host name.
     #[arg(long, env = "SPECTASK_REPLICA_ID")]
     pub replica_id: Option<String>,
     /// Planning turns running at once.
@@ -114,6 +116,17 @@ pub struct ServeArgs {
     /// Failed implementation turns of one work session retried before it fails for good.
     #[arg(long, env = "SPECTASK_MAX_TURN_RETRIES", default_value_t = 2, value_parser = clap::value_parser!(u32).range(0..=100))]
     pub max_turn_retries: u32,
+    /// The longest an agent's MCP token lives, in seconds (it dies sooner when its work session
+    /// ends, its thread is set up again, or its instance or server stops).
+    #[arg(long, env = "SPECTASK_MCP_TOKEN_TTL_SECS", default_value_t = 86400, value_parser = clap::value_parser!(u64).range(1..=2_592_000))]
+    pub mcp_token_ttl_secs: u64,
+    /// Work sessions agents may spawn per SpecTask (over MCP; every spawn counts).
+    #[arg(long, env = "SPECTASK_MAX_SPAWNED_SESSIONS", default_value_t = 16, value_parser = clap::value_parser!(u32).range(0..=1000))]
+    pub max_spawned_sessions: u32,
+    /// How deep agents may spawn: 1 lets the plan's sessions spawn, 2 lets their spawns spawn
+    /// once more; 0 turns agents' spawning off.
+    #[arg(long, env = "SPECTASK_MAX_SPAWN_DEPTH", default_value_t = 2, value_parser = clap::value_parser!(u32).range(0..=16))]
+    pub max_spawn_depth: u32,
     /// Database connections (PostgreSQL), or SQLite read connections.
     #[arg(long, env = "SPECTASK_DB_MAX_CONNECTIONS", default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=1000))]
     pub db_max_connections: u32,

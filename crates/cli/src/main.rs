@@ -3,6 +3,7 @@
 
 mod cli;
 mod config;
+mod data_dir;
 mod serve;
 mod token;
 

@@ -1,5 +1,5 @@
-//! `spectask serve`: resolve the configuration, open the store, run the server until Ctrl-C or
-//! SIGTERM.
+//! `spectask serve`: lock the data directory, resolve the configuration, open the store, run the
+//! server until Ctrl-C or SIGTERM.
 
 use std::path::Path;
 
@@ -26,6 +26,10 @@ pub async fn run(args: ServeArgs) -> Result<()> {
     let data_dir = tokio::fs::canonicalize(&args.data_dir)
         .await
         .with_context(|| format!("cannot resolve data directory {}", args.data_dir.display()))?;
+    // First, before anything touches the directory: one process per data directory, and proof
+    // that its previous process is gone. Held until this function returns.
+    let data_dir_lock = crate::data_dir::lock(&data_dir)?;
+    let predecessor_owner = data_dir_lock.predecessor_owner()?;
     // Before anything else opens: a non-loopback bind without a token must not start at all.
     let (api_token, token_source) =
         crate::token::resolve(args.api_token.as_deref(), args.bind, &data_dir)?;
@@ -78,6 +82,10 @@ pub async fn run(args: ServeArgs) -> Result<()> {
         max_active_instances: usize::try_from(args.max_active_instances).unwrap_or(8),
         turn_timeout: std::time::Duration::from_secs(args.turn_timeout_secs),
         max_turn_retries: i32::try_from(args.max_turn_retries).unwrap_or(2),
+        mcp_token_ttl: std::time::Duration::from_secs(args.mcp_token_ttl_secs),
+        max_spawned_sessions: args.max_spawned_sessions,
+        max_spawn_depth: args.max_spawn_depth,
+        predecessor_owner,
         ..EngineSettings::default()
     };
     let agents = crate::config::agents(&file, &|name| std::env::var(name).ok())?;
@@ -108,6 +116,8 @@ pub async fn run(args: ServeArgs) -> Result<()> {
         std::sync::Arc::new(runtime),
         engine_settings,
     );
+    // Before the worker claims anything: the successor must know whose turns died with us.
+    data_dir_lock.record_owner(engine.owner())?;
     let settings = ApiSettings {
         workspace_root,
         api_token: Some(spectask_server::guard::ApiToken::new(&api_token)),
@@ -131,6 +141,7 @@ pub async fn run(args: ServeArgs) -> Result<()> {
         .await
         .context("server failed")?;
     store.close().await;
+    drop(data_dir_lock);
     tracing::info!("spectask stopped");
     Ok(())
 }

@@ -222,6 +222,63 @@ pub fn retry_note(assignment: &str, reason: &str, attempt: i32) -> String {
 pub const INTERRUPTED_NOTE: &str = "(spectask: your earlier attempt at the prompt below was interrupted (a restart of \
 spectask or of the agent). Check the workspace for what you already did, then continue.)\n\n";
 
+/// What an agent already did through spectask's MCP tools during the earlier, interrupted
+/// attempts at a turn, read from the store (its events) when the turn is re-run.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct EarlierToolCalls {
+    /// Work sessions it spawned: `(id, name)`, in order.
+    pub spawned: Vec<(String, String)>,
+    /// Progress it reported: `(task key, status)`, in order.
+    pub reported: Vec<(String, String)>,
+    /// The summary it declared its work complete with.
+    pub completion: Option<String>,
+    /// The reason it gave up with.
+    pub gave_up: Option<String>,
+}
+
+impl EarlierToolCalls {
+    pub fn is_empty(&self) -> bool {
+        self.spawned.is_empty()
+            && self.reported.is_empty()
+            && self.completion.is_none()
+            && self.gave_up.is_none()
+    }
+}
+
+/// The note prefixed to a re-run prompt: [`INTERRUPTED_NOTE`], extended with what the earlier
+/// attempts already did through spectask's tools, so the agent does not do it again (a repeat
+/// would change nothing, but costs a turn's worth of work).
+pub fn interrupted_note(earlier: &EarlierToolCalls) -> String {
+    if earlier.is_empty() {
+        return INTERRUPTED_NOTE.to_owned();
+    }
+    let mut done = Vec::new();
+    for (id, name) in &earlier.spawned {
+        done.push(format!("- spawned the work session \"{name}\" ({id})"));
+    }
+    for (key, status) in &earlier.reported {
+        done.push(format!("- reported task {key} as {status}"));
+    }
+    if let Some(summary) = &earlier.completion {
+        done.push(format!(
+            "- declared this work session complete: \"{}\"",
+            summary.trim()
+        ));
+    }
+    if let Some(reason) = &earlier.gave_up {
+        done.push(format!(
+            "- gave up this work session: \"{}\"",
+            reason.trim()
+        ));
+    }
+    format!(
+        "(spectask: your earlier attempt at the prompt below was interrupted (a restart of \
+spectask or of the agent). Check the workspace for what you already did, then continue. Through \
+spectask's tools your earlier attempt already:\n{}\nThese are recorded; do not do them again.)\n\n",
+        done.join("\n")
+    )
+}
+
 /// The follow-up carrying a reviewer's requested changes.
 pub fn review_changes_prompt(comment: &str) -> String {
     format!(
@@ -336,5 +393,36 @@ mod tests {
         });
         assert!(fix.contains("- the `# Design: <title>` section is missing"));
         assert!(PLANNING_SYSTEM_PROMPT.contains("# Implementation Plan: <short title>"));
+    }
+
+    #[test]
+    fn the_interrupted_note_lists_what_the_earlier_attempt_did() {
+        assert_eq!(
+            interrupted_note(&EarlierToolCalls::default()),
+            INTERRUPTED_NOTE
+        );
+        let note = interrupted_note(&EarlierToolCalls {
+            spawned: vec![("stws_1".into(), "Security audit".into())],
+            reported: vec![("1.1".into(), "completed".into())],
+            completion: Some("all done ".into()),
+            gave_up: None,
+        });
+        assert!(
+            note.starts_with("(spectask: your earlier attempt"),
+            "{note}"
+        );
+        assert!(
+            note.contains("- spawned the work session \"Security audit\" (stws_1)\n"),
+            "{note}"
+        );
+        assert!(
+            note.contains("- reported task 1.1 as completed\n"),
+            "{note}"
+        );
+        assert!(
+            note.contains("- declared this work session complete: \"all done\"\n"),
+            "{note}"
+        );
+        assert!(note.ends_with("do not do them again.)\n\n"), "{note}");
     }
 }

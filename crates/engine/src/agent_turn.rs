@@ -1,13 +1,13 @@
 //! One turn on an agent thread, shared by implementation (a work session's thread) and planning
 //! over ACP (the planning session's thread): the prompt to send (with a note on a re-run, whose
-//! earlier output is cleared), the agent's events streamed into the interaction, a silence
+//! earlier output is cleared, naming what the earlier attempts did through spectask's tools), the agent's events streamed into the interaction, a silence
 //! watchdog, and a cancel sent to the agent when the turn is stopped from our side. What the end
 //! means is the caller's business.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use spectask_domain::prompts::INTERRUPTED_NOTE;
+use spectask_domain::prompts::interrupted_note;
 use spectask_domain::{Interaction, Session};
 use spectask_runtimes::agent::{AgentError, AgentEvent, AgentRuntime, StopReason, TurnRequest};
 use spectask_store::TurnClaim;
@@ -38,7 +38,8 @@ pub(crate) struct AgentThread<'a> {
 
 impl Engine {
     /// The prompt for the claimed turn: its interaction's prompt, prefixed with a note when this
-    /// is a re-run, whose partial output from the earlier attempt is cleared first.
+    /// is a re-run (listing the tool calls its earlier attempts made, read from the store), whose
+    /// partial output from the earlier attempt is cleared first.
     pub(crate) async fn agent_turn_prompt(
         &self,
         claim: &TurnClaim,
@@ -49,11 +50,25 @@ impl Engine {
             // A re-run after a crash or a lost lease: the earlier attempt's output is void.
             self.inner.store.reset_turn_output(claim).await?;
         }
-        Ok(if claim.turn.attempts > 1 {
-            format!("{INTERRUPTED_NOTE}{}", current.prompt_message)
-        } else {
-            current.prompt_message.clone()
-        })
+        if claim.turn.attempts <= 1 {
+            return Ok(current.prompt_message.clone());
+        }
+        // What the earlier attempts did through spectask's tools is in the store (their events),
+        // whatever the agent remembers: say it, so the agent does not do it again.
+        let earlier = match &claim.turn.work_session_id {
+            Some(ws) => {
+                self.inner
+                    .store
+                    .earlier_tool_calls(&claim.turn.id, ws)
+                    .await?
+            }
+            None => Default::default(),
+        };
+        Ok(format!(
+            "{}{}",
+            interrupted_note(&earlier),
+            current.prompt_message
+        ))
     }
 
     /// Runs `prompt` on `thread` to its end, writing the agent's output into the claimed turn's

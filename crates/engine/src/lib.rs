@@ -42,10 +42,9 @@ pub struct EngineSettings {
     /// Claims per turn before it fails (each crash or restart mid-turn costs one). Generous:
     /// interruptions are not the agent's fault, but a turn that keeps killing its server must stop.
     pub max_turn_attempts: i32,
-    /// This replica's stable name. Turns still marked running under this name when the worker
-    /// starts belonged to a previous incarnation of this replica (which crashed), so they are
-    /// requeued at once instead of waiting for their lease to expire. Replicas sharing one
-    /// database must have different names.
+    /// This replica's name, the first part of its claim owners (`<replica>/<process>`, unique
+    /// per process). Which turns are known dead at start is decided by `predecessor_owner`, not
+    /// by this name, so processes sharing it never requeue each other's turns.
     pub replica_id: String,
     /// How long streamed output is batched before it is written.
     pub flush_interval: Duration,
@@ -58,6 +57,21 @@ pub struct EngineSettings {
     pub turn_timeout: Duration,
     /// Failed implementation turns of one work session retried before it fails for good.
     pub max_turn_retries: i32,
+    /// The longest an agent's MCP token lives (it dies sooner with its work session, a newer
+    /// set-up of its thread, its instance or the process that minted it; see
+    /// `spectask_store::agent_tokens`). A turn that finds its thread's token dead sets the thread
+    /// up again, which mints a fresh one.
+    pub mcp_token_ttl: Duration,
+    /// Work sessions agents may spawn per SpecTask (all spawns count, humans' too).
+    pub max_spawned_sessions: u32,
+    /// How deep agents may spawn: 1 lets the plan's sessions spawn, 2 lets their spawns spawn
+    /// once more, and so on.
+    pub max_spawn_depth: u32,
+    /// The claim owner of the previous process on this data directory, known dead (the
+    /// data-directory lock held by this process proves it ended): its running turns are requeued
+    /// at start and its MCP tokens revoked. `None` for a first start, or when unknown (its turns
+    /// then wait for their leases to expire).
+    pub predecessor_owner: Option<String>,
 }
 
 impl Default for EngineSettings {
@@ -73,6 +87,10 @@ impl Default for EngineSettings {
             max_active_instances: 8,
             turn_timeout: Duration::from_secs(600),
             max_turn_retries: 2,
+            mcp_token_ttl: Duration::from_secs(24 * 3600),
+            max_spawned_sessions: 16,
+            max_spawn_depth: 2,
+            predecessor_owner: None,
         }
     }
 }
@@ -160,6 +178,12 @@ impl Engine {
     /// Whether implementation threads can run here.
     pub fn has_runtime(&self) -> bool {
         self.inner.runtime.is_some()
+    }
+
+    /// This process's claim owner, `<replica>/<unique per process>`; a successor on the same
+    /// data directory passes it back as [`EngineSettings::predecessor_owner`].
+    pub fn owner(&self) -> &str {
+        &self.inner.owner
     }
 
     pub fn settings(&self) -> &EngineSettings {

@@ -43,22 +43,7 @@ impl Engine {
     /// Runs the worker until `shutdown` is cancelled, then releases the turns it holds.
     pub async fn run_worker(self, shutdown: CancellationToken) {
         let mut running = JoinSet::new();
-        // Reconcile: what this replica's previous incarnation was running died with it.
-        match self
-            .inner
-            .store
-            .requeue_orphaned_turns(&self.inner.settings.replica_id, &self.inner.owner)
-            .await
-        {
-            Ok(0) => {}
-            Ok(n) => tracing::warn!(
-                turns = n,
-                "requeued turns left running by this replica's previous run"
-            ),
-            Err(err) => {
-                tracing::warn!(%err, "could not reconcile turns left running; their leases will expire")
-            }
-        }
+        self.reconcile_predecessor().await;
         tracing::info!(owner = %self.inner.owner, "worker started");
         loop {
             match self.tick(&mut running, &shutdown).await {
@@ -81,6 +66,33 @@ impl Engine {
         }
         while running.join_next().await.is_some() {}
         tracing::info!("worker stopped");
+    }
+
+    /// Start-up reconcile: the previous process on this data directory is dead (the lock says
+    /// so), so its running turns are requeued at once and its MCP tokens revoked. Turns of any
+    /// other owner, a live sibling with the same replica name included, are left to their leases.
+    async fn reconcile_predecessor(&self) {
+        let Some(dead) = self.inner.settings.predecessor_owner.as_deref() else {
+            return;
+        };
+        let store = &self.inner.store;
+        match store
+            .requeue_turns_of_dead_owner(dead, &self.inner.owner)
+            .await
+        {
+            Ok(0) => {}
+            Ok(n) => tracing::warn!(
+                turns = n,
+                predecessor = %dead,
+                "requeued turns left running by the previous process on this data directory"
+            ),
+            Err(err) => {
+                tracing::warn!(%err, "could not reconcile turns left running; their leases will expire")
+            }
+        }
+        if let Err(err) = store.revoke_agent_tokens_minted_by(dead).await {
+            tracing::warn!(%err, "could not revoke the previous process's MCP tokens; they expire with their TTL");
+        }
     }
 
     /// Requeues expired claims, then claims and starts as many queued turns as there are free

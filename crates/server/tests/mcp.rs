@@ -13,6 +13,7 @@ use serde_json::{Value, json};
 use spectask_domain::WorkSessionId;
 use spectask_engine::PlannerRegistry;
 use spectask_runtimes::agent::acp::AcpRuntime;
+use spectask_store::TokenMint;
 use spectask_testkit::{
     FakeOpenAi, TestApp, TestOptions, backend_tests, fast_engine, fast_planner, test_agent_profile,
 };
@@ -22,6 +23,15 @@ fn reply(tasks: &str) -> String {
         "# Requirements: Files\n\n1.1 WHEN asked THE SYSTEM SHALL write files.\n\n## Open Questions\n\n- None.\n\n\
          # Design: Files\n\nTwo files.\n\n# Implementation Plan: Files\n\n{tasks}"
     )
+}
+
+/// How a test mints a token of its own, as a thread set-up would.
+fn mint() -> TokenMint<'static> {
+    TokenMint {
+        instance_id: "test-instance",
+        minted_by: "test/process",
+        ttl: Duration::from_secs(3600),
+    }
 }
 
 fn tool(name: &str, arguments: Value) -> Value {
@@ -249,11 +259,11 @@ backend_tests! {
         let (status, _) = mcp_initialize(&app, Some("Basic abc")).await;
         assert_eq!(status, StatusCode::UNAUTHORIZED);
         let ws1_id = WorkSessionId::parse(&ws1).unwrap();
-        let live = app.store.issue_agent_token(&ws1_id).await.unwrap();
+        let live = app.store.issue_agent_token(&ws1_id, mint()).await.unwrap();
         let (status, body) = mcp_initialize(&app, Some(&format!("Bearer {live}"))).await;
         assert_eq!(status, StatusCode::OK, "{body}");
         assert!(body.contains("spectask"), "{body}");
-        let done = app.store.issue_agent_token(&WorkSessionId::parse(second["work_session"]["id"].as_str().unwrap()).unwrap()).await.unwrap();
+        let done = app.store.issue_agent_token(&WorkSessionId::parse(second["work_session"]["id"].as_str().unwrap()).unwrap(), mint()).await.unwrap();
         let (status, _) = mcp_initialize(&app, Some(&format!("Bearer {done}"))).await;
         assert_eq!(status, StatusCode::UNAUTHORIZED, "a completed session's token is refused");
 
@@ -331,7 +341,7 @@ backend_tests! {
         let listed = app.get(&format!("/api/v1/spec-tasks/{id}/implementation-tasks")).await.body;
         let statuses: Vec<_> = listed["implementation_tasks"].as_array().unwrap().iter().map(|t| t["status"].clone()).collect();
         assert_eq!(statuses, [json!("failed"), json!("blocked")]);
-        let token = app.store.issue_agent_token(&WorkSessionId::parse(&ws1).unwrap()).await.unwrap();
+        let token = app.store.issue_agent_token(&WorkSessionId::parse(&ws1).unwrap(), mint()).await.unwrap();
         let (status, _) = mcp_initialize(&app, Some(&format!("Bearer {token}"))).await;
         assert_eq!(status, StatusCode::UNAUTHORIZED, "a failed session's token is refused");
     }

@@ -1,12 +1,21 @@
 //! What an agent declares about its own work session over MCP, each one transaction with its
 //! event: progress on one of its implementation tasks (a guarded transition), a completion
 //! summary, or giving up. Only an active work session whose agent has not given up may report.
+//!
+//! Repeats change nothing: a turn interrupted by a crash is re-run, and its agent may call the
+//! same tools again. Within one turn (all its attempts: events after the turn's `turn.queued`),
+//! a second report of the same task and status, or a second completion, writes nothing and answers
+//! with the current state; giving up again answers as the first time did. What the earlier
+//! attempts did is read back for the re-run prompt ([`Store::earlier_tool_calls`]).
 
 use serde_json::json;
+use spectask_domain::prompts::EarlierToolCalls;
 use spectask_domain::{
     EventKind, ImplementationTaskEvent, ImplementationTaskId, ImplementationTaskStatus, NewEvent,
-    SpecTaskId, SpecTaskImplementationTask, SpecTaskWorkSession, WorkSessionId, WorkSessionStatus,
+    SpecTaskId, SpecTaskImplementationTask, SpecTaskWorkSession, TurnId, WorkSessionId,
+    WorkSessionStatus,
 };
+use sqlx::types::Json;
 
 use crate::Store;
 use crate::backend::{Dialect, on_backend};
@@ -43,10 +52,45 @@ macro_rules! reporting_session_in_tx {
     }};
 }
 
+/// The id of the `turn.queued` event of work session `$ws`'s latest turn, inside `$tx`: events
+/// after it belong to that turn's attempts (0 when the session has no turn).
+macro_rules! turn_floor_in_tx {
+    ($tx:expr, $ws:expr) => {{
+        let floor: Option<i64> = sqlx::query_scalar(
+            "SELECT e.id FROM events e WHERE e.kind = $1 AND e.entity_id = \
+             (SELECT t.id FROM turns t WHERE t.work_session_id = $2 ORDER BY t.id DESC LIMIT 1)",
+        )
+        .bind(EventKind::TurnQueued.as_str())
+        .bind($ws.as_str())
+        .fetch_optional(&mut *$tx)
+        .await?;
+        floor.unwrap_or(0)
+    }};
+}
+
+/// The payloads of `$kind` events about `$entity` after event `$floor`, inside `$tx`, oldest
+/// first.
+macro_rules! payloads_since_in_tx {
+    ($tx:expr, $floor:expr, $kind:expr, $entity:expr) => {{
+        let rows: Vec<(Json<serde_json::Value>,)> = sqlx::query_as(
+            "SELECT payload FROM events WHERE id > $1 AND kind = $2 AND entity_id = $3 ORDER BY id",
+        )
+        .bind($floor)
+        .bind($kind.as_str())
+        .bind($entity)
+        .fetch_all(&mut *$tx)
+        .await?;
+        rows.into_iter()
+            .map(|(payload,)| payload.0)
+            .collect::<Vec<serde_json::Value>>()
+    }};
+}
+
 impl Store {
     /// An agent reports `status` (`in_progress` or `completed`) for the implementation task
     /// `task_key` of its own work session `ws`, with a note kept in the event. Reporting the
-    /// status the task already has changes nothing but is recorded.
+    /// status the task already has changes nothing but is recorded, unless it repeats a report of
+    /// the same turn: then nothing is written at all.
     pub async fn report_task_progress(
         &self,
         ws: &WorkSessionId,
@@ -76,6 +120,16 @@ impl Store {
                 )));
             };
             let current: ImplementationTaskStatus = current.parse()?;
+            let floor = turn_floor_in_tx!(tx, ws);
+            let repeat = payloads_since_in_tx!(tx, floor, EventKind::AgentProgressReported, &id)
+                .iter()
+                .any(|p| p["work_session_id"] == ws.as_str() && p["status"] == status.as_str());
+            if repeat {
+                drop(tx);
+                let id = ImplementationTaskId::parse(&id)
+                    .map_err(|e| StoreError::corrupt("spec_task_implementation_tasks", e))?;
+                return self.get_implementation_task(&id).await;
+            }
             let event = match (status, current) {
                 (target, current) if target == current => None,
                 (ImplementationTaskStatus::InProgress, ImplementationTaskStatus::Completed) => {
@@ -167,7 +221,25 @@ impl Store {
         let now = now();
         on_backend!(&*self.backend, |w, r, d| {
             let mut tx = w.begin().await?;
+            if kind == EventKind::AgentGaveUp {
+                // Giving up is final: a repeat answers as the first call did.
+                let gave_up: Option<Option<String>> = sqlx::query_scalar(
+                    "SELECT agent_gave_up FROM spec_task_work_sessions WHERE id = $1",
+                )
+                .bind(ws.as_str())
+                .fetch_optional(&mut *tx)
+                .await?;
+                if matches!(gave_up, Some(Some(_))) {
+                    drop(tx);
+                    return self.get_work_session(ws).await;
+                }
+            }
             let task = reporting_session_in_tx!(tx, d, ws);
+            let floor = turn_floor_in_tx!(tx, ws);
+            if !payloads_since_in_tx!(tx, floor, kind, ws.as_str()).is_empty() {
+                drop(tx);
+                return self.get_work_session(ws).await;
+            }
             sqlx::query(sqlx::AssertSqlSafe(format!(
                 "UPDATE spec_task_work_sessions SET {column} = $1 WHERE id = $2"
             )))
@@ -187,5 +259,68 @@ impl Store {
         });
         self.announce_latest().await?;
         self.get_work_session(ws).await
+    }
+
+    /// What the agent of work session `ws` did through its tools during the attempts of `turn`
+    /// so far (events after the turn's `turn.queued`): sessions spawned, progress reported,
+    /// completion declared, giving up.
+    pub async fn earlier_tool_calls(
+        &self,
+        turn: &TurnId,
+        ws: &WorkSessionId,
+    ) -> StoreResult<EarlierToolCalls> {
+        let kinds = [
+            EventKind::WorkSessionCreated,
+            EventKind::AgentProgressReported,
+            EventKind::AgentCompletionDeclared,
+            EventKind::AgentGaveUp,
+        ];
+        let rows: Vec<(String, String, Json<serde_json::Value>)> = on_backend!(
+            &*self.backend,
+            |w, r, d| {
+                sqlx::query_as(
+                    "SELECT kind, entity_id, payload FROM events \
+                     WHERE spec_task_id = (SELECT spec_task_id FROM turns WHERE id = $1) \
+                     AND id > COALESCE((SELECT id FROM events WHERE kind = $2 AND entity_id = $1), 0) \
+                     AND kind IN ($3, $4, $5, $6) ORDER BY id",
+                )
+                .bind(turn.as_str())
+                .bind(EventKind::TurnQueued.as_str())
+                .bind(kinds[0].as_str())
+                .bind(kinds[1].as_str())
+                .bind(kinds[2].as_str())
+                .bind(kinds[3].as_str())
+                .fetch_all(r)
+                .await?
+            }
+        );
+        let mut earlier = EarlierToolCalls::default();
+        let text = |payload: &serde_json::Value, field: &str| {
+            payload[field].as_str().unwrap_or_default().to_owned()
+        };
+        for (kind, entity, Json(payload)) in rows {
+            let kind: EventKind = kind.parse()?;
+            match kind {
+                EventKind::WorkSessionCreated
+                    if payload["spawned"] == true
+                        && payload["parent_work_session_id"] == ws.as_str() =>
+                {
+                    earlier.spawned.push((entity, text(&payload, "name")));
+                }
+                EventKind::AgentProgressReported if payload["work_session_id"] == ws.as_str() => {
+                    earlier
+                        .reported
+                        .push((text(&payload, "task_key"), text(&payload, "status")));
+                }
+                EventKind::AgentCompletionDeclared if entity == ws.as_str() => {
+                    earlier.completion = Some(text(&payload, "summary"));
+                }
+                EventKind::AgentGaveUp if entity == ws.as_str() => {
+                    earlier.gave_up = Some(text(&payload, "reason"));
+                }
+                _ => {}
+            }
+        }
+        Ok(earlier)
     }
 }

@@ -72,6 +72,11 @@ const UNIQUE_RULES: &[(&str, &str, &str)] = &[
         "the Helix session already belongs to a work session",
     ),
     (
+        "spec_task_work_sessions_spawned_name_key",
+        "spec_task_work_sessions.spawned_by_session_id, spec_task_work_sessions.name",
+        "this work session already spawned a work session of that name",
+    ),
+    (
         "spec_task_zed_threads_work_session_id_key",
         "spec_task_zed_threads.work_session_id",
         "the work session already has a Zed thread",

@@ -36,6 +36,23 @@ pub struct WorkSessionPlan {
     pub implementation_task_ids: Vec<ImplementationTaskId>,
 }
 
+/// Bounds on what agents may spawn (a human's spawn through the REST API is not bounded).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SpawnCaps {
+    /// Spawned work sessions per SpecTask, counting every spawn (agents' and humans').
+    pub max_per_task: u32,
+    /// How far from the plan's own sessions a spawn may be: 1 lets the plan's sessions spawn,
+    /// 2 lets those spawned sessions spawn once more, and so on.
+    pub max_depth: u32,
+}
+
+/// A spawn's result: the session, and whether this call created it (false: a repeat).
+#[derive(Debug, Clone)]
+pub struct Spawned {
+    pub work_session: SpecTaskWorkSession,
+    pub created: bool,
+}
+
 /// What a dispatch attempt did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum DispatchOutcome {
@@ -777,65 +794,168 @@ impl Store {
 
     /// A new work session spawned from an active implementation session (by a human or by the
     /// agent working in it); the orchestrator dispatches it as soon as a thread slot is free.
+    ///
+    /// Spawns a work session named `name` from the active implementation session `parent`.
+    ///
+    /// Idempotent per parent and name: when `parent` already spawned a session of that name, that
+    /// session is returned with `created: false` and nothing changes (a unique index backs the
+    /// check, which runs under the task's row lock). `caps`, when given (agents' spawns), bounds
+    /// the task's spawned sessions and the spawn depth; a refusal is a `Conflict` naming the cap.
     pub async fn spawn_work_session(
         &self,
         parent: &WorkSessionId,
         name: &str,
         description: &str,
         actor: &str,
-    ) -> StoreResult<SpecTaskWorkSession> {
+        caps: Option<SpawnCaps>,
+    ) -> StoreResult<Spawned> {
         let now = now();
         let id = WorkSessionId::from_ulid(self.ids.next());
-        on_backend!(&*self.backend, |w, r, d| {
-            let mut tx = w.begin().await?;
-            let (task, _) = lock_task_of_work_session!(tx, d, parent.as_str());
-            let (status, phase): (String, String) =
-                sqlx::query_as("SELECT status, phase FROM spec_task_work_sessions WHERE id = $1")
-                    .bind(parent.as_str())
+        let outcome: StoreResult<WorkSessionId> = on_backend!(&*self.backend, |w, r, d| {
+            async {
+                let mut tx = w.begin().await?;
+                let (task, _) = lock_task_of_work_session!(tx, d, parent.as_str());
+                let existing: Option<String> = sqlx::query_scalar(
+                    "SELECT id FROM spec_task_work_sessions WHERE spawned_by_session_id = $1 AND name = $2",
+                )
+                .bind(parent.as_str())
+                .bind(name)
+                .fetch_optional(&mut *tx)
+                .await?;
+                if let Some(existing) = existing {
+                    return WorkSessionId::parse(&existing)
+                        .map_err(|e| StoreError::corrupt("spec_task_work_sessions", e));
+                }
+                let (status, phase): (String, String) = sqlx::query_as(
+                    "SELECT status, phase FROM spec_task_work_sessions WHERE id = $1",
+                )
+                .bind(parent.as_str())
+                .fetch_one(&mut *tx)
+                .await?;
+                if status != WorkSessionStatus::Active.as_str()
+                    || phase != WorkSessionPhase::Implementation.as_str()
+                {
+                    return Err(StoreError::Conflict(format!(
+                        "only an active implementation work session can spawn; `{parent}` is {phase} and `{status}`"
+                    )));
+                }
+                if let Some(caps) = caps {
+                    let spawned: i64 = sqlx::query_scalar(
+                        "SELECT COUNT(*) FROM spec_task_work_sessions                          WHERE spec_task_id = $1 AND spawned_by_session_id IS NOT NULL",
+                    )
+                    .bind(task.as_str())
                     .fetch_one(&mut *tx)
                     .await?;
-            if status != WorkSessionStatus::Active.as_str()
-                || phase != WorkSessionPhase::Implementation.as_str()
-            {
-                return Err(StoreError::Conflict(format!(
-                    "only an active implementation work session can spawn; `{parent}` is {phase} and `{status}`"
-                )));
-            }
-            let session = SessionId::from_ulid(self.ids.next());
-            sqlx::query("INSERT INTO sessions (id, spec_task_id, role, name, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $5)")
-                .bind(session.as_str())
+                    if spawned >= i64::from(caps.max_per_task) {
+                        return Err(StoreError::Conflict(format!(
+                            "spawn cap reached: this SpecTask already has {spawned} spawned work sessions \
+                             (max_spawned_sessions = {}); no more can be spawned",
+                            caps.max_per_task
+                        )));
+                    }
+                    // The parent's depth: how many spawns lie between it and a plan session.
+                    let mut depth: u32 = 0;
+                    let mut cursor = parent.to_string();
+                    loop {
+                        let up: Option<Option<String>> = sqlx::query_scalar(
+                            "SELECT spawned_by_session_id FROM spec_task_work_sessions WHERE id = $1",
+                        )
+                        .bind(&cursor)
+                        .fetch_optional(&mut *tx)
+                        .await?;
+                        match up.flatten() {
+                            Some(next) if depth <= caps.max_depth => {
+                                depth += 1;
+                                cursor = next;
+                            }
+                            _ => break,
+                        }
+                    }
+                    if depth >= caps.max_depth {
+                        return Err(StoreError::Conflict(format!(
+                            "spawn depth cap reached: this work session is {depth} spawn(s) away from the \
+                             plan's sessions (max_spawn_depth = {}); it cannot spawn",
+                            caps.max_depth
+                        )));
+                    }
+                }
+                let session = SessionId::from_ulid(self.ids.next());
+                sqlx::query("INSERT INTO sessions (id, spec_task_id, role, name, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $5)")
+                    .bind(session.as_str())
+                    .bind(task.as_str())
+                    .bind(SessionRole::Implementation.as_str())
+                    .bind(name)
+                    .bind(now)
+                    .execute(&mut *tx)
+                    .await?;
+                sqlx::query(
+                    "INSERT INTO spec_task_work_sessions (id, spec_task_id, helix_session_id, name, description, phase, status, \
+                     parent_work_session_id, spawned_by_session_id, created_at) \
+                     VALUES ($1, $2, $3, $4, $5, 'implementation', 'pending', $6, $6, $7)",
+                )
+                .bind(id.as_str())
                 .bind(task.as_str())
-                .bind(SessionRole::Implementation.as_str())
+                .bind(session.as_str())
                 .bind(name)
+                .bind(description)
+                .bind(parent.as_str())
                 .bind(now)
                 .execute(&mut *tx)
                 .await?;
-            sqlx::query(
-                "INSERT INTO spec_task_work_sessions (id, spec_task_id, helix_session_id, name, description, phase, status, \
-                 parent_work_session_id, spawned_by_session_id, created_at) \
-                 VALUES ($1, $2, $3, $4, $5, 'implementation', 'pending', $6, $6, $7)",
-            )
-            .bind(id.as_str())
-            .bind(task.as_str())
-            .bind(session.as_str())
-            .bind(name)
-            .bind(description)
-            .bind(parent.as_str())
-            .bind(now)
-            .execute(&mut *tx)
-            .await?;
-            let created = NewEvent {
-                spec_task_id: Some(task.clone()),
-                kind: spectask_domain::EventKind::WorkSessionCreated,
-                entity_id: id.to_string(),
-                actor: actor.to_owned(),
-                payload: json!({ "name": name, "helix_session_id": session, "parent_work_session_id": parent, "spawned": true }),
-            };
-            append_event!(tx, d, &created, now);
-            tx.commit().await?;
+                let created = NewEvent {
+                    spec_task_id: Some(task.clone()),
+                    kind: spectask_domain::EventKind::WorkSessionCreated,
+                    entity_id: id.to_string(),
+                    actor: actor.to_owned(),
+                    payload: json!({ "name": name, "helix_session_id": session, "parent_work_session_id": parent, "spawned": true }),
+                };
+                append_event!(tx, d, &created, now);
+                tx.commit().await?;
+                Ok(id.clone())
+            }
+            .await
         });
-        self.announce_latest().await?;
-        self.get_work_session(&id).await
+        let spawned_id = match outcome {
+            Ok(spawned_id) => spawned_id,
+            // The unique index caught a spawn that raced past the check: it is a repeat.
+            Err(StoreError::Duplicate(_)) => {
+                self.spawned_work_session_named(parent, name)
+                    .await?
+                    .ok_or_else(|| StoreError::not_found("spawned work session", name))?
+            }
+            Err(err) => return Err(err),
+        };
+        let created = spawned_id == id;
+        if created {
+            self.announce_latest().await?;
+        }
+        Ok(Spawned {
+            work_session: self.get_work_session(&spawned_id).await?,
+            created,
+        })
+    }
+
+    /// The session `parent` spawned under `name`, if any.
+    async fn spawned_work_session_named(
+        &self,
+        parent: &WorkSessionId,
+        name: &str,
+    ) -> StoreResult<Option<WorkSessionId>> {
+        let found: Option<String> = on_backend!(&*self.backend, |w, r, d| {
+            sqlx::query_scalar(
+                "SELECT id FROM spec_task_work_sessions WHERE spawned_by_session_id = $1 AND name = $2",
+            )
+            .bind(parent.as_str())
+            .bind(name)
+            .fetch_optional(w)
+            .await?
+        });
+        found
+            .map(|id| {
+                WorkSessionId::parse(&id)
+                    .map_err(|e| StoreError::corrupt("spec_task_work_sessions", e))
+            })
+            .transpose()
     }
 
     /// Queues a follow-up prompt (a human message) on an active work session's thread.

@@ -33,12 +33,14 @@ mod transition;
 mod turns;
 mod work_sessions;
 
-pub use agent_tokens::{AgentGrant, hash_agent_token};
+pub use agent_tokens::{AgentGrant, AgentTokenState, TokenMint, hash_agent_token};
 pub use backend::{Backend, ConnectOptions};
 pub use comments::NewComment;
 pub use error::{StoreError, StoreResult};
 pub use events::EventQuery;
-pub use implementation::{DispatchOutcome, ImplementationProgress, WorkSessionPlan};
+pub use implementation::{
+    DispatchOutcome, ImplementationProgress, SpawnCaps, Spawned, WorkSessionPlan,
+};
 pub use implementation_tasks::NewImplementationTask;
 pub use permissions::NewPermissionRequest;
 pub use planning::PlanningOutput;

@@ -30,6 +30,9 @@ pub(crate) struct Machine {
     /// Extra assignments; `$1` is the time, `$2` the target status.
     pub(crate) extra_set: &'static str,
     pub(crate) event_kind: EventKind,
+    /// Run in the same transaction when the row reaches one of these statuses: `$1` is the time,
+    /// `$2` the row's id.
+    pub(crate) on_final: Option<(&'static [&'static str], &'static str)>,
 }
 
 pub(crate) const SPEC_TASKS: Machine = Machine {
@@ -40,6 +43,7 @@ pub(crate) const SPEC_TASKS: Machine = Machine {
         started_at = CASE WHEN $2 = 'implementation' THEN COALESCE(started_at, $1) ELSE started_at END, \
         completed_at = CASE WHEN $2 = 'done' THEN $1 ELSE completed_at END",
     event_kind: EventKind::SpecTaskStatusChanged,
+    on_final: None,
 };
 
 pub(crate) const WORK_SESSIONS: Machine = Machine {
@@ -50,6 +54,12 @@ pub(crate) const WORK_SESSIONS: Machine = Machine {
         completed_at = CASE WHEN $2 IN ('completed', 'failed', 'cancelled') THEN $1 \
                             WHEN $2 IN ('active', 'pending') THEN NULL ELSE completed_at END",
     event_kind: EventKind::WorkSessionStatusChanged,
+    // A work session that ends takes its agent's MCP tokens with it (`agent_tokens.rs`): a retry
+    // or reopening later mints fresh ones and never revives these.
+    on_final: Some((
+        &["completed", "failed", "cancelled"],
+        "UPDATE agent_tokens SET revoked_at = $1 WHERE work_session_id = $2 AND revoked_at IS NULL",
+    )),
 };
 
 pub(crate) const ZED_THREADS: Machine = Machine {
@@ -58,6 +68,7 @@ pub(crate) const ZED_THREADS: Machine = Machine {
     task_column: "spec_task_id",
     extra_set: "last_activity_at = $1",
     event_kind: EventKind::ZedThreadStatusChanged,
+    on_final: None,
 };
 
 pub(crate) const TURNS: Machine = Machine {
@@ -70,6 +81,7 @@ pub(crate) const TURNS: Machine = Machine {
         claim_token = CASE WHEN $2 = 'running' THEN claim_token ELSE NULL END, \
         lease_expires_at = CASE WHEN $2 = 'running' THEN lease_expires_at ELSE NULL END",
     event_kind: EventKind::TurnStatusChanged,
+    on_final: None,
 };
 
 pub(crate) const IMPLEMENTATION_TASKS: Machine = Machine {
@@ -79,6 +91,7 @@ pub(crate) const IMPLEMENTATION_TASKS: Machine = Machine {
     extra_set: "completed_at = CASE WHEN $2 = 'completed' THEN $1 \
                                 WHEN $2 = 'in_progress' THEN NULL ELSE completed_at END",
     event_kind: EventKind::ImplementationTaskStatusChanged,
+    on_final: None,
 };
 
 /// Applies a status change inside the open transaction `$tx`: reads (and on PostgreSQL locks) the
@@ -127,6 +140,11 @@ macro_rules! cas_status {
                     "{} `{id}` changed concurrently; retry",
                     machine.entity
                 )));
+            }
+            if let Some((finals, sql)) = machine.on_final
+                && finals.contains(&target)
+            {
+                ::sqlx::query(sql).bind($now).bind(id).execute(&mut *$tx).await?;
             }
             let event = ::spectask_domain::NewEvent {
                 spec_task_id: Some(

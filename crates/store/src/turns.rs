@@ -329,27 +329,25 @@ impl Store {
         Ok(requeued)
     }
 
-    /// Requeues running turns claimed by an earlier process of replica `replica` (owners are
-    /// `<replica>/<process>`), other than `current_owner`: at start-up they are known dead.
-    pub async fn requeue_orphaned_turns(
+    /// Requeues the running turns claimed by `dead_owner`, a process known to be dead (the
+    /// previous process on this data directory: the data-directory lock proves it ended), at once
+    /// instead of after their leases expire. Only that exact owner: a live sibling with the same
+    /// replica name keeps its turns. `actor` (the starting process) is recorded on the events.
+    pub async fn requeue_turns_of_dead_owner(
         &self,
-        replica: &str,
-        current_owner: &str,
+        dead_owner: &str,
+        actor: &str,
     ) -> StoreResult<usize> {
         let now = now();
-        let prefix = format!("{replica}/");
+        let current_owner = actor;
         let orphans: Vec<(String, String)> = on_backend!(&*self.backend, |w, r, d| {
-            sqlx::query_as(
-                "SELECT id, owner FROM turns WHERE status = 'running' AND owner IS NOT NULL",
-            )
-            .fetch_all(r)
-            .await?
+            sqlx::query_as("SELECT id, owner FROM turns WHERE status = 'running' AND owner = $1")
+                .bind(dead_owner)
+                .fetch_all(r)
+                .await?
         });
         let mut requeued = 0;
-        for (id, owner) in orphans
-            .into_iter()
-            .filter(|(_, owner)| owner.starts_with(&prefix) && owner != current_owner)
-        {
+        for (id, owner) in orphans {
             let outcome: StoreResult<i64> = on_backend!(&*self.backend, |w, r, d| {
                 async {
                     let mut tx = w.begin().await?;

@@ -48,6 +48,7 @@ pub fn fast_engine() -> EngineSettings {
         max_active_instances: 8,
         turn_timeout: std::time::Duration::from_secs(5),
         max_turn_retries: 2,
+        ..EngineSettings::default()
     }
 }
 

@@ -79,6 +79,8 @@ async fn start(db_url: &str, log: &Path, llm: &str) -> (Child, String) {
         ])
         .arg("--dispatch-log")
         .arg(log)
+        .arg("--claim-record")
+        .arg(log.with_extension("owner"))
         .args([
             "--turn-lease-ms",
             "2000",

@@ -168,7 +168,10 @@ impl Engine {
         Ok(sessions)
     }
 
-    /// The seed's `SpawnWorkSession`: a new work session from an active implementation session.
+    /// The seed's `SpawnWorkSession`: a new work session from an active implementation session,
+    /// as a human asks for it over the REST API. Not bounded by the agents' spawn caps (a human
+    /// decides); a name the parent already spawned is a `Duplicate` (one session per parent and
+    /// name, as for agents).
     pub async fn spawn_work_session(
         &self,
         task: &SpecTaskId,
@@ -177,6 +180,48 @@ impl Engine {
         description: &str,
         actor: &str,
     ) -> Result<SpecTaskWorkSession, EngineError> {
+        let spawned = self
+            .spawn(task, parent, name, description, actor, None)
+            .await?;
+        if !spawned.created {
+            return Err(spectask_store::StoreError::Duplicate(format!(
+                "work session `{parent}` already spawned `{name}` ({})",
+                spawned.work_session.id
+            ))
+            .into());
+        }
+        Ok(spawned.work_session)
+    }
+
+    /// An agent's spawn (over MCP): bounded by the configured caps, and idempotent per parent and
+    /// name, so an agent that repeats a spawn (a re-run turn) gets the session it already
+    /// spawned (`created: false`).
+    pub async fn spawn_work_session_for_agent(
+        &self,
+        task: &SpecTaskId,
+        parent: &WorkSessionId,
+        name: &str,
+        description: &str,
+        actor: &str,
+    ) -> Result<spectask_store::Spawned, EngineError> {
+        let settings = &self.inner.settings;
+        let caps = spectask_store::SpawnCaps {
+            max_per_task: settings.max_spawned_sessions,
+            max_depth: settings.max_spawn_depth,
+        };
+        self.spawn(task, parent, name, description, actor, Some(caps))
+            .await
+    }
+
+    async fn spawn(
+        &self,
+        task: &SpecTaskId,
+        parent: &WorkSessionId,
+        name: &str,
+        description: &str,
+        actor: &str,
+        caps: Option<spectask_store::SpawnCaps>,
+    ) -> Result<spectask_store::Spawned, EngineError> {
         let parent_session = self.inner.store.get_work_session(parent).await?;
         if &parent_session.spec_task_id != task {
             return Err(spectask_store::StoreError::NotFound {
@@ -188,10 +233,14 @@ impl Engine {
         let spawned = self
             .inner
             .store
-            .spawn_work_session(parent, name, description, actor)
+            .spawn_work_session(parent, name, description, actor, caps)
             .await?;
-        tracing::info!(spec_task_id = %task, parent = %parent, work_session_id = %spawned.id, "work session spawned");
-        self.wake();
+        if spawned.created {
+            tracing::info!(spec_task_id = %task, parent = %parent, work_session_id = %spawned.work_session.id, "work session spawned");
+            self.wake();
+        } else {
+            tracing::info!(spec_task_id = %task, parent = %parent, work_session_id = %spawned.work_session.id, "repeated spawn: the session exists already");
+        }
         Ok(spawned)
     }
 

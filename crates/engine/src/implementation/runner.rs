@@ -1,7 +1,8 @@
 //! Runs one implementation turn on its work session's thread: brings up the instance, creates the
 //! thread (first turn) or resumes it (never a new one for an existing session), streams the
 //! agent's output into the interaction, watches for silence, and ends the turn with one store
-//! transaction: completed, retried with a note, or failed with its dependants blocked.
+//! transaction: completed, retried with a note, or failed with its dependants blocked. A thread
+//! whose MCP token died is set up again first, so its agent gets a fresh one.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -9,7 +10,7 @@ use spectask_domain::plan::{PlanTaskStatus, render_progress};
 use spectask_domain::prompts::retry_note;
 use spectask_domain::{SpecTask, TurnStatus, WorkSessionId, ZedThreadEvent, ZedThreadStatus};
 use spectask_runtimes::agent::{AgentError, InstanceSpec, StopReason};
-use spectask_store::{StoreError, TurnClaim};
+use spectask_store::{AgentTokenState, StoreError, TurnClaim};
 use tokio_util::sync::CancellationToken;
 
 use super::graph::SessionGraph;
@@ -137,6 +138,24 @@ impl Engine {
                 thread_id
             }
         };
+
+        if store.agent_token_state(&ws_id).await? == AgentTokenState::Dead {
+            // The thread's MCP token died (the session was retried or reopened, or the token
+            // expired): set the thread up again so the agent gets a fresh one.
+            if let Err(err) = runtime
+                .refresh_thread(&instance_id, ws_id.as_str(), &thread_id)
+                .await
+            {
+                return self
+                    .turn_failed(
+                        claim,
+                        &ws_id,
+                        "",
+                        &format!("thread {thread_id} could not be set up again: {err}"),
+                    )
+                    .await;
+            }
+        }
 
         let session = store.get_session(&claim.turn.session_id).await?;
         let prompt = self.agent_turn_prompt(claim, &session).await?;

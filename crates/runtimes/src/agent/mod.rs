@@ -180,6 +180,20 @@ pub trait AgentRuntime: Send + Sync + std::fmt::Debug {
         thread_id: &str,
     ) -> AgentResult<()>;
 
+    /// Sets an existing, possibly loaded thread up again (ACP `session/load`), so it gets fresh
+    /// tool-server credentials: the engine calls this when the thread's MCP token died (its
+    /// session was retried or reopened, or the token expired). Runtimes that pass no tools to
+    /// agents, or cannot load a thread twice, just resume it.
+    async fn refresh_thread(
+        &self,
+        instance_id: &str,
+        work_session_id: &str,
+        thread_id: &str,
+    ) -> AgentResult<()> {
+        self.resume_thread(instance_id, work_session_id, thread_id)
+            .await
+    }
+
     /// Gives the runtime spectask's tool server, once the server knows its own address. Runtimes
     /// that pass no tools to agents ignore it.
     fn attach_tool_server(&self, tools: std::sync::Arc<dyn AgentToolServer>) {

@@ -2,6 +2,11 @@
 //! `get_spec`, `list_work_sessions`, `spawn_work_session`, `report_progress`,
 //! `complete_work_session` and `fail_work_session`. A refused call is an MCP tool error
 //! (`isError`) with a clear message, never an HTTP error.
+//!
+//! Repeats are harmless (an interrupted turn is re-run and its agent may call again): a spawn of a
+//! name this session already spawned returns that session; a repeated progress report,
+//! completion or giving-up within one turn writes nothing and answers as before. Spawns are
+//! bounded by `max_spawned_sessions` (per SpecTask) and `max_spawn_depth`.
 
 use std::sync::Arc;
 
@@ -133,7 +138,7 @@ fn tool_list() -> Vec<Tool> {
         ),
         Tool::new(
             "spawn_work_session",
-            "Spawns a new work session (its own agent thread) for work outside this session's tasks, e.g. a security audit; it starts as soon as a thread slot is free. Returns its id.",
+            "Spawns a new work session (its own agent thread) for work outside this session's tasks, e.g. a security audit; it starts as soon as a thread slot is free. Returns its id. Spawning a name this session already spawned returns that session (`already_spawned`). Bounded per SpecTask and in depth: past a cap the call is refused.",
             string_props(
                 &[
                     ("name", "Short name of the new session's work."),
@@ -302,7 +307,7 @@ impl AgentTools {
         let spawned = self
             .state
             .engine
-            .spawn_work_session(
+            .spawn_work_session_for_agent(
                 &grant.spec_task_id,
                 &grant.work_session_id,
                 &name,
@@ -310,7 +315,11 @@ impl AgentTools {
                 actor,
             )
             .await?;
-        Ok(json!({"work_session_id": spawned.id, "name": spawned.name, "status": spawned.status}))
+        let ws = &spawned.work_session;
+        Ok(
+            json!({"work_session_id": ws.id, "name": ws.name, "status": ws.status,
+            "already_spawned": !spawned.created}),
+        )
     }
 
     async fn report(&self, grant: &AgentGrant, req: ProgressArgs, actor: &str) -> ToolResult {

@@ -58,9 +58,14 @@ struct Args {
     /// Claims per turn before it fails (each interruption by a crash costs one).
     #[arg(long, default_value_t = 10)]
     max_turn_attempts: i32,
-    /// Stable across restarts, so a restarted server re-runs what its predecessor was running.
     #[arg(long, default_value = "test-server")]
     replica_id: String,
+    /// File holding the claim owner of the previous process (read at start, then overwritten with
+    /// this one's), so a restarted server re-runs what its predecessor was running at once, as
+    /// `spectask serve` does with its data directory. Without it, those turns wait for their
+    /// leases to expire.
+    #[arg(long)]
+    claim_record: Option<PathBuf>,
 }
 
 #[tokio::main]
@@ -95,6 +100,12 @@ async fn main() -> Result<()> {
         max_turn_retries: args.max_turn_retries,
         replica_id: args.replica_id.clone(),
         max_turn_attempts: args.max_turn_attempts,
+        predecessor_owner: match &args.claim_record {
+            Some(path) => std::fs::read_to_string(path)
+                .ok()
+                .map(|owner| owner.trim().to_owned()),
+            None => None,
+        },
         ..fast_engine()
     };
 
@@ -102,6 +113,10 @@ async fn main() -> Result<()> {
         .await
         .context("cannot open the database")?;
     let engine = Engine::with_runtime(store.clone(), planners, Arc::new(runtime), settings);
+    if let Some(path) = &args.claim_record {
+        std::fs::write(path, engine.owner())
+            .with_context(|| format!("cannot write the claim record {}", path.display()))?;
+    }
     let server = Server::bind(args.bind, engine, ApiSettings::default())
         .await
         .with_context(|| format!("cannot listen on {}", args.bind))?;

@@ -508,6 +508,24 @@ impl AgentRuntime for AcpRuntime {
         }
     }
 
+    async fn refresh_thread(
+        &self,
+        instance_id: &str,
+        work_session_id: &str,
+        thread_id: &str,
+    ) -> AgentResult<()> {
+        let instance = self.instance(instance_id).await?;
+        if instance.load_session {
+            // Forgetting the thread makes the resume below send `session/load`, which carries the
+            // MCP servers with freshly minted credentials.
+            instance.loaded().remove(thread_id);
+        } else {
+            tracing::warn!(%instance_id, session_id = %thread_id, "the agent cannot load sessions; the thread keeps its expired MCP credentials");
+        }
+        self.resume_thread(instance_id, work_session_id, thread_id)
+            .await
+    }
+
     async fn run_turn(
         &self,
         request: &TurnRequest,
