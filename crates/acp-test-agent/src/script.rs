@@ -160,6 +160,10 @@ pub enum Step {
         #[serde(default)]
         reason: StopReasonName,
     },
+    /// Write `bytes` bytes of `x` straight to stdout, past the SDK and without a newline: one
+    /// line that never ends, to test a client's line limit. Then wait until cancelled (a client
+    /// that stops reading leaves the write blocked; one that kills the agent ends it).
+    LongLine { bytes: u64 },
 }
 
 fn default_exit_code() -> i32 {
@@ -346,6 +350,12 @@ mod tests {
                 background: true
             }
         );
+    }
+
+    #[test]
+    fn parses_a_long_line() {
+        let step: Step = serde_json::from_str(r#"{"kind": "long_line", "bytes": 1024}"#).unwrap();
+        assert_eq!(step, Step::LongLine { bytes: 1024 });
     }
 
     #[test]

@@ -113,6 +113,14 @@ pub struct ServeArgs {
     /// second and doubles per consecutive failure; an agent up for a minute starts over).
     #[arg(long, env = "SPECTASK_AGENT_RESTART_BACKOFF_MAX_SECS", default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..=3600))]
     pub agent_restart_backoff_max_secs: u64,
+    /// The longest line an ACP agent may write to stdout, in bytes; a longer one ends that agent
+    /// (its turn fails saying so) instead of growing the server's memory.
+    #[arg(long, env = "SPECTASK_AGENT_MAX_LINE_BYTES", default_value_t = 16 * 1024 * 1024, value_parser = clap::value_parser!(u64).range(1024..=1024 * 1024 * 1024))]
+    pub agent_max_line_bytes: u64,
+    /// An ACP agent instance with no turn running for this long is stopped; its next dispatch
+    /// starts it again and resumes its threads. 0 keeps instances until their task ends.
+    #[arg(long, env = "SPECTASK_AGENT_IDLE_TIMEOUT_SECS", default_value_t = 600, value_parser = clap::value_parser!(u64).range(0..=604_800))]
+    pub agent_idle_timeout_secs: u64,
     /// Failed implementation turns of one work session retried before it fails for good.
     #[arg(long, env = "SPECTASK_MAX_TURN_RETRIES", default_value_t = 2, value_parser = clap::value_parser!(u32).range(0..=100))]
     pub max_turn_retries: u32,

@@ -109,7 +109,12 @@ pub async fn run(args: ServeArgs) -> Result<()> {
     let runtime =
         spectask_runtimes::agent::acp::AcpRuntime::new(agents, file.default_agent.clone())
             .with_broker(std::sync::Arc::new(desk))
-            .with_supervision(supervision);
+            .with_supervision(supervision)
+            .with_limits(spectask_runtimes::agent::acp::AgentLimits {
+                max_line_bytes: usize::try_from(args.agent_max_line_bytes).unwrap_or(usize::MAX),
+                idle_timeout: (args.agent_idle_timeout_secs > 0)
+                    .then(|| std::time::Duration::from_secs(args.agent_idle_timeout_secs)),
+            });
     let engine = Engine::with_runtime(
         store.clone(),
         planners,

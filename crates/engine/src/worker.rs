@@ -108,6 +108,9 @@ impl Engine {
             // Only the `disconnected` marks are lost: recovery resumes the threads regardless.
             tracing::warn!(%err, "could not mark the threads of lost agent instances");
         }
+        if let Err(err) = self.stop_ended_instances().await {
+            tracing::warn!(%err, "could not stop the agents of ended tasks; retrying next tick");
+        }
         let orchestrated = self.orchestrate().await?;
         let mut started = 0;
         let lanes = [

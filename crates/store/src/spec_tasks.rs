@@ -379,6 +379,36 @@ impl Store {
         }
     }
 
+    /// Of the agent instances `instance_ids`, those whose task has ended: deleted, archived, done,
+    /// or failed (`spec_failed`, `implementation_failed`). Their agent processes have nothing
+    /// left to do; a retried task starts its instance again on the next dispatch.
+    pub async fn ended_instances(&self, instance_ids: &[String]) -> StoreResult<Vec<String>> {
+        let mut ended = Vec::new();
+        for instance_id in instance_ids {
+            let task: Option<(String, bool)> = on_backend!(&*self.backend, |w, r, d| {
+                sqlx::query_as(
+                    "SELECT status, archived FROM spec_tasks WHERE zed_instance_id = $1 LIMIT 1",
+                )
+                .bind(instance_id)
+                .fetch_optional(r)
+                .await?
+            });
+            let live = task.is_some_and(|(status, archived)| {
+                !archived
+                    && !matches!(
+                        status.parse::<SpecTaskStatus>(),
+                        Ok(SpecTaskStatus::Done
+                            | SpecTaskStatus::SpecFailed
+                            | SpecTaskStatus::ImplementationFailed)
+                    )
+            });
+            if !live {
+                ended.push(instance_id.clone());
+            }
+        }
+        Ok(ended)
+    }
+
     /// Deletes a task and, by cascade, its sessions, interactions, work sessions, threads,
     /// implementation tasks and revisions. Its events stay, followed by `spec_task.deleted`.
     pub async fn delete_spec_task(&self, id: &SpecTaskId, actor: &str) -> StoreResult<()> {

@@ -374,6 +374,19 @@ impl Turn {
                 tokio::time::sleep(CRASH_FLUSH).await;
                 std::process::exit(*exit_code);
             }
+            Step::LongLine { bytes } => {
+                tracing::warn!(bytes, "writing one endless line to stdout as scripted");
+                // Let queued protocol output go first, so the line does not split a message.
+                tokio::time::sleep(CRASH_FLUSH).await;
+                let bytes = *bytes;
+                let written = tokio::task::spawn_blocking(move || write_long_line(bytes)).await;
+                tracing::info!(
+                    ?written,
+                    "long line written (or the client stopped reading)"
+                );
+                self.race(std::future::pending::<()>()).await;
+                return Ok(Flow::Stop(StopReason::Cancelled));
+            }
             Step::Stop { reason } => {
                 return Ok(Flow::Stop(match reason {
                     StopReasonName::EndTurn => StopReason::EndTurn,
@@ -593,3 +606,18 @@ fn freeze_process() {
 
 #[cfg(not(unix))]
 fn freeze_process() {}
+
+/// Writes `bytes` bytes of `x` to the process's stdout (fd 1) directly, bypassing the SDK's
+/// writer, with no newline. Fails once the reader is gone (EPIPE).
+fn write_long_line(bytes: u64) -> std::io::Result<()> {
+    use std::io::Write;
+    let block = [b'x'; 64 * 1024];
+    let mut stdout = std::io::stdout().lock();
+    let mut left = bytes;
+    while left > 0 {
+        let n = usize::try_from(left.min(block.len() as u64)).unwrap_or(block.len());
+        stdout.write_all(&block[..n])?;
+        left -= n as u64;
+    }
+    stdout.flush()
+}

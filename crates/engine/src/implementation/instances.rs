@@ -1,7 +1,8 @@
 //! Instance losses reported by the agent runtime (a process that exited, an agent declared hung):
 //! every thread of the instance recorded `active` becomes `disconnected`, not only the ones whose
 //! turns noticed. Recovery does not depend on this: the next dispatch restarts the instance and
-//! resumes each thread (`session/load`), which makes it `active` again.
+//! resumes each thread (`session/load`), which makes it `active` again. Also here: stopping the
+//! agents of tasks that ended (deleted, archived, done, failed), as the database says.
 
 use crate::{Engine, EngineError};
 
@@ -30,5 +31,26 @@ impl Engine {
             changed += disconnected.len();
         }
         Ok(changed)
+    }
+
+    /// Shuts down the runtime's instances whose task has ended (deleted, archived, done or
+    /// failed), as the database says: a deletion through any replica stops the agent here too.
+    /// Returns how many were stopped.
+    pub async fn stop_ended_instances(&self) -> Result<usize, EngineError> {
+        let Some(runtime) = self.inner.runtime.as_ref() else {
+            return Ok(0);
+        };
+        let running = runtime.running_instances();
+        if running.is_empty() {
+            return Ok(0);
+        }
+        let ended = self.inner.store.ended_instances(&running).await?;
+        for instance_id in &ended {
+            tracing::info!(%instance_id, "the instance's task has ended; stopping its agent");
+            if let Err(err) = runtime.shutdown_instance(instance_id).await {
+                tracing::warn!(%instance_id, %err, "could not stop the agent of an ended task");
+            }
+        }
+        Ok(ended.len())
     }
 }

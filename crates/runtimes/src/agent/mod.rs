@@ -226,6 +226,12 @@ pub trait AgentRuntime: Send + Sync + std::fmt::Debug {
         false
     }
 
+    /// The instances this runtime holds (running, starting, or stopped but not yet forgotten), so
+    /// the engine can stop those whose task has ended. Runtimes without processes report none.
+    fn running_instances(&self) -> Vec<String> {
+        Vec::new()
+    }
+
     /// Stops the instance and everything it runs.
     async fn shutdown_instance(&self, instance_id: &str) -> AgentResult<()>;
 }

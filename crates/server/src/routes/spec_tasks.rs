@@ -404,6 +404,8 @@ async fn delete_spec_task(
     let id = task_id(&id)?;
     state.store.delete_spec_task(&id, &actor).await?;
     tracing::info!(spec_task_id = %id, "spec task deleted");
+    // The worker's next tick stops the task's agent (found ended in the database).
+    state.engine.wake();
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -418,12 +420,13 @@ async fn archive_spec_task(
     Path(id): Path<String>,
     Actor(actor): Actor,
 ) -> Result<Json<SpecTask>, ApiError> {
-    Ok(Json(
-        state
-            .store
-            .set_archived(&task_id(&id)?, true, &actor)
-            .await?,
-    ))
+    let task = state
+        .store
+        .set_archived(&task_id(&id)?, true, &actor)
+        .await?;
+    // The worker's next tick stops the task's agent (found ended in the database).
+    state.engine.wake();
+    Ok(Json(task))
 }
 
 /// Restores an archived task.

@@ -3,9 +3,11 @@
 //! connection until it is stopped or the agent hangs up.
 //!
 //! The crate's connection handles are `Send + Sync`, so the driver is an ordinary tokio task.
-//! Updates are routed to the turn running on their session through an unbounded channel, so the
-//! dispatch loop never waits on a slow consumer; the loop handles messages in arrival order, so
-//! every update of a turn is in that channel before the prompt's response is delivered.
+//! Updates are routed to the turn running on their session through a channel the dispatch loop
+//! never waits on (bounded by pausing the agent's stdout instead, see [`super::stdout`]); the loop
+//! handles messages in arrival order, so every update of a turn is in that channel before the
+//! prompt's response is delivered. The agent's stdout fails on a line over the configured limit,
+//! which ends the connection with that reason ([`Connection::failure`]).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -21,32 +23,71 @@ use tokio_util::compat::{TokioAsyncReadCompatExt, TokioAsyncWriteCompatExt};
 
 use super::client::ClientState;
 use super::process::Pipes;
+use super::stdout::{AgentStdout, StdoutLimits};
 use crate::agent::AgentError;
 
-/// Where the updates of each session with a running turn go.
-#[derive(Debug, Default)]
+/// Where the updates of each session with a running turn go. The channels are unbounded in type
+/// but bounded in effect: every queued update counts in the shared [`Backlog`], and the agent's
+/// stdout is not read while it is full (see [`super::stdout`]), so the dispatch loop never waits
+/// on a turn and memory stays bounded by the backlog's capacity.
+#[derive(Debug)]
 pub(crate) struct TurnRouter {
     sinks: Mutex<HashMap<String, mpsc::UnboundedSender<SessionUpdate>>>,
+    limits: Arc<StdoutLimits>,
+}
+
+/// The receiving end of one turn's updates; gives every update it did not receive back to the
+/// backlog when dropped.
+#[derive(Debug)]
+pub(crate) struct TurnUpdates {
+    receiver: mpsc::UnboundedReceiver<SessionUpdate>,
+    limits: Arc<StdoutLimits>,
+}
+
+impl TurnUpdates {
+    /// The next update; `None` once the route is gone and the queue is empty.
+    pub(crate) async fn recv(&mut self) -> Option<SessionUpdate> {
+        let update = self.receiver.recv().await?;
+        self.limits.backlog.remove();
+        Some(update)
+    }
+}
+
+impl Drop for TurnUpdates {
+    fn drop(&mut self) {
+        // Closed first, so no send succeeds after the drain below.
+        self.receiver.close();
+        while self.receiver.try_recv().is_ok() {
+            self.limits.backlog.remove();
+        }
+    }
 }
 
 impl TurnRouter {
+    pub(crate) fn new(limits: Arc<StdoutLimits>) -> Self {
+        Self {
+            sinks: Mutex::new(HashMap::new()),
+            limits,
+        }
+    }
+
     fn sinks(&self) -> MutexGuard<'_, HashMap<String, mpsc::UnboundedSender<SessionUpdate>>> {
         // Every critical section is one map operation, so a poisoned map is still consistent.
         self.sinks.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// Starts receiving `session_id`'s updates; `None` if a turn already runs on it.
-    pub(crate) fn register(
-        &self,
-        session_id: &str,
-    ) -> Option<mpsc::UnboundedReceiver<SessionUpdate>> {
+    pub(crate) fn register(&self, session_id: &str) -> Option<TurnUpdates> {
         let mut sinks = self.sinks();
         if sinks.get(session_id).is_some_and(|sink| !sink.is_closed()) {
             return None;
         }
         let (sender, receiver) = mpsc::unbounded_channel();
         sinks.insert(session_id.to_owned(), sender);
-        Some(receiver)
+        Some(TurnUpdates {
+            receiver,
+            limits: self.limits.clone(),
+        })
     }
 
     /// Stops routing `session_id`'s updates; the receiver then drains and ends.
@@ -59,7 +100,12 @@ impl TurnRouter {
         // Updates outside a turn (history replayed by `session/load`, command lists) are
         // dropped: there is no turn to attribute them to.
         if let Some(sink) = sinks.get(notification.session_id.0.as_ref()) {
-            let _ = sink.send(notification.update);
+            // Counted before the send, so the receiver never takes one off before it was added;
+            // a failed send (the turn is gone) gives it back.
+            self.limits.backlog.add();
+            if sink.send(notification.update).is_err() {
+                self.limits.backlog.remove();
+            }
         }
     }
 }
@@ -69,6 +115,7 @@ impl TurnRouter {
 pub(crate) struct Connection {
     pub(crate) cx: ConnectionTo<Agent>,
     pub(crate) router: Arc<TurnRouter>,
+    limits: Arc<StdoutLimits>,
     /// True once the driver has finished (stopped, or the agent hung up or broke the protocol).
     closed: watch::Receiver<bool>,
     stop: Mutex<Option<oneshot::Sender<()>>>,
@@ -77,9 +124,16 @@ pub(crate) struct Connection {
 
 impl Connection {
     /// Starts the connection over `pipes`; the agent's requests are answered from `client`.
-    pub(crate) async fn start(pipes: Pipes, client: Arc<ClientState>) -> Result<Self, AgentError> {
-        let router = Arc::new(TurnRouter::default());
-        let transport = ByteStreams::new(pipes.stdin.compat_write(), pipes.stdout.compat());
+    pub(crate) async fn start(
+        pipes: Pipes,
+        client: Arc<ClientState>,
+        limits: Arc<StdoutLimits>,
+    ) -> Result<Self, AgentError> {
+        let router = Arc::new(TurnRouter::new(limits.clone()));
+        let transport = ByteStreams::new(
+            pipes.stdin.compat_write(),
+            AgentStdout::new(pipes.stdout, limits.clone()).compat(),
+        );
         let builder = Client
             .v1()
             .name("spectask")
@@ -164,10 +218,22 @@ impl Connection {
         Ok(Self {
             cx,
             router,
+            limits,
             closed,
             stop: Mutex::new(Some(stop_tx)),
             driver,
         })
+    }
+
+    /// Why the connection was ended by spectask's own bounds (a line over the limit), if it was.
+    pub(crate) fn failure(&self) -> Option<String> {
+        self.limits.overflow.get().cloned()
+    }
+
+    /// Whether the agent's stdout is not being read because turns are behind on their updates;
+    /// an unanswered probe then proves nothing.
+    pub(crate) fn reading_paused(&self) -> bool {
+        self.limits.backlog.is_full()
     }
 
     /// Whether the connection has ended.

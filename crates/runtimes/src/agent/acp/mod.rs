@@ -19,6 +19,8 @@ pub mod profiles;
 mod client;
 mod connection;
 mod process;
+mod stderr;
+mod stdout;
 mod supervisor;
 mod updates;
 
@@ -41,11 +43,13 @@ use async_trait::async_trait;
 use tokio::sync::mpsc;
 
 pub use profiles::{AcpProfile, PermissionPolicy};
+pub use stdout::DEFAULT_MAX_LINE_BYTES;
 pub use supervisor::SupervisionSettings;
 
 use self::client::ClientState;
 use self::connection::{Connection, TurnRouter};
 use self::process::{AgentProcess, TERMINATE_GRACE};
+use self::stdout::{StdoutLimits, UPDATE_BACKLOG};
 use self::supervisor::{InstanceSupervision, Supervisor};
 use self::updates::TurnEvents;
 use super::tools::is_work_session_id;
@@ -63,6 +67,30 @@ const CLOSE_GRACE: Duration = Duration::from_millis(500);
 /// the agent flushed before dying is still delivered.
 const EXIT_DRAIN: Duration = Duration::from_secs(5);
 
+/// The resource bounds of an ACP runtime's agents.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AgentLimits {
+    /// The longest line an agent may write to stdout; a longer one ends the agent with that
+    /// reason instead of growing the server's memory.
+    pub max_line_bytes: usize,
+    /// An instance with no turn running for this long is shut down (and restarted on its next
+    /// dispatch, resuming its threads with `session/load`); `None` keeps instances until their
+    /// task ends.
+    pub idle_timeout: Option<Duration>,
+}
+
+impl Default for AgentLimits {
+    fn default() -> Self {
+        Self {
+            max_line_bytes: DEFAULT_MAX_LINE_BYTES,
+            idle_timeout: Some(DEFAULT_IDLE_TIMEOUT),
+        }
+    }
+}
+
+/// How long an instance may sit without a turn before it is shut down, unless configured.
+pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(600);
+
 /// Hosts instances on ACP agents described by profiles.
 #[derive(Debug)]
 pub struct AcpRuntime {
@@ -79,6 +107,7 @@ pub struct AcpRuntime {
     latest: Mutex<HashMap<String, Weak<Instance>>>,
     /// spectask's MCP server for agents; set once the server knows its address.
     tool_server: OnceLock<Arc<dyn AgentToolServer>>,
+    limits: AgentLimits,
 }
 
 type Slot = Arc<tokio::sync::Mutex<Option<Arc<Instance>>>>;
@@ -144,7 +173,13 @@ impl Instance {
     }
 
     fn error(&self, what: &str, err: &agent_client_protocol::Error) -> AgentError {
-        if is_incoming_transport_closed(err) || is_connection_terminated(err) || !self.is_alive() {
+        if let Some(reason) = self.connection.failure() {
+            // Not a transient loss: the agent broke a bound, and would again on a re-run.
+            AgentError::Failed(format!("{what}: {reason}"))
+        } else if is_incoming_transport_closed(err)
+            || is_connection_terminated(err)
+            || !self.is_alive()
+        {
             AgentError::Disconnected(format!("{what}: the agent went away ({err})"))
         } else {
             AgentError::Failed(format!("{what}: {err}"))
@@ -179,7 +214,15 @@ impl AcpRuntime {
             supervisor: Arc::new(Supervisor::new(SupervisionSettings::default())),
             latest: Mutex::new(HashMap::new()),
             tool_server: OnceLock::new(),
+            limits: AgentLimits::default(),
         }
+    }
+
+    /// The same runtime, bounding its agents as `limits` say.
+    #[must_use]
+    pub fn with_limits(mut self, limits: AgentLimits) -> Self {
+        self.limits = limits;
+        self
     }
 
     /// The same runtime, probing and restarting its agents as `settings` say.
@@ -313,7 +356,11 @@ impl AcpRuntime {
             policy: profile.permission_policy,
             broker: self.broker.clone(),
         });
-        let connection = match Connection::start(pipes, client).await {
+        let limits = Arc::new(StdoutLimits::new(
+            self.limits.max_line_bytes,
+            UPDATE_BACKLOG,
+        ));
+        let connection = match Connection::start(pipes, client, limits).await {
             Ok(connection) => connection,
             Err(err) => {
                 process.terminate(TERMINATE_GRACE).await;
@@ -412,6 +459,7 @@ impl AgentRuntime for AcpRuntime {
                 && instance.workspace == workspace
                 && instance.profile == profile.name
             {
+                instance.supervision.touch();
                 return Ok(());
             }
             if instance.is_alive() {
@@ -428,7 +476,11 @@ impl AgentRuntime for AcpRuntime {
         match self.start(spec, profile, workspace).await {
             Ok(instance) => {
                 let instance = Arc::new(instance);
-                supervisor::spawn_watchdog(self.supervisor.clone(), &instance);
+                supervisor::spawn_watchdog(
+                    self.supervisor.clone(),
+                    &instance,
+                    self.limits.idle_timeout,
+                );
                 self.latest
                     .lock()
                     .unwrap_or_else(PoisonError::into_inner)
@@ -449,6 +501,7 @@ impl AgentRuntime for AcpRuntime {
 
     async fn create_thread(&self, instance_id: &str, work_session_id: &str) -> AgentResult<String> {
         let instance = self.instance(instance_id).await?;
+        instance.supervision.touch();
         let request = NewSessionRequest::new(instance.workspace.clone()).mcp_servers(
             self.mcp_servers_for_session(&instance, work_session_id)
                 .await?,
@@ -477,6 +530,7 @@ impl AgentRuntime for AcpRuntime {
         thread_id: &str,
     ) -> AgentResult<()> {
         let instance = self.instance(instance_id).await?;
+        instance.supervision.touch();
         if instance.loaded().contains(thread_id) {
             return Ok(());
         }
@@ -601,9 +655,12 @@ impl AgentRuntime for AcpRuntime {
             Some(Ok(response)) => response,
             Some(Err(err)) => return Err(instance.error("session/prompt", &err)),
             None => {
-                return Err(AgentError::Disconnected(
-                    "the agent process exited mid-turn".to_owned(),
-                ));
+                return Err(match instance.connection.failure() {
+                    Some(reason) => AgentError::Failed(format!("session/prompt: {reason}")),
+                    None => {
+                        AgentError::Disconnected("the agent process exited mid-turn".to_owned())
+                    }
+                });
             }
         };
         tracing::debug!(instance_id = %instance.id, turn_id = %request.turn_id, stop_reason = ?response.stop_reason, "turn ended");
@@ -631,6 +688,10 @@ impl AgentRuntime for AcpRuntime {
 
     fn take_lost_instances(&self) -> Vec<InstanceLoss> {
         self.supervisor.take_losses()
+    }
+
+    fn running_instances(&self) -> Vec<String> {
+        self.slots().keys().cloned().collect()
     }
 
     fn thread_is_live(&self, instance_id: &str, thread_id: &str) -> bool {

@@ -7,7 +7,6 @@ use std::path::Path;
 use std::process::Stdio;
 use std::time::Duration;
 
-use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{ChildStdin, ChildStdout, Command};
 use tokio::sync::watch;
 
@@ -83,13 +82,7 @@ pub(crate) fn spawn(
     };
     tracing::info!(instance_id, pid, profile = %profile.name, workspace = %workspace.display(), "agent process started");
 
-    let log_id = instance_id.to_owned();
-    tokio::spawn(async move {
-        let mut lines = BufReader::new(stderr).lines();
-        while let Ok(Some(line)) = lines.next_line().await {
-            tracing::info!(target: "spectask_runtimes::agent::acp::stderr", instance_id = %log_id, "{line}");
-        }
-    });
+    tokio::spawn(super::stderr::log_stderr(stderr, instance_id.to_owned()));
 
     let (exited_tx, exited) = watch::channel(None);
     let wait_id = instance_id.to_owned();

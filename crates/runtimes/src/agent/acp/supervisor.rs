@@ -198,6 +198,8 @@ pub(crate) struct InstanceSupervision {
     ended: AtomicBool,
     /// The prompts in flight, by session: each flag turns true when the prompt is answered.
     prompts: Mutex<HashMap<String, watch::Sender<bool>>>,
+    /// When the instance was last used (a dispatch, a thread set up, a prompt sent or ended).
+    last_active: Mutex<Instant>,
 }
 
 impl Default for InstanceSupervision {
@@ -206,6 +208,7 @@ impl Default for InstanceSupervision {
             started_at: Instant::now(),
             ended: AtomicBool::new(false),
             prompts: Mutex::new(HashMap::new()),
+            last_active: Mutex::new(Instant::now()),
         }
     }
 }
@@ -220,8 +223,23 @@ impl InstanceSupervision {
         self.ended.load(Ordering::SeqCst)
     }
 
+    /// Records a use of the instance: its idle time starts again.
+    pub(crate) fn touch(&self) {
+        *locked(&self.last_active) = Instant::now();
+    }
+
+    /// How long the instance has had no prompt in flight and no use; `None` while a prompt is in
+    /// flight (a turn waiting for a human's permission answer included).
+    fn idle_for(&self) -> Option<Duration> {
+        if !locked(&self.prompts).is_empty() {
+            return None;
+        }
+        Some(locked(&self.last_active).elapsed())
+    }
+
     /// Tracks a prompt sent on `session_id` until the guard is dropped.
     pub(crate) fn prompt_sent<'a>(&'a self, session_id: &'a str) -> PromptGuard<'a> {
+        self.touch();
         let (answered, _) = watch::channel(false);
         locked(&self.prompts).insert(session_id.to_owned(), answered.clone());
         PromptGuard {
@@ -254,6 +272,7 @@ impl PromptGuard<'_> {
 
 impl Drop for PromptGuard<'_> {
     fn drop(&mut self) {
+        self.supervision.touch();
         let mut prompts = locked(&self.supervision.prompts);
         if prompts
             .get(self.session_id)
@@ -288,12 +307,22 @@ async fn probe(instance: &Instance, timeout: Duration) -> Probe {
     }
 }
 
-/// Watches `instance` until it ends: reports its process exiting or its connection closing, and
-/// probes it every `probe_interval`.
-pub(crate) fn spawn_watchdog(supervisor: Arc<Supervisor>, instance: &Arc<Instance>) {
+/// Watches `instance` until it ends: reports its process exiting or its connection closing,
+/// probes it every `probe_interval`, and shuts it down once it has been idle for `idle_timeout`.
+pub(crate) fn spawn_watchdog(
+    supervisor: Arc<Supervisor>,
+    instance: &Arc<Instance>,
+    idle_timeout: Option<Duration>,
+) {
     let instance = Arc::downgrade(instance);
     tokio::spawn(async move {
         let settings = supervisor.settings;
+        // The idle check runs at least this often, so a short idle timeout is honoured even with
+        // a long probe interval.
+        let tick = idle_timeout.map_or(settings.probe_interval, |idle| {
+            settings.probe_interval.min(idle / 2)
+        });
+        let mut next_probe = Instant::now() + settings.probe_interval;
         loop {
             let Some(instance) = instance.upgrade() else {
                 return;
@@ -307,18 +336,36 @@ pub(crate) fn spawn_watchdog(supervisor: Arc<Supervisor>, instance: &Arc<Instanc
                     return;
                 }
                 () = instance.connection.wait_closed() => {
-                    if supervisor.lost(&instance, "the agent closed the connection".to_owned()) {
+                    let reason = instance
+                        .connection
+                        .failure()
+                        .unwrap_or_else(|| "the agent closed the connection".to_owned());
+                    if supervisor.lost(&instance, reason) {
                         instance.process.terminate(TERMINATE_GRACE).await;
                     }
                     return;
                 }
-                () = tokio::time::sleep(settings.probe_interval.max(MIN_PROBE_INTERVAL)) => {}
+                () = tokio::time::sleep(tick.max(MIN_PROBE_INTERVAL)) => {}
             }
             if instance.supervision.is_ended() {
                 return;
             }
+            if let (Some(limit), Some(idle)) = (idle_timeout, instance.supervision.idle_for())
+                && idle >= limit
+            {
+                tracing::info!(instance_id = %instance.id, idle_ms = u64::try_from(idle.as_millis()).unwrap_or(u64::MAX), "agent instance idle; shutting it down (its next dispatch restarts it)");
+                // Intentional: `shutdown` ends the supervision first, so this is no loss.
+                instance.shutdown().await;
+                return;
+            }
+            if Instant::now() < next_probe {
+                continue;
+            }
+            next_probe = Instant::now() + settings.probe_interval;
             match probe(&instance, settings.probe_timeout).await {
                 Probe::Alive => {}
+                // Not read because turns are behind: the answer is in the pipe, unread.
+                Probe::Silent if instance.connection.reading_paused() => {}
                 Probe::Gone => {
                     supervisor.lost(&instance, "the agent connection broke".to_owned());
                     instance.process.terminate(TERMINATE_GRACE).await;
