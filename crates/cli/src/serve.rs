@@ -26,6 +26,7 @@ pub async fn run(args: ServeArgs) -> Result<()> {
     let data_dir = tokio::fs::canonicalize(&args.data_dir)
         .await
         .with_context(|| format!("cannot resolve data directory {}", args.data_dir.display()))?;
+    let agent_shim = agent_shim(&data_dir)?;
     let database_url = match args.database_url {
         Some(url) => url,
         None => sqlite_url(&data_dir)?,
@@ -95,10 +96,13 @@ pub async fn run(args: ServeArgs) -> Result<()> {
         restart_backoff_max: std::time::Duration::from_secs(args.agent_restart_backoff_max_secs),
         ..spectask_runtimes::agent::acp::SupervisionSettings::default()
     };
-    let runtime =
-        spectask_runtimes::agent::acp::AcpRuntime::new(agents, file.default_agent.clone())
-            .with_broker(std::sync::Arc::new(desk))
-            .with_supervision(supervision);
+    let runtime = spectask_runtimes::agent::acp::AcpRuntime::new(
+        agents,
+        file.default_agent.clone(),
+        agent_shim,
+    )
+    .with_broker(std::sync::Arc::new(desk))
+    .with_supervision(supervision);
     let engine = Engine::with_runtime(
         store.clone(),
         planners,
@@ -121,6 +125,24 @@ pub async fn run(args: ServeArgs) -> Result<()> {
     store.close().await;
     tracing::info!("spectask stopped");
     Ok(())
+}
+
+/// Kills what agent shims of an earlier run of this data directory left behind (a shim that was
+/// SIGKILLed could not clean up), then names this executable as the shim for this run's agents.
+fn agent_shim(data_dir: &Path) -> Result<spectask_runtimes::agent::shim::AgentShim> {
+    let run_dir = spectask_runtimes::agent::shim::run_dir(data_dir);
+    let report = spectask_runtimes::agent::shim::reap(&run_dir)
+        .with_context(|| format!("cannot read the agent records in {}", run_dir.display()))?;
+    if report.records > 0 {
+        tracing::info!(
+            records = report.records,
+            killed = report.killed,
+            "agent processes of an earlier run reaped"
+        );
+    }
+    let program = std::env::current_exe()
+        .context("cannot locate the spectask executable (it runs as the agent shim)")?;
+    Ok(spectask_runtimes::agent::shim::AgentShim { program, run_dir })
 }
 
 /// The host name, which is a stable, distinct name for one replica per host.

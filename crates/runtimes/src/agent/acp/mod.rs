@@ -48,6 +48,7 @@ use self::connection::{Connection, TurnRouter};
 use self::process::{AgentProcess, TERMINATE_GRACE};
 use self::supervisor::{InstanceSupervision, Supervisor};
 use self::updates::TurnEvents;
+use super::shim::AgentShim;
 use super::tools::is_work_session_id;
 use super::{
     AgentError, AgentEvent, AgentResult, AgentRuntime, AgentToolServer, InstanceLoss, InstanceSpec,
@@ -67,6 +68,8 @@ const EXIT_DRAIN: Duration = Duration::from_secs(5);
 #[derive(Debug)]
 pub struct AcpRuntime {
     profiles: BTreeMap<String, AcpProfile>,
+    /// Every agent starts under this supervisor shim.
+    shim: AgentShim,
     default_profile: Option<String>,
     /// One slot per instance id; the slot's async lock serialises starts and restarts.
     instances: Mutex<HashMap<String, Slot>>,
@@ -166,13 +169,19 @@ impl Drop for RouteGuard<'_> {
 
 impl AcpRuntime {
     /// A runtime choosing among `profiles` by name; `default_profile` serves instances whose spec
-    /// names no agent.
-    pub fn new(profiles: Vec<AcpProfile>, default_profile: Option<String>) -> Self {
+    /// names no agent. Every agent runs under `shim`, which kills the agent's whole tree when the
+    /// agent exits, when the instance is shut down and when the server dies.
+    pub fn new(
+        profiles: Vec<AcpProfile>,
+        default_profile: Option<String>,
+        shim: AgentShim,
+    ) -> Self {
         Self {
             profiles: profiles
                 .into_iter()
                 .map(|profile| (profile.name.clone(), profile))
                 .collect(),
+            shim,
             default_profile,
             instances: Mutex::new(HashMap::new()),
             broker: None,
@@ -306,7 +315,7 @@ impl AcpRuntime {
         profile: &AcpProfile,
         workspace: PathBuf,
     ) -> AgentResult<Instance> {
-        let (process, pipes) = process::spawn(profile, &workspace, &spec.instance_id)?;
+        let (process, pipes) = process::spawn(profile, &workspace, &spec.instance_id, &self.shim)?;
         let client = Arc::new(ClientState {
             instance_id: spec.instance_id.clone(),
             workspace: workspace.clone(),
