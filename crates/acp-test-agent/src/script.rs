@@ -110,6 +110,21 @@ pub enum Step {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         options: Option<Vec<PermissionChoice>>,
     },
+    /// Runs `sh -c command` in the session cwd, as coding agents run shell commands: a tool call
+    /// of kind `execute` whose raw input is `{"command": …}`, preceded (when `ask_permission`,
+    /// the default) by `session/request_permission` for that tool call with `allow`/`reject`
+    /// options; a refusal ends the turn like `request_permission`. In the foreground the step
+    /// waits for the command and reports `"exit {code}\n{output}"` (output cut at 4 KiB) as the
+    /// tool call's content and as a chunk; the tool call fails on a non-zero exit, and the turn
+    /// goes on. With `background` the command is started and left running (nothing waits for it
+    /// or kills it): how an agent leaves processes behind.
+    RunCommand {
+        command: String,
+        #[serde(default = "default_true")]
+        ask_permission: bool,
+        #[serde(default)]
+        background: bool,
+    },
     /// Calls `tool` on the HTTP MCP server named `server` in the session's `mcpServers`, inside a
     /// tool call (kind `other`), and echoes the result's text as a chunk `"{text}\n"`. Failures
     /// mark the tool call failed; the turn goes on.
@@ -149,6 +164,10 @@ pub enum Step {
 
 fn default_exit_code() -> i32 {
     101
+}
+
+fn default_true() -> bool {
+    true
 }
 
 /// A permission option offered by a `request_permission` step.
@@ -301,6 +320,32 @@ mod tests {
             }
         );
         assert!(serde_json::from_str::<Step>(r#"{"kind": "stamped", "count": 5}"#).is_err());
+    }
+
+    #[test]
+    fn parses_run_command_with_defaults() {
+        let step: Step =
+            serde_json::from_str(r#"{"kind": "run_command", "command": "echo hi"}"#).unwrap();
+        assert_eq!(
+            step,
+            Step::RunCommand {
+                command: "echo hi".to_owned(),
+                ask_permission: true,
+                background: false
+            }
+        );
+        let step: Step = serde_json::from_str(
+            r#"{"kind": "run_command", "command": "sleep 9", "ask_permission": false, "background": true}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            step,
+            Step::RunCommand {
+                command: "sleep 9".to_owned(),
+                ask_permission: false,
+                background: true
+            }
+        );
     }
 
     #[test]

@@ -430,6 +430,94 @@ async fn permission_allowed_runs_on_and_rejected_ends_the_turn() {
 }
 
 #[tokio::test]
+async fn run_command_asks_then_runs_in_the_session_cwd_and_reports_its_exit() {
+    let dir = tempfile::tempdir().unwrap();
+    let agent_env = AgentEnv {
+        script: Some(Script::steps(vec![Step::RunCommand {
+            command: "echo made > made.txt && cat made.txt && exit 3".to_owned(),
+            ask_permission: true,
+            background: false,
+        }])),
+        state: Some(dir.path().join("state")),
+        ..AgentEnv::default()
+    };
+    let client = TestClient::spawn(&agent_env).await;
+    client.initialize().await;
+    let session = client.new_session(dir.path()).await;
+
+    client.answer_permission(PermissionAnswer::Select("reject"));
+    assert_eq!(
+        client.prompt(&session, "one").await.unwrap(),
+        StopReason::EndTurn
+    );
+    assert!(!dir.path().join("made.txt").exists());
+    let updates = client.take_updates();
+    assert_eq!(
+        agent_text(&updates),
+        vec!["permission refused: echo made > made.txt && cat made.txt && exit 3\n".to_owned()]
+    );
+    let execute_calls = updates
+        .iter()
+        .filter(|update| {
+            matches!(update, SessionUpdate::ToolCall(call)
+            if call.kind == agent_client_protocol::v1::schema::ToolKind::Execute
+                && call.raw_input == Some(serde_json::json!({
+                    "command": "echo made > made.txt && cat made.txt && exit 3"
+                })))
+        })
+        .count();
+    assert_eq!(execute_calls, 1);
+
+    client.answer_permission(PermissionAnswer::Select("allow"));
+    assert_eq!(
+        client.prompt(&session, "two").await.unwrap(),
+        StopReason::EndTurn
+    );
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("made.txt")).unwrap(),
+        "made\n"
+    );
+    assert_eq!(
+        agent_text(&client.take_updates()),
+        vec!["exit 3\nmade\n".to_owned()]
+    );
+    client.shutdown().await;
+}
+
+#[tokio::test]
+async fn run_command_in_the_background_leaves_the_command_running() {
+    let dir = tempfile::tempdir().unwrap();
+    let marker = dir.path().join("done");
+    let agent_env = AgentEnv {
+        script: Some(Script::steps(vec![Step::RunCommand {
+            // Finishes only after the turn has ended, which a foreground command cannot.
+            command: "while [ ! -e go ]; do sleep 0.05; done; touch done".to_owned(),
+            ask_permission: false,
+            background: true,
+        }])),
+        state: Some(dir.path().join("state")),
+        ..AgentEnv::default()
+    };
+    let client = TestClient::spawn(&agent_env).await;
+    client.initialize().await;
+    let session = client.new_session(dir.path()).await;
+    assert_eq!(
+        client.prompt(&session, "go").await.unwrap(),
+        StopReason::EndTurn
+    );
+    let text = agent_text(&client.take_updates());
+    assert!(text[0].starts_with("started pid "), "{text:?}");
+    std::fs::write(dir.path().join("go"), "").unwrap();
+    timeout(async {
+        while !marker.exists() {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    client.shutdown().await;
+}
+
+#[tokio::test]
 async fn hang_is_ended_promptly_by_session_cancel() {
     let dir = tempfile::tempdir().unwrap();
     let agent_env = AgentEnv {

@@ -267,6 +267,15 @@ impl Turn {
             Step::RequestPermission { title, options } => {
                 return self.request_permission(title, options.as_deref()).await;
             }
+            Step::RunCommand {
+                command,
+                ask_permission,
+                background,
+            } => {
+                return self
+                    .run_command(command, *ask_permission, *background)
+                    .await;
+            }
             Step::CallMcpTool {
                 server,
                 tool,
@@ -382,6 +391,40 @@ impl Turn {
         title: &str,
         options: Option<&[PermissionChoice]>,
     ) -> Result<Flow, Error> {
+        let id = self.tool_id();
+        self.notify(SessionUpdate::ToolCall(
+            ToolCall::new(id.clone(), title)
+                .kind(ToolKind::Other)
+                .status(ToolCallStatus::Pending),
+        ))?;
+        let fields = ToolCallUpdateFields::new()
+            .title(title.to_owned())
+            .kind(ToolKind::Other);
+        match self.ask(&id, fields, options).await? {
+            Asked::Cancelled => Ok(Flow::Stop(StopReason::Cancelled)),
+            Asked::Allowed => {
+                self.finish_tool(&id, ToolCallStatus::Completed, serde_json::json!("allowed"))?;
+                Ok(Flow::Continue)
+            }
+            Asked::Refused => self.refused(&id, title),
+        }
+    }
+
+    /// Marks tool call `id` refused and ends the turn, as a real agent does when told no.
+    fn refused(&mut self, id: &ToolCallId, title: &str) -> Result<Flow, Error> {
+        self.finish_tool(id, ToolCallStatus::Failed, serde_json::json!("refused"))?;
+        self.say(&format!("permission refused: {title}\n"))?;
+        Ok(Flow::Stop(StopReason::EndTurn))
+    }
+
+    /// `session/request_permission` for the pending tool call `id`, described by `fields`, with
+    /// `options` (default: `allow` and `reject`).
+    async fn ask(
+        &mut self,
+        id: &ToolCallId,
+        fields: ToolCallUpdateFields,
+        options: Option<&[PermissionChoice]>,
+    ) -> Result<Asked, Error> {
         let default_options = [
             PermissionChoice {
                 id: "allow".to_owned(),
@@ -395,12 +438,6 @@ impl Turn {
             },
         ];
         let choices = options.unwrap_or(&default_options);
-        let id = self.tool_id();
-        self.notify(SessionUpdate::ToolCall(
-            ToolCall::new(id.clone(), title)
-                .kind(ToolKind::Other)
-                .status(ToolCallStatus::Pending),
-        ))?;
         let acp_options = choices
             .iter()
             .map(|choice| {
@@ -418,18 +455,13 @@ impl Turn {
             .collect();
         let request = self.connection.send_request(RequestPermissionRequest::new(
             self.session_id.clone(),
-            ToolCallUpdate::new(
-                id.clone(),
-                ToolCallUpdateFields::new()
-                    .title(title.to_owned())
-                    .kind(ToolKind::Other),
-            ),
+            ToolCallUpdate::new(id.clone(), fields),
             acp_options,
         ));
         let allowed = match self.race(request.block_task()).await {
             // The client must answer a pending permission request with `cancelled` after
             // `session/cancel`; either way the prompt's answer is `cancelled`.
-            Raced::Cancelled => return Ok(Flow::Stop(StopReason::Cancelled)),
+            Raced::Cancelled => return Ok(Asked::Cancelled),
             Raced::Done(response) => match response?.outcome {
                 RequestPermissionOutcome::Selected(selected) => choices
                     .iter()
@@ -437,18 +469,120 @@ impl Turn {
                 _ => false,
             },
         };
-        if self.is_cancelled() {
-            return Ok(Flow::Stop(StopReason::Cancelled));
-        }
-        if allowed {
-            self.finish_tool(&id, ToolCallStatus::Completed, serde_json::json!("allowed"))?;
-            Ok(Flow::Continue)
+        Ok(if self.is_cancelled() {
+            Asked::Cancelled
+        } else if allowed {
+            Asked::Allowed
         } else {
-            self.finish_tool(&id, ToolCallStatus::Failed, serde_json::json!("refused"))?;
-            self.say(&format!("permission refused: {title}\n"))?;
-            Ok(Flow::Stop(StopReason::EndTurn))
-        }
+            Asked::Refused
+        })
     }
+
+    /// A `run_command` step: see [`Step::RunCommand`].
+    async fn run_command(
+        &mut self,
+        command: &str,
+        ask_permission: bool,
+        background: bool,
+    ) -> Result<Flow, Error> {
+        let id = self.tool_id();
+        let raw_input = serde_json::json!({ "command": command });
+        self.notify(SessionUpdate::ToolCall(
+            ToolCall::new(id.clone(), command)
+                .kind(ToolKind::Execute)
+                .status(ToolCallStatus::Pending)
+                .raw_input(raw_input.clone()),
+        ))?;
+        if ask_permission {
+            let fields = ToolCallUpdateFields::new()
+                .title(command.to_owned())
+                .kind(ToolKind::Execute)
+                .raw_input(raw_input);
+            match self.ask(&id, fields, None).await? {
+                Asked::Cancelled => return Ok(Flow::Stop(StopReason::Cancelled)),
+                Asked::Refused => return self.refused(&id, command),
+                Asked::Allowed => {}
+            }
+        }
+        let mut shell = tokio::process::Command::new("sh");
+        shell
+            .arg("-c")
+            .arg(command)
+            .current_dir(&self.cwd)
+            .stdin(std::process::Stdio::null());
+        if background {
+            shell
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null());
+            return match shell.spawn() {
+                Ok(child) => {
+                    let pid = child.id().unwrap_or_default();
+                    // Dropping the handle neither waits for nor kills the command.
+                    drop(child);
+                    self.finish_tool(
+                        &id,
+                        ToolCallStatus::Completed,
+                        serde_json::json!(format!("started pid {pid}")),
+                    )?;
+                    self.say(&format!("started pid {pid}\n"))?;
+                    Ok(Flow::Continue)
+                }
+                Err(err) => {
+                    self.finish_tool(
+                        &id,
+                        ToolCallStatus::Failed,
+                        serde_json::json!({"error": err.to_string()}),
+                    )?;
+                    Ok(Flow::Continue)
+                }
+            };
+        }
+        // A cancelled turn drops the wait, and with it the command.
+        shell.kill_on_drop(true);
+        let output = match self.race(shell.output()).await {
+            Raced::Cancelled => return Ok(Flow::Stop(StopReason::Cancelled)),
+            Raced::Done(output) => output,
+        };
+        let (status, report) = match output {
+            Ok(output) => {
+                let code = output.status.code().unwrap_or(-1);
+                let mut text = String::from_utf8_lossy(&output.stdout).into_owned();
+                text.push_str(&String::from_utf8_lossy(&output.stderr));
+                let status = if output.status.success() {
+                    ToolCallStatus::Completed
+                } else {
+                    ToolCallStatus::Failed
+                };
+                (status, format!("exit {code}\n{}", cut(&text, OUTPUT_CAP)))
+            }
+            Err(err) => (ToolCallStatus::Failed, format!("exit -1\n{err}")),
+        };
+        self.finish_tool(&id, status, serde_json::json!(report.clone()))?;
+        self.say(&format!("{}\n", report.trim_end()))?;
+        Ok(Flow::Continue)
+    }
+}
+
+/// The most command output a `run_command` step reports.
+const OUTPUT_CAP: usize = 4096;
+
+/// `text` cut to at most `max` bytes at a character boundary.
+fn cut(text: &str, max: usize) -> &str {
+    if text.len() <= max {
+        return text;
+    }
+    let mut end = max;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    &text[..end]
+}
+
+/// How a permission request was answered.
+enum Asked {
+    Allowed,
+    Refused,
+    Cancelled,
 }
 
 /// Stops this process with SIGSTOP: every thread halts, nothing more is read or written.
