@@ -1,5 +1,5 @@
 //! The `spectask` binary: parses the command line, resolves the configuration and runs the
-//! server. Exit codes: 0 on a clean shutdown, 1 on a runtime error, 2 on bad usage (clap).
+//! server; re-executed as `spectask agent-shim …`, it is the supervisor of one agent process. Exit codes: 0 on a clean shutdown, 1 on a runtime error, 2 on bad usage (clap).
 
 mod cli;
 mod config;
@@ -10,6 +10,15 @@ mod token;
 use clap::Parser;
 
 fn main() -> std::process::ExitCode {
+    // `spectask agent-shim …` is the supervisor the server starts each agent under: dispatched
+    // before any async runtime, thread or tracing exists, so the shim stays one small thread.
+    let words: Vec<std::ffi::OsString> = std::env::args_os().skip(1).collect();
+    if words
+        .first()
+        .is_some_and(|word| word == spectask_runtimes::agent::shim::SUBCOMMAND)
+    {
+        return spectask_runtimes::agent::shim::main(&words[1..]);
+    }
     let args = cli::Cli::parse();
     init_tracing(&args);
     let runtime = match tokio::runtime::Builder::new_multi_thread()

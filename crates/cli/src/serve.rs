@@ -33,6 +33,7 @@ pub async fn run(args: ServeArgs) -> Result<()> {
     // Before anything else opens: a non-loopback bind without a token must not start at all.
     let (api_token, token_source) =
         crate::token::resolve(args.api_token.as_deref(), args.bind, &data_dir)?;
+    let agent_shim = agent_shim(&data_dir)?;
     let database_url = match args.database_url {
         Some(url) => url,
         None => sqlite_url(&data_dir)?,
@@ -106,15 +107,18 @@ pub async fn run(args: ServeArgs) -> Result<()> {
         restart_backoff_max: std::time::Duration::from_secs(args.agent_restart_backoff_max_secs),
         ..spectask_runtimes::agent::acp::SupervisionSettings::default()
     };
-    let runtime =
-        spectask_runtimes::agent::acp::AcpRuntime::new(agents, file.default_agent.clone())
-            .with_broker(std::sync::Arc::new(desk))
-            .with_supervision(supervision)
-            .with_limits(spectask_runtimes::agent::acp::AgentLimits {
-                max_line_bytes: usize::try_from(args.agent_max_line_bytes).unwrap_or(usize::MAX),
-                idle_timeout: (args.agent_idle_timeout_secs > 0)
-                    .then(|| std::time::Duration::from_secs(args.agent_idle_timeout_secs)),
-            });
+    let runtime = spectask_runtimes::agent::acp::AcpRuntime::new(
+        agents,
+        file.default_agent.clone(),
+        agent_shim,
+    )
+    .with_broker(std::sync::Arc::new(desk))
+    .with_supervision(supervision)
+    .with_limits(spectask_runtimes::agent::acp::AgentLimits {
+        max_line_bytes: usize::try_from(args.agent_max_line_bytes).unwrap_or(usize::MAX),
+        idle_timeout: (args.agent_idle_timeout_secs > 0)
+            .then(|| std::time::Duration::from_secs(args.agent_idle_timeout_secs)),
+    });
     let engine = Engine::with_runtime(
         store.clone(),
         planners,
@@ -149,6 +153,24 @@ pub async fn run(args: ServeArgs) -> Result<()> {
     drop(data_dir_lock);
     tracing::info!("spectask stopped");
     Ok(())
+}
+
+/// Kills what agent shims of an earlier run of this data directory left behind (a shim that was
+/// SIGKILLed could not clean up), then names this executable as the shim for this run's agents.
+fn agent_shim(data_dir: &Path) -> Result<spectask_runtimes::agent::shim::AgentShim> {
+    let run_dir = spectask_runtimes::agent::shim::run_dir(data_dir);
+    let report = spectask_runtimes::agent::shim::reap(&run_dir)
+        .with_context(|| format!("cannot read the agent records in {}", run_dir.display()))?;
+    if report.records > 0 {
+        tracing::info!(
+            records = report.records,
+            killed = report.killed,
+            "agent processes of an earlier run reaped"
+        );
+    }
+    let program = std::env::current_exe()
+        .context("cannot locate the spectask executable (it runs as the agent shim)")?;
+    Ok(spectask_runtimes::agent::shim::AgentShim { program, run_dir })
 }
 
 /// The host name, which is a stable, distinct name for one replica per host.

@@ -16,6 +16,7 @@ use serde_json::{Value, json};
 use spectask_runtimes::agent::acp::{
     AcpProfile, AcpRuntime, PermissionPolicy, SupervisionSettings,
 };
+use spectask_runtimes::agent::shim::AgentShim;
 use spectask_runtimes::agent::{
     AgentError, AgentEvent, AgentRuntime, AgentToolServer, InstanceSpec, McpEndpoint, StopReason,
     TurnRequest,
@@ -24,21 +25,35 @@ use tokio::sync::mpsc;
 
 const LONG: Duration = Duration::from_secs(30);
 
-/// The test agent binary: `<target>/<profile>/spectask-acp-test-agent`, the test executable
+/// A binary built into this target directory: `<target>/<profile>/<name>`, the test executable
 /// being `<target>/<profile>/deps/acp-<hash>`.
-fn agent_binary() -> Option<PathBuf> {
+fn target_binary(name: &str) -> Option<PathBuf> {
     let exe = std::env::current_exe().ok()?;
-    let path = exe.parent()?.parent()?.join("spectask-acp-test-agent");
+    let path = exe.parent()?.parent()?.join(name);
     path.is_file().then_some(path)
+}
+
+/// The test agent and the `spectask` binary (every agent runs under its `agent-shim`).
+fn agent_binaries() -> Option<Binaries> {
+    Some(Binaries {
+        agent: target_binary("spectask-acp-test-agent")?,
+        shim: target_binary("spectask")?,
+    })
+}
+
+#[derive(Debug, Clone)]
+struct Binaries {
+    agent: PathBuf,
+    shim: PathBuf,
 }
 
 macro_rules! require_agent {
     () => {
-        match agent_binary() {
-            Some(path) => path,
+        match agent_binaries() {
+            Some(binaries) => binaries,
             None => {
                 eprintln!(
-                    "SKIPPED (no test agent): build `spectask-acp-test-agent` into this target directory"
+                    "SKIPPED (no test agent): build `spectask-acp-test-agent` and `spectask` into this target directory"
                 );
                 return;
             }
@@ -46,18 +61,36 @@ macro_rules! require_agent {
     };
 }
 
-/// A temporary directory holding a workspace, the agent's state and its request log.
+/// A temporary directory holding a workspace, the agent's state, its request log and the shims'
+/// run directory.
 struct Fixture {
     dir: tempfile::TempDir,
     agent: PathBuf,
+    shim: PathBuf,
 }
 
 impl Fixture {
-    fn new(agent: PathBuf) -> Self {
+    fn new(binaries: Binaries) -> Self {
         let dir = tempfile::tempdir().unwrap();
         std::fs::create_dir_all(dir.path().join("ws")).unwrap();
         std::fs::create_dir_all(dir.path().join("state")).unwrap();
-        Self { dir, agent }
+        Self {
+            dir,
+            agent: binaries.agent,
+            shim: binaries.shim,
+        }
+    }
+
+    /// The supervisor every agent of these tests runs under.
+    fn shim(&self) -> AgentShim {
+        AgentShim {
+            program: self.shim.clone(),
+            run_dir: self.run_dir(),
+        }
+    }
+
+    fn run_dir(&self) -> PathBuf {
+        self.root().join("run")
     }
 
     fn root(&self) -> PathBuf {
@@ -194,7 +227,11 @@ async fn a_turn_streams_thoughts_and_chunks_in_order_and_ends() {
         {"kind": "chunks", "count": 3},
         {"kind": "flood", "updates": 2000}
     ]});
-    let runtime = AcpRuntime::new(vec![fixture.profile("test", &script)], Some("test".into()));
+    let runtime = AcpRuntime::new(
+        vec![fixture.profile("test", &script)],
+        Some("test".into()),
+        fixture.shim(),
+    );
     let thread = started(&runtime, &fixture, "i1").await;
 
     let (result, events) = turn(&runtime, &request("i1", &thread, "turn_1", "hello")).await;
@@ -239,7 +276,11 @@ async fn file_access_is_confined_to_the_workspace() {
         {"kind": "read_file", "path": "out/a.txt"},
         {"kind": "read_file", "path": outside.join("secret.txt")}
     ]});
-    let runtime = AcpRuntime::new(vec![fixture.profile("test", &script)], Some("test".into()));
+    let runtime = AcpRuntime::new(
+        vec![fixture.profile("test", &script)],
+        Some("test".into()),
+        fixture.shim(),
+    );
     let thread = started(&runtime, &fixture, "i1").await;
 
     let (result, events) = turn(&runtime, &request("i1", &thread, "turn_1", "write")).await;
@@ -305,6 +346,7 @@ async fn permission_requests_follow_the_profile_policy() {
             .map(|(name, policy, _)| fixture.profile(name, &script).with_policy(*policy))
             .collect(),
         None,
+        fixture.shim(),
     );
     for (name, _, expected) in policies {
         let instance = format!("i-{name}");
@@ -323,7 +365,11 @@ async fn permission_requests_follow_the_profile_policy() {
         {"kind": "request_permission", "title": "Edit", "options": [{"id": "no", "kind": "reject_once"}]},
         {"kind": "chunks", "count": 1}
     ]});
-    let runtime = AcpRuntime::new(vec![fixture.profile("r", &only_reject)], Some("r".into()));
+    let runtime = AcpRuntime::new(
+        vec![fixture.profile("r", &only_reject)],
+        Some("r".into()),
+        fixture.shim(),
+    );
     let thread = started(&runtime, &fixture, "i-r").await;
     let (_, events) = turn(&runtime, &request("i-r", &thread, "t", "go")).await;
     assert_eq!(
@@ -342,6 +388,7 @@ async fn cancel_ends_a_hanging_turn_with_cancelled() {
     let runtime = std::sync::Arc::new(AcpRuntime::new(
         vec![fixture.profile("test", &script)],
         Some("test".into()),
+        fixture.shim(),
     ));
     let thread = started(&runtime, &fixture, "i1").await;
     let (tx, mut rx) = mpsc::channel(8);
@@ -372,7 +419,11 @@ async fn a_crash_mid_turn_disconnects_and_a_restart_loads_the_same_session() {
         "rules": [{"prompt_contains": "crash", "times": 1,
                    "steps": [{"kind": "chunks", "count": 2}, {"kind": "crash", "exit_code": 3}]}]
     });
-    let runtime = AcpRuntime::new(vec![fixture.profile("test", &script)], Some("test".into()));
+    let runtime = AcpRuntime::new(
+        vec![fixture.profile("test", &script)],
+        Some("test".into()),
+        fixture.shim(),
+    );
     let thread = started(&runtime, &fixture, "i1").await;
     let (result, _) = turn(&runtime, &request("i1", &thread, "turn_1", "hello")).await;
     assert_eq!(result, Ok(StopReason::EndTurn));
@@ -430,7 +481,11 @@ async fn a_crash_mid_turn_disconnects_and_a_restart_loads_the_same_session() {
 async fn without_load_session_a_restarted_instance_cannot_resume() {
     let fixture = Fixture::new(require_agent!());
     let script = json!({"load_session": false, "steps": [{"kind": "chunks", "count": 1}]});
-    let runtime = AcpRuntime::new(vec![fixture.profile("test", &script)], Some("test".into()));
+    let runtime = AcpRuntime::new(
+        vec![fixture.profile("test", &script)],
+        Some("test".into()),
+        fixture.shim(),
+    );
     let thread = started(&runtime, &fixture, "i1").await;
     runtime.resume_thread("i1", "ws1", &thread).await.unwrap();
     runtime.shutdown_instance("i1").await.unwrap();
@@ -461,7 +516,7 @@ async fn the_agent_gets_only_the_allow_listed_environment_in_its_workspace() {
     let profile = profile
         .with_env("ENV_DUMP", dump.to_str().unwrap())
         .with_env("AGENT_BIN", fixture.agent.to_str().unwrap());
-    let runtime = AcpRuntime::new(vec![profile], Some("sh".into()));
+    let runtime = AcpRuntime::new(vec![profile], Some("sh".into()), fixture.shim());
     let thread = started(&runtime, &fixture, "i1").await;
     let (result, _) = turn(&runtime, &request("i1", &thread, "t", "hi")).await;
     assert_eq!(result, Ok(StopReason::EndTurn));
@@ -487,6 +542,8 @@ async fn the_agent_gets_only_the_allow_listed_environment_in_its_workspace() {
         "SPECTASK_TEST_AGENT_SCRIPT",
         "SPECTASK_TEST_AGENT_STATE",
         "SPECTASK_TEST_AGENT_LOG",
+        // spectask's own: the run marker its shim gives every process of the agent's tree.
+        "SPECTASK_AGENT_RUN",
     ];
     for name in &names {
         assert!(allowed.contains(name), "the agent inherited {name}");
@@ -500,7 +557,11 @@ async fn the_agent_gets_only_the_allow_listed_environment_in_its_workspace() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn misconfiguration_is_reported_before_anything_starts() {
     let fixture = Fixture::new(require_agent!());
-    let runtime = AcpRuntime::new(vec![fixture.profile("test", &json!({}))], None);
+    let runtime = AcpRuntime::new(
+        vec![fixture.profile("test", &json!({}))],
+        None,
+        fixture.shim(),
+    );
     assert!(matches!(
         runtime.ensure_instance(&fixture.spec("i1", None)).await,
         Err(AgentError::Config(_))
@@ -518,7 +579,7 @@ async fn misconfiguration_is_reported_before_anything_starts() {
         Err(AgentError::Config(_))
     ));
     let broken = AcpProfile::new("broken", "/nonexistent/agent", Vec::<String>::new());
-    let runtime = AcpRuntime::new(vec![broken], Some("broken".into()));
+    let runtime = AcpRuntime::new(vec![broken], Some("broken".into()), fixture.shim());
     assert!(
         runtime
             .ensure_instance(&fixture.spec("i1", None))
@@ -575,7 +636,7 @@ async fn shutdown_and_drop_terminate_the_whole_process_group() {
             .collect()
     };
 
-    let runtime = AcpRuntime::new(vec![profile], Some("sh".into()));
+    let runtime = AcpRuntime::new(vec![profile], Some("sh".into()), fixture.shim());
     started(&runtime, &fixture, "i1").await;
     let agent_pid = fixture.requests()[0].2 as u32;
     let sleeper = read_pids()[0];
@@ -627,6 +688,7 @@ async fn work_session_threads_get_the_tool_servers_mcp_server_on_new_and_load() 
     let runtime = AcpRuntime::new(
         vec![fixture.profile("test", &json!({"steps": []}))],
         Some("test".into()),
+        fixture.shim(),
     )
     .with_tool_server(tools.clone());
     runtime
@@ -698,8 +760,12 @@ async fn a_frozen_agent_is_probed_killed_restarted_and_its_session_loaded_again(
         "rules": [{"prompt_contains": "freeze", "times": 1,
                    "steps": [{"kind": "chunks", "count": 1}, {"kind": "freeze"}]}]
     });
-    let runtime = AcpRuntime::new(vec![fixture.profile("test", &script)], Some("test".into()))
-        .with_supervision(quick_supervision());
+    let runtime = AcpRuntime::new(
+        vec![fixture.profile("test", &script)],
+        Some("test".into()),
+        fixture.shim(),
+    )
+    .with_supervision(quick_supervision());
     let thread = started(&runtime, &fixture, "i1").await;
     // Several probe intervals of a healthy, idle agent: probes are answered, nothing is lost.
     tokio::time::sleep(Duration::from_millis(1000)).await;
@@ -778,8 +844,12 @@ async fn a_cancel_the_agent_never_answers_declares_it_hung() {
         probe_interval: Duration::from_secs(600),
         ..quick_supervision()
     };
-    let runtime = AcpRuntime::new(vec![fixture.profile("test", &script)], Some("test".into()))
-        .with_supervision(settings);
+    let runtime = AcpRuntime::new(
+        vec![fixture.profile("test", &script)],
+        Some("test".into()),
+        fixture.shim(),
+    )
+    .with_supervision(settings);
     let thread = started(&runtime, &fixture, "i1").await;
     let (tx, mut rx) = mpsc::channel(8);
     let go = request("i1", &thread, "turn_1", "go");
@@ -808,8 +878,12 @@ async fn a_cancel_the_agent_never_answers_declares_it_hung() {
 async fn restarts_back_off_exponentially_up_to_a_cap() {
     let fixture = Fixture::new(require_agent!());
     let script = json!({"crash_on_start": 6, "steps": [{"kind": "chunks", "count": 1}]});
-    let runtime = AcpRuntime::new(vec![fixture.profile("test", &script)], Some("test".into()))
-        .with_supervision(quick_supervision());
+    let runtime = AcpRuntime::new(
+        vec![fixture.profile("test", &script)],
+        Some("test".into()),
+        fixture.shim(),
+    )
+    .with_supervision(quick_supervision());
     let spec = fixture.spec("i1", None);
     for attempt in 1..=6 {
         let result = tokio::time::timeout(LONG, runtime.ensure_instance(&spec))
@@ -870,7 +944,7 @@ async fn authenticate_is_sent_only_when_configured_and_must_be_offered_and_succe
             .with_env("TEST_AGENT_TOKEN", "secret")
             .with_authenticate("password"),
     ];
-    let runtime = AcpRuntime::new(profiles, None);
+    let runtime = AcpRuntime::new(profiles, None, fixture.shim());
 
     runtime
         .ensure_instance(&fixture.spec("i-plain", Some("plain")))

@@ -57,7 +57,7 @@ backend_tests! {
         let log = state.path().join("requests.jsonl");
         let Some(profile) = test_agent_profile("test-agent", &script(), state.path()) else { return };
         let profile = profile.with_env("SPECTASK_TEST_AGENT_LOG", log.to_str().unwrap());
-        let runtime = AcpRuntime::new(vec![profile], Some("test-agent".to_owned()));
+        let runtime = AcpRuntime::new(vec![profile], Some("test-agent".to_owned()), spectask_testkit::agent_shim(&state.path().join("run")));
         let fake = FakeOpenAi::start().await;
         fake.push_text_reply(&reply());
         let options = TestOptions {
@@ -126,7 +126,7 @@ backend_tests! {
         // Long enough that the first request is still pending when a loaded machine gets round to
         // answering it; the second one is left to time out.
         let desk = PermissionDesk::new(db.store().await, Duration::from_secs(10));
-        let runtime = AcpRuntime::new(vec![profile], Some("asking".to_owned())).with_broker(Arc::new(desk));
+        let runtime = AcpRuntime::new(vec![profile], Some("asking".to_owned()), spectask_testkit::agent_shim(&state.path().join("run"))).with_broker(Arc::new(desk));
         let fake = FakeOpenAi::start().await;
         let plan = "# Requirements: Ask\n\n1.1 WHEN asked THE SYSTEM SHALL wait.\n\n## Open Questions\n\n- None.\n\n\
                     # Design: Ask\n\nAsk first.\n\n# Implementation Plan: Ask\n\n- [ ] 1. Approved write\n- [ ] 2. Ignored write\n";
@@ -187,7 +187,7 @@ backend_tests! {
         let state = tempfile::tempdir().unwrap();
         let script = json!({"steps": [{"kind": "flood", "updates": 10000}]});
         let Some(profile) = test_agent_profile("flood", &script, state.path()) else { return };
-        let runtime = AcpRuntime::new(vec![profile], Some("flood".to_owned()));
+        let runtime = AcpRuntime::new(vec![profile], Some("flood".to_owned()), spectask_testkit::agent_shim(&state.path().join("run")));
         let fake = FakeOpenAi::start().await;
         fake.push_text_reply("# Requirements: Flood\n\n1.1 WHEN flooded THE SYSTEM SHALL keep up.\n\n## Open Questions\n\n- None.\n\n# Design: Flood\n\nFast.\n\n# Implementation Plan: Flood\n\n- [ ] 1. Flood\n");
         let options = TestOptions {

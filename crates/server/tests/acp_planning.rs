@@ -50,9 +50,10 @@ impl Rig {
         engine: EngineSettings,
         planners: PlannerRegistry,
     ) -> Option<Self> {
-        let Some(agent) = acp_test_agent_binary() else {
+        let (Some(agent), Some(_)) = (acp_test_agent_binary(), spectask_testkit::spectask_binary())
+        else {
             eprintln!(
-                "SKIPPED (no test agent): run `cargo test --workspace`, which builds spectask-acp-test-agent"
+                "SKIPPED (no test agent): run `cargo test --workspace`, which builds spectask-acp-test-agent and spectask (its agent shim)"
             );
             return None;
         };
@@ -72,7 +73,11 @@ impl Rig {
                 .with_env("SPECTASK_TEST_AGENT_STATE", state.path().to_str().unwrap())
                 .with_env("SPECTASK_TEST_AGENT_LOG", log.to_str().unwrap())
         };
-        let runtime = AcpRuntime::new(vec![profile(AGENT), profile(CODER)], Some(AGENT.to_owned()));
+        let runtime = AcpRuntime::new(
+            vec![profile(AGENT), profile(CODER)],
+            Some(AGENT.to_owned()),
+            spectask_testkit::agent_shim(&state.path().join("run")),
+        );
         let options = TestOptions {
             planners,
             engine,

@@ -129,8 +129,12 @@ async fn app_with_agent(
 ) -> Option<(TestApp, FakeOpenAi)> {
     let profile = test_agent_profile("test-agent", script, state)?
         .with_env("SPECTASK_TEST_AGENT_LOG", log_in(state).to_str().unwrap());
-    let runtime =
-        AcpRuntime::new(vec![profile], Some("test-agent".to_owned())).with_supervision(settings);
+    let runtime = AcpRuntime::new(
+        vec![profile],
+        Some("test-agent".to_owned()),
+        spectask_testkit::agent_shim(&state.join("run")),
+    )
+    .with_supervision(settings);
     let runtime: Arc<dyn AgentRuntime> = match hold_disconnects {
         Some(release) => Arc::new(HeldDisconnects {
             inner: runtime,

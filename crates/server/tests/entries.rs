@@ -30,7 +30,11 @@ async fn spawn(
     fake: &FakeOpenAi,
 ) -> Option<TestApp> {
     let profile = test_agent_profile("test-agent", script, state)?;
-    let runtime = AcpRuntime::new(vec![profile], Some("test-agent".to_owned()));
+    let runtime = AcpRuntime::new(
+        vec![profile],
+        Some("test-agent".to_owned()),
+        spectask_testkit::agent_shim(&state.join("run")),
+    );
     let options = TestOptions {
         planners: PlannerRegistry::new(Some(fast_planner("default", &fake.base_url())), []),
         engine: fast_engine(),

@@ -48,7 +48,11 @@ async fn implementing(
     tasks: &str,
 ) -> Option<(TestApp, String)> {
     let profile = test_agent_profile("test-agent", script, state)?;
-    let runtime = AcpRuntime::new(vec![profile], Some("test-agent".to_owned()));
+    let runtime = AcpRuntime::new(
+        vec![profile],
+        Some("test-agent".to_owned()),
+        spectask_testkit::agent_shim(&state.join("run")),
+    );
     let fake = FakeOpenAi::start().await;
     fake.push_text_reply(&reply(tasks));
     let mut engine = fast_engine();

@@ -121,9 +121,9 @@ pub fn test_agent_profile(
     script: &serde_json::Value,
     state: &std::path::Path,
 ) -> Option<spectask_runtimes::agent::acp::AcpProfile> {
-    let Some(agent) = acp_test_agent_binary() else {
+    let (Some(agent), Some(_)) = (acp_test_agent_binary(), spectask_binary()) else {
         eprintln!(
-            "SKIPPED (no test agent): run `cargo test --workspace`, which builds spectask-acp-test-agent"
+            "SKIPPED (no test agent): run `cargo test --workspace`, which builds spectask-acp-test-agent and spectask (its agent shim)"
         );
         return None;
     };
@@ -138,13 +138,38 @@ pub fn test_agent_profile(
     )
 }
 
+/// The supervisor shim every ACP agent of a test runs under: the `spectask` binary of this
+/// target directory, recording into `run_dir`. [`test_agent_profile`] skips a test when that
+/// binary was not built; without it an agent fails to start, with the missing path in the error.
+pub fn agent_shim(run_dir: &std::path::Path) -> spectask_runtimes::agent::shim::AgentShim {
+    spectask_runtimes::agent::shim::AgentShim {
+        program: spectask_binary().unwrap_or_else(|| target_dir_binary("spectask")),
+        run_dir: run_dir.to_path_buf(),
+    }
+}
+
+/// The `spectask` binary in this target directory, if it was built (`cargo test --workspace`
+/// builds it).
+pub fn spectask_binary() -> Option<std::path::PathBuf> {
+    let path = target_dir_binary("spectask");
+    path.is_file().then_some(path)
+}
+
+/// Where a binary of this workspace is built: `<target>/<profile>/<name>`, the test executable
+/// being `<target>/<profile>/deps/<test>-<hash>`.
+fn target_dir_binary(name: &str) -> std::path::PathBuf {
+    let exe = std::env::current_exe().unwrap_or_default();
+    let dir = exe
+        .parent()
+        .and_then(std::path::Path::parent)
+        .map(std::path::Path::to_path_buf)
+        .unwrap_or_default();
+    dir.join(format!("{name}{}", std::env::consts::EXE_SUFFIX))
+}
+
 /// The scripted ACP test agent binary (`spectask-acp-test-agent`) in this target directory, if it
 /// was built (`cargo test --workspace` builds it; a single-package run may not).
 pub fn acp_test_agent_binary() -> Option<std::path::PathBuf> {
-    let exe = std::env::current_exe().ok()?;
-    let path = exe.parent()?.parent()?.join(format!(
-        "spectask-acp-test-agent{}",
-        std::env::consts::EXE_SUFFIX
-    ));
+    let path = target_dir_binary("spectask-acp-test-agent");
     path.is_file().then_some(path)
 }

@@ -33,10 +33,14 @@ const TURN: Duration = Duration::from_secs(30);
 
 macro_rules! require_agent {
     () => {
-        match claude_agent_binary() {
-            Some(path) => path,
-            None => {
+        match (claude_agent_binary(), spectask_testkit::spectask_binary()) {
+            (Some(path), Some(_)) => path,
+            (None, _) => {
                 eprintln!("{CLAUDE_AGENT_SKIPPED}");
+                return;
+            }
+            (_, None) => {
+                eprintln!("SKIPPED (no agent shim): build `spectask` into this target directory");
                 return;
             }
         }
@@ -139,7 +143,11 @@ fn final_tool_statuses(events: &[AgentEvent]) -> Vec<(String, String)> {
 
 /// Starts instance `i1` of the fixture's agent.
 async fn start(fixture: &Fixture, fake: &FakeAnthropic) -> AcpRuntime {
-    let runtime = AcpRuntime::new(vec![fixture.profile(fake)], None);
+    let runtime = AcpRuntime::new(
+        vec![fixture.profile(fake)],
+        None,
+        spectask_testkit::agent_shim(&fixture.root().join("run")),
+    );
     tokio::time::timeout(TURN, runtime.ensure_instance(&fixture.spec("i1")))
         .await
         .expect("initialize in time")

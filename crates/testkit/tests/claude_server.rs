@@ -39,10 +39,14 @@ const PATIENCE: Duration = Duration::from_secs(120);
 
 macro_rules! require_agent {
     () => {
-        match claude_agent_binary() {
-            Some(path) => path,
-            None => {
+        match (claude_agent_binary(), spectask_testkit::spectask_binary()) {
+            (Some(path), Some(_)) => path,
+            (None, _) => {
                 eprintln!("{CLAUDE_AGENT_SKIPPED}");
+                return;
+            }
+            (_, None) => {
+                eprintln!("SKIPPED (no agent shim): build `spectask` into this target directory");
                 return;
             }
         }
@@ -105,7 +109,11 @@ impl Fixture {
             &self.root().join("home"),
             &self.fake,
         );
-        let runtime = AcpRuntime::new(vec![profile], Some("claude".to_owned()));
+        let runtime = AcpRuntime::new(
+            vec![profile],
+            Some("claude".to_owned()),
+            spectask_testkit::agent_shim(&self.root().join("run")),
+        );
         self.planner.push_text_reply(plan);
         let mut engine = fast_engine();
         // The watchdog must not fail a turn while a Claude Code session is still starting.

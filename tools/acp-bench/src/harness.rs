@@ -11,6 +11,7 @@ use futures::StreamExt;
 use serde_json::{Value, json};
 use spectask_engine::{EngineSettings, PlannerRegistry};
 use spectask_runtimes::agent::acp::{AcpProfile, AcpRuntime};
+use spectask_runtimes::agent::shim::AgentShim;
 use spectask_testkit::{FakeOpenAi, TestApp, TestDatabase, TestOptions, fast_planner};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
@@ -21,6 +22,10 @@ pub struct Common {
     /// The test agent binary (default: next to this executable).
     #[arg(long)]
     pub agent: Option<PathBuf>,
+    /// The `spectask` binary, which every agent runs under as its supervisor shim (default: next
+    /// to this executable).
+    #[arg(long)]
+    pub shim: Option<PathBuf>,
     /// Run on PostgreSQL: a URL on the server whose user may create databases (e.g. a database
     /// you created); each run gets a fresh database there, dropped afterwards. Default: a fresh
     /// SQLite file.
@@ -29,6 +34,26 @@ pub struct Common {
 }
 
 impl Common {
+    /// The agent shim (the `spectask` binary), checked to exist, recording into `run_dir`.
+    pub fn shim(&self, run_dir: &Path) -> Result<AgentShim> {
+        let program = match &self.shim {
+            Some(path) => path.clone(),
+            None => std::env::current_exe()?
+                .parent()
+                .context("executable has no directory")?
+                .join("spectask"),
+        };
+        anyhow::ensure!(
+            program.is_file(),
+            "agent shim not found at {} (build spectask)",
+            program.display()
+        );
+        Ok(AgentShim {
+            program,
+            run_dir: run_dir.to_path_buf(),
+        })
+    }
+
     /// The test agent, checked to exist.
     pub fn agent(&self) -> Result<PathBuf> {
         let agent = match &self.agent {
@@ -94,7 +119,11 @@ impl Bench {
         let profile = AcpProfile::new("bench", agent.to_string_lossy(), Vec::<String>::new())
             .with_env("SPECTASK_TEST_AGENT_SCRIPT", script.to_string())
             .with_env("SPECTASK_TEST_AGENT_STATE", state.path().to_string_lossy());
-        let runtime = AcpRuntime::new(vec![profile], Some("bench".to_owned()));
+        let runtime = AcpRuntime::new(
+            vec![profile],
+            Some("bench".to_owned()),
+            common.shim(&state.path().join("run"))?,
+        );
         let planner = FakeOpenAi::start().await;
         let options = TestOptions {
             planners: PlannerRegistry::new(Some(fast_planner("default", &planner.base_url())), []),

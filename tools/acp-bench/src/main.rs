@@ -6,7 +6,7 @@
 //! - `capacity`: how many threads one server holds at once, ramping the number of concurrently
 //!   streaming work sessions and reporting throughput, delays, memory and where it falls behind.
 //!
-//! cargo build --release -p spectask-acp-test-agent -p spectask-acp-bench
+//! cargo build --release -p spectask -p spectask-acp-test-agent -p spectask-acp-bench
 //! target/release/spectask-acp-bench relay --threads 8 --updates 20000
 //! target/release/spectask-acp-bench capacity --levels 8,32,64,128,256
 

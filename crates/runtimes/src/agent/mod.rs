@@ -12,6 +12,7 @@
 pub mod acp;
 #[cfg(feature = "test-support")]
 pub mod scripted;
+pub mod shim;
 pub mod tools;
 
 use std::path::PathBuf;

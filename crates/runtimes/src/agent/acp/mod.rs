@@ -52,6 +52,7 @@ use self::process::{AgentProcess, TERMINATE_GRACE};
 use self::stdout::{StdoutLimits, UPDATE_BACKLOG};
 use self::supervisor::{InstanceSupervision, Supervisor};
 use self::updates::TurnEvents;
+use super::shim::AgentShim;
 use super::tools::is_work_session_id;
 use super::{
     AgentError, AgentEvent, AgentResult, AgentRuntime, AgentToolServer, InstanceLoss, InstanceSpec,
@@ -95,6 +96,8 @@ pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(600);
 #[derive(Debug)]
 pub struct AcpRuntime {
     profiles: BTreeMap<String, AcpProfile>,
+    /// Every agent starts under this supervisor shim.
+    shim: AgentShim,
     default_profile: Option<String>,
     /// One slot per instance id; the slot's async lock serialises starts and restarts.
     instances: Mutex<HashMap<String, Slot>>,
@@ -201,13 +204,19 @@ impl Drop for RouteGuard<'_> {
 
 impl AcpRuntime {
     /// A runtime choosing among `profiles` by name; `default_profile` serves instances whose spec
-    /// names no agent.
-    pub fn new(profiles: Vec<AcpProfile>, default_profile: Option<String>) -> Self {
+    /// names no agent. Every agent runs under `shim`, which kills the agent's whole tree when the
+    /// agent exits, when the instance is shut down and when the server dies.
+    pub fn new(
+        profiles: Vec<AcpProfile>,
+        default_profile: Option<String>,
+        shim: AgentShim,
+    ) -> Self {
         Self {
             profiles: profiles
                 .into_iter()
                 .map(|profile| (profile.name.clone(), profile))
                 .collect(),
+            shim,
             default_profile,
             instances: Mutex::new(HashMap::new()),
             broker: None,
@@ -349,7 +358,7 @@ impl AcpRuntime {
         profile: &AcpProfile,
         workspace: PathBuf,
     ) -> AgentResult<Instance> {
-        let (process, pipes) = process::spawn(profile, &workspace, &spec.instance_id)?;
+        let (process, pipes) = process::spawn(profile, &workspace, &spec.instance_id, &self.shim)?;
         let client = Arc::new(ClientState {
             instance_id: spec.instance_id.clone(),
             workspace: workspace.clone(),

@@ -1,7 +1,9 @@
-//! The agent process: spawned in the workspace with an allow-listed environment, in its own
-//! process group (launchers such as `npx` leave the real agent as a grandchild), its stderr
-//! logged line by line with the instance id, its exit observed, and the whole group terminated on
-//! shutdown: SIGTERM, then SIGKILL after a grace period.
+//! The agent process: spawned in the workspace with an allow-listed environment, always under
+//! the supervisor shim (`agent::shim`, the `spectask` binary re-executed), which runs the agent in
+//! its own session and kills the agent's whole tree when the agent exits, when it is told to stop
+//! (SIGTERM) or when the server dies. The shim's stderr (the agent's) is logged line by line with
+//! the instance id, its exit observed, and it is terminated on shutdown: SIGTERM, then SIGKILL if
+//! the shim itself does not finish after the agent's grace period.
 
 use std::path::Path;
 use std::process::Stdio;
@@ -12,6 +14,7 @@ use tokio::sync::watch;
 
 use super::profiles::AcpProfile;
 use crate::agent::AgentError;
+use crate::agent::shim::{AgentShim, ShimPlan};
 
 /// The only variables an agent inherits from spectask's environment. Everything else (notably
 /// `IS_SANDBOX`, which makes Claude Code's embedded CLI exit) is withheld; profiles add their own.
@@ -20,11 +23,15 @@ pub(crate) const INHERITED_ENV: [&str; 3] = ["PATH", "HOME", "LANG"];
 /// How long an agent gets to exit after SIGTERM before its group is killed.
 pub(crate) const TERMINATE_GRACE: Duration = Duration::from_secs(2);
 
+/// How long the shim gets, beyond the agent's grace period, to kill and reap the agent's tree
+/// before the server kills the shim (which leaves the tree to the start-up reaper).
+const SHIM_MARGIN: Duration = Duration::from_secs(3);
+
 /// A running (or exited) agent process group.
 #[derive(Debug)]
 pub(crate) struct AgentProcess {
     instance_id: String,
-    /// The leader's pid, which is also the group id.
+    /// The shim's pid, which is also its process group id (the agent has a session of its own).
     pid: u32,
     /// `Some(status)` once the leader exited.
     exited: watch::Receiver<Option<String>>,
@@ -37,37 +44,46 @@ pub(crate) struct Pipes {
     pub(crate) stdout: ChildStdout,
 }
 
-/// Starts `profile` in `workspace` (which must exist).
+/// Starts `profile` in `workspace` (which must exist), under `shim`.
 pub(crate) fn spawn(
     profile: &AcpProfile,
     workspace: &Path,
     instance_id: &str,
+    shim: &AgentShim,
 ) -> Result<(AgentProcess, Pipes), AgentError> {
-    let mut command = Command::new(&profile.command);
+    let plan = ShimPlan {
+        instance_id: instance_id.to_owned(),
+        server_pid: i32::try_from(std::process::id()).unwrap_or(i32::MAX),
+        run_dir: shim.run_dir.clone(),
+        grace_ms: u64::try_from(TERMINATE_GRACE.as_millis()).unwrap_or(u64::MAX),
+    };
+    let line = shim
+        .command_line(&plan, &profile.command, &profile.args)
+        .map_err(|err| AgentError::Failed(format!("cannot encode the shim plan: {err}")))?;
+    let mut command = Command::new(&shim.program);
     command
-        .args(&profile.args)
+        .args(line)
         .current_dir(workspace)
         .env_clear()
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        // A backstop for paths that never reach `terminate` (a panic, a dropped runtime).
-        .kill_on_drop(true);
+        .stderr(Stdio::piped());
     for name in INHERITED_ENV {
         if let Some(value) = std::env::var_os(name) {
             command.env(name, value);
         }
     }
     command.envs(&profile.env);
+    // Its own group, so a terminal's Ctrl-C reaches only the server, which then stops its
+    // agents in order. The shim arms its own death signal (no `pre_exec` here).
     #[cfg(unix)]
     command.process_group(0);
-    #[cfg(target_os = "linux")]
-    die_with_server(&mut command);
 
     let mut child = command.spawn().map_err(|err| {
         AgentError::Config(format!(
-            "cannot start agent profile `{}` (`{}`): {err}",
-            profile.name, profile.command
+            "cannot start the agent shim `{}` for profile `{}`: {err}",
+            shim.program.display(),
+            profile.name
         ))
     })?;
     let pid = child
@@ -92,8 +108,8 @@ pub(crate) fn spawn(
             Err(err) => format!("unknown status ({err})"),
         };
         tracing::info!(instance_id = %wait_id, pid, %status, "agent process exited");
-        // Descendants may outlive the leader and hold its stdout open, which would keep the
-        // connection (and any turn on it) waiting forever: the group goes with its leader.
+        // The shim killed the agent's tree before it exited; its own group (the shim alone,
+        // unless the shim was killed before it could fork) goes too.
         signal_group(pid, Signal::Kill);
         exited_tx.send_replace(Some(status));
     });
@@ -124,22 +140,28 @@ impl AgentProcess {
         }
     }
 
-    /// SIGTERM to the group, then SIGKILL if the leader is still there after `grace`. The caller
-    /// closes stdin first, so a well-behaved agent has usually exited already.
+    /// SIGTERM to the shim, which forwards it to the agent's group, waits its grace period and
+    /// kills the agent's whole tree; SIGKILL to the shim if it is still there after `grace` plus
+    /// the time it needs for that. The caller closes stdin first, so a well-behaved agent has
+    /// usually exited already.
     pub(crate) async fn terminate(&self, grace: Duration) {
         if self.has_exited() {
             return;
         }
         signal_group(self.pid, Signal::Term);
-        if tokio::time::timeout(grace, self.wait_exit()).await.is_err() {
-            tracing::warn!(instance_id = %self.instance_id, pid = self.pid, "agent ignored SIGTERM; killing its process group");
+        let patience = grace.max(TERMINATE_GRACE) + SHIM_MARGIN;
+        if tokio::time::timeout(patience, self.wait_exit())
+            .await
+            .is_err()
+        {
+            tracing::warn!(instance_id = %self.instance_id, pid = self.pid, "agent shim did not finish after SIGTERM; killing it (the start-up reaper gets what it leaves)");
             signal_group(self.pid, Signal::Kill);
             let _ = tokio::time::timeout(grace, self.wait_exit()).await;
         }
     }
 
-    /// For synchronous contexts (a dropped runtime): SIGTERM now, SIGKILL after the grace period
-    /// from a short-lived thread, since `Drop` cannot await.
+    /// For synchronous contexts (a dropped runtime): SIGTERM to the shim now, SIGKILL after its
+    /// grace period from a short-lived thread, since `Drop` cannot await.
     pub(crate) fn terminate_detached(&self) {
         if self.has_exited() {
             return;
@@ -150,7 +172,7 @@ impl AgentProcess {
         let spawned = std::thread::Builder::new()
             .name("acp-agent-reaper".to_owned())
             .spawn(move || {
-                std::thread::sleep(TERMINATE_GRACE);
+                std::thread::sleep(TERMINATE_GRACE + SHIM_MARGIN);
                 if exited.borrow().is_none() {
                     signal_group(pid, Signal::Kill);
                 }
@@ -165,31 +187,6 @@ impl AgentProcess {
 enum Signal {
     Term,
     Kill,
-}
-
-/// Has the kernel SIGKILL the agent when the server dies. Nothing else can: a server killed with
-/// SIGKILL runs no teardown, the agent sits in its own process group, and some agents (Claude's)
-/// do not exit when their stdin closes, so each crash would leave one orphan per instance. The
-/// signal is tied to the thread that spawned the child; spawns run on the runtime's worker
-/// threads, which live as long as the server.
-#[cfg(target_os = "linux")]
-#[allow(unsafe_code)]
-fn die_with_server(command: &mut Command) {
-    let server = rustix::process::getpid();
-    // SAFETY: the closure runs in the forked child before exec; it makes two system calls (prctl,
-    // getppid; both async-signal-safe), allocates nothing and touches no memory shared with the
-    // parent.
-    unsafe {
-        command.pre_exec(move || {
-            rustix::process::set_parent_process_death_signal(Some(rustix::process::Signal::KILL))?;
-            // The server may have died between fork and prctl; then no signal will come. (ESRCH:
-            // an error without allocating, which is not safe between fork and exec.)
-            if rustix::process::getppid() != Some(server) {
-                return Err(rustix::io::Errno::SRCH.into());
-            }
-            Ok(())
-        });
-    }
 }
 
 #[cfg(unix)]
@@ -209,5 +206,5 @@ fn signal_group(pid: u32, signal: Signal) {
 
 #[cfg(not(unix))]
 fn signal_group(_pid: u32, _signal: Signal) {
-    // No process groups: `kill_on_drop` on the child is the only teardown there.
+    // No process groups: spectask supervises agents on Linux (see `agent::shim`).
 }
