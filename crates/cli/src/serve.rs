@@ -98,7 +98,8 @@ pub async fn run(args: ServeArgs) -> Result<()> {
     let runtime =
         spectask_runtimes::agent::acp::AcpRuntime::new(agents, file.default_agent.clone())
             .with_broker(std::sync::Arc::new(desk))
-            .with_supervision(supervision);
+            .with_supervision(supervision)
+            .with_data_dir(data_dir.clone());
     let engine = Engine::with_runtime(
         store.clone(),
         planners,

@@ -38,11 +38,12 @@ pub(crate) struct Pipes {
     pub(crate) stdout: ChildStdout,
 }
 
-/// Starts `profile` in `workspace` (which must exist).
+/// Starts `profile` in `workspace` (which must exist), sandboxed as `launch` says.
 pub(crate) fn spawn(
     profile: &AcpProfile,
     workspace: &Path,
     instance_id: &str,
+    launch: &super::sandboxing::Launch,
 ) -> Result<(AgentProcess, Pipes), AgentError> {
     let mut command = Command::new(&profile.command);
     command
@@ -64,6 +65,7 @@ pub(crate) fn spawn(
     command.process_group(0);
     #[cfg(target_os = "linux")]
     die_with_server(&mut command);
+    launch.install(&mut command);
 
     let mut child = command.spawn().map_err(|err| {
         AgentError::Config(format!(
