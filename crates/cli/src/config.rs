@@ -10,6 +10,12 @@
 //! env_from = ["ANTHROPIC_API_KEY"]
 //! permission_policy = "allow_workspace_edits"
 //! authenticate = "api-key"        # optional: an `authMethods` id the agent offers
+//! sandbox = "best_effort"         # or "required" (refuse to start unsandboxed) or "off"
+//! home = "inherit"                # or "private": a writable HOME under the data directory
+//! state_dirs = ["~/.claude"]      # writable; a preset's name alone keeps the preset's
+//! state_files = ["~/.claude.json"]
+//! # readable = ["/usr", "/etc", "~/"]  # default: everything but the data directory's secrets
+//! # connect_ports = [443]              # default: TCP unrestricted; spectask's port is added
 //!
 //! [planners.careful]              # selected by a task's spec_agent = "careful"
 //!                                 # (spec_agent = "claude" plans over ACP with that agent)
@@ -30,6 +36,7 @@ use anyhow::{Context, Result};
 use serde::Deserialize;
 use spectask_engine::{PlannerProfile, PlannerRegistry};
 use spectask_runtimes::agent::acp::{self, AcpProfile, PermissionPolicy};
+use spectask_runtimes::agent::sandbox::{HomeMode, SandboxMode, SandboxSettings};
 use spectask_runtimes::llm::LlmConfig;
 
 use crate::cli::LlmArgs;
@@ -65,6 +72,18 @@ pub struct AgentEntry {
     pub permission_policy: Option<String>,
     /// The `authenticate` method sent after `initialize`, one of the agent's `authMethods`.
     pub authenticate: Option<String>,
+    /// `best_effort` (default), `required` or `off`.
+    pub sandbox: Option<String>,
+    /// `inherit` (default) or `private`.
+    pub home: Option<String>,
+    /// Writable state directories (`~/…` or absolute); default: the preset's of the same name.
+    pub state_dirs: Option<Vec<String>>,
+    /// Writable state files; default: the preset's of the same name.
+    pub state_files: Option<Vec<String>>,
+    /// Restricts reads to these paths (plus what the agent may write).
+    pub readable: Option<Vec<String>>,
+    /// Restricts TCP connects to these ports (plus spectask's own).
+    pub connect_ports: Option<Vec<u16>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -204,6 +223,8 @@ pub fn agents(file: &ConfigFile, env: &dyn Fn(&str) -> Option<String>) -> Result
             );
             profile = profile.with_authenticate(method.clone());
         }
+        let preset = profiles.get(name).map(|preset| preset.sandbox.clone());
+        let profile = profile.with_sandbox(sandbox_settings(name, entry, preset)?);
         profiles.insert(name.clone(), profile);
     }
     if let Some(default) = &file.default_agent {
@@ -213,6 +234,49 @@ pub fn agents(file: &ConfigFile, env: &dyn Fn(&str) -> Option<String>) -> Result
         );
     }
     Ok(profiles.into_values().collect())
+}
+
+/// The sandbox options of agent `name`; state paths it does not list come from the preset it
+/// replaces, if any.
+fn sandbox_settings(
+    name: &str,
+    entry: &AgentEntry,
+    preset: Option<SandboxSettings>,
+) -> Result<SandboxSettings> {
+    let preset = preset.unwrap_or_default();
+    let mode = match entry.sandbox.as_deref() {
+        None => SandboxMode::default(),
+        Some(text) => SandboxMode::parse(text).with_context(|| {
+            format!("agent `{name}`: sandbox must be required, best_effort or off, not `{text}`")
+        })?,
+    };
+    let home = match entry.home.as_deref() {
+        None | Some("inherit") => HomeMode::Inherit,
+        Some("private") => HomeMode::Private,
+        Some(other) => {
+            anyhow::bail!("agent `{name}`: home must be inherit or private, not `{other}`")
+        }
+    };
+    let paths = entry
+        .state_dirs
+        .iter()
+        .chain(&entry.state_files)
+        .chain(&entry.readable)
+        .flatten();
+    for path in paths {
+        anyhow::ensure!(
+            path.starts_with("~/") || Path::new(path).is_absolute(),
+            "agent `{name}`: `{path}` must be absolute or start with `~/`"
+        );
+    }
+    Ok(SandboxSettings {
+        mode,
+        home,
+        state_dirs: entry.state_dirs.clone().unwrap_or(preset.state_dirs),
+        state_files: entry.state_files.clone().unwrap_or(preset.state_files),
+        readable: entry.readable.clone(),
+        connect_ports: entry.connect_ports.clone(),
+    })
 }
 
 /// A task's `spec_agent` names a planner profile or an agent profile, so no name may be both
@@ -354,6 +418,51 @@ mod tests {
             toml::from_str("[agents.x]\ncommand = \"agent\"\nauthenticate = \" \"\n").unwrap();
         let err = agents(&blank, &|_| None).unwrap_err();
         assert!(format!("{err:#}").contains("authenticate"), "{err:#}");
+    }
+
+    #[test]
+    fn agents_choose_their_sandbox() {
+        let file: ConfigFile = toml::from_str(
+            "[agents.claude-agent-acp]\ncommand = \"claude-agent-acp\"\nsandbox = \"required\"\n\
+             [agents.hardened]\ncommand = \"agent\"\nhome = \"private\"\nstate_dirs = [\"~/.agent\"]\n\
+             readable = [\"/usr\"]\nconnect_ports = [443]\n[agents.loose]\ncommand = \"agent\"\nsandbox = \"off\"\n",
+        )
+        .unwrap();
+        let profiles = agents(&file, &|_| None).unwrap();
+        let find = |name: &str| {
+            profiles
+                .iter()
+                .find(|a| a.name == name)
+                .unwrap()
+                .sandbox
+                .clone()
+        };
+        let claude = find("claude-agent-acp");
+        assert_eq!(claude.mode, SandboxMode::Required);
+        // A replaced preset keeps the preset's state paths unless the entry lists its own.
+        assert_eq!(claude.state_dirs, vec!["~/.claude".to_owned()]);
+        assert_eq!(claude.state_files, vec!["~/.claude.json".to_owned()]);
+        let hardened = find("hardened");
+        assert_eq!(
+            (hardened.mode, hardened.home),
+            (SandboxMode::BestEffort, HomeMode::Private)
+        );
+        assert_eq!(hardened.state_dirs, vec!["~/.agent".to_owned()]);
+        assert_eq!(hardened.readable, Some(vec!["/usr".to_owned()]));
+        assert_eq!(hardened.connect_ports, Some(vec![443]));
+        assert_eq!(find("loose").mode, SandboxMode::Off);
+        assert_eq!(find("gemini").state_dirs, vec!["~/.gemini".to_owned()]);
+
+        for bad in [
+            "sandbox = \"maybe\"",
+            "home = \"shared\"",
+            "state_dirs = [\"relative\"]",
+        ] {
+            let file: ConfigFile =
+                toml::from_str(&format!("[agents.x]\ncommand = \"agent\"\n{bad}\n")).unwrap();
+            let err = agents(&file, &|_| None).unwrap_err();
+            assert!(format!("{err:#}").contains("agent `x`"), "{bad}: {err:#}");
+        }
     }
 
     #[test]

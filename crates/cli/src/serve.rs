@@ -114,6 +114,7 @@ pub async fn run(args: ServeArgs) -> Result<()> {
     )
     .with_broker(std::sync::Arc::new(desk))
     .with_supervision(supervision)
+    .with_data_dir(data_dir.clone())
     .with_limits(spectask_runtimes::agent::acp::AgentLimits {
         max_line_bytes: usize::try_from(args.agent_max_line_bytes).unwrap_or(usize::MAX),
         idle_timeout: (args.agent_idle_timeout_secs > 0)

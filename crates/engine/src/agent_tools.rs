@@ -70,6 +70,12 @@ impl AgentToolServer for McpToolServer {
             headers: vec![("Authorization".to_owned(), format!("Bearer {token}"))],
         }])
     }
+
+    fn tcp_ports(&self) -> Vec<u16> {
+        spectask_runtimes::agent::tools::url_port(&self.url)
+            .into_iter()
+            .collect()
+    }
 }
 
 impl Engine {

@@ -16,6 +16,7 @@ use serde_json::{Value, json};
 use spectask_runtimes::agent::acp::{
     AcpProfile, AcpRuntime, PermissionPolicy, SupervisionSettings,
 };
+use spectask_runtimes::agent::sandbox::SandboxSettings;
 use spectask_runtimes::agent::shim::AgentShim;
 use spectask_runtimes::agent::{
     AgentError, AgentEvent, AgentRuntime, AgentToolServer, InstanceSpec, McpEndpoint, StopReason,
@@ -101,8 +102,9 @@ impl Fixture {
         self.root().join("ws")
     }
 
+    /// In the state directory, which the sandbox leaves writable.
     fn log_path(&self) -> PathBuf {
-        self.root().join("requests.jsonl")
+        self.root().join("state/requests.jsonl")
     }
 
     fn profile(&self, name: &str, script: &Value) -> AcpProfile {
@@ -113,6 +115,10 @@ impl Fixture {
                 self.root().join("state").to_str().unwrap(),
             )
             .with_env("SPECTASK_TEST_AGENT_LOG", self.log_path().to_str().unwrap())
+            .with_sandbox(SandboxSettings::default().with_state(
+                [self.root().join("state").to_str().unwrap()],
+                Vec::<String>::new(),
+            ))
     }
 
     fn spec(&self, instance_id: &str, agent: Option<&str>) -> InstanceSpec {
@@ -505,7 +511,7 @@ async fn the_agent_gets_only_the_allow_listed_environment_in_its_workspace() {
     let fixture = Fixture::new(require_agent!());
     // Cargo sets this for the test process; it must not reach the agent.
     assert!(std::env::var_os("CARGO_MANIFEST_DIR").is_some());
-    let dump = fixture.root().join("env.txt");
+    let dump = fixture.root().join("state/env.txt");
     let script = json!({"steps": [{"kind": "chunks", "count": 1}]});
     let mut profile = fixture.profile("sh", &script);
     profile.command = "/bin/sh".to_owned();
@@ -544,6 +550,10 @@ async fn the_agent_gets_only_the_allow_listed_environment_in_its_workspace() {
         "SPECTASK_TEST_AGENT_LOG",
         // spectask's own: the run marker its shim gives every process of the agent's tree.
         "SPECTASK_AGENT_RUN",
+        // The sandbox's private temp directory.
+        "TMPDIR",
+        "TMP",
+        "TEMP",
     ];
     for name in &names {
         assert!(allowed.contains(name), "the agent inherited {name}");
@@ -624,7 +634,7 @@ async fn shutdown_and_drop_terminate_the_whole_process_group() {
         "-c".to_owned(),
         r#"sleep 300 & echo $! >> "$PIDS"; exec "$AGENT_BIN""#.to_owned(),
     ];
-    let pids = fixture.root().join("pids.txt");
+    let pids = fixture.root().join("state/pids.txt");
     let profile = profile
         .with_env("PIDS", pids.to_str().unwrap())
         .with_env("AGENT_BIN", fixture.agent.to_str().unwrap());

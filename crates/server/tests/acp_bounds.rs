@@ -49,8 +49,14 @@ async fn app_with_agent(
 ) -> Option<(TestApp, FakeOpenAi)> {
     let profile = test_agent_profile("test-agent", script, state)?
         .with_env("SPECTASK_TEST_AGENT_LOG", log_in(state).to_str().unwrap());
-    let runtime: Arc<dyn AgentRuntime> =
-        Arc::new(AcpRuntime::new(vec![profile], Some("test-agent".to_owned())).with_limits(limits));
+    let runtime: Arc<dyn AgentRuntime> = Arc::new(
+        AcpRuntime::new(
+            vec![profile],
+            Some("test-agent".to_owned()),
+            spectask_testkit::agent_shim(&state.join("run")),
+        )
+        .with_limits(limits),
+    );
     let fake = FakeOpenAi::start().await;
     fake.push_text_reply(plan);
     let options = TestOptions {

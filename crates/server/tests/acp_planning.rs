@@ -72,6 +72,10 @@ impl Rig {
                 .with_env("SPECTASK_TEST_AGENT_SCRIPT_FILE", script.to_str().unwrap())
                 .with_env("SPECTASK_TEST_AGENT_STATE", state.path().to_str().unwrap())
                 .with_env("SPECTASK_TEST_AGENT_LOG", log.to_str().unwrap())
+                .with_sandbox(
+                    spectask_runtimes::agent::sandbox::SandboxSettings::default()
+                        .with_state([state.path().to_str().unwrap()], Vec::<String>::new()),
+                )
         };
         let runtime = AcpRuntime::new(
             vec![profile(AGENT), profile(CODER)],

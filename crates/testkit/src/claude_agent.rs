@@ -86,6 +86,7 @@ pub fn claude_profile(
 ) -> AcpProfile {
     AcpProfile::new(name, command, args)
         .with_policy(PermissionPolicy::AllowWorkspaceEdits)
+        .with_sandbox(spectask_runtimes::agent::acp::profiles::claude_code_state())
         .with_env("ANTHROPIC_BASE_URL", fake.base_url())
         .with_env("ANTHROPIC_API_KEY", "test")
         .with_env("HOME", home.to_string_lossy())

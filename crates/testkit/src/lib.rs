@@ -134,7 +134,12 @@ pub fn test_agent_profile(
             Vec::<String>::new(),
         )
         .with_env("SPECTASK_TEST_AGENT_SCRIPT", script.to_string())
-        .with_env("SPECTASK_TEST_AGENT_STATE", state.to_string_lossy()),
+        .with_env("SPECTASK_TEST_AGENT_STATE", state.to_string_lossy())
+        // Its session files (and the request log tests put beside them) are its state.
+        .with_sandbox(
+            spectask_runtimes::agent::sandbox::SandboxSettings::default()
+                .with_state([state.to_string_lossy()], Vec::<String>::new()),
+        ),
     )
 }
 

@@ -52,6 +52,17 @@ pub struct InstanceView {
     pub project_path: Option<String>,
     pub last_activity_at: Option<chrono::DateTime<chrono::Utc>>,
     pub runtime: Option<&'static str>,
+    /// Whether the running instance's agent is sandboxed; `None` when it is not running here.
+    pub sandbox: Option<SandboxView>,
+}
+
+/// The OS sandbox of a running instance's agent, as the runtime reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SandboxView {
+    pub active: bool,
+    /// `required`, `best_effort` or `off`.
+    pub mode: &'static str,
+    pub detail: String,
 }
 
 /// The work session plans for a task: one per top-level implementation task, its sub-tasks
@@ -484,6 +495,16 @@ impl Engine {
             project_path: task.project_path.clone(),
             last_activity_at: threads.iter().filter_map(|t| t.last_activity_at).max(),
             runtime: self.inner.runtime.as_ref().map(|r| r.kind()),
+            sandbox: match (&self.inner.runtime, &task.zed_instance_id) {
+                (Some(runtime), Some(instance)) => {
+                    runtime.sandbox_status(instance).map(|status| SandboxView {
+                        active: status.active,
+                        mode: status.mode.as_str(),
+                        detail: status.detail,
+                    })
+                }
+                _ => None,
+            },
         })
     }
 

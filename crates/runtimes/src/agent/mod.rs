@@ -10,6 +10,7 @@
 //! Ids are plain strings here: the runtime knows nothing of the store; the engine maps them.
 
 pub mod acp;
+pub mod sandbox;
 #[cfg(feature = "test-support")]
 pub mod scripted;
 pub mod shim;
@@ -23,6 +24,7 @@ pub use spectask_domain::{
 };
 use tokio::sync::mpsc;
 
+pub use sandbox::SandboxStatus;
 pub use tools::{AgentToolServer, McpEndpoint};
 
 /// What an instance is started with.
@@ -231,6 +233,13 @@ pub trait AgentRuntime: Send + Sync + std::fmt::Debug {
     /// the engine can stop those whose task has ended. Runtimes without processes report none.
     fn running_instances(&self) -> Vec<String> {
         Vec::new()
+    }
+
+    /// Whether the running instance's agent is sandboxed (`agent::sandbox`); `None` when the
+    /// instance is not running here or the runtime has no sandbox.
+    fn sandbox_status(&self, instance_id: &str) -> Option<SandboxStatus> {
+        let _ = instance_id;
+        None
     }
 
     /// Stops the instance and everything it runs.

@@ -43,6 +43,30 @@ pub trait AgentToolServer: Send + Sync + std::fmt::Debug {
         instance_id: &str,
         work_session_id: &str,
     ) -> AgentResult<Vec<McpEndpoint>>;
+
+    /// The TCP ports its endpoints listen on, which a sandbox that restricts connects must
+    /// still allow. Unknown by default.
+    fn tcp_ports(&self) -> Vec<u16> {
+        Vec::new()
+    }
+}
+
+/// The port of an `http://host:port/…` URL (80 or 443 when it names none); `None` when the URL
+/// is not HTTP(S).
+pub fn url_port(url: &str) -> Option<u16> {
+    let (scheme, rest) = url.split_once("://")?;
+    let authority = rest.split(['/', '?', '#']).next()?;
+    let host_port = authority
+        .rsplit_once('@')
+        .map_or(authority, |(_, host)| host);
+    match host_port.rsplit_once(':') {
+        Some((host, port)) if !port.contains(']') && !host.is_empty() => port.parse().ok(),
+        _ => match scheme {
+            "http" => Some(80),
+            "https" => Some(443),
+            _ => None,
+        },
+    }
 }
 
 /// Whether a thread's owner id names a work session (`stws_…`); planning threads and anything
@@ -60,6 +84,15 @@ mod tests {
         assert!(is_work_session_id("stws_01arz3ndektsv4rrffq69g5fav"));
         assert!(!is_work_session_id("ses_01arz3ndektsv4rrffq69g5fav"));
         assert!(!is_work_session_id("spt_01arz3ndektsv4rrffq69g5fav"));
+    }
+
+    #[test]
+    fn ports_come_from_urls() {
+        assert_eq!(url_port("http://127.0.0.1:4123/mcp"), Some(4123));
+        assert_eq!(url_port("http://[::1]:9/mcp"), Some(9));
+        assert_eq!(url_port("https://example.invalid/mcp"), Some(443));
+        assert_eq!(url_port("http://[::1]/mcp"), Some(80));
+        assert_eq!(url_port("file:///x"), None);
     }
 
     #[test]

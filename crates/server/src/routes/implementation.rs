@@ -269,6 +269,28 @@ pub struct ZedInstance {
     last_activity_at: Option<DateTime<Utc>>,
     /// The runtime hosting it on this server (`acp`, `zed`, ...); `null` when none is configured.
     runtime: Option<&'static str>,
+    /// Whether its agent runs in the OS sandbox; `null` while no agent of it runs on this server.
+    sandbox: Option<InstanceSandbox>,
+}
+
+/// The OS sandbox of a running agent (see the README's security model).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct InstanceSandbox {
+    /// The agent's writes are confined to its workspace, temp directory and state.
+    active: bool,
+    /// The profile's `sandbox` setting.
+    mode: SandboxModeName,
+    /// What is enforced, or why not.
+    detail: String,
+}
+
+/// `required`, `best_effort` or `off`.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum SandboxModeName {
+    Required,
+    BestEffort,
+    Off,
 }
 
 #[utoipa::path(
@@ -291,6 +313,15 @@ async fn get_zed_instance(
         project_path: view.project_path,
         last_activity_at: view.last_activity_at,
         runtime: view.runtime,
+        sandbox: view.sandbox.map(|status| InstanceSandbox {
+            active: status.active,
+            mode: match status.mode {
+                "required" => SandboxModeName::Required,
+                "off" => SandboxModeName::Off,
+                _ => SandboxModeName::BestEffort,
+            },
+            detail: status.detail,
+        }),
     }))
 }
 

@@ -25,6 +25,9 @@ pub(crate) struct ClientState {
     pub(crate) workspace: PathBuf,
     pub(crate) policy: PermissionPolicy,
     pub(crate) broker: Option<std::sync::Arc<dyn crate::agent::PermissionBroker>>,
+    /// The agent runs in the OS sandbox (`agent::sandbox`), so a granted command cannot write
+    /// outside the workspace; without it, `allow_workspace_edits` asks about commands.
+    pub(crate) sandbox_active: bool,
 }
 
 /// Resolves `requested` (absolute, or relative to the workspace) to the real path it names, and
@@ -135,7 +138,8 @@ impl ClientState {
         request: &RequestPermissionRequest,
     ) -> RequestPermissionResponse {
         let title = request.tool_call.fields.title.as_deref().unwrap_or("");
-        if let (PermissionPolicy::Ask, Some(broker)) = (self.policy, &self.broker) {
+        let policy = self.policy_for(request);
+        if let (PermissionPolicy::Ask, Some(broker)) = (policy, &self.broker) {
             let ask = crate::agent::PermissionAsk {
                 instance_id: self.instance_id.clone(),
                 thread_id: request.session_id.to_string(),
@@ -168,7 +172,7 @@ impl ClientState {
             };
             return RequestPermissionResponse::new(outcome);
         }
-        let allow = match self.policy {
+        let allow = match policy {
             PermissionPolicy::AllowWorkspaceEdits => match self.outside_path(request) {
                 Some(reason) => {
                     tracing::warn!(
@@ -219,6 +223,30 @@ impl ClientState {
             None => RequestPermissionOutcome::Cancelled,
         };
         RequestPermissionResponse::new(outcome)
+    }
+
+    /// The policy that answers `request`: the profile's, except that without the OS sandbox
+    /// `allow_workspace_edits` cannot vouch for commands and fetches (a command names no path it
+    /// will write), so those fall back to `ask` (rejected when no human can answer).
+    fn policy_for(&self, request: &RequestPermissionRequest) -> PermissionPolicy {
+        use agent_client_protocol::v1::schema::ToolKind;
+        let unconfinable = matches!(
+            request.tool_call.fields.kind,
+            Some(ToolKind::Execute | ToolKind::Fetch)
+        );
+        if self.policy == PermissionPolicy::AllowWorkspaceEdits
+            && unconfinable
+            && !self.sandbox_active
+        {
+            tracing::info!(
+                instance_id = %self.instance_id,
+                kind = ?request.tool_call.fields.kind,
+                "no OS sandbox: a command or fetch is asked about instead of granted"
+            );
+            PermissionPolicy::Ask
+        } else {
+            self.policy
+        }
     }
 
     /// The first path the tool call names (locations, or the usual path fields of its raw input)
@@ -312,6 +340,7 @@ mod tests {
             workspace: ws.clone(),
             policy: PermissionPolicy::Ask,
             broker: Some(std::sync::Arc::new(FixedBroker(broker))),
+            sandbox_active: true,
         };
         let selected =
             RequestPermissionOutcome::Selected(SelectedPermissionOutcome::new("yes".to_owned()));
@@ -339,6 +368,7 @@ mod tests {
             workspace: ws.clone(),
             policy,
             broker: None,
+            sandbox_active: true,
         };
         let selected = |id: &str| {
             RequestPermissionOutcome::Selected(SelectedPermissionOutcome::new(id.to_owned()))
@@ -357,6 +387,67 @@ mod tests {
         assert_eq!(permission(&deny, &ws.join("a.txt")).await, selected("no"));
         let ask = state(PermissionPolicy::Ask);
         assert_eq!(permission(&ask, &ws.join("a.txt")).await, selected("no"));
+    }
+
+    #[tokio::test]
+    async fn without_the_sandbox_commands_are_asked_about_not_granted() {
+        use agent_client_protocol::v1::schema::{
+            PermissionOption, ToolCallUpdate, ToolCallUpdateFields, ToolKind,
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let ws = dir.path().canonicalize().unwrap();
+        let request = |kind: ToolKind| {
+            RequestPermissionRequest::new(
+                "s1",
+                ToolCallUpdate::new(
+                    "t1",
+                    ToolCallUpdateFields::new().title("python3 -c …").kind(kind),
+                ),
+                vec![
+                    PermissionOption::new("yes", "Allow", PermissionOptionKind::AllowOnce),
+                    PermissionOption::new("no", "Reject", PermissionOptionKind::RejectOnce),
+                ],
+            )
+        };
+        let state = |sandbox_active, broker: Option<&'static str>| ClientState {
+            instance_id: "i1".to_owned(),
+            workspace: ws.clone(),
+            policy: PermissionPolicy::AllowWorkspaceEdits,
+            broker: broker.map(|answer| {
+                std::sync::Arc::new(FixedBroker(Some(answer)))
+                    as std::sync::Arc<dyn crate::agent::PermissionBroker>
+            }),
+            sandbox_active,
+        };
+        let selected = |id: &str| {
+            RequestPermissionOutcome::Selected(SelectedPermissionOutcome::new(id.to_owned()))
+        };
+        let answer = |state: ClientState, kind| async move {
+            state.answer_permission(&request(kind)).await.outcome
+        };
+        // Sandboxed: a command cannot write outside, so the policy grants it.
+        assert_eq!(
+            answer(state(true, None), ToolKind::Execute).await,
+            selected("yes")
+        );
+        // Unsandboxed: commands and fetches go to a human, or are rejected without one.
+        assert_eq!(
+            answer(state(false, None), ToolKind::Execute).await,
+            selected("no")
+        );
+        assert_eq!(
+            answer(state(false, None), ToolKind::Fetch).await,
+            selected("no")
+        );
+        assert_eq!(
+            answer(state(false, Some("yes")), ToolKind::Execute).await,
+            selected("yes")
+        );
+        // Edits still follow the path check either way.
+        assert_eq!(
+            answer(state(false, None), ToolKind::Edit).await,
+            selected("yes")
+        );
     }
 
     #[test]

@@ -19,6 +19,7 @@ pub mod profiles;
 mod client;
 mod connection;
 mod process;
+mod sandboxing;
 mod stderr;
 mod stdout;
 mod supervisor;
@@ -111,6 +112,8 @@ pub struct AcpRuntime {
     /// spectask's MCP server for agents; set once the server knows its address.
     tool_server: OnceLock<Arc<dyn AgentToolServer>>,
     limits: AgentLimits,
+    /// Where instances' private directories go and which secrets agents must not read.
+    sandboxing: sandboxing::Sandboxing,
 }
 
 type Slot = Arc<tokio::sync::Mutex<Option<Arc<Instance>>>>;
@@ -133,6 +136,8 @@ struct Instance {
     mcp_http: bool,
     /// Whether "this agent gets no MCP tools" was logged already.
     warned_no_mcp: AtomicBool,
+    /// Whether (and how) the agent runs sandboxed.
+    sandbox: super::SandboxStatus,
 }
 
 impl Instance {
@@ -224,6 +229,7 @@ impl AcpRuntime {
             latest: Mutex::new(HashMap::new()),
             tool_server: OnceLock::new(),
             limits: AgentLimits::default(),
+            sandboxing: sandboxing::Sandboxing::default(),
         }
     }
 
@@ -231,6 +237,15 @@ impl AcpRuntime {
     #[must_use]
     pub fn with_limits(mut self, limits: AgentLimits) -> Self {
         self.limits = limits;
+        self
+    }
+
+    /// The same runtime, keeping instances' private directories (temp dir, private home) in
+    /// `data_dir/instances/` and hiding the data directory's secrets from sandboxed agents.
+    /// Without it they go to the system's temp directory.
+    #[must_use]
+    pub fn with_data_dir(mut self, data_dir: PathBuf) -> Self {
+        self.sandboxing = sandboxing::Sandboxing::new(Some(data_dir));
         self
     }
 
@@ -358,12 +373,22 @@ impl AcpRuntime {
         profile: &AcpProfile,
         workspace: PathBuf,
     ) -> AgentResult<Instance> {
-        let (process, pipes) = process::spawn(profile, &workspace, &spec.instance_id, &self.shim)?;
+        let ports = self
+            .tool_server
+            .get()
+            .map(|tools| tools.tcp_ports())
+            .unwrap_or_default();
+        let launch = self
+            .sandboxing
+            .launch(&spec.instance_id, profile, &workspace, &ports)?;
+        let (process, pipes) =
+            process::spawn(profile, &workspace, &spec.instance_id, &self.shim, &launch)?;
         let client = Arc::new(ClientState {
             instance_id: spec.instance_id.clone(),
             workspace: workspace.clone(),
             policy: profile.permission_policy,
             broker: self.broker.clone(),
+            sandbox_active: launch.status.active,
         });
         let limits = Arc::new(StdoutLimits::new(
             self.limits.max_line_bytes,
@@ -387,6 +412,7 @@ impl AcpRuntime {
             supervision: InstanceSupervision::default(),
             mcp_http: false,
             warned_no_mcp: AtomicBool::new(false),
+            sandbox: launch.status,
         };
         let initialize = InitializeRequest::new(ProtocolVersion::V1)
             .client_capabilities(
@@ -711,6 +737,18 @@ impl AgentRuntime for AcpRuntime {
             .get(instance_id)
             .and_then(Weak::upgrade);
         latest.is_some_and(|instance| instance.is_alive() && instance.loaded().contains(thread_id))
+    }
+
+    fn sandbox_status(&self, instance_id: &str) -> Option<super::SandboxStatus> {
+        let latest = self
+            .latest
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(instance_id)
+            .and_then(Weak::upgrade);
+        latest
+            .filter(|instance| instance.is_alive())
+            .map(|instance| instance.sandbox.clone())
     }
 
     async fn shutdown_instance(&self, instance_id: &str) -> AgentResult<()> {

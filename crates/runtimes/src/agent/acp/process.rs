@@ -44,18 +44,20 @@ pub(crate) struct Pipes {
     pub(crate) stdout: ChildStdout,
 }
 
-/// Starts `profile` in `workspace` (which must exist), under `shim`.
+/// Starts `profile` in `workspace` (which must exist), under `shim`, sandboxed as `launch` says.
 pub(crate) fn spawn(
     profile: &AcpProfile,
     workspace: &Path,
     instance_id: &str,
     shim: &AgentShim,
+    launch: &super::sandboxing::Launch,
 ) -> Result<(AgentProcess, Pipes), AgentError> {
     let plan = ShimPlan {
         instance_id: instance_id.to_owned(),
         server_pid: i32::try_from(std::process::id()).unwrap_or(i32::MAX),
         run_dir: shim.run_dir.clone(),
         grace_ms: u64::try_from(TERMINATE_GRACE.as_millis()).unwrap_or(u64::MAX),
+        sandbox: launch.plan.clone(),
     };
     let line = shim
         .command_line(&plan, &profile.command, &profile.args)
@@ -78,6 +80,7 @@ pub(crate) fn spawn(
     // agents in order. The shim arms its own death signal (no `pre_exec` here).
     #[cfg(unix)]
     command.process_group(0);
+    command.envs(&launch.env);
 
     let mut child = command.spawn().map_err(|err| {
         AgentError::Config(format!(

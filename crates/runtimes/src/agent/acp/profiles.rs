@@ -1,8 +1,10 @@
 //! Agent profiles: which program an ACP instance runs, with which extra environment, how it
-//! authenticates and how its permission requests are answered; plus the built-in presets for
-//! well-known ACP agents.
+//! authenticates, how its permission requests are answered and how it is sandboxed; plus the
+//! built-in presets for well-known ACP agents, each with the state directories its agent writes.
 
 use std::collections::BTreeMap;
+
+use crate::agent::sandbox::SandboxSettings;
 
 /// How `session/request_permission` is answered for an instance of a profile.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -31,6 +33,8 @@ pub struct AcpProfile {
     /// The `authenticate` method id sent after `initialize`; it must be one of the agent's
     /// advertised `authMethods`. `None`: nothing is sent.
     pub authenticate: Option<String>,
+    /// The OS sandbox around the agent's process tree (`agent::sandbox`).
+    pub sandbox: SandboxSettings,
 }
 
 impl AcpProfile {
@@ -47,7 +51,15 @@ impl AcpProfile {
             env: BTreeMap::new(),
             permission_policy: PermissionPolicy::default(),
             authenticate: None,
+            sandbox: SandboxSettings::default(),
         }
+    }
+
+    /// The same profile with these sandbox settings.
+    #[must_use]
+    pub fn with_sandbox(mut self, sandbox: SandboxSettings) -> Self {
+        self.sandbox = sandbox;
+        self
     }
 
     /// The same profile with one more environment variable.
@@ -77,34 +89,67 @@ impl AcpProfile {
 pub fn claude_agent_acp(installed: bool) -> AcpProfile {
     if installed {
         AcpProfile::new("claude-agent-acp", "claude-agent-acp", Vec::<String>::new())
+            .with_sandbox(claude_code_state())
     } else {
+        // npx keeps its download cache in ~/.npm.
+        let mut sandbox = claude_code_state();
+        sandbox.state_dirs.push("~/.npm".to_owned());
         AcpProfile::new(
             "claude-agent-acp",
             "npx",
             ["--yes", "@agentclientprotocol/claude-agent-acp"],
         )
+        .with_sandbox(sandbox)
     }
+}
+
+/// Where Claude Code keeps its login, settings and sessions: `~/.claude/` and `~/.claude.json`
+/// (written in place, so a file rule is enough). For profiles that run Claude Code under
+/// another name.
+pub fn claude_code_state() -> SandboxSettings {
+    SandboxSettings::default().with_state(["~/.claude"], ["~/.claude.json"])
 }
 
 /// OpenAI Codex through the installed `codex-acp` binary.
 pub fn codex_acp() -> AcpProfile {
     AcpProfile::new("codex-acp", "codex-acp", Vec::<String>::new())
+        .with_sandbox(SandboxSettings::default().with_state(["~/.codex"], NO_FILES))
 }
 
 /// Gemini CLI in ACP mode.
 pub fn gemini() -> AcpProfile {
     AcpProfile::new("gemini", "gemini", ["--acp"])
+        .with_sandbox(SandboxSettings::default().with_state(["~/.gemini"], NO_FILES))
 }
 
-/// OpenCode in ACP mode.
+/// OpenCode in ACP mode (XDG config, data, state and cache directories).
 pub fn opencode() -> AcpProfile {
-    AcpProfile::new("opencode", "opencode", ["acp"])
+    AcpProfile::new("opencode", "opencode", ["acp"]).with_sandbox(
+        SandboxSettings::default().with_state(
+            [
+                "~/.config/opencode",
+                "~/.local/share/opencode",
+                "~/.local/state/opencode",
+                "~/.cache/opencode",
+            ],
+            NO_FILES,
+        ),
+    )
 }
 
-/// goose in ACP mode.
+/// goose in ACP mode (XDG config, data and state directories).
 pub fn goose() -> AcpProfile {
-    AcpProfile::new("goose", "goose", ["acp"])
+    AcpProfile::new("goose", "goose", ["acp"]).with_sandbox(SandboxSettings::default().with_state(
+        [
+            "~/.config/goose",
+            "~/.local/share/goose",
+            "~/.local/state/goose",
+        ],
+        NO_FILES,
+    ))
 }
+
+const NO_FILES: [&str; 0] = [];
 
 /// Every built-in preset (claude-agent-acp as the installed binary).
 pub fn presets() -> Vec<AcpProfile> {
@@ -129,5 +174,11 @@ mod tests {
         assert_eq!(names.len(), 5);
         assert_eq!(gemini().args, vec!["--acp".to_owned()]);
         assert_eq!(claude_agent_acp(false).command, "npx");
+        // Every preset knows where its agent keeps state, so the sandbox leaves it writable.
+        assert!(presets().iter().all(|p| !p.sandbox.state_dirs.is_empty()));
+        assert_eq!(
+            claude_agent_acp(true).sandbox.state_files,
+            vec!["~/.claude.json".to_owned()]
+        );
     }
 }

@@ -59,19 +59,31 @@ pub(super) fn run(plan: &ShimPlan, agent: &OsStr, agent_args: &[OsString]) -> Ex
 
     let mut command = std::process::Command::new(agent);
     command.args(agent_args).env(MARKER_VAR, &record.marker);
+    let sandbox = plan.sandbox.clone();
     // SAFETY: the closure runs in the forked child of this single-threaded process (no lock can
     // be held by another thread), before exec; it only makes system calls.
     unsafe {
-        command.pre_exec(|| {
+        command.pre_exec(move || {
             // Its own session and process group: the server's SIGTERM goes to the agent's group,
             // and a terminal's signals do not reach it.
             rustix::process::setsid()?;
+            // The sandbox, before exec, so the agent and every descendant run confined while
+            // the shim itself stays outside (it must clean up and remove its record).
+            if let Some(sandbox) = &sandbox {
+                let report = crate::agent::sandbox::apply(sandbox).map_err(|err| {
+                    std::io::Error::other(format!("cannot sandbox the agent: {err}"))
+                })?;
+                if !report.skipped.is_empty() {
+                    eprintln!(
+                        "spectask agent-shim: sandbox partly enforced; skipped: {}",
+                        report.skipped.join("; ")
+                    );
+                }
+            }
             // If the shim itself is SIGKILLed, the agent goes with it (its descendants then wait
-            // for the start-up reaper).
+            // for the start-up reaper). Armed after the sandbox: entering a user namespace
+            // changes credentials, which clears a death signal set earlier.
             rustix::process::set_parent_process_death_signal(Some(Signal::KILL))?;
-            // THE SANDBOX GOES HERE: `crate::agent::sandbox::apply(&plan.sandbox)` (Landlock),
-            // last, right before exec, so everything above still runs unconfined and the agent
-            // and every descendant run confined.
             Ok(())
         });
     }

@@ -51,6 +51,10 @@ pub struct ShimPlan {
     pub run_dir: PathBuf,
     /// How long the agent gets after SIGTERM before the tree is killed.
     pub grace_ms: u64,
+    /// The OS sandbox the agent's process enforces on itself right before `exec`
+    /// (`agent::sandbox::apply`); `None` when the profile turns it off.
+    #[serde(default)]
+    pub sandbox: Option<crate::agent::sandbox::SandboxPlan>,
 }
 
 impl AgentShim {
@@ -144,6 +148,11 @@ mod tests {
             server_pid: 7,
             run_dir: shim.run_dir.clone(),
             grace_ms: 2000,
+            sandbox: Some(crate::agent::sandbox::SandboxPlan {
+                writable_dirs: vec![PathBuf::from("/work/project")],
+                tcp_connect: Some(vec![443]),
+                ..crate::agent::sandbox::SandboxPlan::default()
+            }),
         };
         let line = shim
             .command_line(&plan, "npx", &["-y".to_owned(), "--".to_owned()])
