@@ -77,7 +77,7 @@ impl utoipa::ToSchema for SseMessage {}
 /// event as JSON). Reconnect with `Last-Event-ID` to resume without a gap.
 #[utoipa::path(
     get, path = "/events/stream", tag = "events",
-    params(StreamQuery, ("Last-Event-ID" = Option<i64>, Header, minimum = 0, description = "Resume after this event id")),
+    params(StreamQuery, ("Last-Event-ID" = Option<i64>, Header, nullable = false, minimum = 0, description = "Resume after this event id")),
     responses(
         (status = 200, description = "text/event-stream of events", content_type = "text/event-stream", body = SseMessage),
         (status = 400, body = ErrorBody), (status = 404, body = ErrorBody),
