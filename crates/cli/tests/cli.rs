@@ -21,6 +21,8 @@ fn command(cwd: &Path) -> Command {
         .env_remove("SPECTASK_BIND")
         .env_remove("SPECTASK_DATA_DIR")
         .env_remove("SPECTASK_WORKSPACE_ROOT")
+        .env_remove("SPECTASK_API_TOKEN")
+        .env_remove("SPECTASK_ALLOWED_HOSTS")
         .env_remove("RUST_LOG")
         .stdin(Stdio::null())
         .stdout(Stdio::null())
@@ -31,8 +33,13 @@ fn command(cwd: &Path) -> Command {
 
 /// Starts `spectask serve` on a free port; returns the process and its base URL.
 async fn start(cwd: &Path, extra: &[&str]) -> (Child, String) {
+    start_on(cwd, "127.0.0.1:0", extra).await
+}
+
+/// Starts `spectask serve` on `bind`; returns the process and its base URL (on loopback).
+async fn start_on(cwd: &Path, bind: &str, extra: &[&str]) -> (Child, String) {
     let mut cmd = command(cwd);
-    cmd.args(["--log-json", "serve", "--bind", "127.0.0.1:0"])
+    cmd.args(["--log-json", "serve", "--bind", bind])
         .args(extra);
     let mut child = cmd.spawn().expect("spawn spectask");
     let stderr = child.stderr.take().unwrap();
@@ -61,7 +68,8 @@ async fn start(cwd: &Path, extra: &[&str]) -> (Child, String) {
         .await
         .expect("server did not start in time")
         .expect("server exited before listening");
-    (child, format!("http://{addr}"))
+    let port = addr.rsplit(':').next().unwrap_or_default();
+    (child, format!("http://127.0.0.1:{port}"))
 }
 
 fn help(args: &[&str]) -> String {
@@ -87,6 +95,10 @@ fn help_explains_every_option() {
         "postgres://",
         "--workspace-root",
         "--db-max-connections",
+        "--api-token",
+        "SPECTASK_API_TOKEN",
+        "--allowed-host",
+        "SPECTASK_ALLOWED_HOSTS",
     ] {
         assert!(
             serve.contains(needle),
@@ -107,6 +119,90 @@ async fn zero_configuration_start_creates_a_sqlite_database() {
         .unwrap();
     assert_eq!(health["database"], "sqlite");
     assert!(cwd.path().join(".spectask/spectask.db").is_file());
+    child.kill().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_wildcard_bind_without_a_token_does_not_start() {
+    let cwd = tempfile::tempdir().unwrap();
+    for bind in ["0.0.0.0:0", "[::]:0"] {
+        let out = command(cwd.path())
+            .args(["serve", "--bind", bind, "--data-dir", "data"])
+            .output()
+            .await
+            .unwrap();
+        assert_eq!(out.status.code(), Some(1), "{bind}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            stderr.contains("without an API token") && stderr.contains("--api-token"),
+            "{stderr}"
+        );
+        assert!(!stderr.contains("spectask listening"), "{stderr}");
+        // It stopped before anything was opened: no database, no generated token.
+        assert!(!cwd.path().join("data/spectask.db").exists());
+        assert!(!cwd.path().join("data/api-token").exists());
+    }
+}
+
+#[tokio::test]
+async fn a_wildcard_bind_with_a_token_serves_and_requires_it() {
+    let cwd = tempfile::tempdir().unwrap();
+    let token = "a-token-for-this-test-0123456789";
+    let (mut child, base) = start_on(cwd.path(), "0.0.0.0:0", &["--api-token", token]).await;
+    let client = reqwest::Client::new();
+    let list = format!("{base}/api/v1/spec-tasks");
+    let refused = client.get(&list).send().await.unwrap();
+    assert_eq!(refused.status(), reqwest::StatusCode::UNAUTHORIZED);
+    let wrong = client.get(&list).bearer_auth("wrong").send().await.unwrap();
+    assert_eq!(wrong.status(), reqwest::StatusCode::UNAUTHORIZED);
+    let served = client.get(&list).bearer_auth(token).send().await.unwrap();
+    assert_eq!(served.status(), reqwest::StatusCode::OK);
+    let health = client.get(format!("{base}/healthz")).send().await.unwrap();
+    assert_eq!(health.status(), reqwest::StatusCode::OK);
+    child.kill().await.unwrap();
+}
+
+#[tokio::test]
+async fn the_generated_token_is_private_and_reused() {
+    use std::os::unix::fs::PermissionsExt;
+    let cwd = tempfile::tempdir().unwrap();
+    let file = cwd.path().join(".spectask/api-token");
+    let (mut child, base) = start(cwd.path(), &[]).await;
+    let mode = std::fs::metadata(&file).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600, "mode {:o}", mode & 0o777);
+    let token = std::fs::read_to_string(&file).unwrap().trim().to_owned();
+    assert_eq!(token.len(), 64, "256 bits as hex");
+    assert!(token.bytes().all(|b| b.is_ascii_hexdigit()));
+    let client = reqwest::Client::new();
+    let list = format!("{base}/api/v1/spec-tasks");
+    // Optional on loopback, but a wrong one is refused.
+    assert_eq!(
+        client.get(&list).send().await.unwrap().status(),
+        reqwest::StatusCode::OK
+    );
+    let wrong = client
+        .get(&list)
+        .bearer_auth("f".repeat(64))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(wrong.status(), reqwest::StatusCode::UNAUTHORIZED);
+    child.kill().await.unwrap();
+    child.wait().await.unwrap();
+
+    let (mut child, base) = start(cwd.path(), &[]).await;
+    assert_eq!(
+        std::fs::read_to_string(&file).unwrap().trim(),
+        token,
+        "the token changed"
+    );
+    let served = client
+        .get(format!("{base}/api/v1/spec-tasks"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(served.status(), reqwest::StatusCode::OK);
     child.kill().await.unwrap();
 }
 

@@ -39,9 +39,10 @@ macro_rules! string_enum {
         $(#[$meta])*
         #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
         #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-        #[cfg_attr(feature = "openapi", schema(rename_all = "snake_case"))]
         $vis enum $name {
-            $( $(#[$vmeta])* $variant ),+
+            // The schema names each variant by its canonical string, so the document lists the
+            // values the wire carries (`spec_task.created`, `none`), whatever the variant's name.
+            $( $(#[$vmeta])* #[cfg_attr(feature = "openapi", schema(rename = $text))] $variant ),+
         }
 
         impl $name {

@@ -124,6 +124,19 @@ fn secure(doc: &mut utoipa::openapi::OpenApi) {
                      Sec-Fetch-Site)",
                 )
             });
+            let has_query = operation.parameters.iter().flatten().any(|parameter| {
+                matches!(parameter, utoipa::openapi::RefOr::T(parameter)
+                    if parameter.parameter_in == utoipa::openapi::path::ParameterIn::Query)
+            });
+            if operation.request_body.is_some() || has_query {
+                responses.entry("400".into()).or_insert_with(|| {
+                    error_response(
+                        "`malformed_json`, `invalid_body`, `unknown_field`: a body that is not \
+                         the JSON this operation takes; `invalid_query`: an unknown or \
+                         malformed query parameter",
+                    )
+                });
+            }
             if operation.request_body.is_some() {
                 responses.entry("415".into()).or_insert_with(|| {
                     error_response(

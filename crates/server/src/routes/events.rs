@@ -34,6 +34,7 @@ pub fn router() -> OpenApiRouter<AppState> {
 pub struct StreamQuery {
     /// Only this task's events.
     spec_task_id: Option<String>,
+    #[param(minimum = 0)]
     /// Start after this event id (`0` replays the whole history). Without it (and without a
     /// `Last-Event-ID` header) the stream starts with the next event committed.
     after: Option<i64>,
@@ -41,13 +42,44 @@ pub struct StreamQuery {
 
 const BATCH: i64 = 500;
 
+/// One message of the stream as an SSE parser reads it: `id`, `event` (the event's kind) and
+/// `data` (the event as JSON).
+struct SseMessage;
+
+impl utoipa::PartialSchema for SseMessage {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::schema::{ObjectBuilder, Type};
+        ObjectBuilder::new()
+            .property(
+                "id",
+                ObjectBuilder::new()
+                    .schema_type(Type::String)
+                    .pattern(Some("^[0-9]+$"))
+                    .description(Some("The event id; send it back as `Last-Event-ID`")),
+            )
+            .required("id")
+            .property("event", utoipa::openapi::Ref::from_schema_name("EventKind"))
+            .required("event")
+            .property(
+                "data",
+                ObjectBuilder::new()
+                    .schema_type(Type::String)
+                    .description(Some("The event as JSON (an `Event`)")),
+            )
+            .required("data")
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for SseMessage {}
+
 /// Live events. Each SSE message has `id:` (the event id), `event:` (its kind) and `data:` (the
 /// event as JSON). Reconnect with `Last-Event-ID` to resume without a gap.
 #[utoipa::path(
     get, path = "/events/stream", tag = "events",
-    params(StreamQuery, ("Last-Event-ID" = Option<String>, Header, description = "Resume after this event id")),
+    params(StreamQuery, ("Last-Event-ID" = Option<i64>, Header, nullable = false, minimum = 0, description = "Resume after this event id")),
     responses(
-        (status = 200, description = "text/event-stream of events", content_type = "text/event-stream", body = String),
+        (status = 200, description = "text/event-stream of events", content_type = "text/event-stream", body = SseMessage),
         (status = 400, body = ErrorBody), (status = 404, body = ErrorBody),
     )
 )]

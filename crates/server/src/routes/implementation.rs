@@ -122,8 +122,10 @@ async fn create_implementation_sessions(
 #[into_params(parameter_in = Query)]
 pub struct WorkSessionQuery {
     /// `planning` or `implementation`.
+    #[param(value_type = Option<WorkSessionPhase>)]
     phase: Option<String>,
     /// `pending`, `active`, `completed`, `failed`, `cancelled` or `blocked`.
+    #[param(value_type = Option<WorkSessionStatus>)]
     status: Option<String>,
 }
 
@@ -220,7 +222,12 @@ async fn get_work_session(
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SpawnRequest {
+    #[schema(
+        pattern = r"^\s*[^\x00-\x1f\x7f-\x9f]*[^\s\x00-\x1f\x7f-\x9f][^\x00-\x1f\x7f-\x9f]*\s*$",
+        max_length = 255
+    )]
     name: String,
+    #[schema(pattern = r"\S")]
     description: String,
 }
 
@@ -418,6 +425,7 @@ async fn cancel_work_session(
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct MessageRequest {
+    #[schema(pattern = r"\S")]
     text: String,
 }
 
@@ -494,6 +502,7 @@ async fn approve_implementation(
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RequestChangesBody {
+    #[schema(pattern = r"\S")]
     comment: String,
     /// The work sessions to reopen; all completed implementation sessions when absent.
     work_session_ids: Option<Vec<String>>,

@@ -62,6 +62,7 @@ pub struct ApproveSpecsRequest {
     /// With `approved: false`, the general comment sent to the planner with the open comments.
     comments: Option<String>,
     /// Who approves; the acting user when absent.
+    #[schema(pattern = r"\S", max_length = 255)]
     approved_by: Option<String>,
 }
 
@@ -94,7 +95,7 @@ async fn approve_specs(
         )));
     }
     let approved_by = match &req.approved_by {
-        Some(name) if name.trim().is_empty() || name.len() > 255 => {
+        Some(name) if name.trim().is_empty() || name.trim().chars().count() > 255 => {
             return Err(ApiError::Validation(
                 "approved_by must be 1 to 255 characters".into(),
             ));
@@ -116,16 +117,37 @@ async fn approve_specs(
     Ok(Json(task))
 }
 
+/// A JSON number without a fractional part: `3`, or `3.0`, which JSON Schema also calls an
+/// integer (so a client that writes every number as a float is not refused).
+fn integral<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Option<i64>, D::Error> {
+    use serde::de::Error;
+    let Some(number) = Option::<serde_json::Number>::deserialize(deserializer)? else {
+        return Ok(None);
+    };
+    if let Some(integer) = number.as_i64() {
+        return Ok(Some(integer));
+    }
+    number
+        .as_f64()
+        .filter(|float| float.fract() == 0.0 && float.abs() <= 1e15)
+        .map(|float| Some(float as i64))
+        .ok_or_else(|| D::Error::custom(format!("expected an integer, not {number}")))
+}
+
 /// Body of `POST /spec-tasks/{id}/comments`.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AddCommentRequest {
     /// `requirements`, `design` or `plan`.
+    #[schema(value_type = SpecDocument)]
     document: String,
     /// The passage the comment is about; must appear in the document.
     quoted_text: Option<String>,
     /// 1-based line of the document.
+    #[schema(minimum = 1, maximum = 10_000_000)]
+    #[serde(default, deserialize_with = "integral")]
     line: Option<i64>,
+    #[schema(pattern = r"\S")]
     comment: String,
 }
 

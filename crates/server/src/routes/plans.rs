@@ -10,6 +10,21 @@ use utoipa_axum::routes;
 use crate::error::{ApiError, ErrorBody};
 use crate::state::AppState;
 
+/// The request body's schema: text with something in it besides whitespace. No `type`: any bytes
+/// that are UTF-8 are Markdown, so there is no body of a "wrong type" to refuse.
+struct PlanMarkdown;
+
+impl utoipa::PartialSchema for PlanMarkdown {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        utoipa::openapi::ObjectBuilder::new()
+            .schema_type(utoipa::openapi::schema::SchemaType::AnyValue)
+            .pattern(Some(r"\S"))
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for PlanMarkdown {}
+
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new().routes(routes!(parse))
 }
@@ -19,7 +34,7 @@ pub fn router() -> OpenApiRouter<AppState> {
 /// could not be approved.
 #[utoipa::path(
     post, path = "/plans/parse", tag = "plans",
-    request_body(content = String, content_type = "text/markdown", description = "The plan's Markdown (UTF-8, at most 1 MiB)"),
+    request_body(content = PlanMarkdown, content_type = "text/markdown", description = "The plan's Markdown (UTF-8, at most 1 MiB, not blank)"),
     responses(
         (status = 200, body = ParsedPlan),
         (status = 400, description = "Body is not UTF-8", body = ErrorBody),

@@ -40,9 +40,11 @@ async fn get_session(
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct EntriesQuery {
+    #[param(minimum = 0)]
     /// Only entries with a larger seq (a cursor: the last seq already read).
     after_seq: Option<i64>,
     /// Page size, 1 to 5000 (default 500).
+    #[param(minimum = 1, maximum = 5000)]
     limit: Option<i64>,
 }
 

@@ -43,21 +43,29 @@ pub(crate) fn task_id(raw: &str) -> Result<SpecTaskId, ApiError> {
 #[serde(deny_unknown_fields)]
 pub struct CreateFromPromptRequest {
     /// What to build, in the user's words (at most 256 KiB).
+    #[schema(pattern = r"\S")]
     prompt: String,
     /// Display name; derived from the prompt when absent.
+    #[schema(
+        pattern = r"^\s*[^\x00-\x1f\x7f-\x9f]*[^\s\x00-\x1f\x7f-\x9f][^\x00-\x1f\x7f-\x9f]*\s*$",
+        max_length = 255
+    )]
     name: Option<String>,
     /// `feature` (default), `bug`, `refactor`, `chore`, `docs` or `test`.
     #[serde(rename = "type")]
-    #[schema(rename = "type")]
+    #[schema(rename = "type", value_type = Option<TaskType>)]
     task_type: Option<String>,
     /// `low`, `medium` (default), `high` or `critical`.
+    #[schema(value_type = Option<Priority>)]
     priority: Option<String>,
     /// Absolute path of an existing directory (the project checkout).
     project_path: Option<String>,
     /// Planner profile name, or an ACP agent profile name (planning then runs as an agent session
     /// in `project_path`, which is required).
+    #[schema(pattern = r"^[A-Za-z0-9._-]{1,100}$")]
     spec_agent: Option<String>,
     /// Implementation agent profile name.
+    #[schema(pattern = r"^[A-Za-z0-9._-]{1,100}$")]
     implementation_agent: Option<String>,
     /// Free-form workspace settings kept with the task.
     workspace_config: Option<serde_json::Value>,
@@ -185,20 +193,26 @@ async fn create_from_prompt(
 #[into_params(parameter_in = Query)]
 pub struct ListQuery {
     /// Only tasks in this status.
+    #[param(value_type = Option<SpecTaskStatus>)]
     status: Option<String>,
     /// Only tasks of this type.
     #[serde(rename = "type")]
-    #[param(rename = "type")]
+    #[param(rename = "type", value_type = Option<TaskType>)]
     task_type: Option<String>,
     /// Only tasks of this priority.
+    #[param(value_type = Option<Priority>)]
     priority: Option<String>,
-    /// Case-insensitive text to find in the name or the prompt.
+    /// Case-insensitive text to find in the name or the prompt (at most 1000 characters).
+    #[param(max_length = 1000)]
     q: Option<String>,
     /// `false` (default): live tasks; `true`: archived ones; `all`: both.
+    #[param(pattern = "^(true|false|all)$")]
     archived: Option<String>,
     /// Page size, 1 to 200 (default 50).
+    #[param(minimum = 1, maximum = 200)]
     limit: Option<i64>,
     /// Tasks to skip (default 0).
+    #[param(minimum = 0)]
     offset: Option<i64>,
 }
 
@@ -246,8 +260,10 @@ async fn list_spec_tasks(
             )));
         }
     };
-    if query.q.as_ref().is_some_and(|q| q.len() > 1000) {
-        return Err(ApiError::Validation("q must be at most 1000 bytes".into()));
+    if query.q.as_ref().is_some_and(|q| q.chars().count() > 1000) {
+        return Err(ApiError::Validation(
+            "q must be at most 1000 characters".into(),
+        ));
     }
     let filter = SpecTaskFilter {
         status: query
@@ -292,14 +308,21 @@ async fn get_spec_task(
     Ok(Json(state.store.get_spec_task(&task_id(&id)?).await?))
 }
 
-/// Body of `PATCH /spec-tasks/{id}`: only these four fields may be written.
+/// Body of `PATCH /spec-tasks/{id}`: only these four fields may be written (others are refused
+/// by the handler, which names read-only fields; the schema says so too).
 #[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct PatchSpecTaskRequest {
+    #[schema(
+        pattern = r"^\s*[^\x00-\x1f\x7f-\x9f]*[^\s\x00-\x1f\x7f-\x9f][^\x00-\x1f\x7f-\x9f]*\s*$",
+        max_length = 255
+    )]
     name: Option<String>,
     description: Option<String>,
+    #[schema(value_type = Option<Priority>)]
     priority: Option<String>,
     #[serde(rename = "type")]
-    #[schema(rename = "type")]
+    #[schema(rename = "type", value_type = Option<TaskType>)]
     task_type: Option<String>,
 }
 
@@ -536,8 +559,10 @@ async fn list_revisions(
 #[into_params(parameter_in = Query)]
 pub struct EventsQuery {
     /// Only events with an id greater than this (default 0).
+    #[param(minimum = 0)]
     after: Option<i64>,
     /// At most this many, 1 to 1000 (default 100).
+    #[param(minimum = 1, maximum = 1000)]
     limit: Option<i64>,
 }
 

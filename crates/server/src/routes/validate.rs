@@ -20,13 +20,14 @@ pub fn prompt(raw: &str) -> Result<String, ApiError> {
     Ok(raw.to_owned())
 }
 
-/// A task name: trimmed, non-empty, at most 255 characters, no control characters.
+/// A task name: at most 255 characters as sent (so the OpenAPI `maxLength` means what it says),
+/// trimmed, non-empty, no control characters.
 pub fn name(raw: &str) -> Result<String, ApiError> {
     let trimmed = raw.trim();
     if trimmed.is_empty() {
         return Err(ApiError::Validation("name must not be empty".into()));
     }
-    if trimmed.chars().count() > limits::MAX_NAME_CHARS {
+    if raw.chars().count() > limits::MAX_NAME_CHARS {
         return Err(ApiError::Validation(format!(
             "name must be at most {} characters",
             limits::MAX_NAME_CHARS
