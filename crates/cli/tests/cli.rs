@@ -531,3 +531,234 @@ async fn agents_die_with_a_server_killed_by_sigkill() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+/// Polls `check` until it yields a value, for up to 60 s.
+async fn wait_for<T, F, Fut>(what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Some(found) = check().await {
+            return found;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// An implementation turn interrupted by a SIGKILL of the server is re-run, and our test agent
+/// repeats what it did through spectask's tools (a spawn, a progress report): the repeats change
+/// nothing, one spawned session exists, and the re-run prompt names what the first attempt did.
+async fn agent_side_effects_happen_once_across_a_sigkill(extra: &[&str]) {
+    let Some(agent) = spectask_testkit::acp_test_agent_binary() else {
+        eprintln!(
+            "SKIPPED (no test agent): run `cargo test --workspace`, which builds spectask-acp-test-agent"
+        );
+        return;
+    };
+    let cwd = tempfile::tempdir().unwrap();
+    let workspace = tempfile::tempdir().unwrap();
+    let data_dir = cwd.path().join(".spectask");
+    std::fs::create_dir_all(&data_dir).unwrap();
+    let agent_log = cwd.path().join("agent.jsonl");
+    let tool = |name: &str, arguments: Value| json!({"kind": "call_mcp_tool", "server": "spectask", "tool": name, "arguments": arguments});
+    let spawn = tool(
+        "spawn_work_session",
+        json!({"name": "Security audit", "description": "Audit what was written."}),
+    );
+    let report = tool(
+        "report_progress",
+        json!({"task_key": "1", "status": "in_progress", "note": "started"}),
+    );
+    let script = json!({
+        "steps": [{"kind": "chunks", "count": 1}],
+        "rules": [
+            // The first attempt (counted in the agent's state directory, across restarts) acts,
+            // then works on until the server is killed; the re-run repeats it all and ends.
+            {"prompt_contains": "Task 1:", "times": 1, "steps": [spawn, report, {"kind": "hang"}]},
+            {"prompt_contains": "Task 1:", "steps": [spawn, report, {"kind": "chunks", "count": 1}]},
+        ],
+    });
+    let config = format!(
+        "default_agent = \"test\"\n\n[agents.test]\ncommand = '{agent}'\n\
+         env = {{ SPECTASK_TEST_AGENT_SCRIPT = '{script}', SPECTASK_TEST_AGENT_STATE = '{state}', \
+         SPECTASK_TEST_AGENT_LOG = '{log}' }}\n",
+        agent = agent.display(),
+        state = cwd.path().join("agent-state").display(),
+        log = agent_log.display(),
+    );
+    std::fs::write(data_dir.join("spectask.toml"), config).unwrap();
+    let fake = FakeOpenAi::start().await;
+    fake.push_text_reply(
+        "# Requirements: Once\n\n1.1 WHEN re-run THE SYSTEM SHALL act once.\n\n## Open Questions\n\n- None.\n\n\
+         # Design: Once\n\nIdempotent tools.\n\n# Implementation Plan: Once\n\n- [ ] 1. Write the first file\n",
+    );
+    let base_url = fake.base_url();
+    let mut args = vec![
+        "--llm-base-url",
+        base_url.as_str(),
+        "--llm-model",
+        "fake",
+        "--llm-api-key",
+        "k",
+        "--turn-lease-secs",
+        "2",
+    ];
+    args.extend_from_slice(extra);
+    let client = reqwest::Client::new();
+
+    let (mut child, base) = start(cwd.path(), &args).await;
+    let created: Value = client
+        .post(format!("{base}/api/v1/spec-tasks/from-prompt"))
+        .json(&json!({"prompt": "Act once", "project_path": workspace.path().to_str().unwrap()}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let id = created["id"].as_str().unwrap().to_owned();
+    wait_for("the specs", || {
+        let (client, url) = (client.clone(), format!("{base}/api/v1/spec-tasks/{id}"));
+        async move { (get_json(&client, url).await["status"] == "spec_review").then_some(()) }
+    })
+    .await;
+    let approved = client
+        .post(format!("{base}/api/v1/spec-tasks/{id}/approve-specs"))
+        .json(&json!({"approved": true}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(approved.status(), reqwest::StatusCode::OK);
+    // The first attempt spawned and reported, and is still at work.
+    wait_for("the first attempt's spawn and report", || {
+        let client = client.clone();
+        let (sessions, events) = (
+            format!("{base}/api/v1/spec-tasks/{id}/work-sessions"),
+            format!("{base}/api/v1/spec-tasks/{id}/events?limit=1000"),
+        );
+        async move {
+            let sessions = get_json(&client, sessions).await;
+            let spawned = sessions["work_sessions"]
+                .as_array()?
+                .iter()
+                .any(|s| s["name"] == "Security audit");
+            let reported = get_json(&client, events).await["events"]
+                .as_array()?
+                .iter()
+                .any(|e| e["kind"] == "agent.progress_reported");
+            (spawned && reported).then_some(())
+        }
+    })
+    .await;
+    child.start_kill().unwrap(); // SIGKILL: no shutdown code runs.
+    child.wait().await.unwrap();
+
+    let (mut child, base) = start(cwd.path(), &args).await;
+    let sessions = wait_for("the re-run turn to complete its session", || {
+        let (client, url) = (
+            client.clone(),
+            format!("{base}/api/v1/spec-tasks/{id}/work-sessions"),
+        );
+        async move {
+            let sessions = get_json(&client, url).await["work_sessions"]
+                .as_array()?
+                .clone();
+            sessions
+                .iter()
+                .any(|s| s["parent_work_session_id"].is_null() && s["status"] == "completed")
+                .then_some(sessions)
+        }
+    })
+    .await;
+    let audits = sessions
+        .iter()
+        .filter(|s| s["name"] == "Security audit")
+        .count();
+    assert_eq!(
+        audits, 1,
+        "the repeated spawn found the first one: {sessions:?}"
+    );
+    let events = get_json(
+        &client,
+        format!("{base}/api/v1/spec-tasks/{id}/events?limit=1000"),
+    )
+    .await;
+    let events = events["events"].as_array().unwrap();
+    let count = |kind: &str| events.iter().filter(|e| e["kind"] == kind).count();
+    assert_eq!(
+        count("agent.progress_reported"),
+        1,
+        "the repeated report wrote nothing"
+    );
+
+    // The agent was told what its first attempt had done, read from the store.
+    let log = std::fs::read_to_string(&agent_log).unwrap();
+    let prompts: Vec<String> = log
+        .lines()
+        .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+        .filter(|record| record["method"] == "session/prompt")
+        .filter_map(|record| record["prompt"].as_str().map(str::to_owned))
+        .filter(|prompt| prompt.contains("Task 1:"))
+        .collect();
+    assert_eq!(
+        prompts.len(),
+        2,
+        "one first attempt, one re-run: {prompts:?}"
+    );
+    let rerun = &prompts[1];
+    assert!(rerun.contains("was interrupted"), "{rerun}");
+    assert!(
+        rerun.contains("- spawned the work session \"Security audit\""),
+        "{rerun}"
+    );
+    assert!(
+        rerun.contains("- reported task 1 as in_progress"),
+        "{rerun}"
+    );
+    child.kill().await.unwrap();
+}
+
+#[tokio::test]
+async fn sqlite_agent_side_effects_happen_once_across_a_sigkill() {
+    agent_side_effects_happen_once_across_a_sigkill(&[]).await;
+}
+
+#[tokio::test]
+async fn postgres_agent_side_effects_happen_once_across_a_sigkill() {
+    let Some(db) = TestDatabase::postgres().await else {
+        spectask_testkit::skip_postgres(
+            "cli::postgres_agent_side_effects_happen_once_across_a_sigkill",
+        );
+        return;
+    };
+    let url = db.url().to_owned();
+    agent_side_effects_happen_once_across_a_sigkill(&["--database-url", &url]).await;
+}
+
+/// One `serve` per data directory: a second one refuses to start with a clear message, and the
+/// first keeps serving.
+#[tokio::test]
+async fn a_second_serve_on_the_same_data_directory_refuses_to_start() {
+    let cwd = tempfile::tempdir().unwrap();
+    let (mut first, base) = start(cwd.path(), &[]).await;
+    let second = command(cwd.path())
+        .args(["serve", "--bind", "127.0.0.1:0"])
+        .output()
+        .await
+        .unwrap();
+    assert!(!second.status.success());
+    let stderr = String::from_utf8_lossy(&second.stderr);
+    assert!(stderr.contains("is in use by process"), "{stderr}");
+    let health = reqwest::get(format!("{base}/healthz")).await.unwrap();
+    assert!(
+        health.status().is_success(),
+        "the first server goes on serving"
+    );
+    first.kill().await.unwrap();
+}

@@ -47,6 +47,20 @@ async fn implementing(
     script: &Value,
     tasks: &str,
 ) -> Option<(TestApp, String)> {
+    let mut engine = fast_engine();
+    engine.turn_timeout = Duration::from_secs(60);
+    implementing_with(db, workspace, state, script, tasks, engine).await
+}
+
+/// [`implementing`] with the given engine settings.
+async fn implementing_with(
+    db: spectask_testkit::TestDatabase,
+    workspace: &Path,
+    state: &Path,
+    script: &Value,
+    tasks: &str,
+    engine: spectask_engine::EngineSettings,
+) -> Option<(TestApp, String)> {
     let profile = test_agent_profile("test-agent", script, state)?;
     let runtime = AcpRuntime::new(
         vec![profile],
@@ -55,8 +69,6 @@ async fn implementing(
     );
     let fake = FakeOpenAi::start().await;
     fake.push_text_reply(&reply(tasks));
-    let mut engine = fast_engine();
-    engine.turn_timeout = Duration::from_secs(60);
     let options = TestOptions {
         planners: PlannerRegistry::new(Some(fast_planner("default", &fake.base_url())), []),
         engine,
@@ -348,5 +360,136 @@ backend_tests! {
         let token = app.store.issue_agent_token(&WorkSessionId::parse(&ws1).unwrap(), mint()).await.unwrap();
         let (status, _) = mcp_initialize(&app, Some(&format!("Bearer {token}"))).await;
         assert_eq!(status, StatusCode::UNAUTHORIZED, "a failed session's token is refused");
+    }
+
+    async fn tokens_die_at_session_end_stay_dead_after_a_retry_and_expire_with_their_ttl(db) {
+        let workspace = tempfile::tempdir().unwrap();
+        let state = tempfile::tempdir().unwrap();
+        let script = json!({
+            "steps": [{"kind": "chunks", "count": 1}],
+            "rules": [
+                // The first turn reports, then goes silent until the watchdog fails it.
+                {"prompt_contains": "Task 1:", "times": 1, "steps": [
+                    tool("report_progress", json!({"task_key": "1", "status": "in_progress", "note": "started"})),
+                    {"kind": "hang"},
+                ]},
+                // The retried session's turn: its thread was set up again with a fresh token.
+                {"prompt_contains": "Task 1:", "steps": [
+                    tool("get_spec", json!({})),
+                    {"kind": "hang"},
+                ]},
+            ],
+        });
+        let mut engine = fast_engine();
+        engine.turn_timeout = Duration::from_secs(5);
+        engine.max_turn_retries = 0;
+        let tasks = "- [ ] 1. Write the first file\n";
+        let Some((app, id)) = implementing_with(db, workspace.path(), state.path(), &script, tasks, engine).await else { return };
+        let ws = session_named(&app, &id, "1.").await["id"].as_str().unwrap().to_owned();
+        let ws_id = WorkSessionId::parse(&ws).unwrap();
+        wait_until(&app, "the first report", |app| {
+            let id = id.clone();
+            async move {
+                let listed = app.get(&format!("/api/v1/spec-tasks/{id}/implementation-tasks")).await.body;
+                (listed["implementation_tasks"][0]["status"] == "in_progress").then_some(())
+            }
+        })
+        .await;
+        // A token of the first run (minted while it is active, as a thread set-up would).
+        let old = app.store.issue_agent_token(&ws_id, mint()).await.unwrap();
+        let (status, body) = mcp_initialize(&app, Some(&format!("Bearer {old}"))).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+
+        // The session fails (silence, no retry budget): its tokens are revoked.
+        wait_for_session(&app, &ws, "failed").await;
+        let (status, _) = mcp_initialize(&app, Some(&format!("Bearer {old}"))).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "a failed session's token is refused");
+
+        // A human retries it: the agent works again over MCP with a fresh token; the old one
+        // stays dead although the session is active again.
+        let retried = app.post(&format!("/api/v1/work-sessions/{ws}/retry"), &json!({})).await;
+        assert_eq!(retried.status, StatusCode::OK, "{:?}", retried.body);
+        let detail = wait_until(&app, "the retried turn's get_spec", |app| {
+            let ws = ws.clone();
+            async move {
+                let detail = session_status(app, &ws).await;
+                tool_calls(app, &detail).await.contains(&"mcp__spectask__get_spec (completed)".to_owned()).then_some(detail)
+            }
+        })
+        .await;
+        assert_eq!(detail["work_session"]["status"], "active");
+        let (status, _) = mcp_initialize(&app, Some(&format!("Bearer {old}"))).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "a retry does not revive a token minted before the failure");
+
+        // A token lives no longer than its TTL, whatever its session does (still active here).
+        let short = app
+            .store
+            .issue_agent_token(&ws_id, TokenMint { ttl: Duration::from_millis(200), ..mint() })
+            .await
+            .unwrap();
+        wait_until(&app, "the short-lived token to expire", |app| {
+            let short = short.clone();
+            async move {
+                (mcp_initialize(app, Some(&format!("Bearer {short}"))).await.0 == StatusCode::UNAUTHORIZED).then_some(())
+            }
+        })
+        .await;
+        let cancelled = app.post(&format!("/api/v1/work-sessions/{ws}/cancel"), &json!({})).await;
+        assert_eq!(cancelled.status, StatusCode::OK, "{:?}", cancelled.body);
+    }
+
+    async fn spawns_are_capped_and_repeated_tool_calls_change_nothing(db) {
+        let workspace = tempfile::tempdir().unwrap();
+        let state = tempfile::tempdir().unwrap();
+        let script = json!({
+            "steps": [{"kind": "chunks", "count": 1}],
+            "rules": [
+                {"prompt_contains": "Task 1:", "steps": [
+                    tool("spawn_work_session", json!({"name": "Security audit", "description": "Audit what was written."})),
+                    tool("spawn_work_session", json!({"name": "Security audit", "description": "Audit it again."})),
+                    tool("spawn_work_session", json!({"name": "Docs", "description": "Past the per-task cap."})),
+                    tool("report_progress", json!({"task_key": "1", "status": "completed", "note": "done"})),
+                    tool("report_progress", json!({"task_key": "1", "status": "completed", "note": "done, said again"})),
+                    tool("complete_work_session", json!({"summary": "first"})),
+                    tool("complete_work_session", json!({"summary": "second"})),
+                    {"kind": "chunks", "count": 1},
+                ]},
+                // The spawned session is one spawn deep: under max_spawn_depth 1 it cannot spawn.
+                {"prompt_contains": "Spawned during implementation", "steps": [
+                    tool("spawn_work_session", json!({"name": "Deeper", "description": "Past the depth cap."})),
+                    {"kind": "chunks", "count": 1},
+                ]},
+            ],
+        });
+        let mut engine = fast_engine();
+        engine.turn_timeout = Duration::from_secs(60);
+        engine.max_spawned_sessions = 1;
+        engine.max_spawn_depth = 1;
+        let tasks = "- [ ] 1. Write the first file\n";
+        let Some((app, id)) = implementing_with(db, workspace.path(), state.path(), &script, tasks, engine).await else { return };
+        let first = session_named(&app, &id, "1.").await;
+        let ws1 = first["id"].as_str().unwrap().to_owned();
+        let first = wait_for_session(&app, &ws1, "completed").await;
+        assert_eq!(first["work_session"]["agent_summary"], "first", "a repeated completion changes nothing");
+        assert_eq!(tool_calls(&app, &first).await, [
+            "mcp__spectask__spawn_work_session (completed)",
+            "mcp__spectask__spawn_work_session (completed)",
+            "mcp__spectask__spawn_work_session (failed)",
+            "mcp__spectask__report_progress (completed)",
+            "mcp__spectask__report_progress (completed)",
+            "mcp__spectask__complete_work_session (completed)",
+            "mcp__spectask__complete_work_session (completed)",
+        ], "a repeat is answered, a spawn past the cap refused");
+        let output = response_text(&first);
+        assert!(output.contains("\"already_spawned\": true"), "{output}");
+        let audit = session_named(&app, &id, "Security audit").await;
+        let audit = wait_for_session(&app, audit["id"].as_str().unwrap(), "completed").await;
+        assert_eq!(tool_calls(&app, &audit).await, ["mcp__spectask__spawn_work_session (failed)"], "past the depth cap");
+        let names: Vec<String> = work_sessions(&app, &id).await.iter().map(|s| s["name"].as_str().unwrap().to_owned()).collect();
+        assert_eq!(names.len(), 2, "one plan session and one spawn: {names:?}");
+        let events = app.get(&format!("/api/v1/spec-tasks/{id}/events?limit=1000")).await.body;
+        let count = |kind: &str| events["events"].as_array().unwrap().iter().filter(|e| e["kind"] == kind).count();
+        assert_eq!(count("agent.progress_reported"), 1, "a repeated report writes nothing");
+        assert_eq!(count("agent.completion_declared"), 1, "a repeated completion writes nothing");
     }
 }

@@ -92,13 +92,17 @@ impl Store {
             now + chrono::Duration::from_std(mint.ttl).unwrap_or(chrono::Duration::days(1));
         on_backend!(&*self.backend, |w, r, d| {
             let mut tx = w.begin().await?;
-            let task: Option<String> = sqlx::query_scalar(
-                "SELECT spec_task_id FROM spec_task_work_sessions WHERE id = $1",
+            let row: Option<(String, String)> = sqlx::query_as(
+                "SELECT spec_task_id, status FROM spec_task_work_sessions WHERE id = $1",
             )
             .bind(ws.as_str())
             .fetch_optional(&mut *tx)
             .await?;
-            let task = task.ok_or_else(|| StoreError::not_found("work session", ws))?;
+            let (task, status) = row.ok_or_else(|| StoreError::not_found("work session", ws))?;
+            // A finished session's token is born revoked: a later retry must not bring it to life.
+            let revoked = ["completed", "failed", "cancelled"]
+                .contains(&status.as_str())
+                .then_some(now);
             sqlx::query(
                 "UPDATE agent_tokens SET revoked_at = $1 WHERE work_session_id = $2 AND revoked_at IS NULL",
             )
@@ -108,7 +112,7 @@ impl Store {
             .await?;
             sqlx::query(
                 "INSERT INTO agent_tokens (token_hash, work_session_id, spec_task_id, created_at, \
-                 expires_at, instance_id, minted_by) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                 expires_at, instance_id, minted_by, revoked_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
             )
             .bind(&hash)
             .bind(ws.as_str())
@@ -117,6 +121,7 @@ impl Store {
             .bind(expires)
             .bind(mint.instance_id)
             .bind(mint.minted_by)
+            .bind(revoked)
             .execute(&mut *tx)
             .await?;
             tx.commit().await?;
