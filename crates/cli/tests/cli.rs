@@ -454,79 +454,46 @@ fn process_state(pid: &str) -> Option<char> {
     (state != 'Z' && state != 'X').then_some(state)
 }
 
-/// An agent process must not outlive a server killed with SIGKILL (no teardown code runs). The
-/// agent here, like Claude's, does not exit when its stdin closes (a shell that runs the test
-/// agent, then keeps running), so only the kernel's parent-death signal can end it. (A stopped
-/// agent would not do: its orphaned process group gets SIGHUP from the kernel anyway.)
-#[cfg(target_os = "linux")]
-#[tokio::test]
-async fn agents_die_with_a_server_killed_by_sigkill() {
-    let Some(agent) = spectask_testkit::acp_test_agent_binary() else {
-        eprintln!(
-            "SKIPPED (no test agent): run `cargo test --workspace`, which builds spectask-acp-test-agent"
-        );
-        return;
-    };
-    let cwd = tempfile::tempdir().unwrap();
-    let workspace = tempfile::tempdir().unwrap();
-    let pid_file = cwd.path().join("agent.pid");
-    let data_dir = cwd.path().join(".spectask");
-    std::fs::create_dir_all(&data_dir).unwrap();
-    let config = format!(
-        "[agents.frozen]\ncommand = \"/bin/sh\"\nargs = [\"-c\", \"echo $$ > '{pid}'; '{agent}'; sleep 600\"]\n\
-         env = {{ SPECTASK_TEST_AGENT_SCRIPT = '{{\"steps\": [{{\"kind\": \"chunks\", \"count\": 1}}, {{\"kind\": \"hang\"}}]}}' }}\n",
-        pid = pid_file.display(),
-        agent = agent.display(),
-    );
-    std::fs::write(data_dir.join("spectask.toml"), config).unwrap();
+/// A command the agent runs in the background that leaves three sleepers behind: one in a session
+/// of its own (`setsid`), one immune to hangups (`nohup`), one plain, all orphaned at once.
+const ESCAPEES: &str = "setsid sleep 600 >/dev/null 2>&1 & nohup sleep 600 >/dev/null 2>&1 & sleep 600 >/dev/null 2>&1 &";
 
-    let (mut child, base) = start(cwd.path(), &[]).await;
-    let client = reqwest::Client::new();
-    let created = client
-        .post(format!("{base}/api/v1/spec-tasks/from-prompt"))
-        .json(&json!({
-            "prompt": "Plan with an agent that freezes",
-            "spec_agent": "frozen",
-            "project_path": workspace.path().to_str().unwrap(),
-        }))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(created.status(), reqwest::StatusCode::CREATED);
+/// The variable that tags every process of one test's agent tree (descendants inherit it).
+const TREE_VAR: &str = "SPECTASK_TEST_TREE";
 
-    // Wait until the agent is in its planning turn: its first chunk is stored.
-    let session = created.json::<Value>().await.unwrap()["spec_session_id"]
-        .as_str()
+/// Live processes whose environment holds `TREE_VAR=marker`, with their command names.
+fn tree(marker: &str) -> Vec<(String, String)> {
+    let entry = format!("{TREE_VAR}={marker}");
+    std::fs::read_dir("/proc")
         .unwrap()
-        .to_owned();
+        .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .map(|pid| pid.to_string())
+        .filter(|pid| process_state(pid).is_some())
+        .filter(|pid| {
+            std::fs::read(format!("/proc/{pid}/environ")).is_ok_and(|environ| {
+                environ
+                    .split(|byte| *byte == 0)
+                    .any(|item| item == entry.as_bytes())
+            })
+        })
+        .map(|pid| {
+            let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
+            (pid, comm.trim().to_owned())
+        })
+        .collect()
+}
+
+/// Waits (polling, 30 s at most) until `done` holds for the tree tagged `marker`.
+async fn wait_for_tree(marker: &str, what: &str, done: impl Fn(&[(String, String)]) -> bool) {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
     loop {
-        let body = get_json(&client, format!("{base}/api/v1/sessions/{session}")).await;
-        if body["interactions"][0]["response_message"]
-            .as_str()
-            .is_some_and(|text| !text.is_empty())
-        {
-            break;
+        let processes = tree(marker);
+        if done(&processes) {
+            return;
         }
         assert!(
             tokio::time::Instant::now() < deadline,
-            "the planning turn never started: {body}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    let pid = std::fs::read_to_string(&pid_file)
-        .unwrap()
-        .trim()
-        .to_owned();
-    assert!(process_state(&pid).is_some(), "agent {pid} is not running");
-
-    child.start_kill().unwrap(); // SIGKILL: no shutdown code runs.
-    child.wait().await.unwrap();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    while let Some(state) = process_state(&pid) {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "agent {pid} outlived the killed server (state {state})"
+            "{what}; the tree is {processes:?}"
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
@@ -565,7 +532,10 @@ async fn agent_side_effects_happen_once_across_a_sigkill(extra: &[&str]) {
     let workspace = tempfile::tempdir().unwrap();
     let data_dir = cwd.path().join(".spectask");
     std::fs::create_dir_all(&data_dir).unwrap();
-    let agent_log = cwd.path().join("agent.jsonl");
+    // The agent's state and request log are its state directory: writable in its sandbox.
+    let agent_state = cwd.path().join("agent-state");
+    std::fs::create_dir_all(&agent_state).unwrap();
+    let agent_log = agent_state.join("agent.jsonl");
     let tool = |name: &str, arguments: Value| json!({"kind": "call_mcp_tool", "server": "spectask", "tool": name, "arguments": arguments});
     let spawn = tool(
         "spawn_work_session",
@@ -587,9 +557,9 @@ async fn agent_side_effects_happen_once_across_a_sigkill(extra: &[&str]) {
     let config = format!(
         "default_agent = \"test\"\n\n[agents.test]\ncommand = '{agent}'\n\
          env = {{ SPECTASK_TEST_AGENT_SCRIPT = '{script}', SPECTASK_TEST_AGENT_STATE = '{state}', \
-         SPECTASK_TEST_AGENT_LOG = '{log}' }}\n",
+         SPECTASK_TEST_AGENT_LOG = '{log}' }}\nstate_dirs = ['{state}']\n",
         agent = agent.display(),
-        state = cwd.path().join("agent-state").display(),
+        state = agent_state.display(),
         log = agent_log.display(),
     );
     std::fs::write(data_dir.join("spectask.toml"), config).unwrap();
@@ -734,6 +704,113 @@ async fn postgres_agent_side_effects_happen_once_across_a_sigkill() {
     let Some(db) = TestDatabase::postgres().await else {
         spectask_testkit::skip_postgres(
             "cli::postgres_agent_side_effects_happen_once_across_a_sigkill",
+fn sleepers(processes: &[(String, String)]) -> usize {
+    processes.iter().filter(|(_, comm)| comm == "sleep").count()
+}
+
+/// A data directory whose `spectask.toml` names our test agent as profile `tree`: its planning
+/// turn leaves the escapees running and then hangs. Every process of its tree carries `TREE_VAR`
+/// set to the returned marker.
+struct TreeSetup {
+    cwd: tempfile::TempDir,
+    workspace: tempfile::TempDir,
+    marker: String,
+}
+
+impl TreeSetup {
+    fn new() -> Option<Self> {
+        let (Some(agent), Some(_)) = (
+            spectask_testkit::acp_test_agent_binary(),
+            spectask_testkit::spectask_binary(),
+        ) else {
+            eprintln!(
+                "SKIPPED (no test agent): run `cargo test --workspace`, which builds spectask-acp-test-agent"
+            );
+            return None;
+        };
+        let cwd = tempfile::tempdir().unwrap();
+        let workspace = tempfile::tempdir().unwrap();
+        let data_dir = cwd.path().join(".spectask");
+        std::fs::create_dir_all(&data_dir).unwrap();
+        let script = cwd.path().join("script.json");
+        let steps = json!({"steps": [
+            {"kind": "run_command", "command": ESCAPEES, "ask_permission": false, "background": true},
+            {"kind": "chunks", "count": 1},
+            {"kind": "hang"},
+        ]});
+        std::fs::write(&script, steps.to_string()).unwrap();
+        let marker = cwd.path().to_string_lossy().into_owned();
+        let config = format!(
+            "[agents.tree]\ncommand = '{agent}'\nenv = {{ SPECTASK_TEST_AGENT_SCRIPT_FILE = '{script}', {TREE_VAR} = '{marker}' }}\n",
+            agent = agent.display(),
+            script = script.display(),
+        );
+        std::fs::write(data_dir.join("spectask.toml"), config).unwrap();
+        Some(Self {
+            cwd,
+            workspace,
+            marker,
+        })
+    }
+
+    fn run_dir(&self) -> std::path::PathBuf {
+        self.cwd.path().join(".spectask/run/agents")
+    }
+
+    /// Starts planning with the agent and waits until the escapees run.
+    async fn start_planning(&self, base: &str) {
+        let client = reqwest::Client::new();
+        let created = client
+            .post(format!("{base}/api/v1/spec-tasks/from-prompt"))
+            .json(&json!({
+                "prompt": "Plan with an agent that leaves processes behind",
+                "spec_agent": "tree",
+                "project_path": self.workspace.path().to_str().unwrap(),
+            }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(created.status(), reqwest::StatusCode::CREATED);
+        wait_for_tree(&self.marker, "the escapees never ran", |tree| {
+            sleepers(tree) == 3
+        })
+        .await;
+    }
+}
+
+/// No process of an agent's tree outlives a server killed with SIGKILL (no teardown code runs):
+/// not the agent, not its children that left its process group and session.
+async fn agent_trees_die_with_a_server_killed_by_sigkill(extra: &[&str]) {
+    let Some(setup) = TreeSetup::new() else {
+        return;
+    };
+    let (mut child, base) = start(setup.cwd.path(), extra).await;
+    setup.start_planning(&base).await;
+
+    child.start_kill().unwrap(); // SIGKILL: no shutdown code runs.
+    child.wait().await.unwrap();
+    wait_for_tree(
+        &setup.marker,
+        "processes of the agent's tree outlived the killed server",
+        <[_]>::is_empty,
+    )
+    .await;
+    let records = std::fs::read_dir(setup.run_dir()).unwrap().count();
+    assert_eq!(records, 0, "the shim cleaned up and removed its record");
+}
+
+#[cfg(target_os = "linux")]
+#[tokio::test]
+async fn sqlite_agent_trees_die_with_a_server_killed_by_sigkill() {
+    agent_trees_die_with_a_server_killed_by_sigkill(&[]).await;
+}
+
+#[cfg(target_os = "linux")]
+#[tokio::test]
+async fn postgres_agent_trees_die_with_a_server_killed_by_sigkill() {
+    let Some(db) = TestDatabase::postgres().await else {
+        spectask_testkit::skip_postgres(
+            "cli::postgres_agent_trees_die_with_a_server_killed_by_sigkill",
         );
         return;
     };
@@ -761,4 +838,71 @@ async fn a_second_serve_on_the_same_data_directory_refuses_to_start() {
         "the first server goes on serving"
     );
     first.kill().await.unwrap();
+    agent_trees_die_with_a_server_killed_by_sigkill(&["--database-url", &url]).await;
+}
+
+/// A shim killed with SIGKILL cannot clean up: what its agent started stays. The next `serve` on
+/// the same data directory kills it at start-up, from the shim's record.
+async fn the_next_server_reaps_what_a_killed_shim_left(extra: &[&str]) {
+    let Some(setup) = TreeSetup::new() else {
+        return;
+    };
+    let (mut child, base) = start(setup.cwd.path(), extra).await;
+    setup.start_planning(&base).await;
+    let records: Vec<_> = std::fs::read_dir(setup.run_dir())
+        .unwrap()
+        .map(|entry| entry.unwrap().path())
+        .collect();
+    assert_eq!(records.len(), 1, "{records:?}");
+    let record: Value = serde_json::from_slice(&std::fs::read(&records[0]).unwrap()).unwrap();
+    let shim = record["shim_pid"].as_i64().unwrap().to_string();
+    assert!(process_state(&shim).is_some(), "shim {shim} is not running");
+
+    // The shim first, then the server, so nothing is left to clean up after either.
+    std::process::Command::new("kill")
+        .args(["-KILL", &shim])
+        .status()
+        .unwrap();
+    wait_for_tree(
+        &setup.marker,
+        "the agent outlived its killed shim",
+        |tree| tree.iter().all(|(_, comm)| comm == "sleep"),
+    )
+    .await;
+    child.start_kill().unwrap();
+    child.wait().await.unwrap();
+    assert_eq!(
+        sleepers(&tree(&setup.marker)),
+        3,
+        "nothing else killed the escapees"
+    );
+
+    let (mut child, _) = start(setup.cwd.path(), extra).await;
+    wait_for_tree(
+        &setup.marker,
+        "the restarted server did not reap the killed shim's processes",
+        <[_]>::is_empty,
+    )
+    .await;
+    assert!(!records[0].exists(), "the reaped record was removed");
+    child.kill().await.unwrap();
+}
+
+#[cfg(target_os = "linux")]
+#[tokio::test]
+async fn sqlite_the_next_server_reaps_what_a_killed_shim_left() {
+    the_next_server_reaps_what_a_killed_shim_left(&[]).await;
+}
+
+#[cfg(target_os = "linux")]
+#[tokio::test]
+async fn postgres_the_next_server_reaps_what_a_killed_shim_left() {
+    let Some(db) = TestDatabase::postgres().await else {
+        spectask_testkit::skip_postgres(
+            "cli::postgres_the_next_server_reaps_what_a_killed_shim_left",
+        );
+        return;
+    };
+    let url = db.url().to_owned();
+    the_next_server_reaps_what_a_killed_shim_left(&["--database-url", &url]).await;
 }

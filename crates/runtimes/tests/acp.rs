@@ -1012,3 +1012,202 @@ async fn authenticate_is_sent_only_when_configured_and_must_be_offered_and_succe
     runtime.shutdown_instance("i-plain").await.unwrap();
     runtime.shutdown_instance("i-keyed").await.unwrap();
 }
+
+/// A command the agent runs in the background that leaves three sleepers behind: one in a session
+/// of its own (`setsid`), one immune to hangups (`nohup`), one plain, all orphaned at once (the
+/// shell exits), the way an agent's Bash commands leave processes.
+const ESCAPEES: &str = "setsid sleep 600 >/dev/null 2>&1 & nohup sleep 600 >/dev/null 2>&1 & sleep 600 >/dev/null 2>&1 &";
+
+/// The variable that tags every process of one test's agent tree (descendants inherit it).
+const TREE_VAR: &str = "SPECTASK_TEST_TREE";
+
+/// Live processes whose environment holds `TREE_VAR=marker`, with their command names.
+fn tree(marker: &str) -> Vec<(u32, String)> {
+    let entry = format!("{TREE_VAR}={marker}");
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| alive(*pid))
+        .filter(|pid| {
+            std::fs::read(format!("/proc/{pid}/environ")).is_ok_and(|environ| {
+                environ
+                    .split(|byte| *byte == 0)
+                    .any(|item| item == entry.as_bytes())
+            })
+        })
+        .map(|pid| {
+            let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
+            (pid, comm.trim().to_owned())
+        })
+        .collect()
+}
+
+/// Waits (polling, 30 s at most) until `done` holds for the tree tagged `marker`.
+async fn wait_for_tree(marker: &str, what: &str, done: impl Fn(&[(u32, String)]) -> bool) {
+    let deadline = tokio::time::Instant::now() + LONG;
+    loop {
+        let processes = tree(marker);
+        if done(&processes) {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{what}; the tree is {processes:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn sleepers(processes: &[(u32, String)]) -> usize {
+    processes.iter().filter(|(_, comm)| comm == "sleep").count()
+}
+
+/// The test agent with `steps`, its tree tagged with a marker unique to the fixture.
+fn tree_profile(fixture: &Fixture, steps: &Value) -> (AcpProfile, String) {
+    let marker = fixture.root().to_string_lossy().into_owned();
+    let profile = fixture
+        .profile("test", &json!({ "steps": steps }))
+        .with_env(TREE_VAR, &marker);
+    (profile, marker)
+}
+
+/// Starts an instance whose first turn leaves the escapees running, and waits until they run.
+async fn tree_with_escapees(fixture: &Fixture, then: Value) -> (AcpRuntime, String, String) {
+    let steps = json!([
+        {"kind": "run_command", "command": ESCAPEES, "ask_permission": false, "background": true},
+        {"kind": "chunks", "count": 1},
+        then,
+    ]);
+    let (profile, marker) = tree_profile(fixture, &steps);
+    let runtime = AcpRuntime::new(vec![profile], Some("test".into()), fixture.shim());
+    let thread = started(&runtime, fixture, "i1").await;
+    (runtime, thread, marker)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_instance_shutdown_leaves_no_process_of_the_agents_tree() {
+    let fixture = Fixture::new(require_agent!());
+    let (runtime, thread, marker) = tree_with_escapees(&fixture, json!({"kind": "stop"})).await;
+    let (result, _) = turn(&runtime, &request("i1", &thread, "t", "go")).await;
+    assert_eq!(result, Ok(StopReason::EndTurn));
+    wait_for_tree(&marker, "the escapees never ran", |tree| {
+        sleepers(tree) == 3
+    })
+    .await;
+
+    runtime.shutdown_instance("i1").await.unwrap();
+    wait_for_tree(
+        &marker,
+        "processes of the agent's tree outlived its shutdown",
+        <[_]>::is_empty,
+    )
+    .await;
+    let records: Vec<_> = std::fs::read_dir(fixture.run_dir()).unwrap().collect();
+    assert!(records.is_empty(), "the shim left its record: {records:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_agents_tree_goes_when_the_agent_exits() {
+    let fixture = Fixture::new(require_agent!());
+    let (runtime, thread, marker) =
+        tree_with_escapees(&fixture, json!({"kind": "crash", "exit_code": 3})).await;
+    let (result, _) = turn(&runtime, &request("i1", &thread, "t", "go")).await;
+    assert!(
+        matches!(result, Err(AgentError::Disconnected(_))),
+        "{result:?}"
+    );
+    wait_for_tree(
+        &marker,
+        "processes of the agent's tree outlived the agent",
+        <[_]>::is_empty,
+    )
+    .await;
+    assert_eq!(runtime.take_lost_instances().len(), 1);
+}
+
+/// The shim run by hand, as the server runs it: it exits as its agent did (code or signal), and
+/// removes its record.
+#[test]
+fn the_shim_exits_with_its_agents_status() {
+    let Some(binaries) = agent_binaries() else {
+        eprintln!("SKIPPED (no agent shim): build `spectask` into this target directory");
+        return;
+    };
+    let fixture = Fixture::new(binaries);
+    let run = |script: &str| {
+        let plan = json!({
+            "instance_id": "i1",
+            "server_pid": std::process::id(),
+            "run_dir": fixture.run_dir(),
+            "grace_ms": 2000,
+        });
+        std::process::Command::new(&fixture.shim)
+            .args([
+                "agent-shim",
+                "--plan",
+                &plan.to_string(),
+                "--",
+                "/bin/sh",
+                "-c",
+                script,
+            ])
+            .status()
+            .unwrap()
+    };
+    use std::os::unix::process::ExitStatusExt;
+    assert_eq!(run("exit 3").code(), Some(3));
+    assert_eq!(run("kill -TERM $$").signal(), Some(15));
+    assert_eq!(std::fs::read_dir(fixture.run_dir()).unwrap().count(), 0);
+    let bad = std::process::Command::new(&fixture.shim)
+        .args(["agent-shim", "--plan", "{}", "--", "/bin/true"])
+        .status()
+        .unwrap();
+    assert_eq!(bad.code(), Some(2), "an unusable plan is a usage error");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_reaper_kills_what_a_killed_shim_left_behind() {
+    let fixture = Fixture::new(require_agent!());
+    let (runtime, thread, marker) = tree_with_escapees(&fixture, json!({"kind": "stop"})).await;
+    let (result, _) = turn(&runtime, &request("i1", &thread, "t", "go")).await;
+    assert_eq!(result, Ok(StopReason::EndTurn));
+    wait_for_tree(&marker, "the escapees never ran", |tree| {
+        sleepers(tree) == 3
+    })
+    .await;
+
+    // The one thing the shim cannot survive to clean up after.
+    let records: Vec<PathBuf> = std::fs::read_dir(fixture.run_dir())
+        .unwrap()
+        .map(|entry| entry.unwrap().path())
+        .collect();
+    assert_eq!(records.len(), 1, "{records:?}");
+    let record: Value = serde_json::from_slice(&std::fs::read(&records[0]).unwrap()).unwrap();
+    let shim = record["shim_pid"].as_i64().unwrap();
+    assert!(tree(&marker).iter().any(|(pid, _)| i64::from(*pid) == shim));
+    std::process::Command::new("kill")
+        .args(["-KILL", &shim.to_string()])
+        .status()
+        .unwrap();
+    wait_for_tree(&marker, "the agent outlived its killed shim", |tree| {
+        tree.iter().all(|(_, comm)| comm == "sleep")
+    })
+    .await;
+    assert_eq!(
+        sleepers(&tree(&marker)),
+        3,
+        "nothing else killed the escapees"
+    );
+
+    let report = spectask_runtimes::agent::shim::reap(&fixture.run_dir()).unwrap();
+    assert_eq!(report.records, 1);
+    assert!(report.killed >= 3, "{report:?}");
+    wait_for_tree(
+        &marker,
+        "the reaper left processes of the tree",
+        <[_]>::is_empty,
+    )
+    .await;
+    assert_eq!(std::fs::read_dir(fixture.run_dir()).unwrap().count(), 0);
+    drop(runtime);
+}

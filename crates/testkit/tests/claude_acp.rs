@@ -472,3 +472,110 @@ async fn the_fake_holds_gated_replies_until_the_gate_opens() {
     assert_eq!(reply["content"][0]["text"], "passed");
     assert_eq!(fake.pending_replies(), 0);
 }
+
+/// The variable that tags every process of the agent's tree in `no_claude_process_outlives_the_server`.
+const TREE_VAR: &str = "SPECTASK_TEST_TREE";
+
+/// Live (not zombie) processes whose environment holds `TREE_VAR=marker`, with their names.
+fn tree(marker: &str) -> Vec<(u32, String)> {
+    let entry = format!("{TREE_VAR}={marker}");
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+                let state = stat
+                    .rsplit_once(')')
+                    .map_or("", |(_, rest)| rest.trim_start());
+                !state.starts_with('Z') && !state.starts_with('X')
+            })
+        })
+        .filter(|pid| {
+            std::fs::read(format!("/proc/{pid}/environ")).is_ok_and(|environ| {
+                environ
+                    .split(|byte| *byte == 0)
+                    .any(|item| item == entry.as_bytes())
+            })
+        })
+        .map(|pid| {
+            let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
+            (pid, comm.trim().to_owned())
+        })
+        .collect()
+}
+
+/// Waits (polling, `TURN` at most) until `done` holds for the tree tagged `marker`.
+async fn wait_for_tree(marker: &str, what: &str, done: impl Fn(&[(u32, String)]) -> bool) {
+    let deadline = Instant::now() + TURN;
+    loop {
+        let processes = tree(marker);
+        if done(&processes) {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{what}; the tree is {processes:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// When the server dies, even by SIGKILL, the kernel sends the agent's shim SIGTERM (its death
+/// signal); this test, which cannot die itself, sends that signal by hand. Afterwards no process
+/// of the real agent's tree is left: not claude-agent-acp, not the Claude Code process it
+/// started, not the command its Bash tool left running in a session of its own.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_claude_process_outlives_the_server() {
+    init_test_logging();
+    let fixture = Fixture::new(require_agent!());
+    let fake = FakeAnthropic::start().await;
+    let marker = fixture.root().to_string_lossy().into_owned();
+    let run_dir = fixture.root().join("run");
+    let runtime = AcpRuntime::new(
+        vec![fixture.profile(&fake).with_env(TREE_VAR, &marker)],
+        None,
+        spectask_testkit::agent_shim(&run_dir),
+    );
+    tokio::time::timeout(TURN, runtime.ensure_instance(&fixture.spec("i1")))
+        .await
+        .expect("initialize in time")
+        .expect("initialize");
+    let thread = new_thread(&runtime, "stws_1").await;
+    fake.push(AnthropicReply::ToolUse {
+        text: Some("Starting the watcher.".to_owned()),
+        name: "Bash".to_owned(),
+        input: json!({
+            "command": "setsid sleep 600 >/dev/null 2>&1 &",
+            "description": "Start a watcher in the background",
+        }),
+    });
+    fake.push(AnthropicReply::Text("Started.".to_owned()));
+    let (stop, events) = turn(&runtime, &request("i1", &thread, "turn_1", "start it")).await;
+    assert_eq!(stop, StopReason::EndTurn, "{events:?}");
+    wait_for_tree(&marker, "the Bash command's sleeper never ran", |tree| {
+        tree.iter().any(|(_, comm)| comm == "sleep")
+    })
+    .await;
+    let before = tree(&marker);
+    assert!(before.len() >= 3, "shim, agent and more: {before:?}");
+
+    let record = std::fs::read_dir(&run_dir)
+        .unwrap()
+        .next()
+        .expect("the shim's record")
+        .unwrap()
+        .path();
+    let record: Value = serde_json::from_slice(&std::fs::read(record).unwrap()).unwrap();
+    let shim = record["shim_pid"].as_i64().unwrap().to_string();
+    std::process::Command::new("kill")
+        .args(["-TERM", &shim])
+        .status()
+        .unwrap();
+    wait_for_tree(
+        &marker,
+        "processes of the agent's tree outlived the server's death signal",
+        <[_]>::is_empty,
+    )
+    .await;
+    drop(runtime);
+}

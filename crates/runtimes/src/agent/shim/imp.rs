@@ -60,10 +60,21 @@ pub(super) fn run(plan: &ShimPlan, agent: &OsStr, agent_args: &[OsString]) -> Ex
     let mut command = std::process::Command::new(agent);
     command.args(agent_args).env(MARKER_VAR, &record.marker);
     let sandbox = plan.sandbox.clone();
+    let inherited_mask = watched;
     // SAFETY: the closure runs in the forked child of this single-threaded process (no lock can
     // be held by another thread), before exec; it only makes system calls.
     unsafe {
         command.pre_exec(move || {
+            // The signal mask survives fork and exec (std does not reset it): without this the
+            // agent could not be stopped with SIGTERM or interrupted with SIGINT.
+            if libc::sigprocmask(
+                libc::SIG_UNBLOCK,
+                &raw const inherited_mask,
+                std::ptr::null_mut(),
+            ) != 0
+            {
+                return Err(std::io::Error::last_os_error());
+            }
             // Its own session and process group: the server's SIGTERM goes to the agent's group,
             // and a terminal's signals do not reach it.
             rustix::process::setsid()?;
@@ -87,7 +98,6 @@ pub(super) fn run(plan: &ShimPlan, agent: &OsStr, agent_args: &[OsString]) -> Ex
             Ok(())
         });
     }
-    // std resets the signal mask of the child, so the agent does not inherit the shim's blocks.
     let child = match command.spawn() {
         Ok(child) => child,
         Err(err) => {
