@@ -499,6 +499,186 @@ async fn wait_for_tree(marker: &str, what: &str, done: impl Fn(&[(String, String
     }
 }
 
+fn sleepers(processes: &[(String, String)]) -> usize {
+    processes.iter().filter(|(_, comm)| comm == "sleep").count()
+}
+
+/// A data directory whose `spectask.toml` names our test agent as profile `tree`: its planning
+/// turn leaves the escapees running and then hangs. Every process of its tree carries `TREE_VAR`
+/// set to the returned marker.
+struct TreeSetup {
+    cwd: tempfile::TempDir,
+    workspace: tempfile::TempDir,
+    marker: String,
+}
+
+impl TreeSetup {
+    fn new() -> Option<Self> {
+        let (Some(agent), Some(_)) = (
+            spectask_testkit::acp_test_agent_binary(),
+            spectask_testkit::spectask_binary(),
+        ) else {
+            eprintln!(
+                "SKIPPED (no test agent): run `cargo test --workspace`, which builds spectask-acp-test-agent"
+            );
+            return None;
+        };
+        let cwd = tempfile::tempdir().unwrap();
+        let workspace = tempfile::tempdir().unwrap();
+        let data_dir = cwd.path().join(".spectask");
+        std::fs::create_dir_all(&data_dir).unwrap();
+        let script = cwd.path().join("script.json");
+        let steps = json!({"steps": [
+            {"kind": "run_command", "command": ESCAPEES, "ask_permission": false, "background": true},
+            {"kind": "chunks", "count": 1},
+            {"kind": "hang"},
+        ]});
+        std::fs::write(&script, steps.to_string()).unwrap();
+        let marker = cwd.path().to_string_lossy().into_owned();
+        let config = format!(
+            "[agents.tree]\ncommand = '{agent}'\nenv = {{ SPECTASK_TEST_AGENT_SCRIPT_FILE = '{script}', {TREE_VAR} = '{marker}' }}\n",
+            agent = agent.display(),
+            script = script.display(),
+        );
+        std::fs::write(data_dir.join("spectask.toml"), config).unwrap();
+        Some(Self {
+            cwd,
+            workspace,
+            marker,
+        })
+    }
+
+    fn run_dir(&self) -> std::path::PathBuf {
+        self.cwd.path().join(".spectask/run/agents")
+    }
+
+    /// Starts planning with the agent and waits until the escapees run.
+    async fn start_planning(&self, base: &str) {
+        let client = reqwest::Client::new();
+        let created = client
+            .post(format!("{base}/api/v1/spec-tasks/from-prompt"))
+            .json(&json!({
+                "prompt": "Plan with an agent that leaves processes behind",
+                "spec_agent": "tree",
+                "project_path": self.workspace.path().to_str().unwrap(),
+            }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(created.status(), reqwest::StatusCode::CREATED);
+        wait_for_tree(&self.marker, "the escapees never ran", |tree| {
+            sleepers(tree) == 3
+        })
+        .await;
+    }
+}
+
+/// No process of an agent's tree outlives a server killed with SIGKILL (no teardown code runs):
+/// not the agent, not its children that left its process group and session.
+async fn agent_trees_die_with_a_server_killed_by_sigkill(extra: &[&str]) {
+    let Some(setup) = TreeSetup::new() else {
+        return;
+    };
+    let (mut child, base) = start(setup.cwd.path(), extra).await;
+    setup.start_planning(&base).await;
+
+    child.start_kill().unwrap(); // SIGKILL: no shutdown code runs.
+    child.wait().await.unwrap();
+    wait_for_tree(
+        &setup.marker,
+        "processes of the agent's tree outlived the killed server",
+        <[_]>::is_empty,
+    )
+    .await;
+    let records = std::fs::read_dir(setup.run_dir()).unwrap().count();
+    assert_eq!(records, 0, "the shim cleaned up and removed its record");
+}
+
+#[cfg(target_os = "linux")]
+#[tokio::test]
+async fn sqlite_agent_trees_die_with_a_server_killed_by_sigkill() {
+    agent_trees_die_with_a_server_killed_by_sigkill(&[]).await;
+}
+
+#[cfg(target_os = "linux")]
+#[tokio::test]
+async fn postgres_agent_trees_die_with_a_server_killed_by_sigkill() {
+    let Some(db) = TestDatabase::postgres().await else {
+        spectask_testkit::skip_postgres(
+            "cli::postgres_agent_trees_die_with_a_server_killed_by_sigkill",
+        );
+        return;
+    };
+    let url = db.url().to_owned();
+    agent_trees_die_with_a_server_killed_by_sigkill(&["--database-url", &url]).await;
+}
+
+/// A shim killed with SIGKILL cannot clean up: what its agent started stays. The next `serve` on
+/// the same data directory kills it at start-up, from the shim's record.
+async fn the_next_server_reaps_what_a_killed_shim_left(extra: &[&str]) {
+    let Some(setup) = TreeSetup::new() else {
+        return;
+    };
+    let (mut child, base) = start(setup.cwd.path(), extra).await;
+    setup.start_planning(&base).await;
+    let records: Vec<_> = std::fs::read_dir(setup.run_dir())
+        .unwrap()
+        .map(|entry| entry.unwrap().path())
+        .collect();
+    assert_eq!(records.len(), 1, "{records:?}");
+    let record: Value = serde_json::from_slice(&std::fs::read(&records[0]).unwrap()).unwrap();
+    let shim = record["shim_pid"].as_i64().unwrap().to_string();
+    assert!(process_state(&shim).is_some(), "shim {shim} is not running");
+
+    // The shim first, then the server, so nothing is left to clean up after either.
+    std::process::Command::new("kill")
+        .args(["-KILL", &shim])
+        .status()
+        .unwrap();
+    wait_for_tree(
+        &setup.marker,
+        "the agent outlived its killed shim",
+        |tree| tree.iter().all(|(_, comm)| comm == "sleep"),
+    )
+    .await;
+    child.start_kill().unwrap();
+    child.wait().await.unwrap();
+    assert_eq!(
+        sleepers(&tree(&setup.marker)),
+        3,
+        "nothing else killed the escapees"
+    );
+
+    let (mut child, _) = start(setup.cwd.path(), extra).await;
+    wait_for_tree(
+        &setup.marker,
+        "the restarted server did not reap the killed shim's processes",
+        <[_]>::is_empty,
+    )
+    .await;
+    assert!(!records[0].exists(), "the reaped record was removed");
+    child.kill().await.unwrap();
+}
+
+#[cfg(target_os = "linux")]
+#[tokio::test]
+async fn sqlite_the_next_server_reaps_what_a_killed_shim_left() {
+    the_next_server_reaps_what_a_killed_shim_left(&[]).await;
+}
+
+#[cfg(target_os = "linux")]
+#[tokio::test]
+async fn postgres_the_next_server_reaps_what_a_killed_shim_left() {
+    let Some(db) = TestDatabase::postgres().await else {
+        spectask_testkit::skip_postgres(
+            "cli::postgres_the_next_server_reaps_what_a_killed_shim_left",
+        );
+        return;
+    };
+    let url = db.url().to_owned();
+    the_next_server_reaps_what_a_killed_shim_left(&["--database-url", &url]).await;
+}
+
 /// Polls `check` until it yields a value, for up to 60 s.
 async fn wait_for<T, F, Fut>(what: &str, mut check: F) -> T
 where
@@ -704,113 +884,6 @@ async fn postgres_agent_side_effects_happen_once_across_a_sigkill() {
     let Some(db) = TestDatabase::postgres().await else {
         spectask_testkit::skip_postgres(
             "cli::postgres_agent_side_effects_happen_once_across_a_sigkill",
-fn sleepers(processes: &[(String, String)]) -> usize {
-    processes.iter().filter(|(_, comm)| comm == "sleep").count()
-}
-
-/// A data directory whose `spectask.toml` names our test agent as profile `tree`: its planning
-/// turn leaves the escapees running and then hangs. Every process of its tree carries `TREE_VAR`
-/// set to the returned marker.
-struct TreeSetup {
-    cwd: tempfile::TempDir,
-    workspace: tempfile::TempDir,
-    marker: String,
-}
-
-impl TreeSetup {
-    fn new() -> Option<Self> {
-        let (Some(agent), Some(_)) = (
-            spectask_testkit::acp_test_agent_binary(),
-            spectask_testkit::spectask_binary(),
-        ) else {
-            eprintln!(
-                "SKIPPED (no test agent): run `cargo test --workspace`, which builds spectask-acp-test-agent"
-            );
-            return None;
-        };
-        let cwd = tempfile::tempdir().unwrap();
-        let workspace = tempfile::tempdir().unwrap();
-        let data_dir = cwd.path().join(".spectask");
-        std::fs::create_dir_all(&data_dir).unwrap();
-        let script = cwd.path().join("script.json");
-        let steps = json!({"steps": [
-            {"kind": "run_command", "command": ESCAPEES, "ask_permission": false, "background": true},
-            {"kind": "chunks", "count": 1},
-            {"kind": "hang"},
-        ]});
-        std::fs::write(&script, steps.to_string()).unwrap();
-        let marker = cwd.path().to_string_lossy().into_owned();
-        let config = format!(
-            "[agents.tree]\ncommand = '{agent}'\nenv = {{ SPECTASK_TEST_AGENT_SCRIPT_FILE = '{script}', {TREE_VAR} = '{marker}' }}\n",
-            agent = agent.display(),
-            script = script.display(),
-        );
-        std::fs::write(data_dir.join("spectask.toml"), config).unwrap();
-        Some(Self {
-            cwd,
-            workspace,
-            marker,
-        })
-    }
-
-    fn run_dir(&self) -> std::path::PathBuf {
-        self.cwd.path().join(".spectask/run/agents")
-    }
-
-    /// Starts planning with the agent and waits until the escapees run.
-    async fn start_planning(&self, base: &str) {
-        let client = reqwest::Client::new();
-        let created = client
-            .post(format!("{base}/api/v1/spec-tasks/from-prompt"))
-            .json(&json!({
-                "prompt": "Plan with an agent that leaves processes behind",
-                "spec_agent": "tree",
-                "project_path": self.workspace.path().to_str().unwrap(),
-            }))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(created.status(), reqwest::StatusCode::CREATED);
-        wait_for_tree(&self.marker, "the escapees never ran", |tree| {
-            sleepers(tree) == 3
-        })
-        .await;
-    }
-}
-
-/// No process of an agent's tree outlives a server killed with SIGKILL (no teardown code runs):
-/// not the agent, not its children that left its process group and session.
-async fn agent_trees_die_with_a_server_killed_by_sigkill(extra: &[&str]) {
-    let Some(setup) = TreeSetup::new() else {
-        return;
-    };
-    let (mut child, base) = start(setup.cwd.path(), extra).await;
-    setup.start_planning(&base).await;
-
-    child.start_kill().unwrap(); // SIGKILL: no shutdown code runs.
-    child.wait().await.unwrap();
-    wait_for_tree(
-        &setup.marker,
-        "processes of the agent's tree outlived the killed server",
-        <[_]>::is_empty,
-    )
-    .await;
-    let records = std::fs::read_dir(setup.run_dir()).unwrap().count();
-    assert_eq!(records, 0, "the shim cleaned up and removed its record");
-}
-
-#[cfg(target_os = "linux")]
-#[tokio::test]
-async fn sqlite_agent_trees_die_with_a_server_killed_by_sigkill() {
-    agent_trees_die_with_a_server_killed_by_sigkill(&[]).await;
-}
-
-#[cfg(target_os = "linux")]
-#[tokio::test]
-async fn postgres_agent_trees_die_with_a_server_killed_by_sigkill() {
-    let Some(db) = TestDatabase::postgres().await else {
-        spectask_testkit::skip_postgres(
-            "cli::postgres_agent_trees_die_with_a_server_killed_by_sigkill",
         );
         return;
     };
@@ -838,71 +911,4 @@ async fn a_second_serve_on_the_same_data_directory_refuses_to_start() {
         "the first server goes on serving"
     );
     first.kill().await.unwrap();
-    agent_trees_die_with_a_server_killed_by_sigkill(&["--database-url", &url]).await;
-}
-
-/// A shim killed with SIGKILL cannot clean up: what its agent started stays. The next `serve` on
-/// the same data directory kills it at start-up, from the shim's record.
-async fn the_next_server_reaps_what_a_killed_shim_left(extra: &[&str]) {
-    let Some(setup) = TreeSetup::new() else {
-        return;
-    };
-    let (mut child, base) = start(setup.cwd.path(), extra).await;
-    setup.start_planning(&base).await;
-    let records: Vec<_> = std::fs::read_dir(setup.run_dir())
-        .unwrap()
-        .map(|entry| entry.unwrap().path())
-        .collect();
-    assert_eq!(records.len(), 1, "{records:?}");
-    let record: Value = serde_json::from_slice(&std::fs::read(&records[0]).unwrap()).unwrap();
-    let shim = record["shim_pid"].as_i64().unwrap().to_string();
-    assert!(process_state(&shim).is_some(), "shim {shim} is not running");
-
-    // The shim first, then the server, so nothing is left to clean up after either.
-    std::process::Command::new("kill")
-        .args(["-KILL", &shim])
-        .status()
-        .unwrap();
-    wait_for_tree(
-        &setup.marker,
-        "the agent outlived its killed shim",
-        |tree| tree.iter().all(|(_, comm)| comm == "sleep"),
-    )
-    .await;
-    child.start_kill().unwrap();
-    child.wait().await.unwrap();
-    assert_eq!(
-        sleepers(&tree(&setup.marker)),
-        3,
-        "nothing else killed the escapees"
-    );
-
-    let (mut child, _) = start(setup.cwd.path(), extra).await;
-    wait_for_tree(
-        &setup.marker,
-        "the restarted server did not reap the killed shim's processes",
-        <[_]>::is_empty,
-    )
-    .await;
-    assert!(!records[0].exists(), "the reaped record was removed");
-    child.kill().await.unwrap();
-}
-
-#[cfg(target_os = "linux")]
-#[tokio::test]
-async fn sqlite_the_next_server_reaps_what_a_killed_shim_left() {
-    the_next_server_reaps_what_a_killed_shim_left(&[]).await;
-}
-
-#[cfg(target_os = "linux")]
-#[tokio::test]
-async fn postgres_the_next_server_reaps_what_a_killed_shim_left() {
-    let Some(db) = TestDatabase::postgres().await else {
-        spectask_testkit::skip_postgres(
-            "cli::postgres_the_next_server_reaps_what_a_killed_shim_left",
-        );
-        return;
-    };
-    let url = db.url().to_owned();
-    the_next_server_reaps_what_a_killed_shim_left(&["--database-url", &url]).await;
 }
