@@ -65,6 +65,9 @@ pub struct AgentEntry {
     pub permission_policy: Option<String>,
     /// The `authenticate` method sent after `initialize`, one of the agent's `authMethods`.
     pub authenticate: Option<String>,
+    /// Lets the agent write git's internals (`.git/`), `.envrc` and `.husky/` (default false).
+    #[serde(default)]
+    pub allow_protected_paths: bool,
 }
 
 #[derive(Debug, Deserialize)]
@@ -196,7 +199,9 @@ pub fn agents(file: &ConfigFile, env: &dyn Fn(&str) -> Option<String>) -> Result
                 "agent `{name}`: permission_policy must be allow_workspace_edits, deny or ask, not `{other}`"
             ),
         };
-        let mut profile = profile.with_policy(policy);
+        let mut profile = profile
+            .with_policy(policy)
+            .with_protected_paths_allowed(entry.allow_protected_paths);
         if let Some(method) = &entry.authenticate {
             anyhow::ensure!(
                 !method.trim().is_empty(),

@@ -355,6 +355,13 @@ impl AcpRuntime {
             workspace: workspace.clone(),
             policy: profile.permission_policy,
             broker: self.broker.clone(),
+            home: profile
+                .env
+                .get("HOME")
+                .map(PathBuf::from)
+                .or_else(|| std::env::var_os("HOME").map(PathBuf::from)),
+            allow_protected_paths: profile.allow_protected_paths,
+            grants: Mutex::default(),
         });
         let limits = Arc::new(StdoutLimits::new(
             self.limits.max_line_bytes,

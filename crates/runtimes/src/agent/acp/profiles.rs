@@ -13,7 +13,8 @@ pub enum PermissionPolicy {
     AllowWorkspaceEdits,
     /// Reject every request.
     Deny,
-    /// A human decides. Not wired yet: requests are rejected with a log line.
+    /// A human decides, through the [`PermissionBroker`](crate::agent::PermissionBroker);
+    /// without one, requests are rejected with a log line.
     Ask,
 }
 
@@ -31,6 +32,9 @@ pub struct AcpProfile {
     /// The `authenticate` method id sent after `initialize`; it must be one of the agent's
     /// advertised `authMethods`. `None`: nothing is sent.
     pub authenticate: Option<String>,
+    /// Lets the agent write protected paths (git's internals under `.git/`, `.envrc`, `.husky/`),
+    /// which are refused under every policy otherwise.
+    pub allow_protected_paths: bool,
 }
 
 impl AcpProfile {
@@ -47,7 +51,15 @@ impl AcpProfile {
             env: BTreeMap::new(),
             permission_policy: PermissionPolicy::default(),
             authenticate: None,
+            allow_protected_paths: false,
         }
+    }
+
+    /// The same profile, allowed (`true`) to write protected paths.
+    #[must_use]
+    pub fn with_protected_paths_allowed(mut self, allowed: bool) -> Self {
+        self.allow_protected_paths = allowed;
+        self
     }
 
     /// The same profile with one more environment variable.
