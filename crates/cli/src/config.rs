@@ -84,6 +84,9 @@ pub struct AgentEntry {
     pub readable: Option<Vec<String>>,
     /// Restricts TCP connects to these ports (plus spectask's own).
     pub connect_ports: Option<Vec<u16>>,
+    /// Lets the agent write git's internals (`.git/`), `.envrc` and `.husky/` (default false).
+    #[serde(default)]
+    pub allow_protected_paths: bool,
 }
 
 #[derive(Debug, Deserialize)]
@@ -215,7 +218,9 @@ pub fn agents(file: &ConfigFile, env: &dyn Fn(&str) -> Option<String>) -> Result
                 "agent `{name}`: permission_policy must be allow_workspace_edits, deny or ask, not `{other}`"
             ),
         };
-        let mut profile = profile.with_policy(policy);
+        let mut profile = profile
+            .with_policy(policy)
+            .with_protected_paths_allowed(entry.allow_protected_paths);
         if let Some(method) = &entry.authenticate {
             anyhow::ensure!(
                 !method.trim().is_empty(),

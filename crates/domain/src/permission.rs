@@ -5,7 +5,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::enums::string_enum;
-use crate::ids::{PermissionRequestId, SpecTaskId, WorkSessionId};
+use crate::ids::{PermissionRequestId, SessionId, SpecTaskId, WorkSessionId};
 
 string_enum! {
     /// Where a permission request is. Only `pending` requests can be answered or expire.
@@ -31,11 +31,23 @@ pub struct PermissionOption {
 pub struct PermissionRequest {
     pub id: PermissionRequestId,
     pub spec_task_id: SpecTaskId,
-    pub work_session_id: WorkSessionId,
+    /// The session that asked: the planning session, or a work session's Helix session.
+    pub session_id: SessionId,
+    /// The work session that asked; `null` for the planning session.
+    pub work_session_id: Option<WorkSessionId>,
     /// The thread (ACP session) that asked.
     pub zed_thread_id: String,
     pub tool_call_id: String,
     pub title: String,
+    /// The tool call's kind as the agent gave it (`edit`, `execute`, `fetch`, `other`…).
+    pub tool_kind: Option<String>,
+    /// The command a shell tool call would run.
+    pub command: Option<String>,
+    /// The tool call's raw input (a JSON value; a cut string when it was large).
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<Object>))]
+    pub raw_input: Option<serde_json::Value>,
+    /// The paths the tool call names.
+    pub locations: Vec<String>,
     pub options: Vec<PermissionOption>,
     pub status: PermissionRequestStatus,
     /// The chosen option, once answered.

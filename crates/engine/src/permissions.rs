@@ -1,5 +1,6 @@
-//! The permission desk: answers agents' `ask`-policy permission requests by recording them for a
-//! human (`GET/POST /work-sessions/{sid}/permission-requests`) and waiting for the answer, up to
+//! The permission desk: answers agents' `ask`-policy permission requests (of work sessions and of
+//! planning sessions) by recording them for a human (`GET/POST /spec-tasks/{id}/permission-requests`,
+//! or per work session) and waiting for the answer, up to
 //! a timeout after which the request expires and the agent is told `cancelled` (nothing granted).
 //! The wait re-reads the database, so an answer given through any replica reaches the agent.
 
@@ -44,6 +45,10 @@ impl PermissionBroker for PermissionDesk {
                     kind: o.kind.clone(),
                 })
                 .collect(),
+            tool_kind: ask.kind.clone(),
+            command: ask.command.clone(),
+            raw_input: ask.raw_input.clone(),
+            locations: ask.locations.clone(),
             timeout: self.timeout,
         };
         // Subscribe first so an answer committed right after the insert is not missed.
@@ -55,7 +60,7 @@ impl PermissionBroker for PermissionDesk {
                 return None;
             }
         };
-        tracing::info!(request = %request.id, work_session_id = %request.work_session_id, title = %request.title, "permission request waiting for a human");
+        tracing::info!(request = %request.id, session_id = %request.session_id, work_session_id = ?request.work_session_id, title = %request.title, "permission request waiting for a human");
         let deadline = tokio::time::Instant::now() + self.timeout;
         loop {
             match self.store.get_permission_request(&request.id).await {

@@ -170,6 +170,21 @@ backend_tests! {
         assert_eq!((answered.status, answered.body["status"].clone()), (reqwest::StatusCode::OK, json!("answered")));
         let again = app.post(&format!("/api/v1/work-sessions/{ws}/permission-requests/{rid}"), &json!({"option_id": "allow"})).await;
         assert_eq!((again.status, again.error_code()), (reqwest::StatusCode::CONFLICT, "conflict"));
+        // The agent's own write of the file is put to the human as well: the request above named
+        // no path, so it granted no write.
+        let write = loop {
+            let requests = app.get(&format!("/api/v1/work-sessions/{ws}/permission-requests")).await.body;
+            if let Some(pending) = requests["permission_requests"].as_array().unwrap().iter().find(|r| r["status"] == "pending") {
+                break pending.clone();
+            }
+            assert!(tokio::time::Instant::now() < deadline, "the write was not put to the human");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        };
+        assert_eq!(write["tool_kind"], "edit");
+        assert!(write["title"].as_str().unwrap().ends_with("approved.txt"), "{write}");
+        let wid = write["id"].as_str().unwrap();
+        let answered = app.post(&format!("/api/v1/work-sessions/{ws}/permission-requests/{wid}"), &json!({"option_id": "allow"})).await;
+        assert_eq!(answered.status, reqwest::StatusCode::OK);
 
         wait_for(&app, &id, "implementation_review").await;
         assert_eq!(std::fs::read_to_string(workspace.path().join("approved.txt")).unwrap(), "yes\n");

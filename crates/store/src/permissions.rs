@@ -1,11 +1,12 @@
-//! Permission requests: recorded when an agent asks under the `ask` policy, answered by a human
-//! (or expired) with a guarded update from `pending`, so an answer and an expiry cannot both win.
+//! Permission requests: recorded when an agent asks under the `ask` policy (from a work session's
+//! thread or the planning session's), answered by a human (or expired) with a guarded update from
+//! `pending`, so an answer and an expiry cannot both win.
 
 use chrono::{DateTime, Utc};
 use serde_json::json;
 use spectask_domain::{
     EventKind, NewEvent, PermissionOption, PermissionRequest, PermissionRequestId,
-    PermissionRequestStatus, SpecTaskId, WorkSessionId,
+    PermissionRequestStatus, SessionId, SpecTaskId, WorkSessionId,
 };
 use sqlx::types::Json;
 
@@ -18,26 +19,36 @@ use crate::ids::now;
 /// A request to record.
 #[derive(Debug, Clone)]
 pub struct NewPermissionRequest {
-    /// The thread that asked; its work session is looked up from it.
+    /// The thread that asked; its work session (or planning session) is looked up from it.
     pub zed_thread_id: String,
     pub tool_call_id: String,
     pub title: String,
     pub options: Vec<PermissionOption>,
+    pub tool_kind: Option<String>,
+    pub command: Option<String>,
+    pub raw_input: Option<serde_json::Value>,
+    pub locations: Vec<String>,
     /// How long a human has to answer.
     pub timeout: std::time::Duration,
 }
 
-const COLUMNS: &str = "id, spec_task_id, work_session_id, zed_thread_id, tool_call_id, title, options, status, \
-    choice, answered_by, created_at, answered_at, expires_at";
+const COLUMNS: &str = "id, spec_task_id, session_id, work_session_id, zed_thread_id, tool_call_id, title, \
+    tool_kind, command, raw_input, locations, options, status, choice, answered_by, created_at, answered_at, \
+    expires_at";
 
 #[derive(sqlx::FromRow)]
 struct Row {
     id: String,
     spec_task_id: String,
-    work_session_id: String,
+    session_id: String,
+    work_session_id: Option<String>,
     zed_thread_id: String,
     tool_call_id: String,
     title: String,
+    tool_kind: Option<String>,
+    command: Option<String>,
+    raw_input: Option<Json<serde_json::Value>>,
+    locations: Json<Vec<String>>,
     options: Json<Vec<PermissionOption>>,
     status: String,
     choice: Option<String>,
@@ -55,10 +66,20 @@ impl TryFrom<Row> for PermissionRequest {
         Ok(PermissionRequest {
             id: PermissionRequestId::parse(&row.id).map_err(corrupt)?,
             spec_task_id: SpecTaskId::parse(&row.spec_task_id).map_err(corrupt)?,
-            work_session_id: WorkSessionId::parse(&row.work_session_id).map_err(corrupt)?,
+            session_id: SessionId::parse(&row.session_id).map_err(corrupt)?,
+            work_session_id: row
+                .work_session_id
+                .as_deref()
+                .map(WorkSessionId::parse)
+                .transpose()
+                .map_err(corrupt)?,
             zed_thread_id: row.zed_thread_id,
             tool_call_id: row.tool_call_id,
             title: row.title,
+            tool_kind: row.tool_kind,
+            command: row.command,
+            raw_input: row.raw_input.map(|raw| raw.0),
+            locations: row.locations.0,
             options: row.options.0,
             status: row.status.parse()?,
             choice: row.choice,
@@ -71,8 +92,8 @@ impl TryFrom<Row> for PermissionRequest {
 }
 
 impl Store {
-    /// Records a pending request from the thread `zed_thread_id` (which must belong to a work
-    /// session).
+    /// Records a pending request from the thread `zed_thread_id`, which must be a work session's
+    /// thread or the ACP session of a planning session.
     pub async fn create_permission_request(
         &self,
         new: &NewPermissionRequest,
@@ -81,27 +102,53 @@ impl Store {
         let now = now();
         let expires =
             now + chrono::Duration::from_std(new.timeout).unwrap_or(chrono::Duration::minutes(10));
-        let (row, event_id) = on_backend!(&*self.backend, |w, r, d| {
-            let mut tx = w.begin().await?;
-            let owner: Option<(String, String)> = sqlx::query_as(
-                "SELECT spec_task_id, work_session_id FROM spec_task_zed_threads WHERE zed_thread_id = $1 ORDER BY id DESC LIMIT 1",
+        // The owner is looked up before the write transaction: a deferred SQLite transaction
+        // that reads and then writes fails at once (SQLITE_BUSY) if another connection wrote in
+        // between, instead of waiting its turn. Threads never change owner, so nothing is lost.
+        let (task, ws, session) = on_backend!(&*self.backend, |w, r, d| {
+            let work: Option<(String, String, String)> = sqlx::query_as(
+                "SELECT t.spec_task_id, t.work_session_id, w.helix_session_id FROM spec_task_zed_threads t \
+                 JOIN spec_task_work_sessions w ON w.id = t.work_session_id \
+                 WHERE t.zed_thread_id = $1 ORDER BY t.id DESC LIMIT 1",
             )
             .bind(&new.zed_thread_id)
-            .fetch_optional(&mut *tx)
+            .fetch_optional(r)
             .await?;
-            let (task, ws) =
-                owner.ok_or_else(|| StoreError::not_found("zed thread", &new.zed_thread_id))?;
+            match work {
+                Some((task, ws, session)) => (task, Some(ws), session),
+                None => {
+                    // A planning thread: the ACP session recorded on the planning session.
+                    let planning: Option<(String, String)> = sqlx::query_as(
+                        "SELECT spec_task_id, id FROM sessions WHERE agent_thread_id = $1 ORDER BY id DESC LIMIT 1",
+                    )
+                    .bind(&new.zed_thread_id)
+                    .fetch_optional(r)
+                    .await?;
+                    let (task, session) = planning
+                        .ok_or_else(|| StoreError::not_found("zed thread", &new.zed_thread_id))?;
+                    (task, None, session)
+                }
+            }
+        });
+        let (row, event_id) = on_backend!(&*self.backend, |w, r, d| {
+            let mut tx = w.begin().await?;
             let row: Row = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-                "INSERT INTO permission_requests (id, spec_task_id, work_session_id, zed_thread_id, tool_call_id, title, \
-                 options, status, created_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7, 'pending', $8, $9) \
+                "INSERT INTO permission_requests (id, spec_task_id, session_id, work_session_id, zed_thread_id, \
+                 tool_call_id, title, tool_kind, command, raw_input, locations, options, status, created_at, expires_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, 'pending', $13, $14) \
                  RETURNING {COLUMNS}"
             )))
             .bind(id.as_str())
             .bind(&task)
+            .bind(&session)
             .bind(&ws)
             .bind(&new.zed_thread_id)
             .bind(&new.tool_call_id)
             .bind(&new.title)
+            .bind(&new.tool_kind)
+            .bind(&new.command)
+            .bind(new.raw_input.as_ref().map(Json))
+            .bind(Json(&new.locations))
             .bind(Json(&new.options))
             .bind(now)
             .bind(expires)
@@ -115,7 +162,7 @@ impl Store {
                 kind: EventKind::PermissionRequested,
                 entity_id: id.to_string(),
                 actor: "agent".to_owned(),
-                payload: json!({ "work_session_id": ws, "title": new.title, "options": new.options }),
+                payload: json!({ "session_id": session, "work_session_id": ws, "title": new.title, "options": new.options }),
             };
             let event_id = append_event!(tx, d, &event, now);
             tx.commit().await?;
@@ -151,6 +198,22 @@ impl Store {
                 "SELECT {COLUMNS} FROM permission_requests WHERE work_session_id = $1 ORDER BY id"
             )))
             .bind(ws.as_str())
+            .fetch_all(r)
+            .await?
+        });
+        rows.into_iter().map(PermissionRequest::try_from).collect()
+    }
+
+    /// Every permission request of a task (planning and work sessions), oldest first.
+    pub async fn list_task_permission_requests(
+        &self,
+        task: &SpecTaskId,
+    ) -> StoreResult<Vec<PermissionRequest>> {
+        let rows: Vec<Row> = on_backend!(&*self.backend, |w, r, d| {
+            sqlx::query_as(sqlx::AssertSqlSafe(format!(
+                "SELECT {COLUMNS} FROM permission_requests WHERE spec_task_id = $1 ORDER BY id"
+            )))
+            .bind(task.as_str())
             .fetch_all(r)
             .await?
         });

@@ -134,6 +134,14 @@ pub struct PermissionAsk {
     pub tool_call_id: String,
     pub title: String,
     pub options: Vec<PermissionChoice>,
+    /// The tool call's kind (`edit`, `execute`, `fetch`, `other`…), if the agent said.
+    pub kind: Option<String>,
+    /// The command a shell tool call would run (`rawInput.command`), if any.
+    pub command: Option<String>,
+    /// The tool call's raw input as the agent sent it (cut to a string preview when large).
+    pub raw_input: Option<serde_json::Value>,
+    /// The paths the tool call names (`locations`).
+    pub locations: Vec<String>,
 }
 
 /// One answer an agent offers.

@@ -40,6 +40,8 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(request_changes))
         .routes(routes!(list_permission_requests))
         .routes(routes!(answer_permission_request))
+        .routes(routes!(list_task_permission_requests))
+        .routes(routes!(answer_task_permission_request))
 }
 
 fn ws_id(raw: &str) -> Result<WorkSessionId, ApiError> {
@@ -590,28 +592,87 @@ async fn answer_permission_request(
     let ws = ws_id(&sid)?;
     let id = validate::id("permission request", &rid, PermissionRequestId::parse)?;
     let request = state.store.get_permission_request(&id).await?;
-    if request.work_session_id != ws {
+    if request.work_session_id.as_ref() != Some(&ws) {
         return Err(ApiError::NotFound {
             entity: "permission request",
             id: rid,
         });
     }
-    if !request.options.iter().any(|o| o.option_id == req.option_id) {
+    settle_permission_request(&state, request, &req.option_id, &actor).await
+}
+
+/// Every permission request of the task, from its planning session and its work sessions, oldest
+/// first; `pending` ones wait for an answer.
+#[utoipa::path(
+    get, path = "/spec-tasks/{id}/permission-requests", tag = "implementation",
+    params(("id" = String, Path, description = "SpecTask id")),
+    responses((status = 200, body = PermissionRequestList), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody))
+)]
+async fn list_task_permission_requests(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<PermissionRequestList>, ApiError> {
+    let id = task_id(&id)?;
+    state.store.get_spec_task(&id).await?;
+    Ok(Json(PermissionRequestList {
+        permission_requests: state.store.list_task_permission_requests(&id).await?,
+    }))
+}
+
+/// Answers a pending permission request of the task (planning or implementation) with one of the
+/// options the agent offered.
+#[utoipa::path(
+    post, path = "/spec-tasks/{id}/permission-requests/{rid}", tag = "implementation",
+    params(("id" = String, Path, description = "SpecTask id"), ("rid" = String, Path, description = "Permission request id (`prq_…`)")),
+    request_body = PermissionAnswer,
+    responses(
+        (status = 200, body = PermissionRequest),
+        (status = 400, body = ErrorBody),
+        (status = 404, body = ErrorBody),
+        (status = 409, description = "Already answered or timed out", body = ErrorBody),
+        (status = 422, description = "Not an option the agent offered", body = ErrorBody),
+    )
+)]
+async fn answer_task_permission_request(
+    State(state): State<AppState>,
+    Path((id, rid)): Path<(String, String)>,
+    Actor(actor): Actor,
+    ApiJson(req): ApiJson<PermissionAnswer>,
+) -> Result<Json<PermissionRequest>, ApiError> {
+    let id = task_id(&id)?;
+    let request_id = validate::id("permission request", &rid, PermissionRequestId::parse)?;
+    let request = state.store.get_permission_request(&request_id).await?;
+    if request.spec_task_id != id {
+        return Err(ApiError::NotFound {
+            entity: "permission request",
+            id: rid,
+        });
+    }
+    settle_permission_request(&state, request, &req.option_id, &actor).await
+}
+
+/// Checks `option_id` against the request's options, then answers it.
+async fn settle_permission_request(
+    state: &AppState,
+    request: PermissionRequest,
+    option_id: &str,
+    actor: &str,
+) -> Result<Json<PermissionRequest>, ApiError> {
+    if !request.options.iter().any(|o| o.option_id == option_id) {
         let offered: Vec<&str> = request
             .options
             .iter()
             .map(|o| o.option_id.as_str())
             .collect();
         return Err(ApiError::Validation(format!(
-            "`{}` is not an option of this request; offered: {}",
-            req.option_id,
+            "`{option_id}` is not an option of this request; offered: {}",
             offered.join(", ")
         )));
     }
     Ok(Json(
         state
             .store
-            .settle_permission_request(&id, Some(&req.option_id), &actor)
+            .settle_permission_request(&request.id, Some(option_id), actor)
             .await?,
     ))
 }

@@ -389,6 +389,15 @@ impl AcpRuntime {
             policy: profile.permission_policy,
             broker: self.broker.clone(),
             sandbox_active: launch.status.active,
+            // The HOME the agent really gets (a private one from the sandbox first).
+            home: launch
+                .env
+                .get("HOME")
+                .or_else(|| profile.env.get("HOME"))
+                .map(PathBuf::from)
+                .or_else(|| std::env::var_os("HOME").map(PathBuf::from)),
+            allow_protected_paths: profile.allow_protected_paths,
+            grants: Mutex::default(),
         });
         let limits = Arc::new(StdoutLimits::new(
             self.limits.max_line_bytes,

@@ -15,7 +15,8 @@ pub enum PermissionPolicy {
     AllowWorkspaceEdits,
     /// Reject every request.
     Deny,
-    /// A human decides. Not wired yet: requests are rejected with a log line.
+    /// A human decides, through the [`PermissionBroker`](crate::agent::PermissionBroker);
+    /// without one, requests are rejected with a log line.
     Ask,
 }
 
@@ -35,6 +36,9 @@ pub struct AcpProfile {
     pub authenticate: Option<String>,
     /// The OS sandbox around the agent's process tree (`agent::sandbox`).
     pub sandbox: SandboxSettings,
+    /// Lets the agent write protected paths (git's internals under `.git/`, `.envrc`, `.husky/`),
+    /// which are refused under every policy otherwise.
+    pub allow_protected_paths: bool,
 }
 
 impl AcpProfile {
@@ -52,6 +56,7 @@ impl AcpProfile {
             permission_policy: PermissionPolicy::default(),
             authenticate: None,
             sandbox: SandboxSettings::default(),
+            allow_protected_paths: false,
         }
     }
 
@@ -59,6 +64,13 @@ impl AcpProfile {
     #[must_use]
     pub fn with_sandbox(mut self, sandbox: SandboxSettings) -> Self {
         self.sandbox = sandbox;
+        self
+    }
+
+    /// The same profile, allowed (`true`) to write protected paths.
+    #[must_use]
+    pub fn with_protected_paths_allowed(mut self, allowed: bool) -> Self {
+        self.allow_protected_paths = allowed;
         self
     }
 
