@@ -558,6 +558,12 @@ async fn the_agent_gets_only_the_allow_listed_environment_in_its_workspace() {
     for name in &names {
         assert!(allowed.contains(name), "the agent inherited {name}");
     }
+    assert!(
+        names.contains(&"TMPDIR"),
+        "the sandbox gives the agent a private temp directory"
+    );
+    let sandbox = runtime.sandbox_status("i1").unwrap();
+    assert!(sandbox.active, "{sandbox:?}");
     assert!(!names.contains(&"IS_SANDBOX"));
     assert!(!names.contains(&"CARGO_MANIFEST_DIR"));
     assert!(names.contains(&"PATH"));

@@ -79,6 +79,9 @@ backend_tests! {
             let written = std::fs::read_to_string(workspace.path().join("src").join(file)).unwrap();
             assert_eq!(written, format!("contents of {file}\n"));
         }
+        // The agent still runs, inside the OS sandbox (best effort by default).
+        let instance = app.get(&format!("/api/v1/spec-tasks/{id}/zed-instance")).await.body;
+        assert_eq!((instance["sandbox"]["active"].clone(), instance["sandbox"]["mode"].clone()), (json!(true), json!("best_effort")), "{instance}");
         let requests: Vec<Value> = std::fs::read_to_string(&log).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
         let pids: BTreeSet<_> = requests.iter().map(|r| r["pid"].as_u64().unwrap()).collect();
         assert_eq!(pids.len(), 1, "one agent process hosts the instance");

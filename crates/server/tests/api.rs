@@ -443,6 +443,10 @@ backend_tests! {
         }
         let spec_task_props = schemas["SpecTask"]["properties"].as_object().unwrap();
         assert!(spec_task_props.contains_key("type") && spec_task_props.contains_key("workspace_config"));
+        // The zed-instance view says whether the agent runs in the OS sandbox, with a closed mode enum.
+        assert!(schemas["ZedInstance"]["properties"].get("sandbox").is_some(), "{}", schemas["ZedInstance"]);
+        assert_eq!(schemas["SandboxModeName"]["enum"], json!(["required", "best_effort", "off"]));
+        assert_eq!(schemas["InstanceSandbox"]["required"], json!(["active", "mode", "detail"]));
     }
 
     async fn plans_parse_returns_the_task_graph(db) {

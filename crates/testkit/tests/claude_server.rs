@@ -83,7 +83,7 @@ impl Fixture {
 
     /// The process ids of every agent process started so far.
     fn agent_pids(&self) -> Vec<u32> {
-        std::fs::read_to_string(self.root().join("agent-pids"))
+        std::fs::read_to_string(self.root().join("pids/agent-pids"))
             .unwrap_or_default()
             .lines()
             .map(|line| line.trim().parse().unwrap())
@@ -97,18 +97,25 @@ impl Fixture {
             "-c".to_owned(),
             r#"echo $$ >> "$0" && exec "$1""#.to_owned(),
             self.root()
-                .join("agent-pids")
+                .join("pids/agent-pids")
                 .to_string_lossy()
                 .into_owned(),
             agent.to_string_lossy().into_owned(),
         ];
-        let profile = claude_profile(
+        let mut profile = claude_profile(
             "claude",
             "/bin/sh",
             args,
             &self.root().join("home"),
             &self.fake,
         );
+        // The pid file is written inside the agent's sandbox: its directory is state.
+        let pids = self.root().join("pids");
+        std::fs::create_dir_all(&pids).unwrap();
+        profile
+            .sandbox
+            .state_dirs
+            .push(pids.to_string_lossy().into_owned());
         let runtime = AcpRuntime::new(
             vec![profile],
             Some("claude".to_owned()),
