@@ -579,3 +579,38 @@ async fn no_claude_process_outlives_the_server() {
     .await;
     drop(runtime);
 }
+
+/// The OS sandbox holds what the policy grants: the model runs a Bash command that writes beside
+/// the workspace through an interpreter (no path the agent could name, so the permission request
+/// is granted), then writes inside it. The inside file appears, the outside one does not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_granted_bash_command_cannot_write_beside_the_workspace() {
+    init_test_logging();
+    let fixture = Fixture::new(require_agent!());
+    let fake = FakeAnthropic::start().await;
+    let runtime = start(&fixture, &fake).await;
+    let status = runtime.sandbox_status("i1").expect("the instance runs");
+    assert!(status.active, "{status:?}");
+    let thread = new_thread(&runtime, "stws_1").await;
+    fake.push(AnthropicReply::ToolUse {
+        text: Some("Writing the files.".to_owned()),
+        name: "Bash".to_owned(),
+        input: json!({
+            "command": "python3 -c \"open('../escaped.txt','w').write('x')\"; echo ok > inside.txt",
+            "description": "Write the files",
+        }),
+    });
+    fake.push(AnthropicReply::Text("Done.".to_owned()));
+    let (stop, events) = turn(&runtime, &request("i1", &thread, "turn_1", "write them")).await;
+    assert_eq!(stop, StopReason::EndTurn, "{events:?}");
+    assert_eq!(
+        std::fs::read_to_string(fixture.workspace().join("inside.txt")).unwrap(),
+        "ok\n",
+        "the granted command ran: {events:?}"
+    );
+    assert!(
+        !fixture.root().join("escaped.txt").exists(),
+        "the interpreter's write beside the workspace was refused by the kernel"
+    );
+    drop(runtime);
+}
