@@ -8,7 +8,9 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use spectask_testkit::{FakeOpenAi, FakeReply, TestDatabase};
+use spectask_testkit::{
+    FakeOpenAi, FakeReply, TREE_VAR, TestDatabase, agent_tree, process_state, wait_for_agent_tree,
+};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 
@@ -446,60 +448,15 @@ async fn postgres_planning_resumes_after_sigkill() {
     planning_survives_sigkill(&["--database-url", &url]).await;
 }
 
-/// The state letter of a live process (`R`, `S`, `T`…), or `None` once it is gone or a zombie.
-fn process_state(pid: &str) -> Option<char> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // `pid (comm) state …`: comm may contain spaces, so read after its closing parenthesis.
-    let state = stat.rsplit_once(')')?.1.trim_start().chars().next()?;
-    (state != 'Z' && state != 'X').then_some(state)
-}
-
 /// A command the agent runs in the background that leaves three sleepers behind: one in a session
 /// of its own (`setsid`), one immune to hangups (`nohup`), one plain, all orphaned at once.
 const ESCAPEES: &str = "setsid sleep 600 >/dev/null 2>&1 & nohup sleep 600 >/dev/null 2>&1 & sleep 600 >/dev/null 2>&1 &";
 
-/// The variable that tags every process of one test's agent tree (descendants inherit it).
-const TREE_VAR: &str = "SPECTASK_TEST_TREE";
+/// How long a test waits for an agent tree to reach the state it expects.
+const TREE_WAIT: Duration = Duration::from_secs(30);
 
-/// Live processes whose environment holds `TREE_VAR=marker`, with their command names.
-fn tree(marker: &str) -> Vec<(String, String)> {
-    let entry = format!("{TREE_VAR}={marker}");
-    std::fs::read_dir("/proc")
-        .unwrap()
-        .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse::<u32>().ok())
-        .map(|pid| pid.to_string())
-        .filter(|pid| process_state(pid).is_some())
-        .filter(|pid| {
-            std::fs::read(format!("/proc/{pid}/environ")).is_ok_and(|environ| {
-                environ
-                    .split(|byte| *byte == 0)
-                    .any(|item| item == entry.as_bytes())
-            })
-        })
-        .map(|pid| {
-            let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
-            (pid, comm.trim().to_owned())
-        })
-        .collect()
-}
-
-/// Waits (polling, 30 s at most) until `done` holds for the tree tagged `marker`.
-async fn wait_for_tree(marker: &str, what: &str, done: impl Fn(&[(String, String)]) -> bool) {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    loop {
-        let processes = tree(marker);
-        if done(&processes) {
-            return;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "{what}; the tree is {processes:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
-fn sleepers(processes: &[(String, String)]) -> usize {
+/// How many of `processes` are the escapees' sleepers.
+fn sleepers(processes: &[(u32, String)]) -> usize {
     processes.iter().filter(|(_, comm)| comm == "sleep").count()
 }
 
@@ -566,7 +523,7 @@ impl TreeSetup {
             .await
             .unwrap();
         assert_eq!(created.status(), reqwest::StatusCode::CREATED);
-        wait_for_tree(&self.marker, "the escapees never ran", |tree| {
+        wait_for_agent_tree(&self.marker, "the escapees never ran", TREE_WAIT, |tree| {
             sleepers(tree) == 3
         })
         .await;
@@ -584,9 +541,10 @@ async fn agent_trees_die_with_a_server_killed_by_sigkill(extra: &[&str]) {
 
     child.start_kill().unwrap(); // SIGKILL: no shutdown code runs.
     child.wait().await.unwrap();
-    wait_for_tree(
+    wait_for_agent_tree(
         &setup.marker,
         "processes of the agent's tree outlived the killed server",
+        TREE_WAIT,
         <[_]>::is_empty,
     )
     .await;
@@ -628,31 +586,36 @@ async fn the_next_server_reaps_what_a_killed_shim_left(extra: &[&str]) {
     assert_eq!(records.len(), 1, "{records:?}");
     let record: Value = serde_json::from_slice(&std::fs::read(&records[0]).unwrap()).unwrap();
     let shim = record["shim_pid"].as_i64().unwrap().to_string();
-    assert!(process_state(&shim).is_some(), "shim {shim} is not running");
+    assert!(
+        process_state(shim.parse().unwrap()).is_some(),
+        "shim {shim} is not running"
+    );
 
     // The shim first, then the server, so nothing is left to clean up after either.
     std::process::Command::new("kill")
         .args(["-KILL", &shim])
         .status()
         .unwrap();
-    wait_for_tree(
+    wait_for_agent_tree(
         &setup.marker,
         "the agent outlived its killed shim",
+        TREE_WAIT,
         |tree| tree.iter().all(|(_, comm)| comm == "sleep"),
     )
     .await;
     child.start_kill().unwrap();
     child.wait().await.unwrap();
     assert_eq!(
-        sleepers(&tree(&setup.marker)),
+        sleepers(&agent_tree(&setup.marker)),
         3,
         "nothing else killed the escapees"
     );
 
     let (mut child, _) = start(setup.cwd.path(), extra).await;
-    wait_for_tree(
+    wait_for_agent_tree(
         &setup.marker,
         "the restarted server did not reap the killed shim's processes",
+        TREE_WAIT,
         <[_]>::is_empty,
     )
     .await;

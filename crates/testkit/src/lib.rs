@@ -13,6 +13,8 @@
 //! - [`FakeAnthropic`]: a loopback Anthropic Messages API, and [`claude_profile`]: the
 //!   installed `claude-agent-acp` pointed at it, for the real-agent integration tier.
 //!
+//! - [`agent_tree`]: the live processes of one agent's tree, by the marker variable it inherits.
+//!
 //! Set `TEST_LOG=1` to see the server's logs.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -21,6 +23,7 @@ mod app;
 mod claude_agent;
 mod database;
 mod fake_anthropic;
+mod process_tree;
 
 pub use app::{Response, TestApp, TestOptions, fast_engine, fast_llm, fast_planner};
 pub use claude_agent::{
@@ -28,6 +31,7 @@ pub use claude_agent::{
 };
 pub use database::{TestDatabase, postgres_url, skip_postgres};
 pub use fake_anthropic::{AnthropicReply, AnthropicRequest, FakeAnthropic, tool_results};
+pub use process_tree::{TREE_VAR, agent_tree, process_state, wait_for_agent_tree};
 pub use spectask_runtimes::agent::scripted::{Behaviour, Dispatch, Rule, Script, ScriptedRuntime};
 pub use spectask_runtimes::llm::fake::{FakeOpenAi, FakeReply};
 

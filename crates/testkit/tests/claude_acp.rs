@@ -22,8 +22,8 @@ use serde_json::{Value, json};
 use spectask_runtimes::agent::acp::{AcpProfile, AcpRuntime};
 use spectask_runtimes::agent::{AgentEvent, AgentRuntime, InstanceSpec, StopReason, TurnRequest};
 use spectask_testkit::{
-    AnthropicReply, CLAUDE_AGENT_SKIPPED, FakeAnthropic, claude_agent_binary, claude_profile,
-    init_test_logging, prepare_claude_home, tool_results,
+    AnthropicReply, CLAUDE_AGENT_SKIPPED, FakeAnthropic, TREE_VAR, agent_tree, claude_agent_binary,
+    claude_profile, init_test_logging, prepare_claude_home, tool_results, wait_for_agent_tree,
 };
 use tokio::sync::mpsc;
 
@@ -473,53 +473,6 @@ async fn the_fake_holds_gated_replies_until_the_gate_opens() {
     assert_eq!(fake.pending_replies(), 0);
 }
 
-/// The variable that tags every process of the agent's tree in `no_claude_process_outlives_the_server`.
-const TREE_VAR: &str = "SPECTASK_TEST_TREE";
-
-/// Live (not zombie) processes whose environment holds `TREE_VAR=marker`, with their names.
-fn tree(marker: &str) -> Vec<(u32, String)> {
-    let entry = format!("{TREE_VAR}={marker}");
-    std::fs::read_dir("/proc")
-        .unwrap()
-        .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse::<u32>().ok())
-        .filter(|pid| {
-            std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
-                let state = stat
-                    .rsplit_once(')')
-                    .map_or("", |(_, rest)| rest.trim_start());
-                !state.starts_with('Z') && !state.starts_with('X')
-            })
-        })
-        .filter(|pid| {
-            std::fs::read(format!("/proc/{pid}/environ")).is_ok_and(|environ| {
-                environ
-                    .split(|byte| *byte == 0)
-                    .any(|item| item == entry.as_bytes())
-            })
-        })
-        .map(|pid| {
-            let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
-            (pid, comm.trim().to_owned())
-        })
-        .collect()
-}
-
-/// Waits (polling, `TURN` at most) until `done` holds for the tree tagged `marker`.
-async fn wait_for_tree(marker: &str, what: &str, done: impl Fn(&[(u32, String)]) -> bool) {
-    let deadline = Instant::now() + TURN;
-    loop {
-        let processes = tree(marker);
-        if done(&processes) {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{what}; the tree is {processes:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
 /// When the server dies, even by SIGKILL, the kernel sends the agent's shim SIGTERM (its death
 /// signal); this test, which cannot die itself, sends that signal by hand. Afterwards no process
 /// of the real agent's tree is left: not claude-agent-acp, not the Claude Code process it
@@ -552,11 +505,14 @@ async fn no_claude_process_outlives_the_server() {
     fake.push(AnthropicReply::Text("Started.".to_owned()));
     let (stop, events) = turn(&runtime, &request("i1", &thread, "turn_1", "start it")).await;
     assert_eq!(stop, StopReason::EndTurn, "{events:?}");
-    wait_for_tree(&marker, "the Bash command's sleeper never ran", |tree| {
-        tree.iter().any(|(_, comm)| comm == "sleep")
-    })
+    wait_for_agent_tree(
+        &marker,
+        "the Bash command's sleeper never ran",
+        TURN,
+        |tree| tree.iter().any(|(_, comm)| comm == "sleep"),
+    )
     .await;
-    let before = tree(&marker);
+    let before = agent_tree(&marker);
     assert!(before.len() >= 3, "shim, agent and more: {before:?}");
 
     let record = std::fs::read_dir(&run_dir)
@@ -571,9 +527,10 @@ async fn no_claude_process_outlives_the_server() {
         .args(["-TERM", &shim])
         .status()
         .unwrap();
-    wait_for_tree(
+    wait_for_agent_tree(
         &marker,
         "processes of the agent's tree outlived the server's death signal",
+        TURN,
         <[_]>::is_empty,
     )
     .await;
