@@ -118,19 +118,21 @@ fn kill_recorded(record: &Record) -> usize {
     let marker = format!("{MARKER_VAR}={}", record.marker);
     let mut killed = std::collections::BTreeSet::new();
     for _ in 0..REAP_ROUNDS {
-        let doomed: Vec<i32> = procs::all()
+        let processes = procs::all();
+        // A session id is not reused while any process is in the session, so while the agent's
+        // session has members it is ours, unless a live leader with the agent's pid started at
+        // another time: then the agent's session ended and its id now names someone else's.
+        let session_is_ours = record.agent_pid.is_some_and(|agent| {
+            processes
+                .iter()
+                .find(|process| process.pid == agent)
+                .is_none_or(|leader| Some(leader.start_time) == record.agent_start_time)
+        });
+        let doomed: Vec<i32> = processes
             .into_iter()
             .filter(|process| {
                 (process.pid == record.shim_pid && process.start_time == record.shim_start_time)
-                    || record.agent_pid.is_some_and(|agent| {
-                        // The agent's session outlives the agent while members remain, and its id
-                        // is not reused while it does; the start-time bound excludes a later
-                        // session that got the same id after this one ended.
-                        process.session == agent
-                            && record
-                                .agent_start_time
-                                .is_some_and(|start| process.start_time >= start)
-                    })
+                    || (session_is_ours && Some(process.session) == record.agent_pid)
                     || procs::environ_contains(process.pid, &marker)
             })
             .map(|process| process.pid)
