@@ -77,12 +77,12 @@ pub async fn run(args: ServeArgs) -> Result<()> {
     }
     let engine_settings = EngineSettings {
         turn_lease: std::time::Duration::from_secs(args.turn_lease_secs),
-        max_concurrent_turns: usize::try_from(args.max_concurrent_planning).unwrap_or(4),
+        max_concurrent_turns: fits(args.max_concurrent_planning, "--max-concurrent-planning")?,
         replica_id: args.replica_id.clone().unwrap_or_else(default_replica_id),
-        max_parallel_threads: usize::try_from(args.max_parallel_threads).unwrap_or(4),
-        max_active_instances: usize::try_from(args.max_active_instances).unwrap_or(8),
+        max_parallel_threads: fits(args.max_parallel_threads, "--max-parallel-threads")?,
+        max_active_instances: fits(args.max_active_instances, "--max-active-instances")?,
         turn_timeout: std::time::Duration::from_secs(args.turn_timeout_secs),
-        max_turn_retries: i32::try_from(args.max_turn_retries).unwrap_or(2),
+        max_turn_retries: fits(args.max_turn_retries, "--max-turn-retries")?,
         mcp_token_ttl: std::time::Duration::from_secs(args.mcp_token_ttl_secs),
         max_spawned_sessions: args.max_spawned_sessions,
         max_spawn_depth: args.max_spawn_depth,
@@ -116,7 +116,7 @@ pub async fn run(args: ServeArgs) -> Result<()> {
     .with_supervision(supervision)
     .with_data_dir(data_dir.clone())
     .with_limits(spectask_runtimes::agent::acp::AgentLimits {
-        max_line_bytes: usize::try_from(args.agent_max_line_bytes).unwrap_or(usize::MAX),
+        max_line_bytes: fits(args.agent_max_line_bytes, "--agent-max-line-bytes")?,
         idle_timeout: (args.agent_idle_timeout_secs > 0)
             .then(|| std::time::Duration::from_secs(args.agent_idle_timeout_secs)),
     });
@@ -174,6 +174,17 @@ fn agent_shim(data_dir: &Path) -> Result<spectask_runtimes::agent::shim::AgentSh
     Ok(spectask_runtimes::agent::shim::AgentShim { program, run_dir })
 }
 
+/// `value` of `flag` in the type the engine uses, or an error naming the flag: a value that does
+/// not fit is refused, never replaced by a default.
+fn fits<From, To>(value: From, flag: &str) -> Result<To>
+where
+    From: Copy + std::fmt::Display,
+    To: TryFrom<From>,
+{
+    To::try_from(value)
+        .map_err(|_| anyhow::anyhow!("{flag} {value} is out of range on this platform"))
+}
+
 /// The host name, which is a stable, distinct name for one replica per host.
 fn default_replica_id() -> String {
     std::env::var("HOSTNAME")
@@ -200,7 +211,17 @@ fn redact(url: &str) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::redact;
+    use super::{fits, redact};
+
+    #[test]
+    fn a_flag_value_that_does_not_fit_is_refused_not_replaced() {
+        assert_eq!(fits::<u64, usize>(4, "--max-parallel-threads").unwrap(), 4);
+        let err = fits::<u64, u8>(300, "--max-parallel-threads").unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "--max-parallel-threads 300 is out of range on this platform"
+        );
+    }
 
     #[test]
     fn redacts_passwords_only() {

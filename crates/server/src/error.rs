@@ -64,7 +64,8 @@ pub enum ApiError {
     },
     #[error("{0}")]
     QuoteNotFound(String),
-    #[error("service unavailable: {0}")]
+    /// The detail (the database's own words) is logged, never sent.
+    #[error("the service is unavailable; try again")]
     Unavailable(String),
     #[error("internal error")]
     Internal(String),
@@ -154,12 +155,31 @@ impl ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let (status, _) = self.status_and_code();
-        match &self {
-            ApiError::Internal(detail) => tracing::error!(%detail, "internal error"),
-            ApiError::Unavailable(detail) => tracing::warn!(%detail, "unavailable"),
-            _ => tracing::debug!(error = %self, "request refused"),
+        // The client gets a reference to quote, the log gets the detail under it.
+        let reference = match &self {
+            ApiError::Internal(detail) => {
+                let reference = ulid::Ulid::new();
+                tracing::error!(%reference, %detail, "internal error");
+                Some(reference)
+            }
+            ApiError::Unavailable(detail) => {
+                let reference = ulid::Ulid::new();
+                tracing::warn!(%reference, %detail, "unavailable");
+                Some(reference)
+            }
+            _ => {
+                tracing::debug!(error = %self, "request refused");
+                None
+            }
+        };
+        let mut body = self.body();
+        if let Some(reference) = reference {
+            body.error.message = format!(
+                "{} (reference {reference}: the server's log has the detail)",
+                body.error.message
+            );
         }
-        (status, axum::Json(self.body())).into_response()
+        (status, axum::Json(body)).into_response()
     }
 }
 
@@ -199,6 +219,26 @@ mod tests {
     use spectask_domain::{SpecTaskEvent, SpecTaskStatus};
 
     use super::*;
+
+    #[tokio::test]
+    async fn internal_detail_is_logged_not_sent() {
+        for err in [
+            ApiError::Unavailable("pool timed out: password authentication failed".into()),
+            ApiError::Internal("relation \"spec_tasks\" does not exist".into()),
+        ] {
+            let response = err.into_response();
+            let bytes = axum::body::to_bytes(response.into_body(), 1 << 16)
+                .await
+                .unwrap();
+            let body: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+            let message = body["error"]["message"].as_str().unwrap();
+            assert!(
+                !message.contains("password") && !message.contains("relation"),
+                "{message}"
+            );
+            assert!(message.contains("(reference "), "{message}");
+        }
+    }
 
     #[test]
     fn a_forbidden_transition_is_a_409_naming_current_and_allowed_statuses() {
