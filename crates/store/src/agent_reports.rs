@@ -18,6 +18,7 @@ use spectask_domain::{
 use sqlx::types::Json;
 
 use crate::Store;
+use crate::backend::WritePool;
 use crate::backend::{Dialect, on_backend};
 use crate::error::{StoreError, StoreResult};
 use crate::events::append_event;
@@ -101,7 +102,7 @@ impl Store {
     ) -> StoreResult<SpecTaskImplementationTask> {
         let now = now();
         let id = on_backend!(&*self.backend, |w, r, d| {
-            let mut tx = w.begin().await?;
+            let mut tx = w.begin_write().await?;
             let task = reporting_session_in_tx!(tx, d, ws);
             let row: Option<(String, String, Option<String>)> = sqlx::query_as(
                 "SELECT id, status, assigned_work_session_id FROM spec_task_implementation_tasks \
@@ -220,7 +221,7 @@ impl Store {
     ) -> StoreResult<SpecTaskWorkSession> {
         let now = now();
         on_backend!(&*self.backend, |w, r, d| {
-            let mut tx = w.begin().await?;
+            let mut tx = w.begin_write().await?;
             if kind == EventKind::AgentGaveUp {
                 // Giving up is final: a repeat answers as the first call did.
                 let gave_up: Option<Option<String>> = sqlx::query_scalar(

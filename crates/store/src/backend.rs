@@ -48,6 +48,42 @@ pub(crate) enum Dialect {
     Postgres,
 }
 
+/// Opening a transaction that writes.
+///
+/// On PostgreSQL a write transaction takes the event-order advisory lock
+/// ([`crate::events::EVENT_LOCK_KEY`]) before anything else. Taking it later, when the first
+/// event is appended, deadlocks: a writer holding a row lock waits for the event lock while the
+/// holder of the event lock waits for that row. Taken first, the event lock orders writers before
+/// they lock any row, as SQLite's single writer does.
+pub(crate) trait WritePool {
+    type Db: sqlx::Database;
+
+    fn begin_write(
+        &self,
+    ) -> impl Future<Output = StoreResult<sqlx::Transaction<'static, Self::Db>>> + Send;
+}
+
+impl WritePool for SqlitePool {
+    type Db = sqlx::Sqlite;
+
+    async fn begin_write(&self) -> StoreResult<sqlx::Transaction<'static, sqlx::Sqlite>> {
+        Ok(self.begin().await?)
+    }
+}
+
+impl WritePool for PgPool {
+    type Db = sqlx::Postgres;
+
+    async fn begin_write(&self) -> StoreResult<sqlx::Transaction<'static, sqlx::Postgres>> {
+        let mut tx = self.begin().await?;
+        sqlx::query("SELECT pg_advisory_xact_lock($1)")
+            .bind(crate::events::EVENT_LOCK_KEY)
+            .execute(&mut *tx)
+            .await?;
+        Ok(tx)
+    }
+}
+
 /// Expands `$body` once per backend with `$w` (the pool for writes), `$r` (the pool for reads)
 /// and `$d` (the [`Dialect`]) bound.
 macro_rules! on_backend {

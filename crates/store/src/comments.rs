@@ -7,6 +7,7 @@ use spectask_domain::{
 };
 
 use crate::Store;
+use crate::backend::WritePool;
 use crate::backend::{Dialect, on_backend};
 use crate::error::{StoreError, StoreResult};
 use crate::events::append_event;
@@ -74,7 +75,7 @@ impl Store {
         let id = SpecCommentId::from_ulid(self.ids.next());
         let now = now();
         let (row, event_id) = on_backend!(&*self.backend, |w, r, d| {
-            let mut tx = w.begin().await?;
+            let mut tx = w.begin_write().await?;
             let lock = if d == Dialect::Postgres {
                 " FOR SHARE"
             } else {

@@ -3,8 +3,8 @@
 //!
 //! Ids must become visible in increasing order, or a stream that has seen id 10 could later miss
 //! a slower transaction's id 9. SQLite has one writer, so this holds by construction; on
-//! PostgreSQL every event-writing transaction takes the same transaction-scoped advisory lock
-//! before inserting, so event ids are assigned and committed in one order.
+//! PostgreSQL every write transaction takes the same transaction-scoped advisory lock when it
+//! begins (`WritePool::begin_write`), so event ids are assigned and committed in one order.
 
 use chrono::{DateTime, Utc};
 use spectask_domain::{Event, EventKind, SpecTaskId};
@@ -17,16 +17,12 @@ use crate::error::{StoreError, StoreResult};
 /// Key of the advisory lock that orders event commits on PostgreSQL.
 pub(crate) const EVENT_LOCK_KEY: i64 = 0x5e7e_c7a5;
 
-/// Appends one event inside the open transaction `$tx`; evaluates to its id.
+/// Appends one event inside the open transaction `$tx`, which was opened with
+/// [`WritePool::begin_write`](crate::backend::WritePool) (on PostgreSQL it holds the event lock);
+/// evaluates to its id.
 macro_rules! append_event {
     ($tx:expr, $dialect:expr, $event:expr, $now:expr) => {{
         let event: &::spectask_domain::NewEvent = $event;
-        if $dialect == $crate::backend::Dialect::Postgres {
-            ::sqlx::query("SELECT pg_advisory_xact_lock($1)")
-                .bind($crate::events::EVENT_LOCK_KEY)
-                .execute(&mut *$tx)
-                .await?;
-        }
         let id: i64 = ::sqlx::query_scalar(
             "INSERT INTO events (spec_task_id, kind, entity_id, actor, payload, created_at) \
              VALUES ($1, $2, $3, $4, $5, $6) RETURNING id",

@@ -12,6 +12,7 @@ use spectask_domain::{
 };
 
 use crate::Store;
+use crate::backend::WritePool;
 use crate::backend::{Dialect, on_backend};
 use crate::error::{StoreError, StoreResult};
 use crate::events::append_event;
@@ -157,7 +158,7 @@ impl Store {
     ) -> StoreResult<Vec<SpecTaskWorkSession>> {
         let now = now();
         on_backend!(&*self.backend, |w, r, d| {
-            let mut tx = w.begin().await?;
+            let mut tx = w.begin_write().await?;
             let lock = if d == Dialect::Postgres {
                 " FOR UPDATE"
             } else {
@@ -271,7 +272,7 @@ impl Store {
     ) -> StoreResult<DispatchOutcome> {
         let now = now();
         let outcome = on_backend!(&*self.backend, |w, r, d| {
-            let mut tx = w.begin().await?;
+            let mut tx = w.begin_write().await?;
             let (task, status) = lock_task_of_work_session!(tx, d, ws.as_str());
             if !matches!(
                 status,
@@ -357,7 +358,7 @@ impl Store {
         let now = now();
         let id = SpecTaskZedThreadId::from_ulid(self.ids.next());
         on_backend!(&*self.backend, |w, r, d| {
-            let mut tx = w.begin().await?;
+            let mut tx = w.begin_write().await?;
             let task: Option<String> = sqlx::query_scalar(
                 "SELECT spec_task_id FROM spec_task_work_sessions WHERE id = $1",
             )
@@ -432,7 +433,7 @@ impl Store {
         let task = &claim.turn.spec_task_id;
         let actor = &claim.owner;
         let finished = on_backend!(&*self.backend, |w, r, d| {
-            let mut tx = w.begin().await?;
+            let mut tx = w.begin_write().await?;
             verify_claim_in_tx!(tx, d, claim);
             let lock = if d == Dialect::Postgres {
                 " FOR UPDATE"
@@ -534,7 +535,7 @@ impl Store {
         let ws = claimed_work_session(claim)?;
         let task = &claim.turn.spec_task_id;
         let turn = on_backend!(&*self.backend, |w, r, d| {
-            let mut tx = w.begin().await?;
+            let mut tx = w.begin_write().await?;
             fail_claimed_turn_in_tx!(tx, d, claim, response, reason, now);
             sqlx::query("UPDATE spec_task_work_sessions SET error = $1 WHERE id = $2")
                 .bind(reason)
@@ -586,7 +587,7 @@ impl Store {
         let task = &claim.turn.spec_task_id;
         let actor = &claim.owner;
         on_backend!(&*self.backend, |w, r, d| {
-            let mut tx = w.begin().await?;
+            let mut tx = w.begin_write().await?;
             fail_claimed_turn_in_tx!(tx, d, claim, response, reason, now);
             try_event_in_tx!(
                 tx,
@@ -671,7 +672,7 @@ impl Store {
     ) -> StoreResult<SpecTaskWorkSession> {
         let now = now();
         on_backend!(&*self.backend, |w, r, d| {
-            let mut tx = w.begin().await?;
+            let mut tx = w.begin_write().await?;
             let (task, status) = lock_task_of_work_session!(tx, d, ws.as_str());
             event_in_tx!(
                 tx,
@@ -723,7 +724,7 @@ impl Store {
     ) -> StoreResult<SpecTaskWorkSession> {
         let now = now();
         on_backend!(&*self.backend, |w, r, d| {
-            let mut tx = w.begin().await?;
+            let mut tx = w.begin_write().await?;
             let (task, status) = lock_task_of_work_session!(tx, d, ws.as_str());
             event_in_tx!(
                 tx,
@@ -813,7 +814,7 @@ impl Store {
         let id = WorkSessionId::from_ulid(self.ids.next());
         let outcome: StoreResult<WorkSessionId> = on_backend!(&*self.backend, |w, r, d| {
             async {
-                let mut tx = w.begin().await?;
+                let mut tx = w.begin_write().await?;
                 let (task, _) = lock_task_of_work_session!(tx, d, parent.as_str());
                 let existing: Option<String> = sqlx::query_scalar(
                     "SELECT id FROM spec_task_work_sessions WHERE spawned_by_session_id = $1 AND name = $2",
@@ -967,7 +968,7 @@ impl Store {
     ) -> StoreResult<TurnId> {
         let now = now();
         let turn = on_backend!(&*self.backend, |w, r, d| {
-            let mut tx = w.begin().await?;
+            let mut tx = w.begin_write().await?;
             let (task, _) = lock_task_of_work_session!(tx, d, ws.as_str());
             let (status, session): (String, String) = sqlx::query_as(
                 "SELECT status, helix_session_id FROM spec_task_work_sessions WHERE id = $1",
@@ -1015,7 +1016,7 @@ impl Store {
     ) -> StoreResult<SpecTask> {
         let now = now();
         on_backend!(&*self.backend, |w, r, d| {
-            let mut tx = w.begin().await?;
+            let mut tx = w.begin_write().await?;
             spec_task_event_in_tx!(
                 tx,
                 d,

@@ -6,6 +6,7 @@ use spectask_domain::{
 };
 
 use crate::Store;
+use crate::backend::WritePool;
 use crate::backend::on_backend;
 use crate::error::{StoreError, StoreResult};
 use crate::events::append_event;
@@ -75,7 +76,7 @@ impl Store {
             .map(|_| ImplementationTaskId::from_ulid(self.ids.next()))
             .collect();
         let (rows, last_event) = on_backend!(&*self.backend, |w, r, d| {
-            let mut tx = w.begin().await?;
+            let mut tx = w.begin_write().await?;
             let mut rows: Vec<ImplementationTaskRow> = Vec::with_capacity(tasks.len());
             let mut last_event = None;
             for (id, task) in ids.iter().zip(tasks) {

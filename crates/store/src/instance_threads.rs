@@ -4,6 +4,7 @@
 use spectask_domain::{SpecTaskZedThread, SpecTaskZedThreadId, ZedThreadEvent};
 
 use crate::Store;
+use crate::backend::WritePool;
 use crate::backend::on_backend;
 use crate::error::StoreResult;
 use crate::ids::now;
@@ -39,7 +40,7 @@ impl Store {
     ) -> StoreResult<Vec<SpecTaskZedThreadId>> {
         let now = now();
         let changed = on_backend!(&*self.backend, |w, r, d| {
-            let mut tx = w.begin().await?;
+            let mut tx = w.begin_write().await?;
             let mut changed = Vec::new();
             for thread in threads {
                 if try_event_in_tx!(

@@ -11,6 +11,7 @@ use spectask_domain::{
 use sqlx::types::Json;
 
 use crate::Store;
+use crate::backend::WritePool;
 use crate::backend::on_backend;
 use crate::error::{StoreError, StoreResult};
 use crate::events::append_event;
@@ -131,7 +132,7 @@ impl Store {
             }
         });
         let (row, event_id) = on_backend!(&*self.backend, |w, r, d| {
-            let mut tx = w.begin().await?;
+            let mut tx = w.begin_write().await?;
             let row: Row = sqlx::query_as(sqlx::AssertSqlSafe(format!(
                 "INSERT INTO permission_requests (id, spec_task_id, session_id, work_session_id, zed_thread_id, \
                  tool_call_id, title, tool_kind, command, raw_input, locations, options, status, created_at, expires_at) \
@@ -240,7 +241,7 @@ impl Store {
             ),
         };
         let outcome: Option<(Row, i64)> = on_backend!(&*self.backend, |w, r, d| {
-            let mut tx = w.begin().await?;
+            let mut tx = w.begin_write().await?;
             let row: Option<Row> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
                 "UPDATE permission_requests SET status = $1, choice = $2, answered_by = $3, answered_at = $4 \
                  WHERE id = $5 AND status = 'pending' RETURNING {COLUMNS}"

@@ -9,6 +9,7 @@ use spectask_domain::{
 };
 
 use crate::Store;
+use crate::backend::WritePool;
 use crate::backend::on_backend;
 use crate::comments::{COMMENT_COLUMNS, CommentRow};
 use crate::error::{StoreError, StoreResult};
@@ -83,7 +84,7 @@ impl Store {
     ) -> StoreResult<SpecTask> {
         let now = now();
         on_backend!(&*self.backend, |w, r, d| {
-            let mut tx = w.begin().await?;
+            let mut tx = w.begin_write().await?;
             spec_task_event_in_tx!(tx, d, id.as_str(), event, actor, now);
             let (existing, name): (Option<String>, String) =
                 sqlx::query_as("SELECT spec_session_id, name FROM spec_tasks WHERE id = $1")
@@ -163,7 +164,7 @@ impl Store {
     ) -> StoreResult<SpecTask> {
         let now = now();
         on_backend!(&*self.backend, |w, r, d| {
-            let mut tx = w.begin().await?;
+            let mut tx = w.begin_write().await?;
             spec_task_event_in_tx!(
                 tx,
                 d,
@@ -246,7 +247,7 @@ impl Store {
             .map(|_| spectask_domain::ImplementationTaskId::from_ulid(self.ids.next()))
             .collect();
         let (row, last_event) = on_backend!(&*self.backend, |w, r, d| {
-            let mut tx = w.begin().await?;
+            let mut tx = w.begin_write().await?;
             spec_task_event_in_tx!(tx, d, id.as_str(), SpecTaskEvent::ApproveSpecs, actor, now);
             let latest: Option<i32> = sqlx::query_scalar(
                 "SELECT MAX(revision) FROM spec_revisions WHERE spec_task_id = $1",
@@ -315,7 +316,7 @@ impl Store {
             })
             .unwrap_or_default();
         let (revision, last_event) = on_backend!(&*self.backend, |w, r, d| {
-            let mut tx = w.begin().await?;
+            let mut tx = w.begin_write().await?;
             verify_claim_in_tx!(tx, d, claim);
             finish_interaction_in_tx!(tx, claim, response, "complete", None::<String>, now);
             turn_event_in_tx!(
@@ -410,7 +411,7 @@ impl Store {
         let id = &claim.turn.spec_task_id;
         let session = &claim.turn.session_id;
         let turn = on_backend!(&*self.backend, |w, r, d| {
-            let mut tx = w.begin().await?;
+            let mut tx = w.begin_write().await?;
             verify_claim_in_tx!(tx, d, claim);
             finish_interaction_in_tx!(tx, claim, response, "complete", None::<String>, now);
             turn_event_in_tx!(
@@ -453,7 +454,7 @@ impl Store {
     ) -> StoreResult<SpecTask> {
         let now = now();
         let last_event = on_backend!(&*self.backend, |w, r, d| {
-            let mut tx = w.begin().await?;
+            let mut tx = w.begin_write().await?;
             let last = fail_planning_in_tx!(tx, d, claim, response, reason, now);
             tx.commit().await?;
             last
@@ -467,7 +468,7 @@ impl Store {
     pub async fn record_event(&self, event: &NewEvent) -> StoreResult<i64> {
         let now = now();
         let id = on_backend!(&*self.backend, |w, r, d| {
-            let mut tx = w.begin().await?;
+            let mut tx = w.begin_write().await?;
             let id = append_event!(tx, d, event, now);
             tx.commit().await?;
             id

@@ -7,6 +7,7 @@ use serde_json::json;
 use spectask_domain::{EventKind, NewEvent, SpecTask};
 
 use crate::Store;
+use crate::backend::WritePool;
 use crate::backend::on_backend;
 use crate::error::{StoreError, StoreResult};
 use crate::events::append_event;
@@ -25,7 +26,7 @@ impl Store {
         let now = now();
         let id = &claim.turn.spec_task_id;
         let (instance, last_event) = on_backend!(&*self.backend, |w, r, d| {
-            let mut tx = w.begin().await?;
+            let mut tx = w.begin_write().await?;
             verify_claim_in_tx!(tx, d, claim);
             let set = sqlx::query(
                 "UPDATE spec_tasks SET zed_instance_id = $1, updated_at = $2 WHERE id = $3 AND zed_instance_id IS NULL",
@@ -72,7 +73,7 @@ impl Store {
         let now = now();
         let session = &claim.turn.session_id;
         let last_event = on_backend!(&*self.backend, |w, r, d| {
-            let mut tx = w.begin().await?;
+            let mut tx = w.begin_write().await?;
             verify_claim_in_tx!(tx, d, claim);
             let set = sqlx::query(
                 "UPDATE sessions SET agent_thread_id = $1, updated_at = $2 WHERE id = $3 AND agent_thread_id IS NULL",
@@ -115,7 +116,7 @@ impl Store {
         let now = now();
         let session = &claim.turn.session_id;
         let last_event = on_backend!(&*self.backend, |w, r, d| {
-            let mut tx = w.begin().await?;
+            let mut tx = w.begin_write().await?;
             fail_planning_in_tx!(tx, d, claim, "", reason, now);
             sqlx::query(
                 "UPDATE sessions SET agent_thread_id = NULL, updated_at = $1 WHERE id = $2",

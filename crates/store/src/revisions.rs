@@ -6,6 +6,7 @@ use serde_json::json;
 use spectask_domain::{EventKind, InteractionId, NewEvent, SpecRevision, SpecTaskId};
 
 use crate::Store;
+use crate::backend::WritePool;
 use crate::backend::on_backend;
 use crate::error::{StoreError, StoreResult};
 use crate::events::append_event;
@@ -82,7 +83,7 @@ impl Store {
     ) -> StoreResult<SpecRevision> {
         let now = now();
         let (row, event_id) = on_backend!(&*self.backend, |w, r, d| {
-            let mut tx = w.begin().await?;
+            let mut tx = w.begin_write().await?;
             // Touching the task first locks its row (PostgreSQL) so concurrent revisions of one
             // task number themselves one after the other.
             let updated = sqlx::query(

@@ -7,6 +7,7 @@ use spectask_domain::{
 };
 
 use crate::Store;
+use crate::backend::WritePool;
 use crate::backend::on_backend;
 use crate::error::{StoreError, StoreResult};
 use crate::events::append_event;
@@ -95,7 +96,7 @@ impl Store {
             payload: json!({ "role": role, "name": name }),
         };
         let event_id = on_backend!(&*self.backend, |w, r, d| {
-            let mut tx = w.begin().await?;
+            let mut tx = w.begin_write().await?;
             let exists: Option<String> =
                 sqlx::query_scalar("SELECT id FROM spec_tasks WHERE id = $1")
                     .bind(spec_task_id.as_str())
@@ -142,7 +143,7 @@ impl Store {
         let id = InteractionId::from_ulid(self.ids.next());
         let now = now();
         let (row, event_id) = on_backend!(&*self.backend, |w, r, d| {
-            let mut tx = w.begin().await?;
+            let mut tx = w.begin_write().await?;
             let task: Option<String> =
                 sqlx::query_scalar("SELECT spec_task_id FROM sessions WHERE id = $1")
                     .bind(session_id.as_str())

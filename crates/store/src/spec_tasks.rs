@@ -8,6 +8,7 @@ use spectask_domain::{
 use sqlx::types::Json;
 
 use crate::Store;
+use crate::backend::WritePool;
 use crate::backend::{Dialect, on_backend};
 use crate::error::{StoreError, StoreResult};
 use crate::events::append_event;
@@ -82,7 +83,7 @@ impl Store {
             payload: json!({ "name": new.name, "status": SpecTaskStatus::Backlog }),
         };
         let (task, event_id) = on_backend!(&*self.backend, |w, r, d| {
-            let mut tx = w.begin().await?;
+            let mut tx = w.begin_write().await?;
             let row: SpecTaskRow = sqlx::query_as(sqlx::AssertSqlSafe(format!(
                 "INSERT INTO spec_tasks (id, name, description, type, priority, status, archived, \
                  original_prompt, spec_agent, implementation_agent, spec_revision_count, project_path, \
@@ -235,7 +236,7 @@ impl Store {
     ) -> StoreResult<SpecTask> {
         let now = now();
         let outcome = on_backend!(&*self.backend, |w, r, d| {
-            let mut tx = w.begin().await?;
+            let mut tx = w.begin_write().await?;
             let lock = if d == Dialect::Postgres {
                 " FOR UPDATE"
             } else {
@@ -341,7 +342,7 @@ impl Store {
             payload: json!({ "archived": archived }),
         };
         let outcome: Option<(SpecTaskRow, i64)> = on_backend!(&*self.backend, |w, r, d| {
-            let mut tx = w.begin().await?;
+            let mut tx = w.begin_write().await?;
             let row: Option<SpecTaskRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
                 "UPDATE spec_tasks SET archived = $1, updated_at = $2 \
                  WHERE id = $3 AND archived = $4 RETURNING {SPEC_TASK_COLUMNS}"
@@ -421,7 +422,7 @@ impl Store {
             payload: json!({}),
         };
         let event_id = on_backend!(&*self.backend, |w, r, d| {
-            let mut tx = w.begin().await?;
+            let mut tx = w.begin_write().await?;
             let deleted = sqlx::query("DELETE FROM spec_tasks WHERE id = $1")
                 .bind(id.as_str())
                 .execute(&mut *tx)

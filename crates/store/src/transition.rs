@@ -17,6 +17,7 @@ use spectask_domain::{
 };
 
 use crate::Store;
+use crate::backend::WritePool;
 use crate::backend::on_backend;
 use crate::error::StoreResult;
 use crate::ids::now;
@@ -272,7 +273,7 @@ impl Store {
     ) -> StoreResult<Outcome> {
         let now = now();
         let outcome = on_backend!(&*self.backend, |w, r, d| {
-            let mut tx = w.begin().await?;
+            let mut tx = w.begin_write().await?;
             let outcome = cas_status!(
                 tx,
                 d,

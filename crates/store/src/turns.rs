@@ -17,6 +17,7 @@ use spectask_domain::{
 use sqlx::types::Json;
 
 use crate::Store;
+use crate::backend::WritePool;
 use crate::backend::{Dialect, on_backend};
 use crate::entries::{append_entries_in_tx, clear_entries_in_tx};
 use crate::error::{StoreError, StoreResult};
@@ -183,7 +184,7 @@ impl Store {
             now + chrono::Duration::from_std(lease).unwrap_or(chrono::Duration::seconds(60));
         let token = ulid::Ulid::new().to_string();
         let outcome = on_backend!(&*self.backend, |w, r, d| {
-            let mut tx = w.begin().await?;
+            let mut tx = w.begin_write().await?;
             let kind_params: Vec<String> =
                 (0..kinds.len()).map(|i| format!("${}", i + 6)).collect();
             let skip = if d == Dialect::Postgres {
@@ -291,7 +292,7 @@ impl Store {
         for id in expired {
             let outcome: StoreResult<i64> = on_backend!(&*self.backend, |w, r, d| {
                 async {
-                    let mut tx = w.begin().await?;
+                    let mut tx = w.begin_write().await?;
                     // Re-check under the lock: a heartbeat may have extended it meanwhile.
                     let cmp = if d == Dialect::Postgres {
                         "lease_expires_at < $2 FOR UPDATE"
@@ -350,7 +351,7 @@ impl Store {
         for (id, owner) in orphans {
             let outcome: StoreResult<i64> = on_backend!(&*self.backend, |w, r, d| {
                 async {
-                    let mut tx = w.begin().await?;
+                    let mut tx = w.begin_write().await?;
                     let lock = if d == Dialect::Postgres { " FOR UPDATE" } else { "" };
                     let still: Option<String> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
                         "SELECT id FROM turns WHERE id = $1 AND status = 'running' AND owner = $2{lock}"
@@ -384,7 +385,7 @@ impl Store {
     pub async fn release_turn(&self, claim: &TurnClaim) -> StoreResult<()> {
         let now = now();
         let event_id = on_backend!(&*self.backend, |w, r, d| {
-            let mut tx = w.begin().await?;
+            let mut tx = w.begin_write().await?;
             verify_claim_in_tx!(tx, d, claim);
             let event_id = turn_event_in_tx!(
                 tx,
@@ -427,7 +428,7 @@ impl Store {
         let now = now();
         let interaction = claim.turn.interaction_id.as_str();
         let event_id = on_backend!(&*self.backend, |w, r, d| {
-            let mut tx = w.begin().await?;
+            let mut tx = w.begin_write().await?;
             verify_claim_in_tx!(tx, d, claim);
             let payload = match batch {
                 Some((delta, entries)) => {

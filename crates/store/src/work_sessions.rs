@@ -10,6 +10,7 @@ use spectask_domain::{
 use sqlx::types::Json;
 
 use crate::Store;
+use crate::backend::WritePool;
 use crate::backend::on_backend;
 use crate::error::{StoreError, StoreResult};
 use crate::events::append_event;
@@ -58,7 +59,7 @@ impl Store {
             payload: json!({ "name": new.name, "phase": new.phase, "helix_session_id": new.helix_session_id }),
         };
         let (row, event_id) = on_backend!(&*self.backend, |w, r, d| {
-            let mut tx = w.begin().await?;
+            let mut tx = w.begin_write().await?;
             let row: WorkSessionRow = sqlx::query_as(sqlx::AssertSqlSafe(format!(
                 "INSERT INTO spec_task_work_sessions (id, spec_task_id, helix_session_id, name, description, \
                  phase, status, implementation_task_title, implementation_task_description, \
@@ -132,7 +133,7 @@ impl Store {
         let id = SpecTaskZedThreadId::from_ulid(self.ids.next());
         let now = now();
         let (row, event_id) = on_backend!(&*self.backend, |w, r, d| {
-            let mut tx = w.begin().await?;
+            let mut tx = w.begin_write().await?;
             let task: Option<String> = sqlx::query_scalar(
                 "SELECT spec_task_id FROM spec_task_work_sessions WHERE id = $1",
             )
