@@ -2,6 +2,7 @@
 //! completed; independent sessions are dispatched in the same tick, up to the thread limit.
 
 use spectask_domain::{SpecTaskStatus, WorkSessionStatus};
+use tokio::task::JoinSet;
 
 use crate::support::*;
 
@@ -40,27 +41,23 @@ step_tests! {
     }
 
     async fn a_dependant_waits_while_its_dependency_runs(db) {
-        // The dependency's first turn fails and is retried: the dependant stays pending for as
-        // long as the dependency is active, however many ticks that takes.
-        let script = Script { default: succeed(), rules: vec![rule("Task 1: Schema", fail("flaky"), Some(1))] };
-        let h = Harness::new(db, script, settings(|_| {})).await;
+        // The dependency's turn hangs in a `JoinSet` of its own, never waited for (it is dropped
+        // with the test): a free thread is not enough for the dependant, however many ticks pass.
+        let script = Script { default: succeed(), rules: vec![rule("Task 1: Schema", Behaviour::Hang, Some(1))] };
+        let h = Harness::new(db, script, settings(|s| s.max_parallel_threads = 2)).await;
         let id = h.approved_task(&[("1", "Schema", &[]), ("2", "Endpoints", &["1"])]).await;
+        let mut hung = JoinSet::new();
 
-        assert_eq!(h.step().await, ticked(1, 1, 1, 1));
-        let two = h.session(&id, "2").await;
-        assert_eq!(h.session(&id, "1").await.status, WorkSessionStatus::Active, "its retry is queued");
-        assert_eq!(two.status, WorkSessionStatus::Pending);
-        let reason = h.queue_reason(&id, &two.id).await.unwrap();
-        assert!(reason.starts_with("waiting for: 1. Schema"), "{reason}");
-
-        // The retry runs; the dependant is still not dispatched in the same tick.
-        assert_eq!(h.step().await, ticked(0, 0, 0, 1));
-        assert_eq!(h.session(&id, "1").await.status, WorkSessionStatus::Completed);
-        assert_eq!(h.session(&id, "2").await.status, WorkSessionStatus::Pending);
-
-        assert_eq!(h.step().await, ticked(0, 0, 1, 1));
-        assert_eq!(h.session(&id, "2").await.status, WorkSessionStatus::Completed);
-        assert_eq!(h.task(&id).await.status, SpecTaskStatus::ImplementationReview);
+        assert_eq!(h.tick_into(&mut hung).await, ticked(1, 1, 1, 1));
+        assert_eq!(h.session(&id, "1").await.status, WorkSessionStatus::Active);
+        for _ in 0..3 {
+            assert_eq!(h.step().await, idle());
+            let two = h.session(&id, "2").await;
+            assert_eq!(two.status, WorkSessionStatus::Pending);
+            let reason = h.queue_reason(&id, &two.id).await.unwrap();
+            assert_eq!(reason, "waiting for: 1. Schema");
+        }
+        assert_eq!(h.task(&id).await.status, SpecTaskStatus::Implementation);
     }
 
     async fn the_thread_limit_spreads_independent_tasks_over_ticks(db) {
