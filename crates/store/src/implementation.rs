@@ -3,27 +3,25 @@
 //! record its thread, end an implementation turn (complete, retry, fail with blocked dependants),
 //! cancel, retry, spawn, follow-up messages and review changes.
 
+use chrono::{DateTime, Utc};
 use serde_json::json;
 use spectask_domain::{
     ImplementationTaskEvent, ImplementationTaskId, ImplementationTaskStatus, NewEvent, SessionId,
     SessionRole, SpecTask, SpecTaskEvent, SpecTaskId, SpecTaskStatus, SpecTaskWorkSession,
     SpecTaskZedThread, SpecTaskZedThreadId, TurnEvent, TurnId, TurnKind, WorkSessionEvent,
-    WorkSessionId, WorkSessionPhase, WorkSessionStatus, ZedThreadEvent, ZedThreadStatus,
+    WorkSessionId, WorkSessionPhase, WorkSessionStatus, ZedThreadEvent,
 };
 
 use crate::Store;
-use crate::backend::WritePool;
-use crate::backend::{Dialect, on_backend};
+use crate::db::{Tx, query, query_as, query_scalar};
 use crate::error::{StoreError, StoreResult};
 use crate::events::append_event;
 use crate::ids::now;
 use crate::rows::{WORK_SESSION_COLUMNS, WorkSessionRow, ZED_THREAD_COLUMNS, ZedThreadRow};
-use crate::sessions::{finish_interaction_in_tx, insert_interaction_in_tx};
-use crate::transition::{
-    IMPLEMENTATION_TASKS, WORK_SESSIONS, ZED_THREADS, event_in_tx, spec_task_event_in_tx,
-    try_event_in_tx, turn_event_in_tx,
-};
-use crate::turns::{TurnClaim, enqueue_turn_in_tx, fail_claimed_turn_in_tx, verify_claim_in_tx};
+use crate::sessions::{finish_interaction, insert_interaction};
+use crate::spec_tasks::lock_spec_task;
+use crate::transition::{apply_event, try_apply_event};
+use crate::turns::{TurnClaim, enqueue_turn, fail_claimed_turn, verify_claim};
 
 /// One work session to create for a top-level task of the plan.
 #[derive(Debug, Clone)]
@@ -74,65 +72,63 @@ pub struct ImplementationProgress {
     pub finished: bool,
 }
 
-/// Reads the task id of a work session inside `$tx`, locking the task row on PostgreSQL so
+/// Reads the task id of a work session inside `tx`, locking the task row on PostgreSQL so
 /// admission decisions about one task are made one at a time.
-macro_rules! lock_task_of_work_session {
-    ($tx:expr, $d:expr, $ws:expr) => {{
-        let task: Option<String> =
-            sqlx::query_scalar("SELECT spec_task_id FROM spec_task_work_sessions WHERE id = $1")
-                .bind($ws)
-                .fetch_optional(&mut *$tx)
-                .await?;
-        let task = task.ok_or_else(|| StoreError::not_found("work session", $ws))?;
-        let lock = if $d == Dialect::Postgres {
-            " FOR UPDATE"
-        } else {
-            ""
-        };
-        let status: String = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
-            "SELECT status FROM spec_tasks WHERE id = $1{lock}"
-        )))
-        .bind(&task)
-        .fetch_one(&mut *$tx)
-        .await?;
-        let status: SpecTaskStatus = status.parse()?;
-        (
-            SpecTaskId::parse(&task)
-                .map_err(|e| StoreError::corrupt("spec_task_work_sessions", e))?,
-            status,
-        )
-    }};
+pub(crate) async fn lock_task_of_work_session(
+    tx: &mut Tx,
+    ws: &str,
+) -> StoreResult<(SpecTaskId, SpecTaskStatus)> {
+    let task: Option<String> =
+        query_scalar("SELECT spec_task_id FROM spec_task_work_sessions WHERE id = $1")
+            .bind(ws)
+            .fetch_optional(&mut *tx)
+            .await?;
+    let task = task.ok_or_else(|| StoreError::not_found("work session", ws))?;
+    let task =
+        SpecTaskId::parse(&task).map_err(|e| StoreError::corrupt("spec_task_work_sessions", e))?;
+    let status = lock_spec_task(tx, &task).await?;
+    Ok((task, status))
 }
 
-/// Applies `$event` to every implementation task assigned to work session `$ws` whose status
-/// allows it, inside `$tx`.
-macro_rules! assigned_tasks_event_in_tx {
-    ($tx:expr, $d:expr, $ws:expr, $event:expr, $actor:expr, $now:expr) => {{
-        let assigned: Vec<String> = sqlx::query_scalar(
-            "SELECT id FROM spec_task_implementation_tasks WHERE assigned_work_session_id = $1 ORDER BY task_index",
-        )
-        .bind($ws)
-        .fetch_all(&mut *$tx)
-        .await?;
-        for task_id in &assigned {
-            try_event_in_tx!($tx, $d, &IMPLEMENTATION_TASKS, task_id.as_str(), $event, $actor, $now);
-        }
-    }};
+/// Applies `event` to every implementation task assigned to work session `ws` whose status allows
+/// it, inside `tx`.
+pub(crate) async fn assigned_tasks_event(
+    tx: &mut Tx,
+    ws: &str,
+    event: ImplementationTaskEvent,
+    actor: &str,
+    now: DateTime<Utc>,
+) -> StoreResult<()> {
+    let assigned: Vec<String> = query_scalar(
+        "SELECT id FROM spec_task_implementation_tasks WHERE assigned_work_session_id = $1 ORDER BY task_index",
+    )
+    .bind(ws)
+    .fetch_all(&mut *tx)
+    .await?;
+    for task_id in &assigned {
+        try_apply_event(tx, task_id.as_str(), event, actor, now).await?;
+    }
+    Ok(())
 }
 
-/// Applies `$event` to work session `$ws`'s thread, if it has one and its status allows it,
-/// inside `$tx`.
-macro_rules! thread_event_in_tx {
-    ($tx:expr, $d:expr, $ws:expr, $event:expr, $actor:expr, $now:expr) => {{
-        let thread: Option<String> =
-            sqlx::query_scalar("SELECT id FROM spec_task_zed_threads WHERE work_session_id = $1")
-                .bind($ws)
-                .fetch_optional(&mut *$tx)
-                .await?;
-        if let Some(thread) = thread {
-            try_event_in_tx!($tx, $d, &ZED_THREADS, thread.as_str(), $event, $actor, $now);
-        }
-    }};
+/// Applies `event` to work session `ws`'s thread, if it has one and its status allows it, inside
+/// `tx`.
+pub(crate) async fn thread_event(
+    tx: &mut Tx,
+    ws: &str,
+    event: ZedThreadEvent,
+    actor: &str,
+    now: DateTime<Utc>,
+) -> StoreResult<()> {
+    let thread: Option<String> =
+        query_scalar("SELECT id FROM spec_task_zed_threads WHERE work_session_id = $1")
+            .bind(ws)
+            .fetch_optional(&mut *tx)
+            .await?;
+    if let Some(thread) = thread {
+        try_apply_event(tx, thread.as_str(), event, actor, now).await?;
+    }
+    Ok(())
 }
 
 fn claimed_work_session(claim: &TurnClaim) -> StoreResult<&WorkSessionId> {
@@ -157,61 +153,48 @@ impl Store {
         actor: &str,
     ) -> StoreResult<Vec<SpecTaskWorkSession>> {
         let now = now();
-        on_backend!(&*self.backend, |w, r, d| {
-            let mut tx = w.begin_write().await?;
-            let lock = if d == Dialect::Postgres {
-                " FOR UPDATE"
-            } else {
-                ""
-            };
-            let status: Option<String> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
-                "SELECT status FROM spec_tasks WHERE id = $1{lock}"
-            )))
-            .bind(id.as_str())
-            .fetch_optional(&mut *tx)
-            .await?;
-            let status: SpecTaskStatus = status
-                .ok_or_else(|| StoreError::not_found("spec task", id))?
-                .parse()?;
+        {
+            let mut tx = self.backend.begin_write().await?;
+            let status = lock_spec_task(&mut tx, id).await?;
             match status {
                 SpecTaskStatus::ImplementationQueued => {
-                    spec_task_event_in_tx!(
-                        tx,
-                        d,
+                    apply_event(
+                        &mut tx,
                         id.as_str(),
                         SpecTaskEvent::StartImplementation,
                         actor,
-                        now
-                    );
+                        now,
+                    )
+                    .await?;
                 }
                 SpecTaskStatus::Implementation => {}
                 other => return Err(SpecTaskEvent::StartImplementation.refused(other).into()),
             }
-            sqlx::query("UPDATE spec_tasks SET zed_instance_id = $1, updated_at = $2 WHERE id = $3 AND zed_instance_id IS NULL")
+            query("UPDATE spec_tasks SET zed_instance_id = $1, updated_at = $2 WHERE id = $3 AND zed_instance_id IS NULL")
                 .bind(instance_id)
                 .bind(now)
                 .bind(id.as_str())
-                .execute(&mut *tx)
+                .execute(&mut tx)
                 .await?;
-            let existing: i64 = sqlx::query_scalar(
+            let existing: i64 = query_scalar(
                 "SELECT COUNT(*) FROM spec_task_work_sessions WHERE spec_task_id = $1 AND phase = 'implementation' AND parent_work_session_id IS NULL",
             )
             .bind(id.as_str())
-            .fetch_one(&mut *tx)
+            .fetch_one(&mut tx)
             .await?;
             if existing == 0 {
                 for plan in plans {
                     let session = SessionId::from_ulid(self.ids.next());
-                    sqlx::query("INSERT INTO sessions (id, spec_task_id, role, name, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $5)")
+                    query("INSERT INTO sessions (id, spec_task_id, role, name, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $5)")
                         .bind(session.as_str())
                         .bind(id.as_str())
                         .bind(SessionRole::Implementation.as_str())
                         .bind(&plan.name)
                         .bind(now)
-                        .execute(&mut *tx)
+                        .execute(&mut tx)
                         .await?;
                     let ws = WorkSessionId::from_ulid(self.ids.next());
-                    sqlx::query(
+                    query(
                         "INSERT INTO spec_task_work_sessions (id, spec_task_id, helix_session_id, name, description, phase, status, \
                          implementation_task_title, implementation_task_description, implementation_task_index, created_at) \
                          VALUES ($1, $2, $3, $4, $5, 'implementation', 'pending', $6, $7, $8, $9)",
@@ -225,7 +208,7 @@ impl Store {
                     .bind(&plan.task_description)
                     .bind(plan.task_index)
                     .bind(now)
-                    .execute(&mut *tx)
+                    .execute(&mut tx)
                     .await?;
                     let created = NewEvent {
                         spec_task_id: Some(id.clone()),
@@ -234,28 +217,26 @@ impl Store {
                         actor: actor.to_owned(),
                         payload: json!({ "name": plan.name, "helix_session_id": session, "implementation_task_index": plan.task_index }),
                     };
-                    append_event!(tx, d, &created, now);
+                    append_event(&mut tx, &created, now).await?;
                     for task in &plan.implementation_task_ids {
-                        event_in_tx!(
-                            tx,
-                            d,
-                            &IMPLEMENTATION_TASKS,
-                            ImplementationTaskStatus,
+                        apply_event(
+                            &mut tx,
                             task.as_str(),
                             ImplementationTaskEvent::Assign,
                             actor,
-                            now
-                        );
-                        sqlx::query("UPDATE spec_task_implementation_tasks SET assigned_work_session_id = $1 WHERE id = $2")
+                            now,
+                        )
+                        .await?;
+                        query("UPDATE spec_task_implementation_tasks SET assigned_work_session_id = $1 WHERE id = $2")
                             .bind(ws.as_str())
                             .bind(task.as_str())
-                            .execute(&mut *tx)
+                            .execute(&mut tx)
                             .await?;
                     }
                 }
             }
             tx.commit().await?;
-        });
+        };
         self.announce_latest().await?;
         self.list_work_sessions(id).await
     }
@@ -271,9 +252,9 @@ impl Store {
         actor: &str,
     ) -> StoreResult<DispatchOutcome> {
         let now = now();
-        let outcome = on_backend!(&*self.backend, |w, r, d| {
-            let mut tx = w.begin_write().await?;
-            let (task, status) = lock_task_of_work_session!(tx, d, ws.as_str());
+        let outcome = {
+            let mut tx = self.backend.begin_write().await?;
+            let (task, status) = lock_task_of_work_session(&mut tx, ws.as_str()).await?;
             if !matches!(
                 status,
                 SpecTaskStatus::Implementation | SpecTaskStatus::ImplementationFailed
@@ -282,65 +263,64 @@ impl Store {
                     "the task is in `{status}`"
                 )));
             }
-            let (ws_status, session): (String, String) = sqlx::query_as(
+            let (ws_status, session): (String, String) = query_as(
                 "SELECT status, helix_session_id FROM spec_task_work_sessions WHERE id = $1",
             )
             .bind(ws.as_str())
-            .fetch_one(&mut *tx)
+            .fetch_one(&mut tx)
             .await?;
             if ws_status != WorkSessionStatus::Pending.as_str() {
                 return Ok(DispatchOutcome::NotDispatchable(format!(
                     "the work session is `{ws_status}`"
                 )));
             }
-            let running: i64 = sqlx::query_scalar(
+            let running: i64 = query_scalar(
                 "SELECT COUNT(*) FROM spec_task_work_sessions WHERE spec_task_id = $1 AND phase = 'implementation' AND status = 'active'",
             )
             .bind(task.as_str())
-            .fetch_one(&mut *tx)
+            .fetch_one(&mut tx)
             .await?;
             if running >= max_parallel {
                 return Ok(DispatchOutcome::AtCapacity { running });
             }
-            event_in_tx!(
-                tx,
-                d,
-                &WORK_SESSIONS,
-                WorkSessionStatus,
-                ws.as_str(),
-                WorkSessionEvent::Activate,
-                actor,
-                now
-            );
-            assigned_tasks_event_in_tx!(
-                tx,
-                d,
+            apply_event(&mut tx, ws.as_str(), WorkSessionEvent::Activate, actor, now).await?;
+            assigned_tasks_event(
+                &mut tx,
                 ws.as_str(),
                 ImplementationTaskEvent::Start,
                 actor,
-                now
-            );
-            thread_event_in_tx!(tx, d, ws.as_str(), ZedThreadEvent::Reopen, actor, now);
-            let interaction =
-                insert_interaction_in_tx!(self, tx, d, task, session.as_str(), prompt, actor, now);
+                now,
+            )
+            .await?;
+            thread_event(&mut tx, ws.as_str(), ZedThreadEvent::Reopen, actor, now).await?;
+            let interaction = insert_interaction(
+                &mut tx,
+                &self.ids,
+                &task,
+                session.as_str(),
+                prompt,
+                actor,
+                now,
+            )
+            .await?;
             let session_id = SessionId::parse(&session)
                 .map_err(|e| StoreError::corrupt("spec_task_work_sessions", e))?;
-            let turn = enqueue_turn_in_tx!(
-                self,
-                tx,
-                d,
-                task,
-                session_id,
-                interaction,
+            let turn = enqueue_turn(
+                &mut tx,
+                &self.ids,
+                &task,
+                &session_id,
+                &interaction,
                 Some(ws.as_str()),
                 TurnKind::Implementation,
                 json!({}),
                 actor,
-                now
-            );
+                now,
+            )
+            .await?;
             tx.commit().await?;
             DispatchOutcome::Dispatched(turn)
-        });
+        };
         if let DispatchOutcome::Dispatched(_) = &outcome {
             self.announce_latest().await?;
         }
@@ -357,16 +337,15 @@ impl Store {
     ) -> StoreResult<SpecTaskZedThread> {
         let now = now();
         let id = SpecTaskZedThreadId::from_ulid(self.ids.next());
-        on_backend!(&*self.backend, |w, r, d| {
-            let mut tx = w.begin_write().await?;
-            let task: Option<String> = sqlx::query_scalar(
-                "SELECT spec_task_id FROM spec_task_work_sessions WHERE id = $1",
-            )
-            .bind(ws.as_str())
-            .fetch_optional(&mut *tx)
-            .await?;
+        {
+            let mut tx = self.backend.begin_write().await?;
+            let task: Option<String> =
+                query_scalar("SELECT spec_task_id FROM spec_task_work_sessions WHERE id = $1")
+                    .bind(ws.as_str())
+                    .fetch_optional(&mut tx)
+                    .await?;
             let task = task.ok_or_else(|| StoreError::not_found("work session", ws))?;
-            sqlx::query(
+            query(
                 "INSERT INTO spec_task_zed_threads (id, work_session_id, spec_task_id, zed_thread_id, status, created_at) \
                  VALUES ($1, $2, $3, $4, 'pending', $5)",
             )
@@ -375,7 +354,7 @@ impl Store {
             .bind(&task)
             .bind(zed_thread_id)
             .bind(now)
-            .execute(&mut *tx)
+            .execute(&mut tx)
             .await?;
             let created = NewEvent {
                 spec_task_id: Some(
@@ -387,19 +366,10 @@ impl Store {
                 actor: actor.to_owned(),
                 payload: json!({ "work_session_id": ws, "zed_thread_id": zed_thread_id }),
             };
-            append_event!(tx, d, &created, now);
-            event_in_tx!(
-                tx,
-                d,
-                &ZED_THREADS,
-                ZedThreadStatus,
-                id.as_str(),
-                ZedThreadEvent::Start,
-                actor,
-                now
-            );
+            append_event(&mut tx, &created, now).await?;
+            apply_event(&mut tx, id.as_str(), ZedThreadEvent::Start, actor, now).await?;
             tx.commit().await?;
-        });
+        };
         self.announce_latest().await?;
         self.get_zed_thread(&id).await
     }
@@ -409,14 +379,14 @@ impl Store {
         &self,
         ws: &WorkSessionId,
     ) -> StoreResult<Option<SpecTaskZedThread>> {
-        let row: Option<ZedThreadRow> = on_backend!(&*self.backend, |w, r, d| {
-            sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        let row: Option<ZedThreadRow> = {
+            query_as(sqlx::AssertSqlSafe(format!(
                 "SELECT {ZED_THREAD_COLUMNS} FROM spec_task_zed_threads WHERE work_session_id = $1"
             )))
             .bind(ws.as_str())
-            .fetch_optional(r)
+            .fetch_optional(self.backend.reader())
             .await?
-        });
+        };
         row.map(SpecTaskZedThread::try_from).transpose()
     }
 
@@ -432,82 +402,65 @@ impl Store {
         let ws = claimed_work_session(claim)?;
         let task = &claim.turn.spec_task_id;
         let actor = &claim.owner;
-        let finished = on_backend!(&*self.backend, |w, r, d| {
-            let mut tx = w.begin_write().await?;
-            verify_claim_in_tx!(tx, d, claim);
-            let lock = if d == Dialect::Postgres {
-                " FOR UPDATE"
-            } else {
-                ""
-            };
-            let status: String = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
-                "SELECT status FROM spec_tasks WHERE id = $1{lock}"
-            )))
-            .bind(task.as_str())
-            .fetch_one(&mut *tx)
-            .await?;
-            finish_interaction_in_tx!(tx, claim, response, "complete", None::<String>, now);
-            turn_event_in_tx!(
-                tx,
-                d,
+        let finished = {
+            let mut tx = self.backend.begin_write().await?;
+            verify_claim(&mut tx, claim).await?;
+            let status = lock_spec_task(&mut tx, &task).await?;
+            finish_interaction(&mut tx, claim, response, "complete", None, now).await?;
+            apply_event(
+                &mut tx,
                 claim.turn.id.as_str(),
                 TurnEvent::Complete,
                 actor,
-                now
-            );
+                now,
+            )
+            .await?;
             // Queued follow-ups still have work for this session: it stays active.
-            let queued: i64 = sqlx::query_scalar(
+            let queued: i64 = query_scalar(
                 "SELECT COUNT(*) FROM turns WHERE work_session_id = $1 AND status = 'queued'",
             )
             .bind(ws.as_str())
-            .fetch_one(&mut *tx)
+            .fetch_one(&mut tx)
             .await?;
             if queued == 0
-                && try_event_in_tx!(
-                    tx,
-                    d,
-                    &WORK_SESSIONS,
-                    ws.as_str(),
-                    WorkSessionEvent::Complete,
-                    actor,
-                    now
-                )
+                && try_apply_event(&mut tx, ws.as_str(), WorkSessionEvent::Complete, actor, now)
+                    .await?
             {
-                sqlx::query("UPDATE spec_task_work_sessions SET error = NULL WHERE id = $1")
+                query("UPDATE spec_task_work_sessions SET error = NULL WHERE id = $1")
                     .bind(ws.as_str())
-                    .execute(&mut *tx)
+                    .execute(&mut tx)
                     .await?;
-                assigned_tasks_event_in_tx!(
-                    tx,
-                    d,
+                assigned_tasks_event(
+                    &mut tx,
                     ws.as_str(),
                     ImplementationTaskEvent::Complete,
                     actor,
-                    now
-                );
-                thread_event_in_tx!(tx, d, ws.as_str(), ZedThreadEvent::Complete, actor, now);
+                    now,
+                )
+                .await?;
+                thread_event(&mut tx, ws.as_str(), ZedThreadEvent::Complete, actor, now).await?;
             }
-            let open: i64 = sqlx::query_scalar(
+            let open: i64 = query_scalar(
                 "SELECT COUNT(*) FROM spec_task_work_sessions WHERE spec_task_id = $1 AND phase = 'implementation' \
                  AND status NOT IN ('completed', 'cancelled')",
             )
             .bind(task.as_str())
-            .fetch_one(&mut *tx)
+            .fetch_one(&mut tx)
             .await?;
-            let finished = open == 0 && status == SpecTaskStatus::Implementation.as_str();
+            let finished = open == 0 && status == SpecTaskStatus::Implementation;
             if finished {
-                spec_task_event_in_tx!(
-                    tx,
-                    d,
+                apply_event(
+                    &mut tx,
                     task.as_str(),
                     SpecTaskEvent::ImplementationFinished,
                     actor,
-                    now
-                );
+                    now,
+                )
+                .await?;
             }
             tx.commit().await?;
             finished
-        });
+        };
         self.announce_latest().await?;
         let completed_keys = self
             .list_implementation_tasks(task)
@@ -534,40 +487,40 @@ impl Store {
         let now = now();
         let ws = claimed_work_session(claim)?;
         let task = &claim.turn.spec_task_id;
-        let turn = on_backend!(&*self.backend, |w, r, d| {
-            let mut tx = w.begin_write().await?;
-            fail_claimed_turn_in_tx!(tx, d, claim, response, reason, now);
-            sqlx::query("UPDATE spec_task_work_sessions SET error = $1 WHERE id = $2")
+        let turn = {
+            let mut tx = self.backend.begin_write().await?;
+            fail_claimed_turn(&mut tx, claim, response, reason, now).await?;
+            query("UPDATE spec_task_work_sessions SET error = $1 WHERE id = $2")
                 .bind(reason)
                 .bind(ws.as_str())
-                .execute(&mut *tx)
+                .execute(&mut tx)
                 .await?;
-            let interaction = insert_interaction_in_tx!(
-                self,
-                tx,
-                d,
-                task,
+            let interaction = insert_interaction(
+                &mut tx,
+                &self.ids,
+                &task,
                 claim.turn.session_id.as_str(),
                 prompt,
                 &claim.owner,
-                now
-            );
-            let turn = enqueue_turn_in_tx!(
-                self,
-                tx,
-                d,
-                task,
-                claim.turn.session_id,
-                interaction,
+                now,
+            )
+            .await?;
+            let turn = enqueue_turn(
+                &mut tx,
+                &self.ids,
+                &task,
+                &claim.turn.session_id,
+                &interaction,
                 Some(ws.as_str()),
                 TurnKind::FollowUp,
                 json!({ "retry_of": claim.turn.id }),
                 &claim.owner,
-                now
-            );
+                now,
+            )
+            .await?;
             tx.commit().await?;
             turn
-        });
+        };
         self.announce_latest().await?;
         Ok(turn)
     }
@@ -586,61 +539,53 @@ impl Store {
         let ws = claimed_work_session(claim)?;
         let task = &claim.turn.spec_task_id;
         let actor = &claim.owner;
-        on_backend!(&*self.backend, |w, r, d| {
-            let mut tx = w.begin_write().await?;
-            fail_claimed_turn_in_tx!(tx, d, claim, response, reason, now);
-            try_event_in_tx!(
-                tx,
-                d,
-                &WORK_SESSIONS,
-                ws.as_str(),
-                WorkSessionEvent::Fail,
-                actor,
-                now
-            );
-            sqlx::query("UPDATE spec_task_work_sessions SET error = $1 WHERE id = $2")
+        {
+            let mut tx = self.backend.begin_write().await?;
+            fail_claimed_turn(&mut tx, claim, response, reason, now).await?;
+            try_apply_event(&mut tx, ws.as_str(), WorkSessionEvent::Fail, actor, now).await?;
+            query("UPDATE spec_task_work_sessions SET error = $1 WHERE id = $2")
                 .bind(reason)
                 .bind(ws.as_str())
-                .execute(&mut *tx)
+                .execute(&mut tx)
                 .await?;
-            assigned_tasks_event_in_tx!(
-                tx,
-                d,
+            assigned_tasks_event(
+                &mut tx,
                 ws.as_str(),
                 ImplementationTaskEvent::Fail,
                 actor,
-                now
-            );
-            thread_event_in_tx!(tx, d, ws.as_str(), ZedThreadEvent::Fail, actor, now);
+                now,
+            )
+            .await?;
+            thread_event(&mut tx, ws.as_str(), ZedThreadEvent::Fail, actor, now).await?;
             for dependant in dependants {
-                if try_event_in_tx!(
-                    tx,
-                    d,
-                    &WORK_SESSIONS,
+                if try_apply_event(
+                    &mut tx,
                     dependant.as_str(),
                     WorkSessionEvent::Block,
                     actor,
-                    now
-                ) {
-                    assigned_tasks_event_in_tx!(
-                        tx,
-                        d,
+                    now,
+                )
+                .await?
+                {
+                    assigned_tasks_event(
+                        &mut tx,
                         dependant.as_str(),
                         ImplementationTaskEvent::Block,
                         actor,
-                        now
-                    );
+                        now,
+                    )
+                    .await?;
                 }
             }
-            if try_event_in_tx!(
-                tx,
-                d,
-                &crate::transition::SPEC_TASKS,
+            if try_apply_event(
+                &mut tx,
                 task.as_str(),
                 SpecTaskEvent::ImplementationFailed,
                 actor,
-                now
-            ) {
+                now,
+            )
+            .await?
+            {
                 let failed = NewEvent {
                     spec_task_id: Some(task.clone()),
                     kind: spectask_domain::EventKind::ImplementationFailed,
@@ -648,16 +593,16 @@ impl Store {
                     actor: actor.to_owned(),
                     payload: json!({ "reason": reason, "work_session_id": ws, "phase": "implementation" }),
                 };
-                append_event!(tx, d, &failed, now);
+                append_event(&mut tx, &failed, now).await?;
             }
-            sqlx::query("UPDATE spec_tasks SET error = $1, updated_at = $2 WHERE id = $3")
+            query("UPDATE spec_tasks SET error = $1, updated_at = $2 WHERE id = $3")
                 .bind(reason)
                 .bind(now)
                 .bind(task.as_str())
-                .execute(&mut *tx)
+                .execute(&mut tx)
                 .await?;
             tx.commit().await?;
-        });
+        };
         self.announce_latest().await?;
         self.get_spec_task(task).await
     }
@@ -671,44 +616,35 @@ impl Store {
         actor: &str,
     ) -> StoreResult<SpecTaskWorkSession> {
         let now = now();
-        on_backend!(&*self.backend, |w, r, d| {
-            let mut tx = w.begin_write().await?;
-            let (task, status) = lock_task_of_work_session!(tx, d, ws.as_str());
-            event_in_tx!(
-                tx,
-                d,
-                &WORK_SESSIONS,
-                WorkSessionStatus,
-                ws.as_str(),
-                WorkSessionEvent::Cancel,
-                actor,
-                now
-            );
-            let live: Vec<String> = sqlx::query_scalar("SELECT id FROM turns WHERE work_session_id = $1 AND status IN ('queued', 'running')")
+        {
+            let mut tx = self.backend.begin_write().await?;
+            let (task, status) = lock_task_of_work_session(&mut tx, ws.as_str()).await?;
+            apply_event(&mut tx, ws.as_str(), WorkSessionEvent::Cancel, actor, now).await?;
+            let live: Vec<String> = query_scalar("SELECT id FROM turns WHERE work_session_id = $1 AND status IN ('queued', 'running')")
                 .bind(ws.as_str())
-                .fetch_all(&mut *tx)
+                .fetch_all(&mut tx)
                 .await?;
             for turn in &live {
-                turn_event_in_tx!(tx, d, turn.as_str(), TurnEvent::Cancel, actor, now);
+                apply_event(&mut tx, turn.as_str(), TurnEvent::Cancel, actor, now).await?;
             }
-            let open: i64 = sqlx::query_scalar(
+            let open: i64 = query_scalar(
                 "SELECT COUNT(*) FROM spec_task_work_sessions WHERE spec_task_id = $1 AND phase = 'implementation' AND status NOT IN ('completed', 'cancelled')",
             )
             .bind(task.as_str())
-            .fetch_one(&mut *tx)
+            .fetch_one(&mut tx)
             .await?;
             if open == 0 && status == SpecTaskStatus::Implementation {
-                spec_task_event_in_tx!(
-                    tx,
-                    d,
+                apply_event(
+                    &mut tx,
                     task.as_str(),
                     SpecTaskEvent::ImplementationFinished,
                     actor,
-                    now
-                );
+                    now,
+                )
+                .await?;
             }
             tx.commit().await?;
-        });
+        };
         self.announce_latest().await?;
         self.get_work_session(ws).await
     }
@@ -723,72 +659,63 @@ impl Store {
         actor: &str,
     ) -> StoreResult<SpecTaskWorkSession> {
         let now = now();
-        on_backend!(&*self.backend, |w, r, d| {
-            let mut tx = w.begin_write().await?;
-            let (task, status) = lock_task_of_work_session!(tx, d, ws.as_str());
-            event_in_tx!(
-                tx,
-                d,
-                &WORK_SESSIONS,
-                WorkSessionStatus,
-                ws.as_str(),
-                WorkSessionEvent::Retry,
-                actor,
-                now
-            );
+        {
+            let mut tx = self.backend.begin_write().await?;
+            let (task, status) = lock_task_of_work_session(&mut tx, ws.as_str()).await?;
+            apply_event(&mut tx, ws.as_str(), WorkSessionEvent::Retry, actor, now).await?;
             // A human retry overrides the agent's earlier decision to give up.
-            sqlx::query("UPDATE spec_task_work_sessions SET error = NULL, agent_gave_up = NULL WHERE id = $1")
+            query("UPDATE spec_task_work_sessions SET error = NULL, agent_gave_up = NULL WHERE id = $1")
                 .bind(ws.as_str())
-                .execute(&mut *tx)
+                .execute(&mut tx)
                 .await?;
-            assigned_tasks_event_in_tx!(
-                tx,
-                d,
+            assigned_tasks_event(
+                &mut tx,
                 ws.as_str(),
                 ImplementationTaskEvent::Retry,
                 actor,
-                now
-            );
+                now,
+            )
+            .await?;
             for dependant in dependants {
-                if try_event_in_tx!(
-                    tx,
-                    d,
-                    &WORK_SESSIONS,
+                if try_apply_event(
+                    &mut tx,
                     dependant.as_str(),
                     WorkSessionEvent::Unblock,
                     actor,
-                    now
-                ) {
-                    assigned_tasks_event_in_tx!(
-                        tx,
-                        d,
+                    now,
+                )
+                .await?
+                {
+                    assigned_tasks_event(
+                        &mut tx,
                         dependant.as_str(),
                         ImplementationTaskEvent::Unblock,
                         actor,
-                        now
-                    );
+                        now,
+                    )
+                    .await?;
                 }
             }
-            let failed: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM spec_task_work_sessions WHERE spec_task_id = $1 AND status = 'failed'")
+            let failed: i64 = query_scalar("SELECT COUNT(*) FROM spec_task_work_sessions WHERE spec_task_id = $1 AND status = 'failed'")
                 .bind(task.as_str())
-                .fetch_one(&mut *tx)
+                .fetch_one(&mut tx)
                 .await?;
             if failed == 0 && status == SpecTaskStatus::ImplementationFailed {
-                spec_task_event_in_tx!(
-                    tx,
-                    d,
+                apply_event(
+                    &mut tx,
                     task.as_str(),
                     SpecTaskEvent::RetryImplementation,
                     actor,
-                    now
-                );
-                sqlx::query("UPDATE spec_tasks SET error = NULL WHERE id = $1")
+                    now,
+                )
+                .await?;
+                query("UPDATE spec_tasks SET error = NULL WHERE id = $1")
                     .bind(task.as_str())
-                    .execute(&mut *tx)
+                    .execute(&mut tx)
                     .await?;
             }
             tx.commit().await?;
-        });
+        };
         self.announce_latest().await?;
         self.get_work_session(ws).await
     }
@@ -812,26 +739,26 @@ impl Store {
     ) -> StoreResult<Spawned> {
         let now = now();
         let id = WorkSessionId::from_ulid(self.ids.next());
-        let outcome: StoreResult<WorkSessionId> = on_backend!(&*self.backend, |w, r, d| {
+        let outcome: StoreResult<WorkSessionId> = {
             async {
-                let mut tx = w.begin_write().await?;
-                let (task, _) = lock_task_of_work_session!(tx, d, parent.as_str());
-                let existing: Option<String> = sqlx::query_scalar(
+                let mut tx = self.backend.begin_write().await?;
+                let (task, _) = lock_task_of_work_session(&mut tx, parent.as_str()).await?;
+                let existing: Option<String> = query_scalar(
                     "SELECT id FROM spec_task_work_sessions WHERE spawned_by_session_id = $1 AND name = $2",
                 )
                 .bind(parent.as_str())
                 .bind(name)
-                .fetch_optional(&mut *tx)
+                .fetch_optional(&mut tx)
                 .await?;
                 if let Some(existing) = existing {
                     return WorkSessionId::parse(&existing)
                         .map_err(|e| StoreError::corrupt("spec_task_work_sessions", e));
                 }
-                let (status, phase): (String, String) = sqlx::query_as(
+                let (status, phase): (String, String) = query_as(
                     "SELECT status, phase FROM spec_task_work_sessions WHERE id = $1",
                 )
                 .bind(parent.as_str())
-                .fetch_one(&mut *tx)
+                .fetch_one(&mut tx)
                 .await?;
                 if status != WorkSessionStatus::Active.as_str()
                     || phase != WorkSessionPhase::Implementation.as_str()
@@ -841,11 +768,11 @@ impl Store {
                     )));
                 }
                 if let Some(caps) = caps {
-                    let spawned: i64 = sqlx::query_scalar(
+                    let spawned: i64 = query_scalar(
                         "SELECT COUNT(*) FROM spec_task_work_sessions                          WHERE spec_task_id = $1 AND spawned_by_session_id IS NOT NULL",
                     )
                     .bind(task.as_str())
-                    .fetch_one(&mut *tx)
+                    .fetch_one(&mut tx)
                     .await?;
                     if spawned >= i64::from(caps.max_per_task) {
                         return Err(StoreError::Conflict(format!(
@@ -858,11 +785,11 @@ impl Store {
                     let mut depth: u32 = 0;
                     let mut cursor = parent.to_string();
                     loop {
-                        let up: Option<Option<String>> = sqlx::query_scalar(
+                        let up: Option<Option<String>> = query_scalar(
                             "SELECT spawned_by_session_id FROM spec_task_work_sessions WHERE id = $1",
                         )
                         .bind(&cursor)
-                        .fetch_optional(&mut *tx)
+                        .fetch_optional(&mut tx)
                         .await?;
                         match up.flatten() {
                             Some(next) if depth <= caps.max_depth => {
@@ -881,15 +808,15 @@ impl Store {
                     }
                 }
                 let session = SessionId::from_ulid(self.ids.next());
-                sqlx::query("INSERT INTO sessions (id, spec_task_id, role, name, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $5)")
+                query("INSERT INTO sessions (id, spec_task_id, role, name, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $5)")
                     .bind(session.as_str())
                     .bind(task.as_str())
                     .bind(SessionRole::Implementation.as_str())
                     .bind(name)
                     .bind(now)
-                    .execute(&mut *tx)
+                    .execute(&mut tx)
                     .await?;
-                sqlx::query(
+                query(
                     "INSERT INTO spec_task_work_sessions (id, spec_task_id, helix_session_id, name, description, phase, status, \
                      parent_work_session_id, spawned_by_session_id, created_at) \
                      VALUES ($1, $2, $3, $4, $5, 'implementation', 'pending', $6, $6, $7)",
@@ -901,7 +828,7 @@ impl Store {
                 .bind(description)
                 .bind(parent.as_str())
                 .bind(now)
-                .execute(&mut *tx)
+                .execute(&mut tx)
                 .await?;
                 let created = NewEvent {
                     spec_task_id: Some(task.clone()),
@@ -910,12 +837,12 @@ impl Store {
                     actor: actor.to_owned(),
                     payload: json!({ "name": name, "helix_session_id": session, "parent_work_session_id": parent, "spawned": true }),
                 };
-                append_event!(tx, d, &created, now);
+                append_event(&mut tx, &created, now).await?;
                 tx.commit().await?;
                 Ok(id.clone())
             }
             .await
-        });
+        };
         let spawned_id = match outcome {
             Ok(spawned_id) => spawned_id,
             // The unique index caught a spawn that raced past the check: it is a repeat.
@@ -942,15 +869,15 @@ impl Store {
         parent: &WorkSessionId,
         name: &str,
     ) -> StoreResult<Option<WorkSessionId>> {
-        let found: Option<String> = on_backend!(&*self.backend, |w, r, d| {
-            sqlx::query_scalar(
+        let found: Option<String> = {
+            query_scalar(
                 "SELECT id FROM spec_task_work_sessions WHERE spawned_by_session_id = $1 AND name = $2",
             )
             .bind(parent.as_str())
             .bind(name)
-            .fetch_optional(w)
+            .fetch_optional(self.backend.writer())
             .await?
-        });
+        };
         found
             .map(|id| {
                 WorkSessionId::parse(&id)
@@ -967,14 +894,14 @@ impl Store {
         actor: &str,
     ) -> StoreResult<TurnId> {
         let now = now();
-        let turn = on_backend!(&*self.backend, |w, r, d| {
-            let mut tx = w.begin_write().await?;
-            let (task, _) = lock_task_of_work_session!(tx, d, ws.as_str());
-            let (status, session): (String, String) = sqlx::query_as(
+        let turn = {
+            let mut tx = self.backend.begin_write().await?;
+            let (task, _) = lock_task_of_work_session(&mut tx, ws.as_str()).await?;
+            let (status, session): (String, String) = query_as(
                 "SELECT status, helix_session_id FROM spec_task_work_sessions WHERE id = $1",
             )
             .bind(ws.as_str())
-            .fetch_one(&mut *tx)
+            .fetch_one(&mut tx)
             .await?;
             if status != WorkSessionStatus::Active.as_str() {
                 return Err(StoreError::Conflict(format!(
@@ -983,24 +910,32 @@ impl Store {
             }
             let session = SessionId::parse(&session)
                 .map_err(|e| StoreError::corrupt("spec_task_work_sessions", e))?;
-            let interaction =
-                insert_interaction_in_tx!(self, tx, d, task, session.as_str(), prompt, actor, now);
-            let turn = enqueue_turn_in_tx!(
-                self,
-                tx,
-                d,
-                task,
-                session,
-                interaction,
+            let interaction = insert_interaction(
+                &mut tx,
+                &self.ids,
+                &task,
+                session.as_str(),
+                prompt,
+                actor,
+                now,
+            )
+            .await?;
+            let turn = enqueue_turn(
+                &mut tx,
+                &self.ids,
+                &task,
+                &session,
+                &interaction,
                 Some(ws.as_str()),
                 TurnKind::FollowUp,
                 json!({ "message": true }),
                 actor,
-                now
-            );
+                now,
+            )
+            .await?;
             tx.commit().await?;
             turn
-        });
+        };
         self.announce_latest().await?;
         Ok(turn)
     }
@@ -1015,20 +950,20 @@ impl Store {
         actor: &str,
     ) -> StoreResult<SpecTask> {
         let now = now();
-        on_backend!(&*self.backend, |w, r, d| {
-            let mut tx = w.begin_write().await?;
-            spec_task_event_in_tx!(
-                tx,
-                d,
+        {
+            let mut tx = self.backend.begin_write().await?;
+            apply_event(
+                &mut tx,
                 id.as_str(),
                 SpecTaskEvent::RequestImplementationChanges,
                 actor,
-                now
-            );
+                now,
+            )
+            .await?;
             for ws in sessions {
-                let row: Option<(String, String)> = sqlx::query_as("SELECT spec_task_id, helix_session_id FROM spec_task_work_sessions WHERE id = $1")
+                let row: Option<(String, String)> = query_as("SELECT spec_task_id, helix_session_id FROM spec_task_work_sessions WHERE id = $1")
                     .bind(ws.as_str())
-                    .fetch_optional(&mut *tx)
+                    .fetch_optional(&mut tx)
                     .await?;
                 let Some((owner, session)) = row else {
                     return Err(StoreError::not_found("work session", ws));
@@ -1036,53 +971,44 @@ impl Store {
                 if owner != id.as_str() {
                     return Err(StoreError::not_found("work session", ws));
                 }
-                event_in_tx!(
-                    tx,
-                    d,
-                    &WORK_SESSIONS,
-                    WorkSessionStatus,
-                    ws.as_str(),
-                    WorkSessionEvent::Reopen,
-                    actor,
-                    now
-                );
-                assigned_tasks_event_in_tx!(
-                    tx,
-                    d,
+                apply_event(&mut tx, ws.as_str(), WorkSessionEvent::Reopen, actor, now).await?;
+                assigned_tasks_event(
+                    &mut tx,
                     ws.as_str(),
                     ImplementationTaskEvent::Reopen,
                     actor,
-                    now
-                );
-                thread_event_in_tx!(tx, d, ws.as_str(), ZedThreadEvent::Reopen, actor, now);
+                    now,
+                )
+                .await?;
+                thread_event(&mut tx, ws.as_str(), ZedThreadEvent::Reopen, actor, now).await?;
                 let session = SessionId::parse(&session)
                     .map_err(|e| StoreError::corrupt("spec_task_work_sessions", e))?;
-                let interaction = insert_interaction_in_tx!(
-                    self,
-                    tx,
-                    d,
-                    id,
+                let interaction = insert_interaction(
+                    &mut tx,
+                    &self.ids,
+                    &id,
                     session.as_str(),
                     prompt,
                     actor,
-                    now
-                );
-                enqueue_turn_in_tx!(
-                    self,
-                    tx,
-                    d,
-                    id,
-                    session,
-                    interaction,
+                    now,
+                )
+                .await?;
+                enqueue_turn(
+                    &mut tx,
+                    &self.ids,
+                    &id,
+                    &session,
+                    &interaction,
                     Some(ws.as_str()),
                     TurnKind::FollowUp,
                     json!({ "review_changes": true }),
                     actor,
-                    now
-                );
+                    now,
+                )
+                .await?;
             }
             tx.commit().await?;
-        });
+        };
         self.announce_latest().await?;
         self.get_spec_task(id).await
     }
@@ -1092,14 +1018,14 @@ impl Store {
         &self,
         status: SpecTaskStatus,
     ) -> StoreResult<Vec<SpecTaskId>> {
-        let ids: Vec<String> = on_backend!(&*self.backend, |w, r, d| {
-            sqlx::query_scalar(
+        let ids: Vec<String> = {
+            query_scalar(
                 "SELECT id FROM spec_tasks WHERE status = $1 AND archived = FALSE ORDER BY id",
             )
             .bind(status.as_str())
-            .fetch_all(r)
+            .fetch_all(self.backend.reader())
             .await?
-        });
+        };
         ids.iter()
             .map(|id| SpecTaskId::parse(id).map_err(|e| StoreError::corrupt("spec_tasks", e)))
             .collect()
@@ -1111,14 +1037,14 @@ impl Store {
         &self,
         status: WorkSessionStatus,
     ) -> StoreResult<Vec<SpecTaskWorkSession>> {
-        let rows: Vec<WorkSessionRow> = on_backend!(&*self.backend, |w, r, d| {
-            sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        let rows: Vec<WorkSessionRow> = {
+            query_as(sqlx::AssertSqlSafe(format!(
                 "SELECT {WORK_SESSION_COLUMNS} FROM spec_task_work_sessions WHERE status = $1 AND phase = 'implementation' ORDER BY id"
             )))
             .bind(status.as_str())
-            .fetch_all(r)
+            .fetch_all(self.backend.reader())
             .await?
-        });
+        };
         rows.into_iter()
             .map(SpecTaskWorkSession::try_from)
             .collect()
@@ -1129,15 +1055,15 @@ impl Store {
         &self,
         ws: &WorkSessionId,
     ) -> StoreResult<Vec<spectask_domain::Turn>> {
-        let rows: Vec<crate::turns::TurnRow> = on_backend!(&*self.backend, |w, r, d| {
-            sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        let rows: Vec<crate::turns::TurnRow> = {
+            query_as(sqlx::AssertSqlSafe(format!(
                 "SELECT {} FROM turns WHERE work_session_id = $1 ORDER BY id",
                 crate::turns::TURN_COLUMNS
             )))
             .bind(ws.as_str())
-            .fetch_all(r)
+            .fetch_all(self.backend.reader())
             .await?
-        });
+        };
         rows.into_iter()
             .map(spectask_domain::Turn::try_from)
             .collect()
