@@ -85,13 +85,12 @@ impl Store {
         actor: &str,
     ) -> StoreResult<SpecTask> {
         let now = now();
-        {
-            let mut tx = self.backend.begin_write().await?;
-            apply_event(&mut tx, id.as_str(), event, actor, now).await?;
+        self.write(async |tx| {
+            apply_event(&mut *tx, id.as_str(), event, actor, now).await?;
             let (existing, name): (Option<String>, String) =
                 query_as("SELECT spec_session_id, name FROM spec_tasks WHERE id = $1")
                     .bind(id.as_str())
-                    .fetch_one(&mut tx)
+                    .fetch_one(&mut *tx)
                     .await?;
             let session = match parse_session(existing)? {
                 Some(session) => session,
@@ -105,12 +104,12 @@ impl Store {
                     .bind(SessionRole::Planning.as_str())
                     .bind(format!("Planning: {name}"))
                     .bind(now)
-                    .execute(&mut tx)
+                    .execute(&mut *tx)
                     .await?;
                     let bound = query("UPDATE spec_tasks SET spec_session_id = $1 WHERE id = $2 AND spec_session_id IS NULL")
                         .bind(session.as_str())
                         .bind(id.as_str())
-                        .execute(&mut tx)
+                        .execute(&mut *tx)
                         .await?
                         .rows_affected();
                     if bound != 1 {
@@ -125,19 +124,19 @@ impl Store {
                         actor: actor.to_owned(),
                         payload: json!({ "role": SessionRole::Planning }),
                     };
-                    append_event(&mut tx, &created, now).await?;
+                    append_event(&mut *tx, &created, now).await?;
                     session
                 }
             };
             query("UPDATE spec_tasks SET error = NULL, updated_at = $1 WHERE id = $2")
                 .bind(now)
                 .bind(id.as_str())
-                .execute(&mut tx)
+                .execute(&mut *tx)
                 .await?;
             let interaction = insert_interaction(
-                &mut tx,
+                &mut *tx,
                 &self.ids,
-                &id,
+                id,
                 session.as_str(),
                 prompt,
                 actor,
@@ -145,9 +144,9 @@ impl Store {
             )
             .await?;
             enqueue_turn(
-                &mut tx,
+                &mut *tx,
                 &self.ids,
-                &id,
+                id,
                 &session,
                 &interaction,
                 None,
@@ -157,9 +156,8 @@ impl Store {
                 now,
             )
             .await?;
-            tx.commit().await?;
-        };
-        self.announce_latest().await?;
+            Ok(())
+        }).await?;
         self.get_spec_task(id).await
     }
 
@@ -174,10 +172,9 @@ impl Store {
         build_prompt: impl FnOnce(&[SpecComment], i32) -> String,
     ) -> StoreResult<SpecTask> {
         let now = now();
-        {
-            let mut tx = self.backend.begin_write().await?;
+        self.write(async |tx| {
             apply_event(
-                &mut tx,
+                &mut *tx,
                 id.as_str(),
                 SpecTaskEvent::RequestSpecChanges,
                 actor,
@@ -187,7 +184,7 @@ impl Store {
             let session: Option<String> =
                 query_scalar("SELECT spec_session_id FROM spec_tasks WHERE id = $1")
                     .bind(id.as_str())
-                    .fetch_one(&mut tx)
+                    .fetch_one(&mut *tx)
                     .await?;
             let session = parse_session(session)?.ok_or_else(|| {
                 StoreError::Conflict(format!("spec task `{id}` has no planning session"))
@@ -195,14 +192,14 @@ impl Store {
             let revision: Option<i32> =
                 query_scalar("SELECT MAX(revision) FROM spec_revisions WHERE spec_task_id = $1")
                     .bind(id.as_str())
-                    .fetch_one(&mut tx)
+                    .fetch_one(&mut *tx)
                     .await?;
             let revision = revision.unwrap_or(0);
             let rows: Vec<CommentRow> = query_as(sqlx::AssertSqlSafe(format!(
                 "SELECT {COMMENT_COLUMNS} FROM spec_comments WHERE spec_task_id = $1 AND resolved = FALSE ORDER BY id"
             )))
             .bind(id.as_str())
-            .fetch_all(&mut tx)
+            .fetch_all(&mut *tx)
             .await?;
             let comments = rows
                 .into_iter()
@@ -212,12 +209,12 @@ impl Store {
             query("UPDATE spec_tasks SET spec_revision_count = spec_revision_count + 1, updated_at = $1 WHERE id = $2")
                 .bind(now)
                 .bind(id.as_str())
-                .execute(&mut tx)
+                .execute(&mut *tx)
                 .await?;
             let interaction = insert_interaction(
-                &mut tx,
+                &mut *tx,
                 &self.ids,
-                &id,
+                id,
                 session.as_str(),
                 prompt.as_str(),
                 actor,
@@ -230,9 +227,9 @@ impl Store {
                 "revision": revision,
             });
             enqueue_turn(
-                &mut tx,
+                &mut *tx,
                 &self.ids,
-                &id,
+                id,
                 &session,
                 &interaction,
                 None,
@@ -242,9 +239,8 @@ impl Store {
                 now,
             )
             .await?;
-            tx.commit().await?;
-        };
-        self.announce_latest().await?;
+            Ok(())
+        }).await?;
         self.get_spec_task(id).await
     }
 
@@ -450,7 +446,7 @@ impl Store {
             let interaction = insert_interaction(
                 &mut tx,
                 &self.ids,
-                &id,
+                id,
                 session.as_str(),
                 prompt,
                 &claim.owner,
@@ -461,8 +457,8 @@ impl Store {
             let turn = enqueue_turn(
                 &mut tx,
                 &self.ids,
-                &id,
-                &session,
+                id,
+                session,
                 &interaction,
                 None,
                 TurnKind::Correction,
