@@ -350,7 +350,7 @@ impl Store {
             let outcome: StoreResult<i64> = {
                 async {
                     let mut tx = self.backend.begin_write().await?;
-                    let lock = if self.backend.dialect() == Dialect::Postgres { " FOR UPDATE" } else { "" };
+                    let lock = tx.dialect().for_update();
                     let still: Option<String> = query_scalar(sqlx::AssertSqlSafe(format!(
                         "SELECT id FROM turns WHERE id = $1 AND status = 'running' AND owner = $2{lock}"
                     )))
