@@ -18,73 +18,66 @@ use spectask_domain::{
 use sqlx::types::Json;
 
 use crate::Store;
-use crate::backend::WritePool;
-use crate::backend::{Dialect, on_backend};
+use crate::db::{Tx, query, query_as, query_scalar};
 use crate::error::{StoreError, StoreResult};
 use crate::events::append_event;
 use crate::ids::now;
-use crate::transition::{IMPLEMENTATION_TASKS, event_in_tx};
+use crate::transition::apply_event;
 
-/// Reads (and on PostgreSQL locks) work session `$ws` inside `$tx` and refuses unless it is
-/// active and its agent has not given up. Evaluates to the session's task id.
-macro_rules! reporting_session_in_tx {
-    ($tx:expr, $d:expr, $ws:expr) => {{
-        let lock = if $d == Dialect::Postgres { " FOR UPDATE" } else { "" };
-        let row: Option<(String, String, Option<String>)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-            "SELECT spec_task_id, status, agent_gave_up FROM spec_task_work_sessions WHERE id = $1{lock}"
-        )))
-        .bind($ws.as_str())
-        .fetch_optional(&mut *$tx)
-        .await?;
-        let (task, status, gave_up) = row.ok_or_else(|| StoreError::not_found("work session", $ws))?;
-        if gave_up.is_some() {
-            return Err(StoreError::Conflict(format!(
-                "work session `{}` has already given up; it fails when this turn ends",
-                $ws
-            )));
-        }
-        if status != WorkSessionStatus::Active.as_str() {
-            return Err(StoreError::Conflict(format!(
-                "work session `{}` is `{status}`; only an active work session can report",
-                $ws
-            )));
-        }
-        SpecTaskId::parse(&task).map_err(|e| StoreError::corrupt("spec_task_work_sessions", e))?
-    }};
+/// Reads (and on PostgreSQL locks) work session `ws` inside `tx` and refuses unless it is active
+/// and its agent has not given up. Returns the session's task id.
+async fn reporting_session(tx: &mut Tx, ws: &WorkSessionId) -> StoreResult<SpecTaskId> {
+    let lock = tx.dialect().for_update();
+    let row: Option<(String, String, Option<String>)> = query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT spec_task_id, status, agent_gave_up FROM spec_task_work_sessions WHERE id = $1{lock}"
+    )))
+    .bind(ws.as_str())
+    .fetch_optional(&mut *tx)
+    .await?;
+    let (task, status, gave_up) = row.ok_or_else(|| StoreError::not_found("work session", ws))?;
+    if gave_up.is_some() {
+        return Err(StoreError::Conflict(format!(
+            "work session `{ws}` has already given up; it fails when this turn ends"
+        )));
+    }
+    if status != WorkSessionStatus::Active.as_str() {
+        return Err(StoreError::Conflict(format!(
+            "work session `{ws}` is `{status}`; only an active work session can report"
+        )));
+    }
+    SpecTaskId::parse(&task).map_err(|e| StoreError::corrupt("spec_task_work_sessions", e))
 }
 
-/// The id of the `turn.queued` event of work session `$ws`'s latest turn, inside `$tx`: events
+/// The id of the `turn.queued` event of work session `ws`'s latest turn, inside `tx`: events
 /// after it belong to that turn's attempts (0 when the session has no turn).
-macro_rules! turn_floor_in_tx {
-    ($tx:expr, $ws:expr) => {{
-        let floor: Option<i64> = sqlx::query_scalar(
-            "SELECT e.id FROM events e WHERE e.kind = $1 AND e.entity_id = \
-             (SELECT t.id FROM turns t WHERE t.work_session_id = $2 ORDER BY t.id DESC LIMIT 1)",
-        )
-        .bind(EventKind::TurnQueued.as_str())
-        .bind($ws.as_str())
-        .fetch_optional(&mut *$tx)
-        .await?;
-        floor.unwrap_or(0)
-    }};
+async fn turn_floor(tx: &mut Tx, ws: &WorkSessionId) -> StoreResult<i64> {
+    let floor: Option<i64> = query_scalar(
+        "SELECT e.id FROM events e WHERE e.kind = $1 AND e.entity_id = \
+         (SELECT t.id FROM turns t WHERE t.work_session_id = $2 ORDER BY t.id DESC LIMIT 1)",
+    )
+    .bind(EventKind::TurnQueued.as_str())
+    .bind(ws.as_str())
+    .fetch_optional(&mut *tx)
+    .await?;
+    Ok(floor.unwrap_or(0))
 }
 
-/// The payloads of `$kind` events about `$entity` after event `$floor`, inside `$tx`, oldest
-/// first.
-macro_rules! payloads_since_in_tx {
-    ($tx:expr, $floor:expr, $kind:expr, $entity:expr) => {{
-        let rows: Vec<(Json<serde_json::Value>,)> = sqlx::query_as(
-            "SELECT payload FROM events WHERE id > $1 AND kind = $2 AND entity_id = $3 ORDER BY id",
-        )
-        .bind($floor)
-        .bind($kind.as_str())
-        .bind($entity)
-        .fetch_all(&mut *$tx)
-        .await?;
-        rows.into_iter()
-            .map(|(payload,)| payload.0)
-            .collect::<Vec<serde_json::Value>>()
-    }};
+/// The payloads of `kind` events about `entity` after event `floor`, inside `tx`, oldest first.
+async fn payloads_since(
+    tx: &mut Tx,
+    floor: i64,
+    kind: EventKind,
+    entity: &str,
+) -> StoreResult<Vec<serde_json::Value>> {
+    let rows: Vec<(Json<serde_json::Value>,)> = query_as(
+        "SELECT payload FROM events WHERE id > $1 AND kind = $2 AND entity_id = $3 ORDER BY id",
+    )
+    .bind(floor)
+    .bind(kind.as_str())
+    .bind(entity)
+    .fetch_all(&mut *tx)
+    .await?;
+    Ok(rows.into_iter().map(|(payload,)| payload.0).collect())
 }
 
 impl Store {
@@ -101,16 +94,16 @@ impl Store {
         actor: &str,
     ) -> StoreResult<SpecTaskImplementationTask> {
         let now = now();
-        let id = on_backend!(&*self.backend, |w, r, d| {
-            let mut tx = w.begin_write().await?;
-            let task = reporting_session_in_tx!(tx, d, ws);
-            let row: Option<(String, String, Option<String>)> = sqlx::query_as(
+        let id = {
+            let mut tx = self.backend.begin_write().await?;
+            let task = reporting_session(&mut tx, ws).await?;
+            let row: Option<(String, String, Option<String>)> = query_as(
                 "SELECT id, status, assigned_work_session_id FROM spec_task_implementation_tasks \
                  WHERE spec_task_id = $1 AND task_key = $2",
             )
             .bind(task.as_str())
             .bind(task_key)
-            .fetch_optional(&mut *tx)
+            .fetch_optional(&mut tx)
             .await?;
             let mine = row.and_then(|(id, current, assigned)| {
                 (assigned.as_deref() == Some(ws.as_str())).then_some((id, current))
@@ -121,8 +114,9 @@ impl Store {
                 )));
             };
             let current: ImplementationTaskStatus = current.parse()?;
-            let floor = turn_floor_in_tx!(tx, ws);
-            let repeat = payloads_since_in_tx!(tx, floor, EventKind::AgentProgressReported, &id)
+            let floor = turn_floor(&mut tx, ws).await?;
+            let repeat = payloads_since(&mut tx, floor, EventKind::AgentProgressReported, &id)
+                .await?
                 .iter()
                 .any(|p| p["work_session_id"] == ws.as_str() && p["status"] == status.as_str());
             if repeat {
@@ -145,16 +139,7 @@ impl Store {
                 }
             };
             if let Some(event) = event {
-                event_in_tx!(
-                    tx,
-                    d,
-                    &IMPLEMENTATION_TASKS,
-                    ImplementationTaskStatus,
-                    id.as_str(),
-                    event,
-                    actor,
-                    now
-                );
+                apply_event(&mut tx, id.as_str(), event, actor, now).await?;
             }
             let reported = NewEvent {
                 spec_task_id: Some(task.clone()),
@@ -163,11 +148,11 @@ impl Store {
                 actor: actor.to_owned(),
                 payload: json!({ "work_session_id": ws, "task_key": task_key, "status": status, "note": note }),
             };
-            append_event!(tx, d, &reported, now);
+            append_event(&mut tx, &reported, now).await?;
             tx.commit().await?;
             ImplementationTaskId::parse(&id)
                 .map_err(|e| StoreError::corrupt("spec_task_implementation_tasks", e))?
-        });
+        };
         self.announce_latest().await?;
         self.get_implementation_task(&id).await
     }
@@ -220,33 +205,35 @@ impl Store {
         actor: &str,
     ) -> StoreResult<SpecTaskWorkSession> {
         let now = now();
-        on_backend!(&*self.backend, |w, r, d| {
-            let mut tx = w.begin_write().await?;
+        {
+            let mut tx = self.backend.begin_write().await?;
             if kind == EventKind::AgentGaveUp {
                 // Giving up is final: a repeat answers as the first call did.
-                let gave_up: Option<Option<String>> = sqlx::query_scalar(
-                    "SELECT agent_gave_up FROM spec_task_work_sessions WHERE id = $1",
-                )
-                .bind(ws.as_str())
-                .fetch_optional(&mut *tx)
-                .await?;
+                let gave_up: Option<Option<String>> =
+                    query_scalar("SELECT agent_gave_up FROM spec_task_work_sessions WHERE id = $1")
+                        .bind(ws.as_str())
+                        .fetch_optional(&mut tx)
+                        .await?;
                 if matches!(gave_up, Some(Some(_))) {
                     drop(tx);
                     return self.get_work_session(ws).await;
                 }
             }
-            let task = reporting_session_in_tx!(tx, d, ws);
-            let floor = turn_floor_in_tx!(tx, ws);
-            if !payloads_since_in_tx!(tx, floor, kind, ws.as_str()).is_empty() {
+            let task = reporting_session(&mut tx, ws).await?;
+            let floor = turn_floor(&mut tx, ws).await?;
+            if !payloads_since(&mut tx, floor, kind, ws.as_str())
+                .await?
+                .is_empty()
+            {
                 drop(tx);
                 return self.get_work_session(ws).await;
             }
-            sqlx::query(sqlx::AssertSqlSafe(format!(
+            query(sqlx::AssertSqlSafe(format!(
                 "UPDATE spec_task_work_sessions SET {column} = $1 WHERE id = $2"
             )))
             .bind(text)
             .bind(ws.as_str())
-            .execute(&mut *tx)
+            .execute(&mut tx)
             .await?;
             let declared = NewEvent {
                 spec_task_id: Some(task),
@@ -255,9 +242,9 @@ impl Store {
                 actor: actor.to_owned(),
                 payload: json!({ field: text }),
             };
-            append_event!(tx, d, &declared, now);
+            append_event(&mut tx, &declared, now).await?;
             tx.commit().await?;
-        });
+        };
         self.announce_latest().await?;
         self.get_work_session(ws).await
     }
@@ -276,10 +263,8 @@ impl Store {
             EventKind::AgentCompletionDeclared,
             EventKind::AgentGaveUp,
         ];
-        let rows: Vec<(String, String, Json<serde_json::Value>)> = on_backend!(
-            &*self.backend,
-            |w, r, d| {
-                sqlx::query_as(
+        let rows: Vec<(String, String, Json<serde_json::Value>)> = {
+            query_as(
                     "SELECT kind, entity_id, payload FROM events \
                      WHERE spec_task_id = (SELECT spec_task_id FROM turns WHERE id = $1) \
                      AND id > COALESCE((SELECT id FROM events WHERE kind = $2 AND entity_id = $1), 0) \
@@ -291,10 +276,9 @@ impl Store {
                 .bind(kinds[1].as_str())
                 .bind(kinds[2].as_str())
                 .bind(kinds[3].as_str())
-                .fetch_all(r)
+                .fetch_all(self.backend.reader())
                 .await?
-            }
-        );
+        };
         let mut earlier = EarlierToolCalls::default();
         let text = |payload: &serde_json::Value, field: &str| {
             payload[field].as_str().unwrap_or_default().to_owned()

@@ -20,7 +20,8 @@ use sha2::{Digest, Sha256};
 use spectask_domain::{SpecTaskId, WorkSessionId};
 
 use crate::Store;
-use crate::backend::{Dialect, on_backend};
+use crate::backend::Dialect;
+use crate::db::{query, query_as};
 use crate::error::{StoreError, StoreResult};
 use crate::ids::now;
 
@@ -90,27 +91,26 @@ impl Store {
         let now = now();
         let expires =
             now + chrono::Duration::from_std(mint.ttl).unwrap_or(chrono::Duration::days(1));
-        on_backend!(&*self.backend, |w, r, d| {
-            let mut tx = w.begin().await?;
-            let row: Option<(String, String)> = sqlx::query_as(
-                "SELECT spec_task_id, status FROM spec_task_work_sessions WHERE id = $1",
-            )
-            .bind(ws.as_str())
-            .fetch_optional(&mut *tx)
-            .await?;
+        {
+            let mut tx = self.backend.begin_write_without_events().await?;
+            let row: Option<(String, String)> =
+                query_as("SELECT spec_task_id, status FROM spec_task_work_sessions WHERE id = $1")
+                    .bind(ws.as_str())
+                    .fetch_optional(&mut tx)
+                    .await?;
             let (task, status) = row.ok_or_else(|| StoreError::not_found("work session", ws))?;
             // A finished session's token is born revoked: a later retry must not bring it to life.
             let revoked = ["completed", "failed", "cancelled"]
                 .contains(&status.as_str())
                 .then_some(now);
-            sqlx::query(
+            query(
                 "UPDATE agent_tokens SET revoked_at = $1 WHERE work_session_id = $2 AND revoked_at IS NULL",
             )
             .bind(now)
             .bind(ws.as_str())
-            .execute(&mut *tx)
+            .execute(&mut tx)
             .await?;
-            sqlx::query(
+            query(
                 "INSERT INTO agent_tokens (token_hash, work_session_id, spec_task_id, created_at, \
                  expires_at, instance_id, minted_by, revoked_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
             )
@@ -122,10 +122,10 @@ impl Store {
             .bind(mint.instance_id)
             .bind(mint.minted_by)
             .bind(revoked)
-            .execute(&mut *tx)
+            .execute(&mut tx)
             .await?;
             tx.commit().await?;
-        });
+        };
         Ok(token)
     }
 
@@ -134,19 +134,19 @@ impl Store {
     pub async fn authenticate_agent_token(&self, token: &str) -> StoreResult<Option<AgentGrant>> {
         let hash = hash_agent_token(token);
         let now = now();
-        let row: Option<(String, String)> = on_backend!(&*self.backend, |w, r, d| {
-            sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        let row: Option<(String, String)> = {
+            query_as(sqlx::AssertSqlSafe(format!(
                 "SELECT t.work_session_id, t.spec_task_id FROM agent_tokens t \
                  JOIN spec_task_work_sessions ws ON ws.id = t.work_session_id \
                  WHERE t.token_hash = $1 AND t.revoked_at IS NULL AND {} \
                  AND ws.status NOT IN ('completed', 'failed', 'cancelled')",
-                unexpired(d, 2)
+                unexpired(self.backend.dialect(), 2)
             )))
             .bind(&hash)
             .bind(now)
-            .fetch_optional(r)
+            .fetch_optional(self.backend.reader())
             .await?
-        });
+        };
         row.map(|(ws, task)| {
             Ok(AgentGrant {
                 work_session_id: WorkSessionId::parse(&ws)
@@ -161,17 +161,17 @@ impl Store {
     /// Whether work session `ws` has a token that authenticates now (see [`AgentTokenState`]).
     pub async fn agent_token_state(&self, ws: &WorkSessionId) -> StoreResult<AgentTokenState> {
         let now = now();
-        let (minted, live): (i64, i64) = on_backend!(&*self.backend, |w, r, d| {
-            sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        let (minted, live): (i64, i64) = {
+            query_as(sqlx::AssertSqlSafe(format!(
                 "SELECT COUNT(*), COALESCE(SUM(CASE WHEN t.revoked_at IS NULL AND {} THEN 1 ELSE 0 END), 0) \
                  FROM agent_tokens t WHERE t.work_session_id = $1",
-                unexpired(d, 2)
+                unexpired(self.backend.dialect(), 2)
             )))
             .bind(ws.as_str())
             .bind(now)
-            .fetch_one(r)
+            .fetch_one(self.backend.reader())
             .await?
-        });
+        };
         Ok(match (minted, live) {
             (0, _) => AgentTokenState::NeverMinted,
             (_, 0) => AgentTokenState::Dead,
@@ -198,15 +198,15 @@ impl Store {
         value: &str,
     ) -> StoreResult<u64> {
         let now = now();
-        Ok(on_backend!(&*self.backend, |w, r, d| {
-            sqlx::query(sqlx::AssertSqlSafe(format!(
+        Ok({
+            query(sqlx::AssertSqlSafe(format!(
                 "UPDATE agent_tokens SET revoked_at = $1 WHERE {column} = $2 AND revoked_at IS NULL"
             )))
             .bind(now)
             .bind(value)
-            .execute(w)
+            .execute(self.backend.writer())
             .await?
             .rows_affected()
-        }))
+        })
     }
 }

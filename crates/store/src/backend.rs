@@ -8,6 +8,7 @@ use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
 
+use crate::db::{Pool, Tx, query};
 use crate::error::{StoreError, StoreResult};
 
 /// Pool sizes and timeouts.
@@ -41,68 +42,23 @@ pub enum Backend {
     Postgres(PgPool),
 }
 
-/// Which SQL dialect a block is being expanded for.
+/// Which SQL dialect a statement is written for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Dialect {
     Sqlite,
     Postgres,
 }
 
-/// Opening a transaction that writes.
-///
-/// On PostgreSQL a write transaction takes the event-order advisory lock
-/// ([`crate::events::EVENT_LOCK_KEY`]) before anything else. Taking it later, when the first
-/// event is appended, deadlocks: a writer holding a row lock waits for the event lock while the
-/// holder of the event lock waits for that row. Taken first, the event lock orders writers before
-/// they lock any row, as SQLite's single writer does.
-pub(crate) trait WritePool {
-    type Db: sqlx::Database;
-
-    fn begin_write(
-        &self,
-    ) -> impl Future<Output = StoreResult<sqlx::Transaction<'static, Self::Db>>> + Send;
-}
-
-impl WritePool for SqlitePool {
-    type Db = sqlx::Sqlite;
-
-    async fn begin_write(&self) -> StoreResult<sqlx::Transaction<'static, sqlx::Sqlite>> {
-        Ok(self.begin().await?)
-    }
-}
-
-impl WritePool for PgPool {
-    type Db = sqlx::Postgres;
-
-    async fn begin_write(&self) -> StoreResult<sqlx::Transaction<'static, sqlx::Postgres>> {
-        let mut tx = self.begin().await?;
-        sqlx::query("SELECT pg_advisory_xact_lock($1)")
-            .bind(crate::events::EVENT_LOCK_KEY)
-            .execute(&mut *tx)
-            .await?;
-        Ok(tx)
-    }
-}
-
-/// Expands `$body` once per backend with `$w` (the pool for writes), `$r` (the pool for reads)
-/// and `$d` (the [`Dialect`]) bound.
-macro_rules! on_backend {
-    ($backend:expr, |$w:ident, $r:ident, $d:ident| $body:expr) => {
-        match $backend {
-            $crate::backend::Backend::Sqlite { writer, reader } => {
-                #[allow(unused_variables)]
-                let ($w, $r, $d) = (writer, reader, $crate::backend::Dialect::Sqlite);
-                $body
-            }
-            $crate::backend::Backend::Postgres(pool) => {
-                #[allow(unused_variables)]
-                let ($w, $r, $d) = (pool, pool, $crate::backend::Dialect::Postgres);
-                $body
-            }
+impl Dialect {
+    /// The suffix that locks the rows a `SELECT` reads until commit: PostgreSQL locks rows;
+    /// SQLite has one writer, so a write transaction already excludes every other.
+    pub(crate) fn for_update(self) -> &'static str {
+        match self {
+            Dialect::Sqlite => "",
+            Dialect::Postgres => " FOR UPDATE",
         }
-    };
+    }
 }
-pub(crate) use on_backend;
 
 impl Backend {
     pub(crate) async fn connect(url: &str, options: ConnectOptions) -> StoreResult<Self> {
@@ -155,10 +111,69 @@ impl Backend {
     }
 
     pub(crate) async fn ping(&self) -> StoreResult<()> {
-        on_backend!(self, |w, r, d| {
-            sqlx::query("SELECT 1").execute(r).await?;
-        });
+        query("SELECT 1").execute(self.reader()).await?;
         Ok(())
+    }
+
+    /// The pool for statements that write outside a transaction.
+    pub(crate) fn writer(&self) -> Pool<'_> {
+        match self {
+            Backend::Sqlite { writer, .. } => Pool::Sqlite(writer),
+            Backend::Postgres(pool) => Pool::Postgres(pool),
+        }
+    }
+
+    /// The pool for reads.
+    pub(crate) fn reader(&self) -> Pool<'_> {
+        match self {
+            Backend::Sqlite { reader, .. } => Pool::Sqlite(reader),
+            Backend::Postgres(pool) => Pool::Postgres(pool),
+        }
+    }
+
+    pub(crate) fn dialect(&self) -> Dialect {
+        match self {
+            Backend::Sqlite { .. } => Dialect::Sqlite,
+            Backend::Postgres(_) => Dialect::Postgres,
+        }
+    }
+
+    /// Opens a transaction that only reads (one consistent snapshot across several statements).
+    pub(crate) async fn begin_read(&self) -> StoreResult<Tx> {
+        Ok(match self {
+            Backend::Sqlite { reader, .. } => Tx::Sqlite(reader.begin().await?),
+            Backend::Postgres(pool) => Tx::Postgres(pool.begin().await?),
+        })
+    }
+
+    /// Opens a transaction that writes but appends no event, so it takes no event lock.
+    pub(crate) async fn begin_write_without_events(&self) -> StoreResult<Tx> {
+        Ok(match self {
+            Backend::Sqlite { writer, .. } => Tx::Sqlite(writer.begin().await?),
+            Backend::Postgres(pool) => Tx::Postgres(pool.begin().await?),
+        })
+    }
+
+    /// Opens a transaction that writes.
+    ///
+    /// On PostgreSQL a write transaction takes the event-order advisory lock
+    /// ([`crate::events::EVENT_LOCK_KEY`]) before anything else. Taking it later, when the first
+    /// event is appended, deadlocks: a writer holding a row lock waits for the event lock while
+    /// the holder of the event lock waits for that row. Taken first, the event lock orders
+    /// writers before they lock any row, as SQLite's single writer does. Every transaction that
+    /// may append an event must therefore be opened here.
+    pub(crate) async fn begin_write(&self) -> StoreResult<Tx> {
+        match self {
+            Backend::Sqlite { writer, .. } => Ok(Tx::Sqlite(writer.begin().await?)),
+            Backend::Postgres(pool) => {
+                let mut tx = Tx::Postgres(pool.begin().await?);
+                query("SELECT pg_advisory_xact_lock($1)")
+                    .bind(crate::events::EVENT_LOCK_KEY)
+                    .execute(&mut tx)
+                    .await?;
+                Ok(tx)
+            }
+        }
     }
 
     pub(crate) async fn close(&self) {

@@ -12,66 +12,62 @@ use spectask_domain::{EntryBody, EntryKind, InteractionEntry, InteractionId, Ses
 use sqlx::types::Json;
 
 use crate::Store;
-use crate::backend::on_backend;
+use crate::db::{Tx, query, query_as, query_scalar};
 use crate::error::{StoreError, StoreResult};
 
-/// Appends `$entries` (`&[EntryBody]`) to interaction `$interaction` inside `$tx`; evaluates to
-/// the seq of the first one (the count before the batch).
-macro_rules! append_entries_in_tx {
-    ($tx:expr, $interaction:expr, $entries:expr, $now:expr) => {{
-        let interaction: &str = $interaction;
-        let entries: &[::spectask_domain::EntryBody] = $entries;
-        let first: i32 =
-            ::sqlx::query_scalar("SELECT entry_count FROM interactions WHERE id = $1")
-                .bind(interaction)
-                .fetch_one(&mut *$tx)
-                .await?;
-        for (offset, entry) in entries.iter().enumerate() {
-            let tool_call_id = match entry {
-                ::spectask_domain::EntryBody::ToolCall(call) => Some(call.tool_call_id.as_str()),
-                _ => None,
-            };
-            ::sqlx::query(
-                "INSERT INTO interaction_entries (interaction_id, seq, kind, tool_call_id, payload, created_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6)",
-            )
+/// Appends `entries` to interaction `interaction` inside `tx`; returns the seq of the first one
+/// (the count before the batch).
+pub(crate) async fn append_entries(
+    tx: &mut Tx,
+    interaction: &str,
+    entries: &[EntryBody],
+    now: DateTime<Utc>,
+) -> StoreResult<i32> {
+    let first: i32 = query_scalar("SELECT entry_count FROM interactions WHERE id = $1")
+        .bind(interaction)
+        .fetch_one(&mut *tx)
+        .await?;
+    for (offset, entry) in entries.iter().enumerate() {
+        let tool_call_id = match entry {
+            EntryBody::ToolCall(call) => Some(call.tool_call_id.as_str()),
+            _ => None,
+        };
+        query(
+            "INSERT INTO interaction_entries (interaction_id, seq, kind, tool_call_id, payload, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind(interaction)
+        .bind(first + offset as i32)
+        .bind(entry.kind().as_str())
+        .bind(tool_call_id)
+        .bind(Json(entry.payload_json()))
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+    }
+    if !entries.is_empty() {
+        query("UPDATE interactions SET entry_count = entry_count + $1 WHERE id = $2")
+            .bind(entries.len() as i32)
             .bind(interaction)
-            .bind(first + offset as i32)
-            .bind(entry.kind().as_str())
-            .bind(tool_call_id)
-            .bind(::sqlx::types::Json(entry.payload_json()))
-            .bind($now)
-            .execute(&mut *$tx)
+            .execute(&mut *tx)
             .await?;
-        }
-        if !entries.is_empty() {
-            ::sqlx::query("UPDATE interactions SET entry_count = entry_count + $1 WHERE id = $2")
-                .bind(entries.len() as i32)
-                .bind(interaction)
-                .execute(&mut *$tx)
-                .await?;
-        }
-        first
-    }};
+    }
+    Ok(first)
 }
-pub(crate) use append_entries_in_tx;
 
-/// Deletes every entry of interaction `$interaction` inside `$tx` (a retried attempt starts
-/// clean, its seqs from 0).
-macro_rules! clear_entries_in_tx {
-    ($tx:expr, $interaction:expr) => {{
-        let interaction: &str = $interaction;
-        ::sqlx::query("DELETE FROM interaction_entries WHERE interaction_id = $1")
-            .bind(interaction)
-            .execute(&mut *$tx)
-            .await?;
-        ::sqlx::query("UPDATE interactions SET entry_count = 0 WHERE id = $1")
-            .bind(interaction)
-            .execute(&mut *$tx)
-            .await?;
-    }};
+/// Deletes every entry of interaction `interaction` inside `tx` (a retried attempt starts clean,
+/// its seqs from 0).
+pub(crate) async fn clear_entries(tx: &mut Tx, interaction: &str) -> StoreResult<()> {
+    query("DELETE FROM interaction_entries WHERE interaction_id = $1")
+        .bind(interaction)
+        .execute(&mut *tx)
+        .await?;
+    query("UPDATE interactions SET entry_count = 0 WHERE id = $1")
+        .bind(interaction)
+        .execute(&mut *tx)
+        .await?;
+    Ok(())
 }
-pub(crate) use clear_entries_in_tx;
 
 #[derive(sqlx::FromRow)]
 struct EntryRow {
@@ -108,33 +104,30 @@ impl Store {
         after_seq: Option<i64>,
         limit: i64,
     ) -> StoreResult<Vec<InteractionEntry>> {
-        let (session_exists, owner, rows): (bool, Option<String>, Vec<EntryRow>) = on_backend!(
-            &*self.backend,
-            |w, r, d| {
-                let mut tx = r.begin().await?;
-                let session_exists: Option<String> =
-                    sqlx::query_scalar("SELECT id FROM sessions WHERE id = $1")
-                        .bind(session.as_str())
-                        .fetch_optional(&mut *tx)
-                        .await?;
-                let owner: Option<String> =
-                    sqlx::query_scalar("SELECT session_id FROM interactions WHERE id = $1")
-                        .bind(interaction.as_str())
-                        .fetch_optional(&mut *tx)
-                        .await?;
-                let rows = sqlx::query_as(
-                    "SELECT interaction_id, seq, kind, payload, created_at FROM interaction_entries \
+        let (session_exists, owner, rows): (bool, Option<String>, Vec<EntryRow>) = {
+            let mut tx = self.backend.begin_read().await?;
+            let session_exists: Option<String> =
+                query_scalar("SELECT id FROM sessions WHERE id = $1")
+                    .bind(session.as_str())
+                    .fetch_optional(&mut tx)
+                    .await?;
+            let owner: Option<String> =
+                query_scalar("SELECT session_id FROM interactions WHERE id = $1")
+                    .bind(interaction.as_str())
+                    .fetch_optional(&mut tx)
+                    .await?;
+            let rows = query_as(
+                "SELECT interaction_id, seq, kind, payload, created_at FROM interaction_entries \
                      WHERE interaction_id = $1 AND seq > $2 ORDER BY seq LIMIT $3",
-                )
-                .bind(interaction.as_str())
-                .bind(after_seq.unwrap_or(-1))
-                .bind(limit)
-                .fetch_all(&mut *tx)
-                .await?;
-                tx.commit().await?;
-                (session_exists.is_some(), owner, rows)
-            }
-        );
+            )
+            .bind(interaction.as_str())
+            .bind(after_seq.unwrap_or(-1))
+            .bind(limit)
+            .fetch_all(&mut tx)
+            .await?;
+            tx.commit().await?;
+            (session_exists.is_some(), owner, rows)
+        };
         if !session_exists {
             return Err(StoreError::not_found("session", session));
         }

@@ -1,51 +1,52 @@
 //! The append-only event log. Events are written only inside the transaction of the change they
-//! describe (through [`append_event!`]) and read back by id for history and live streams.
+//! describe (through [`append_event`]) and read back by id for history and live streams.
 //!
 //! Ids must become visible in increasing order, or a stream that has seen id 10 could later miss
 //! a slower transaction's id 9. SQLite has one writer, so this holds by construction; on
 //! PostgreSQL every write transaction takes the same transaction-scoped advisory lock when it
-//! begins (`WritePool::begin_write`), so event ids are assigned and committed in one order.
+//! begins (`Backend::begin_write`), so event ids are assigned and committed in one order.
 
 use chrono::{DateTime, Utc};
-use spectask_domain::{Event, EventKind, SpecTaskId};
+use spectask_domain::{Event, EventKind, NewEvent, SpecTaskId};
 use sqlx::types::Json;
 
 use crate::Store;
-use crate::backend::on_backend;
+use crate::backend::Dialect;
+use crate::db::{Tx, query, query_as, query_scalar};
 use crate::error::{StoreError, StoreResult};
 
 /// Key of the advisory lock that orders event commits on PostgreSQL.
 pub(crate) const EVENT_LOCK_KEY: i64 = 0x5e7e_c7a5;
 
-/// Appends one event inside the open transaction `$tx`, which was opened with
-/// [`WritePool::begin_write`](crate::backend::WritePool) (on PostgreSQL it holds the event lock);
-/// evaluates to its id.
-macro_rules! append_event {
-    ($tx:expr, $dialect:expr, $event:expr, $now:expr) => {{
-        let event: &::spectask_domain::NewEvent = $event;
-        let id: i64 = ::sqlx::query_scalar(
-            "INSERT INTO events (spec_task_id, kind, entity_id, actor, payload, created_at) \
-             VALUES ($1, $2, $3, $4, $5, $6) RETURNING id",
-        )
-        .bind(event.spec_task_id.as_ref().map(|id| id.as_str()))
-        .bind(event.kind.as_str())
-        .bind(&event.entity_id)
-        .bind(&event.actor)
-        .bind(::sqlx::types::Json(&event.payload))
-        .bind($now)
-        .fetch_one(&mut *$tx)
-        .await?;
-        if $dialect == $crate::backend::Dialect::Postgres {
-            // Wakes other replicas' streams; delivered only on commit.
-            ::sqlx::query("SELECT pg_notify('spectask_events', $1)")
-                .bind(id.to_string())
-                .execute(&mut *$tx)
-                .await?;
-        }
-        id
-    }};
+/// Appends one event inside the open transaction `tx`, which was opened with
+/// [`Backend::begin_write`](crate::backend::Backend::begin_write) (on PostgreSQL it holds the
+/// event lock); returns its id.
+pub(crate) async fn append_event(
+    tx: &mut Tx,
+    event: &NewEvent,
+    now: DateTime<Utc>,
+) -> StoreResult<i64> {
+    let id: i64 = query_scalar(
+        "INSERT INTO events (spec_task_id, kind, entity_id, actor, payload, created_at) \
+         VALUES ($1, $2, $3, $4, $5, $6) RETURNING id",
+    )
+    .bind(event.spec_task_id.as_ref().map(|id| id.as_str()))
+    .bind(event.kind.as_str())
+    .bind(&event.entity_id)
+    .bind(&event.actor)
+    .bind(Json(&event.payload))
+    .bind(now)
+    .fetch_one(&mut *tx)
+    .await?;
+    if tx.dialect() == Dialect::Postgres {
+        // Wakes other replicas' streams; delivered only on commit.
+        query("SELECT pg_notify('spectask_events', $1)")
+            .bind(id.to_string())
+            .execute(&mut *tx)
+            .await?;
+    }
+    Ok(id)
 }
-pub(crate) use append_event;
 
 /// Relays `NOTIFY spectask_events` from every replica sharing the PostgreSQL database into this
 /// process's commit nudges, so live streams here wake at once for commits made elsewhere. Stops
@@ -124,12 +125,13 @@ impl Store {
     /// Events in id order after `query.after`.
     pub async fn list_events(&self, query: &EventQuery) -> StoreResult<Vec<Event>> {
         let limit = query.limit.clamp(1, 10_000);
-        let rows: Vec<EventRow> = on_backend!(&*self.backend, |w, r, d| {
+        let r = self.backend.reader();
+        let rows: Vec<EventRow> = {
             let select =
                 "SELECT id, spec_task_id, kind, entity_id, actor, payload, created_at FROM events";
             match &query.spec_task_id {
                 Some(task) => {
-                    sqlx::query_as(sqlx::AssertSqlSafe(format!(
+                    query_as(sqlx::AssertSqlSafe(format!(
                         "{select} WHERE spec_task_id = $1 AND id > $2 ORDER BY id LIMIT $3"
                     )))
                     .bind(task.as_str())
@@ -139,7 +141,7 @@ impl Store {
                     .await?
                 }
                 None => {
-                    sqlx::query_as(sqlx::AssertSqlSafe(format!(
+                    query_as(sqlx::AssertSqlSafe(format!(
                         "{select} WHERE id > $1 ORDER BY id LIMIT $2"
                     )))
                     .bind(query.after)
@@ -148,17 +150,15 @@ impl Store {
                     .await?
                 }
             }
-        });
+        };
         rows.into_iter().map(Event::try_from).collect()
     }
 
     /// The id of the newest committed event (0 when there is none).
     pub async fn last_event_id(&self) -> StoreResult<i64> {
-        let id: Option<i64> = on_backend!(&*self.backend, |w, r, d| {
-            sqlx::query_scalar("SELECT MAX(id) FROM events")
-                .fetch_one(r)
-                .await?
-        });
+        let id: Option<i64> = query_scalar("SELECT MAX(id) FROM events")
+            .fetch_one(self.backend.reader())
+            .await?;
         Ok(id.unwrap_or(0))
     }
 }

@@ -1,13 +1,14 @@
 //! Implementation tasks: the approved plan's tasks, written all at once and tracked one by one.
 
+use chrono::{DateTime, Utc};
 use serde_json::json;
 use spectask_domain::{
     EventKind, ImplementationTaskId, NewEvent, SpecTaskId, SpecTaskImplementationTask,
 };
+use sqlx::types::Json;
 
 use crate::Store;
-use crate::backend::WritePool;
-use crate::backend::on_backend;
+use crate::db::{Tx, query_as};
 use crate::error::{StoreError, StoreResult};
 use crate::events::append_event;
 use crate::ids::now;
@@ -29,38 +30,38 @@ pub struct NewImplementationTask {
     pub dependencies: Vec<String>,
 }
 
-/// Inserts one pending implementation task inside `$tx`; evaluates to its row.
-macro_rules! insert_implementation_task_in_tx {
-    ($tx:expr, $spec_task:expr, $id:expr, $task:expr, $now:expr) => {{
-        let task: &$crate::implementation_tasks::NewImplementationTask = $task;
-        let row: $crate::rows::ImplementationTaskRow = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-            "INSERT INTO spec_task_implementation_tasks (id, spec_task_id, task_key, title, description, \
-             acceptance_criteria, estimated_effort, priority, task_index, phase, parent_key, \
-             requirement_refs, dependencies, status, created_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, 'pending', $14) \
-             RETURNING {}",
-            $crate::rows::IMPLEMENTATION_TASK_COLUMNS
-        )))
-        .bind($id.as_str())
-        .bind($spec_task.as_str())
-        .bind(&task.key)
-        .bind(&task.title)
-        .bind(&task.description)
-        .bind(&task.acceptance_criteria)
-        .bind(&task.estimated_effort)
-        .bind(task.priority)
-        .bind(task.index)
-        .bind(&task.phase)
-        .bind(&task.parent_key)
-        .bind(sqlx::types::Json(&task.requirement_refs))
-        .bind(sqlx::types::Json(&task.dependencies))
-        .bind($now)
-        .fetch_one(&mut *$tx)
-        .await?;
-        row
-    }};
+/// Inserts one pending implementation task inside `tx`; returns its row.
+pub(crate) async fn insert_implementation_task(
+    tx: &mut Tx,
+    spec_task: &SpecTaskId,
+    id: &ImplementationTaskId,
+    task: &NewImplementationTask,
+    now: DateTime<Utc>,
+) -> StoreResult<ImplementationTaskRow> {
+    query_as(sqlx::AssertSqlSafe(format!(
+        "INSERT INTO spec_task_implementation_tasks (id, spec_task_id, task_key, title, description, \
+         acceptance_criteria, estimated_effort, priority, task_index, phase, parent_key, \
+         requirement_refs, dependencies, status, created_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, 'pending', $14) \
+         RETURNING {IMPLEMENTATION_TASK_COLUMNS}"
+    )))
+    .bind(id.as_str())
+    .bind(spec_task.as_str())
+    .bind(&task.key)
+    .bind(&task.title)
+    .bind(&task.description)
+    .bind(&task.acceptance_criteria)
+    .bind(&task.estimated_effort)
+    .bind(task.priority)
+    .bind(task.index)
+    .bind(&task.phase)
+    .bind(&task.parent_key)
+    .bind(Json(&task.requirement_refs))
+    .bind(Json(&task.dependencies))
+    .bind(now)
+    .fetch_one(&mut *tx)
+    .await
 }
-pub(crate) use insert_implementation_task_in_tx;
 
 impl Store {
     /// Records a plan's tasks in one transaction: all of them or none.
@@ -75,13 +76,13 @@ impl Store {
             .iter()
             .map(|_| ImplementationTaskId::from_ulid(self.ids.next()))
             .collect();
-        let (rows, last_event) = on_backend!(&*self.backend, |w, r, d| {
-            let mut tx = w.begin_write().await?;
+        let (rows, last_event) = {
+            let mut tx = self.backend.begin_write().await?;
             let mut rows: Vec<ImplementationTaskRow> = Vec::with_capacity(tasks.len());
             let mut last_event = None;
             for (id, task) in ids.iter().zip(tasks) {
                 let row: ImplementationTaskRow =
-                    insert_implementation_task_in_tx!(tx, spec_task_id, id, task, now);
+                    insert_implementation_task(&mut tx, spec_task_id, id, task, now).await?;
                 let event = NewEvent {
                     spec_task_id: Some(spec_task_id.clone()),
                     kind: EventKind::ImplementationTaskCreated,
@@ -89,12 +90,12 @@ impl Store {
                     actor: actor.to_owned(),
                     payload: json!({ "key": task.key, "title": task.title, "index": task.index }),
                 };
-                last_event = Some(append_event!(tx, d, &event, now));
+                last_event = Some(append_event(&mut tx, &event, now).await?);
                 rows.push(row);
             }
             tx.commit().await?;
             (rows, last_event)
-        });
+        };
         if let Some(event_id) = last_event {
             self.announce(event_id);
         }
@@ -107,14 +108,14 @@ impl Store {
         &self,
         id: &ImplementationTaskId,
     ) -> StoreResult<SpecTaskImplementationTask> {
-        let row: Option<ImplementationTaskRow> = on_backend!(&*self.backend, |w, r, d| {
-            sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        let row: Option<ImplementationTaskRow> = {
+            query_as(sqlx::AssertSqlSafe(format!(
                 "SELECT {IMPLEMENTATION_TASK_COLUMNS} FROM spec_task_implementation_tasks WHERE id = $1"
             )))
             .bind(id.as_str())
-            .fetch_optional(r)
+            .fetch_optional(self.backend.reader())
             .await?
-        });
+        };
         row.ok_or_else(|| StoreError::not_found("implementation task", id))?
             .try_into()
     }
@@ -124,15 +125,15 @@ impl Store {
         &self,
         spec_task_id: &SpecTaskId,
     ) -> StoreResult<Vec<SpecTaskImplementationTask>> {
-        let rows: Vec<ImplementationTaskRow> = on_backend!(&*self.backend, |w, r, d| {
-            sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        let rows: Vec<ImplementationTaskRow> = {
+            query_as(sqlx::AssertSqlSafe(format!(
                 "SELECT {IMPLEMENTATION_TASK_COLUMNS} FROM spec_task_implementation_tasks \
                  WHERE spec_task_id = $1 ORDER BY task_index"
             )))
             .bind(spec_task_id.as_str())
-            .fetch_all(r)
+            .fetch_all(self.backend.reader())
             .await?
-        });
+        };
         rows.into_iter()
             .map(SpecTaskImplementationTask::try_from)
             .collect()

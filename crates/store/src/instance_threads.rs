@@ -4,12 +4,11 @@
 use spectask_domain::{SpecTaskZedThread, SpecTaskZedThreadId, ZedThreadEvent};
 
 use crate::Store;
-use crate::backend::WritePool;
-use crate::backend::on_backend;
+use crate::db::query_as;
 use crate::error::StoreResult;
 use crate::ids::now;
 use crate::rows::{ZED_THREAD_COLUMNS, ZedThreadRow};
-use crate::transition::{ZED_THREADS, try_event_in_tx};
+use crate::transition::try_apply_event;
 
 impl Store {
     /// The `active` threads of the tasks hosted by instance `instance_id`, oldest first.
@@ -17,16 +16,16 @@ impl Store {
         &self,
         instance_id: &str,
     ) -> StoreResult<Vec<SpecTaskZedThread>> {
-        let rows: Vec<ZedThreadRow> = on_backend!(&*self.backend, |w, r, d| {
-            sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        let rows: Vec<ZedThreadRow> = {
+            query_as(sqlx::AssertSqlSafe(format!(
                 "SELECT {ZED_THREAD_COLUMNS} FROM spec_task_zed_threads WHERE status = 'active' \
                  AND spec_task_id IN (SELECT id FROM spec_tasks WHERE zed_instance_id = $1) \
                  ORDER BY id"
             )))
             .bind(instance_id)
-            .fetch_all(r)
+            .fetch_all(self.backend.reader())
             .await?
-        });
+        };
         rows.into_iter().map(SpecTaskZedThread::try_from).collect()
     }
 
@@ -39,25 +38,25 @@ impl Store {
         actor: &str,
     ) -> StoreResult<Vec<SpecTaskZedThreadId>> {
         let now = now();
-        let changed = on_backend!(&*self.backend, |w, r, d| {
-            let mut tx = w.begin_write().await?;
+        let changed = {
+            let mut tx = self.backend.begin_write().await?;
             let mut changed = Vec::new();
             for thread in threads {
-                if try_event_in_tx!(
-                    tx,
-                    d,
-                    &ZED_THREADS,
+                if try_apply_event(
+                    &mut tx,
                     thread.as_str(),
                     ZedThreadEvent::Disconnect,
                     actor,
-                    now
-                ) {
+                    now,
+                )
+                .await?
+                {
                     changed.push(thread.clone());
                 }
             }
             tx.commit().await?;
             changed
-        });
+        };
         if !changed.is_empty() {
             self.announce_latest().await?;
         }

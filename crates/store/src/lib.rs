@@ -7,14 +7,18 @@
 //!   ([`transition`]); zero rows updated is a conflict, never a silent overwrite.
 //! - Every state change appends its event to `events` in the same transaction.
 //! - Each backend has its own migrations folder with the same table and constraint names.
-//!
-//! The two backends share one body of code: [`on_backend!`] expands a block once per backend, so
-//! each expansion is monomorphic sqlx code for that database and no generic bounds leak out.
+//! - The two backends share one body of code: every statement is built once with [`db`]'s
+//!   builders and runs on a pool or an open [`db::Tx`], which picks the driver; the dialect
+//!   differences ([`backend::Dialect`]: row locks, date comparison, notifications) are asked of
+//!   the transaction or the backend where they matter.
+//! - Every transaction that may append an event is opened with `Backend::begin_write`, which on
+//!   PostgreSQL takes the event-order advisory lock before any row lock.
 
 mod agent_reports;
 mod agent_tokens;
 mod backend;
 mod comments;
+mod db;
 mod entries;
 mod error;
 mod events;
@@ -98,6 +102,19 @@ impl Store {
     /// Closes every connection.
     pub async fn close(&self) {
         self.backend.close().await;
+    }
+
+    /// The shape of most write operations: opens a write transaction, runs `body` in it, commits,
+    /// and announces the newest event to live streams. An error from `body` rolls back.
+    async fn write<T>(
+        &self,
+        body: impl AsyncFnOnce(&mut db::Tx) -> StoreResult<T>,
+    ) -> StoreResult<T> {
+        let mut tx = self.backend.begin_write().await?;
+        let value = body(&mut tx).await?;
+        tx.commit().await?;
+        self.announce_latest().await?;
+        Ok(value)
     }
 
     /// Announces the newest committed event (after a transaction that appended several).

@@ -11,8 +11,7 @@ use spectask_domain::{
 use sqlx::types::Json;
 
 use crate::Store;
-use crate::backend::WritePool;
-use crate::backend::on_backend;
+use crate::db::query_as;
 use crate::error::{StoreError, StoreResult};
 use crate::events::append_event;
 use crate::ids::now;
@@ -106,34 +105,34 @@ impl Store {
         // The owner is looked up before the write transaction: a deferred SQLite transaction
         // that reads and then writes fails at once (SQLITE_BUSY) if another connection wrote in
         // between, instead of waiting its turn. Threads never change owner, so nothing is lost.
-        let (task, ws, session) = on_backend!(&*self.backend, |w, r, d| {
-            let work: Option<(String, String, String)> = sqlx::query_as(
+        let (task, ws, session) = {
+            let work: Option<(String, String, String)> = query_as(
                 "SELECT t.spec_task_id, t.work_session_id, w.helix_session_id FROM spec_task_zed_threads t \
                  JOIN spec_task_work_sessions w ON w.id = t.work_session_id \
                  WHERE t.zed_thread_id = $1 ORDER BY t.id DESC LIMIT 1",
             )
             .bind(&new.zed_thread_id)
-            .fetch_optional(r)
+            .fetch_optional(self.backend.reader())
             .await?;
             match work {
                 Some((task, ws, session)) => (task, Some(ws), session),
                 None => {
                     // A planning thread: the ACP session recorded on the planning session.
-                    let planning: Option<(String, String)> = sqlx::query_as(
+                    let planning: Option<(String, String)> = query_as(
                         "SELECT spec_task_id, id FROM sessions WHERE agent_thread_id = $1 ORDER BY id DESC LIMIT 1",
                     )
                     .bind(&new.zed_thread_id)
-                    .fetch_optional(r)
+                    .fetch_optional(self.backend.reader())
                     .await?;
                     let (task, session) = planning
                         .ok_or_else(|| StoreError::not_found("zed thread", &new.zed_thread_id))?;
                     (task, None, session)
                 }
             }
-        });
-        let (row, event_id) = on_backend!(&*self.backend, |w, r, d| {
-            let mut tx = w.begin_write().await?;
-            let row: Row = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        };
+        let (row, event_id) = {
+            let mut tx = self.backend.begin_write().await?;
+            let row: Row = query_as(sqlx::AssertSqlSafe(format!(
                 "INSERT INTO permission_requests (id, spec_task_id, session_id, work_session_id, zed_thread_id, \
                  tool_call_id, title, tool_kind, command, raw_input, locations, options, status, created_at, expires_at) \
                  VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, 'pending', $13, $14) \
@@ -153,7 +152,7 @@ impl Store {
             .bind(Json(&new.options))
             .bind(now)
             .bind(expires)
-            .fetch_one(&mut *tx)
+            .fetch_one(&mut tx)
             .await?;
             let event = NewEvent {
                 spec_task_id: Some(
@@ -165,10 +164,10 @@ impl Store {
                 actor: "agent".to_owned(),
                 payload: json!({ "session_id": session, "work_session_id": ws, "title": new.title, "options": new.options }),
             };
-            let event_id = append_event!(tx, d, &event, now);
+            let event_id = append_event(&mut tx, &event, now).await?;
             tx.commit().await?;
             (row, event_id)
-        });
+        };
         self.announce(event_id);
         row.try_into()
     }
@@ -177,14 +176,14 @@ impl Store {
         &self,
         id: &PermissionRequestId,
     ) -> StoreResult<PermissionRequest> {
-        let row: Option<Row> = on_backend!(&*self.backend, |w, r, d| {
-            sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        let row: Option<Row> = {
+            query_as(sqlx::AssertSqlSafe(format!(
                 "SELECT {COLUMNS} FROM permission_requests WHERE id = $1"
             )))
             .bind(id.as_str())
-            .fetch_optional(r)
+            .fetch_optional(self.backend.reader())
             .await?
-        });
+        };
         row.ok_or_else(|| StoreError::not_found("permission request", id))?
             .try_into()
     }
@@ -194,14 +193,14 @@ impl Store {
         &self,
         ws: &WorkSessionId,
     ) -> StoreResult<Vec<PermissionRequest>> {
-        let rows: Vec<Row> = on_backend!(&*self.backend, |w, r, d| {
-            sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        let rows: Vec<Row> = {
+            query_as(sqlx::AssertSqlSafe(format!(
                 "SELECT {COLUMNS} FROM permission_requests WHERE work_session_id = $1 ORDER BY id"
             )))
             .bind(ws.as_str())
-            .fetch_all(r)
+            .fetch_all(self.backend.reader())
             .await?
-        });
+        };
         rows.into_iter().map(PermissionRequest::try_from).collect()
     }
 
@@ -210,14 +209,14 @@ impl Store {
         &self,
         task: &SpecTaskId,
     ) -> StoreResult<Vec<PermissionRequest>> {
-        let rows: Vec<Row> = on_backend!(&*self.backend, |w, r, d| {
-            sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        let rows: Vec<Row> = {
+            query_as(sqlx::AssertSqlSafe(format!(
                 "SELECT {COLUMNS} FROM permission_requests WHERE spec_task_id = $1 ORDER BY id"
             )))
             .bind(task.as_str())
-            .fetch_all(r)
+            .fetch_all(self.backend.reader())
             .await?
-        });
+        };
         rows.into_iter().map(PermissionRequest::try_from).collect()
     }
 
@@ -240,9 +239,9 @@ impl Store {
                 EventKind::PermissionTimedOut,
             ),
         };
-        let outcome: Option<(Row, i64)> = on_backend!(&*self.backend, |w, r, d| {
-            let mut tx = w.begin_write().await?;
-            let row: Option<Row> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        let outcome: Option<(Row, i64)> = {
+            let mut tx = self.backend.begin_write().await?;
+            let row: Option<Row> = query_as(sqlx::AssertSqlSafe(format!(
                 "UPDATE permission_requests SET status = $1, choice = $2, answered_by = $3, answered_at = $4 \
                  WHERE id = $5 AND status = 'pending' RETURNING {COLUMNS}"
             )))
@@ -251,7 +250,7 @@ impl Store {
             .bind(choice.map(|_| actor))
             .bind(now)
             .bind(id.as_str())
-            .fetch_optional(&mut *tx)
+            .fetch_optional(&mut tx)
             .await?;
             match row {
                 None => None,
@@ -266,12 +265,12 @@ impl Store {
                         actor: actor.to_owned(),
                         payload: json!({ "choice": choice }),
                     };
-                    let event_id = append_event!(tx, d, &event, now);
+                    let event_id = append_event(&mut tx, &event, now).await?;
                     tx.commit().await?;
                     Some((row, event_id))
                 }
             }
-        });
+        };
         match outcome {
             Some((row, event_id)) => {
                 self.announce(event_id);

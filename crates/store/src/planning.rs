@@ -2,6 +2,7 @@
 //! approve, and the three ends of a planning turn (success, correction, failure). Every step moves
 //! the task through its transition table and records its events in the same commit.
 
+use chrono::{DateTime, Utc};
 use serde_json::json;
 use spectask_domain::{
     EventKind, NewEvent, SessionId, SessionRole, SpecComment, SpecRevision, SpecTask,
@@ -9,17 +10,16 @@ use spectask_domain::{
 };
 
 use crate::Store;
-use crate::backend::WritePool;
-use crate::backend::on_backend;
 use crate::comments::{COMMENT_COLUMNS, CommentRow};
+use crate::db::{Tx, query, query_as, query_scalar};
 use crate::error::{StoreError, StoreResult};
 use crate::events::append_event;
 use crate::ids::now;
-use crate::implementation_tasks::{NewImplementationTask, insert_implementation_task_in_tx};
+use crate::implementation_tasks::{NewImplementationTask, insert_implementation_task};
 use crate::rows::{SPEC_TASK_COLUMNS, SpecTaskRow};
-use crate::sessions::{finish_interaction_in_tx, insert_interaction_in_tx};
-use crate::transition::{spec_task_event_in_tx, turn_event_in_tx};
-use crate::turns::{TurnClaim, enqueue_turn_in_tx, verify_claim_in_tx};
+use crate::sessions::{finish_interaction, insert_interaction};
+use crate::transition::apply_event;
+use crate::turns::{TurnClaim, enqueue_turn, fail_claimed_turn, verify_claim};
 
 /// The documents a successful planning turn produced.
 #[derive(Debug, Clone)]
@@ -37,39 +37,41 @@ fn parse_session(raw: Option<String>) -> StoreResult<Option<SessionId>> {
         .map_err(|e| StoreError::corrupt("spec_tasks", e))
 }
 
-/// Fails the claimed planning turn inside `$tx`: the interaction keeps `$response` and the
-/// reason, the turn fails, and the task goes to `spec_failed` with the reason in its `error`;
-/// evaluates to the last event id.
-macro_rules! fail_planning_in_tx {
-    ($tx:expr, $d:expr, $claim:expr, $response:expr, $reason:expr, $now:expr) => {{
-        let claim: &$crate::turns::TurnClaim = $claim;
-        let id = &claim.turn.spec_task_id;
-        $crate::turns::fail_claimed_turn_in_tx!($tx, $d, claim, $response, $reason, $now);
-        $crate::transition::spec_task_event_in_tx!(
-            $tx,
-            $d,
-            id.as_str(),
-            ::spectask_domain::SpecTaskEvent::PlanningFailed,
-            &claim.owner,
-            $now
-        );
-        ::sqlx::query("UPDATE spec_tasks SET error = $1, updated_at = $2 WHERE id = $3")
-            .bind($reason)
-            .bind($now)
-            .bind(id.as_str())
-            .execute(&mut *$tx)
-            .await?;
-        let failed = ::spectask_domain::NewEvent {
-            spec_task_id: Some(id.clone()),
-            kind: ::spectask_domain::EventKind::PlanningFailed,
-            entity_id: id.to_string(),
-            actor: claim.owner.clone(),
-            payload: ::serde_json::json!({ "reason": $reason, "turn_id": claim.turn.id }),
-        };
-        $crate::events::append_event!($tx, $d, &failed, $now)
-    }};
+/// Fails the claimed planning turn inside `tx`: the interaction keeps `response` and the reason,
+/// the turn fails, and the task goes to `spec_failed` with the reason in its `error`; returns the
+/// last event id.
+pub(crate) async fn fail_planning(
+    tx: &mut Tx,
+    claim: &TurnClaim,
+    response: &str,
+    reason: &str,
+    now: DateTime<Utc>,
+) -> StoreResult<i64> {
+    let id = &claim.turn.spec_task_id;
+    fail_claimed_turn(tx, claim, response, reason, now).await?;
+    apply_event(
+        tx,
+        id.as_str(),
+        SpecTaskEvent::PlanningFailed,
+        &claim.owner,
+        now,
+    )
+    .await?;
+    query("UPDATE spec_tasks SET error = $1, updated_at = $2 WHERE id = $3")
+        .bind(reason)
+        .bind(now)
+        .bind(id.as_str())
+        .execute(&mut *tx)
+        .await?;
+    let failed = NewEvent {
+        spec_task_id: Some(id.clone()),
+        kind: EventKind::PlanningFailed,
+        entity_id: id.to_string(),
+        actor: claim.owner.clone(),
+        payload: json!({ "reason": reason, "turn_id": claim.turn.id }),
+    };
+    append_event(tx, &failed, now).await
 }
-pub(crate) use fail_planning_in_tx;
 
 impl Store {
     /// Moves the task into `spec_generation` (`event` is `StartPlanning` from `backlog` or
@@ -83,11 +85,10 @@ impl Store {
         actor: &str,
     ) -> StoreResult<SpecTask> {
         let now = now();
-        on_backend!(&*self.backend, |w, r, d| {
-            let mut tx = w.begin_write().await?;
-            spec_task_event_in_tx!(tx, d, id.as_str(), event, actor, now);
+        self.write(async |tx| {
+            apply_event(&mut *tx, id.as_str(), event, actor, now).await?;
             let (existing, name): (Option<String>, String) =
-                sqlx::query_as("SELECT spec_session_id, name FROM spec_tasks WHERE id = $1")
+                query_as("SELECT spec_session_id, name FROM spec_tasks WHERE id = $1")
                     .bind(id.as_str())
                     .fetch_one(&mut *tx)
                     .await?;
@@ -95,7 +96,7 @@ impl Store {
                 Some(session) => session,
                 None => {
                     let session = SessionId::from_ulid(self.ids.next());
-                    sqlx::query(
+                    query(
                         "INSERT INTO sessions (id, spec_task_id, role, name, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $5)",
                     )
                     .bind(session.as_str())
@@ -105,7 +106,7 @@ impl Store {
                     .bind(now)
                     .execute(&mut *tx)
                     .await?;
-                    let bound = sqlx::query("UPDATE spec_tasks SET spec_session_id = $1 WHERE id = $2 AND spec_session_id IS NULL")
+                    let bound = query("UPDATE spec_tasks SET spec_session_id = $1 WHERE id = $2 AND spec_session_id IS NULL")
                         .bind(session.as_str())
                         .bind(id.as_str())
                         .execute(&mut *tx)
@@ -123,32 +124,40 @@ impl Store {
                         actor: actor.to_owned(),
                         payload: json!({ "role": SessionRole::Planning }),
                     };
-                    append_event!(tx, d, &created, now);
+                    append_event(&mut *tx, &created, now).await?;
                     session
                 }
             };
-            sqlx::query("UPDATE spec_tasks SET error = NULL, updated_at = $1 WHERE id = $2")
+            query("UPDATE spec_tasks SET error = NULL, updated_at = $1 WHERE id = $2")
                 .bind(now)
                 .bind(id.as_str())
                 .execute(&mut *tx)
                 .await?;
-            let interaction =
-                insert_interaction_in_tx!(self, tx, d, id, session, prompt, actor, now);
-            enqueue_turn_in_tx!(
-                self,
-                tx,
-                d,
+            let interaction = insert_interaction(
+                &mut *tx,
+                &self.ids,
                 id,
-                session,
-                interaction,
+                session.as_str(),
+                prompt,
+                actor,
+                now,
+            )
+            .await?;
+            enqueue_turn(
+                &mut *tx,
+                &self.ids,
+                id,
+                &session,
+                &interaction,
+                None,
                 TurnKind::Planning,
                 json!({}),
                 actor,
-                now
-            );
-            tx.commit().await?;
-        });
-        self.announce_latest().await?;
+                now,
+            )
+            .await?;
+            Ok(())
+        }).await?;
         self.get_spec_task(id).await
     }
 
@@ -163,32 +172,30 @@ impl Store {
         build_prompt: impl FnOnce(&[SpecComment], i32) -> String,
     ) -> StoreResult<SpecTask> {
         let now = now();
-        on_backend!(&*self.backend, |w, r, d| {
-            let mut tx = w.begin_write().await?;
-            spec_task_event_in_tx!(
-                tx,
-                d,
+        self.write(async |tx| {
+            apply_event(
+                &mut *tx,
                 id.as_str(),
                 SpecTaskEvent::RequestSpecChanges,
                 actor,
-                now
-            );
+                now,
+            )
+            .await?;
             let session: Option<String> =
-                sqlx::query_scalar("SELECT spec_session_id FROM spec_tasks WHERE id = $1")
+                query_scalar("SELECT spec_session_id FROM spec_tasks WHERE id = $1")
                     .bind(id.as_str())
                     .fetch_one(&mut *tx)
                     .await?;
             let session = parse_session(session)?.ok_or_else(|| {
                 StoreError::Conflict(format!("spec task `{id}` has no planning session"))
             })?;
-            let revision: Option<i32> = sqlx::query_scalar(
-                "SELECT MAX(revision) FROM spec_revisions WHERE spec_task_id = $1",
-            )
-            .bind(id.as_str())
-            .fetch_one(&mut *tx)
-            .await?;
+            let revision: Option<i32> =
+                query_scalar("SELECT MAX(revision) FROM spec_revisions WHERE spec_task_id = $1")
+                    .bind(id.as_str())
+                    .fetch_one(&mut *tx)
+                    .await?;
             let revision = revision.unwrap_or(0);
-            let rows: Vec<CommentRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            let rows: Vec<CommentRow> = query_as(sqlx::AssertSqlSafe(format!(
                 "SELECT {COMMENT_COLUMNS} FROM spec_comments WHERE spec_task_id = $1 AND resolved = FALSE ORDER BY id"
             )))
             .bind(id.as_str())
@@ -199,33 +206,41 @@ impl Store {
                 .map(SpecComment::try_from)
                 .collect::<StoreResult<Vec<_>>>()?;
             let prompt = build_prompt(&comments, revision);
-            sqlx::query("UPDATE spec_tasks SET spec_revision_count = spec_revision_count + 1, updated_at = $1 WHERE id = $2")
+            query("UPDATE spec_tasks SET spec_revision_count = spec_revision_count + 1, updated_at = $1 WHERE id = $2")
                 .bind(now)
                 .bind(id.as_str())
                 .execute(&mut *tx)
                 .await?;
-            let interaction =
-                insert_interaction_in_tx!(self, tx, d, id, session, prompt.as_str(), actor, now);
+            let interaction = insert_interaction(
+                &mut *tx,
+                &self.ids,
+                id,
+                session.as_str(),
+                prompt.as_str(),
+                actor,
+                now,
+            )
+            .await?;
             let payload = json!({
                 "comment_ids": comments.iter().map(|c| c.id.to_string()).collect::<Vec<_>>(),
                 "general": general,
                 "revision": revision,
             });
-            enqueue_turn_in_tx!(
-                self,
-                tx,
-                d,
+            enqueue_turn(
+                &mut *tx,
+                &self.ids,
                 id,
-                session,
-                interaction,
+                &session,
+                &interaction,
+                None,
                 TurnKind::Revision,
                 payload,
                 actor,
-                now
-            );
-            tx.commit().await?;
-        });
-        self.announce_latest().await?;
+                now,
+            )
+            .await?;
+            Ok(())
+        }).await?;
         self.get_spec_task(id).await
     }
 
@@ -246,21 +261,27 @@ impl Store {
             .iter()
             .map(|_| spectask_domain::ImplementationTaskId::from_ulid(self.ids.next()))
             .collect();
-        let (row, last_event) = on_backend!(&*self.backend, |w, r, d| {
-            let mut tx = w.begin_write().await?;
-            spec_task_event_in_tx!(tx, d, id.as_str(), SpecTaskEvent::ApproveSpecs, actor, now);
-            let latest: Option<i32> = sqlx::query_scalar(
-                "SELECT MAX(revision) FROM spec_revisions WHERE spec_task_id = $1",
+        let (row, last_event) = {
+            let mut tx = self.backend.begin_write().await?;
+            apply_event(
+                &mut tx,
+                id.as_str(),
+                SpecTaskEvent::ApproveSpecs,
+                actor,
+                now,
             )
-            .bind(id.as_str())
-            .fetch_one(&mut *tx)
             .await?;
+            let latest: Option<i32> =
+                query_scalar("SELECT MAX(revision) FROM spec_revisions WHERE spec_task_id = $1")
+                    .bind(id.as_str())
+                    .fetch_one(&mut tx)
+                    .await?;
             if latest != Some(expected_revision) {
                 return Err(StoreError::Conflict(format!(
                     "revision {expected_revision} is no longer the newest; review the newest revision before approving"
                 )));
             }
-            let row: SpecTaskRow = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            let row: SpecTaskRow = query_as(sqlx::AssertSqlSafe(format!(
                 "UPDATE spec_tasks SET spec_approved_by = $1, spec_approved_at = $2, spec_approved_revision = $3, \
                  updated_at = $2 WHERE id = $4 RETURNING {SPEC_TASK_COLUMNS}"
             )))
@@ -268,10 +289,10 @@ impl Store {
             .bind(now)
             .bind(expected_revision)
             .bind(id.as_str())
-            .fetch_one(&mut *tx)
+            .fetch_one(&mut tx)
             .await?;
             for (task_id, task) in task_ids.iter().zip(tasks) {
-                insert_implementation_task_in_tx!(tx, id, task_id, task, now);
+                insert_implementation_task(&mut tx, id, task_id, task, now).await?;
             }
             let approved = NewEvent {
                 spec_task_id: Some(id.clone()),
@@ -280,10 +301,10 @@ impl Store {
                 actor: actor.to_owned(),
                 payload: json!({ "approved_by": approved_by, "revision": expected_revision, "implementation_tasks": tasks.len() }),
             };
-            let last = append_event!(tx, d, &approved, now);
+            let last = append_event(&mut tx, &approved, now).await?;
             tx.commit().await?;
             (row, last)
-        });
+        };
         self.announce(last_event);
         row.try_into()
     }
@@ -315,27 +336,27 @@ impl Store {
                     .collect()
             })
             .unwrap_or_default();
-        let (revision, last_event) = on_backend!(&*self.backend, |w, r, d| {
-            let mut tx = w.begin_write().await?;
-            verify_claim_in_tx!(tx, d, claim);
-            finish_interaction_in_tx!(tx, claim, response, "complete", None::<String>, now);
-            turn_event_in_tx!(
-                tx,
-                d,
+        let (revision, last_event) = {
+            let mut tx = self.backend.begin_write().await?;
+            verify_claim(&mut tx, claim).await?;
+            finish_interaction(&mut tx, claim, response, "complete", None, now).await?;
+            apply_event(
+                &mut tx,
                 claim.turn.id.as_str(),
                 TurnEvent::Complete,
                 &claim.owner,
-                now
-            );
-            spec_task_event_in_tx!(
-                tx,
-                d,
+                now,
+            )
+            .await?;
+            apply_event(
+                &mut tx,
                 id.as_str(),
                 SpecTaskEvent::SpecsGenerated,
                 &claim.owner,
-                now
-            );
-            let revision: i32 = sqlx::query_scalar(
+                now,
+            )
+            .await?;
+            let revision: i32 = query_scalar(
                 "INSERT INTO spec_revisions (spec_task_id, revision, requirements_spec, technical_design, \
                  implementation_plan, feedback, interaction_id, created_at) \
                  VALUES ($1, (SELECT COALESCE(MAX(revision), 0) + 1 FROM spec_revisions WHERE spec_task_id = $1), \
@@ -348,9 +369,9 @@ impl Store {
             .bind(&feedback)
             .bind(claim.turn.interaction_id.as_str())
             .bind(now)
-            .fetch_one(&mut *tx)
+            .fetch_one(&mut tx)
             .await?;
-            sqlx::query(
+            query(
                 "UPDATE spec_tasks SET requirements_spec = $1, technical_design = $2, implementation_plan = $3, \
                  name = CASE WHEN name_derived AND $4 <> '' THEN $4 ELSE name END, error = NULL, updated_at = $5 WHERE id = $6",
             )
@@ -360,7 +381,7 @@ impl Store {
             .bind(output.title.as_deref().map(|t| t.chars().take(spectask_domain::limits::MAX_NAME_CHARS).collect::<String>()).unwrap_or_default())
             .bind(now)
             .bind(id.as_str())
-            .execute(&mut *tx)
+            .execute(&mut tx)
             .await?;
             let created = NewEvent {
                 spec_task_id: Some(id.clone()),
@@ -369,10 +390,10 @@ impl Store {
                 actor: claim.owner.clone(),
                 payload: json!({ "revision": revision, "turn_id": claim.turn.id }),
             };
-            let mut last = append_event!(tx, d, &created, now);
+            let mut last = append_event(&mut tx, &created, now).await?;
             if !comment_ids.is_empty() {
                 for comment in &comment_ids {
-                    sqlx::query(
+                    query(
                         "UPDATE spec_comments SET resolved = TRUE, resolved_in_revision = $1, resolved_at = $2 \
                          WHERE id = $3 AND spec_task_id = $4 AND resolved = FALSE",
                     )
@@ -380,7 +401,7 @@ impl Store {
                     .bind(now)
                     .bind(comment)
                     .bind(id.as_str())
-                    .execute(&mut *tx)
+                    .execute(&mut tx)
                     .await?;
                 }
                 let resolved = NewEvent {
@@ -390,11 +411,11 @@ impl Store {
                     actor: claim.owner.clone(),
                     payload: json!({ "comment_ids": comment_ids, "revision": revision }),
                 };
-                last = append_event!(tx, d, &resolved, now);
+                last = append_event(&mut tx, &resolved, now).await?;
             }
             tx.commit().await?;
             (revision, last)
-        });
+        };
         self.announce(last_event);
         self.get_revision(id, revision).await
     }
@@ -410,36 +431,45 @@ impl Store {
         let now = now();
         let id = &claim.turn.spec_task_id;
         let session = &claim.turn.session_id;
-        let turn = on_backend!(&*self.backend, |w, r, d| {
-            let mut tx = w.begin_write().await?;
-            verify_claim_in_tx!(tx, d, claim);
-            finish_interaction_in_tx!(tx, claim, response, "complete", None::<String>, now);
-            turn_event_in_tx!(
-                tx,
-                d,
+        let turn = {
+            let mut tx = self.backend.begin_write().await?;
+            verify_claim(&mut tx, claim).await?;
+            finish_interaction(&mut tx, claim, response, "complete", None, now).await?;
+            apply_event(
+                &mut tx,
                 claim.turn.id.as_str(),
                 TurnEvent::Complete,
                 &claim.owner,
-                now
-            );
-            let interaction =
-                insert_interaction_in_tx!(self, tx, d, id, session, prompt, &claim.owner, now);
+                now,
+            )
+            .await?;
+            let interaction = insert_interaction(
+                &mut tx,
+                &self.ids,
+                id,
+                session.as_str(),
+                prompt,
+                &claim.owner,
+                now,
+            )
+            .await?;
             // The correction answers the same review as the turn it corrects.
-            let turn = enqueue_turn_in_tx!(
-                self,
-                tx,
-                d,
+            let turn = enqueue_turn(
+                &mut tx,
+                &self.ids,
                 id,
                 session,
-                interaction,
+                &interaction,
+                None,
                 TurnKind::Correction,
                 claim.turn.payload.clone(),
                 &claim.owner,
-                now
-            );
+                now,
+            )
+            .await?;
             tx.commit().await?;
             turn
-        });
+        };
         self.announce_latest().await?;
         Ok(turn)
     }
@@ -453,12 +483,12 @@ impl Store {
         reason: &str,
     ) -> StoreResult<SpecTask> {
         let now = now();
-        let last_event = on_backend!(&*self.backend, |w, r, d| {
-            let mut tx = w.begin_write().await?;
-            let last = fail_planning_in_tx!(tx, d, claim, response, reason, now);
+        let last_event = {
+            let mut tx = self.backend.begin_write().await?;
+            let last = fail_planning(&mut tx, claim, response, reason, now).await?;
             tx.commit().await?;
             last
-        });
+        };
         self.announce(last_event);
         self.get_spec_task(&claim.turn.spec_task_id).await
     }
@@ -467,12 +497,12 @@ impl Store {
     /// written).
     pub async fn record_event(&self, event: &NewEvent) -> StoreResult<i64> {
         let now = now();
-        let id = on_backend!(&*self.backend, |w, r, d| {
-            let mut tx = w.begin_write().await?;
-            let id = append_event!(tx, d, event, now);
+        let id = {
+            let mut tx = self.backend.begin_write().await?;
+            let id = append_event(&mut tx, event, now).await?;
             tx.commit().await?;
             id
-        });
+        };
         self.announce(id);
         Ok(id)
     }

@@ -7,13 +7,12 @@ use serde_json::json;
 use spectask_domain::{EventKind, NewEvent, SpecTask};
 
 use crate::Store;
-use crate::backend::WritePool;
-use crate::backend::on_backend;
+use crate::db::{query, query_scalar};
 use crate::error::{StoreError, StoreResult};
 use crate::events::append_event;
 use crate::ids::now;
-use crate::planning::fail_planning_in_tx;
-use crate::turns::{TurnClaim, verify_claim_in_tx};
+use crate::planning::fail_planning;
+use crate::turns::{TurnClaim, verify_claim};
 
 impl Store {
     /// The instance of the claimed turn's task: `candidate` becomes it if the task has none yet
@@ -25,16 +24,16 @@ impl Store {
     ) -> StoreResult<String> {
         let now = now();
         let id = &claim.turn.spec_task_id;
-        let (instance, last_event) = on_backend!(&*self.backend, |w, r, d| {
-            let mut tx = w.begin_write().await?;
-            verify_claim_in_tx!(tx, d, claim);
-            let set = sqlx::query(
+        let (instance, last_event) = {
+            let mut tx = self.backend.begin_write().await?;
+            verify_claim(&mut tx, claim).await?;
+            let set = query(
                 "UPDATE spec_tasks SET zed_instance_id = $1, updated_at = $2 WHERE id = $3 AND zed_instance_id IS NULL",
             )
             .bind(candidate)
             .bind(now)
             .bind(id.as_str())
-            .execute(&mut *tx)
+            .execute(&mut tx)
             .await?
             .rows_affected();
             let last = if set == 1 {
@@ -45,18 +44,18 @@ impl Store {
                     actor: claim.owner.clone(),
                     payload: json!({ "zed_instance_id": candidate, "reason": "planning over ACP" }),
                 };
-                Some(append_event!(tx, d, &updated, now))
+                Some(append_event(&mut tx, &updated, now).await?)
             } else {
                 None
             };
             let instance: Option<String> =
-                sqlx::query_scalar("SELECT zed_instance_id FROM spec_tasks WHERE id = $1")
+                query_scalar("SELECT zed_instance_id FROM spec_tasks WHERE id = $1")
                     .bind(id.as_str())
-                    .fetch_one(&mut *tx)
+                    .fetch_one(&mut tx)
                     .await?;
             tx.commit().await?;
             (instance, last)
-        });
+        };
         if let Some(last) = last_event {
             self.announce(last);
         }
@@ -72,16 +71,16 @@ impl Store {
     ) -> StoreResult<()> {
         let now = now();
         let session = &claim.turn.session_id;
-        let last_event = on_backend!(&*self.backend, |w, r, d| {
-            let mut tx = w.begin_write().await?;
-            verify_claim_in_tx!(tx, d, claim);
-            let set = sqlx::query(
+        let last_event = {
+            let mut tx = self.backend.begin_write().await?;
+            verify_claim(&mut tx, claim).await?;
+            let set = query(
                 "UPDATE sessions SET agent_thread_id = $1, updated_at = $2 WHERE id = $3 AND agent_thread_id IS NULL",
             )
             .bind(agent_thread_id)
             .bind(now)
             .bind(session.as_str())
-            .execute(&mut *tx)
+            .execute(&mut tx)
             .await?
             .rows_affected();
             if set != 1 {
@@ -96,10 +95,10 @@ impl Store {
                 actor: claim.owner.clone(),
                 payload: json!({ "agent_thread_id": agent_thread_id, "turn_id": claim.turn.id }),
             };
-            let last = append_event!(tx, d, &bound, now);
+            let last = append_event(&mut tx, &bound, now).await?;
             tx.commit().await?;
             last
-        });
+        };
         self.announce(last_event);
         Ok(())
     }
@@ -115,16 +114,14 @@ impl Store {
     ) -> StoreResult<SpecTask> {
         let now = now();
         let session = &claim.turn.session_id;
-        let last_event = on_backend!(&*self.backend, |w, r, d| {
-            let mut tx = w.begin_write().await?;
-            fail_planning_in_tx!(tx, d, claim, "", reason, now);
-            sqlx::query(
-                "UPDATE sessions SET agent_thread_id = NULL, updated_at = $1 WHERE id = $2",
-            )
-            .bind(now)
-            .bind(session.as_str())
-            .execute(&mut *tx)
-            .await?;
+        let last_event = {
+            let mut tx = self.backend.begin_write().await?;
+            fail_planning(&mut tx, claim, "", reason, now).await?;
+            query("UPDATE sessions SET agent_thread_id = NULL, updated_at = $1 WHERE id = $2")
+                .bind(now)
+                .bind(session.as_str())
+                .execute(&mut tx)
+                .await?;
             let forgotten = NewEvent {
                 spec_task_id: Some(claim.turn.spec_task_id.clone()),
                 kind: EventKind::SessionAgentThreadBound,
@@ -132,10 +129,10 @@ impl Store {
                 actor: claim.owner.clone(),
                 payload: json!({ "agent_thread_id": null, "reason": reason }),
             };
-            let last = append_event!(tx, d, &forgotten, now);
+            let last = append_event(&mut tx, &forgotten, now).await?;
             tx.commit().await?;
             last
-        });
+        };
         self.announce(last_event);
         self.get_spec_task(&claim.turn.spec_task_id).await
     }

@@ -6,8 +6,7 @@ use serde_json::json;
 use spectask_domain::{EventKind, InteractionId, NewEvent, SpecRevision, SpecTaskId};
 
 use crate::Store;
-use crate::backend::WritePool;
-use crate::backend::on_backend;
+use crate::db::{query, query_as, query_scalar};
 use crate::error::{StoreError, StoreResult};
 use crate::events::append_event;
 use crate::ids::now;
@@ -82,11 +81,11 @@ impl Store {
         actor: &str,
     ) -> StoreResult<SpecRevision> {
         let now = now();
-        let (row, event_id) = on_backend!(&*self.backend, |w, r, d| {
-            let mut tx = w.begin_write().await?;
+        let (row, event_id) = {
+            let mut tx = self.backend.begin_write().await?;
             // Touching the task first locks its row (PostgreSQL) so concurrent revisions of one
             // task number themselves one after the other.
-            let updated = sqlx::query(
+            let updated = query(
                 "UPDATE spec_tasks SET requirements_spec = $1, technical_design = $2, \
                  implementation_plan = $3, updated_at = $4 WHERE id = $5",
             )
@@ -95,13 +94,13 @@ impl Store {
             .bind(&new.implementation_plan)
             .bind(now)
             .bind(spec_task_id.as_str())
-            .execute(&mut *tx)
+            .execute(&mut tx)
             .await?
             .rows_affected();
             if updated == 0 {
                 return Err(StoreError::not_found("spec task", spec_task_id));
             }
-            let row: RevisionRow = sqlx::query_as(
+            let row: RevisionRow = query_as(
                 "INSERT INTO spec_revisions (spec_task_id, revision, requirements_spec, technical_design, \
                  implementation_plan, feedback, interaction_id, created_at) \
                  VALUES ($1, (SELECT COALESCE(MAX(revision), 0) + 1 FROM spec_revisions WHERE spec_task_id = $1), \
@@ -116,7 +115,7 @@ impl Store {
             .bind(&new.feedback)
             .bind(new.interaction_id.as_ref().map(|id| id.as_str()))
             .bind(now)
-            .fetch_one(&mut *tx)
+            .fetch_one(&mut tx)
             .await?;
             let event = NewEvent {
                 spec_task_id: Some(spec_task_id.clone()),
@@ -125,10 +124,10 @@ impl Store {
                 actor: actor.to_owned(),
                 payload: json!({ "revision": row.revision }),
             };
-            let event_id = append_event!(tx, d, &event, now);
+            let event_id = append_event(&mut tx, &event, now).await?;
             tx.commit().await?;
             (row, event_id)
-        });
+        };
         self.announce(event_id);
         row.try_into()
     }
@@ -138,15 +137,15 @@ impl Store {
         &self,
         spec_task_id: &SpecTaskId,
     ) -> StoreResult<Vec<RevisionSummary>> {
-        let rows: Vec<RevisionSummaryRow> = on_backend!(&*self.backend, |w, r, d| {
-            sqlx::query_as(
+        let rows: Vec<RevisionSummaryRow> = {
+            query_as(
                 "SELECT revision, feedback, interaction_id, created_at FROM spec_revisions \
                      WHERE spec_task_id = $1 ORDER BY revision",
             )
             .bind(spec_task_id.as_str())
-            .fetch_all(r)
+            .fetch_all(self.backend.reader())
             .await?
-        });
+        };
         rows.into_iter()
             .map(|row| {
                 Ok(RevisionSummary {
@@ -169,17 +168,17 @@ impl Store {
         spec_task_id: &SpecTaskId,
         revision: i32,
     ) -> StoreResult<SpecRevision> {
-        let row: Option<RevisionRow> = on_backend!(&*self.backend, |w, r, d| {
-            sqlx::query_as(
+        let row: Option<RevisionRow> = {
+            query_as(
                 "SELECT spec_task_id, revision, requirements_spec, technical_design, implementation_plan, \
                  feedback, interaction_id, created_at FROM spec_revisions \
                  WHERE spec_task_id = $1 AND revision = $2",
             )
             .bind(spec_task_id.as_str())
             .bind(revision)
-            .fetch_optional(r)
+            .fetch_optional(self.backend.reader())
             .await?
-        });
+        };
         row.ok_or_else(|| StoreError::not_found("revision", format!("{spec_task_id}#{revision}")))?
             .try_into()
     }
@@ -189,11 +188,11 @@ impl Store {
         &self,
         spec_task_id: &SpecTaskId,
     ) -> StoreResult<Option<i32>> {
-        Ok(on_backend!(&*self.backend, |w, r, d| {
-            sqlx::query_scalar("SELECT MAX(revision) FROM spec_revisions WHERE spec_task_id = $1")
+        Ok({
+            query_scalar("SELECT MAX(revision) FROM spec_revisions WHERE spec_task_id = $1")
                 .bind(spec_task_id.as_str())
-                .fetch_one(r)
+                .fetch_one(self.backend.reader())
                 .await?
-        }))
+        })
     }
 }

@@ -1,5 +1,6 @@
 //! Helix sessions and their interactions.
 
+use chrono::{DateTime, Utc};
 use serde_json::json;
 use spectask_domain::{
     EventKind, Interaction, InteractionId, InteractionState, NewEvent, Session, SessionId,
@@ -7,64 +8,73 @@ use spectask_domain::{
 };
 
 use crate::Store;
-use crate::backend::WritePool;
-use crate::backend::on_backend;
+use crate::db::{Tx, query, query_as, query_scalar};
 use crate::error::{StoreError, StoreResult};
 use crate::events::append_event;
-use crate::ids::now;
+use crate::ids::{IdGenerator, now};
 use crate::rows::{INTERACTION_COLUMNS, InteractionRow};
+use crate::turns::TurnClaim;
 
-/// Appends an interaction (a prompt, response pending) at the end of `$session` inside `$tx`;
-/// evaluates to its id.
-macro_rules! insert_interaction_in_tx {
-    ($store:expr, $tx:expr, $d:expr, $task:expr, $session:expr, $prompt:expr, $actor:expr, $now:expr) => {{
-        let id = ::spectask_domain::InteractionId::from_ulid($store.ids.next());
-        let session_binding = &$session;
-        let session: &str = ::std::convert::AsRef::<str>::as_ref(session_binding);
-        ::sqlx::query(
-            "INSERT INTO interactions (id, session_id, seq, prompt_message, response_message, state, created_at, updated_at) \
-             VALUES ($1, $2, (SELECT COALESCE(MAX(seq) + 1, 0) FROM interactions WHERE session_id = $2), $3, '', 'waiting', $4, $4)",
-        )
-        .bind(id.as_str())
+/// Appends an interaction (a prompt, response pending) at the end of `session` inside `tx`;
+/// returns its id.
+#[allow(clippy::too_many_arguments)]
+pub(crate) async fn insert_interaction(
+    tx: &mut Tx,
+    ids: &IdGenerator,
+    task: &SpecTaskId,
+    session: &str,
+    prompt: &str,
+    actor: &str,
+    now: DateTime<Utc>,
+) -> StoreResult<InteractionId> {
+    let id = InteractionId::from_ulid(ids.next());
+    query(
+        "INSERT INTO interactions (id, session_id, seq, prompt_message, response_message, state, created_at, updated_at) \
+         VALUES ($1, $2, (SELECT COALESCE(MAX(seq) + 1, 0) FROM interactions WHERE session_id = $2), $3, '', 'waiting', $4, $4)",
+    )
+    .bind(id.as_str())
+    .bind(session)
+    .bind(prompt)
+    .bind(now)
+    .execute(&mut *tx)
+    .await?;
+    query("UPDATE sessions SET updated_at = $1 WHERE id = $2")
+        .bind(now)
         .bind(session)
-        .bind($prompt)
-        .bind($now)
-        .execute(&mut *$tx)
+        .execute(&mut *tx)
         .await?;
-        ::sqlx::query("UPDATE sessions SET updated_at = $1 WHERE id = $2")
-            .bind($now)
-            .bind(session)
-            .execute(&mut *$tx)
-            .await?;
-        let event = ::spectask_domain::NewEvent {
-            spec_task_id: Some($task.clone()),
-            kind: ::spectask_domain::EventKind::InteractionCreated,
-            entity_id: id.to_string(),
-            actor: $actor.to_owned(),
-            payload: ::serde_json::json!({ "session_id": session }),
-        };
-        $crate::events::append_event!($tx, $d, &event, $now);
-        id
-    }};
+    let event = NewEvent {
+        spec_task_id: Some(task.clone()),
+        kind: EventKind::InteractionCreated,
+        entity_id: id.to_string(),
+        actor: actor.to_owned(),
+        payload: json!({ "session_id": session }),
+    };
+    append_event(tx, &event, now).await?;
+    Ok(id)
 }
-pub(crate) use insert_interaction_in_tx;
 
-/// Ends the claimed turn's interaction with its final text, state and error inside `$tx`.
-macro_rules! finish_interaction_in_tx {
-    ($tx:expr, $claim:expr, $response:expr, $state:expr, $error:expr, $now:expr) => {{
-        ::sqlx::query(
-            "UPDATE interactions SET response_message = $1, state = $2, error = $3, updated_at = $4, completed_at = $4 WHERE id = $5",
-        )
-        .bind($response)
-        .bind($state)
-        .bind($error)
-        .bind($now)
-        .bind($claim.turn.interaction_id.as_str())
-        .execute(&mut *$tx)
-        .await?;
-    }};
+/// Ends the claimed turn's interaction with its final text, state and error inside `tx`.
+pub(crate) async fn finish_interaction(
+    tx: &mut Tx,
+    claim: &TurnClaim,
+    response: &str,
+    state: &str,
+    error: Option<&str>,
+    now: DateTime<Utc>,
+) -> StoreResult<()> {
+    query(
+        "UPDATE interactions SET response_message = $1, state = $2, error = $3, updated_at = $4, completed_at = $4 WHERE id = $5",
+    )
+    .bind(response)
+    .bind(state)
+    .bind(error)
+    .bind(now)
+    .bind(claim.turn.interaction_id.as_str())
+    .execute(&mut *tx)
+    .await?;
+    Ok(())
 }
-pub(crate) use finish_interaction_in_tx;
 
 #[derive(sqlx::FromRow)]
 struct SessionRow {
@@ -95,17 +105,16 @@ impl Store {
             actor: actor.to_owned(),
             payload: json!({ "role": role, "name": name }),
         };
-        let event_id = on_backend!(&*self.backend, |w, r, d| {
-            let mut tx = w.begin_write().await?;
-            let exists: Option<String> =
-                sqlx::query_scalar("SELECT id FROM spec_tasks WHERE id = $1")
-                    .bind(spec_task_id.as_str())
-                    .fetch_optional(&mut *tx)
-                    .await?;
+        let event_id = {
+            let mut tx = self.backend.begin_write().await?;
+            let exists: Option<String> = query_scalar("SELECT id FROM spec_tasks WHERE id = $1")
+                .bind(spec_task_id.as_str())
+                .fetch_optional(&mut tx)
+                .await?;
             if exists.is_none() {
                 return Err(StoreError::not_found("spec task", spec_task_id));
             }
-            sqlx::query(
+            query(
                 "INSERT INTO sessions (id, spec_task_id, role, name, created_at, updated_at) \
                  VALUES ($1, $2, $3, $4, $5, $5)",
             )
@@ -114,12 +123,12 @@ impl Store {
             .bind(role.as_str())
             .bind(name)
             .bind(now)
-            .execute(&mut *tx)
+            .execute(&mut tx)
             .await?;
-            let event_id = append_event!(tx, d, &event, now);
+            let event_id = append_event(&mut tx, &event, now).await?;
             tx.commit().await?;
             event_id
-        });
+        };
         self.announce(event_id);
         Ok(Session {
             id,
@@ -142,15 +151,15 @@ impl Store {
     ) -> StoreResult<Interaction> {
         let id = InteractionId::from_ulid(self.ids.next());
         let now = now();
-        let (row, event_id) = on_backend!(&*self.backend, |w, r, d| {
-            let mut tx = w.begin_write().await?;
+        let (row, event_id) = {
+            let mut tx = self.backend.begin_write().await?;
             let task: Option<String> =
-                sqlx::query_scalar("SELECT spec_task_id FROM sessions WHERE id = $1")
+                query_scalar("SELECT spec_task_id FROM sessions WHERE id = $1")
                     .bind(session_id.as_str())
-                    .fetch_optional(&mut *tx)
+                    .fetch_optional(&mut tx)
                     .await?;
             let task = task.ok_or_else(|| StoreError::not_found("session", session_id))?;
-            let row: InteractionRow = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            let row: InteractionRow = query_as(sqlx::AssertSqlSafe(format!(
                 "INSERT INTO interactions (id, session_id, seq, prompt_message, response_message, state, \
                  created_at, updated_at) \
                  VALUES ($1, $2, (SELECT COALESCE(MAX(seq) + 1, 0) FROM interactions WHERE session_id = $2), \
@@ -161,12 +170,12 @@ impl Store {
             .bind(prompt)
             .bind(InteractionState::Waiting.as_str())
             .bind(now)
-            .fetch_one(&mut *tx)
+            .fetch_one(&mut tx)
             .await?;
-            sqlx::query("UPDATE sessions SET updated_at = $1 WHERE id = $2")
+            query("UPDATE sessions SET updated_at = $1 WHERE id = $2")
                 .bind(now)
                 .bind(session_id.as_str())
-                .execute(&mut *tx)
+                .execute(&mut tx)
                 .await?;
             let event = NewEvent {
                 spec_task_id: Some(
@@ -177,24 +186,24 @@ impl Store {
                 actor: actor.to_owned(),
                 payload: json!({ "session_id": session_id }),
             };
-            let event_id = append_event!(tx, d, &event, now);
+            let event_id = append_event(&mut tx, &event, now).await?;
             tx.commit().await?;
             (row, event_id)
-        });
+        };
         self.announce(event_id);
         row.try_into()
     }
 
     /// The task's sessions, oldest first, without their interactions.
     pub async fn list_sessions(&self, spec_task_id: &SpecTaskId) -> StoreResult<Vec<Session>> {
-        let rows: Vec<SessionRow> = on_backend!(&*self.backend, |w, r, d| {
-            sqlx::query_as(
+        let rows: Vec<SessionRow> = {
+            query_as(
                 "SELECT id, spec_task_id, role, name, agent_thread_id, created_at, updated_at FROM sessions WHERE spec_task_id = $1 ORDER BY id",
             )
             .bind(spec_task_id.as_str())
-            .fetch_all(r)
+            .fetch_all(self.backend.reader())
             .await?
-        });
+        };
         const T: &str = "sessions";
         rows.into_iter()
             .map(|row| {
@@ -215,26 +224,23 @@ impl Store {
 
     /// A session with its interactions in order.
     pub async fn get_session(&self, id: &SessionId) -> StoreResult<Session> {
-        let (session, interactions): (Option<SessionRow>, Vec<InteractionRow>) = on_backend!(
-            &*self.backend,
-            |w, r, d| {
-                let mut tx = r.begin().await?;
-                let session: Option<SessionRow> = sqlx::query_as(
+        let (session, interactions): (Option<SessionRow>, Vec<InteractionRow>) = {
+            let mut tx = self.backend.begin_read().await?;
+            let session: Option<SessionRow> = query_as(
                     "SELECT id, spec_task_id, role, name, agent_thread_id, created_at, updated_at FROM sessions WHERE id = $1",
                 )
                 .bind(id.as_str())
-                .fetch_optional(&mut *tx)
+                .fetch_optional(&mut tx)
                 .await?;
-                let interactions = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-                    "SELECT {INTERACTION_COLUMNS} FROM interactions WHERE session_id = $1 ORDER BY seq"
-                )))
-                .bind(id.as_str())
-                .fetch_all(&mut *tx)
-                .await?;
-                tx.commit().await?;
-                (session, interactions)
-            }
-        );
+            let interactions = query_as(sqlx::AssertSqlSafe(format!(
+                "SELECT {INTERACTION_COLUMNS} FROM interactions WHERE session_id = $1 ORDER BY seq"
+            )))
+            .bind(id.as_str())
+            .fetch_all(&mut tx)
+            .await?;
+            tx.commit().await?;
+            (session, interactions)
+        };
         let row = session.ok_or_else(|| StoreError::not_found("session", id))?;
         const T: &str = "sessions";
         Ok(Session {

@@ -8,8 +8,8 @@ use spectask_domain::{
 use sqlx::types::Json;
 
 use crate::Store;
-use crate::backend::WritePool;
-use crate::backend::{Dialect, on_backend};
+use crate::backend::Dialect;
+use crate::db::{Tx, query, query_as, query_scalar};
 use crate::error::{StoreError, StoreResult};
 use crate::events::append_event;
 use crate::ids::now;
@@ -70,6 +70,21 @@ fn like_pattern(q: &str) -> String {
     out
 }
 
+/// Reads the status of SpecTask `id` inside `tx`, locking its row until commit on PostgreSQL, so
+/// decisions about one task (admission, the end of a turn) are made one at a time.
+pub(crate) async fn lock_spec_task(tx: &mut Tx, id: &SpecTaskId) -> StoreResult<SpecTaskStatus> {
+    let lock = tx.dialect().for_update();
+    let status: Option<String> = query_scalar(sqlx::AssertSqlSafe(format!(
+        "SELECT status FROM spec_tasks WHERE id = $1{lock}"
+    )))
+    .bind(id.as_str())
+    .fetch_optional(&mut *tx)
+    .await?;
+    Ok(status
+        .ok_or_else(|| StoreError::not_found("spec task", id))?
+        .parse()?)
+}
+
 impl Store {
     /// Creates a task in `backlog` and records `spec_task.created`.
     pub async fn create_spec_task(&self, new: &NewSpecTask) -> StoreResult<SpecTask> {
@@ -82,9 +97,9 @@ impl Store {
             actor: new.created_by.clone(),
             payload: json!({ "name": new.name, "status": SpecTaskStatus::Backlog }),
         };
-        let (task, event_id) = on_backend!(&*self.backend, |w, r, d| {
-            let mut tx = w.begin_write().await?;
-            let row: SpecTaskRow = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        let (task, event_id) = {
+            let mut tx = self.backend.begin_write().await?;
+            let row: SpecTaskRow = query_as(sqlx::AssertSqlSafe(format!(
                 "INSERT INTO spec_tasks (id, name, description, type, priority, status, archived, \
                  original_prompt, spec_agent, implementation_agent, spec_revision_count, project_path, \
                  workspace_config, created_by, created_at, updated_at, name_derived) \
@@ -105,26 +120,26 @@ impl Store {
             .bind(&new.created_by)
             .bind(now)
             .bind(new.name_derived)
-            .fetch_one(&mut *tx)
+            .fetch_one(&mut tx)
             .await?;
-            let event_id = append_event!(tx, d, &event, now);
+            let event_id = append_event(&mut tx, &event, now).await?;
             tx.commit().await?;
             (row, event_id)
-        });
+        };
         self.announce(event_id);
         SpecTask::try_from(task)
     }
 
     /// One task by id.
     pub async fn get_spec_task(&self, id: &SpecTaskId) -> StoreResult<SpecTask> {
-        let row: Option<SpecTaskRow> = on_backend!(&*self.backend, |w, r, d| {
-            sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        let row: Option<SpecTaskRow> = {
+            query_as(sqlx::AssertSqlSafe(format!(
                 "SELECT {SPEC_TASK_COLUMNS} FROM spec_tasks WHERE id = $1"
             )))
             .bind(id.as_str())
-            .fetch_optional(r)
+            .fetch_optional(self.backend.reader())
             .await?
-        });
+        };
         row.ok_or_else(|| StoreError::not_found("spec task", id))?
             .try_into()
     }
@@ -180,11 +195,11 @@ impl Store {
             .clamp(1, spectask_domain::limits::MAX_PAGE_LIMIT);
         let offset = filter.offset.max(0);
 
-        let (rows, total): (Vec<SpecTaskRow>, i64) = on_backend!(&*self.backend, |w, r, d| {
-            let where_clause = where_sql(d, &clauses);
+        let (rows, total): (Vec<SpecTaskRow>, i64) = {
+            let where_clause = where_sql(self.backend.dialect(), &clauses);
             let n = binds.len() + usize::from(like.is_some());
             // SQLite keeps timestamps as text whose width varies; julianday() orders them by time.
-            let order = if d == Dialect::Postgres {
+            let order = if self.backend.dialect() == Dialect::Postgres {
                 "created_at DESC, id DESC"
             } else {
                 "julianday(created_at) DESC, id DESC"
@@ -195,8 +210,8 @@ impl Store {
                 n + 2
             );
             let count_sql = format!("SELECT COUNT(*) FROM spec_tasks {where_clause}");
-            let mut list = sqlx::query_as(sqlx::AssertSqlSafe(list_sql));
-            let mut count = sqlx::query_scalar(sqlx::AssertSqlSafe(count_sql));
+            let mut list = query_as(sqlx::AssertSqlSafe(list_sql));
+            let mut count = query_scalar(sqlx::AssertSqlSafe(count_sql));
             for bind in &binds {
                 match bind {
                     Bind::Text(s) => {
@@ -214,12 +229,12 @@ impl Store {
                 count = count.bind(like.clone());
             }
             // One read transaction, so the page and the total see the same snapshot.
-            let mut tx = r.begin().await?;
-            let rows: Vec<SpecTaskRow> = list.bind(limit).bind(offset).fetch_all(&mut *tx).await?;
-            let total: i64 = count.fetch_one(&mut *tx).await?;
+            let mut tx = self.backend.begin_read().await?;
+            let rows: Vec<SpecTaskRow> = list.bind(limit).bind(offset).fetch_all(&mut tx).await?;
+            let total: i64 = count.fetch_one(&mut tx).await?;
             tx.commit().await?;
             (rows, total)
-        });
+        };
         let items = rows
             .into_iter()
             .map(SpecTask::try_from)
@@ -235,18 +250,14 @@ impl Store {
         actor: &str,
     ) -> StoreResult<SpecTask> {
         let now = now();
-        let outcome = on_backend!(&*self.backend, |w, r, d| {
-            let mut tx = w.begin_write().await?;
-            let lock = if d == Dialect::Postgres {
-                " FOR UPDATE"
-            } else {
-                ""
-            };
-            let current: Option<SpecTaskRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        let outcome = {
+            let mut tx = self.backend.begin_write().await?;
+            let lock = tx.dialect().for_update();
+            let current: Option<SpecTaskRow> = query_as(sqlx::AssertSqlSafe(format!(
                 "SELECT {SPEC_TASK_COLUMNS} FROM spec_tasks WHERE id = $1{lock}"
             )))
             .bind(id.as_str())
-            .fetch_optional(&mut *tx)
+            .fetch_optional(&mut tx)
             .await?;
             let current =
                 SpecTask::try_from(current.ok_or_else(|| StoreError::not_found("spec task", id))?)?;
@@ -285,7 +296,7 @@ impl Store {
                 tx.rollback().await?;
                 None
             } else {
-                let row: SpecTaskRow = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+                let row: SpecTaskRow = query_as(sqlx::AssertSqlSafe(format!(
                     "UPDATE spec_tasks SET name = $1, description = $2, priority = $3, type = $4, \
                      updated_at = $5, name_derived = $7 WHERE id = $6 AND archived = FALSE \
                      RETURNING {SPEC_TASK_COLUMNS}"
@@ -297,7 +308,7 @@ impl Store {
                 .bind(now)
                 .bind(id.as_str())
                 .bind(current.name_derived && patch.name.is_none())
-                .fetch_one(&mut *tx)
+                .fetch_one(&mut tx)
                 .await?;
                 let event = NewEvent {
                     spec_task_id: Some(id.clone()),
@@ -306,11 +317,11 @@ impl Store {
                     actor: actor.to_owned(),
                     payload: json!({ "changes": changes }),
                 };
-                let event_id = append_event!(tx, d, &event, now);
+                let event_id = append_event(&mut tx, &event, now).await?;
                 tx.commit().await?;
                 Some((row, event_id))
             }
-        });
+        };
         match outcome {
             None => self.get_spec_task(id).await,
             Some((row, event_id)) => {
@@ -341,9 +352,9 @@ impl Store {
             actor: actor.to_owned(),
             payload: json!({ "archived": archived }),
         };
-        let outcome: Option<(SpecTaskRow, i64)> = on_backend!(&*self.backend, |w, r, d| {
-            let mut tx = w.begin_write().await?;
-            let row: Option<SpecTaskRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        let outcome: Option<(SpecTaskRow, i64)> = {
+            let mut tx = self.backend.begin_write().await?;
+            let row: Option<SpecTaskRow> = query_as(sqlx::AssertSqlSafe(format!(
                 "UPDATE spec_tasks SET archived = $1, updated_at = $2 \
                  WHERE id = $3 AND archived = $4 RETURNING {SPEC_TASK_COLUMNS}"
             )))
@@ -351,17 +362,17 @@ impl Store {
             .bind(now)
             .bind(id.as_str())
             .bind(!archived)
-            .fetch_optional(&mut *tx)
+            .fetch_optional(&mut tx)
             .await?;
             match row {
                 Some(row) => {
-                    let event_id = append_event!(tx, d, &event, now);
+                    let event_id = append_event(&mut tx, &event, now).await?;
                     tx.commit().await?;
                     Some((row, event_id))
                 }
                 None => None,
             }
-        });
+        };
         match outcome {
             Some((row, event_id)) => {
                 self.announce(event_id);
@@ -386,14 +397,14 @@ impl Store {
     pub async fn ended_instances(&self, instance_ids: &[String]) -> StoreResult<Vec<String>> {
         let mut ended = Vec::new();
         for instance_id in instance_ids {
-            let task: Option<(String, bool)> = on_backend!(&*self.backend, |w, r, d| {
-                sqlx::query_as(
+            let task: Option<(String, bool)> = {
+                query_as(
                     "SELECT status, archived FROM spec_tasks WHERE zed_instance_id = $1 LIMIT 1",
                 )
                 .bind(instance_id)
-                .fetch_optional(r)
+                .fetch_optional(self.backend.reader())
                 .await?
-            });
+            };
             let live = task.is_some_and(|(status, archived)| {
                 !archived
                     && !matches!(
@@ -421,20 +432,20 @@ impl Store {
             actor: actor.to_owned(),
             payload: json!({}),
         };
-        let event_id = on_backend!(&*self.backend, |w, r, d| {
-            let mut tx = w.begin_write().await?;
-            let deleted = sqlx::query("DELETE FROM spec_tasks WHERE id = $1")
+        let event_id = {
+            let mut tx = self.backend.begin_write().await?;
+            let deleted = query("DELETE FROM spec_tasks WHERE id = $1")
                 .bind(id.as_str())
-                .execute(&mut *tx)
+                .execute(&mut tx)
                 .await?
                 .rows_affected();
             if deleted == 0 {
                 return Err(StoreError::not_found("spec task", id));
             }
-            let event_id = append_event!(tx, d, &event, now);
+            let event_id = append_event(&mut tx, &event, now).await?;
             tx.commit().await?;
             event_id
-        });
+        };
         self.announce(event_id);
         Ok(())
     }

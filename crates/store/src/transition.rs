@@ -9,17 +9,19 @@
 //! guarded `UPDATE` still decides, so a forbidden transition or a lost race can never overwrite a
 //! status. The status event is appended in the same transaction.
 
+use chrono::{DateTime, Utc};
+use serde_json::json;
 use spectask_domain::{
-    EventKind, ImplementationTaskEvent, ImplementationTaskId, ImplementationTaskStatus, SpecTask,
-    SpecTaskEvent, SpecTaskId, SpecTaskImplementationTask, SpecTaskStatus, SpecTaskWorkSession,
-    SpecTaskZedThread, SpecTaskZedThreadId, WorkSessionEvent, WorkSessionId, WorkSessionStatus,
-    ZedThreadEvent, ZedThreadStatus,
+    EventKind, ImplementationTaskEvent, ImplementationTaskId, ImplementationTaskStatus, NewEvent,
+    SpecTask, SpecTaskEvent, SpecTaskId, SpecTaskImplementationTask, SpecTaskStatus,
+    SpecTaskWorkSession, SpecTaskZedThread, SpecTaskZedThreadId, TurnEvent, TurnStatus,
+    WorkSessionEvent, WorkSessionId, WorkSessionStatus, ZedThreadEvent, ZedThreadStatus,
 };
 
 use crate::Store;
-use crate::backend::WritePool;
-use crate::backend::on_backend;
-use crate::error::StoreResult;
+use crate::db::{Tx, query, query_as};
+use crate::error::{StoreError, StoreResult};
+use crate::events::append_event;
 use crate::ids::now;
 
 /// How one table takes part in transitions.
@@ -95,159 +97,49 @@ pub(crate) const IMPLEMENTATION_TASKS: Machine = Machine {
     on_final: None,
 };
 
-/// Applies a status change inside the open transaction `$tx`: reads (and on PostgreSQL locks) the
-/// row, refuses if the current status is not in `$allowed`, else runs the guarded `UPDATE` and
-/// appends the status event. Evaluates to an [`Outcome`]; returns early from the enclosing
-/// function on a missing row or a lost race.
-macro_rules! cas_status {
-    ($tx:expr, $d:expr, $machine:expr, $id:expr, $event_name:expr, $allowed:expr, $target:expr, $actor:expr, $now:expr) => {{
-        let machine: &$crate::transition::Machine = $machine;
-        let id: &str = $id;
-        let allowed_from: &[&'static str] = $allowed;
-        let target: &'static str = $target;
-        let lock = if $d == $crate::backend::Dialect::Postgres { " FOR UPDATE" } else { "" };
-        let current: Option<(String, String)> = ::sqlx::query_as(::sqlx::AssertSqlSafe(format!(
-            "SELECT status, {} FROM {} WHERE id = $1{lock}",
-            machine.task_column, machine.table
-        )))
-        .bind(id)
-        .fetch_optional(&mut *$tx)
-        .await?;
-        let Some((current, spec_task_id)) = current else {
-            return Err($crate::error::StoreError::not_found(machine.entity, id));
-        };
-        if !allowed_from.contains(&current.as_str()) {
-            $crate::transition::Outcome::Refused { current }
-        } else {
-            let allowed_params: Vec<String> =
-                (0..allowed_from.len()).map(|i| format!("${}", i + 5)).collect();
-            let sql = format!(
-                "UPDATE {} SET status = $2, {} WHERE id = $3 AND status = $4 AND status IN ({})",
-                machine.table,
-                machine.extra_set,
-                allowed_params.join(", ")
-            );
-            let mut update = ::sqlx::query(::sqlx::AssertSqlSafe(sql))
-                .bind($now)
-                .bind(target)
-                .bind(id)
-                .bind(&current);
-            for status in allowed_from {
-                update = update.bind(*status);
-            }
-            let updated = update.execute(&mut *$tx).await?.rows_affected();
-            if updated != 1 {
-                return Err($crate::error::StoreError::Conflict(format!(
-                    "{} `{id}` changed concurrently; retry",
-                    machine.entity
-                )));
-            }
-            if let Some((finals, sql)) = machine.on_final
-                && finals.contains(&target)
-            {
-                ::sqlx::query(sql).bind($now).bind(id).execute(&mut *$tx).await?;
-            }
-            let event = ::spectask_domain::NewEvent {
-                spec_task_id: Some(
-                    ::spectask_domain::SpecTaskId::parse(&spec_task_id)
-                        .map_err(|e| $crate::error::StoreError::corrupt(machine.table, e))?,
-                ),
-                kind: machine.event_kind,
-                entity_id: id.to_owned(),
-                actor: $actor.to_owned(),
-                payload: ::serde_json::json!({ "event": $event_name, "from": current, "to": target }),
-            };
-            let event_id = $crate::events::append_event!($tx, $d, &event, $now);
-            $crate::transition::Outcome::Applied { from: current, event_id }
-        }
-    }};
+/// An event of one of the domain's state machines, as the store applies it.
+pub(crate) trait MachineEvent: Copy {
+    /// The table the event's entity lives in.
+    const MACHINE: &'static Machine;
+    fn name(self) -> &'static str;
+    fn allowed_from_names(self) -> Vec<&'static str>;
+    fn target_name(self) -> &'static str;
+    /// The transition error for this event refused in status `current` (as stored).
+    fn refusal(self, current: &str) -> StoreError;
 }
-pub(crate) use cas_status;
 
-/// Applies `$event` (of any machine) inside `$tx`; returns early from the enclosing function with
-/// the transition error when the table refuses it. Evaluates to the event id.
-macro_rules! event_in_tx {
-    ($tx:expr, $d:expr, $machine:expr, $status:ty, $id:expr, $event:expr, $actor:expr, $now:expr) => {{
-        let event = $event;
-        let allowed: Vec<&'static str> = event.allowed_from().iter().map(|s| s.as_str()).collect();
-        match $crate::transition::cas_status!(
-            $tx,
-            $d,
-            $machine,
-            $id,
-            event.as_str(),
-            &allowed,
-            event.target().as_str(),
-            $actor,
-            $now
-        ) {
-            $crate::transition::Outcome::Applied { event_id, .. } => event_id,
-            $crate::transition::Outcome::Refused { current } => {
-                let current: $status = current.parse()?;
-                return Err(event.refused(current).into());
+// A macro because the domain's event enums share these inherent methods (generated by its
+// `transition_table!`) but no trait a generic impl could use.
+macro_rules! machine_event {
+    ($($event:ty => $status:ty, $machine:expr;)+) => {$(
+        impl MachineEvent for $event {
+            const MACHINE: &'static Machine = &$machine;
+            fn name(self) -> &'static str {
+                self.as_str()
+            }
+            fn allowed_from_names(self) -> Vec<&'static str> {
+                self.allowed_from().iter().map(|s| s.as_str()).collect()
+            }
+            fn target_name(self) -> &'static str {
+                self.target().as_str()
+            }
+            fn refusal(self, current: &str) -> StoreError {
+                match current.parse::<$status>() {
+                    Ok(current) => self.refused(current).into(),
+                    Err(err) => err.into(),
+                }
             }
         }
-    }};
+    )+};
 }
-pub(crate) use event_in_tx;
 
-/// Like [`event_in_tx!`] but a refusal is not an error: evaluates to whether the change was made
-/// (for bulk changes such as "complete every task of this session that is still open").
-macro_rules! try_event_in_tx {
-    ($tx:expr, $d:expr, $machine:expr, $id:expr, $event:expr, $actor:expr, $now:expr) => {{
-        let event = $event;
-        let allowed: Vec<&'static str> = event.allowed_from().iter().map(|s| s.as_str()).collect();
-        matches!(
-            $crate::transition::cas_status!(
-                $tx,
-                $d,
-                $machine,
-                $id,
-                event.as_str(),
-                &allowed,
-                event.target().as_str(),
-                $actor,
-                $now
-            ),
-            $crate::transition::Outcome::Applied { .. }
-        )
-    }};
+machine_event! {
+    SpecTaskEvent => SpecTaskStatus, SPEC_TASKS;
+    WorkSessionEvent => WorkSessionStatus, WORK_SESSIONS;
+    ZedThreadEvent => ZedThreadStatus, ZED_THREADS;
+    TurnEvent => TurnStatus, TURNS;
+    ImplementationTaskEvent => ImplementationTaskStatus, IMPLEMENTATION_TASKS;
 }
-pub(crate) use try_event_in_tx;
-
-/// Applies a SpecTask event inside `$tx`, like [`event_in_tx!`].
-macro_rules! spec_task_event_in_tx {
-    ($tx:expr, $d:expr, $id:expr, $event:expr, $actor:expr, $now:expr) => {
-        $crate::transition::event_in_tx!(
-            $tx,
-            $d,
-            &$crate::transition::SPEC_TASKS,
-            ::spectask_domain::SpecTaskStatus,
-            $id,
-            $event,
-            $actor,
-            $now
-        )
-    };
-}
-pub(crate) use spec_task_event_in_tx;
-
-/// Applies a turn event inside `$tx`, like [`event_in_tx!`].
-macro_rules! turn_event_in_tx {
-    ($tx:expr, $d:expr, $id:expr, $event:expr, $actor:expr, $now:expr) => {
-        $crate::transition::event_in_tx!(
-            $tx,
-            $d,
-            &$crate::transition::TURNS,
-            ::spectask_domain::TurnStatus,
-            $id,
-            $event,
-            $actor,
-            $now
-        )
-    };
-}
-pub(crate) use turn_event_in_tx;
 
 /// What the compare-and-set found.
 pub(crate) enum Outcome {
@@ -261,80 +153,171 @@ pub(crate) enum Outcome {
     },
 }
 
-impl Store {
-    async fn compare_and_set_status(
-        &self,
-        machine: &Machine,
-        id: &str,
-        event_name: &'static str,
-        allowed_from: &[&'static str],
-        target: &'static str,
-        actor: &str,
-    ) -> StoreResult<Outcome> {
-        let now = now();
-        let outcome = on_backend!(&*self.backend, |w, r, d| {
-            let mut tx = w.begin_write().await?;
-            let outcome = cas_status!(
-                tx,
-                d,
-                machine,
-                id,
-                event_name,
-                allowed_from,
-                target,
-                actor,
-                now
-            );
-            if matches!(outcome, Outcome::Applied { .. }) {
-                tx.commit().await?;
-            }
-            outcome
-        });
-        if let Outcome::Applied { from, event_id } = &outcome {
-            tracing::debug!(entity = machine.entity, id, event = event_name, from = %from, to = target, "status changed");
-            self.announce(*event_id);
-        }
-        Ok(outcome)
+/// Applies `event` to row `id` inside the open transaction `tx`: reads (and on PostgreSQL locks)
+/// the row, answers [`Outcome::Refused`] if the current status is not one the event is allowed
+/// from, else runs the guarded `UPDATE` and appends the status event. A missing row is
+/// `NotFound`; a lost race is a `Conflict`.
+pub(crate) async fn compare_and_set_status<E: MachineEvent>(
+    tx: &mut Tx,
+    id: &str,
+    event: E,
+    actor: &str,
+    now: DateTime<Utc>,
+) -> StoreResult<Outcome> {
+    let machine = E::MACHINE;
+    let allowed_from = event.allowed_from_names();
+    let target = event.target_name();
+    let lock = tx.dialect().for_update();
+    let current: Option<(String, String)> = query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT status, {} FROM {} WHERE id = $1{lock}",
+        machine.task_column, machine.table
+    )))
+    .bind(id)
+    .fetch_optional(&mut *tx)
+    .await?;
+    let Some((current, spec_task_id)) = current else {
+        return Err(StoreError::not_found(machine.entity, id));
+    };
+    if !allowed_from.contains(&current.as_str()) {
+        return Ok(Outcome::Refused { current });
+    }
+    let allowed_params: Vec<String> = (0..allowed_from.len())
+        .map(|i| format!("${}", i + 5))
+        .collect();
+    let sql = format!(
+        "UPDATE {} SET status = $2, {} WHERE id = $3 AND status = $4 AND status IN ({})",
+        machine.table,
+        machine.extra_set,
+        allowed_params.join(", ")
+    );
+    let mut update = query(sqlx::AssertSqlSafe(sql))
+        .bind(now)
+        .bind(target)
+        .bind(id)
+        .bind(current.clone());
+    for status in allowed_from {
+        update = update.bind(status);
+    }
+    let updated = update.execute(&mut *tx).await?.rows_affected();
+    if updated != 1 {
+        return Err(StoreError::Conflict(format!(
+            "{} `{id}` changed concurrently; retry",
+            machine.entity
+        )));
+    }
+    if let Some((finals, sql)) = machine.on_final
+        && finals.contains(&target)
+    {
+        query(sql).bind(now).bind(id).execute(&mut *tx).await?;
+    }
+    let event = NewEvent {
+        spec_task_id: Some(
+            SpecTaskId::parse(&spec_task_id).map_err(|e| StoreError::corrupt(machine.table, e))?,
+        ),
+        kind: machine.event_kind,
+        entity_id: id.to_owned(),
+        actor: actor.to_owned(),
+        payload: json!({ "event": event.name(), "from": current, "to": target }),
+    };
+    let event_id = append_event(tx, &event, now).await?;
+    Ok(Outcome::Applied {
+        from: current,
+        event_id,
+    })
+}
+
+/// Applies `event` to row `id` inside `tx`; the transition error when its table refuses it.
+/// Returns the event id.
+pub(crate) async fn apply_event<E: MachineEvent>(
+    tx: &mut Tx,
+    id: &str,
+    event: E,
+    actor: &str,
+    now: DateTime<Utc>,
+) -> StoreResult<i64> {
+    match compare_and_set_status(tx, id, event, actor, now).await? {
+        Outcome::Applied { event_id, .. } => Ok(event_id),
+        Outcome::Refused { current } => Err(event.refusal(&current)),
     }
 }
 
-/// Defines `Store::$name`: applies an event of one machine if its table allows it from the
-/// current status, then reads the entity back.
-macro_rules! typed_transition {
-    ($(#[$doc:meta])* $name:ident, $machine:expr, $id:ty, $event:ty, $status:ty, $entity:ty, $get:ident) => {
-        impl Store {
-            $(#[$doc])*
-            pub async fn $name(&self, id: &$id, event: $event, actor: &str) -> StoreResult<$entity> {
-                let allowed: Vec<_> = event.allowed_from().iter().map(|s| s.as_str()).collect();
-                let outcome = self
-                    .compare_and_set_status(&$machine, id.as_str(), event.as_str(), &allowed, event.target().as_str(), actor)
-                    .await?;
-                if let Outcome::Refused { current } = outcome {
-                    let current: $status = current.parse()?;
-                    return Err(event.refused(current).into());
-                }
-                self.$get(id).await
-            }
-        }
-    };
+/// Like [`apply_event`] but a refusal is not an error: returns whether the change was made (for
+/// bulk changes such as "complete every task of this session that is still open").
+pub(crate) async fn try_apply_event<E: MachineEvent>(
+    tx: &mut Tx,
+    id: &str,
+    event: E,
+    actor: &str,
+    now: DateTime<Utc>,
+) -> StoreResult<bool> {
+    let outcome = compare_and_set_status(tx, id, event, actor, now).await?;
+    Ok(matches!(outcome, Outcome::Applied { .. }))
 }
 
-typed_transition!(
+impl Store {
+    /// Applies `event` to row `id` in its own transaction if its table allows it from the
+    /// current status.
+    async fn transition<E: MachineEvent>(
+        &self,
+        id: &str,
+        event: E,
+        actor: &str,
+    ) -> StoreResult<()> {
+        let now = now();
+        let mut tx = self.backend.begin_write().await?;
+        let outcome = compare_and_set_status(&mut tx, id, event, actor, now).await?;
+        match outcome {
+            Outcome::Applied { from, event_id } => {
+                tx.commit().await?;
+                tracing::debug!(entity = E::MACHINE.entity, id, event = event.name(), from = %from, to = event.target_name(), "status changed");
+                self.announce(event_id);
+                Ok(())
+            }
+            Outcome::Refused { current } => Err(event.refusal(&current)),
+        }
+    }
+
     /// Applies `event` to a SpecTask if its table allows it from the current status.
-    transition_spec_task, SPEC_TASKS, SpecTaskId, SpecTaskEvent, SpecTaskStatus, SpecTask, get_spec_task
-);
-typed_transition!(
+    pub async fn transition_spec_task(
+        &self,
+        id: &SpecTaskId,
+        event: SpecTaskEvent,
+        actor: &str,
+    ) -> StoreResult<SpecTask> {
+        self.transition(id.as_str(), event, actor).await?;
+        self.get_spec_task(id).await
+    }
+
     /// Applies `event` to a work session if its table allows it from the current status.
-    transition_work_session, WORK_SESSIONS, WorkSessionId, WorkSessionEvent, WorkSessionStatus,
-    SpecTaskWorkSession, get_work_session
-);
-typed_transition!(
+    pub async fn transition_work_session(
+        &self,
+        id: &WorkSessionId,
+        event: WorkSessionEvent,
+        actor: &str,
+    ) -> StoreResult<SpecTaskWorkSession> {
+        self.transition(id.as_str(), event, actor).await?;
+        self.get_work_session(id).await
+    }
+
     /// Applies `event` to a Zed thread if its table allows it from the current status.
-    transition_zed_thread, ZED_THREADS, SpecTaskZedThreadId, ZedThreadEvent, ZedThreadStatus,
-    SpecTaskZedThread, get_zed_thread
-);
-typed_transition!(
+    pub async fn transition_zed_thread(
+        &self,
+        id: &SpecTaskZedThreadId,
+        event: ZedThreadEvent,
+        actor: &str,
+    ) -> StoreResult<SpecTaskZedThread> {
+        self.transition(id.as_str(), event, actor).await?;
+        self.get_zed_thread(id).await
+    }
+
     /// Applies `event` to an implementation task if its table allows it from the current status.
-    transition_implementation_task, IMPLEMENTATION_TASKS, ImplementationTaskId, ImplementationTaskEvent,
-    ImplementationTaskStatus, SpecTaskImplementationTask, get_implementation_task
-);
+    pub async fn transition_implementation_task(
+        &self,
+        id: &ImplementationTaskId,
+        event: ImplementationTaskEvent,
+        actor: &str,
+    ) -> StoreResult<SpecTaskImplementationTask> {
+        self.transition(id.as_str(), event, actor).await?;
+        self.get_implementation_task(id).await
+    }
+}

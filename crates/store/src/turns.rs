@@ -17,13 +17,14 @@ use spectask_domain::{
 use sqlx::types::Json;
 
 use crate::Store;
-use crate::backend::WritePool;
-use crate::backend::{Dialect, on_backend};
-use crate::entries::{append_entries_in_tx, clear_entries_in_tx};
+use crate::backend::Dialect;
+use crate::db::{Tx, query, query_as, query_scalar};
+use crate::entries::{append_entries, clear_entries};
 use crate::error::{StoreError, StoreResult};
 use crate::events::append_event;
-use crate::ids::now;
-use crate::transition::turn_event_in_tx;
+use crate::ids::{IdGenerator, now};
+use crate::sessions::finish_interaction;
+use crate::transition::apply_event;
 
 pub(crate) const TURN_COLUMNS: &str = "id, spec_task_id, session_id, interaction_id, work_session_id, kind, \
     status, attempts, payload, error, created_at, started_at, completed_at";
@@ -80,93 +81,90 @@ pub struct TurnClaim {
     pub token: String,
 }
 
-/// Inserts a queued turn inside the open transaction `$tx`; evaluates to the turn id.
-macro_rules! enqueue_turn_in_tx {
-    ($store:expr, $tx:expr, $d:expr, $task:expr, $session:expr, $interaction:expr, $kind:expr, $payload:expr, $actor:expr, $now:expr) => {
-        $crate::turns::enqueue_turn_in_tx!($store, $tx, $d, $task, $session, $interaction, None::<&str>, $kind, $payload, $actor, $now)
+/// Inserts a queued turn inside the open transaction `tx`; returns the turn id.
+#[allow(clippy::too_many_arguments)]
+pub(crate) async fn enqueue_turn(
+    tx: &mut Tx,
+    ids: &IdGenerator,
+    task: &SpecTaskId,
+    session: &SessionId,
+    interaction: &InteractionId,
+    work_session: Option<&str>,
+    kind: TurnKind,
+    payload: serde_json::Value,
+    actor: &str,
+    now: DateTime<Utc>,
+) -> StoreResult<TurnId> {
+    let id = TurnId::from_ulid(ids.next());
+    query(
+        "INSERT INTO turns (id, spec_task_id, session_id, interaction_id, work_session_id, kind, status, attempts, payload, created_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, 'queued', 0, $7, $8)",
+    )
+    .bind(id.as_str())
+    .bind(task.as_str())
+    .bind(session.as_str())
+    .bind(interaction.as_str())
+    .bind(work_session)
+    .bind(kind.as_str())
+    .bind(Json(&payload))
+    .bind(now)
+    .execute(&mut *tx)
+    .await?;
+    let event = NewEvent {
+        spec_task_id: Some(task.clone()),
+        kind: EventKind::TurnQueued,
+        entity_id: id.to_string(),
+        actor: actor.to_owned(),
+        payload: json!({ "kind": kind, "session_id": session, "interaction_id": interaction, "work_session_id": work_session }),
     };
-    ($store:expr, $tx:expr, $d:expr, $task:expr, $session:expr, $interaction:expr, $work_session:expr, $kind:expr, $payload:expr, $actor:expr, $now:expr) => {{
-        let id = ::spectask_domain::TurnId::from_ulid($store.ids.next());
-        let kind: ::spectask_domain::TurnKind = $kind;
-        let work_session: Option<&str> = $work_session;
-        ::sqlx::query(
-            "INSERT INTO turns (id, spec_task_id, session_id, interaction_id, work_session_id, kind, status, attempts, payload, created_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, 'queued', 0, $7, $8)",
-        )
-        .bind(id.as_str())
-        .bind($task.as_str())
-        .bind($session.as_str())
-        .bind($interaction.as_str())
-        .bind(work_session)
-        .bind(kind.as_str())
-        .bind(::sqlx::types::Json(&$payload))
-        .bind($now)
-        .execute(&mut *$tx)
-        .await?;
-        let event = ::spectask_domain::NewEvent {
-            spec_task_id: Some($task.clone()),
-            kind: ::spectask_domain::EventKind::TurnQueued,
-            entity_id: id.to_string(),
-            actor: $actor.to_owned(),
-            payload: ::serde_json::json!({ "kind": kind, "session_id": $session, "interaction_id": $interaction, "work_session_id": work_session }),
-        };
-        $crate::events::append_event!($tx, $d, &event, $now);
-        id
-    }};
+    append_event(tx, &event, now).await?;
+    Ok(id)
 }
-pub(crate) use enqueue_turn_in_tx;
 
-/// Checks inside the open transaction `$tx` that `$claim` still holds its turn (and on
-/// PostgreSQL locks the row until commit); returns `ClaimLost` from the enclosing function if not.
-macro_rules! verify_claim_in_tx {
-    ($tx:expr, $d:expr, $claim:expr) => {{
-        let claim: &$crate::turns::TurnClaim = $claim;
-        let lock = if $d == $crate::backend::Dialect::Postgres { " FOR UPDATE" } else { "" };
-        let held: Option<String> = ::sqlx::query_scalar(::sqlx::AssertSqlSafe(format!(
-            "SELECT id FROM turns WHERE id = $1 AND owner = $2 AND claim_token = $3 AND status = 'running'{lock}"
-        )))
-        .bind(claim.turn.id.as_str())
-        .bind(&claim.owner)
-        .bind(&claim.token)
-        .fetch_optional(&mut *$tx)
-        .await?;
-        if held.is_none() {
-            return Err($crate::error::StoreError::ClaimLost(claim.turn.id.to_string()));
-        }
-    }};
+/// Checks inside the open transaction `tx` that `claim` still holds its turn (and on PostgreSQL
+/// locks the row until commit); `ClaimLost` if not.
+pub(crate) async fn verify_claim(tx: &mut Tx, claim: &TurnClaim) -> StoreResult<()> {
+    let lock = tx.dialect().for_update();
+    let held: Option<String> = query_scalar(sqlx::AssertSqlSafe(format!(
+        "SELECT id FROM turns WHERE id = $1 AND owner = $2 AND claim_token = $3 AND status = 'running'{lock}"
+    )))
+    .bind(claim.turn.id.as_str())
+    .bind(&claim.owner)
+    .bind(&claim.token)
+    .fetch_optional(&mut *tx)
+    .await?;
+    match held {
+        Some(_) => Ok(()),
+        None => Err(StoreError::ClaimLost(claim.turn.id.to_string())),
+    }
 }
-pub(crate) use verify_claim_in_tx;
 
-/// Ends the claimed turn as failed inside `$tx`: checks the claim, keeps the reply written so far
+/// Ends the claimed turn as failed inside `tx`: checks the claim, keeps the reply written so far
 /// and the reason on the interaction and the turn, and applies the turn's `Fail`.
-macro_rules! fail_claimed_turn_in_tx {
-    ($tx:expr, $d:expr, $claim:expr, $response:expr, $reason:expr, $now:expr) => {{
-        let claim: &$crate::turns::TurnClaim = $claim;
-        $crate::turns::verify_claim_in_tx!($tx, $d, claim);
-        $crate::sessions::finish_interaction_in_tx!(
-            $tx,
-            claim,
-            $response,
-            "error",
-            Some($reason),
-            $now
-        );
-        ::sqlx::query("UPDATE turns SET error = $1 WHERE id = $2")
-            .bind($reason)
-            .bind(claim.turn.id.as_str())
-            .execute(&mut *$tx)
-            .await?;
-        $crate::transition::turn_event_in_tx!(
-            $tx,
-            $d,
-            claim.turn.id.as_str(),
-            ::spectask_domain::TurnEvent::Fail,
-            &claim.owner,
-            $now
-        );
-    }};
+pub(crate) async fn fail_claimed_turn(
+    tx: &mut Tx,
+    claim: &TurnClaim,
+    response: &str,
+    reason: &str,
+    now: DateTime<Utc>,
+) -> StoreResult<()> {
+    verify_claim(tx, claim).await?;
+    finish_interaction(tx, claim, response, "error", Some(reason), now).await?;
+    query("UPDATE turns SET error = $1 WHERE id = $2")
+        .bind(reason)
+        .bind(claim.turn.id.as_str())
+        .execute(&mut *tx)
+        .await?;
+    apply_event(
+        tx,
+        claim.turn.id.as_str(),
+        TurnEvent::Fail,
+        &claim.owner,
+        now,
+    )
+    .await?;
+    Ok(())
 }
-pub(crate) use fail_claimed_turn_in_tx;
 
 impl Store {
     /// Claims the oldest queued turn of one of `kinds` for `owner` under a lease of `lease`.
@@ -183,16 +181,16 @@ impl Store {
         let expires =
             now + chrono::Duration::from_std(lease).unwrap_or(chrono::Duration::seconds(60));
         let token = ulid::Ulid::new().to_string();
-        let outcome = on_backend!(&*self.backend, |w, r, d| {
-            let mut tx = w.begin_write().await?;
+        let outcome = {
+            let mut tx = self.backend.begin_write().await?;
             let kind_params: Vec<String> =
                 (0..kinds.len()).map(|i| format!("${}", i + 6)).collect();
-            let skip = if d == Dialect::Postgres {
+            let skip = if self.backend.dialect() == Dialect::Postgres {
                 " FOR UPDATE SKIP LOCKED"
             } else {
                 ""
             };
-            let order = if d == Dialect::Postgres {
+            let order = if self.backend.dialect() == Dialect::Postgres {
                 "created_at, id"
             } else {
                 "julianday(created_at), id"
@@ -207,7 +205,7 @@ impl Store {
                  AND status = 'queued' RETURNING {TURN_COLUMNS}",
                 kind_params.join(", ")
             );
-            let mut query = sqlx::query_as::<_, TurnRow>(sqlx::AssertSqlSafe(sql))
+            let mut query = query_as::<TurnRow>(sqlx::AssertSqlSafe(sql))
                 .bind(owner)
                 .bind(&token)
                 .bind(expires)
@@ -216,7 +214,7 @@ impl Store {
             for kind in kinds {
                 query = query.bind(kind.as_str());
             }
-            match query.fetch_optional(&mut *tx).await? {
+            match query.fetch_optional(&mut tx).await? {
                 None => None,
                 Some(row) => {
                     let event = NewEvent {
@@ -229,12 +227,12 @@ impl Store {
                         actor: owner.to_owned(),
                         payload: json!({ "event": TurnEvent::Claim.as_str(), "from": "queued", "to": "running", "attempt": row.attempts }),
                     };
-                    let event_id = append_event!(tx, d, &event, now);
+                    let event_id = append_event(&mut tx, &event, now).await?;
                     tx.commit().await?;
                     Some((row, event_id))
                 }
             }
-        });
+        };
         match outcome {
             None => Ok(None),
             Some((row, event_id)) => {
@@ -252,18 +250,18 @@ impl Store {
     pub async fn heartbeat_turn(&self, claim: &TurnClaim, lease: Duration) -> StoreResult<()> {
         let expires =
             now() + chrono::Duration::from_std(lease).unwrap_or(chrono::Duration::seconds(60));
-        let updated = on_backend!(&*self.backend, |w, r, d| {
-            sqlx::query(
+        let updated = {
+            query(
                 "UPDATE turns SET lease_expires_at = $1 WHERE id = $2 AND owner = $3 AND claim_token = $4 AND status = 'running'",
             )
             .bind(expires)
             .bind(claim.turn.id.as_str())
             .bind(&claim.owner)
             .bind(&claim.token)
-            .execute(w)
+            .execute(self.backend.writer())
             .await?
             .rows_affected()
-        });
+        };
         if updated == 1 {
             Ok(())
         } else {
@@ -275,47 +273,47 @@ impl Store {
     /// the database). Returns how many.
     pub async fn requeue_expired_turns(&self) -> StoreResult<usize> {
         let now = now();
-        let expired: Vec<String> = on_backend!(&*self.backend, |w, r, d| {
-            let cmp = if d == Dialect::Postgres {
+        let expired: Vec<String> = {
+            let cmp = if self.backend.dialect() == Dialect::Postgres {
                 "lease_expires_at < $1"
             } else {
                 "julianday(lease_expires_at) < julianday($1)"
             };
-            sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+            query_scalar(sqlx::AssertSqlSafe(format!(
                 "SELECT id FROM turns WHERE status = 'running' AND {cmp}"
             )))
             .bind(now)
-            .fetch_all(r)
+            .fetch_all(self.backend.reader())
             .await?
-        });
+        };
         let mut requeued = 0;
         for id in expired {
-            let outcome: StoreResult<i64> = on_backend!(&*self.backend, |w, r, d| {
+            let outcome: StoreResult<i64> = {
                 async {
-                    let mut tx = w.begin_write().await?;
+                    let mut tx = self.backend.begin_write().await?;
                     // Re-check under the lock: a heartbeat may have extended it meanwhile.
-                    let cmp = if d == Dialect::Postgres {
+                    let cmp = if self.backend.dialect() == Dialect::Postgres {
                         "lease_expires_at < $2 FOR UPDATE"
                     } else {
                         "julianday(lease_expires_at) < julianday($2)"
                     };
-                    let still: Option<String> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+                    let still: Option<String> = query_scalar(sqlx::AssertSqlSafe(format!(
                         "SELECT id FROM turns WHERE id = $1 AND status = 'running' AND {cmp}"
                     )))
                     .bind(&id)
                     .bind(now)
-                    .fetch_optional(&mut *tx)
+                    .fetch_optional(&mut tx)
                     .await?;
                     if still.is_none() {
                         return Ok(0);
                     }
                     let event_id =
-                        turn_event_in_tx!(tx, d, &id, TurnEvent::Requeue, "lease-reaper", now);
+                        apply_event(&mut tx, &id, TurnEvent::Requeue, "lease-reaper", now).await?;
                     tx.commit().await?;
                     Ok(event_id)
                 }
                 .await
-            });
+            };
             match outcome {
                 Ok(0) => {}
                 Ok(event_id) => {
@@ -341,34 +339,34 @@ impl Store {
     ) -> StoreResult<usize> {
         let now = now();
         let current_owner = actor;
-        let orphans: Vec<(String, String)> = on_backend!(&*self.backend, |w, r, d| {
-            sqlx::query_as("SELECT id, owner FROM turns WHERE status = 'running' AND owner = $1")
+        let orphans: Vec<(String, String)> = {
+            query_as("SELECT id, owner FROM turns WHERE status = 'running' AND owner = $1")
                 .bind(dead_owner)
-                .fetch_all(r)
+                .fetch_all(self.backend.reader())
                 .await?
-        });
+        };
         let mut requeued = 0;
         for (id, owner) in orphans {
-            let outcome: StoreResult<i64> = on_backend!(&*self.backend, |w, r, d| {
+            let outcome: StoreResult<i64> = {
                 async {
-                    let mut tx = w.begin_write().await?;
-                    let lock = if d == Dialect::Postgres { " FOR UPDATE" } else { "" };
-                    let still: Option<String> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+                    let mut tx = self.backend.begin_write().await?;
+                    let lock = tx.dialect().for_update();
+                    let still: Option<String> = query_scalar(sqlx::AssertSqlSafe(format!(
                         "SELECT id FROM turns WHERE id = $1 AND status = 'running' AND owner = $2{lock}"
                     )))
                     .bind(&id)
                     .bind(&owner)
-                    .fetch_optional(&mut *tx)
+                    .fetch_optional(&mut tx)
                     .await?;
                     if still.is_none() {
                         return Ok(0);
                     }
-                    let event_id = turn_event_in_tx!(tx, d, &id, TurnEvent::Requeue, current_owner, now);
+                    let event_id = apply_event(&mut tx, &id, TurnEvent::Requeue, current_owner, now).await?;
                     tx.commit().await?;
                     Ok(event_id)
                 }
                 .await
-            });
+            };
             match outcome {
                 Ok(0) | Err(StoreError::Transition(_)) => {}
                 Ok(event_id) => {
@@ -384,20 +382,20 @@ impl Store {
     /// Gives a claimed turn back to the queue at once (a graceful shutdown).
     pub async fn release_turn(&self, claim: &TurnClaim) -> StoreResult<()> {
         let now = now();
-        let event_id = on_backend!(&*self.backend, |w, r, d| {
-            let mut tx = w.begin_write().await?;
-            verify_claim_in_tx!(tx, d, claim);
-            let event_id = turn_event_in_tx!(
-                tx,
-                d,
+        let event_id = {
+            let mut tx = self.backend.begin_write().await?;
+            verify_claim(&mut tx, claim).await?;
+            let event_id = apply_event(
+                &mut tx,
                 claim.turn.id.as_str(),
                 TurnEvent::Requeue,
                 &claim.owner,
-                now
-            );
+                now,
+            )
+            .await?;
             tx.commit().await?;
             event_id
-        });
+        };
         self.announce(event_id);
         Ok(())
     }
@@ -427,20 +425,20 @@ impl Store {
     ) -> StoreResult<()> {
         let now = now();
         let interaction = claim.turn.interaction_id.as_str();
-        let event_id = on_backend!(&*self.backend, |w, r, d| {
-            let mut tx = w.begin_write().await?;
-            verify_claim_in_tx!(tx, d, claim);
+        let event_id = {
+            let mut tx = self.backend.begin_write().await?;
+            verify_claim(&mut tx, claim).await?;
             let payload = match batch {
                 Some((delta, entries)) => {
-                    sqlx::query(
+                    query(
                         "UPDATE interactions SET response_message = response_message || $1, updated_at = $2 WHERE id = $3",
                     )
                     .bind(delta)
                     .bind(now)
                     .bind(interaction)
-                    .execute(&mut *tx)
+                    .execute(&mut tx)
                     .await?;
-                    let first_seq = append_entries_in_tx!(tx, interaction, entries, now);
+                    let first_seq = append_entries(&mut tx, interaction, entries, now).await?;
                     let mut payload = json!({ "session_id": claim.turn.session_id, "turn_id": claim.turn.id, "delta": delta });
                     if !entries.is_empty() {
                         payload["entries"] =
@@ -449,14 +447,14 @@ impl Store {
                     payload
                 }
                 None => {
-                    sqlx::query(
+                    query(
                         "UPDATE interactions SET response_message = '', updated_at = $1 WHERE id = $2",
                     )
                     .bind(now)
                     .bind(interaction)
-                    .execute(&mut *tx)
+                    .execute(&mut tx)
                     .await?;
-                    clear_entries_in_tx!(tx, interaction);
+                    clear_entries(&mut tx, interaction).await?;
                     json!({ "session_id": claim.turn.session_id, "turn_id": claim.turn.id, "reset": true })
                 }
             };
@@ -467,37 +465,37 @@ impl Store {
                 actor: claim.owner.clone(),
                 payload,
             };
-            let event_id = append_event!(tx, d, &event, now);
+            let event_id = append_event(&mut tx, &event, now).await?;
             tx.commit().await?;
             event_id
-        });
+        };
         self.announce(event_id);
         Ok(())
     }
 
     pub async fn get_turn(&self, id: &TurnId) -> StoreResult<Turn> {
-        let row: Option<TurnRow> = on_backend!(&*self.backend, |w, r, d| {
-            sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        let row: Option<TurnRow> = {
+            query_as(sqlx::AssertSqlSafe(format!(
                 "SELECT {TURN_COLUMNS} FROM turns WHERE id = $1"
             )))
             .bind(id.as_str())
-            .fetch_optional(r)
+            .fetch_optional(self.backend.reader())
             .await?
-        });
+        };
         row.ok_or_else(|| StoreError::not_found("turn", id))?
             .try_into()
     }
 
     /// The task's turns, oldest first.
     pub async fn list_turns(&self, spec_task_id: &SpecTaskId) -> StoreResult<Vec<Turn>> {
-        let rows: Vec<TurnRow> = on_backend!(&*self.backend, |w, r, d| {
-            sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        let rows: Vec<TurnRow> = {
+            query_as(sqlx::AssertSqlSafe(format!(
                 "SELECT {TURN_COLUMNS} FROM turns WHERE spec_task_id = $1 ORDER BY id"
             )))
             .bind(spec_task_id.as_str())
-            .fetch_all(r)
+            .fetch_all(self.backend.reader())
             .await?
-        });
+        };
         rows.into_iter().map(Turn::try_from).collect()
     }
 }

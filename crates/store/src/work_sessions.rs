@@ -10,8 +10,7 @@ use spectask_domain::{
 use sqlx::types::Json;
 
 use crate::Store;
-use crate::backend::WritePool;
-use crate::backend::on_backend;
+use crate::db::{query_as, query_scalar};
 use crate::error::{StoreError, StoreResult};
 use crate::events::append_event;
 use crate::ids::now;
@@ -58,9 +57,9 @@ impl Store {
             actor: actor.to_owned(),
             payload: json!({ "name": new.name, "phase": new.phase, "helix_session_id": new.helix_session_id }),
         };
-        let (row, event_id) = on_backend!(&*self.backend, |w, r, d| {
-            let mut tx = w.begin_write().await?;
-            let row: WorkSessionRow = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        let (row, event_id) = {
+            let mut tx = self.backend.begin_write().await?;
+            let row: WorkSessionRow = query_as(sqlx::AssertSqlSafe(format!(
                 "INSERT INTO spec_task_work_sessions (id, spec_task_id, helix_session_id, name, description, \
                  phase, status, implementation_task_title, implementation_task_description, \
                  implementation_task_index, parent_work_session_id, spawned_by_session_id, agent_config, \
@@ -83,25 +82,25 @@ impl Store {
             .bind(new.agent_config.as_ref().map(Json))
             .bind(new.environment_config.as_ref().map(Json))
             .bind(now)
-            .fetch_one(&mut *tx)
+            .fetch_one(&mut tx)
             .await?;
-            let event_id = append_event!(tx, d, &event, now);
+            let event_id = append_event(&mut tx, &event, now).await?;
             tx.commit().await?;
             (row, event_id)
-        });
+        };
         self.announce(event_id);
         row.try_into()
     }
 
     pub async fn get_work_session(&self, id: &WorkSessionId) -> StoreResult<SpecTaskWorkSession> {
-        let row: Option<WorkSessionRow> = on_backend!(&*self.backend, |w, r, d| {
-            sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        let row: Option<WorkSessionRow> = {
+            query_as(sqlx::AssertSqlSafe(format!(
                 "SELECT {WORK_SESSION_COLUMNS} FROM spec_task_work_sessions WHERE id = $1"
             )))
             .bind(id.as_str())
-            .fetch_optional(r)
+            .fetch_optional(self.backend.reader())
             .await?
-        });
+        };
         row.ok_or_else(|| StoreError::not_found("work session", id))?
             .try_into()
     }
@@ -111,14 +110,14 @@ impl Store {
         &self,
         spec_task_id: &SpecTaskId,
     ) -> StoreResult<Vec<SpecTaskWorkSession>> {
-        let rows: Vec<WorkSessionRow> = on_backend!(&*self.backend, |w, r, d| {
-            sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        let rows: Vec<WorkSessionRow> = {
+            query_as(sqlx::AssertSqlSafe(format!(
                 "SELECT {WORK_SESSION_COLUMNS} FROM spec_task_work_sessions WHERE spec_task_id = $1 ORDER BY id"
             )))
             .bind(spec_task_id.as_str())
-            .fetch_all(r)
+            .fetch_all(self.backend.reader())
             .await?
-        });
+        };
         rows.into_iter()
             .map(SpecTaskWorkSession::try_from)
             .collect()
@@ -132,17 +131,16 @@ impl Store {
     ) -> StoreResult<SpecTaskZedThread> {
         let id = SpecTaskZedThreadId::from_ulid(self.ids.next());
         let now = now();
-        let (row, event_id) = on_backend!(&*self.backend, |w, r, d| {
-            let mut tx = w.begin_write().await?;
-            let task: Option<String> = sqlx::query_scalar(
-                "SELECT spec_task_id FROM spec_task_work_sessions WHERE id = $1",
-            )
-            .bind(new.work_session_id.as_str())
-            .fetch_optional(&mut *tx)
-            .await?;
+        let (row, event_id) = {
+            let mut tx = self.backend.begin_write().await?;
+            let task: Option<String> =
+                query_scalar("SELECT spec_task_id FROM spec_task_work_sessions WHERE id = $1")
+                    .bind(new.work_session_id.as_str())
+                    .fetch_optional(&mut tx)
+                    .await?;
             let task =
                 task.ok_or_else(|| StoreError::not_found("work session", &new.work_session_id))?;
-            let row: ZedThreadRow = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            let row: ZedThreadRow = query_as(sqlx::AssertSqlSafe(format!(
                 "INSERT INTO spec_task_zed_threads (id, work_session_id, spec_task_id, zed_thread_id, \
                  thread_config, status, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7) \
                  RETURNING {ZED_THREAD_COLUMNS}"
@@ -154,7 +152,7 @@ impl Store {
             .bind(new.thread_config.as_ref().map(Json))
             .bind(ZedThreadStatus::Pending.as_str())
             .bind(now)
-            .fetch_one(&mut *tx)
+            .fetch_one(&mut tx)
             .await?;
             let event = NewEvent {
                 spec_task_id: Some(
@@ -166,23 +164,23 @@ impl Store {
                 actor: actor.to_owned(),
                 payload: json!({ "work_session_id": new.work_session_id, "zed_thread_id": new.zed_thread_id }),
             };
-            let event_id = append_event!(tx, d, &event, now);
+            let event_id = append_event(&mut tx, &event, now).await?;
             tx.commit().await?;
             (row, event_id)
-        });
+        };
         self.announce(event_id);
         row.try_into()
     }
 
     pub async fn get_zed_thread(&self, id: &SpecTaskZedThreadId) -> StoreResult<SpecTaskZedThread> {
-        let row: Option<ZedThreadRow> = on_backend!(&*self.backend, |w, r, d| {
-            sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        let row: Option<ZedThreadRow> = {
+            query_as(sqlx::AssertSqlSafe(format!(
                 "SELECT {ZED_THREAD_COLUMNS} FROM spec_task_zed_threads WHERE id = $1"
             )))
             .bind(id.as_str())
-            .fetch_optional(r)
+            .fetch_optional(self.backend.reader())
             .await?
-        });
+        };
         row.ok_or_else(|| StoreError::not_found("zed thread", id))?
             .try_into()
     }
@@ -192,14 +190,14 @@ impl Store {
         &self,
         spec_task_id: &SpecTaskId,
     ) -> StoreResult<Vec<SpecTaskZedThread>> {
-        let rows: Vec<ZedThreadRow> = on_backend!(&*self.backend, |w, r, d| {
-            sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        let rows: Vec<ZedThreadRow> = {
+            query_as(sqlx::AssertSqlSafe(format!(
                 "SELECT {ZED_THREAD_COLUMNS} FROM spec_task_zed_threads WHERE spec_task_id = $1 ORDER BY id"
             )))
             .bind(spec_task_id.as_str())
-            .fetch_all(r)
+            .fetch_all(self.backend.reader())
             .await?
-        });
+        };
         rows.into_iter().map(SpecTaskZedThread::try_from).collect()
     }
 }
