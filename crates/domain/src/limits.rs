@@ -34,3 +34,23 @@ pub fn text_field(field: &str, value: &str, required: bool) -> Result<(), String
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn text_field_refuses_blank_required_text_and_oversized_text() {
+        assert_eq!(
+            text_field("comment", " \n", true),
+            Err("comment must not be empty".to_owned())
+        );
+        assert_eq!(text_field("note", "", false), Ok(()));
+        let big = "x".repeat(MAX_TEXT_BYTES + 1);
+        assert_eq!(
+            text_field("text", &big, false),
+            Err("text must be at most 65536 bytes".to_owned())
+        );
+        assert_eq!(text_field("text", &big[1..], true), Ok(()));
+    }
+}
