@@ -15,7 +15,42 @@ pub const MAX_AGENT_NAME_CHARS: usize = 100;
 pub const MAX_PROJECT_PATH_BYTES: usize = 500;
 /// Length of a name derived from the prompt before it is cut.
 pub const DERIVED_NAME_CHARS: usize = 60;
+/// Largest free text an actor attaches to an action (a message to an agent, a review comment, a
+/// progress note), in bytes.
+pub const MAX_TEXT_BYTES: usize = 64 * 1024;
 /// Largest page of a listing.
 pub const MAX_PAGE_LIMIT: i64 = 200;
 /// Page size when none is asked for.
 pub const DEFAULT_PAGE_LIMIT: i64 = 50;
+
+/// Checks free text an actor attaches to an action: not blank when `required`, at most
+/// [`MAX_TEXT_BYTES`]. The refusal is the message to answer, naming `field`.
+pub fn text_field(field: &str, value: &str, required: bool) -> Result<(), String> {
+    if required && value.trim().is_empty() {
+        return Err(format!("{field} must not be empty"));
+    }
+    if value.len() > MAX_TEXT_BYTES {
+        return Err(format!("{field} must be at most {MAX_TEXT_BYTES} bytes"));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn text_field_refuses_blank_required_text_and_oversized_text() {
+        assert_eq!(
+            text_field("comment", " \n", true),
+            Err("comment must not be empty".to_owned())
+        );
+        assert_eq!(text_field("note", "", false), Ok(()));
+        let big = "x".repeat(MAX_TEXT_BYTES + 1);
+        assert_eq!(
+            text_field("text", &big, false),
+            Err("text must be at most 65536 bytes".to_owned())
+        );
+        assert_eq!(text_field("text", &big[1..], true), Ok(()));
+    }
+}

@@ -1,10 +1,16 @@
 //! spectask's workflows: the services that move tasks through their lifecycle by combining the
 //! store (durable state) with the runtimes (planners and agents).
 //!
-//! Today: planning. Starting, revising and approving are transactions in the store; the planning
-//! itself runs as durable turns that a background worker claims under a lease
-//! ([`worker`]), so a crash or restart re-runs a turn in the same session rather than
-//! losing it or starting a second one.
+//! - [`planning`]: starting, revising and approving a task's specs (transactions in the store),
+//!   with the planner chosen per task ([`planning::route`], [`planners`]) and run over an LLM or an
+//!   ACP agent.
+//! - [`implementation`]: work sessions, agent instances and threads, and the orchestrator that
+//!   moves approved tasks into implementation and dispatches work as dependencies allow.
+//! - [`agent_tools`] (spectask's MCP server for agents) and [`permissions`] (the desk where a
+//!   human answers agents' permission requests).
+//! - [`worker`]: the background worker. Planning and implementation turns are durable and claimed
+//!   under a lease, so a crash or restart re-runs a turn in the same session rather than losing
+//!   it or starting a second one.
 //!
 //! Architecture invariant: the engine writes state only through the store's transactional
 //! operations and never keeps anything needed for recovery in memory.

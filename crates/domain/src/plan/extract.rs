@@ -4,7 +4,8 @@
 //! dependencies are settled afterwards by `assemble` and `deps`.
 //!
 //! What counts as a task, decided once per document:
-//! - every list item with a checkbox, except inside acceptance criteria;
+//! - every list item with a checkbox, except inside acceptance criteria and in checklists beside
+//!   a numbered or heading plan (open questions, verification checks);
 //! - every heading keyed with a task word or spec-kit id (`## Task 1: ...`, `### Step 3 — ...`),
 //!   and numbered headings (`### 2. Title`) under a task heading, or anywhere in a plan with
 //!   neither checkboxes nor task words;

@@ -6,7 +6,8 @@
 //! only the text of one heading, item or line is matched by hand.
 //!
 //! Pipeline: [`blocks`] builds an outline of the document, [`rules`] takes the document-wide
-//! decisions, [`extract`] recognises tasks in it (with [`head`] reading each task's first line),
+//! decisions (with [`side`] telling checklists beside the plan, such as open questions, from
+//! it), [`extract`] recognises tasks in it (with [`head`] reading each task's first line),
 //! [`assemble`] settles keys and parents, [`deps`] resolves and completes dependencies and finds
 //! cycles, [`progress`] rewrites checkboxes.
 
@@ -19,6 +20,7 @@ mod model;
 mod progress;
 mod refs;
 mod rules;
+mod side;
 mod text;
 
 pub use model::{

@@ -2,10 +2,14 @@
 //! source, since plans use `[~]`, `[-]` and `[/]` that Markdown does not know), which of them are
 //! acceptance criteria rather than tasks, whether numbered headings are tasks, and which numbered
 //! lists are task lists in a plan with neither checkboxes nor task headings.
+//!
+//! Checklists that are not the plan ([`super::side`]: open questions, verification checks) do
+//! not count as checkbox tasks when the document also has a numbered-list or heading plan.
 
 use std::collections::HashSet;
 
 use super::blocks::{Doc, Kind};
+use super::side::{is_question_item, is_side_heading};
 use super::text::{
     KeyKind, Label, is_acceptance_heading, is_deps_heading, is_prose_section, is_task_section_hint,
     key_prefix, label, source_checkbox, strip_emph, text_checkbox,
@@ -31,6 +35,7 @@ pub(crate) fn rules(doc: &Doc<'_>) -> Rules {
             has_task: vec![false; doc.nodes.len()],
             ..Rules::default()
         },
+        side: vec![false; doc.nodes.len()],
     };
     b.build();
     b.rules
@@ -39,6 +44,8 @@ pub(crate) fn rules(doc: &Doc<'_>) -> Rules {
 struct Builder<'a, 'd> {
     doc: &'d Doc<'a>,
     rules: Rules,
+    /// Per node: a top-level block that is a checklist beside the plan, not the plan.
+    side: Vec<bool>,
 }
 
 impl Builder<'_, '_> {
@@ -57,16 +64,27 @@ impl Builder<'_, '_> {
         let mut criteria_level: Option<u8> = None;
         let mut prev: Option<usize> = None;
         let mut criteria_lists = vec![false; doc.nodes.len()];
+        let mut side_level: Option<u8> = None;
         let mut word_heading = false;
         let mut numeric_heading = false;
+        // Numbered headings other than side headings (`## 4. Verification`): a plan of them
+        // outranks a side checklist.
+        let mut plan_headings = 0usize;
         for &id in &doc.roots {
             if let Some(Kind::Heading(level)) = self.doc.kind(id) {
                 if criteria_level.is_some_and(|l| level <= l) {
                     criteria_level = None;
                 }
+                if side_level.is_some_and(|l| level <= l) {
+                    side_level = None;
+                }
                 let text = self.doc.heading_text(id);
                 if is_acceptance_heading(&text) {
                     criteria_level = Some(level);
+                }
+                let side = is_side_heading(&text);
+                if side && side_level.is_none() {
+                    side_level = Some(level);
                 }
                 let plain = strip_emph(&text);
                 let plain = text_checkbox(plain.trim()).map_or(plain.trim(), |(_, r)| r);
@@ -76,11 +94,19 @@ impl Builder<'_, '_> {
                     }
                     Some(k) if k.kind == KeyKind::Numeric && !is_prose_section(k.rest) => {
                         numeric_heading = true;
+                        if !side {
+                            plan_headings += 1;
+                        }
                     }
                     _ => {}
                 }
-            } else if criteria_level.is_some() {
-                mark(&mut criteria_lists, id);
+            } else {
+                if criteria_level.is_some() {
+                    mark(&mut criteria_lists, id);
+                }
+                if side_level.is_some() || self.question_list(id) {
+                    mark(&mut self.side, id);
+                }
             }
             self.criteria_after_label(id, prev, &mut criteria_lists);
             prev = Some(id);
@@ -108,15 +134,88 @@ impl Builder<'_, '_> {
                 *slot = has;
             }
         }
-        let has_checkbox = doc
-            .roots
-            .iter()
-            .any(|&r| self.rules.has_task.get(r).copied().unwrap_or(false));
+        let has_task = |r: &usize| self.rules.has_task.get(*r).copied().unwrap_or(false);
+        let is_side = |r: &usize| self.side.get(*r).copied().unwrap_or(false);
+        let mut has_checkbox = doc.roots.iter().any(has_task);
+        let plan_checkbox = doc.roots.iter().any(|r| has_task(r) && !is_side(r));
+        if has_checkbox && !plan_checkbox && self.other_plan(word_heading, plan_headings) {
+            self.demote_side_checklists();
+            has_checkbox = false;
+        }
         self.rules.numeric_headings_are_tasks = !has_checkbox && !word_heading;
         let heading_tasks =
             word_heading || (numeric_heading && self.rules.numeric_headings_are_tasks);
         if !has_checkbox && !heading_tasks {
             self.pick_numbered_lists();
+        }
+    }
+
+    /// Whether `id` is a checkbox list whose items are mostly questions (or struck-through,
+    /// answered ones): a list of open questions even without a heading saying so.
+    fn question_list(&self, id: usize) -> bool {
+        if !matches!(self.doc.kind(id), Some(Kind::List { .. })) {
+            return false;
+        }
+        let items = self.doc.children(id);
+        let questions = items
+            .iter()
+            .filter(|&&item| {
+                self.rules.checkboxes.get(item).is_some_and(Option::is_some)
+                    && self.item_text(item).is_some_and(|t| {
+                        let t = text_checkbox(t.trim()).map_or(t.trim(), |(_, r)| r);
+                        is_question_item(t)
+                    })
+            })
+            .count();
+        questions > 0 && questions * 2 > items.len()
+    }
+
+    /// The text of an item's first paragraph, lines joined by spaces.
+    fn item_text(&self, item: usize) -> Option<String> {
+        let &para = self.doc.children(item).first()?;
+        if self.doc.kind(para) != Some(Kind::Para) {
+            return None;
+        }
+        let lines: Vec<&str> = self
+            .doc
+            .lines(para)
+            .iter()
+            .map(|l| self.doc.text(l).trim())
+            .collect();
+        Some(lines.join(" "))
+    }
+
+    /// Whether the document has a plan besides its side checklists: task headings, at least two
+    /// numbered headings, or numbered lists of at least two items.
+    fn other_plan(&mut self, word_heading: bool, plan_headings: usize) -> bool {
+        if word_heading || plan_headings >= 2 {
+            return true;
+        }
+        self.pick_numbered_lists();
+        let items: usize = self
+            .rules
+            .numbered_lists
+            .iter()
+            .map(|&l| self.doc.children(l).len())
+            .sum();
+        self.rules.numbered_lists.clear();
+        items >= 2
+    }
+
+    /// Side checklists hold no tasks: their items stay text of the section they sit in.
+    fn demote_side_checklists(&mut self) {
+        for &r in &self.doc.roots {
+            if !self.side.get(r).copied().unwrap_or(false) {
+                continue;
+            }
+            if let Some(slot) = self.rules.has_task.get_mut(r) {
+                *slot = false;
+            }
+            for &c in self.doc.children(r) {
+                if let Some(slot) = self.rules.has_task.get_mut(c) {
+                    *slot = false;
+                }
+            }
         }
     }
 
@@ -155,6 +254,10 @@ impl Builder<'_, '_> {
                     headings.push((level, self.doc.heading_text(id)));
                 }
                 Some(Kind::List { ordered }) => {
+                    // A side checklist written as a numbered list is not the plan either.
+                    if self.side.get(id).copied().unwrap_or(false) && self.holds_checkbox(id) {
+                        continue;
+                    }
                     let inner = headings.last().map(|(_, t)| t.as_str()).unwrap_or("");
                     if is_prose_section(inner)
                         || is_acceptance_heading(inner)
@@ -179,6 +282,13 @@ impl Builder<'_, '_> {
         }
         let chosen = if hinted.is_empty() { plain } else { hinted };
         self.rules.numbered_lists = chosen.into_iter().collect();
+    }
+
+    fn holds_checkbox(&self, list: usize) -> bool {
+        self.doc
+            .children(list)
+            .iter()
+            .any(|&item| self.rules.checkboxes.get(item).is_some_and(Option::is_some))
     }
 
     fn first_item_keyed(&self, list: usize) -> bool {

@@ -2,6 +2,7 @@
 //! in the background worker ([`crate::worker`]).
 
 pub mod agent;
+pub mod on_create;
 pub(crate) mod output;
 pub mod route;
 mod settle;

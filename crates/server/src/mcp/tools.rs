@@ -20,14 +20,13 @@ use rmcp::{ErrorData, ServerHandler};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
-use spectask_domain::{ImplementationTaskStatus, SpecTaskImplementationTask};
+use spectask_domain::{ImplementationTaskStatus, SpecTaskImplementationTask, limits};
 use spectask_store::{AgentGrant, StoreError};
 
 use crate::routes::validate;
 use crate::state::AppState;
 
 /// Largest summary, reason, note or description an agent may send, in bytes.
-const MAX_TEXT_BYTES: usize = 64 * 1024;
 /// Longest task key, in characters.
 const MAX_KEY_CHARS: usize = 100;
 
@@ -177,16 +176,10 @@ fn args<T: DeserializeOwned>(tool: &str, arguments: JsonObject) -> Result<T, Ref
         .map_err(|err| Refusal(format!("invalid arguments for {tool}: {err}")))
 }
 
+/// Free text from an agent, trimmed.
 fn text(field: &str, value: &str, required: bool) -> Result<String, Refusal> {
     let value = value.trim();
-    if required && value.is_empty() {
-        return Err(Refusal(format!("{field} must not be empty")));
-    }
-    if value.len() > MAX_TEXT_BYTES {
-        return Err(Refusal(format!(
-            "{field} must be at most {MAX_TEXT_BYTES} bytes"
-        )));
-    }
+    limits::text_field(field, value, required).map_err(Refusal)?;
     Ok(value.to_owned())
 }
 

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use spectask_domain::{
     ImplementationTaskStatus, PermissionRequest, PermissionRequestId, Session, SpecTask,
     SpecTaskImplementationTask, SpecTaskWorkSession, SpecTaskZedThread, Turn, WorkSessionId,
-    WorkSessionPhase, WorkSessionStatus,
+    WorkSessionPhase, WorkSessionStatus, limits,
 };
 use spectask_engine::implementation::WorkSessionView;
 use utoipa::{IntoParams, ToSchema};
@@ -21,8 +21,6 @@ use super::validate;
 use crate::error::{ApiError, ErrorBody};
 use crate::extract::{Actor, ApiJson, ApiQuery};
 use crate::state::AppState;
-
-const MAX_TEXT_BYTES: usize = 64 * 1024;
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -48,15 +46,9 @@ fn ws_id(raw: &str) -> Result<WorkSessionId, ApiError> {
     validate::id("work session", raw, WorkSessionId::parse)
 }
 
-fn text_field(name: &str, value: &str, max: usize) -> Result<String, ApiError> {
-    if value.trim().is_empty() {
-        return Err(ApiError::Validation(format!("{name} must not be empty")));
-    }
-    if value.len() > max {
-        return Err(ApiError::Validation(format!(
-            "{name} must be at most {max} bytes"
-        )));
-    }
+/// Required free text, as sent.
+fn text_field(name: &str, value: &str) -> Result<String, ApiError> {
+    limits::text_field(name, value, true).map_err(ApiError::Validation)?;
     Ok(value.to_owned())
 }
 
@@ -254,7 +246,7 @@ async fn spawn_work_session(
 ) -> Result<(StatusCode, Json<WorkSessionDetail>), ApiError> {
     let (id, parent) = (task_id(&id)?, ws_id(&sid)?);
     let name = validate::name(&req.name)?;
-    let description = text_field("description", &req.description, MAX_TEXT_BYTES)?;
+    let description = text_field("description", &req.description)?;
     let spawned = state
         .engine
         .spawn_work_session(&id, &parent, &name, &description, &actor)
@@ -449,7 +441,7 @@ async fn message_work_session(
     Actor(actor): Actor,
     ApiJson(req): ApiJson<MessageRequest>,
 ) -> Result<(StatusCode, Json<QueuedTurn>), ApiError> {
-    let text = text_field("text", &req.text, MAX_TEXT_BYTES)?;
+    let text = text_field("text", &req.text)?;
     let turn = state
         .engine
         .message_work_session(&ws_id(&sid)?, &text, &actor)
@@ -525,7 +517,7 @@ async fn request_changes(
     ApiJson(req): ApiJson<RequestChangesBody>,
 ) -> Result<Json<SpecTask>, ApiError> {
     let id = task_id(&id)?;
-    let comment = text_field("comment", &req.comment, MAX_TEXT_BYTES)?;
+    let comment = text_field("comment", &req.comment)?;
     let sessions = req
         .work_session_ids
         .unwrap_or_default()

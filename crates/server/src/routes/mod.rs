@@ -1,6 +1,7 @@
 //! The route tree. Each module owns one resource and returns an `OpenApiRouter`, so a route cannot
-//! be added without its OpenAPI entry. Later phases (planning, approval, implementation) add their
-//! own modules here under the same `/api/v1` prefix.
+//! be added without its OpenAPI entry. Under `/api/v1`: spec tasks, planning and its approval
+//! gate, the plan parser, the implementation phase, sessions and the event stream; `/healthz`
+//! ([`health`]) sits outside the prefix. [`validate`] holds the field checks they share.
 
 pub mod events;
 pub mod health;

@@ -11,7 +11,7 @@ use spectask_domain::spec_task::name_from_prompt;
 use spectask_domain::{
     Event, NewSpecTask, Priority, SpecTask, SpecTaskId, SpecTaskStatus, TaskType, limits,
 };
-use spectask_engine::planning::route::PlanningRoute;
+use spectask_engine::planning::on_create::{CreateRefusal, PlanningOnCreate};
 use spectask_store::{EventQuery, SpecTaskFilter, SpecTaskPatch};
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
@@ -130,37 +130,22 @@ async fn create_from_prompt(
         }
         None => None,
     };
-    // Decide about planning before anything is written, so a refusal changes nothing.
-    // `spec_agent` names a planner profile or an agent profile (planning over ACP, which works in
-    // the checkout and so needs one).
-    if let Some(agent) = &spec_agent {
-        match state.engine.planning_route(Some(agent))? {
-            PlanningRoute::Agent(name) if project_path.is_none() => {
-                return Err(ApiError::Validation(format!(
-                    "spec_agent `{name}` is an agent profile: it plans in the project checkout, so project_path is required"
-                )));
+    // Decided before anything is written, so a refusal changes nothing.
+    let start = state
+        .engine
+        .planning_on_create(&PlanningOnCreate {
+            spec_agent: spec_agent.as_deref(),
+            implementation_agent: implementation_agent.as_deref(),
+            has_project_path: project_path.is_some(),
+            auto_start: req.auto_start,
+        })
+        .map_err(|refusal| match refusal {
+            CreateRefusal::AgentPlannerNeedsProject(_) => ApiError::Validation(refusal.to_string()),
+            CreateRefusal::UnknownImplementationAgent(_) => {
+                ApiError::UnknownAgent(refusal.to_string())
             }
-            PlanningRoute::Agent(_) | PlanningRoute::Llm(_) => {}
-        }
-    }
-    if let Some(agent) = &implementation_agent
-        && !state.engine.knows_agent(agent)
-    {
-        return Err(ApiError::UnknownAgent(format!(
-            "unknown implementation agent `{agent}`; configure it under [agents.{agent}] in spectask.toml"
-        )));
-    }
-    let can_plan = state.engine.can_plan(spec_agent.as_deref());
-    let start = match req.auto_start {
-        Some(false) => false,
-        Some(true) if !can_plan => {
-            return Err(ApiError::from(
-                spectask_engine::EngineError::PlannerNotConfigured,
-            ));
-        }
-        Some(true) => true,
-        None => can_plan,
-    };
+            CreateRefusal::Engine(err) => err.into(),
+        })?;
     let new = NewSpecTask {
         name_derived: req.name.is_none(),
         name,

@@ -1,0 +1,223 @@
+//! Checklists that sit next to a plan without being it: open questions (some struck through once
+//! answered), verification and acceptance checks, test checklists. Recognised by the heading
+//! they sit under or by items that are mostly questions, in the languages plans are written in
+//! (English, German, French, Spanish, Portuguese, Japanese, Chinese, Russian).
+//!
+//! Such a checklist does not outrank a numbered-list or heading plan (`rules` decides); when the
+//! document has no other plan, it is still the plan.
+
+use super::text::{KeyKind, key_prefix, phase_heading, strip_emph};
+
+/// Heading words of checklists that are not the plan. Latin and Cyrillic words match whole
+/// words only (`checks` but not `checkout`); CJK words match anywhere.
+const SIDE_WORDS: &[&str] = &[
+    "question",
+    "questions",
+    "open question",
+    "open questions",
+    "verification",
+    "verify",
+    "acceptance",
+    "acceptance criteria",
+    "checks",
+    "checklist",
+    "check list",
+    "testing",
+    "test plan",
+    "validation",
+    // German
+    "fragen",
+    "offene fragen",
+    "verifikation",
+    "überprüfung",
+    "prüfung",
+    "prüfungen",
+    "abnahme",
+    "abnahmekriterien",
+    "akzeptanzkriterien",
+    "checkliste",
+    "testen",
+    // French
+    "questions ouvertes",
+    "vérification",
+    "vérifications",
+    "critères d'acceptation",
+    "critères d’acceptation",
+    "liste de contrôle",
+    "contrôles",
+    "recette",
+    // Spanish and Portuguese
+    "preguntas",
+    "preguntas abiertas",
+    "verificación",
+    "criterios de aceptación",
+    "lista de verificación",
+    "comprobaciones",
+    "pruebas",
+    "perguntas",
+    "questões",
+    "questões em aberto",
+    "verificação",
+    "critérios de aceitação",
+    "lista de verificação",
+    "testes",
+    // Russian
+    "вопросы",
+    "открытые вопросы",
+    "проверка",
+    "проверки",
+    "приёмка",
+    "приемка",
+    "критерии приёмки",
+    "критерии приемки",
+    "чек-лист",
+    "чеклист",
+    "тестирование",
+    // Japanese
+    "質問",
+    "未解決の質問",
+    "疑問点",
+    "未決事項",
+    "検証",
+    "確認事項",
+    "受け入れ基準",
+    "受入基準",
+    "チェックリスト",
+    "テスト",
+    // Chinese
+    "问题",
+    "問題",
+    "待解决问题",
+    "开放问题",
+    "验证",
+    "驗證",
+    "验收",
+    "检查清单",
+    "检查项",
+    "测试",
+    "測試",
+];
+
+/// Words saying a section holds the work itself (`## Implementation checklist`), which keep a
+/// heading from being a side heading even when it also names checks.
+const WORK_WORDS: &[&str] = &[
+    "implementation",
+    "task",
+    "tasks",
+    "todo",
+    "to do",
+    "to-do",
+    "work items",
+    "umsetzung",
+    "aufgaben",
+    "implémentation",
+    "tâches",
+    "implementación",
+    "tareas",
+    "implementação",
+    "tarefas",
+    "реализация",
+    "задачи",
+    "実装",
+    "タスク",
+    "实施",
+    "实现",
+    "任务",
+];
+
+/// Whether a heading names a checklist that is not the plan: questions, verification,
+/// acceptance, checks, testing. Task and phase headings (`## Step 4: Testing`,
+/// `## Phase 3: Verification`) and headings naming the work (`## Implementation checklist`)
+/// are not.
+pub(crate) fn is_side_heading(text: &str) -> bool {
+    let plain = strip_emph(text);
+    let mut rest = plain.trim();
+    if let Some(k) = key_prefix(rest) {
+        if k.kind != KeyKind::Numeric {
+            return false;
+        }
+        rest = k.rest;
+    }
+    if phase_heading(rest).is_some() {
+        return false;
+    }
+    let h = rest
+        .trim()
+        .trim_end_matches([':', '：'])
+        .trim()
+        .to_lowercase();
+    !WORK_WORDS.iter().any(|w| has_word(&h, w)) && SIDE_WORDS.iter().any(|w| has_word(&h, w))
+}
+
+/// Whether a checklist item reads as a question or an answered (struck-through) one:
+/// `Should the cache be per user?`, `~~Which database?~~ PostgreSQL`.
+pub(crate) fn is_question_item(text: &str) -> bool {
+    let plain = strip_emph(text);
+    let t = plain.trim();
+    t.starts_with("~~") || t.trim_end_matches(['*', '_', ' ']).ends_with(['?', '？'])
+}
+
+/// Whether `word` occurs in `hay`; Latin and Cyrillic words only as whole words.
+fn has_word(hay: &str, word: &str) -> bool {
+    let cjk = word.chars().next().is_some_and(is_cjk);
+    hay.match_indices(word).any(|(at, _)| {
+        if cjk {
+            return true;
+        }
+        let before = hay.get(..at).and_then(|s| s.chars().next_back());
+        let after = hay.get(at + word.len()..).and_then(|s| s.chars().next());
+        !before.is_some_and(char::is_alphanumeric) && !after.is_some_and(char::is_alphanumeric)
+    })
+}
+
+/// Han, kana and the CJK punctuation block, where words are not separated by spaces.
+fn is_cjk(c: char) -> bool {
+    matches!(c, '\u{3000}'..='\u{9FFF}' | '\u{F900}'..='\u{FAFF}' | '\u{FF00}'..='\u{FFEF}')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn side_headings_in_several_languages() {
+        for h in [
+            "Open Questions",
+            "5. Verification checklist",
+            "Acceptance checks",
+            "Final checks:",
+            "Manual testing",
+            "Offene Fragen",
+            "Vérification",
+            "Preguntas abiertas",
+            "検証",
+            "確認事項",
+            "待解决问题",
+            "Открытые вопросы",
+            "**Verification**",
+        ] {
+            assert!(is_side_heading(h), "{h}");
+        }
+        for h in [
+            "Implementation checklist",
+            "Tasks",
+            "Step 4: Testing",
+            "Phase 3: Verification",
+            "Checkout flow",
+            "Plan",
+            "実装タスク",
+            "Requests",
+        ] {
+            assert!(!is_side_heading(h), "{h}");
+        }
+    }
+
+    #[test]
+    fn questions_and_struck_answers() {
+        assert!(is_question_item("Should the cache be per user?"));
+        assert!(is_question_item("キャッシュはユーザーごとにしますか？"));
+        assert!(is_question_item("~~Which database?~~ PostgreSQL"));
+        assert!(is_question_item("**Do we need a migration?**"));
+        assert!(!is_question_item("Add the migration"));
+    }
+}
