@@ -47,9 +47,4 @@ impl Engine {
             other => planners.resolve(other).map(PlanningRoute::Llm),
         }
     }
-
-    /// Whether a task with this `spec_agent` can be planned here.
-    pub fn can_plan(&self, spec_agent: Option<&str>) -> bool {
-        self.planning_route(spec_agent).is_ok()
-    }
 }
