@@ -15,7 +15,7 @@
 //! a turn.
 //!
 //! Without the installed agent each scenario prints `SKIPPED (…)` and passes rather than being
-//! ignored.
+//! ignored, unless `SPECTASK_REQUIRE_TIERS` requires the tier (see `spectask_testkit::skip`).
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed unwrap is a failed test
 
@@ -29,9 +29,9 @@ use serde_json::{Value, json};
 use spectask_engine::PlannerRegistry;
 use spectask_runtimes::agent::acp::AcpRuntime;
 use spectask_testkit::{
-    AnthropicReply, CLAUDE_AGENT_SKIPPED, FakeAnthropic, FakeOpenAi, TestApp, TestDatabase,
-    TestOptions, backend_tests, claude_agent_binary, claude_profile, fast_engine, fast_planner,
-    prepare_claude_home, tool_results,
+    AnthropicReply, CLAUDE_AGENT_MISSING, FakeAnthropic, FakeOpenAi, TestApp, TestDatabase,
+    TestOptions, Tier, backend_tests, claude_agent_binary, claude_profile, fast_engine,
+    fast_planner, prepare_claude_home, tool_results,
 };
 
 /// Generous: the agent starts a Claude Code process per session, on a machine shared with builds.
@@ -42,11 +42,14 @@ macro_rules! require_agent {
         match (claude_agent_binary(), spectask_testkit::spectask_binary()) {
             (Some(path), Some(_)) => path,
             (None, _) => {
-                eprintln!("{CLAUDE_AGENT_SKIPPED}");
+                spectask_testkit::skip(Tier::Claude, CLAUDE_AGENT_MISSING);
                 return;
             }
             (_, None) => {
-                eprintln!("SKIPPED (no agent shim): build `spectask` into this target directory");
+                spectask_testkit::skip(
+                    Tier::Agent,
+                    "no agent shim: build `spectask` into this target directory",
+                );
                 return;
             }
         }
@@ -164,7 +167,7 @@ fn write(path: &Path, content: &str) -> AnthropicReply {
 }
 
 async fn wait_for(app: &TestApp, id: &str, status: &str) -> Value {
-    app.wait_for_task_status(id, status, PATIENCE).await
+    app.wait_for_task_status(id, status).await
 }
 
 /// Creates a task in `workspace`, waits for its plan and approves it.
