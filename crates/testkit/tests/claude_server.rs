@@ -357,11 +357,12 @@ backend_tests! {
             .await;
         assert_eq!((done.status, done.body["status"].clone()), (StatusCode::OK, json!("done")));
         let pid = fixture.agent_pids()[0];
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-        while Path::new(&format!("/proc/{pid}")).exists() {
-            assert!(tokio::time::Instant::now() < deadline, "agent {pid} still running after done");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        let proc_dir = format!("/proc/{pid}");
+        let proc_dir = Path::new(&proc_dir);
+        spectask_testkit::wait_until(&format!("agent {pid} to stop after done"), || async move {
+            (!proc_dir.exists()).then_some(())
+        })
+        .await;
     }
 
     /// A work session cancelled through the API while the model is still answering: the agent
@@ -395,11 +396,11 @@ backend_tests! {
         assert_eq!((cancelled.status, cancelled.body["status"].clone()), (StatusCode::OK, json!("cancelled")));
 
         // The cancel reaches the agent, which drops its request to the model.
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-        while fixture.fake.hangs_closed_by_client() == 0 {
-            assert!(tokio::time::Instant::now() < deadline, "the agent never aborted the model request");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        let fake = &fixture.fake;
+        spectask_testkit::wait_until("the agent to abort the model request", || async move {
+            (fake.hangs_closed_by_client() > 0).then_some(())
+        })
+        .await;
         wait_for(&app, &id, "implementation_review").await;
         assert_eq!(turn_statuses(&work_session(&app, &id, 1).await), ["cancelled"]);
         assert_eq!(std::fs::read_to_string(&delta).unwrap(), "delta\n");
