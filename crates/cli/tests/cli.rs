@@ -471,15 +471,7 @@ struct TreeSetup {
 
 impl TreeSetup {
     fn new() -> Option<Self> {
-        let (Some(agent), Some(_)) = (
-            spectask_testkit::acp_test_agent_binary(),
-            spectask_testkit::spectask_binary(),
-        ) else {
-            eprintln!(
-                "SKIPPED (no test agent): run `cargo test --workspace`, which builds spectask-acp-test-agent"
-            );
-            return None;
-        };
+        let agent = spectask_testkit::require_test_agent()?;
         let cwd = tempfile::tempdir().unwrap();
         let workspace = tempfile::tempdir().unwrap();
         let data_dir = cwd.path().join(".spectask");
@@ -642,33 +634,20 @@ async fn postgres_the_next_server_reaps_what_a_killed_shim_left() {
     the_next_server_reaps_what_a_killed_shim_left(&["--database-url", &url]).await;
 }
 
-/// Polls `check` until it yields a value, for up to 60 s.
-async fn wait_for<T, F, Fut>(what: &str, mut check: F) -> T
+/// Polls `check` until it yields a value (see [`spectask_testkit::wait_until`]).
+async fn wait_for<T, F, Fut>(what: &str, check: F) -> T
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Option<T>>,
 {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-    loop {
-        if let Some(found) = check().await {
-            return found;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    spectask_testkit::wait_until(what, check).await
 }
 
 /// An implementation turn interrupted by a SIGKILL of the server is re-run, and our test agent
 /// repeats what it did through spectask's tools (a spawn, a progress report): the repeats change
 /// nothing, one spawned session exists, and the re-run prompt names what the first attempt did.
 async fn agent_side_effects_happen_once_across_a_sigkill(extra: &[&str]) {
-    let Some(agent) = spectask_testkit::acp_test_agent_binary() else {
-        eprintln!(
-            "SKIPPED (no test agent): run `cargo test --workspace`, which builds spectask-acp-test-agent"
-        );
+    let Some(agent) = spectask_testkit::require_test_agent() else {
         return;
     };
     let cwd = tempfile::tempdir().unwrap();

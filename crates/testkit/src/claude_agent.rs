@@ -15,9 +15,9 @@ use spectask_runtimes::agent::acp::{AcpProfile, PermissionPolicy};
 
 use crate::FakeAnthropic;
 
-/// What a scenario prints when the agent is not installed, before passing without running.
-pub const CLAUDE_AGENT_SKIPPED: &str = "SKIPPED (claude-agent-acp is not installed and `npm ci` in \
-     tools/agents could not install it: Node.js and npm with access to the npm registry are needed)";
+/// Why a scenario is skipped (see [`crate::skip`]) when the agent is not installed.
+pub const CLAUDE_AGENT_MISSING: &str = "claude-agent-acp is not installed and `npm ci` in \
+     tools/agents could not install it: Node.js and npm with access to the npm registry are needed";
 
 /// The pinned `claude-agent-acp` from `tools/agents` (this crate is `crates/testkit`). When it
 /// is not installed yet, it is installed first with `npm ci` (under a lock shared by all test

@@ -12,9 +12,12 @@ pub fn postgres_url() -> Option<String> {
         .filter(|u| !u.is_empty())
 }
 
-/// Reports a skipped PostgreSQL test where `cargo test` shows it.
+/// Skips a PostgreSQL test (see [`crate::skip`]: it fails instead where the tier is required).
 pub fn skip_postgres(test: &str) {
-    eprintln!("SKIPPED {test}: PostgreSQL tests need SPECTASK_TEST_DATABASE_URL");
+    crate::skip(
+        crate::Tier::Postgres,
+        &format!("{test}: PostgreSQL tests need SPECTASK_TEST_DATABASE_URL"),
+    );
 }
 
 /// A fresh database that lives as long as this value.

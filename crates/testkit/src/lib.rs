@@ -15,6 +15,9 @@
 //!
 //! - [`agent_tree`]: the live processes of one agent's tree, by the marker variable it inherits.
 //!
+//! - [`skip`]: how a test whose tier cannot run here says so, and fails instead when
+//!   `SPECTASK_REQUIRE_TIERS` requires that tier (CI requires them all).
+//!
 //! Set `TEST_LOG=1` to see the server's logs.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -24,14 +27,19 @@ mod claude_agent;
 mod database;
 mod fake_anthropic;
 mod process_tree;
+mod skip;
 
-pub use app::{Response, TestApp, TestOptions, fast_engine, fast_llm, fast_planner};
+pub use app::{
+    Observation, Response, TestApp, TestOptions, WAIT_DEADLINE, fast_engine, fast_llm,
+    fast_planner, wait_until, wait_until_within,
+};
 pub use claude_agent::{
-    CLAUDE_AGENT_SKIPPED, claude_agent_binary, claude_profile, prepare_claude_home,
+    CLAUDE_AGENT_MISSING, claude_agent_binary, claude_profile, prepare_claude_home,
 };
 pub use database::{TestDatabase, postgres_url, skip_postgres};
 pub use fake_anthropic::{AnthropicReply, AnthropicRequest, FakeAnthropic, tool_results};
 pub use process_tree::{TREE_VAR, agent_tree, process_state, wait_for_agent_tree};
+pub use skip::{REQUIRE_TIERS_VAR, Tier, skip};
 pub use spectask_runtimes::agent::scripted::{Behaviour, Dispatch, Rule, Script, ScriptedRuntime};
 pub use spectask_runtimes::llm::fake::{FakeOpenAi, FakeReply};
 
@@ -117,20 +125,31 @@ macro_rules! backend_tests {
     };
 }
 
+/// Why the agent tier is skipped: [`require_test_agent`] found a binary missing.
+const TEST_AGENT_MISSING: &str = "no test agent: run `cargo test --workspace`, which builds \
+     spectask-acp-test-agent and spectask (its agent shim)";
+
+/// The scripted ACP test agent binary, when it and the `spectask` binary (its shim) were built;
+/// `None` after [`skip`]ping the [`Tier::Agent`] tier otherwise (which fails the test where that
+/// tier is required).
+pub fn require_test_agent() -> Option<std::path::PathBuf> {
+    match (acp_test_agent_binary(), spectask_binary()) {
+        (Some(agent), Some(_)) => Some(agent),
+        _ => {
+            skip(Tier::Agent, TEST_AGENT_MISSING);
+            None
+        }
+    }
+}
+
 /// A profile named `name` that runs our test agent with `script` (its JSON), keeping the agent's
-/// state in `state`. `None`, after printing that the calling test is skipped, when the agent was
-/// not built.
+/// state in `state`. `None` when the agent was not built (see [`require_test_agent`]).
 pub fn test_agent_profile(
     name: &str,
     script: &serde_json::Value,
     state: &std::path::Path,
 ) -> Option<spectask_runtimes::agent::acp::AcpProfile> {
-    let (Some(agent), Some(_)) = (acp_test_agent_binary(), spectask_binary()) else {
-        eprintln!(
-            "SKIPPED (no test agent): run `cargo test --workspace`, which builds spectask-acp-test-agent and spectask (its agent shim)"
-        );
-        return None;
-    };
+    let agent = require_test_agent()?;
     Some(
         spectask_runtimes::agent::acp::AcpProfile::new(
             name,
@@ -148,7 +167,7 @@ pub fn test_agent_profile(
 }
 
 /// The supervisor shim every ACP agent of a test runs under: the `spectask` binary of this
-/// target directory, recording into `run_dir`. [`test_agent_profile`] skips a test when that
+/// target directory, recording into `run_dir`. [`require_test_agent`] skips a test when that
 /// binary was not built; without it an agent fails to start, with the missing path in the error.
 pub fn agent_shim(run_dir: &std::path::Path) -> spectask_runtimes::agent::shim::AgentShim {
     spectask_runtimes::agent::shim::AgentShim {

@@ -35,24 +35,24 @@ pub fn agent_tree(marker: &str) -> Vec<(u32, String)> {
         .collect()
 }
 
-/// Waits (polling, `within` at most) until `done` holds for the tree tagged `marker`; fails the
-/// test with `what` and the tree otherwise.
+/// Waits (`within` at most, see [`crate::wait_until_within`]) until `done` holds for the tree
+/// tagged `marker`; fails the test with `what` and the tree otherwise.
 pub async fn wait_for_agent_tree(
     marker: &str,
     what: &str,
     within: Duration,
     done: impl Fn(&[(u32, String)]) -> bool,
 ) {
-    let deadline = tokio::time::Instant::now() + within;
-    loop {
+    crate::wait_until_within(what, within, || {
         let processes = agent_tree(marker);
-        if done(&processes) {
-            return;
+        let found = done(&processes);
+        async move {
+            if found {
+                Ok(())
+            } else {
+                Err(format!("the tree is {processes:?}"))
+            }
         }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "{what}; the tree is {processes:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    })
+    .await;
 }

@@ -11,7 +11,8 @@
 //! `claude_server.rs` runs the same agent under the whole server, a SpecTask end to end.
 //!
 //! Without `tools/agents/node_modules/.bin/claude-agent-acp` (no Node.js, or `npm ci` not run)
-//! each scenario prints `SKIPPED (…)` and passes rather than being ignored.
+//! each scenario prints `SKIPPED (…)` and passes rather than being ignored, unless
+//! `SPECTASK_REQUIRE_TIERS` requires the tier (see `spectask_testkit::skip`).
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -22,8 +23,9 @@ use serde_json::{Value, json};
 use spectask_runtimes::agent::acp::{AcpProfile, AcpRuntime};
 use spectask_runtimes::agent::{AgentEvent, AgentRuntime, InstanceSpec, StopReason, TurnRequest};
 use spectask_testkit::{
-    AnthropicReply, CLAUDE_AGENT_SKIPPED, FakeAnthropic, TREE_VAR, agent_tree, claude_agent_binary,
-    claude_profile, init_test_logging, prepare_claude_home, tool_results, wait_for_agent_tree,
+    AnthropicReply, CLAUDE_AGENT_MISSING, FakeAnthropic, TREE_VAR, Tier, agent_tree,
+    claude_agent_binary, claude_profile, init_test_logging, prepare_claude_home, tool_results,
+    wait_for_agent_tree,
 };
 use tokio::sync::mpsc;
 
@@ -36,11 +38,14 @@ macro_rules! require_agent {
         match (claude_agent_binary(), spectask_testkit::spectask_binary()) {
             (Some(path), Some(_)) => path,
             (None, _) => {
-                eprintln!("{CLAUDE_AGENT_SKIPPED}");
+                spectask_testkit::skip(Tier::Claude, CLAUDE_AGENT_MISSING);
                 return;
             }
             (_, None) => {
-                eprintln!("SKIPPED (no agent shim): build `spectask` into this target directory");
+                spectask_testkit::skip(
+                    Tier::Agent,
+                    "no agent shim: build `spectask` into this target directory",
+                );
                 return;
             }
         }
@@ -422,11 +427,11 @@ async fn the_fake_routes_replies_by_conversation_and_sees_aborted_hangs() {
     assert_eq!(fake.pending_replies(), 0);
     assert_eq!(fake.hangs_closed_by_client(), 0);
     drop(hanging);
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while fake.hangs_closed_by_client() == 0 {
-        assert!(Instant::now() < deadline, "the closed stream was not seen");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let fake = &fake;
+    spectask_testkit::wait_until("the closed stream to be seen", || async move {
+        (fake.hangs_closed_by_client() > 0).then_some(())
+    })
+    .await;
     let turns = fake
         .wait_for_model_turns_mentioning("Task 3:", 1, Duration::from_secs(1))
         .await;

@@ -15,7 +15,7 @@
 //! a turn.
 //!
 //! Without the installed agent each scenario prints `SKIPPED (…)` and passes rather than being
-//! ignored.
+//! ignored, unless `SPECTASK_REQUIRE_TIERS` requires the tier (see `spectask_testkit::skip`).
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed unwrap is a failed test
 
@@ -29,9 +29,9 @@ use serde_json::{Value, json};
 use spectask_engine::PlannerRegistry;
 use spectask_runtimes::agent::acp::AcpRuntime;
 use spectask_testkit::{
-    AnthropicReply, CLAUDE_AGENT_SKIPPED, FakeAnthropic, FakeOpenAi, TestApp, TestDatabase,
-    TestOptions, backend_tests, claude_agent_binary, claude_profile, fast_engine, fast_planner,
-    prepare_claude_home, tool_results,
+    AnthropicReply, CLAUDE_AGENT_MISSING, FakeAnthropic, FakeOpenAi, TestApp, TestDatabase,
+    TestOptions, Tier, backend_tests, claude_agent_binary, claude_profile, fast_engine,
+    fast_planner, prepare_claude_home, tool_results,
 };
 
 /// Generous: the agent starts a Claude Code process per session, on a machine shared with builds.
@@ -42,11 +42,14 @@ macro_rules! require_agent {
         match (claude_agent_binary(), spectask_testkit::spectask_binary()) {
             (Some(path), Some(_)) => path,
             (None, _) => {
-                eprintln!("{CLAUDE_AGENT_SKIPPED}");
+                spectask_testkit::skip(Tier::Claude, CLAUDE_AGENT_MISSING);
                 return;
             }
             (_, None) => {
-                eprintln!("SKIPPED (no agent shim): build `spectask` into this target directory");
+                spectask_testkit::skip(
+                    Tier::Agent,
+                    "no agent shim: build `spectask` into this target directory",
+                );
                 return;
             }
         }
@@ -164,7 +167,7 @@ fn write(path: &Path, content: &str) -> AnthropicReply {
 }
 
 async fn wait_for(app: &TestApp, id: &str, status: &str) -> Value {
-    app.wait_for_task_status(id, status, PATIENCE).await
+    app.wait_for_task_status(id, status).await
 }
 
 /// Creates a task in `workspace`, waits for its plan and approves it.
@@ -354,11 +357,12 @@ backend_tests! {
             .await;
         assert_eq!((done.status, done.body["status"].clone()), (StatusCode::OK, json!("done")));
         let pid = fixture.agent_pids()[0];
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-        while Path::new(&format!("/proc/{pid}")).exists() {
-            assert!(tokio::time::Instant::now() < deadline, "agent {pid} still running after done");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        let proc_dir = format!("/proc/{pid}");
+        let proc_dir = Path::new(&proc_dir);
+        spectask_testkit::wait_until(&format!("agent {pid} to stop after done"), || async move {
+            (!proc_dir.exists()).then_some(())
+        })
+        .await;
     }
 
     /// A work session cancelled through the API while the model is still answering: the agent
@@ -392,11 +396,11 @@ backend_tests! {
         assert_eq!((cancelled.status, cancelled.body["status"].clone()), (StatusCode::OK, json!("cancelled")));
 
         // The cancel reaches the agent, which drops its request to the model.
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-        while fixture.fake.hangs_closed_by_client() == 0 {
-            assert!(tokio::time::Instant::now() < deadline, "the agent never aborted the model request");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        let fake = &fixture.fake;
+        spectask_testkit::wait_until("the agent to abort the model request", || async move {
+            (fake.hangs_closed_by_client() > 0).then_some(())
+        })
+        .await;
         wait_for(&app, &id, "implementation_review").await;
         assert_eq!(turn_statuses(&work_session(&app, &id, 1).await), ["cancelled"]);
         assert_eq!(std::fs::read_to_string(&delta).unwrap(), "delta\n");

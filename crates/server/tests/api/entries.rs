@@ -3,26 +3,25 @@
 //! order with the tool call's merged state, pages through them and rejects bad parameters; a
 //! turn re-run after a restart starts with no entries. Runs on SQLite and PostgreSQL.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed unwrap is a failed test
-
 use std::path::Path;
 use std::sync::Arc;
-use std::time::Duration;
 
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use spectask_engine::PlannerRegistry;
-use spectask_runtimes::agent::acp::AcpRuntime;
 use spectask_testkit::{
     Behaviour, FakeOpenAi, Script, ScriptedRuntime, TestApp, TestDatabase, TestOptions,
     backend_tests, fast_engine, fast_planner, test_agent_profile,
 };
 
+use crate::support::{acp_runtime, approved_task, wait_for_body};
+
 const REPLY: &str = "# Requirements: Entries\n\n1.1 WHEN working THE SYSTEM SHALL record it.\n\n\
     ## Open Questions\n\n- None.\n\n# Design: Entries\n\nOne task.\n\n\
     # Implementation Plan: Entries\n\n- [ ] 1. Write the file\n";
 
-/// The server with our test agent as its default profile; `None` when the agent was not built.
+/// The server with our test agent as its default profile, planning with `fake` (which outlives a
+/// server: a test restarts it); `None` when the agent was not built.
 async fn spawn(
     db: TestDatabase,
     state: &Path,
@@ -30,58 +29,13 @@ async fn spawn(
     fake: &FakeOpenAi,
 ) -> Option<TestApp> {
     let profile = test_agent_profile("test-agent", script, state)?;
-    let runtime = AcpRuntime::new(
-        vec![profile],
-        Some("test-agent".to_owned()),
-        spectask_testkit::agent_shim(&state.join("run")),
-    );
     let options = TestOptions {
         planners: PlannerRegistry::new(Some(fast_planner("default", &fake.base_url())), []),
         engine: fast_engine(),
-        runtime: Some(Arc::new(runtime)),
+        runtime: Some(Arc::new(acp_runtime(profile, state))),
         ..TestOptions::default()
     };
     Some(TestApp::spawn_with_options(db, options).await)
-}
-
-/// Polls `path` until `done` holds for its body.
-async fn wait_until(app: &TestApp, path: &str, what: &str, done: impl Fn(&Value) -> bool) -> Value {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-    loop {
-        let body = app.get(path).await.body;
-        if done(&body) {
-            return body;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "never {what}: {body}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
-/// Creates and approves a task in `workspace`; returns its id.
-async fn approved_task(app: &TestApp, workspace: &Path) -> String {
-    let task = app
-        .post(
-            "/api/v1/spec-tasks/from-prompt",
-            &json!({"prompt": "record entries", "project_path": workspace.to_str().unwrap()}),
-        )
-        .await;
-    let id = task.body["id"].as_str().unwrap().to_owned();
-    wait_until(
-        app,
-        &format!("/api/v1/spec-tasks/{id}"),
-        "in spec_review",
-        |t| t["status"] == "spec_review",
-    )
-    .await;
-    app.post(
-        &format!("/api/v1/spec-tasks/{id}/approve-specs"),
-        &json!({"approved": true}),
-    )
-    .await;
-    id
 }
 
 /// The work session's Helix session, once its first interaction satisfies `done`.
@@ -91,7 +45,7 @@ async fn helix_session(
     what: &str,
     done: impl Fn(&Value) -> bool,
 ) -> Value {
-    let sessions = wait_until(
+    let sessions = wait_for_body(
         app,
         &format!("/api/v1/spec-tasks/{task}/work-sessions"),
         "with a work session",
@@ -102,7 +56,7 @@ async fn helix_session(
         .as_str()
         .unwrap()
         .to_owned();
-    let detail = wait_until(app, &format!("/api/v1/work-sessions/{ws}"), what, |d| {
+    let detail = wait_for_body(app, &format!("/api/v1/work-sessions/{ws}"), what, |d| {
         d["helix_session"]["interactions"].get(0).is_some_and(&done)
     })
     .await;
@@ -155,8 +109,8 @@ backend_tests! {
         let fake = FakeOpenAi::start().await;
         fake.push_text_reply(REPLY);
         let Some(app) = spawn(db, state.path(), &script, &fake).await else { return };
-        let task = approved_task(&app, workspace.path()).await;
-        wait_until(&app, &format!("/api/v1/spec-tasks/{task}"), "in implementation_review", |t| t["status"] == "implementation_review").await;
+        let task = approved_task(&app, "record entries", workspace.path()).await;
+        app.wait_for_task_status(&task, "implementation_review").await;
         let session = helix_session(&app, &task, "completed", |i| i["state"] == "complete").await;
         let interaction = &session["interactions"][0];
         let path = entries_path(&session);
@@ -277,7 +231,7 @@ backend_tests! {
             ..TestOptions::default()
         };
         let app = TestApp::spawn_with_options(db, options).await;
-        let task = approved_task(&app, workspace.path()).await;
+        let task = approved_task(&app, "record entries", workspace.path()).await;
         let session = helix_session(&app, &task, "completed", |i| i["state"] == "complete").await;
         assert_eq!(session["interactions"][0]["response_message"], "", "tool calls are not reply text");
         let entries = app.get(&entries_path(&session)).await.body;
@@ -311,7 +265,7 @@ backend_tests! {
         let fake = FakeOpenAi::start().await;
         fake.push_text_reply(REPLY);
         let Some(app) = spawn(db, state.path(), &script, &fake).await else { return };
-        let task = approved_task(&app, workspace.path()).await;
+        let task = approved_task(&app, "record entries", workspace.path()).await;
         let first = helix_session(&app, &task, "with the first attempt's output", |i| {
             i["entry_count"].as_i64().unwrap() >= 3 && i["response_message"] == "chunk 1/1\n"
         })
@@ -324,7 +278,7 @@ backend_tests! {
         // interaction, which must start clean.
         let db = app.stop().await;
         let app = spawn(db, state.path(), &script, &fake).await.expect("the test agent ran a moment ago");
-        wait_until(&app, &format!("/api/v1/spec-tasks/{task}"), "in implementation_review", |t| t["status"] == "implementation_review").await;
+        app.wait_for_task_status(&task, "implementation_review").await;
         let session = helix_session(&app, &task, "completed", |i| i["state"] == "complete").await;
         assert_eq!(session["interactions"][0]["id"], first["interactions"][0]["id"], "the same interaction was re-run");
         let after = app.get(&path).await.body;

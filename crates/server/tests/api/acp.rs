@@ -3,17 +3,18 @@
 //! scripted test agent, asks permission, writes files into the workspace through the client's
 //! file interface, streams text and ends its turns. Runs on SQLite and PostgreSQL.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed unwrap is a failed test
-
 use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use spectask_engine::{PermissionDesk, PlannerRegistry};
-use spectask_runtimes::agent::acp::{AcpRuntime, PermissionPolicy};
-use spectask_testkit::{
-    FakeOpenAi, TestApp, TestOptions, backend_tests, fast_engine, fast_planner, test_agent_profile,
+use spectask_engine::EngineSettings;
+use spectask_runtimes::agent::acp::PermissionPolicy;
+use spectask_testkit::{backend_tests, fast_engine, test_agent_profile};
+
+use crate::support::{
+    LateDesk, acp_runtime, app_with_runtime, approved_task, is_named, log_in, requests,
+    wait_for_body, wait_for_pending_permission, wait_for_session_named, work_sessions,
 };
 
 fn reply() -> String {
@@ -45,35 +46,19 @@ fn script() -> Value {
     })
 }
 
-async fn wait_for(app: &TestApp, id: &str, status: &str) -> Value {
-    app.wait_for_task_status(id, status, Duration::from_secs(60))
-        .await
-}
-
 backend_tests! {
     async fn three_work_sessions_run_as_three_acp_sessions_of_one_agent(db) {
         let workspace = tempfile::tempdir().unwrap();
         let state = tempfile::tempdir().unwrap();
-        let log = state.path().join("requests.jsonl");
+        let log = log_in(state.path());
         let Some(profile) = test_agent_profile("test-agent", &script(), state.path()) else { return };
         let profile = profile.with_env("SPECTASK_TEST_AGENT_LOG", log.to_str().unwrap());
-        let runtime = AcpRuntime::new(vec![profile], Some("test-agent".to_owned()), spectask_testkit::agent_shim(&state.path().join("run")));
-        let fake = FakeOpenAi::start().await;
-        fake.push_text_reply(&reply());
-        let options = TestOptions {
-            planners: PlannerRegistry::new(Some(fast_planner("default", &fake.base_url())), []),
-            engine: fast_engine(),
-            runtime: Some(Arc::new(runtime)),
-            ..TestOptions::default()
-        };
-        let app = TestApp::spawn_with_options(db, options).await;
+        let runtime = Arc::new(acp_runtime(profile, state.path()));
+        let (app, _planner) = app_with_runtime(db, runtime, fast_engine(), &reply()).await;
         let unknown = app.post("/api/v1/spec-tasks/from-prompt", &json!({"prompt": "x", "implementation_agent": "nobody"})).await;
         assert_eq!((unknown.status, unknown.error_code()), (reqwest::StatusCode::UNPROCESSABLE_ENTITY, "unknown_agent"));
-        let task = app.post("/api/v1/spec-tasks/from-prompt", &json!({"prompt": "write three files", "project_path": workspace.path().to_str().unwrap()})).await;
-        let id = task.body["id"].as_str().unwrap().to_owned();
-        wait_for(&app, &id, "spec_review").await;
-        app.post(&format!("/api/v1/spec-tasks/{id}/approve-specs"), &json!({"approved": true})).await;
-        wait_for(&app, &id, "implementation_review").await;
+        let id = approved_task(&app, "write three files", workspace.path()).await;
+        app.wait_for_task_status(&id, "implementation_review").await;
 
         for file in ["one.txt", "two.txt", "three.txt"] {
             let written = std::fs::read_to_string(workspace.path().join("src").join(file)).unwrap();
@@ -82,7 +67,7 @@ backend_tests! {
         // The agent still runs, inside the OS sandbox (best effort by default).
         let instance = app.get(&format!("/api/v1/spec-tasks/{id}/zed-instance")).await.body;
         assert_eq!((instance["sandbox"]["active"].clone(), instance["sandbox"]["mode"].clone()), (json!(true), json!("best_effort")), "{instance}");
-        let requests: Vec<Value> = std::fs::read_to_string(&log).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+        let requests = requests(&log);
         let pids: BTreeSet<_> = requests.iter().map(|r| r["pid"].as_u64().unwrap()).collect();
         assert_eq!(pids.len(), 1, "one agent process hosts the instance");
         let new_sessions: Vec<_> = requests.iter().filter(|r| r["method"] == "session/new").collect();
@@ -95,8 +80,7 @@ backend_tests! {
         let threads = app.get(&format!("/api/v1/spec-tasks/{id}/zed-threads")).await.body;
         let thread_ids: BTreeSet<String> = threads["zed_threads"].as_array().unwrap().iter().map(|t| t["zed_thread_id"].as_str().unwrap().to_owned()).collect();
         assert_eq!(thread_ids, acp_sessions, "each thread is the ACP session that ran its turns");
-        let sessions = app.get(&format!("/api/v1/spec-tasks/{id}/work-sessions")).await.body;
-        for ws in sessions["work_sessions"].as_array().unwrap() {
+        for ws in &work_sessions(&app, &id).await {
             assert_eq!(ws["status"], "completed");
             let detail = app.get(&format!("/api/v1/work-sessions/{}", ws["id"].as_str().unwrap())).await.body;
             let interaction = &detail["helix_session"]["interactions"][0];
@@ -126,43 +110,21 @@ backend_tests! {
         });
         let Some(profile) = test_agent_profile("asking", &script, state.path()) else { return };
         let profile = profile.with_policy(PermissionPolicy::Ask);
-        // Long enough that the first request is still pending when a loaded machine gets round to
-        // answering it; the second one is left to time out.
-        let desk = PermissionDesk::new(db.store().await, Duration::from_secs(10));
-        let runtime = AcpRuntime::new(vec![profile], Some("asking".to_owned()), spectask_testkit::agent_shim(&state.path().join("run"))).with_broker(Arc::new(desk));
-        let fake = FakeOpenAi::start().await;
+        let desk = Arc::new(LateDesk::default());
+        let runtime = Arc::new(acp_runtime(profile, state.path()).with_broker(desk.clone()));
         let plan = "# Requirements: Ask\n\n1.1 WHEN asked THE SYSTEM SHALL wait.\n\n## Open Questions\n\n- None.\n\n\
                     # Design: Ask\n\nAsk first.\n\n# Implementation Plan: Ask\n\n- [ ] 1. Approved write\n- [ ] 2. Ignored write\n";
-        fake.push_text_reply(plan);
-        let mut engine = fast_engine();
-        engine.turn_timeout = Duration::from_secs(30);
-        let options = TestOptions {
-            planners: PlannerRegistry::new(Some(fast_planner("default", &fake.base_url())), []),
-            engine,
-            runtime: Some(Arc::new(runtime)),
-            ..TestOptions::default()
-        };
-        let app = TestApp::spawn_with_options(db, options).await;
-        let task = app.post("/api/v1/spec-tasks/from-prompt", &json!({"prompt": "ask before writing", "project_path": workspace.path().to_str().unwrap()})).await;
-        let id = task.body["id"].as_str().unwrap().to_owned();
-        wait_for(&app, &id, "spec_review").await;
-        app.post(&format!("/api/v1/spec-tasks/{id}/approve-specs"), &json!({"approved": true})).await;
+        // A turn waiting for a human is silent: the silence watchdog must not end it first.
+        let engine = EngineSettings { turn_timeout: Duration::from_secs(120), ..fast_engine() };
+        let (app, _planner) = app_with_runtime(db, runtime, engine, plan).await;
+        // Long enough that the first request is still pending when a loaded machine gets round to
+        // answering it; the second one is left to time out.
+        desk.bind(&app, Duration::from_secs(15));
+        let id = approved_task(&app, "ask before writing", workspace.path()).await;
 
         // Find the first session's pending request and answer it; leave the second one alone.
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-        let (ws, request) = loop {
-            let sessions = app.get(&format!("/api/v1/spec-tasks/{id}/work-sessions")).await.body;
-            let first = sessions["work_sessions"].as_array().unwrap().iter().find(|s| s["name"].as_str().unwrap().starts_with("1.")).cloned();
-            if let Some(first) = first {
-                let ws = first["id"].as_str().unwrap().to_owned();
-                let requests = app.get(&format!("/api/v1/work-sessions/{ws}/permission-requests")).await.body;
-                if let Some(pending) = requests["permission_requests"].as_array().unwrap().iter().find(|r| r["status"] == "pending") {
-                    break (ws, pending.clone());
-                }
-            }
-            assert!(tokio::time::Instant::now() < deadline, "no permission request appeared");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        };
+        let ws = wait_for_session_named(&app, &id, "1.", None).await["id"].as_str().unwrap().to_owned();
+        let request = wait_for_pending_permission(&app, &ws).await;
         assert_eq!(request["title"], "Create approved.txt");
         let rid = request["id"].as_str().unwrap();
         let offered: Vec<_> = request["options"].as_array().unwrap().iter().map(|o| o["option_id"].as_str().unwrap().to_owned()).collect();
@@ -175,28 +137,24 @@ backend_tests! {
         assert_eq!((again.status, again.error_code()), (reqwest::StatusCode::CONFLICT, "conflict"));
         // The agent's own write of the file is put to the human as well: the request above named
         // no path, so it granted no write.
-        let write = loop {
-            let requests = app.get(&format!("/api/v1/work-sessions/{ws}/permission-requests")).await.body;
-            if let Some(pending) = requests["permission_requests"].as_array().unwrap().iter().find(|r| r["status"] == "pending") {
-                break pending.clone();
-            }
-            assert!(tokio::time::Instant::now() < deadline, "the write was not put to the human");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        };
+        let write = wait_for_pending_permission(&app, &ws).await;
         assert_eq!(write["tool_kind"], "edit");
         assert!(write["title"].as_str().unwrap().ends_with("approved.txt"), "{write}");
         let wid = write["id"].as_str().unwrap();
         let answered = app.post(&format!("/api/v1/work-sessions/{ws}/permission-requests/{wid}"), &json!({"option_id": "allow"})).await;
         assert_eq!(answered.status, reqwest::StatusCode::OK);
 
-        wait_for(&app, &id, "implementation_review").await;
+        app.wait_for_task_status(&id, "implementation_review").await;
         assert_eq!(std::fs::read_to_string(workspace.path().join("approved.txt")).unwrap(), "yes\n");
         assert!(!workspace.path().join("ignored.txt").exists(), "an unanswered request grants nothing");
-        let sessions = app.get(&format!("/api/v1/spec-tasks/{id}/work-sessions")).await.body;
-        let second = sessions["work_sessions"].as_array().unwrap().iter().find(|s| s["name"].as_str().unwrap().starts_with("2.")).unwrap();
-        let requests = app.get(&format!("/api/v1/work-sessions/{}/permission-requests", second["id"].as_str().unwrap())).await.body;
-        assert_eq!(requests["permission_requests"][0]["status"], "timed_out");
-        let detail = app.get(&format!("/api/v1/work-sessions/{}", second["id"].as_str().unwrap())).await.body;
+        let sessions = work_sessions(&app, &id).await;
+        let second = sessions.iter().find(|s| is_named(s, "2.")).unwrap()["id"].as_str().unwrap().to_owned();
+        // The second session's request is its own: it expires unanswered.
+        let listed = wait_for_body(&app, &format!("/api/v1/work-sessions/{second}/permission-requests"), "to list the request timed out", |body| {
+            body["permission_requests"][0]["status"] == "timed_out"
+        }).await;
+        assert_eq!(listed["permission_requests"][0]["title"], "Create ignored.txt", "{listed}");
+        let detail = app.get(&format!("/api/v1/work-sessions/{second}")).await.body;
         assert!(detail["helix_session"]["interactions"][0]["response_message"].as_str().unwrap().contains("permission refused: Create ignored.txt"));
     }
 
@@ -205,23 +163,12 @@ backend_tests! {
         let state = tempfile::tempdir().unwrap();
         let script = json!({"steps": [{"kind": "flood", "updates": 10000}]});
         let Some(profile) = test_agent_profile("flood", &script, state.path()) else { return };
-        let runtime = AcpRuntime::new(vec![profile], Some("flood".to_owned()), spectask_testkit::agent_shim(&state.path().join("run")));
-        let fake = FakeOpenAi::start().await;
-        fake.push_text_reply("# Requirements: Flood\n\n1.1 WHEN flooded THE SYSTEM SHALL keep up.\n\n## Open Questions\n\n- None.\n\n# Design: Flood\n\nFast.\n\n# Implementation Plan: Flood\n\n- [ ] 1. Flood\n");
-        let options = TestOptions {
-            planners: PlannerRegistry::new(Some(fast_planner("default", &fake.base_url())), []),
-            engine: fast_engine(),
-            runtime: Some(Arc::new(runtime)),
-            ..TestOptions::default()
-        };
-        let app = TestApp::spawn_with_options(db, options).await;
-        let task = app.post("/api/v1/spec-tasks/from-prompt", &json!({"prompt": "flood me", "project_path": workspace.path().to_str().unwrap()})).await;
-        let id = task.body["id"].as_str().unwrap().to_owned();
-        wait_for(&app, &id, "spec_review").await;
-        app.post(&format!("/api/v1/spec-tasks/{id}/approve-specs"), &json!({"approved": true})).await;
-        wait_for(&app, &id, "implementation_review").await;
-        let sessions = app.get(&format!("/api/v1/spec-tasks/{id}/work-sessions")).await.body;
-        let ws = sessions["work_sessions"][0]["id"].as_str().unwrap().to_owned();
+        let runtime = Arc::new(acp_runtime(profile, state.path()));
+        let plan = "# Requirements: Flood\n\n1.1 WHEN flooded THE SYSTEM SHALL keep up.\n\n## Open Questions\n\n- None.\n\n# Design: Flood\n\nFast.\n\n# Implementation Plan: Flood\n\n- [ ] 1. Flood\n";
+        let (app, _planner) = app_with_runtime(db, runtime, fast_engine(), plan).await;
+        let id = approved_task(&app, "flood me", workspace.path()).await;
+        app.wait_for_task_status(&id, "implementation_review").await;
+        let ws = work_sessions(&app, &id).await[0]["id"].as_str().unwrap().to_owned();
         let detail = app.get(&format!("/api/v1/work-sessions/{ws}")).await.body;
         let response = detail["helix_session"]["interactions"][0]["response_message"].as_str().unwrap().to_owned();
         let expected: String = (1..=10_000).map(|i| format!("{i}\n")).collect();

@@ -2,8 +2,6 @@
 //! tools named in its session's `mcpServers` with the per-thread bearer token it was given, and
 //! the effects show over the REST API and in the workspace. Runs on SQLite and PostgreSQL.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed unwrap is a failed test
-
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
@@ -11,11 +9,12 @@ use std::time::Duration;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use spectask_domain::WorkSessionId;
-use spectask_engine::PlannerRegistry;
-use spectask_runtimes::agent::acp::AcpRuntime;
 use spectask_store::TokenMint;
-use spectask_testkit::{
-    FakeOpenAi, TestApp, TestOptions, backend_tests, fast_engine, fast_planner, test_agent_profile,
+use spectask_testkit::{TestApp, backend_tests, fast_engine, test_agent_profile};
+
+use crate::support::{
+    acp_runtime, app_with_runtime, approved_task, wait_for_session, wait_for_session_named,
+    work_sessions,
 };
 
 fn reply(tasks: &str) -> String {
@@ -62,100 +61,18 @@ async fn implementing_with(
     engine: spectask_engine::EngineSettings,
 ) -> Option<(TestApp, String)> {
     let profile = test_agent_profile("test-agent", script, state)?;
-    let runtime = AcpRuntime::new(
-        vec![profile],
-        Some("test-agent".to_owned()),
-        spectask_testkit::agent_shim(&state.join("run")),
-    );
-    let fake = FakeOpenAi::start().await;
-    fake.push_text_reply(&reply(tasks));
-    let options = TestOptions {
-        planners: PlannerRegistry::new(Some(fast_planner("default", &fake.base_url())), []),
-        engine,
-        runtime: Some(Arc::new(runtime)),
-        ..TestOptions::default()
-    };
-    let app = TestApp::spawn_with_options(db, options).await;
-    let task = app
-        .post(
-            "/api/v1/spec-tasks/from-prompt",
-            &json!({"prompt": "write files", "project_path": workspace.to_str().unwrap()}),
-        )
-        .await;
-    let id = task.body["id"].as_str().unwrap().to_owned();
-    wait_until(&app, "the specs to be ready", |app| {
-        let id = id.clone();
-        async move {
-            (app.get(&format!("/api/v1/spec-tasks/{id}")).await.body["status"] == "spec_review")
-                .then_some(())
-        }
-    })
-    .await;
-    let approved = app
-        .post(
-            &format!("/api/v1/spec-tasks/{id}/approve-specs"),
-            &json!({"approved": true}),
-        )
-        .await;
-    assert_eq!(approved.status, StatusCode::OK, "{:?}", approved.body);
+    let runtime = Arc::new(acp_runtime(profile, state));
+    let (app, _planner) = app_with_runtime(db, runtime, engine, &reply(tasks)).await;
+    let id = approved_task(&app, "write files", workspace).await;
     Some((app, id))
 }
 
-async fn wait_until<'a, T, F, Fut>(app: &'a TestApp, what: &str, check: F) -> T
-where
-    F: Fn(&'a TestApp) -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-    loop {
-        if let Some(found) = check(app).await {
-            return found;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
-async fn work_sessions(app: &TestApp, id: &str) -> Vec<Value> {
-    app.get(&format!("/api/v1/spec-tasks/{id}/work-sessions"))
-        .await
-        .body["work_sessions"]
-        .as_array()
-        .unwrap()
-        .clone()
-}
-
 async fn session_named(app: &TestApp, id: &str, prefix: &str) -> Value {
-    let prefix = prefix.to_owned();
-    wait_until(app, &format!("a work session named {prefix}"), |app| {
-        let prefix = prefix.clone();
-        async move {
-            work_sessions(app, id)
-                .await
-                .into_iter()
-                .find(|s| s["name"].as_str().unwrap_or_default().starts_with(&prefix))
-        }
-    })
-    .await
+    wait_for_session_named(app, id, prefix, None).await
 }
 
 async fn session_status(app: &TestApp, ws: &str) -> Value {
     app.get(&format!("/api/v1/work-sessions/{ws}")).await.body
-}
-
-async fn wait_for_session(app: &TestApp, ws: &str, status: &str) -> Value {
-    wait_until(
-        app,
-        &format!("work session {ws} to be {status}"),
-        |app| async move {
-            let detail = session_status(app, ws).await;
-            (detail["work_session"]["status"] == status).then_some(detail)
-        },
-    )
-    .await
 }
 
 /// A raw MCP `initialize` with `authorization`, as any MCP client sends it first.
@@ -243,7 +160,7 @@ backend_tests! {
 
         // Task 1's checkbox flips and its status changes while its agent is still at work.
         let tasks_md = workspace.path().join(".spectask").join("specs").join(&id).join("tasks.md");
-        wait_until(&app, "tasks.md to show task 1 done", |_| {
+        app.wait_until("tasks.md to show task 1 done", |_| {
             let tasks_md = tasks_md.clone();
             async move { std::fs::read_to_string(&tasks_md).ok().filter(|md| md.contains("- [x] 1. Write the first file")) }
         })
@@ -290,7 +207,7 @@ backend_tests! {
         assert_eq!(status, StatusCode::UNAUTHORIZED, "a cancelled session's token is refused");
 
         // What the first agent saw: its own assignment, and a refusal for another session's task.
-        let first = wait_until(&app, "the first session's output", |app| {
+        let first = app.wait_until("the first session's output", |app| {
             let ws1 = ws1.clone();
             async move {
                 let detail = session_status(app, &ws1).await;
@@ -335,14 +252,7 @@ backend_tests! {
         });
         let tasks = "- [ ] 1. Write the first file\n- [ ] 2. Write the second file\n  - Depends on: 1\n";
         let Some((app, id)) = implementing(db, workspace.path(), state.path(), &script, tasks).await else { return };
-        let task = wait_until(&app, "implementation to fail", |app| {
-            let id = id.clone();
-            async move {
-                let task = app.get(&format!("/api/v1/spec-tasks/{id}")).await.body;
-                (task["status"] == "implementation_failed").then_some(task)
-            }
-        })
-        .await;
+        let task = app.wait_for_task_status(&id, "implementation_failed").await;
         assert!(task["error"].as_str().unwrap().contains("the agent gave up: the API it needs does not exist"), "{task}");
         let first = session_named(&app, &id, "1.").await;
         let ws1 = first["id"].as_str().unwrap().to_owned();
@@ -387,7 +297,7 @@ backend_tests! {
         let Some((app, id)) = implementing_with(db, workspace.path(), state.path(), &script, tasks, engine).await else { return };
         let ws = session_named(&app, &id, "1.").await["id"].as_str().unwrap().to_owned();
         let ws_id = WorkSessionId::parse(&ws).unwrap();
-        wait_until(&app, "the first report", |app| {
+        app.wait_until("the first report", |app| {
             let id = id.clone();
             async move {
                 let listed = app.get(&format!("/api/v1/spec-tasks/{id}/implementation-tasks")).await.body;
@@ -409,7 +319,7 @@ backend_tests! {
         // stays dead although the session is active again.
         let retried = app.post(&format!("/api/v1/work-sessions/{ws}/retry"), &json!({})).await;
         assert_eq!(retried.status, StatusCode::OK, "{:?}", retried.body);
-        let detail = wait_until(&app, "the retried turn's get_spec", |app| {
+        let detail = app.wait_until("the retried turn's get_spec", |app| {
             let ws = ws.clone();
             async move {
                 let detail = session_status(app, &ws).await;
@@ -427,7 +337,7 @@ backend_tests! {
             .issue_agent_token(&ws_id, TokenMint { ttl: Duration::from_millis(200), ..mint() })
             .await
             .unwrap();
-        wait_until(&app, "the short-lived token to expire", |app| {
+        app.wait_until("the short-lived token to expire", |app| {
             let short = short.clone();
             async move {
                 (mcp_initialize(app, Some(&format!("Bearer {short}"))).await.0 == StatusCode::UNAUTHORIZED).then_some(())

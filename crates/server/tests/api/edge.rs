@@ -2,8 +2,6 @@
 //! (DNS rebinding), bodies that are not JSON and the API token. Each refusal is checked to change
 //! nothing. The real server on a random port; every test runs on both databases.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed unwrap is a failed test
-
 use reqwest::StatusCode;
 use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, HOST, ORIGIN, WWW_AUTHENTICATE};
 use serde_json::{Value, json};

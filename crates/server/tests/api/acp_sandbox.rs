@@ -4,18 +4,13 @@
 //! them (`allow_workspace_edits` grants commands while the sandbox is active); the kernel refuses
 //! the writes, nothing outside changes, and the turn goes on. Runs on SQLite and PostgreSQL.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed unwrap is a failed test
-
 use std::path::Path;
 use std::sync::Arc;
-use std::time::Duration;
 
 use serde_json::{Value, json};
-use spectask_engine::PlannerRegistry;
-use spectask_runtimes::agent::acp::AcpRuntime;
-use spectask_testkit::{
-    FakeOpenAi, TestApp, TestOptions, backend_tests, fast_engine, fast_planner, test_agent_profile,
-};
+use spectask_testkit::{backend_tests, fast_engine, test_agent_profile};
+
+use crate::support::{acp_runtime, app_with_runtime, approved_task, work_sessions};
 
 const PLAN: &str = "# Requirements: Confined\n\n1.1 WHEN the agent runs commands THE SYSTEM SHALL keep \
                     them in the workspace.\n\n## Open Questions\n\n- None.\n\n# Design: Confined\n\n\
@@ -70,30 +65,10 @@ backend_tests! {
         let config_before = std::fs::read_to_string(project.join(".git/config")).unwrap();
         let state = tempfile::tempdir().unwrap();
         let Some(profile) = test_agent_profile("test-agent", &script(), state.path()) else { return };
-        let runtime = AcpRuntime::new(
-            vec![profile],
-            Some("test-agent".to_owned()),
-            spectask_testkit::agent_shim(&state.path().join("run")),
-        );
-        let fake = FakeOpenAi::start().await;
-        fake.push_text_reply(PLAN);
-        let options = TestOptions {
-            planners: PlannerRegistry::new(Some(fast_planner("default", &fake.base_url())), []),
-            engine: fast_engine(),
-            runtime: Some(Arc::new(runtime)),
-            ..TestOptions::default()
-        };
-        let app = TestApp::spawn_with_options(db, options).await;
-        let task = app
-            .post(
-                "/api/v1/spec-tasks/from-prompt",
-                &json!({"prompt": "run commands", "project_path": project.to_str().unwrap()}),
-            )
-            .await;
-        let id = task.body["id"].as_str().unwrap().to_owned();
-        app.wait_for_task_status(&id, "spec_review", Duration::from_secs(60)).await;
-        app.post(&format!("/api/v1/spec-tasks/{id}/approve-specs"), &json!({"approved": true})).await;
-        app.wait_for_task_status(&id, "implementation_review", Duration::from_secs(60)).await;
+        let runtime = Arc::new(acp_runtime(profile, state.path()));
+        let (app, _planner) = app_with_runtime(db, runtime, fast_engine(), PLAN).await;
+        let id = approved_task(&app, "run commands", &project).await;
+        app.wait_for_task_status(&id, "implementation_review").await;
 
         let instance = app.get(&format!("/api/v1/spec-tasks/{id}/zed-instance")).await.body;
         assert_eq!(instance["sandbox"]["active"], json!(true), "{instance}");
@@ -111,9 +86,9 @@ backend_tests! {
         assert_eq!(std::fs::read_to_string(project.join(".git/config")).unwrap(), config_before);
 
         // Each escape was a granted command that failed, and the turn went on.
-        let sessions = app.get(&format!("/api/v1/spec-tasks/{id}/work-sessions")).await.body;
-        let ws = &sessions["work_sessions"][0];
-        assert_eq!(ws["status"], "completed", "{sessions}");
+        let sessions = work_sessions(&app, &id).await;
+        let ws = &sessions[0];
+        assert_eq!(ws["status"], "completed", "{sessions:?}");
         let detail = app.get(&format!("/api/v1/work-sessions/{}", ws["id"].as_str().unwrap())).await.body;
         let session_id = detail["helix_session"]["id"].as_str().unwrap();
         let interaction_id = detail["helix_session"]["interactions"][0]["id"].as_str().unwrap();

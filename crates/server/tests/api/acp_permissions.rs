@@ -4,20 +4,18 @@
 //! planning turn finish. The agent's own file writes are put to the human too. Runs on SQLite
 //! and PostgreSQL, with our scripted test agent as a real ACP process.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed unwrap is a failed test
-
 use std::path::Path;
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-use spectask_engine::{EngineSettings, PermissionDesk};
-use spectask_runtimes::agent::acp::{AcpRuntime, PermissionPolicy};
-use spectask_runtimes::agent::{PermissionAsk, PermissionBroker};
+use spectask_engine::EngineSettings;
+use spectask_runtimes::agent::acp::PermissionPolicy;
 use spectask_testkit::{TestApp, TestOptions, backend_tests, fast_engine, test_agent_profile};
 
-const DEADLINE: Duration = Duration::from_secs(60);
+use crate::support::{LateDesk, acp_runtime};
+
 const AGENT: &str = "asking-planner";
 
 fn requirements() -> String {
@@ -28,18 +26,6 @@ fn requirements() -> String {
 
 fn write(dir: &Path, file: &str, content: &str) -> Value {
     json!({"kind": "write_file", "path": dir.join(file).to_str().unwrap(), "content": content})
-}
-
-/// The permission desk on the server's own store (one SQLite writer), bound once the server
-/// exists; asks before that grant nothing.
-#[derive(Debug, Default)]
-struct LateDesk(OnceLock<PermissionDesk>);
-
-#[async_trait::async_trait]
-impl PermissionBroker for LateDesk {
-    async fn ask(&self, ask: PermissionAsk) -> Option<String> {
-        self.0.get()?.ask(ask).await
-    }
 }
 
 backend_tests! {
@@ -53,12 +39,12 @@ backend_tests! {
             .with_env("SPECTASK_TEST_AGENT_SCRIPT_FILE", script_file.to_str().unwrap())
             .with_policy(PermissionPolicy::Ask);
         let desk = Arc::new(LateDesk::default());
-        let runtime = AcpRuntime::new(vec![profile], Some(AGENT.to_owned()), spectask_testkit::agent_shim(&state.path().join("run"))).with_broker(desk.clone());
+        let runtime = acp_runtime(profile, state.path()).with_broker(desk.clone());
         // A turn waiting for a human is silent: the silence watchdog must not end it first.
-        let engine = EngineSettings { turn_timeout: DEADLINE, ..fast_engine() };
+        let engine = EngineSettings { turn_timeout: Duration::from_secs(120), ..fast_engine() };
         let options = TestOptions { engine, runtime: Some(Arc::new(runtime)), ..TestOptions::default() };
         let app = TestApp::spawn_with_options(db, options).await;
-        desk.0.set(PermissionDesk::new(app.store.clone(), Duration::from_secs(30))).unwrap();
+        desk.bind(&app, Duration::from_secs(60));
 
         let created = app.post("/api/v1/spec-tasks/from-prompt", &json!({
             "prompt": "Add a greeting module", "spec_agent": AGENT, "auto_start": false,
@@ -80,33 +66,36 @@ backend_tests! {
         let sessions = app.get(&format!("/api/v1/spec-tasks/{id}/sessions")).await.body;
         let planning = sessions["sessions"].as_array().unwrap().iter().find(|s| s["role"] == "planning").unwrap()["id"].clone();
         // Answer every pending request through the task's endpoint until the plan is in review.
-        let deadline = tokio::time::Instant::now() + DEADLINE;
-        let mut answered: Vec<Value> = Vec::new();
-        loop {
-            let task = app.get(&format!("/api/v1/spec-tasks/{id}")).await.body;
-            if task["status"] == "spec_review" {
-                break;
-            }
-            assert_ne!(task["status"], "spec_failed", "{task}");
-            let listed = app.get(&format!("/api/v1/spec-tasks/{id}/permission-requests")).await;
-            assert_eq!(listed.status, StatusCode::OK, "{}", listed.body);
-            for request in listed.body["permission_requests"].as_array().unwrap() {
-                if request["status"] != "pending" {
-                    continue;
+        let answered: std::cell::RefCell<Vec<Value>> = std::cell::RefCell::default();
+        app.wait_until("planning to finish, answering every request", |app| {
+            let (id, planning, answered) = (id.clone(), planning.clone(), &answered);
+            async move {
+                let task = app.get(&format!("/api/v1/spec-tasks/{id}")).await.body;
+                if task["status"] == "spec_review" {
+                    return Ok(());
                 }
-                assert_eq!(request["session_id"], planning, "recorded against the planning session");
-                assert!(request["work_session_id"].is_null());
-                let rid = request["id"].as_str().unwrap();
-                let bogus = app.post(&format!("/api/v1/spec-tasks/{id}/permission-requests/{rid}"), &json!({"option_id": "maybe"})).await;
-                assert_eq!(bogus.status, StatusCode::UNPROCESSABLE_ENTITY);
-                let answer = app.post(&format!("/api/v1/spec-tasks/{id}/permission-requests/{rid}"), &json!({"option_id": "allow"})).await;
-                assert_eq!(answer.status, StatusCode::OK, "{}", answer.body);
-                assert_eq!(answer.body["status"], "answered");
-                answered.push(request.clone());
+                assert_ne!(task["status"], "spec_failed", "{task}");
+                let listed = app.get(&format!("/api/v1/spec-tasks/{id}/permission-requests")).await;
+                assert_eq!(listed.status, StatusCode::OK, "{}", listed.body);
+                for request in listed.body["permission_requests"].as_array().unwrap() {
+                    if request["status"] != "pending" {
+                        continue;
+                    }
+                    assert_eq!(request["session_id"], planning, "recorded against the planning session");
+                    assert!(request["work_session_id"].is_null());
+                    let rid = request["id"].as_str().unwrap();
+                    let bogus = app.post(&format!("/api/v1/spec-tasks/{id}/permission-requests/{rid}"), &json!({"option_id": "maybe"})).await;
+                    assert_eq!(bogus.status, StatusCode::UNPROCESSABLE_ENTITY);
+                    let answer = app.post(&format!("/api/v1/spec-tasks/{id}/permission-requests/{rid}"), &json!({"option_id": "allow"})).await;
+                    assert_eq!(answer.status, StatusCode::OK, "{}", answer.body);
+                    assert_eq!(answer.body["status"], "answered");
+                    answered.borrow_mut().push(request.clone());
+                }
+                Err(format!("{task}; answered {:?}", answered.borrow()))
             }
-            assert!(tokio::time::Instant::now() < deadline, "planning never finished; answered {answered:?}");
-            tokio::time::sleep(Duration::from_millis(25)).await;
-        }
+        })
+        .await;
+        let answered = answered.into_inner();
 
         // The tool call's request, then one request per file the agent wrote itself.
         let titles: Vec<&str> = answered.iter().map(|r| r["title"].as_str().unwrap()).collect();

@@ -4,8 +4,6 @@
 //! `disconnected` over the API until the restarted instance resumes it. Runs on SQLite and
 //! PostgreSQL, with our scripted test agent as a real ACP process.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed unwrap is a failed test
-
 use std::collections::BTreeSet;
 use std::path::Path;
 use std::sync::Arc;
@@ -13,18 +11,18 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use serde_json::{Value, json};
-use spectask_engine::{EngineSettings, PlannerRegistry};
+use spectask_engine::EngineSettings;
 use spectask_runtimes::agent::acp::{AcpRuntime, SupervisionSettings};
 use spectask_runtimes::agent::{
     AgentError, AgentEvent, AgentResult, AgentRuntime, AgentToolServer, InstanceLoss, InstanceSpec,
     StopReason, TurnRequest,
 };
-use spectask_testkit::{
-    FakeOpenAi, TestApp, TestOptions, backend_tests, fast_engine, fast_planner, test_agent_profile,
-};
+use spectask_testkit::{FakeOpenAi, TestApp, backend_tests, fast_engine, test_agent_profile};
 use tokio::sync::{mpsc, watch};
 
-const DEADLINE: Duration = Duration::from_secs(60);
+use crate::support::{
+    acp_runtime, app_with_runtime, approved_task, log_in, requests, wait_for_threads, with_method,
+};
 
 fn plan(tasks: &[&str]) -> String {
     let items: String = tasks
@@ -38,11 +36,14 @@ fn plan(tasks: &[&str]) -> String {
     )
 }
 
+/// Frequent probes, but a probe or a cancel may take seconds to be answered: an agent slowed by a
+/// loaded machine is not taken for a hung one (which would be killed and restarted once more than
+/// the tests expect). A frozen agent is still found within seconds.
 fn supervision(restart_backoff_initial: Duration) -> SupervisionSettings {
     SupervisionSettings {
         probe_interval: Duration::from_millis(200),
-        probe_timeout: Duration::from_millis(500),
-        cancel_timeout: Duration::from_millis(500),
+        probe_timeout: Duration::from_secs(5),
+        cancel_timeout: Duration::from_secs(5),
         restart_backoff_initial,
         restart_backoff_max: Duration::from_secs(5),
         stable_after: Duration::from_secs(60),
@@ -110,11 +111,6 @@ impl AgentRuntime for HeldDisconnects {
     }
 }
 
-/// The test agent's request log in its state directory.
-fn log_in(state: &Path) -> std::path::PathBuf {
-    state.join("requests.jsonl")
-}
-
 /// A server whose ACP runtime runs the test agent with `script`, keeping its state and request
 /// log ([`log_in`]) in `state`, and the fake planner server it plans with (kept alive by the
 /// caller).
@@ -129,12 +125,7 @@ async fn app_with_agent(
 ) -> Option<(TestApp, FakeOpenAi)> {
     let profile = test_agent_profile("test-agent", script, state)?
         .with_env("SPECTASK_TEST_AGENT_LOG", log_in(state).to_str().unwrap());
-    let runtime = AcpRuntime::new(
-        vec![profile],
-        Some("test-agent".to_owned()),
-        spectask_testkit::agent_shim(&state.join("run")),
-    )
-    .with_supervision(settings);
+    let runtime = acp_runtime(profile, state).with_supervision(settings);
     let runtime: Arc<dyn AgentRuntime> = match hold_disconnects {
         Some(release) => Arc::new(HeldDisconnects {
             inner: runtime,
@@ -142,89 +133,15 @@ async fn app_with_agent(
         }),
         None => Arc::new(runtime),
     };
-    let fake = FakeOpenAi::start().await;
-    fake.push_text_reply(plan);
-    let options = TestOptions {
-        planners: PlannerRegistry::new(Some(fast_planner("default", &fake.base_url())), []),
-        engine,
-        runtime: Some(runtime),
-        ..TestOptions::default()
-    };
-    Some((TestApp::spawn_with_options(db, options).await, fake))
+    Some(app_with_runtime(db, runtime, engine, plan).await)
 }
 
-/// Creates a task in `workspace`, waits for its plan and approves it.
-async fn approved_task(app: &TestApp, workspace: &Path) -> String {
-    let task = app
-        .post(
-            "/api/v1/spec-tasks/from-prompt",
-            &json!({"prompt": "survive the agent", "project_path": workspace.to_str().unwrap()}),
-        )
-        .await;
-    let id = task.body["id"].as_str().unwrap().to_owned();
-    wait_for_status(app, &id, "spec_review").await;
-    app.post(
-        &format!("/api/v1/spec-tasks/{id}/approve-specs"),
-        &json!({"approved": true}),
-    )
-    .await;
-    id
-}
-
-async fn wait_for_status(app: &TestApp, id: &str, status: &str) -> Value {
-    let deadline = tokio::time::Instant::now() + DEADLINE;
-    loop {
-        let task = app.get(&format!("/api/v1/spec-tasks/{id}")).await.body;
-        if task["status"] == status {
-            return task;
-        }
-        assert!(
-            !task["status"].as_str().unwrap().ends_with("_failed"),
-            "failed instead of reaching {status}: {task}"
-        );
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "never reached {status}: {task}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
+/// Engine settings whose silence watchdog leaves the supervisor's probe to find a frozen agent.
+fn engine() -> EngineSettings {
+    EngineSettings {
+        turn_timeout: Duration::from_secs(60),
+        ..fast_engine()
     }
-}
-
-/// Polls the task's threads until `done` holds for them; returns them.
-async fn wait_for_threads(
-    app: &TestApp,
-    id: &str,
-    what: &str,
-    done: impl Fn(&[Value]) -> bool,
-) -> Vec<Value> {
-    let deadline = tokio::time::Instant::now() + DEADLINE;
-    loop {
-        let threads = app
-            .get(&format!("/api/v1/spec-tasks/{id}/zed-threads"))
-            .await
-            .body;
-        let threads = threads["zed_threads"].as_array().unwrap().clone();
-        if done(&threads) {
-            return threads;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "threads never {what}: {threads:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
-fn requests(log: &Path) -> Vec<Value> {
-    std::fs::read_to_string(log)
-        .unwrap()
-        .lines()
-        .map(|line| serde_json::from_str(line).unwrap())
-        .collect()
-}
-
-fn with_method<'a>(requests: &'a [Value], method: &str) -> Vec<&'a Value> {
-    requests.iter().filter(|r| r["method"] == method).collect()
 }
 
 backend_tests! {
@@ -238,12 +155,12 @@ backend_tests! {
                        "steps": [{"kind": "chunks", "count": 1}, {"kind": "freeze"}]}],
         });
         // No retry budget: the re-dispatch of an interrupted turn does not depend on it.
-        let engine = EngineSettings { max_turn_retries: 0, ..fast_engine() };
+        let engine = EngineSettings { max_turn_retries: 0, ..engine() };
         let Some((app, _planner)) = app_with_agent(db, &script, state.path(), supervision(Duration::from_millis(100)), engine, None, &plan(&["Freeze once"])).await else {
             return;
         };
-        let id = approved_task(&app, workspace.path()).await;
-        wait_for_status(&app, &id, "implementation_review").await;
+        let id = approved_task(&app, "survive the agent", workspace.path()).await;
+        app.wait_for_task_status(&id, "implementation_review").await;
 
         let sessions = app.get(&format!("/api/v1/spec-tasks/{id}/work-sessions")).await.body;
         let ws = &sessions["work_sessions"][0];
@@ -287,10 +204,10 @@ backend_tests! {
         // The turns on the crashed agent are held before they report `Disconnected`: only the
         // engine's handling of the supervisor's loss report can mark their threads.
         let (release, held) = watch::channel(false);
-        let Some((app, _planner)) = app_with_agent(db, &script, state.path(), supervision(Duration::from_millis(100)), fast_engine(), Some(held), &plan(&["Stream", "Crash"])).await else {
+        let Some((app, _planner)) = app_with_agent(db, &script, state.path(), supervision(Duration::from_millis(100)), engine(), Some(held), &plan(&["Stream", "Crash"])).await else {
             return;
         };
-        let id = approved_task(&app, workspace.path()).await;
+        let id = approved_task(&app, "survive the agent", workspace.path()).await;
         let first = wait_for_threads(&app, &id, "active", |t| t.len() == 2 && t.iter().all(|t| t["status"] == "active")).await;
         let thread_ids: BTreeSet<String> = first.iter().map(|t| t["zed_thread_id"].as_str().unwrap().to_owned()).collect();
 
@@ -298,7 +215,7 @@ backend_tests! {
         release.send_replace(true);
         // Task 1's re-dispatch streams for seconds on the restarted instance: its thread is back.
         wait_for_threads(&app, &id, "active again", |t| t.iter().any(|t| t["status"] == "active")).await;
-        wait_for_status(&app, &id, "implementation_review").await;
+        app.wait_for_task_status(&id, "implementation_review").await;
 
         let last = wait_for_threads(&app, &id, "completed", |t| t.iter().all(|t| t["status"] == "completed")).await;
         let last_ids: BTreeSet<String> = last.iter().map(|t| t["zed_thread_id"].as_str().unwrap().to_owned()).collect();

@@ -1,8 +1,6 @@
 //! The HTTP API end to end: the real server on a random port, over a fresh SQLite file and (when
 //! `SPECTASK_TEST_DATABASE_URL` is set) a fresh PostgreSQL database. Every test runs on both.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed unwrap is a failed test
-
 use std::time::Duration;
 
 use futures::StreamExt;

@@ -1,8 +1,6 @@
 //! The planning phase end to end: the real server, a real planner client and a loopback fake
 //! OpenAI server scripted per test, on SQLite and PostgreSQL.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed unwrap is a failed test
-
 use std::time::Duration;
 
 use futures::future::join_all;
@@ -34,8 +32,7 @@ fn spec_reply(title: &str, tasks: usize) -> String {
 }
 
 async fn wait_for_status(app: &TestApp, id: &str, status: &str) -> Value {
-    app.wait_for_task_status(id, status, Duration::from_secs(20))
-        .await
+    app.wait_for_task_status(id, status).await
 }
 
 async fn create(app: &TestApp, body: Value) -> Value {
@@ -91,11 +88,12 @@ backend_tests! {
         // The workspace projection.
         let dir = std::fs::canonicalize(project.path()).unwrap().join(".spectask/specs").join(&id);
         // The copy is written right after the commit that made the revision visible.
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-        while !dir.join("tasks.md").exists() {
-            assert!(tokio::time::Instant::now() < deadline, "the specs were never written to the workspace");
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
+        let tasks_md = dir.join("tasks.md");
+        let tasks_md = &tasks_md;
+        spectask_testkit::wait_until("the specs to be written to the workspace", || async move {
+            tasks_md.exists().then_some(())
+        })
+        .await;
         assert_eq!(std::fs::read_to_string(dir.join("design.md")).unwrap().trim_end(), reviewed["technical_design"].as_str().unwrap());
         assert!(std::fs::read_to_string(dir.join("tasks.md")).unwrap().contains("- [ ] 3. Dark mode step 3"));
         // The request: the contract in the system prompt, the user's words in the prompt, the key.
@@ -179,16 +177,12 @@ backend_tests! {
         let session = task["spec_session_id"].as_str().unwrap();
         // Watch the live stream too.
         let stream = app.client.get(app.url(&format!("/api/v1/events/stream?spec_task_id={id}&after=0"))).send().await.unwrap();
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-        let partial = loop {
+        let partial = app.wait_until("output to appear", |app| async move {
             let body = app.get(&format!("/api/v1/sessions/{session}")).await.body;
             let text = body["interactions"][0]["response_message"].as_str().unwrap().to_owned();
-            if !text.is_empty() {
-                break text;
-            }
-            assert!(tokio::time::Instant::now() < deadline, "no output appeared");
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        };
+            (!text.is_empty()).then_some(text)
+        })
+        .await;
         let status = app.get(&format!("/api/v1/spec-tasks/{id}")).await.body["status"].clone();
         assert_eq!(status, "spec_generation", "output is visible while the turn runs");
         assert_eq!(partial, reply[..cut]);

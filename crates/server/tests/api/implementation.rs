@@ -2,8 +2,6 @@
 //! server writes the plan, a human approves, and the scripted agent runtime hosts the threads.
 //! Every test runs on SQLite and on PostgreSQL.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed unwrap is a failed test
-
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -13,6 +11,10 @@ use spectask_engine::{EngineSettings, PlannerRegistry};
 use spectask_testkit::{
     Behaviour, FakeOpenAi, Rule, Script, ScriptedRuntime, TestApp, TestDatabase, TestOptions,
     backend_tests, fast_engine, fast_planner,
+};
+
+use crate::support::{
+    app_with_runtime, approved_task_from, is_named, wait_for_session_named, work_sessions,
 };
 
 /// A planning reply whose plan has the given tasks: `(key, title, depends_on)`.
@@ -44,78 +46,30 @@ async fn harness(
     script: Script,
     tweak: impl FnOnce(&mut EngineSettings),
 ) -> Harness {
-    let fake = FakeOpenAi::start().await;
-    fake.push_text_reply(reply);
     let runtime = ScriptedRuntime::new(script);
     let mut engine = fast_engine();
     tweak(&mut engine);
-    let options = TestOptions {
-        planners: PlannerRegistry::new(Some(fast_planner("default", &fake.base_url())), []),
-        engine,
-        runtime: Some(Arc::new(runtime.clone())),
-        ..TestOptions::default()
-    };
+    let (app, fake) = app_with_runtime(db, Arc::new(runtime.clone()), engine, reply).await;
     Harness {
-        app: TestApp::spawn_with_options(db, options).await,
+        app,
         runtime,
         _fake: fake,
     }
 }
 
 async fn wait_for(app: &TestApp, id: &str, status: &str) -> Value {
-    app.wait_for_task_status(id, status, Duration::from_secs(30))
-        .await
-}
-
-/// Creates the task, waits for its specs and approves them; returns its id.
-async fn approved_task(app: &TestApp, body: Value) -> String {
-    let task = app.post("/api/v1/spec-tasks/from-prompt", &body).await;
-    assert_eq!(task.status, StatusCode::CREATED, "{}", task.body);
-    let id = task.body["id"].as_str().unwrap().to_owned();
-    wait_for(app, &id, "spec_review").await;
-    let approved = app
-        .post(
-            &format!("/api/v1/spec-tasks/{id}/approve-specs"),
-            &json!({"approved": true}),
-        )
-        .await;
-    assert_eq!(approved.status, StatusCode::OK, "{}", approved.body);
-    id
-}
-
-async fn work_sessions(app: &TestApp, id: &str) -> Vec<Value> {
-    app.get(&format!("/api/v1/spec-tasks/{id}/work-sessions"))
-        .await
-        .body["work_sessions"]
-        .as_array()
-        .unwrap()
-        .clone()
+    app.wait_for_task_status(id, status).await
 }
 
 fn named<'a>(sessions: &'a [Value], prefix: &str) -> &'a Value {
     sessions
         .iter()
-        .find(|s| s["name"].as_str().unwrap().starts_with(prefix))
+        .find(|s| is_named(s, prefix))
         .unwrap_or_else(|| panic!("no session {prefix}"))
 }
 
 async fn wait_for_session_status(app: &TestApp, id: &str, prefix: &str, status: &str) -> Value {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    loop {
-        let sessions = work_sessions(app, id).await;
-        if let Some(s) = sessions
-            .iter()
-            .find(|s| s["name"].as_str().unwrap().starts_with(prefix))
-            && s["status"] == status
-        {
-            return s.clone();
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "session {prefix} never became {status}: {sessions:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
+    wait_for_session_named(app, id, prefix, Some(status)).await
 }
 
 fn quick() -> Behaviour {
@@ -129,7 +83,7 @@ backend_tests! {
     async fn simple_task_one_thread_to_done(db) {
         let project = tempfile::tempdir().unwrap();
         let h = harness(db, &reply_with("Profile page", &[("1", "Add the profile page", &[])]), Script::always(quick()), |_| {}).await;
-        let id = approved_task(&h.app, json!({"prompt": "Add a user profile page", "project_path": project.path().to_str().unwrap()})).await;
+        let id = approved_task_from(&h.app, json!({"prompt": "Add a user profile page", "project_path": project.path().to_str().unwrap()})).await;
         let task = wait_for(&h.app, &id, "implementation_review").await;
         assert!(task["started_at"].is_string());
         let sessions = work_sessions(&h.app, &id).await;
@@ -174,7 +128,7 @@ backend_tests! {
             rules: vec![Rule { prompt_contains: "Task 2: Backend".into(), behaviour: Behaviour::Succeed { chunks: 15, chunk_delay_ms: 80 }, times: None }],
         };
         let h = harness(db, &plan, script, |s| s.max_parallel_threads = 2).await;
-        let id = approved_task(&h.app, json!({"prompt": "Implement authentication"})).await;
+        let id = approved_task_from(&h.app, json!({"prompt": "Implement authentication"})).await;
         let backend = wait_for_session_status(&h.app, &id, "2.", "active").await;
         let spawned = h.app.post(
             &format!("/api/v1/spec-tasks/{id}/work-sessions/{}/spawn", backend["id"].as_str().unwrap()),
@@ -215,7 +169,7 @@ backend_tests! {
     async fn interactive_task_three_spawns_linked_to_their_parent(db) {
         let script = Script { default: quick(), rules: vec![Rule { prompt_contains: "Task 1: Analyse".into(), behaviour: Behaviour::Succeed { chunks: 25, chunk_delay_ms: 80 }, times: None }] };
         let h = harness(db, &reply_with("Performance", &[("1", "Analyse the slow paths", &[])]), script, |_| {}).await;
-        let id = approved_task(&h.app, json!({"prompt": "Make it fast"})).await;
+        let id = approved_task_from(&h.app, json!({"prompt": "Make it fast"})).await;
         let parent = wait_for_session_status(&h.app, &id, "1.", "active").await;
         let parent_id = parent["id"].as_str().unwrap();
         let mut children = Vec::new();
@@ -241,7 +195,7 @@ backend_tests! {
     async fn a_hanging_turn_times_out_and_is_retried(db) {
         let script = Script { default: quick(), rules: vec![Rule { prompt_contains: "Task 1:".into(), behaviour: Behaviour::Hang, times: Some(1) }] };
         let h = harness(db, &reply_with("Flaky", &[("1", "Flaky work", &[])]), script, |s| s.turn_timeout = Duration::from_millis(400)).await;
-        let id = approved_task(&h.app, json!({"prompt": "do flaky work"})).await;
+        let id = approved_task_from(&h.app, json!({"prompt": "do flaky work"})).await;
         wait_for(&h.app, &id, "implementation_review").await;
         let ws = &work_sessions(&h.app, &id).await[0];
         let detail = h.app.get(&format!("/api/v1/work-sessions/{}", ws["id"].as_str().unwrap())).await.body;
@@ -259,7 +213,7 @@ backend_tests! {
         let plan = reply_with("Mixed", &[("1", "Broken base", &[]), ("2", "Needs the base", &["1"]), ("3", "Independent work", &[])]);
         let script = Script { default: quick(), rules: vec![Rule { prompt_contains: "Broken base".into(), behaviour: Behaviour::Fail { message: "compiler exploded".into(), after_chunks: 1 }, times: None }] };
         let h = harness(db, &plan, script, |s| s.max_turn_retries = 1).await;
-        let id = approved_task(&h.app, json!({"prompt": "mixed fortunes"})).await;
+        let id = approved_task_from(&h.app, json!({"prompt": "mixed fortunes"})).await;
         let failed = wait_for(&h.app, &id, "implementation_failed").await;
         assert!(failed["error"].as_str().unwrap().contains("compiler exploded"), "{failed}");
         wait_for_session_status(&h.app, &id, "3.", "completed").await;
@@ -294,7 +248,7 @@ backend_tests! {
             Rule { prompt_contains: "Task 3: Cancelled".into(), behaviour: Behaviour::Hang, times: None },
         ] };
         let h = harness(db, &plan, script, |_| {}).await;
-        let id = approved_task(&h.app, json!({"prompt": "review me"})).await;
+        let id = approved_task_from(&h.app, json!({"prompt": "review me"})).await;
         let slow = wait_for_session_status(&h.app, &id, "1.", "active").await;
         let waiting = named(&work_sessions(&h.app, &id).await, "2.").clone();
         assert_eq!(waiting["status"], "pending");
@@ -307,11 +261,11 @@ backend_tests! {
         // Cancel the hanging one.
         let hanging = wait_for_session_status(&h.app, &id, "3.", "active").await;
         // Active means its turn is queued; wait until the agent is actually running it.
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-        while !h.runtime.dispatches().iter().any(|d| d.prompt.contains("Task 3: Cancelled")) {
-            assert!(tokio::time::Instant::now() < deadline, "the hanging turn never reached the agent");
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        let runtime = &h.runtime;
+        spectask_testkit::wait_until("the hanging turn to reach the agent", || async move {
+            runtime.dispatches().iter().any(|d| d.prompt.contains("Task 3: Cancelled")).then_some(())
+        })
+        .await;
         let cancelled = h.app.post(&format!("/api/v1/work-sessions/{}/cancel", hanging["id"].as_str().unwrap()), &json!({})).await;
         assert_eq!((cancelled.status, cancelled.body["status"].clone()), (StatusCode::OK, json!("cancelled")));
         wait_for(&h.app, &id, "implementation_review").await;
@@ -338,7 +292,7 @@ backend_tests! {
 
     async fn implementation_sessions_endpoint_is_idempotent(db) {
         let h = harness(db, &reply_with("Idem", &[("1", "One", &[]), ("2", "Two", &[])]), Script::always(Behaviour::Hang), |_| {}).await;
-        let id = approved_task(&h.app, json!({"prompt": "idempotent"})).await;
+        let id = approved_task_from(&h.app, json!({"prompt": "idempotent"})).await;
         let first = h.app.post(&format!("/api/v1/spec-tasks/{id}/implementation-sessions"), &json!({})).await;
         assert_eq!(first.status, StatusCode::OK, "{}", first.body);
         let second = h.app.post(&format!("/api/v1/spec-tasks/{id}/implementation-sessions"), &json!({})).await;
@@ -356,7 +310,7 @@ backend_tests! {
     async fn a_disconnected_instance_resumes_the_same_thread(db) {
         let script = Script { default: quick(), rules: vec![Rule { prompt_contains: "Task 1:".into(), behaviour: Behaviour::Disconnect { after_chunks: 2 }, times: Some(1) }] };
         let h = harness(db, &reply_with("Disconnect", &[("1", "Survive a disconnect", &[])]), script, |_| {}).await;
-        let id = approved_task(&h.app, json!({"prompt": "disconnect me"})).await;
+        let id = approved_task_from(&h.app, json!({"prompt": "disconnect me"})).await;
         wait_for(&h.app, &id, "implementation_review").await;
         let dispatches = h.runtime.dispatches();
         assert_eq!(dispatches.len(), 2);
@@ -391,9 +345,9 @@ backend_tests! {
             ..TestOptions::default()
         };
         let app = TestApp::spawn_with_options(db, options).await;
-        let first = approved_task(&app, json!({"prompt": "first"})).await;
+        let first = approved_task_from(&app, json!({"prompt": "first"})).await;
         wait_for(&app, &first, "implementation").await;
-        let second = approved_task(&app, json!({"prompt": "second"})).await;
+        let second = approved_task_from(&app, json!({"prompt": "second"})).await;
         wait_for(&app, &second, "implementation_queued").await;
         wait_for(&app, &first, "implementation_review").await;
         wait_for(&app, &second, "implementation_review").await;

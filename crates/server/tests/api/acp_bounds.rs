@@ -4,21 +4,17 @@
 //! deleted or archived task is stopped; an idle instance is stopped and comes back on the next
 //! dispatch. Runs on SQLite and PostgreSQL.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed unwrap is a failed test
-
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use spectask_engine::{EngineSettings, PlannerRegistry};
-use spectask_runtimes::agent::AgentRuntime;
-use spectask_runtimes::agent::acp::{AcpRuntime, AgentLimits};
-use spectask_testkit::{
-    FakeOpenAi, TestApp, TestOptions, backend_tests, fast_engine, fast_planner, test_agent_profile,
-};
+use spectask_engine::EngineSettings;
+use spectask_runtimes::agent::acp::AgentLimits;
+use spectask_testkit::{FakeOpenAi, TestApp, backend_tests, fast_engine, test_agent_profile};
 
-const DEADLINE: Duration = Duration::from_secs(60);
+use crate::support::{acp_runtime, app_with_runtime, approved_task, log_in, requests};
+
 const MIB: u64 = 1024 * 1024;
 
 fn plan(tasks: &[&str]) -> String {
@@ -33,10 +29,6 @@ fn plan(tasks: &[&str]) -> String {
     )
 }
 
-fn log_in(state: &Path) -> std::path::PathBuf {
-    state.join("requests.jsonl")
-}
-
 /// A server whose ACP runtime runs the test agent with `script` under `limits`, and the fake
 /// planner it plans with (kept alive by the caller).
 async fn app_with_agent(
@@ -49,48 +41,14 @@ async fn app_with_agent(
 ) -> Option<(TestApp, FakeOpenAi)> {
     let profile = test_agent_profile("test-agent", script, state)?
         .with_env("SPECTASK_TEST_AGENT_LOG", log_in(state).to_str().unwrap());
-    let runtime: Arc<dyn AgentRuntime> = Arc::new(
-        AcpRuntime::new(
-            vec![profile],
-            Some("test-agent".to_owned()),
-            spectask_testkit::agent_shim(&state.join("run")),
-        )
-        .with_limits(limits),
-    );
-    let fake = FakeOpenAi::start().await;
-    fake.push_text_reply(plan);
-    let options = TestOptions {
-        planners: PlannerRegistry::new(Some(fast_planner("default", &fake.base_url())), []),
-        engine,
-        runtime: Some(runtime),
-        ..TestOptions::default()
-    };
-    Some((TestApp::spawn_with_options(db, options).await, fake))
-}
-
-/// Creates a task in `workspace`, waits for its plan and approves it.
-async fn approved_task(app: &TestApp, workspace: &Path) -> String {
-    let task = app
-        .post(
-            "/api/v1/spec-tasks/from-prompt",
-            &json!({"prompt": "stay bounded", "project_path": workspace.to_str().unwrap()}),
-        )
-        .await;
-    let id = task.body["id"].as_str().unwrap().to_owned();
-    app.wait_for_task_status(&id, "spec_review", DEADLINE).await;
-    app.post(
-        &format!("/api/v1/spec-tasks/{id}/approve-specs"),
-        &json!({"approved": true}),
-    )
-    .await;
-    id
+    let runtime = Arc::new(acp_runtime(profile, state).with_limits(limits));
+    Some(app_with_runtime(db, runtime, engine, plan).await)
 }
 
 /// The pids of the agent processes that received requests, in order of first appearance.
 fn agent_pids(log: &Path) -> Vec<i32> {
     let mut pids = Vec::new();
-    for line in std::fs::read_to_string(log).unwrap_or_default().lines() {
-        let record: Value = serde_json::from_str(line).unwrap();
+    for record in requests(log) {
         let pid = i32::try_from(record["pid"].as_i64().unwrap()).unwrap();
         if !pids.contains(&pid) {
             pids.push(pid);
@@ -110,29 +68,21 @@ fn is_alive(pid: i32) -> bool {
 }
 
 async fn wait_until_gone(pid: i32, why: &str) {
-    let deadline = tokio::time::Instant::now() + DEADLINE;
-    while is_alive(pid) {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "agent {pid} still running after {why}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let what = format!("agent {pid} to stop after {why}");
+    spectask_testkit::wait_until(&what, || async move { (!is_alive(pid)).then_some(()) }).await;
 }
 
 async fn wait_for_pids(log: &Path, count: usize) -> Vec<i32> {
-    let deadline = tokio::time::Instant::now() + DEADLINE;
-    loop {
+    let what = format!("{count} agent processes");
+    spectask_testkit::wait_until(&what, || async move {
         let pids = agent_pids(log);
         if pids.len() >= count {
-            return pids;
+            Ok(pids)
+        } else {
+            Err(format!("{pids:?}"))
         }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "never saw {count} agent processes: {pids:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    })
+    .await
 }
 
 /// `VmRSS` or `VmHWM` of this process (the one running the server), in bytes.
@@ -164,9 +114,9 @@ backend_tests! {
         let Some((app, _planner)) = app_with_agent(db, &script, state.path(), limits, engine, &plan(&["Shout"])).await else {
             return;
         };
-        let id = approved_task(&app, workspace.path()).await;
+        let id = approved_task(&app, "stay bounded", workspace.path()).await;
         let rss_before = memory("VmRSS:");
-        app.wait_for_task_status(&id, "implementation_failed", DEADLINE).await;
+        app.wait_for_task_status(&id, "implementation_failed").await;
         let peak = memory("VmHWM:");
         // Without the limit the line alone would be held whole (100 MiB, more with the buffer's
         // doubling); with it, the reader stops after 1 MiB. The margin covers the other backend's
@@ -191,7 +141,7 @@ backend_tests! {
         let sid = ws["id"].as_str().unwrap();
         let retried = app.post(&format!("/api/v1/work-sessions/{sid}/retry"), &json!({})).await;
         assert_eq!(retried.status, 200, "{:?}", retried.body);
-        app.wait_for_task_status(&id, "implementation_review", DEADLINE).await;
+        app.wait_for_task_status(&id, "implementation_review").await;
         let pids = agent_pids(&log_in(state.path()));
         assert_eq!(pids.len(), 2, "the retry ran on a new agent process: {pids:?}");
     }
@@ -207,10 +157,10 @@ backend_tests! {
         let Some((app, planner)) = app_with_agent(db, &script, state.path(), limits, fast_engine(), &plan(&["Work"])).await else {
             return;
         };
-        let deleted = approved_task(&app, workspace.path()).await;
+        let deleted = approved_task(&app, "stay bounded", workspace.path()).await;
         let first = wait_for_pids(&log, 1).await[0];
         planner.push_text_reply(&plan(&["Work"]));
-        let archived = approved_task(&app, other.path()).await;
+        let archived = approved_task(&app, "stay bounded", other.path()).await;
         let second = wait_for_pids(&log, 2).await[1];
 
         assert_eq!(app.delete(&format!("/api/v1/spec-tasks/{deleted}")).await.status, 204);
@@ -231,8 +181,8 @@ backend_tests! {
         let Some((app, _planner)) = app_with_agent(db, &script, state.path(), limits, fast_engine(), &plan(&["Idle"])).await else {
             return;
         };
-        let id = approved_task(&app, workspace.path()).await;
-        app.wait_for_task_status(&id, "implementation_review", DEADLINE).await;
+        let id = approved_task(&app, "stay bounded", workspace.path()).await;
+        app.wait_for_task_status(&id, "implementation_review").await;
         let first = wait_for_pids(&log, 1).await[0];
         wait_until_gone(first, "being idle").await;
 
@@ -240,7 +190,7 @@ backend_tests! {
         // resumes it.
         let sent = app.post(&format!("/api/v1/spec-tasks/{id}/request-changes"), &json!({"comment": "once more"})).await;
         assert_eq!(sent.status, 200, "{:?}", sent.body);
-        app.wait_for_task_status(&id, "implementation_review", DEADLINE).await;
+        app.wait_for_task_status(&id, "implementation_review").await;
         let pids = wait_for_pids(&log, 2).await;
         assert_ne!(pids[0], pids[1]);
         let requests = std::fs::read_to_string(&log).unwrap();
