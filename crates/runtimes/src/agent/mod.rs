@@ -11,8 +11,6 @@
 
 pub mod acp;
 pub mod sandbox;
-#[cfg(feature = "test-support")]
-pub mod scripted;
 pub mod shim;
 pub mod tools;
 
