@@ -102,7 +102,10 @@ fn dependencies_point_inward_to_the_domain() {
         // A scripted ACP agent for tests: speaks the protocol, knows nothing of spectask.
         ("acp-test-agent", &[][..]),
         // Test doubles (scripted runtime, fake model servers): implement the runtimes' interface.
-        ("test-doubles", &["spectask-runtimes"][..]),
+        (
+            "test-doubles",
+            &["spectask-domain", "spectask-runtimes"][..],
+        ),
         (
             "engine",
             &["spectask-domain", "spectask-store", "spectask-runtimes"][..],

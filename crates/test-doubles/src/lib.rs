@@ -8,9 +8,11 @@
 //!   (the planning agent's model).
 //! - [`fake_anthropic`]: [`FakeAnthropic`], a loopback Anthropic Messages API, so a real
 //!   third-party agent (Claude Code) runs offline.
+//! - [`ids`]: typed ids from readable names, for tests that call a runtime directly.
 
 pub mod fake_anthropic;
 pub mod fake_openai;
+pub mod ids;
 mod loopback;
 pub mod scripted;
 

@@ -33,6 +33,7 @@ pub use claude_agent::{
 };
 pub use database::{TestDatabase, postgres_url, skip_postgres};
 pub use process_tree::{TREE_VAR, agent_tree, process_state, wait_for_agent_tree};
+pub use spectask_test_doubles::ids;
 pub use spectask_test_doubles::{
     AnthropicReply, AnthropicRequest, Behaviour, Dispatch, FakeAnthropic, FakeOpenAi, FakeReply,
     Rule, Script, ScriptedRuntime, tool_results,

@@ -4,7 +4,8 @@
 
 use async_trait::async_trait;
 use spectask_runtimes::agent::{
-    AgentError, AgentEvent, AgentResult, AgentRuntime, InstanceSpec, StopReason, TurnRequest,
+    AgentError, AgentEvent, AgentResult, AgentRuntime, AgentThreadId, InstanceId, InstanceSpec,
+    StopReason, ThreadOwner, TurnRequest,
 };
 use tokio::sync::mpsc;
 
@@ -22,14 +23,22 @@ impl AgentRuntime for ScriptedRuntime {
     async fn ensure_instance(&self, spec: &InstanceSpec) -> AgentResult<()> {
         {
             let mut state = lock(&self.shared.state);
-            let instance = state.instances.entry(spec.instance_id.clone()).or_default();
+            let instance = state
+                .instances
+                .entry(spec.instance_id.to_string())
+                .or_default();
             instance.up = true;
         }
-        self.log(&LogLine::new("ensure_instance", &spec.instance_id));
+        self.log(&LogLine::new("ensure_instance", spec.instance_id.as_str()));
         Ok(())
     }
 
-    async fn create_thread(&self, instance_id: &str, work_session_id: &str) -> AgentResult<String> {
+    async fn create_thread(
+        &self,
+        instance_id: &InstanceId,
+        owner: &ThreadOwner,
+    ) -> AgentResult<AgentThreadId> {
+        let (instance_id, work_session_id) = (instance_id.as_str(), owner.as_str());
         let created = {
             let mut state = lock(&self.shared.state);
             let number = state.next_thread;
@@ -54,15 +63,19 @@ impl AgentRuntime for ScriptedRuntime {
             outcome: created.is_none().then_some("unknown_instance"),
             ..LogLine::new("create_thread", instance_id)
         });
-        created.ok_or_else(|| AgentError::UnknownInstance(instance_id.to_owned()))
+        created
+            .map(AgentThreadId::new)
+            .ok_or_else(|| AgentError::UnknownInstance(instance_id.to_owned()))
     }
 
     async fn resume_thread(
         &self,
-        instance_id: &str,
-        work_session_id: &str,
-        thread_id: &str,
+        instance_id: &InstanceId,
+        owner: &ThreadOwner,
+        thread_id: &AgentThreadId,
     ) -> AgentResult<()> {
+        let (instance_id, work_session_id, thread_id) =
+            (instance_id.as_str(), owner.as_str(), thread_id.as_str());
         // Any id is accepted, including ones another process created: that is what resuming
         // after a restart means. Only the instance must be up.
         let resumed = {
@@ -95,9 +108,9 @@ impl AgentRuntime for ScriptedRuntime {
     ) -> AgentResult<StopReason> {
         let started = self.start_turn(request);
         self.log(&LogLine {
-            thread_id: Some(&request.thread_id),
+            thread_id: Some(request.thread_id.as_str()),
             turn_id: Some(&request.turn_id),
-            ..LogLine::new("turn_started", &request.instance_id)
+            ..LogLine::new("turn_started", request.instance_id.as_str())
         });
         let started = match started {
             Ok(started) => started,
@@ -125,7 +138,12 @@ impl AgentRuntime for ScriptedRuntime {
         result
     }
 
-    async fn cancel_turn(&self, instance_id: &str, thread_id: &str) -> AgentResult<()> {
+    async fn cancel_turn(
+        &self,
+        instance_id: &InstanceId,
+        thread_id: &AgentThreadId,
+    ) -> AgentResult<()> {
+        let (instance_id, thread_id) = (instance_id.as_str(), thread_id.as_str());
         let cancelled = {
             let state = lock(&self.shared.state);
             state
@@ -153,7 +171,8 @@ impl AgentRuntime for ScriptedRuntime {
         Ok(())
     }
 
-    async fn shutdown_instance(&self, instance_id: &str) -> AgentResult<()> {
+    async fn shutdown_instance(&self, instance_id: &InstanceId) -> AgentResult<()> {
+        let instance_id = instance_id.as_str();
         {
             let mut state = lock(&self.shared.state);
             state.instances.remove(instance_id);

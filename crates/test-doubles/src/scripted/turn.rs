@@ -47,28 +47,30 @@ impl ScriptedRuntime {
         let index = state.dispatches.len();
         state.dispatches.push(Dispatch {
             turn_id: request.turn_id.clone(),
-            thread_id: request.thread_id.clone(),
-            instance_id: request.instance_id.clone(),
+            thread_id: request.thread_id.to_string(),
+            instance_id: request.instance_id.to_string(),
             prompt: request.prompt.clone(),
             started_at_ms: now_ms(),
             ended_at_ms: None,
             outcome: None,
         });
         self.shared.dispatch_count.send_replace(index + 1);
-        let Some(instance) = state.instances.get(&request.instance_id) else {
+        let Some(instance) = state.instances.get(request.instance_id.as_str()) else {
             return Err((
                 index,
-                AgentError::UnknownInstance(request.instance_id.clone()),
+                AgentError::UnknownInstance(request.instance_id.to_string()),
             ));
         };
-        if !instance.loaded.contains(&request.thread_id) {
-            return Err((index, AgentError::UnknownThread(request.thread_id.clone())));
+        if !instance.loaded.contains(request.thread_id.as_str()) {
+            return Err((
+                index,
+                AgentError::UnknownThread(request.thread_id.to_string()),
+            ));
         }
-        if let Some(busy) = state
-            .running
-            .values()
-            .find(|r| r.instance_id == request.instance_id && r.thread_id == request.thread_id)
-        {
+        if let Some(busy) = state.running.values().find(|r| {
+            r.instance_id == request.instance_id.as_str()
+                && r.thread_id == request.thread_id.as_str()
+        }) {
             let message = format!(
                 "thread `{}` is already running turn `{}`",
                 request.thread_id, busy.turn_id
@@ -82,8 +84,8 @@ impl ScriptedRuntime {
         state.running.insert(
             key,
             Running {
-                instance_id: request.instance_id.clone(),
-                thread_id: request.thread_id.clone(),
+                instance_id: request.instance_id.to_string(),
+                thread_id: request.thread_id.to_string(),
                 turn_id: request.turn_id.clone(),
                 interrupt,
             },
@@ -91,11 +93,11 @@ impl ScriptedRuntime {
         let in_flight = state
             .running
             .values()
-            .filter(|r| r.instance_id == request.instance_id)
+            .filter(|r| r.instance_id == request.instance_id.as_str())
             .count();
         let max = state
             .max_in_flight
-            .entry(request.instance_id.clone())
+            .entry(request.instance_id.to_string())
             .or_default();
         *max = (*max).max(in_flight);
         Ok(Started {
@@ -163,7 +165,7 @@ impl ScriptedRuntime {
             Behaviour::Disconnect { after_chunks } => {
                 ctx.chunks(after_chunks, 0, turn_id).await?;
                 self.disconnect(
-                    &request.instance_id,
+                    request.instance_id.as_str(),
                     &format!("scripted disconnect after {after_chunks} chunks"),
                 );
                 Err(ctx.interrupted().await)

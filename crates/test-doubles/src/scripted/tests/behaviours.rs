@@ -26,7 +26,7 @@ async fn succeed_streams_numbered_chunks_then_ends_the_turn() {
     let d = &dispatches[0];
     assert_eq!(
         (&*d.turn_id, &*d.thread_id, &*d.instance_id, &*d.prompt),
-        ("turn_a", &*thread, "i1", "do it")
+        ("turn_a", &*thread, instance_id("i1").as_str(), "do it")
     );
     assert_eq!(d.outcome.as_deref(), Some("end_turn"));
     assert!(d.ended_at_ms.unwrap() >= d.started_at_ms);
@@ -70,7 +70,10 @@ async fn hang_ends_on_cancel_turn() {
     };
     until_running(&runtime, 1).await;
     assert_eq!(runtime.dispatches()[0].outcome, None);
-    runtime.cancel_turn("i1", &thread).await.unwrap();
+    runtime
+        .cancel_turn(&instance_id("i1"), &thread_id(&thread))
+        .await
+        .unwrap();
     let result = tokio::time::timeout(LONG, turn).await.unwrap().unwrap();
     assert_eq!(result, Ok(StopReason::Cancelled));
     assert_eq!(
@@ -94,7 +97,10 @@ async fn cancel_turn_stops_a_slow_turn_mid_stream() {
         tokio::spawn(async move { runtime.run_turn(&request, tx).await })
     };
     rx.recv().await.unwrap();
-    runtime.cancel_turn("i1", &thread).await.unwrap();
+    runtime
+        .cancel_turn(&instance_id("i1"), &thread_id(&thread))
+        .await
+        .unwrap();
     let result = tokio::time::timeout(LONG, turn).await.unwrap().unwrap();
     assert_eq!(result, Ok(StopReason::Cancelled));
 }

@@ -14,10 +14,15 @@ use crate::scripted::{Behaviour, Rule, Script, ScriptedRuntime};
 async fn turns_need_an_ensured_instance_and_a_loaded_thread() {
     let runtime = ScriptedRuntime::new(Script::always(Behaviour::Refuse));
     let (result, _) = run(&runtime, &request("i1", "x", "t1", "p")).await;
-    assert_eq!(result, Err(AgentError::UnknownInstance("i1".into())));
     assert_eq!(
-        runtime.create_thread("i1", "stws_1").await,
-        Err(AgentError::UnknownInstance("i1".into()))
+        result,
+        Err(AgentError::UnknownInstance(instance_id("i1").to_string()))
+    );
+    assert_eq!(
+        runtime
+            .create_thread(&instance_id("i1"), &work_session("stws_1"))
+            .await,
+        Err(AgentError::UnknownInstance(instance_id("i1").to_string()))
     );
 
     runtime.ensure_instance(&spec("i1")).await.unwrap();
@@ -30,12 +35,20 @@ async fn turns_need_an_ensured_instance_and_a_loaded_thread() {
         Err(AgentError::UnknownThread("other-thread".into()))
     );
     // A thread belongs to the instance that created it.
-    let thread = runtime.create_thread("i2", "stws_2").await.unwrap();
+    let thread = runtime
+        .create_thread(&instance_id("i2"), &work_session("stws_2"))
+        .await
+        .unwrap()
+        .into_string();
     let (result, _) = run(&runtime, &request("i1", &thread, "t3", "p")).await;
     assert_eq!(result, Err(AgentError::UnknownThread(thread.clone())));
     // Resuming an id this runtime never created is how a restarted server continues.
     runtime
-        .resume_thread("i1", "ws1", "other-thread")
+        .resume_thread(
+            &instance_id("i1"),
+            &work_session("ws1"),
+            &thread_id("other-thread"),
+        )
         .await
         .unwrap();
     let (result, _) = run(&runtime, &request("i1", "other-thread", "t4", "p")).await;
@@ -57,7 +70,11 @@ async fn turns_need_an_ensured_instance_and_a_loaded_thread() {
     );
     assert_eq!(
         runtime.threads(),
-        vec![("i2".to_owned(), thread, "stws_2".to_owned())]
+        vec![(
+            instance_id("i2").to_string(),
+            thread,
+            work_session_id("stws_2").to_string()
+        )]
     );
 }
 
@@ -68,7 +85,11 @@ async fn thread_ids_are_unique_across_runtime_objects() {
         let runtime = ScriptedRuntime::new(Script::always(Behaviour::Refuse));
         runtime.ensure_instance(&spec("i1")).await.unwrap();
         for n in 1..=3 {
-            let id = runtime.create_thread("i1", "stws").await.unwrap();
+            let id = runtime
+                .create_thread(&instance_id("i1"), &work_session("stws"))
+                .await
+                .unwrap()
+                .into_string();
             assert!(id.starts_with("scripted-") && id.ends_with(&format!("-{n}")));
             assert!(ids.insert(id), "duplicate thread id");
         }
@@ -90,7 +111,10 @@ async fn one_turn_at_a_time_per_thread() {
         matches!(&result, Err(AgentError::Failed(m)) if m.contains("already running turn `t1`")),
         "{result:?}"
     );
-    runtime.cancel_turn("i1", &thread).await.unwrap();
+    runtime
+        .cancel_turn(&instance_id("i1"), &thread_id(&thread))
+        .await
+        .unwrap();
     assert_eq!(first.await.unwrap(), Ok(StopReason::Cancelled));
 }
 
@@ -102,7 +126,11 @@ async fn max_concurrent_turns_is_a_high_water_mark_per_instance() {
     let mut turns = Vec::new();
     let mut threads = Vec::new();
     for (n, instance) in ["i1", "i1", "i1", "i2"].into_iter().enumerate() {
-        let thread = runtime.create_thread(instance, "stws").await.unwrap();
+        let thread = runtime
+            .create_thread(&instance_id(instance), &work_session("stws"))
+            .await
+            .unwrap()
+            .into_string();
         threads.push((instance, thread.clone()));
         let runtime = runtime.clone();
         let request = request(instance, &thread, &format!("t{n}"), "p");
@@ -113,14 +141,17 @@ async fn max_concurrent_turns_is_a_high_water_mark_per_instance() {
     }
     until_running(&runtime, 4).await;
     for (instance, thread) in &threads {
-        runtime.cancel_turn(instance, thread).await.unwrap();
+        runtime
+            .cancel_turn(&instance_id(instance), &thread_id(thread))
+            .await
+            .unwrap();
     }
     for turn in turns {
         assert_eq!(turn.await.unwrap(), Ok(StopReason::Cancelled));
     }
-    assert_eq!(runtime.max_concurrent_turns("i1"), 3);
-    assert_eq!(runtime.max_concurrent_turns("i2"), 1);
-    assert_eq!(runtime.max_concurrent_turns("i3"), 0);
+    assert_eq!(runtime.max_concurrent_turns(instance_id("i1").as_str()), 3);
+    assert_eq!(runtime.max_concurrent_turns(instance_id("i2").as_str()), 1);
+    assert_eq!(runtime.max_concurrent_turns(instance_id("i3").as_str()), 0);
     assert_eq!(runtime.running_turns(), 0);
 }
 
@@ -137,9 +168,21 @@ async fn disconnect_behaviour_drops_every_turn_of_the_instance_and_unloads_threa
     let runtime = ScriptedRuntime::new(script);
     runtime.ensure_instance(&spec("i1")).await.unwrap();
     runtime.ensure_instance(&spec("i2")).await.unwrap();
-    let hanging = runtime.create_thread("i1", "stws_1").await.unwrap();
-    let crashing = runtime.create_thread("i1", "stws_2").await.unwrap();
-    let elsewhere = runtime.create_thread("i2", "stws_3").await.unwrap();
+    let hanging = runtime
+        .create_thread(&instance_id("i1"), &work_session("stws_1"))
+        .await
+        .unwrap()
+        .into_string();
+    let crashing = runtime
+        .create_thread(&instance_id("i1"), &work_session("stws_2"))
+        .await
+        .unwrap()
+        .into_string();
+    let elsewhere = runtime
+        .create_thread(&instance_id("i2"), &work_session("stws_3"))
+        .await
+        .unwrap()
+        .into_string();
     let spawn = |thread: &str, turn: &str, prompt: &str| {
         let runtime = runtime.clone();
         let request = request(
@@ -171,18 +214,34 @@ async fn disconnect_behaviour_drops_every_turn_of_the_instance_and_unloads_threa
     let (result, _) = run(&runtime, &request("i1", &hanging, "t4", "p")).await;
     assert_eq!(result, Err(AgentError::UnknownThread(hanging.clone())));
     assert_eq!(
-        runtime.resume_thread("i1", "ws1", &hanging).await,
-        Err(AgentError::UnknownInstance("i1".into()))
+        runtime
+            .resume_thread(
+                &instance_id("i1"),
+                &work_session("ws1"),
+                &thread_id(&hanging)
+            )
+            .await,
+        Err(AgentError::UnknownInstance(instance_id("i1").to_string()))
     );
     runtime.ensure_instance(&spec("i1")).await.unwrap();
     let (result, _) = run(&runtime, &request("i1", &hanging, "t5", "p")).await;
     assert_eq!(result, Err(AgentError::UnknownThread(hanging.clone())));
-    runtime.resume_thread("i1", "ws1", &hanging).await.unwrap();
+    runtime
+        .resume_thread(
+            &instance_id("i1"),
+            &work_session("ws1"),
+            &thread_id(&hanging),
+        )
+        .await
+        .unwrap();
     runtime.set_script(Script::always(Behaviour::Refuse));
     let (result, _) = run(&runtime, &request("i1", &hanging, "t6", "p")).await;
     assert_eq!(result, Ok(StopReason::Refusal));
 
-    runtime.cancel_turn("i2", &elsewhere).await.unwrap();
+    runtime
+        .cancel_turn(&instance_id("i2"), &thread_id(&elsewhere))
+        .await
+        .unwrap();
     assert_eq!(other.await.unwrap(), Ok(StopReason::Cancelled));
     let outcomes: Vec<_> = runtime
         .dispatches()
@@ -206,7 +265,7 @@ async fn disconnect_instance_fails_turns_in_flight() {
         })
     };
     until_running(&runtime, 1).await;
-    runtime.disconnect_instance("i1");
+    runtime.disconnect_instance(instance_id("i1").as_str());
     let result = tokio::time::timeout(LONG, turn).await.unwrap().unwrap();
     assert!(
         matches!(result, Err(AgentError::Disconnected(_))),
@@ -229,14 +288,17 @@ async fn shutdown_instance_ends_its_turns_and_forgets_it() {
         })
     };
     until_running(&runtime, 1).await;
-    runtime.shutdown_instance("i1").await.unwrap();
+    runtime.shutdown_instance(&instance_id("i1")).await.unwrap();
     let result = tokio::time::timeout(LONG, turn).await.unwrap().unwrap();
     assert!(
         matches!(result, Err(AgentError::Disconnected(_))),
         "{result:?}"
     );
     let (result, _) = run(&runtime, &request("i1", &thread, "t2", "p")).await;
-    assert_eq!(result, Err(AgentError::UnknownInstance("i1".into())));
+    assert_eq!(
+        result,
+        Err(AgentError::UnknownInstance(instance_id("i1").to_string()))
+    );
 }
 
 #[tokio::test]
@@ -280,7 +342,11 @@ async fn the_dispatch_log_has_one_json_line_per_call_and_survives_a_new_runtime(
         .with_dispatch_log(&path)
         .unwrap();
     runtime.ensure_instance(&spec("i1")).await.unwrap();
-    let thread = runtime.create_thread("i1", "stws_1").await.unwrap();
+    let thread = runtime
+        .create_thread(&instance_id("i1"), &work_session("stws_1"))
+        .await
+        .unwrap()
+        .into_string();
     assert_eq!(
         run(&runtime, &request("i1", &thread, "turn_1", "p"))
             .await
@@ -293,15 +359,25 @@ async fn the_dispatch_log_has_one_json_line_per_call_and_survives_a_new_runtime(
             .0,
         Err(AgentError::UnknownThread("ghost".into()))
     );
-    runtime.cancel_turn("i1", &thread).await.unwrap();
-    runtime.shutdown_instance("i1").await.unwrap();
+    runtime
+        .cancel_turn(&instance_id("i1"), &thread_id(&thread))
+        .await
+        .unwrap();
+    runtime.shutdown_instance(&instance_id("i1")).await.unwrap();
 
     // A second runtime object (as after a restart) appends to the same file.
     let restarted = ScriptedRuntime::new(Script::always(succeed(1)))
         .with_dispatch_log(&path)
         .unwrap();
     restarted.ensure_instance(&spec("i1")).await.unwrap();
-    restarted.resume_thread("i1", "ws1", &thread).await.unwrap();
+    restarted
+        .resume_thread(
+            &instance_id("i1"),
+            &work_session("ws1"),
+            &thread_id(&thread),
+        )
+        .await
+        .unwrap();
     assert_eq!(
         run(&restarted, &request("i1", &thread, "turn_3", "p"))
             .await
@@ -340,11 +416,14 @@ async fn the_dispatch_log_has_one_json_line_per_call_and_survives_a_new_runtime(
         ]
     );
     for line in &lines {
-        assert_eq!(line["instance_id"], "i1");
+        assert_eq!(line["instance_id"], instance_id("i1").as_str());
         assert!(line["at_ms"].as_u64().unwrap() > 0);
     }
     assert_eq!(lines[1]["thread_id"], thread.as_str());
-    assert_eq!(lines[1]["work_session_id"], "stws_1");
+    assert_eq!(
+        lines[1]["work_session_id"],
+        work_session_id("stws_1").as_str()
+    );
     assert_eq!(lines[3]["thread_id"], thread.as_str());
     assert_eq!(lines[9]["thread_id"], thread.as_str());
     assert!(lines[0].get("thread_id").is_none());

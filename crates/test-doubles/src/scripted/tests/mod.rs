@@ -14,12 +14,13 @@ use spectask_runtimes::agent::{
 use tokio::sync::mpsc;
 
 use super::{Behaviour, Script, ScriptedRuntime};
+pub(super) use crate::ids::{instance_id, thread_id, work_session, work_session_id};
 
 pub(super) const LONG: Duration = Duration::from_secs(10);
 
-pub(super) fn spec(instance_id: &str) -> InstanceSpec {
+pub(super) fn spec(instance: &str) -> InstanceSpec {
     InstanceSpec {
-        instance_id: instance_id.to_owned(),
+        instance_id: instance_id(instance),
         spec_task_id: "spt_test".to_owned(),
         workspace: None,
         agent: None,
@@ -28,14 +29,14 @@ pub(super) fn spec(instance_id: &str) -> InstanceSpec {
 }
 
 pub(super) fn request(
-    instance_id: &str,
-    thread_id: &str,
+    instance: &str,
+    thread: impl AsRef<str>,
     turn_id: &str,
     prompt: &str,
 ) -> TurnRequest {
     TurnRequest {
-        instance_id: instance_id.to_owned(),
-        thread_id: thread_id.to_owned(),
+        instance_id: instance_id(instance),
+        thread_id: thread_id(thread.as_ref()),
         turn_id: turn_id.to_owned(),
         prompt: prompt.to_owned(),
     }
@@ -45,7 +46,11 @@ pub(super) fn request(
 pub(super) async fn runtime_with_thread(script: Script) -> (ScriptedRuntime, String) {
     let runtime = ScriptedRuntime::new(script);
     runtime.ensure_instance(&spec("i1")).await.unwrap();
-    let thread = runtime.create_thread("i1", "stws_1").await.unwrap();
+    let thread = runtime
+        .create_thread(&instance_id("i1"), &work_session("stws_1"))
+        .await
+        .unwrap()
+        .into_string();
     (runtime, thread)
 }
 
