@@ -1,5 +1,6 @@
 //! Workspace rules checked by `cargo test`: every source file says what it owns, no test is
-//! ignored or expects a panic, and crate dependencies point inward to the domain.
+//! ignored or expects a panic, crate dependencies point inward to the domain, and the shipped
+//! binary links no test double.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed unwrap is a failed test
 
@@ -100,6 +101,11 @@ fn dependencies_point_inward_to_the_domain() {
         ("runtimes", &["spectask-domain"][..]),
         // A scripted ACP agent for tests: speaks the protocol, knows nothing of spectask.
         ("acp-test-agent", &[][..]),
+        // Test doubles (scripted runtime, fake model servers): implement the runtimes' interface.
+        (
+            "test-doubles",
+            &["spectask-domain", "spectask-runtimes"][..],
+        ),
         (
             "engine",
             &["spectask-domain", "spectask-store", "spectask-runtimes"][..],
@@ -115,6 +121,7 @@ fn dependencies_point_inward_to_the_domain() {
                 "spectask-store",
                 "spectask-engine",
                 "spectask-runtimes",
+                "spectask-test-doubles",
             ][..],
         ),
         (
@@ -165,4 +172,76 @@ fn dependencies_point_inward_to_the_domain() {
             "new crate `{dir}`: add its allowed edges here and in ARCHITECTURE.md"
         );
     }
+}
+
+/// Runs cargo (the one running this test) in the workspace root and returns its stdout.
+fn cargo(args: &[&str]) -> String {
+    let output = std::process::Command::new(env!("CARGO"))
+        .args(args)
+        .current_dir(workspace_root())
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "cargo {args:?} failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout).unwrap()
+}
+
+#[test]
+fn the_shipped_binary_links_no_test_double() {
+    for double in [
+        "spectask-test-doubles",
+        "spectask-testkit",
+        "spectask-acp-test-agent",
+    ] {
+        // Who depends on the double, over the whole workspace (so features unify as in a plain
+        // workspace build), by normal and build edges only: dev-dependencies never reach a binary.
+        let dependents = cargo(&[
+            "tree",
+            "--workspace",
+            "-e",
+            "normal,build",
+            "--invert",
+            double,
+            "--no-dedupe",
+            "--prefix",
+            "none",
+            "--format",
+            "{p}",
+        ]);
+        let names: Vec<&str> = dependents
+            .lines()
+            .filter_map(|line| line.split_whitespace().next())
+            .collect();
+        assert!(
+            names.contains(&double),
+            "unexpected `cargo tree` output:\n{dependents}"
+        );
+        assert!(
+            !names.contains(&"spectask"),
+            "the spectask binary depends on {double}:\n{dependents}"
+        );
+    }
+
+    // Doubles live in their own test-only crate; a `test-support` feature would put them back in
+    // a production crate, reachable by feature unification.
+    let metadata: serde_json::Value =
+        serde_json::from_str(&cargo(&["metadata", "--format-version", "1", "--no-deps"])).unwrap();
+    let with_test_features: Vec<_> = metadata["packages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|package| {
+            package["features"]
+                .as_object()
+                .is_some_and(|features| features.keys().any(|f| f.starts_with("test")))
+        })
+        .map(|package| package["name"].as_str().unwrap_or_default().to_owned())
+        .collect();
+    assert!(
+        with_test_features.is_empty(),
+        "crates with a test feature (use spectask-test-doubles instead): {with_test_features:?}"
+    );
 }

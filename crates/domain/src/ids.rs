@@ -126,6 +126,79 @@ prefixed_id!(
     PermissionRequestId, "prq_", "permission request"
 );
 
+prefixed_id!(
+    /// An agent instance spectask started for a SpecTask (`zin_…`, the task's `zed_instance_id`):
+    /// one agent host whose threads are the task's planning and work sessions.
+    InstanceId, "zin_", "instance"
+);
+
+/// The id an agent gave one of its threads (the ACP session id), kept as a work session's
+/// `zed_thread_id` or a planning session's `agent_thread_id`. The agent chooses its form, so it is
+/// not validated.
+#[derive(
+    Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
+#[serde(transparent)]
+pub struct AgentThreadId(String);
+
+impl AgentThreadId {
+    pub fn new(id: impl Into<String>) -> Self {
+        Self(id.into())
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    pub fn into_string(self) -> String {
+        self.0
+    }
+}
+
+impl AsRef<str> for AgentThreadId {
+    fn as_ref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for AgentThreadId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// What an agent thread serves: a work session of the implementation, or the planning session
+/// that writes a task's spec. Only work sessions get spectask's tools.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum ThreadOwner {
+    WorkSession(WorkSessionId),
+    PlanningSession(SessionId),
+}
+
+impl ThreadOwner {
+    /// The owner's id as a string, for logs.
+    pub fn as_str(&self) -> &str {
+        match self {
+            ThreadOwner::WorkSession(id) => id.as_str(),
+            ThreadOwner::PlanningSession(id) => id.as_str(),
+        }
+    }
+
+    /// The work session, when a work session owns the thread.
+    pub fn work_session(&self) -> Option<&WorkSessionId> {
+        match self {
+            ThreadOwner::WorkSession(id) => Some(id),
+            ThreadOwner::PlanningSession(_) => None,
+        }
+    }
+}
+
+impl fmt::Display for ThreadOwner {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -156,6 +229,36 @@ mod tests {
         ] {
             assert!(SpecTaskId::parse(&bad).is_err(), "accepted {bad:?}");
         }
+    }
+
+    #[test]
+    fn instance_ids_are_prefixed_ulids() {
+        let id = InstanceId::from_ulid(Ulid::from_parts(1_700_000_000_000, 7));
+        assert!(id.as_str().starts_with("zin_"));
+        assert_eq!(InstanceId::parse(id.as_str()), Ok(id));
+        assert!(InstanceId::parse("i1").is_err());
+    }
+
+    #[test]
+    fn a_thread_owner_says_whether_a_work_session_owns_the_thread() {
+        let ws = WorkSessionId::from_ulid(Ulid::from_parts(1, 2));
+        let work = ThreadOwner::WorkSession(ws.clone());
+        assert_eq!(work.work_session(), Some(&ws));
+        assert_eq!(work.to_string(), ws.as_str());
+        let session = SessionId::from_ulid(Ulid::from_parts(1, 2));
+        let planning = ThreadOwner::PlanningSession(session.clone());
+        assert_eq!(planning.work_session(), None);
+        assert_eq!(planning.as_str(), session.as_str());
+    }
+
+    #[test]
+    fn agent_thread_ids_are_taken_as_the_agent_gave_them() {
+        let id = AgentThreadId::new("sess-42 (any form)");
+        assert_eq!(id.as_str(), "sess-42 (any form)");
+        assert_eq!(
+            serde_json::to_string(&id).unwrap(),
+            "\"sess-42 (any form)\""
+        );
     }
 
     #[test]

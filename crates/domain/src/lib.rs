@@ -33,8 +33,8 @@ pub use entry::{
 pub use enums::ParseEnumError;
 pub use event::{Event, EventKind, NewEvent};
 pub use ids::{
-    IdError, ImplementationTaskId, InteractionId, PermissionRequestId, SessionId, SpecTaskId,
-    SpecTaskZedThreadId, TurnId, WorkSessionId,
+    AgentThreadId, IdError, ImplementationTaskId, InstanceId, InteractionId, PermissionRequestId,
+    SessionId, SpecTaskId, SpecTaskZedThreadId, ThreadOwner, TurnId, WorkSessionId,
 };
 pub use implementation_task::{ImplementationTaskStatus, SpecTaskImplementationTask};
 pub use permission::{PermissionOption, PermissionRequest, PermissionRequestStatus};

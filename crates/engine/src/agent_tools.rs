@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use spectask_domain::WorkSessionId;
+use spectask_domain::{InstanceId, WorkSessionId};
 use spectask_runtimes::agent::{AgentError, AgentResult, AgentToolServer, McpEndpoint};
 use spectask_store::{Store, TokenMint};
 
@@ -47,20 +47,17 @@ impl McpToolServer {
 impl AgentToolServer for McpToolServer {
     async fn endpoints_for_thread(
         &self,
-        instance_id: &str,
-        work_session_id: &str,
+        instance_id: &InstanceId,
+        ws: &WorkSessionId,
     ) -> AgentResult<Vec<McpEndpoint>> {
-        let ws = WorkSessionId::parse(work_session_id).map_err(|err| {
-            AgentError::Failed(format!("work session id `{work_session_id}`: {err}"))
-        })?;
         let mint = TokenMint {
-            instance_id,
+            instance_id: instance_id.as_str(),
             minted_by: &self.owner,
             ttl: self.ttl,
         };
         let token = self
             .store
-            .issue_agent_token(&ws, mint)
+            .issue_agent_token(ws, mint)
             .await
             .map_err(|err| AgentError::Failed(format!("minting an MCP token for {ws}: {err}")))?;
         tracing::debug!(%instance_id, work_session_id = %ws, "MCP token issued for a thread");

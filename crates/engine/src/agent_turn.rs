@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use spectask_domain::prompts::interrupted_note;
-use spectask_domain::{Interaction, Session};
+use spectask_domain::{AgentThreadId, InstanceId, Interaction, Session, SpecTaskId};
 use spectask_runtimes::agent::{AgentError, AgentEvent, AgentRuntime, StopReason, TurnRequest};
 use spectask_store::TurnClaim;
 use tokio::sync::mpsc;
@@ -32,8 +32,26 @@ pub(crate) enum RunEnd {
 /// Where a turn runs.
 pub(crate) struct AgentThread<'a> {
     pub(crate) runtime: &'a dyn AgentRuntime,
-    pub(crate) instance_id: &'a str,
-    pub(crate) thread_id: &'a str,
+    pub(crate) instance_id: &'a InstanceId,
+    pub(crate) thread_id: &'a AgentThreadId,
+}
+
+/// A fresh id for a task's instance, offered to the store, which keeps the first one bound to
+/// the task: the only place spectask makes instance ids.
+pub(crate) fn new_instance_id() -> InstanceId {
+    InstanceId::from_ulid(ulid::Ulid::new())
+}
+
+/// The instance id stored on task `task` (`zed_instance_id`), as the runtime takes it.
+pub(crate) fn stored_instance_id(
+    task: &SpecTaskId,
+    stored: &str,
+) -> Result<InstanceId, EngineError> {
+    InstanceId::parse(stored).map_err(|err| {
+        EngineError::Conflict(format!(
+            "spec task {task} has an unusable instance id: {err}"
+        ))
+    })
 }
 
 impl Engine {
@@ -92,8 +110,8 @@ impl Engine {
         let last_activity = Arc::new(Mutex::new(Instant::now()));
         let forwarder = tokio::spawn(forward(agent_received, output, last_activity.clone()));
         let request = TurnRequest {
-            instance_id: thread.instance_id.to_owned(),
-            thread_id: thread.thread_id.to_owned(),
+            instance_id: thread.instance_id.clone(),
+            thread_id: thread.thread_id.clone(),
             turn_id: claim.turn.id.to_string(),
             prompt,
         };

@@ -33,7 +33,7 @@ impl PermissionDesk {
 impl PermissionBroker for PermissionDesk {
     async fn ask(&self, ask: PermissionAsk) -> Option<String> {
         let new = NewPermissionRequest {
-            zed_thread_id: ask.thread_id.clone(),
+            zed_thread_id: ask.thread_id.to_string(),
             tool_call_id: ask.tool_call_id.clone(),
             title: ask.title.clone(),
             options: ask

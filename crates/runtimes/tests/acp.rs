@@ -22,6 +22,9 @@ use spectask_runtimes::agent::{
     AgentError, AgentEvent, AgentRuntime, AgentToolServer, InstanceSpec, McpEndpoint, StopReason,
     TurnRequest,
 };
+use spectask_test_doubles::ids::{
+    instance_id, planning_session, thread_id, work_session, work_session_id,
+};
 use tokio::sync::mpsc;
 
 const LONG: Duration = Duration::from_secs(30);
@@ -121,9 +124,9 @@ impl Fixture {
             ))
     }
 
-    fn spec(&self, instance_id: &str, agent: Option<&str>) -> InstanceSpec {
+    fn spec(&self, instance: &str, agent: Option<&str>) -> InstanceSpec {
         InstanceSpec {
-            instance_id: instance_id.to_owned(),
+            instance_id: instance_id(instance),
             spec_task_id: "spt_test".to_owned(),
             workspace: Some(self.workspace()),
             agent: agent.map(str::to_owned),
@@ -165,10 +168,10 @@ impl Fixture {
     }
 }
 
-fn request(instance_id: &str, thread_id: &str, turn_id: &str, prompt: &str) -> TurnRequest {
+fn request(instance: &str, thread: &str, turn_id: &str, prompt: &str) -> TurnRequest {
     TurnRequest {
-        instance_id: instance_id.to_owned(),
-        thread_id: thread_id.to_owned(),
+        instance_id: instance_id(instance),
+        thread_id: thread_id(thread),
         turn_id: turn_id.to_owned(),
         prompt: prompt.to_owned(),
     }
@@ -219,10 +222,14 @@ async fn started(runtime: &AcpRuntime, fixture: &Fixture, instance: &str) -> Str
         .await
         .unwrap()
         .unwrap();
-    tokio::time::timeout(LONG, runtime.create_thread(instance, "stws_1"))
-        .await
-        .unwrap()
-        .unwrap()
+    tokio::time::timeout(
+        LONG,
+        runtime.create_thread(&instance_id(instance), &work_session("stws_1")),
+    )
+    .await
+    .unwrap()
+    .unwrap()
+    .into_string()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -258,7 +265,7 @@ async fn a_turn_streams_thoughts_and_chunks_in_order_and_ends() {
         fixture.requests().iter().map(|(_, _, pid)| *pid).collect();
     assert_eq!(pids.len(), 1, "one agent process");
 
-    runtime.shutdown_instance("i1").await.unwrap();
+    runtime.shutdown_instance(&instance_id("i1")).await.unwrap();
     assert!(matches!(
         runtime
             .run_turn(&request("i1", &thread, "turn_3", "x"), mpsc::channel(1).0)
@@ -319,7 +326,7 @@ async fn file_access_is_confined_to_the_workspace() {
             "failed"
         ]
     );
-    runtime.shutdown_instance("i1").await.unwrap();
+    runtime.shutdown_instance(&instance_id("i1")).await.unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -360,11 +367,18 @@ async fn permission_requests_follow_the_profile_policy() {
             .ensure_instance(&fixture.spec(&instance, Some(name)))
             .await
             .unwrap();
-        let thread = runtime.create_thread(&instance, "stws_1").await.unwrap();
+        let thread = runtime
+            .create_thread(&instance_id(&instance), &work_session("stws_1"))
+            .await
+            .unwrap()
+            .into_string();
         let (result, events) = turn(&runtime, &request(&instance, &thread, "t", "go")).await;
         assert_eq!(result, Ok(StopReason::EndTurn), "{name}");
         assert_eq!(chunks(&events), vec![expected.to_owned()], "{name}");
-        runtime.shutdown_instance(&instance).await.unwrap();
+        runtime
+            .shutdown_instance(&instance_id(&instance))
+            .await
+            .unwrap();
     }
     // Only the option kinds decide: an allow policy offered no allow option grants nothing.
     let only_reject = json!({"steps": [
@@ -408,7 +422,10 @@ async fn cancel_ends_a_hanging_turn_with_cancelled() {
         first,
         Some(AgentEvent::MessageChunk("chunk 1/1\n".to_owned()))
     );
-    runtime.cancel_turn("i1", &thread).await.unwrap();
+    runtime
+        .cancel_turn(&instance_id("i1"), &thread_id(&thread))
+        .await
+        .unwrap();
     let result = tokio::time::timeout(LONG, running).await.unwrap().unwrap();
     assert_eq!(result, Ok(StopReason::Cancelled));
     // The thread is idle again and takes the next turn.
@@ -457,7 +474,14 @@ async fn a_crash_mid_turn_disconnects_and_a_restart_loads_the_same_session() {
         .unwrap();
     let (result, _) = turn(&runtime, &request("i1", &thread, "turn_4", "hello")).await;
     assert_eq!(result, Err(AgentError::UnknownThread(thread.clone())));
-    runtime.resume_thread("i1", "ws1", &thread).await.unwrap();
+    runtime
+        .resume_thread(
+            &instance_id("i1"),
+            &work_session("ws1"),
+            &thread_id(&thread),
+        )
+        .await
+        .unwrap();
     let (result, events) = turn(&runtime, &request("i1", &thread, "turn_5", "crash again")).await;
     assert_eq!(result, Ok(StopReason::EndTurn), "the crash rule fired once");
     assert_eq!(chunks(&events), vec!["chunk 1/1\n".to_owned()]);
@@ -477,10 +501,16 @@ async fn a_crash_mid_turn_disconnects_and_a_restart_loads_the_same_session() {
     assert_ne!(news[0].2, loads[0].2, "loaded by the restarted process");
     // A thread this agent never had cannot be resumed.
     assert!(matches!(
-        runtime.resume_thread("i1", "ws1", "no-such-session").await,
+        runtime
+            .resume_thread(
+                &instance_id("i1"),
+                &work_session("ws1"),
+                &thread_id("no-such-session")
+            )
+            .await,
         Err(AgentError::UnknownThread(_))
     ));
-    runtime.shutdown_instance("i1").await.unwrap();
+    runtime.shutdown_instance(&instance_id("i1")).await.unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -493,17 +523,30 @@ async fn without_load_session_a_restarted_instance_cannot_resume() {
         fixture.shim(),
     );
     let thread = started(&runtime, &fixture, "i1").await;
-    runtime.resume_thread("i1", "ws1", &thread).await.unwrap();
-    runtime.shutdown_instance("i1").await.unwrap();
+    runtime
+        .resume_thread(
+            &instance_id("i1"),
+            &work_session("ws1"),
+            &thread_id(&thread),
+        )
+        .await
+        .unwrap();
+    runtime.shutdown_instance(&instance_id("i1")).await.unwrap();
     runtime
         .ensure_instance(&fixture.spec("i1", None))
         .await
         .unwrap();
     assert_eq!(
-        runtime.resume_thread("i1", "ws1", &thread).await,
+        runtime
+            .resume_thread(
+                &instance_id("i1"),
+                &work_session("ws1"),
+                &thread_id(&thread)
+            )
+            .await,
         Err(AgentError::UnknownThread(thread.clone()))
     );
-    runtime.shutdown_instance("i1").await.unwrap();
+    runtime.shutdown_instance(&instance_id("i1")).await.unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -562,12 +605,12 @@ async fn the_agent_gets_only_the_allow_listed_environment_in_its_workspace() {
         names.contains(&"TMPDIR"),
         "the sandbox gives the agent a private temp directory"
     );
-    let sandbox = runtime.sandbox_status("i1").unwrap();
+    let sandbox = runtime.sandbox_status(&instance_id("i1")).unwrap();
     assert!(sandbox.active, "{sandbox:?}");
     assert!(!names.contains(&"IS_SANDBOX"));
     assert!(!names.contains(&"CARGO_MANIFEST_DIR"));
     assert!(names.contains(&"PATH"));
-    runtime.shutdown_instance("i1").await.unwrap();
+    runtime.shutdown_instance(&instance_id("i1")).await.unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -603,7 +646,9 @@ async fn misconfiguration_is_reported_before_anything_starts() {
             .is_err()
     );
     assert!(matches!(
-        runtime.create_thread("i1", "stws_1").await,
+        runtime
+            .create_thread(&instance_id("i1"), &work_session("stws_1"))
+            .await,
         Err(AgentError::UnknownInstance(_))
     ));
 }
@@ -657,7 +702,7 @@ async fn shutdown_and_drop_terminate_the_whole_process_group() {
     let agent_pid = fixture.requests()[0].2 as u32;
     let sleeper = read_pids()[0];
     assert!(alive(agent_pid) && alive(sleeper));
-    runtime.shutdown_instance("i1").await.unwrap();
+    runtime.shutdown_instance(&instance_id("i1")).await.unwrap();
     assert!(gone(agent_pid).await, "the agent outlived shutdown");
     assert!(gone(sleeper).await, "the agent's child outlived shutdown");
 
@@ -681,11 +726,11 @@ struct StubTools {
 impl AgentToolServer for StubTools {
     async fn endpoints_for_thread(
         &self,
-        instance_id: &str,
-        work_session_id: &str,
+        instance_id: &spectask_runtimes::agent::InstanceId,
+        work_session_id: &spectask_domain::WorkSessionId,
     ) -> spectask_runtimes::agent::AgentResult<Vec<McpEndpoint>> {
         let mut issued = self.issued.lock().unwrap();
-        issued.push((instance_id.to_owned(), work_session_id.to_owned()));
+        issued.push((instance_id.to_string(), work_session_id.to_string()));
         Ok(vec![McpEndpoint {
             name: "spectask".to_owned(),
             url: "http://127.0.0.1:9/mcp".to_owned(),
@@ -711,18 +756,29 @@ async fn work_session_threads_get_the_tool_servers_mcp_server_on_new_and_load() 
         .ensure_instance(&fixture.spec("i1", None))
         .await
         .unwrap();
-    let thread = runtime.create_thread("i1", "stws_a").await.unwrap();
-    runtime.create_thread("i1", "ses_planning").await.unwrap();
-    runtime.shutdown_instance("i1").await.unwrap();
+    let thread = runtime
+        .create_thread(&instance_id("i1"), &work_session("stws_a"))
+        .await
+        .unwrap()
+        .into_string();
+    runtime
+        .create_thread(&instance_id("i1"), &planning_session("ses_planning"))
+        .await
+        .unwrap();
+    runtime.shutdown_instance(&instance_id("i1")).await.unwrap();
     runtime
         .ensure_instance(&fixture.spec("i1", None))
         .await
         .unwrap();
     runtime
-        .resume_thread("i1", "stws_a", &thread)
+        .resume_thread(
+            &instance_id("i1"),
+            &work_session("stws_a"),
+            &thread_id(&thread),
+        )
         .await
         .unwrap();
-    runtime.shutdown_instance("i1").await.unwrap();
+    runtime.shutdown_instance(&instance_id("i1")).await.unwrap();
 
     let logged: Vec<(String, Value)> = std::fs::read_to_string(fixture.log_path())
         .unwrap()
@@ -749,8 +805,14 @@ async fn work_session_threads_get_the_tool_servers_mcp_server_on_new_and_load() 
     assert_eq!(
         *tools.issued.lock().unwrap(),
         vec![
-            ("i1".to_owned(), "stws_a".to_owned()),
-            ("i1".to_owned(), "stws_a".to_owned())
+            (
+                instance_id("i1").to_string(),
+                work_session_id("stws_a").to_string()
+            ),
+            (
+                instance_id("i1").to_string(),
+                work_session_id("stws_a").to_string()
+            )
         ],
         "a fresh token for every set-up of a work session's thread"
     );
@@ -799,19 +861,23 @@ async fn a_frozen_agent_is_probed_killed_restarted_and_its_session_loaded_again(
     assert!(gone(first_pid).await, "the frozen agent was not killed");
     let losses = runtime.take_lost_instances();
     assert_eq!(losses.len(), 1, "{losses:?}");
-    assert_eq!(losses[0].instance_id, "i1");
+    assert_eq!(losses[0].instance_id, instance_id("i1"));
     assert!(losses[0].reason.contains("stopped answering"), "{losses:?}");
-    assert!(!runtime.thread_is_live("i1", &thread));
+    assert!(!runtime.thread_is_live(&instance_id("i1"), &thread_id(&thread)));
 
     runtime
         .ensure_instance(&fixture.spec("i1", None))
         .await
         .unwrap();
     runtime
-        .resume_thread("i1", "stws_1", &thread)
+        .resume_thread(
+            &instance_id("i1"),
+            &work_session("stws_1"),
+            &thread_id(&thread),
+        )
         .await
         .unwrap();
-    assert!(runtime.thread_is_live("i1", &thread));
+    assert!(runtime.thread_is_live(&instance_id("i1"), &thread_id(&thread)));
     let (result, events) = turn(&runtime, &request("i1", &thread, "turn_3", "freeze again")).await;
     assert_eq!(
         result,
@@ -843,7 +909,7 @@ async fn a_frozen_agent_is_probed_killed_restarted_and_its_session_loaded_again(
         1,
         "never a second session"
     );
-    runtime.shutdown_instance("i1").await.unwrap();
+    runtime.shutdown_instance(&instance_id("i1")).await.unwrap();
     assert_eq!(
         runtime.take_lost_instances(),
         vec![],
@@ -877,7 +943,10 @@ async fn a_cancel_the_agent_never_answers_declares_it_hung() {
     }
     // Give the agent time to stop itself after the chunk.
     tokio::time::sleep(Duration::from_millis(300)).await;
-    runtime.cancel_turn("i1", &thread).await.unwrap();
+    runtime
+        .cancel_turn(&instance_id("i1"), &thread_id(&thread))
+        .await
+        .unwrap();
     let result = tokio::time::timeout(LONG, run)
         .await
         .expect("the turn ended");
@@ -911,7 +980,11 @@ async fn restarts_back_off_exponentially_up_to_a_cap() {
         .await
         .unwrap()
         .unwrap();
-    let thread = runtime.create_thread("i1", "stws_1").await.unwrap();
+    let thread = runtime
+        .create_thread(&instance_id("i1"), &work_session("stws_1"))
+        .await
+        .unwrap()
+        .into_string();
     let (result, _) = turn(&runtime, &request("i1", &thread, "turn_1", "hello")).await;
     assert_eq!(result, Ok(StopReason::EndTurn));
 
@@ -929,7 +1002,7 @@ async fn restarts_back_off_exponentially_up_to_a_cap() {
     }
     // Uncapped, the last delay would be 3.2 s.
     assert!(gaps[5] < 3000, "the delay is not capped: {gaps:?}");
-    runtime.shutdown_instance("i1").await.unwrap();
+    runtime.shutdown_instance(&instance_id("i1")).await.unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -977,7 +1050,11 @@ async fn authenticate_is_sent_only_when_configured_and_must_be_offered_and_succe
         .await
         .unwrap();
     assert_eq!(authenticates(&fixture), 1);
-    let thread = runtime.create_thread("i-keyed", "stws_1").await.unwrap();
+    let thread = runtime
+        .create_thread(&instance_id("i-keyed"), &work_session("stws_1"))
+        .await
+        .unwrap()
+        .into_string();
     let (result, _) = turn(&runtime, &request("i-keyed", &thread, "turn_1", "hi")).await;
     assert_eq!(result, Ok(StopReason::EndTurn));
 
@@ -996,7 +1073,9 @@ async fn authenticate_is_sent_only_when_configured_and_must_be_offered_and_succe
     }
     assert_eq!(authenticates(&fixture), 2);
     assert!(matches!(
-        runtime.create_thread("i-keyless", "stws_1").await,
+        runtime
+            .create_thread(&instance_id("i-keyless"), &work_session("stws_1"))
+            .await,
         Err(AgentError::UnknownInstance(_))
     ));
 
@@ -1015,8 +1094,14 @@ async fn authenticate_is_sent_only_when_configured_and_must_be_offered_and_succe
         2,
         "an unoffered method is never sent"
     );
-    runtime.shutdown_instance("i-plain").await.unwrap();
-    runtime.shutdown_instance("i-keyed").await.unwrap();
+    runtime
+        .shutdown_instance(&instance_id("i-plain"))
+        .await
+        .unwrap();
+    runtime
+        .shutdown_instance(&instance_id("i-keyed"))
+        .await
+        .unwrap();
 }
 
 /// A command the agent runs in the background that leaves three sleepers behind: one in a session
@@ -1101,7 +1186,7 @@ async fn an_instance_shutdown_leaves_no_process_of_the_agents_tree() {
     })
     .await;
 
-    runtime.shutdown_instance("i1").await.unwrap();
+    runtime.shutdown_instance(&instance_id("i1")).await.unwrap();
     wait_for_tree(
         &marker,
         "processes of the agent's tree outlived its shutdown",

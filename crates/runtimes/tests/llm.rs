@@ -6,10 +6,10 @@
 use std::time::{Duration, Instant};
 
 use serde_json::json;
-use spectask_runtimes::llm::fake::{FakeOpenAi, FakeReply};
 use spectask_runtimes::llm::{
     ChatMessage, ChatRole, Completion, LlmClient, LlmConfig, LlmError, LlmEvent,
 };
+use spectask_test_doubles::fake_openai::{FakeOpenAi, FakeReply};
 use tokio::sync::mpsc;
 
 const MS: fn(u64) -> Duration = Duration::from_millis;

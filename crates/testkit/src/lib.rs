@@ -13,6 +13,9 @@
 //! - [`FakeAnthropic`]: a loopback Anthropic Messages API, and [`claude_profile`]: the
 //!   installed `claude-agent-acp` pointed at it, for the real-agent integration tier.
 //!
+//! The doubles themselves ([`ScriptedRuntime`], [`FakeOpenAi`], [`FakeAnthropic`]) live in the
+//! test-only `spectask-test-doubles` crate; they are re-exported here.
+//!
 //! - [`agent_tree`]: the live processes of one agent's tree, by the marker variable it inherits.
 //!
 //! - [`skip`]: how a test whose tier cannot run here says so, and fails instead when
@@ -25,7 +28,6 @@
 mod app;
 mod claude_agent;
 mod database;
-mod fake_anthropic;
 mod process_tree;
 mod skip;
 
@@ -37,11 +39,13 @@ pub use claude_agent::{
     CLAUDE_AGENT_MISSING, claude_agent_binary, claude_profile, prepare_claude_home,
 };
 pub use database::{TestDatabase, postgres_url, skip_postgres};
-pub use fake_anthropic::{AnthropicReply, AnthropicRequest, FakeAnthropic, tool_results};
 pub use process_tree::{TREE_VAR, agent_tree, process_state, wait_for_agent_tree};
 pub use skip::{REQUIRE_TIERS_VAR, Tier, skip};
-pub use spectask_runtimes::agent::scripted::{Behaviour, Dispatch, Rule, Script, ScriptedRuntime};
-pub use spectask_runtimes::llm::fake::{FakeOpenAi, FakeReply};
+pub use spectask_test_doubles::ids;
+pub use spectask_test_doubles::{
+    AnthropicReply, AnthropicRequest, Behaviour, Dispatch, FakeAnthropic, FakeOpenAi, FakeReply,
+    Rule, Script, ScriptedRuntime, tool_results,
+};
 
 /// The path of the `spectask-test-server` binary (see `src/bin/spectask-test-server.rs`).
 ///

@@ -22,6 +22,7 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 use spectask_runtimes::agent::acp::{AcpProfile, AcpRuntime};
 use spectask_runtimes::agent::{AgentEvent, AgentRuntime, InstanceSpec, StopReason, TurnRequest};
+use spectask_testkit::ids::{instance_id, thread_id, work_session};
 use spectask_testkit::{
     AnthropicReply, CLAUDE_AGENT_MISSING, FakeAnthropic, TREE_VAR, Tier, agent_tree,
     claude_agent_binary, claude_profile, init_test_logging, prepare_claude_home, tool_results,
@@ -84,9 +85,9 @@ impl Fixture {
         )
     }
 
-    fn spec(&self, instance_id: &str) -> InstanceSpec {
+    fn spec(&self, instance: &str) -> InstanceSpec {
         InstanceSpec {
-            instance_id: instance_id.to_owned(),
+            instance_id: instance_id(instance),
             spec_task_id: "spt_claude".to_owned(),
             workspace: Some(self.workspace()),
             agent: Some("claude".to_owned()),
@@ -95,10 +96,10 @@ impl Fixture {
     }
 }
 
-fn request(instance_id: &str, thread_id: &str, turn_id: &str, prompt: &str) -> TurnRequest {
+fn request(instance: &str, thread: &str, turn_id: &str, prompt: &str) -> TurnRequest {
     TurnRequest {
-        instance_id: instance_id.to_owned(),
-        thread_id: thread_id.to_owned(),
+        instance_id: instance_id(instance),
+        thread_id: thread_id(thread),
         turn_id: turn_id.to_owned(),
         prompt: prompt.to_owned(),
     }
@@ -161,10 +162,14 @@ async fn start(fixture: &Fixture, fake: &FakeAnthropic) -> AcpRuntime {
 }
 
 async fn new_thread(runtime: &AcpRuntime, work_session_id: &str) -> String {
-    tokio::time::timeout(TURN, runtime.create_thread("i1", work_session_id))
-        .await
-        .expect("session/new in time")
-        .expect("session/new")
+    tokio::time::timeout(
+        TURN,
+        runtime.create_thread(&instance_id("i1"), &work_session(work_session_id)),
+    )
+    .await
+    .expect("session/new in time")
+    .expect("session/new")
+    .into_string()
 }
 
 /// A scripted `Write` tool call.
@@ -250,7 +255,7 @@ async fn three_threads_of_one_agent_write_files_through_permitted_tool_calls() {
         );
     }
     assert_eq!(fake.pending_replies(), 0);
-    runtime.shutdown_instance("i1").await.unwrap();
+    runtime.shutdown_instance(&instance_id("i1")).await.unwrap();
 }
 
 /// A turn whose model never finishes is cancelled with `session/cancel`: `run_turn` ends with
@@ -276,7 +281,10 @@ async fn a_turn_is_cancelled_while_the_model_hangs() {
     // Let the first streamed text reach the agent, so the cancel lands mid-stream.
     tokio::time::sleep(Duration::from_millis(300)).await;
     let cancelled_at = Instant::now();
-    runtime.cancel_turn("i1", &thread).await.unwrap();
+    runtime
+        .cancel_turn(&instance_id("i1"), &thread_id(&thread))
+        .await
+        .unwrap();
     let (stop, _events) = tokio::time::timeout(TURN, running)
         .await
         .expect("the turn ended after cancel")
@@ -288,7 +296,7 @@ async fn a_turn_is_cancelled_while_the_model_hangs() {
     let (stop, events) = turn(&runtime, &request("i1", &thread, "turn_2", "go on")).await;
     assert_eq!(stop, StopReason::EndTurn);
     assert!(chunks(&events).ends_with("Back again."), "{events:?}");
-    runtime.shutdown_instance("i1").await.unwrap();
+    runtime.shutdown_instance(&instance_id("i1")).await.unwrap();
 }
 
 /// The fake itself, without the agent (so it is checked where Node.js is missing too): a scripted
@@ -551,7 +559,9 @@ async fn a_granted_bash_command_cannot_write_beside_the_workspace() {
     let fixture = Fixture::new(require_agent!());
     let fake = FakeAnthropic::start().await;
     let runtime = start(&fixture, &fake).await;
-    let status = runtime.sandbox_status("i1").expect("the instance runs");
+    let status = runtime
+        .sandbox_status(&instance_id("i1"))
+        .expect("the instance runs");
     assert!(status.active, "{status:?}");
     let thread = new_thread(&runtime, "stws_1").await;
     fake.push(AnthropicReply::ToolUse {

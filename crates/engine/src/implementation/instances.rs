@@ -4,6 +4,8 @@
 //! resumes each thread (`session/load`), which makes it `active` again. Also here: stopping the
 //! agents of tasks that ended (deleted, archived, done, failed), as the database says.
 
+use spectask_domain::AgentThreadId;
+
 use crate::{Engine, EngineError};
 
 impl Engine {
@@ -18,10 +20,13 @@ impl Engine {
         let mut changed = 0;
         for loss in runtime.take_lost_instances() {
             let threads: Vec<_> = store
-                .active_threads_of_instance(&loss.instance_id)
+                .active_threads_of_instance(loss.instance_id.as_str())
                 .await?
                 .into_iter()
-                .filter(|thread| !runtime.thread_is_live(&loss.instance_id, &thread.zed_thread_id))
+                .filter(|thread| {
+                    let thread_id = AgentThreadId::new(thread.zed_thread_id.as_str());
+                    !runtime.thread_is_live(&loss.instance_id, &thread_id)
+                })
                 .map(|thread| thread.id)
                 .collect();
             let disconnected = store
@@ -44,7 +49,13 @@ impl Engine {
         if running.is_empty() {
             return Ok(0);
         }
-        let ended = self.inner.store.ended_instances(&running).await?;
+        let ids: Vec<String> = running.iter().map(ToString::to_string).collect();
+        let ended_ids = self.inner.store.ended_instances(&ids).await?;
+        // The store answers with the ids it was given; the runtime takes them typed.
+        let ended: Vec<_> = running
+            .iter()
+            .filter(|instance_id| ended_ids.iter().any(|id| id == instance_id.as_str()))
+            .collect();
         for instance_id in &ended {
             tracing::info!(%instance_id, "the instance's task has ended; stopping its agent");
             if let Err(err) = runtime.shutdown_instance(instance_id).await {

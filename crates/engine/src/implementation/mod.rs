@@ -19,6 +19,7 @@ use spectask_domain::{
 use spectask_store::WorkSessionPlan;
 
 use self::graph::SessionGraph;
+use crate::agent_turn::{new_instance_id, stored_instance_id};
 use crate::{Engine, EngineError};
 
 /// A work session as listed: with its thread, its family and why it waits.
@@ -169,11 +170,12 @@ impl Engine {
         let store = &self.inner.store;
         let implementation_tasks = store.list_implementation_tasks(&task.id).await?;
         let plans = plans_for(&implementation_tasks);
-        let instance_id = task.zed_instance_id.clone().unwrap_or_else(|| {
-            format!("zin_{}", ulid::Ulid::new().to_string().to_ascii_lowercase())
-        });
+        let instance_id = match &task.zed_instance_id {
+            Some(stored) => stored_instance_id(&task.id, stored)?,
+            None => new_instance_id(),
+        };
         let sessions = store
-            .start_implementation(&task.id, &instance_id, &plans, actor)
+            .start_implementation(&task.id, instance_id.as_str(), &plans, actor)
             .await?;
         tracing::info!(spec_task_id = %task.id, instance = %instance_id, work_sessions = sessions.len(), "implementation started");
         Ok(sessions)
@@ -311,10 +313,15 @@ impl Engine {
             .store
             .transition_spec_task(id, SpecTaskEvent::ApproveImplementation, actor)
             .await?;
-        if let (Some(runtime), Some(instance)) = (&self.inner.runtime, &task.zed_instance_id)
-            && let Err(err) = runtime.shutdown_instance(instance).await
-        {
-            tracing::warn!(%err, instance, "could not shut the instance down");
+        if let (Some(runtime), Some(stored)) = (&self.inner.runtime, &task.zed_instance_id) {
+            match stored_instance_id(&task.id, stored) {
+                Ok(instance) => {
+                    if let Err(err) = runtime.shutdown_instance(&instance).await {
+                        tracing::warn!(%err, %instance, "could not shut the instance down");
+                    }
+                }
+                Err(err) => tracing::warn!(%err, "could not shut the instance down"),
+            }
         }
         Ok(task)
     }
@@ -496,13 +503,14 @@ impl Engine {
             last_activity_at: threads.iter().filter_map(|t| t.last_activity_at).max(),
             runtime: self.inner.runtime.as_ref().map(|r| r.kind()),
             sandbox: match (&self.inner.runtime, &task.zed_instance_id) {
-                (Some(runtime), Some(instance)) => {
-                    runtime.sandbox_status(instance).map(|status| SandboxView {
+                (Some(runtime), Some(stored)) => stored_instance_id(&task.id, stored)
+                    .ok()
+                    .and_then(|instance| runtime.sandbox_status(&instance))
+                    .map(|status| SandboxView {
                         active: status.active,
                         mode: status.mode.as_str(),
                         detail: status.detail,
-                    })
-                }
+                    }),
                 _ => None,
             },
         })

@@ -8,13 +8,16 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use spectask_domain::plan::{PlanTaskStatus, render_progress};
 use spectask_domain::prompts::retry_note;
-use spectask_domain::{SpecTask, TurnStatus, WorkSessionId, ZedThreadEvent, ZedThreadStatus};
+use spectask_domain::{
+    AgentThreadId, SpecTask, ThreadOwner, TurnStatus, WorkSessionId, ZedThreadEvent,
+    ZedThreadStatus,
+};
 use spectask_runtimes::agent::{AgentError, InstanceSpec, StopReason};
 use spectask_store::{AgentTokenState, StoreError, TurnClaim};
 use tokio_util::sync::CancellationToken;
 
 use super::graph::SessionGraph;
-use crate::agent_turn::{AgentThread, RunEnd};
+use crate::agent_turn::{AgentThread, RunEnd, stored_instance_id};
 use crate::{Engine, EngineError, projection};
 
 impl Engine {
@@ -47,12 +50,14 @@ impl Engine {
             let reason = format!("the agent gave up: {reason}");
             return self.fail_for_good(claim, &ws_id, "", &reason).await;
         }
-        let Some(instance_id) = task.zed_instance_id.clone() else {
+        let Some(stored_instance) = task.zed_instance_id.as_deref() else {
             return Err(EngineError::Conflict(format!(
                 "spec task {} has no instance",
                 task.id
             )));
         };
+        let instance_id = stored_instance_id(&task.id, stored_instance)?;
+        let owner = ThreadOwner::WorkSession(ws_id.clone());
         let spec = InstanceSpec {
             instance_id: instance_id.clone(),
             spec_task_id: task.id.to_string(),
@@ -86,8 +91,9 @@ impl Engine {
         }
         let thread_id = match store.thread_of_work_session(&ws_id).await? {
             Some(thread) => {
+                let thread_id = AgentThreadId::new(thread.zed_thread_id.as_str());
                 if let Err(err) = runtime
-                    .resume_thread(&instance_id, ws_id.as_str(), &thread.zed_thread_id)
+                    .resume_thread(&instance_id, &owner, &thread_id)
                     .await
                 {
                     return self
@@ -116,10 +122,10 @@ impl Engine {
                         )
                         .await?;
                 }
-                thread.zed_thread_id
+                thread_id
             }
             None => {
-                let thread_id = match runtime.create_thread(&instance_id, ws_id.as_str()).await {
+                let thread_id = match runtime.create_thread(&instance_id, &owner).await {
                     Ok(id) => id,
                     Err(err) => {
                         return self
@@ -133,7 +139,7 @@ impl Engine {
                     }
                 };
                 store
-                    .record_thread(&ws_id, &thread_id, &self.inner.owner)
+                    .record_thread(&ws_id, thread_id.as_str(), &self.inner.owner)
                     .await?;
                 thread_id
             }
@@ -143,7 +149,7 @@ impl Engine {
             // The thread's MCP token died (the session was retried or reopened, or the token
             // expired): set the thread up again so the agent gets a fresh one.
             if let Err(err) = runtime
-                .refresh_thread(&instance_id, ws_id.as_str(), &thread_id)
+                .refresh_thread(&instance_id, &owner, &thread_id)
                 .await
             {
                 return self

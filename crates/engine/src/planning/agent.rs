@@ -14,12 +14,14 @@ use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use spectask_domain::agent_prompts::{SpecFiles, agent_corrective_prompt};
-use spectask_domain::{SpecOutputError, SpecTask, SpecTaskId, split_spec_files};
+use spectask_domain::{
+    AgentThreadId, SpecOutputError, SpecTask, SpecTaskId, ThreadOwner, split_spec_files,
+};
 use spectask_runtimes::agent::{AgentError, InstanceSpec, StopReason};
 use spectask_store::{StoreError, TurnClaim};
 use tokio_util::sync::CancellationToken;
 
-use crate::agent_turn::{AgentThread, RunEnd};
+use crate::agent_turn::{AgentThread, RunEnd, new_instance_id, stored_instance_id};
 use crate::{Engine, EngineError, projection};
 
 /// The absolute paths of a task's three spec files.
@@ -95,8 +97,11 @@ impl Engine {
             return Ok(());
         };
         let paths = SpecPaths::new(project, &task.id);
-        let candidate = format!("zin_{}", ulid::Ulid::new().to_string().to_ascii_lowercase());
-        let instance_id = store.bind_planning_instance(claim, &candidate).await?;
+        let candidate = new_instance_id();
+        let bound = store
+            .bind_planning_instance(claim, candidate.as_str())
+            .await?;
+        let instance_id = stored_instance_id(&task.id, &bound)?;
         let spec = InstanceSpec {
             instance_id: instance_id.clone(),
             spec_task_id: task.id.to_string(),
@@ -112,12 +117,10 @@ impl Engine {
             return self.agent_planning_failed(claim, "", &err, &reason).await;
         }
         let session = store.get_session(&claim.turn.session_id).await?;
-        let thread_id = match session.agent_thread_id.clone() {
+        let owner = ThreadOwner::PlanningSession(session.id.clone());
+        let thread_id = match session.agent_thread_id.clone().map(AgentThreadId::new) {
             Some(thread) => {
-                match runtime
-                    .resume_thread(&instance_id, session.id.as_str(), &thread)
-                    .await
-                {
+                match runtime.resume_thread(&instance_id, &owner, &thread).await {
                     Ok(()) => {}
                     Err(err @ AgentError::UnknownThread(_)) => {
                         // Never a new session behind the reviewer's back: planning fails and says
@@ -141,12 +144,9 @@ impl Engine {
                 }
                 thread
             }
-            None => match runtime
-                .create_thread(&instance_id, session.id.as_str())
-                .await
-            {
+            None => match runtime.create_thread(&instance_id, &owner).await {
                 Ok(thread) => {
-                    store.record_planning_thread(claim, &thread).await?;
+                    store.record_planning_thread(claim, thread.as_str()).await?;
                     thread
                 }
                 Err(err) => {

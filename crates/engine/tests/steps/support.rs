@@ -28,7 +28,7 @@ use spectask_testkit::TestDatabase;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-pub use spectask_runtimes::agent::scripted::{Behaviour, Rule, Script, ScriptedRuntime};
+pub use spectask_testkit::{Behaviour, Rule, Script, ScriptedRuntime};
 
 /// Defines each test twice, `sqlite::name` and `postgres::name`, like testkit's `backend_tests!`
 /// but on a current-thread runtime (see the module doc for why steps need one). Without

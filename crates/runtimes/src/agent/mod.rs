@@ -7,12 +7,12 @@
 //! can never be attributed to the wrong turn. Failures of the thread or of the whole instance come
 //! back as errors of the calls in flight.
 //!
-//! Ids are plain strings here: the runtime knows nothing of the store; the engine maps them.
+//! Ids are the domain's typed ids ([`InstanceId`], [`AgentThreadId`], and a [`ThreadOwner`] that
+//! says whether a thread serves a work session or a planning session); the runtime knows nothing
+//! of the store: the engine maps them.
 
 pub mod acp;
 pub mod sandbox;
-#[cfg(feature = "test-support")]
-pub mod scripted;
 pub mod shim;
 pub mod tools;
 
@@ -20,7 +20,8 @@ use std::path::PathBuf;
 
 use async_trait::async_trait;
 pub use spectask_domain::{
-    AgentPlanStep, ToolCallContent, ToolCallEntry, ToolCallLocation, UsageEntry,
+    AgentPlanStep, AgentThreadId, InstanceId, ThreadOwner, ToolCallContent, ToolCallEntry,
+    ToolCallLocation, UsageEntry,
 };
 use tokio::sync::mpsc;
 
@@ -31,7 +32,7 @@ pub use tools::{AgentToolServer, McpEndpoint};
 #[derive(Debug, Clone, PartialEq)]
 pub struct InstanceSpec {
     /// The instance id spectask stored on the task (`zed_instance_id`).
-    pub instance_id: String,
+    pub instance_id: InstanceId,
     pub spec_task_id: String,
     /// The workspace the agent works in (the task's `project_path`), if any.
     pub workspace: Option<PathBuf>,
@@ -44,9 +45,9 @@ pub struct InstanceSpec {
 /// One prompt for one thread.
 #[derive(Debug, Clone, PartialEq)]
 pub struct TurnRequest {
-    pub instance_id: String,
+    pub instance_id: InstanceId,
     /// The runtime's thread id, as returned by [`AgentRuntime::create_thread`].
-    pub thread_id: String,
+    pub thread_id: AgentThreadId,
     /// spectask's turn id, for logs and the runtime's own bookkeeping.
     pub turn_id: String,
     pub prompt: String,
@@ -121,16 +122,16 @@ pub type AgentResult<T> = Result<T, AgentError>;
 /// terminated. An intentional shutdown is not a loss.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct InstanceLoss {
-    pub instance_id: String,
+    pub instance_id: InstanceId,
     pub reason: String,
 }
 
 /// A permission request an agent made, for a human to answer.
 #[derive(Debug, Clone, PartialEq)]
 pub struct PermissionAsk {
-    pub instance_id: String,
+    pub instance_id: InstanceId,
     /// The thread (ACP session) that asked.
-    pub thread_id: String,
+    pub thread_id: AgentThreadId,
     pub tool_call_id: String,
     pub title: String,
     pub options: Vec<PermissionChoice>,
@@ -178,17 +179,21 @@ pub trait AgentRuntime: Send + Sync + std::fmt::Debug {
     /// runtime that restarted (or a new replica) brings instances back on demand.
     async fn ensure_instance(&self, spec: &InstanceSpec) -> AgentResult<()>;
 
-    /// Opens a new thread in a running instance and returns its id.
-    async fn create_thread(&self, instance_id: &str, work_session_id: &str) -> AgentResult<String>;
+    /// Opens a new thread for `owner` in a running instance and returns its id.
+    async fn create_thread(
+        &self,
+        instance_id: &InstanceId,
+        owner: &ThreadOwner,
+    ) -> AgentResult<AgentThreadId>;
 
-    /// Makes an existing thread of work session `work_session_id` usable in a (possibly
-    /// restarted) instance, keeping its id and its history. Never creates a different thread: if
-    /// the thread cannot be resumed this fails with [`AgentError::UnknownThread`].
+    /// Makes an existing thread of `owner` usable in a (possibly restarted) instance, keeping its
+    /// id and its history. Never creates a different thread: if the thread cannot be resumed this
+    /// fails with [`AgentError::UnknownThread`].
     async fn resume_thread(
         &self,
-        instance_id: &str,
-        work_session_id: &str,
-        thread_id: &str,
+        instance_id: &InstanceId,
+        owner: &ThreadOwner,
+        thread_id: &AgentThreadId,
     ) -> AgentResult<()>;
 
     /// Sets an existing, possibly loaded thread up again (ACP `session/load`), so it gets fresh
@@ -197,12 +202,11 @@ pub trait AgentRuntime: Send + Sync + std::fmt::Debug {
     /// agents, or cannot load a thread twice, just resume it.
     async fn refresh_thread(
         &self,
-        instance_id: &str,
-        work_session_id: &str,
-        thread_id: &str,
+        instance_id: &InstanceId,
+        owner: &ThreadOwner,
+        thread_id: &AgentThreadId,
     ) -> AgentResult<()> {
-        self.resume_thread(instance_id, work_session_id, thread_id)
-            .await
+        self.resume_thread(instance_id, owner, thread_id).await
     }
 
     /// Gives the runtime spectask's tool server, once the server knows its own address. Runtimes
@@ -221,7 +225,11 @@ pub trait AgentRuntime: Send + Sync + std::fmt::Debug {
 
     /// Asks the agent to stop the turn running on `thread_id`; the pending `run_turn` then returns
     /// `StopReason::Cancelled`.
-    async fn cancel_turn(&self, instance_id: &str, thread_id: &str) -> AgentResult<()>;
+    async fn cancel_turn(
+        &self,
+        instance_id: &InstanceId,
+        thread_id: &AgentThreadId,
+    ) -> AgentResult<()>;
 
     /// Instances lost since the last call, oldest first. The engine marks their active threads
     /// disconnected; nothing depends on this for recovery (a lost instance is restarted, and its
@@ -232,24 +240,24 @@ pub trait AgentRuntime: Send + Sync + std::fmt::Debug {
 
     /// Whether `thread_id` is usable right now (created or resumed by the running instance), so
     /// a loss reported earlier must not mark it disconnected.
-    fn thread_is_live(&self, instance_id: &str, thread_id: &str) -> bool {
+    fn thread_is_live(&self, instance_id: &InstanceId, thread_id: &AgentThreadId) -> bool {
         let _ = (instance_id, thread_id);
         false
     }
 
     /// The instances this runtime holds (running, starting, or stopped but not yet forgotten), so
     /// the engine can stop those whose task has ended. Runtimes without processes report none.
-    fn running_instances(&self) -> Vec<String> {
+    fn running_instances(&self) -> Vec<InstanceId> {
         Vec::new()
     }
 
     /// Whether the running instance's agent is sandboxed (`agent::sandbox`); `None` when the
     /// instance is not running here or the runtime has no sandbox.
-    fn sandbox_status(&self, instance_id: &str) -> Option<SandboxStatus> {
+    fn sandbox_status(&self, instance_id: &InstanceId) -> Option<SandboxStatus> {
         let _ = instance_id;
         None
     }
 
     /// Stops the instance and everything it runs.
-    async fn shutdown_instance(&self, instance_id: &str) -> AgentResult<()>;
+    async fn shutdown_instance(&self, instance_id: &InstanceId) -> AgentResult<()>;
 }

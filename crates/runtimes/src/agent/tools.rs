@@ -4,7 +4,8 @@
 
 use async_trait::async_trait;
 
-use super::AgentResult;
+use super::{AgentResult, InstanceId};
+use spectask_domain::WorkSessionId;
 
 /// One MCP server reachable over streamable HTTP.
 #[derive(Clone, PartialEq, Eq)]
@@ -40,8 +41,8 @@ pub trait AgentToolServer: Send + Sync + std::fmt::Debug {
     /// with fresh credentials; called once per `session/new` and `session/load`.
     async fn endpoints_for_thread(
         &self,
-        instance_id: &str,
-        work_session_id: &str,
+        instance_id: &InstanceId,
+        work_session_id: &WorkSessionId,
     ) -> AgentResult<Vec<McpEndpoint>>;
 
     /// The TCP ports its endpoints listen on, which a sandbox that restricts connects must
@@ -69,22 +70,9 @@ pub fn url_port(url: &str) -> Option<u16> {
     }
 }
 
-/// Whether a thread's owner id names a work session (`stws_…`); planning threads and anything
-/// else get no tools.
-pub fn is_work_session_id(id: &str) -> bool {
-    id.starts_with("stws_")
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn only_work_sessions_get_tools() {
-        assert!(is_work_session_id("stws_01arz3ndektsv4rrffq69g5fav"));
-        assert!(!is_work_session_id("ses_01arz3ndektsv4rrffq69g5fav"));
-        assert!(!is_work_session_id("spt_01arz3ndektsv4rrffq69g5fav"));
-    }
 
     #[test]
     fn ports_come_from_urls() {

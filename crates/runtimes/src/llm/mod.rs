@@ -9,8 +9,6 @@ mod attempt;
 mod client;
 mod config;
 mod error;
-#[cfg(feature = "test-support")]
-pub mod fake;
 mod reply;
 mod retry;
 mod sse;

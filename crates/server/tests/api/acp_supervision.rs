@@ -14,8 +14,8 @@ use serde_json::{Value, json};
 use spectask_engine::EngineSettings;
 use spectask_runtimes::agent::acp::{AcpRuntime, SupervisionSettings};
 use spectask_runtimes::agent::{
-    AgentError, AgentEvent, AgentResult, AgentRuntime, AgentToolServer, InstanceLoss, InstanceSpec,
-    StopReason, TurnRequest,
+    AgentError, AgentEvent, AgentResult, AgentRuntime, AgentThreadId, AgentToolServer, InstanceId,
+    InstanceLoss, InstanceSpec, StopReason, ThreadOwner, TurnRequest,
 };
 use spectask_testkit::{FakeOpenAi, TestApp, backend_tests, fast_engine, test_agent_profile};
 use tokio::sync::{mpsc, watch};
@@ -70,17 +70,21 @@ impl AgentRuntime for HeldDisconnects {
     async fn ensure_instance(&self, spec: &InstanceSpec) -> AgentResult<()> {
         self.inner.ensure_instance(spec).await
     }
-    async fn create_thread(&self, instance_id: &str, work_session_id: &str) -> AgentResult<String> {
-        self.inner.create_thread(instance_id, work_session_id).await
+    async fn create_thread(
+        &self,
+        instance_id: &InstanceId,
+        owner: &ThreadOwner,
+    ) -> AgentResult<AgentThreadId> {
+        self.inner.create_thread(instance_id, owner).await
     }
     async fn resume_thread(
         &self,
-        instance_id: &str,
-        work_session_id: &str,
-        thread_id: &str,
+        instance_id: &InstanceId,
+        owner: &ThreadOwner,
+        thread_id: &AgentThreadId,
     ) -> AgentResult<()> {
         self.inner
-            .resume_thread(instance_id, work_session_id, thread_id)
+            .resume_thread(instance_id, owner, thread_id)
             .await
     }
     fn attach_tool_server(&self, tools: Arc<dyn AgentToolServer>) {
@@ -97,16 +101,20 @@ impl AgentRuntime for HeldDisconnects {
         }
         result
     }
-    async fn cancel_turn(&self, instance_id: &str, thread_id: &str) -> AgentResult<()> {
+    async fn cancel_turn(
+        &self,
+        instance_id: &InstanceId,
+        thread_id: &AgentThreadId,
+    ) -> AgentResult<()> {
         self.inner.cancel_turn(instance_id, thread_id).await
     }
-    async fn shutdown_instance(&self, instance_id: &str) -> AgentResult<()> {
+    async fn shutdown_instance(&self, instance_id: &InstanceId) -> AgentResult<()> {
         self.inner.shutdown_instance(instance_id).await
     }
     fn take_lost_instances(&self) -> Vec<InstanceLoss> {
         self.inner.take_lost_instances()
     }
-    fn thread_is_live(&self, instance_id: &str, thread_id: &str) -> bool {
+    fn thread_is_live(&self, instance_id: &InstanceId, thread_id: &AgentThreadId) -> bool {
         self.inner.thread_is_live(instance_id, thread_id)
     }
 }

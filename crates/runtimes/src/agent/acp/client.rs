@@ -32,7 +32,7 @@ use super::profiles::PermissionPolicy;
 /// What the client side of one instance needs to answer the agent.
 #[derive(Debug)]
 pub(crate) struct ClientState {
-    pub(crate) instance_id: String,
+    pub(crate) instance_id: crate::agent::InstanceId,
     /// Canonical, so a resolved path can be compared with `starts_with`.
     pub(crate) workspace: PathBuf,
     pub(crate) policy: PermissionPolicy,
@@ -236,7 +236,7 @@ impl ClientState {
         };
         let ask = crate::agent::PermissionAsk {
             instance_id: self.instance_id.clone(),
-            thread_id: session_id,
+            thread_id: crate::agent::AgentThreadId::new(session_id),
             tool_call_id: "fs/write_text_file".to_owned(),
             title: format!("Write {}", path.display()),
             options: vec![
@@ -335,7 +335,7 @@ impl ClientState {
             });
             let ask = crate::agent::PermissionAsk {
                 instance_id: self.instance_id.clone(),
-                thread_id: request.session_id.to_string(),
+                thread_id: crate::agent::AgentThreadId::new(request.session_id.to_string()),
                 tool_call_id: request.tool_call.tool_call_id.to_string(),
                 title: title.to_owned(),
                 kind: fields.kind.and_then(|kind| {
@@ -569,6 +569,11 @@ mod tests {
 
     use super::*;
 
+    /// The instance every test's client belongs to.
+    fn instance() -> crate::agent::InstanceId {
+        crate::agent::InstanceId::parse("zin_00000000000000000000000001").unwrap()
+    }
+
     async fn permission(state: &ClientState, path: &Path) -> RequestPermissionOutcome {
         use agent_client_protocol::v1::schema::{
             PermissionOption, ToolCallLocation, ToolCallUpdate, ToolCallUpdateFields,
@@ -612,7 +617,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let ws = dir.path().canonicalize().unwrap();
         let state = |broker: Option<&'static str>| ClientState {
-            instance_id: "i1".to_owned(),
+            instance_id: instance(),
             workspace: ws.clone(),
             policy: PermissionPolicy::Ask,
             broker: Some(std::sync::Arc::new(FixedBroker(broker))),
@@ -643,7 +648,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let ws = dir.path().canonicalize().unwrap();
         let state = |policy| ClientState {
-            instance_id: "i1".to_owned(),
+            instance_id: instance(),
             workspace: ws.clone(),
             policy,
             broker: None,
@@ -692,7 +697,7 @@ mod tests {
         broker: Option<std::sync::Arc<CountingBroker>>,
     ) -> ClientState {
         ClientState {
-            instance_id: "i1".to_owned(),
+            instance_id: instance(),
             workspace: ws.to_path_buf(),
             policy,
             broker: broker.map(|b| b as std::sync::Arc<dyn crate::agent::PermissionBroker>),
@@ -967,7 +972,7 @@ mod tests {
             )
         };
         let state = |sandbox_active, broker: Option<&'static str>| ClientState {
-            instance_id: "i1".to_owned(),
+            instance_id: instance(),
             workspace: ws.clone(),
             policy: PermissionPolicy::AllowWorkspaceEdits,
             broker: broker.map(|answer| {

@@ -54,10 +54,9 @@ use self::stdout::{StdoutLimits, UPDATE_BACKLOG};
 use self::supervisor::{InstanceSupervision, Supervisor};
 use self::updates::TurnEvents;
 use super::shim::AgentShim;
-use super::tools::is_work_session_id;
 use super::{
-    AgentError, AgentEvent, AgentResult, AgentRuntime, AgentToolServer, InstanceLoss, InstanceSpec,
-    StopReason, TurnRequest,
+    AgentError, AgentEvent, AgentResult, AgentRuntime, AgentThreadId, AgentToolServer, InstanceId,
+    InstanceLoss, InstanceSpec, StopReason, ThreadOwner, TurnRequest,
 };
 
 /// How long set-up requests (`initialize`, `session/new`, `session/load`) may take. Real agents
@@ -101,14 +100,14 @@ pub struct AcpRuntime {
     shim: AgentShim,
     default_profile: Option<String>,
     /// One slot per instance id; the slot's async lock serialises starts and restarts.
-    instances: Mutex<HashMap<String, Slot>>,
+    instances: Mutex<HashMap<InstanceId, Slot>>,
     /// Answers `ask`-policy permission requests; without one they are rejected.
     broker: Option<Arc<dyn super::PermissionBroker>>,
     /// Liveness probes, loss reports and restart backoff.
     supervisor: Arc<Supervisor>,
     /// The latest started instance of each id, readable without the slot's lock (which a
     /// restart holds while it backs off).
-    latest: Mutex<HashMap<String, Weak<Instance>>>,
+    latest: Mutex<HashMap<InstanceId, Weak<Instance>>>,
     /// spectask's MCP server for agents; set once the server knows its address.
     tool_server: OnceLock<Arc<dyn AgentToolServer>>,
     limits: AgentLimits,
@@ -121,7 +120,7 @@ type Slot = Arc<tokio::sync::Mutex<Option<Arc<Instance>>>>;
 /// One running agent process and what spectask knows of it.
 #[derive(Debug)]
 struct Instance {
-    id: String,
+    id: InstanceId,
     profile: String,
     workspace: PathBuf,
     process: AgentProcess,
@@ -270,7 +269,7 @@ impl AcpRuntime {
         self
     }
 
-    fn slots(&self) -> MutexGuard<'_, HashMap<String, Slot>> {
+    fn slots(&self) -> MutexGuard<'_, HashMap<InstanceId, Slot>> {
         // Critical sections are single map operations; a poisoned map is still consistent.
         self.instances
             .lock()
@@ -320,28 +319,28 @@ impl AcpRuntime {
         Ok(())
     }
 
-    async fn instance(&self, instance_id: &str) -> AgentResult<Arc<Instance>> {
+    async fn instance(&self, instance_id: &InstanceId) -> AgentResult<Arc<Instance>> {
         let slot = self.slots().get(instance_id).cloned();
         let instance = match slot {
             Some(slot) => slot.lock().await.clone(),
             None => None,
         };
-        instance.ok_or_else(|| AgentError::UnknownInstance(instance_id.to_owned()))
+        instance.ok_or_else(|| AgentError::UnknownInstance(instance_id.to_string()))
     }
 
-    /// The MCP servers a session of `work_session_id` is given: the tool server's, with fresh
-    /// credentials, when the agent speaks HTTP MCP; none for planning threads.
+    /// The MCP servers a session of `owner` is given: the tool server's, with fresh credentials,
+    /// when a work session owns it and the agent speaks HTTP MCP; none for planning threads.
     async fn mcp_servers_for_session(
         &self,
         instance: &Instance,
-        work_session_id: &str,
+        owner: &ThreadOwner,
     ) -> AgentResult<Vec<McpServer>> {
         let Some(tools) = self.tool_server.get() else {
             return Ok(Vec::new());
         };
-        if !is_work_session_id(work_session_id) {
+        let Some(work_session_id) = owner.work_session() else {
             return Ok(Vec::new());
-        }
+        };
         if !instance.mcp_http {
             if !instance.warned_no_mcp.swap(true, Ordering::Relaxed) {
                 tracing::warn!(instance_id = %instance.id, profile = %instance.profile, "the agent does not support HTTP MCP servers; its threads get no spectask tools");
@@ -378,11 +377,16 @@ impl AcpRuntime {
             .get()
             .map(|tools| tools.tcp_ports())
             .unwrap_or_default();
-        let launch = self
-            .sandboxing
-            .launch(&spec.instance_id, profile, &workspace, &ports)?;
-        let (process, pipes) =
-            process::spawn(profile, &workspace, &spec.instance_id, &self.shim, &launch)?;
+        let launch =
+            self.sandboxing
+                .launch(spec.instance_id.as_str(), profile, &workspace, &ports)?;
+        let (process, pipes) = process::spawn(
+            profile,
+            &workspace,
+            spec.instance_id.as_str(),
+            &self.shim,
+            &launch,
+        )?;
         let client = Arc::new(ClientState {
             instance_id: spec.instance_id.clone(),
             workspace: workspace.clone(),
@@ -516,7 +520,9 @@ impl AgentRuntime for AcpRuntime {
             instance.shutdown().await;
             *current = None;
         }
-        self.supervisor.before_start(&spec.instance_id).await;
+        self.supervisor
+            .before_start(spec.instance_id.as_str())
+            .await;
         match self.start(spec, profile, workspace).await {
             Ok(instance) => {
                 let instance = Arc::new(instance);
@@ -536,20 +542,22 @@ impl AgentRuntime for AcpRuntime {
                 // Only the agent's own failures back off: a misconfiguration (an unknown
                 // program, an unoffered auth method) fails the same way at once every time.
                 if !matches!(err, AgentError::Config(_)) {
-                    self.supervisor.start_failed(&spec.instance_id);
+                    self.supervisor.start_failed(spec.instance_id.as_str());
                 }
                 Err(err)
             }
         }
     }
 
-    async fn create_thread(&self, instance_id: &str, work_session_id: &str) -> AgentResult<String> {
+    async fn create_thread(
+        &self,
+        instance_id: &InstanceId,
+        owner: &ThreadOwner,
+    ) -> AgentResult<AgentThreadId> {
         let instance = self.instance(instance_id).await?;
         instance.supervision.touch();
-        let request = NewSessionRequest::new(instance.workspace.clone()).mcp_servers(
-            self.mcp_servers_for_session(&instance, work_session_id)
-                .await?,
-        );
+        let request = NewSessionRequest::new(instance.workspace.clone())
+            .mcp_servers(self.mcp_servers_for_session(&instance, owner).await?);
         let response = instance
             .request(request, "session/new", Some(SETUP_TIMEOUT))
             .await?;
@@ -557,8 +565,8 @@ impl AgentRuntime for AcpRuntime {
         self.leave_auto_mode(&instance, &session_id, response.modes.as_ref())
             .await?;
         instance.loaded().insert(session_id.clone());
-        tracing::info!(%instance_id, %work_session_id, %session_id, "ACP session created");
-        Ok(session_id)
+        tracing::info!(%instance_id, %owner, %session_id, "ACP session created");
+        Ok(AgentThreadId::new(session_id))
     }
 
     fn attach_tool_server(&self, tools: Arc<dyn AgentToolServer>) {
@@ -569,10 +577,11 @@ impl AgentRuntime for AcpRuntime {
 
     async fn resume_thread(
         &self,
-        instance_id: &str,
-        work_session_id: &str,
-        thread_id: &str,
+        instance_id: &InstanceId,
+        owner: &ThreadOwner,
+        thread_id: &AgentThreadId,
     ) -> AgentResult<()> {
+        let thread_id = thread_id.as_str();
         let instance = self.instance(instance_id).await?;
         instance.supervision.touch();
         if instance.loaded().contains(thread_id) {
@@ -583,10 +592,7 @@ impl AgentRuntime for AcpRuntime {
         }
         let request =
             LoadSessionRequest::new(SessionId::new(thread_id), instance.workspace.clone())
-                .mcp_servers(
-                    self.mcp_servers_for_session(&instance, work_session_id)
-                        .await?,
-                );
+                .mcp_servers(self.mcp_servers_for_session(&instance, owner).await?);
         match instance
             .request(request, "session/load", Some(SETUP_TIMEOUT))
             .await
@@ -608,20 +614,19 @@ impl AgentRuntime for AcpRuntime {
 
     async fn refresh_thread(
         &self,
-        instance_id: &str,
-        work_session_id: &str,
-        thread_id: &str,
+        instance_id: &InstanceId,
+        owner: &ThreadOwner,
+        thread_id: &AgentThreadId,
     ) -> AgentResult<()> {
         let instance = self.instance(instance_id).await?;
         if instance.load_session {
             // Forgetting the thread makes the resume below send `session/load`, which carries the
             // MCP servers with freshly minted credentials.
-            instance.loaded().remove(thread_id);
+            instance.loaded().remove(thread_id.as_str());
         } else {
             tracing::warn!(%instance_id, session_id = %thread_id, "the agent cannot load sessions; the thread keeps its expired MCP credentials");
         }
-        self.resume_thread(instance_id, work_session_id, thread_id)
-            .await
+        self.resume_thread(instance_id, owner, thread_id).await
     }
 
     async fn run_turn(
@@ -629,6 +634,7 @@ impl AgentRuntime for AcpRuntime {
         request: &TurnRequest,
         events: mpsc::Sender<AgentEvent>,
     ) -> AgentResult<StopReason> {
+        let thread_id = request.thread_id.as_str();
         let instance = self.instance(&request.instance_id).await?;
         if !instance.is_alive() {
             return Err(AgentError::Disconnected(format!(
@@ -636,11 +642,11 @@ impl AgentRuntime for AcpRuntime {
                 instance.id
             )));
         }
-        if !instance.loaded().contains(&request.thread_id) {
-            return Err(AgentError::UnknownThread(request.thread_id.clone()));
+        if !instance.loaded().contains(thread_id) {
+            return Err(AgentError::UnknownThread(thread_id.to_owned()));
         }
         let router = &instance.connection.router;
-        let Some(mut updates) = router.register(&request.thread_id) else {
+        let Some(mut updates) = router.register(thread_id) else {
             return Err(AgentError::Failed(format!(
                 "thread `{}` is already running a turn",
                 request.thread_id
@@ -648,15 +654,15 @@ impl AgentRuntime for AcpRuntime {
         };
         let guard = RouteGuard {
             router,
-            session_id: &request.thread_id,
+            session_id: thread_id,
         };
-        let pending = instance.supervision.prompt_sent(&request.thread_id);
+        let pending = instance.supervision.prompt_sent(thread_id);
         tracing::debug!(instance_id = %instance.id, thread = %request.thread_id, turn_id = %request.turn_id, "prompt sent");
         let prompt = instance
             .connection
             .cx
             .send_request(PromptRequest::new(
-                SessionId::new(request.thread_id.as_str()),
+                SessionId::new(thread_id),
                 vec![ContentBlock::Text(TextContent::new(
                     request.prompt.as_str(),
                 ))],
@@ -718,7 +724,12 @@ impl AgentRuntime for AcpRuntime {
         }
     }
 
-    async fn cancel_turn(&self, instance_id: &str, thread_id: &str) -> AgentResult<()> {
+    async fn cancel_turn(
+        &self,
+        instance_id: &InstanceId,
+        thread_id: &AgentThreadId,
+    ) -> AgentResult<()> {
+        let thread_id = thread_id.as_str();
         let instance = self.instance(instance_id).await?;
         instance
             .connection
@@ -734,21 +745,23 @@ impl AgentRuntime for AcpRuntime {
         self.supervisor.take_losses()
     }
 
-    fn running_instances(&self) -> Vec<String> {
+    fn running_instances(&self) -> Vec<InstanceId> {
         self.slots().keys().cloned().collect()
     }
 
-    fn thread_is_live(&self, instance_id: &str, thread_id: &str) -> bool {
+    fn thread_is_live(&self, instance_id: &InstanceId, thread_id: &AgentThreadId) -> bool {
         let latest = self
             .latest
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .get(instance_id)
             .and_then(Weak::upgrade);
-        latest.is_some_and(|instance| instance.is_alive() && instance.loaded().contains(thread_id))
+        latest.is_some_and(|instance| {
+            instance.is_alive() && instance.loaded().contains(thread_id.as_str())
+        })
     }
 
-    fn sandbox_status(&self, instance_id: &str) -> Option<super::SandboxStatus> {
+    fn sandbox_status(&self, instance_id: &InstanceId) -> Option<super::SandboxStatus> {
         let latest = self
             .latest
             .lock()
@@ -760,8 +773,8 @@ impl AgentRuntime for AcpRuntime {
             .map(|instance| instance.sandbox.clone())
     }
 
-    async fn shutdown_instance(&self, instance_id: &str) -> AgentResult<()> {
-        self.supervisor.forget(instance_id);
+    async fn shutdown_instance(&self, instance_id: &InstanceId) -> AgentResult<()> {
+        self.supervisor.forget(instance_id.as_str());
         self.latest
             .lock()
             .unwrap_or_else(PoisonError::into_inner)

@@ -168,7 +168,7 @@ impl Supervisor {
             return false;
         }
         let uptime = instance.supervision.started_at.elapsed();
-        self.failed(&instance.id, uptime >= self.settings.stable_after);
+        self.failed(instance.id.as_str(), uptime >= self.settings.stable_after);
         tracing::warn!(instance_id = %instance.id, %reason, uptime_ms = u64::try_from(uptime.as_millis()).unwrap_or(u64::MAX), "agent instance lost");
         locked(&self.losses).push(InstanceLoss {
             instance_id: instance.id.clone(),

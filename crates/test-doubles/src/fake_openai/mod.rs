@@ -1,5 +1,5 @@
 //! `FakeOpenAi`: a loopback chat-completions server scripted per test, so the client's streaming,
-//! retries and timeouts are exercised over real HTTP. Test support only (`test-support` feature).
+//! retries and timeouts are exercised over real HTTP.
 //!
 //! Each request consumes the next scripted [`FakeReply`]; an empty script answers 500 so a test
 //! that forgot a reply fails loudly. Every request is recorded with its body and arrival time.
@@ -7,8 +7,7 @@
 mod render;
 
 use std::collections::VecDeque;
-use std::net::SocketAddr;
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use axum::Router;
@@ -20,7 +19,9 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use serde_json::{Value, json};
 use tokio::sync::watch;
-use tokio::task::JoinHandle;
+
+use crate::lock;
+use crate::loopback::{Loopback, shutdown_signal};
 
 /// What the fake answers to one request.
 #[derive(Debug, Clone, PartialEq)]
@@ -69,11 +70,9 @@ pub struct RecordedRequest {
 /// when dropped: the listener closes and every hung reply ends.
 #[derive(Debug)]
 pub struct FakeOpenAi {
-    addr: SocketAddr,
     shared: Arc<Shared>,
-    server: JoinHandle<()>,
-    /// Dropping the sender wakes every reply that hangs until shutdown.
-    _shutdown: watch::Sender<()>,
+    /// Dropping it wakes every reply that hangs until shutdown.
+    server: Loopback,
 }
 
 #[derive(Debug)]
@@ -91,41 +90,24 @@ impl FakeOpenAi {
     /// # Panics
     /// When no loopback port can be bound: a test cannot go on without its server.
     pub async fn start() -> Self {
-        let listener = match tokio::net::TcpListener::bind("127.0.0.1:0").await {
-            Ok(listener) => listener,
-            Err(e) => panic!("fake OpenAI server: cannot bind 127.0.0.1:0: {e}"),
-        };
-        let addr = match listener.local_addr() {
-            Ok(addr) => addr,
-            Err(e) => panic!("fake OpenAI server: no local address: {e}"),
-        };
-        let (shutdown_tx, shutdown_rx) = watch::channel(());
+        let (shutdown, stopping) = shutdown_signal();
         let shared = Arc::new(Shared {
             script: Mutex::new(VecDeque::new()),
             requests: Mutex::new(Vec::new()),
             seen: watch::Sender::new(0),
-            shutdown: shutdown_rx,
+            shutdown: stopping,
         });
         let app = Router::new()
             .route("/v1/chat/completions", post(chat))
             .fallback(not_found)
             .with_state(Arc::clone(&shared));
-        let server = tokio::spawn(async move {
-            if let Err(e) = axum::serve(listener, app).await {
-                tracing::warn!(error = %e, "fake OpenAI server stopped");
-            }
-        });
-        Self {
-            addr,
-            shared,
-            server,
-            _shutdown: shutdown_tx,
-        }
+        let server = Loopback::start("fake OpenAI server", app, shutdown).await;
+        Self { shared, server }
     }
 
     /// `http://127.0.0.1:PORT/v1`, to use as `LlmConfig::base_url`.
     pub fn base_url(&self) -> String {
-        format!("http://{}/v1", self.addr)
+        format!("http://{}/v1", self.server.addr())
     }
 
     /// Appends a reply to the script; replies are consumed in order, one per request.
@@ -157,12 +139,6 @@ impl FakeOpenAi {
         // On timeout the caller sees fewer requests than it asked for, and asserts on that.
         let _ = tokio::time::timeout(timeout, seen.wait_for(|count| *count >= n)).await;
         self.requests()
-    }
-}
-
-impl Drop for FakeOpenAi {
-    fn drop(&mut self) {
-        self.server.abort();
     }
 }
 
@@ -208,11 +184,6 @@ async fn not_found() -> Response {
         axum::Json(json!({"error": {"message": "fake: only POST /v1/chat/completions exists"}})),
     )
         .into_response()
-}
-
-/// A poisoned lock only means another test thread panicked; the data is still usable.
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 /// `content` in about `parts` pieces, each cut between characters.

@@ -25,9 +25,8 @@
 
 use std::collections::VecDeque;
 use std::convert::Infallible;
-use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::Router;
@@ -38,7 +37,9 @@ use axum::http::{Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 use tokio::sync::{mpsc, watch};
-use tokio::task::JoinHandle;
+
+use crate::lock;
+use crate::loopback::{Loopback, shutdown_signal};
 
 /// What the fake model answers to one model turn.
 #[derive(Debug, Clone, PartialEq)]
@@ -75,11 +76,9 @@ pub struct AnthropicRequest {
 /// The fake server; stops when dropped.
 #[derive(Debug)]
 pub struct FakeAnthropic {
-    addr: SocketAddr,
     shared: Arc<Shared>,
-    server: JoinHandle<()>,
     /// Dropping it ends hanging replies.
-    _shutdown: watch::Sender<()>,
+    server: Loopback,
 }
 
 #[derive(Debug)]
@@ -105,15 +104,7 @@ impl FakeAnthropic {
     /// # Panics
     /// When no loopback port can be bound: a test cannot go on without its server.
     pub async fn start() -> Self {
-        let listener = match tokio::net::TcpListener::bind("127.0.0.1:0").await {
-            Ok(listener) => listener,
-            Err(e) => panic!("fake Anthropic server: cannot bind 127.0.0.1:0: {e}"),
-        };
-        let addr = match listener.local_addr() {
-            Ok(addr) => addr,
-            Err(e) => panic!("fake Anthropic server: no local address: {e}"),
-        };
-        let (shutdown_tx, shutdown_rx) = watch::channel(());
+        let (shutdown, stopping) = shutdown_signal();
         let shared = Arc::new(Shared {
             script: Mutex::new(VecDeque::new()),
             routes: Mutex::new(Vec::new()),
@@ -122,28 +113,19 @@ impl FakeAnthropic {
             model_turns: watch::Sender::new(0),
             next_id: AtomicU64::new(1),
             gate: watch::Sender::new(false),
-            shutdown: shutdown_rx,
+            shutdown: stopping,
         });
         // One handler for every path: the agent probes endpoints we do not know in advance.
         let app = Router::new()
             .fallback(handle)
             .with_state(Arc::clone(&shared));
-        let server = tokio::spawn(async move {
-            if let Err(e) = axum::serve(listener, app).await {
-                tracing::warn!(error = %e, "fake Anthropic server stopped");
-            }
-        });
-        Self {
-            addr,
-            shared,
-            server,
-            _shutdown: shutdown_tx,
-        }
+        let server = Loopback::start("fake Anthropic server", app, shutdown).await;
+        Self { shared, server }
     }
 
     /// `http://127.0.0.1:PORT`, to use as `ANTHROPIC_BASE_URL` (the SDK appends `/v1/messages`).
     pub fn base_url(&self) -> String {
-        format!("http://{}", self.addr)
+        format!("http://{}", self.server.addr())
     }
 
     /// Appends a reply to the script; model turns consume replies in order.
@@ -229,12 +211,6 @@ impl FakeAnthropic {
         // On timeout the caller sees fewer turns than it asked for, and asserts on that.
         let _ = tokio::time::timeout(timeout, enough).await;
         self.model_turns_mentioning(marker)
-    }
-}
-
-impl Drop for FakeAnthropic {
-    fn drop(&mut self) {
-        self.server.abort();
     }
 }
 
@@ -530,9 +506,4 @@ fn truncated(body: &Value) -> String {
         Some((at, _)) => format!("{}…", &text[..at]),
         None => text,
     }
-}
-
-/// A poisoned lock only means another test thread panicked; the data is still usable.
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
