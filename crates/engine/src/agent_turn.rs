@@ -14,6 +14,7 @@ use spectask_store::TurnClaim;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 use crate::planning::output::write_output;
 use crate::{Engine, EngineError};
@@ -101,14 +102,18 @@ impl Engine {
         let settings = &self.inner.settings;
         let (agent_events, agent_received) = mpsc::channel::<AgentEvent>(1024);
         let (output, output_received) = mpsc::channel::<AgentEvent>(1024);
-        let writer = tokio::spawn(write_output(
-            self.inner.store.clone(),
-            claim.clone(),
-            output_received,
-            settings.flush_interval,
-        ));
+        let writer = tokio::spawn(
+            write_output(
+                self.inner.store.clone(),
+                claim.clone(),
+                output_received,
+                settings.flush_interval,
+            )
+            .in_current_span(),
+        );
         let last_activity = Arc::new(Mutex::new(Instant::now()));
-        let forwarder = tokio::spawn(forward(agent_received, output, last_activity.clone()));
+        let forwarder =
+            tokio::spawn(forward(agent_received, output, last_activity.clone()).in_current_span());
         let request = TurnRequest {
             instance_id: thread.instance_id.clone(),
             thread_id: thread.thread_id.clone(),
@@ -144,7 +149,7 @@ impl Engine {
             }
         }
         if forwarder.await.is_err() {
-            tracing::warn!(turn_id = %claim.turn.id, "event forwarder panicked");
+            tracing::warn!("event forwarder panicked");
         }
         let written = writer
             .await

@@ -23,6 +23,7 @@ use spectask_store::{StoreError, TurnClaim};
 use tokio::sync::{OwnedSemaphorePermit, mpsc};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 use crate::planning::output::write_output;
 use crate::planning::route::PlanningRoute;
@@ -144,19 +145,27 @@ impl Engine {
         })
     }
 
+    /// Runs one claimed turn to its end. Its span carries the turn's ids, so every log line of
+    /// the turn (and of the tasks it spawns) names them without repeating them.
+    #[tracing::instrument(name = "turn", skip_all, fields(
+        turn_id = %claim.turn.id,
+        spec_task_id = %claim.turn.spec_task_id,
+        work_session_id = claim.turn.work_session_id.as_ref().map(|ws| ws.as_str()),
+        kind = %claim.turn.kind,
+        attempt = claim.turn.attempts,
+    ))]
     async fn run_turn(
         self,
         claim: TurnClaim,
         _permit: OwnedSemaphorePermit,
         cancel: CancellationToken,
     ) {
-        let turn_id = claim.turn.id.clone();
         let lost = Arc::new(AtomicBool::new(false));
-        let heartbeat = tokio::spawn(self.clone().heartbeat(
-            claim.clone(),
-            cancel.clone(),
-            lost.clone(),
-        ));
+        let heartbeat = tokio::spawn(
+            self.clone()
+                .heartbeat(claim.clone(), cancel.clone(), lost.clone())
+                .in_current_span(),
+        );
         let result = if IMPLEMENTATION_KINDS.contains(&claim.turn.kind) {
             self.execute_implementation(&claim, &cancel, &lost).await
         } else {
@@ -166,10 +175,12 @@ impl Engine {
         match result {
             Ok(()) => {}
             Err(EngineError::Store(StoreError::ClaimLost(_))) => {
-                tracing::warn!(%turn_id, "lost the claim on the turn (cancelled, or another worker owns it now)");
+                tracing::warn!(
+                    "lost the claim on the turn (cancelled, or another worker owns it now)"
+                );
             }
             Err(err) => {
-                tracing::error!(%turn_id, %err, "turn could not be finished; its lease will expire and it will run again")
+                tracing::error!(%err, "turn could not be finished; its lease will expire and it will run again")
             }
         }
         self.wake();
@@ -192,7 +203,7 @@ impl Engine {
                     return;
                 }
                 Err(err) => {
-                    tracing::warn!(turn_id = %claim.turn.id, %err, "heartbeat failed; will retry")
+                    tracing::warn!(%err, "heartbeat failed; will retry")
                 }
             }
         }
@@ -253,15 +264,18 @@ impl Engine {
             // A re-run after a crash: the earlier partial reply is void.
             store.reset_turn_output(claim).await?;
         }
-        tracing::info!(turn_id = %claim.turn.id, spec_task_id = %task.id, planner = %planner.name, kind = %claim.turn.kind, attempt = claim.turn.attempts, "planning turn running");
+        tracing::info!(planner = %planner.name, "planning turn running");
 
         let (events, received) = mpsc::channel(256);
-        let writer = tokio::spawn(write_output(
-            store.clone(),
-            claim.clone(),
-            received,
-            settings.flush_interval,
-        ));
+        let writer = tokio::spawn(
+            write_output(
+                store.clone(),
+                claim.clone(),
+                received,
+                settings.flush_interval,
+            )
+            .in_current_span(),
+        );
         let completion = tokio::select! {
             result = planner.client.complete(&messages, events) => Some(result),
             _ = cancel.cancelled() => None,
@@ -276,7 +290,7 @@ impl Engine {
             }
             // Shutting down: hand the turn back so the next start re-runs it at once.
             store.release_turn(claim).await?;
-            tracing::info!(turn_id = %claim.turn.id, "planning turn released for shutdown");
+            tracing::info!("planning turn released for shutdown");
             return Ok(());
         };
         match completion {
@@ -294,7 +308,7 @@ impl Engine {
             Err(err) => {
                 let reason = format!("planner `{}` failed: {err}", planner.name);
                 store.fail_planning_turn(claim, &written, &reason).await?;
-                tracing::warn!(spec_task_id = %task.id, %reason, "planning failed");
+                tracing::warn!(%reason, "planning failed");
             }
         }
         Ok(())

@@ -165,7 +165,7 @@ impl Engine {
 
         let session = store.get_session(&claim.turn.session_id).await?;
         let prompt = self.agent_turn_prompt(claim, &session).await?;
-        tracing::info!(turn_id = %claim.turn.id, work_session_id = %ws_id, thread = %thread_id, attempt = claim.turn.attempts, "implementation turn running");
+        tracing::info!(thread = %thread_id, "implementation turn running");
 
         let thread = AgentThread {
             runtime: runtime.as_ref(),
@@ -195,12 +195,15 @@ impl Engine {
                     return Err(StoreError::ClaimLost(claim.turn.id.to_string()).into());
                 }
                 store.release_turn(claim).await?;
-                tracing::info!(turn_id = %claim.turn.id, "implementation turn released for shutdown");
+                tracing::info!("implementation turn released for shutdown");
                 Ok(())
             }
             RunEnd::Finished(Ok(StopReason::EndTurn)) => {
                 let progress = store.complete_implementation_turn(claim, &written).await?;
-                tracing::info!(turn_id = %claim.turn.id, work_session_id = %ws_id, finished = progress.finished, "implementation turn completed");
+                tracing::info!(
+                    finished = progress.finished,
+                    "implementation turn completed"
+                );
                 self.project_progress(&task, &progress.completed_keys).await;
                 self.wake();
                 Ok(())
@@ -298,7 +301,7 @@ impl Engine {
                     &retry_note(&assignment, reason, failed_before + 1),
                 )
                 .await?;
-            tracing::warn!(work_session_id = %ws, %reason, retry = failed_before + 1, next_turn = %turn, "implementation turn failed; retrying");
+            tracing::warn!(%reason, retry = failed_before + 1, next_turn = %turn, "implementation turn failed; retrying");
             self.wake();
             return Ok(());
         }
@@ -317,10 +320,10 @@ impl Engine {
             .list_implementation_tasks(&claim.turn.spec_task_id)
             .await?;
         let dependants = SessionGraph::new(&tasks).dependants(ws);
-        let task = store
+        store
             .fail_work_session(claim, written, reason, &dependants)
             .await?;
-        tracing::warn!(spec_task_id = %task.id, work_session_id = %ws, %reason, blocked = dependants.len(), "work session failed");
+        tracing::warn!(%reason, blocked = dependants.len(), "work session failed");
         self.wake();
         Ok(())
     }

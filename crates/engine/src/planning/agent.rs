@@ -132,7 +132,7 @@ impl Engine {
                         store
                             .fail_planning_forgetting_thread(claim, &reason)
                             .await?;
-                        tracing::warn!(spec_task_id = %task.id, %reason, "planning failed");
+                        tracing::warn!(%reason, "planning failed");
                         return Ok(());
                     }
                     Err(err) => {
@@ -156,7 +156,7 @@ impl Engine {
             },
         };
         let prompt = self.agent_turn_prompt(claim, &session).await?;
-        tracing::info!(turn_id = %claim.turn.id, spec_task_id = %task.id, %agent, thread = %thread_id, kind = %claim.turn.kind, attempt = claim.turn.attempts, "planning turn running on an agent");
+        tracing::info!(%agent, thread = %thread_id, "planning turn running on an agent");
 
         let thread = AgentThread {
             runtime: runtime.as_ref(),
@@ -171,7 +171,7 @@ impl Engine {
                     return Err(StoreError::ClaimLost(claim.turn.id.to_string()).into());
                 }
                 store.release_turn(claim).await?;
-                tracing::info!(turn_id = %claim.turn.id, "planning turn released for shutdown");
+                tracing::info!("planning turn released for shutdown");
                 Ok(())
             }
             RunEnd::Finished(Ok(StopReason::EndTurn)) => {
@@ -197,7 +197,7 @@ impl Engine {
                     reason.as_str()
                 );
                 store.fail_planning_turn(claim, &written, &reason).await?;
-                tracing::warn!(spec_task_id = %task.id, %reason, "planning failed");
+                tracing::warn!(%reason, "planning failed");
                 Ok(())
             }
             RunEnd::Finished(Err(err)) => {
@@ -211,7 +211,7 @@ impl Engine {
                     idle.as_secs()
                 );
                 store.fail_planning_turn(claim, &written, &reason).await?;
-                tracing::warn!(spec_task_id = %task.id, %reason, "planning failed");
+                tracing::warn!(%reason, "planning failed");
                 Ok(())
             }
         }
@@ -230,12 +230,12 @@ impl Engine {
         let store = &self.inner.store;
         if matches!(err, AgentError::Disconnected(_)) {
             store.release_turn(claim).await?;
-            tracing::warn!(turn_id = %claim.turn.id, attempt = claim.turn.attempts, %reason, "planning agent lost; the turn will run again");
+            tracing::warn!(%reason, "planning agent lost; the turn will run again");
             self.wake();
             return Ok(());
         }
         store.fail_planning_turn(claim, written, reason).await?;
-        tracing::warn!(spec_task_id = %claim.turn.spec_task_id, %reason, "planning failed");
+        tracing::warn!(%reason, "planning failed");
         Ok(())
     }
 }

@@ -158,7 +158,7 @@ pub(crate) async fn write_output<T: Into<OutputItem>>(
         };
         match item.into() {
             OutputItem::Reset { attempt, reason } => {
-                tracing::info!(turn_id = %claim.turn.id, attempt, %reason, "planner retry: discarding partial reply");
+                tracing::info!(retry = attempt, %reason, "planner retry: discarding partial reply");
                 pending = Batch::default();
                 written.clear();
                 deadline = None;

@@ -32,7 +32,7 @@ impl Engine {
                 let revision = store
                     .complete_planning_turn(claim, &output, response)
                     .await?;
-                tracing::info!(spec_task_id = %task.id, revision = revision.revision, "specs generated");
+                tracing::info!(revision = revision.revision, "specs generated");
                 self.project(task, &revision).await;
             }
             Err(problems) if claim.turn.kind == TurnKind::Correction => {
@@ -41,13 +41,16 @@ impl Engine {
                     problems.problems.join("; ")
                 );
                 store.fail_planning_turn(claim, response, &reason).await?;
-                tracing::warn!(spec_task_id = %task.id, %reason, "planning failed");
+                tracing::warn!(%reason, "planning failed");
             }
             Err(problems) => {
                 store
                     .request_planning_correction(claim, response, &correction(&problems))
                     .await?;
-                tracing::info!(spec_task_id = %task.id, problems = problems.problems.len(), "planning output invalid; corrective turn queued");
+                tracing::info!(
+                    problems = problems.problems.len(),
+                    "planning output invalid; corrective turn queued"
+                );
             }
         }
         Ok(())

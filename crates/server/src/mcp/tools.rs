@@ -22,6 +22,7 @@ use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 use spectask_domain::{ImplementationTaskStatus, SpecTaskImplementationTask, limits};
 use spectask_store::{AgentGrant, StoreError};
+use tracing::Instrument;
 
 use crate::routes::validate;
 use crate::state::AppState;
@@ -345,7 +346,7 @@ impl AgentTools {
             .project_task_progress(&grant.spec_task_id)
             .await
         {
-            tracing::warn!(%err, spec_task_id = %grant.spec_task_id, "tasks.md not re-rendered after a progress report");
+            tracing::warn!(%err, "tasks.md not re-rendered after a progress report");
         }
         Ok(task_json(&task))
     }
@@ -389,19 +390,29 @@ impl ServerHandler for AgentTools {
         };
         let tool = request.name.to_string();
         let arguments = request.arguments.unwrap_or_default();
-        let result = self.dispatch(&grant, &tool, arguments).await;
-        let response = match result {
+        // Every log line of the call (store failures included) names the caller.
+        let span = tracing::info_span!(
+            "mcp_tool",
+            %tool,
+            spec_task_id = %grant.spec_task_id,
+            work_session_id = %grant.work_session_id,
+        );
+        let result = self
+            .dispatch(&grant, &tool, arguments)
+            .instrument(span.clone())
+            .await;
+        let response = span.in_scope(|| match result {
             Ok(value) => {
-                tracing::info!(%tool, work_session_id = %grant.work_session_id, "MCP tool call");
+                tracing::info!("MCP tool call");
                 let text =
                     serde_json::to_string_pretty(&value).unwrap_or_else(|_| value.to_string());
                 CallToolResult::success(vec![ContentBlock::text(text)])
             }
             Err(Refusal(message)) => {
-                tracing::info!(%tool, work_session_id = %grant.work_session_id, %message, "MCP tool call refused");
+                tracing::info!(%message, "MCP tool call refused");
                 CallToolResult::error(vec![ContentBlock::text(message)])
             }
-        };
+        });
         Ok(response.into())
     }
 }
