@@ -20,7 +20,7 @@ pub(crate) const EVENT_LOCK_KEY: i64 = 0x5e7e_c7a5;
 
 /// Appends one event inside the open transaction `tx`, which was opened with
 /// [`Backend::begin_write`](crate::backend::Backend::begin_write) (on PostgreSQL it holds the
-/// event lock); returns its id.
+/// event lock); returns its id, which the transaction keeps to announce after commit.
 pub(crate) async fn append_event(
     tx: &mut Tx,
     event: &NewEvent,
@@ -45,6 +45,7 @@ pub(crate) async fn append_event(
             .execute(&mut *tx)
             .await?;
     }
+    tx.appended_event(id);
     Ok(id)
 }
 

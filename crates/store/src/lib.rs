@@ -104,24 +104,23 @@ impl Store {
         self.backend.close().await;
     }
 
-    /// The shape of most write operations: opens a write transaction, runs `body` in it, commits,
-    /// and announces the newest event to live streams. An error from `body` rolls back.
+    /// The shape of every write that may append events: opens a write transaction (on
+    /// PostgreSQL under the event-order lock), runs `body` in it, commits, and announces the
+    /// newest event the transaction appended to live streams (nothing when it appended none). An
+    /// error from `body` rolls back; a body that returns early having written nothing commits an
+    /// empty transaction, which is the same as rolling back.
     async fn write<T>(
         &self,
         body: impl AsyncFnOnce(&mut db::Tx) -> StoreResult<T>,
     ) -> StoreResult<T> {
         let mut tx = self.backend.begin_write().await?;
         let value = body(&mut tx).await?;
+        let last_event = tx.last_event();
         tx.commit().await?;
-        self.announce_latest().await?;
+        if let Some(last_event) = last_event {
+            self.announce(last_event);
+        }
         Ok(value)
-    }
-
-    /// Announces the newest committed event (after a transaction that appended several).
-    async fn announce_latest(&self) -> StoreResult<()> {
-        let last = self.last_event_id().await?;
-        self.announce(last);
-        Ok(())
     }
 
     /// Tells local subscribers that events up to `last_event_id` are committed.

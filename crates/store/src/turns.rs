@@ -12,7 +12,7 @@ use chrono::{DateTime, Utc};
 use serde_json::json;
 use spectask_domain::{
     EntryBody, EventKind, InteractionId, NewEvent, SessionId, SpecTaskId, Turn, TurnEvent, TurnId,
-    TurnKind, TurnStatus,
+    TurnKind, TurnStatus, WorkSessionId,
 };
 use sqlx::types::Json;
 
@@ -23,7 +23,7 @@ use crate::entries::{append_entries, clear_entries};
 use crate::error::{StoreError, StoreResult};
 use crate::events::append_event;
 use crate::ids::{IdGenerator, now};
-use crate::sessions::finish_interaction;
+use crate::sessions::{finish_interaction, insert_interaction};
 use crate::transition::apply_event;
 
 pub(crate) const TURN_COLUMNS: &str = "id, spec_task_id, session_id, interaction_id, work_session_id, kind, \
@@ -81,20 +81,37 @@ pub struct TurnClaim {
     pub token: String,
 }
 
-/// Inserts a queued turn inside the open transaction `tx`; returns the turn id.
-#[allow(clippy::too_many_arguments)]
-pub(crate) async fn enqueue_turn(
+/// Where a turn runs and what it is: its task, its session, its work session (implementation
+/// turns), its kind and its payload.
+pub(crate) struct TurnTarget<'a> {
+    pub(crate) task: &'a SpecTaskId,
+    pub(crate) session: &'a SessionId,
+    pub(crate) work_session: Option<&'a WorkSessionId>,
+    pub(crate) kind: TurnKind,
+    pub(crate) payload: serde_json::Value,
+}
+
+/// Queues a turn answering `prompt` inside the open transaction `tx`: the prompt becomes the
+/// session's next interaction, and the turn is queued for it. Returns the turn id.
+pub(crate) async fn queue_turn(
     tx: &mut Tx,
     ids: &IdGenerator,
-    task: &SpecTaskId,
-    session: &SessionId,
-    interaction: &InteractionId,
-    work_session: Option<&str>,
-    kind: TurnKind,
-    payload: serde_json::Value,
+    target: TurnTarget<'_>,
+    prompt: &str,
     actor: &str,
     now: DateTime<Utc>,
 ) -> StoreResult<TurnId> {
+    let TurnTarget {
+        task,
+        session,
+        work_session,
+        kind,
+        payload,
+    } = target;
+    let interaction = insert_interaction(tx, ids, task, session, prompt, actor, now)
+        .await?
+        .id;
+    let work_session = work_session.map(WorkSessionId::as_str);
     let id = TurnId::from_ulid(ids.next());
     query(
         "INSERT INTO turns (id, spec_task_id, session_id, interaction_id, work_session_id, kind, status, attempts, payload, created_at) \
@@ -137,6 +154,27 @@ pub(crate) async fn verify_claim(tx: &mut Tx, claim: &TurnClaim) -> StoreResult<
         Some(_) => Ok(()),
         None => Err(StoreError::ClaimLost(claim.turn.id.to_string())),
     }
+}
+
+/// Ends the claimed turn as completed inside `tx`: checks the claim, keeps the reply on the
+/// interaction, and applies the turn's `Complete`.
+pub(crate) async fn complete_claimed_turn(
+    tx: &mut Tx,
+    claim: &TurnClaim,
+    response: &str,
+    now: DateTime<Utc>,
+) -> StoreResult<()> {
+    verify_claim(tx, claim).await?;
+    finish_interaction(tx, claim, response, "complete", None, now).await?;
+    apply_event(
+        tx,
+        claim.turn.id.as_str(),
+        TurnEvent::Complete,
+        &claim.owner,
+        now,
+    )
+    .await?;
+    Ok(())
 }
 
 /// Ends the claimed turn as failed inside `tx`: checks the claim, keeps the reply written so far
