@@ -127,29 +127,27 @@ impl Store {
     pub async fn list_events(&self, query: &EventQuery) -> StoreResult<Vec<Event>> {
         let limit = query.limit.clamp(1, 10_000);
         let r = self.backend.reader();
-        let rows: Vec<EventRow> = {
-            let select =
-                "SELECT id, spec_task_id, kind, entity_id, actor, payload, created_at FROM events";
-            match &query.spec_task_id {
-                Some(task) => {
-                    query_as(sqlx::AssertSqlSafe(format!(
-                        "{select} WHERE spec_task_id = $1 AND id > $2 ORDER BY id LIMIT $3"
-                    )))
-                    .bind(task.as_str())
-                    .bind(query.after)
-                    .bind(limit)
-                    .fetch_all(r)
-                    .await?
-                }
-                None => {
-                    query_as(sqlx::AssertSqlSafe(format!(
-                        "{select} WHERE id > $1 ORDER BY id LIMIT $2"
-                    )))
-                    .bind(query.after)
-                    .bind(limit)
-                    .fetch_all(r)
-                    .await?
-                }
+        let select =
+            "SELECT id, spec_task_id, kind, entity_id, actor, payload, created_at FROM events";
+        let rows: Vec<EventRow> = match &query.spec_task_id {
+            Some(task) => {
+                query_as(sqlx::AssertSqlSafe(format!(
+                    "{select} WHERE spec_task_id = $1 AND id > $2 ORDER BY id LIMIT $3"
+                )))
+                .bind(task.as_str())
+                .bind(query.after)
+                .bind(limit)
+                .fetch_all(r)
+                .await?
+            }
+            None => {
+                query_as(sqlx::AssertSqlSafe(format!(
+                    "{select} WHERE id > $1 ORDER BY id LIMIT $2"
+                )))
+                .bind(query.after)
+                .bind(limit)
+                .fetch_all(r)
+                .await?
             }
         };
         rows.into_iter().map(Event::try_from).collect()

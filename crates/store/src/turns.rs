@@ -219,8 +219,7 @@ impl Store {
         let expires =
             now + chrono::Duration::from_std(lease).unwrap_or(chrono::Duration::seconds(60));
         let token = ulid::Ulid::new().to_string();
-        let outcome = {
-            let mut tx = self.backend.begin_write().await?;
+        let claimed: Option<TurnRow> = self.write(async |tx| {
             let kind_params: Vec<String> =
                 (0..kinds.len()).map(|i| format!("${}", i + 6)).collect();
             let skip = if self.backend.dialect() == Dialect::Postgres {
@@ -252,54 +251,48 @@ impl Store {
             for kind in kinds {
                 query = query.bind(kind.as_str());
             }
-            match query.fetch_optional(&mut tx).await? {
-                None => None,
-                Some(row) => {
-                    let event = NewEvent {
-                        spec_task_id: Some(
-                            SpecTaskId::parse(&row.spec_task_id)
-                                .map_err(|e| StoreError::corrupt("turns", e))?,
-                        ),
-                        kind: EventKind::TurnStatusChanged,
-                        entity_id: row.id.clone(),
-                        actor: owner.to_owned(),
-                        payload: json!({ "event": TurnEvent::Claim.as_str(), "from": "queued", "to": "running", "attempt": row.attempts }),
-                    };
-                    let event_id = append_event(&mut tx, &event, now).await?;
-                    tx.commit().await?;
-                    Some((row, event_id))
-                }
+            let row = query.fetch_optional(&mut *tx).await?;
+            if let Some(row) = &row {
+                let event = NewEvent {
+                    spec_task_id: Some(
+                        SpecTaskId::parse(&row.spec_task_id)
+                            .map_err(|e| StoreError::corrupt("turns", e))?,
+                    ),
+                    kind: EventKind::TurnStatusChanged,
+                    entity_id: row.id.clone(),
+                    actor: owner.to_owned(),
+                    payload: json!({ "event": TurnEvent::Claim.as_str(), "from": "queued", "to": "running", "attempt": row.attempts }),
+                };
+                append_event(&mut *tx, &event, now).await?;
             }
-        };
-        match outcome {
-            None => Ok(None),
-            Some((row, event_id)) => {
-                self.announce(event_id);
-                Ok(Some(TurnClaim {
+            Ok(row)
+        })
+        .await?;
+        claimed
+            .map(|row| {
+                Ok(TurnClaim {
                     turn: row.try_into()?,
                     owner: owner.to_owned(),
-                    token,
-                }))
-            }
-        }
+                    token: token.clone(),
+                })
+            })
+            .transpose()
     }
 
     /// Extends the claim's lease; `ClaimLost` when the turn is no longer this worker's.
     pub async fn heartbeat_turn(&self, claim: &TurnClaim, lease: Duration) -> StoreResult<()> {
         let expires =
             now() + chrono::Duration::from_std(lease).unwrap_or(chrono::Duration::seconds(60));
-        let updated = {
-            query(
-                "UPDATE turns SET lease_expires_at = $1 WHERE id = $2 AND owner = $3 AND claim_token = $4 AND status = 'running'",
-            )
-            .bind(expires)
-            .bind(claim.turn.id.as_str())
-            .bind(&claim.owner)
-            .bind(&claim.token)
-            .execute(self.backend.writer())
-            .await?
-            .rows_affected()
-        };
+        let updated = query(
+            "UPDATE turns SET lease_expires_at = $1 WHERE id = $2 AND owner = $3 AND claim_token = $4 AND status = 'running'",
+        )
+        .bind(expires)
+        .bind(claim.turn.id.as_str())
+        .bind(&claim.owner)
+        .bind(&claim.token)
+        .execute(self.backend.writer())
+        .await?
+        .rows_affected();
         if updated == 1 {
             Ok(())
         } else {
@@ -311,26 +304,23 @@ impl Store {
     /// the database). Returns how many.
     pub async fn requeue_expired_turns(&self) -> StoreResult<usize> {
         let now = now();
-        let expired: Vec<String> = {
-            let cmp = if self.backend.dialect() == Dialect::Postgres {
-                "lease_expires_at < $1"
-            } else {
-                "julianday(lease_expires_at) < julianday($1)"
-            };
-            query_scalar(sqlx::AssertSqlSafe(format!(
-                "SELECT id FROM turns WHERE status = 'running' AND {cmp}"
-            )))
-            .bind(now)
-            .fetch_all(self.backend.reader())
-            .await?
+        let cmp = if self.backend.dialect() == Dialect::Postgres {
+            "lease_expires_at < $1"
+        } else {
+            "julianday(lease_expires_at) < julianday($1)"
         };
+        let expired: Vec<String> = query_scalar(sqlx::AssertSqlSafe(format!(
+            "SELECT id FROM turns WHERE status = 'running' AND {cmp}"
+        )))
+        .bind(now)
+        .fetch_all(self.backend.reader())
+        .await?;
         let mut requeued = 0;
         for id in expired {
-            let outcome: StoreResult<i64> = {
-                async {
-                    let mut tx = self.backend.begin_write().await?;
+            let outcome = self
+                .write(async |tx| {
                     // Re-check under the lock: a heartbeat may have extended it meanwhile.
-                    let cmp = if self.backend.dialect() == Dialect::Postgres {
+                    let cmp = if tx.dialect() == Dialect::Postgres {
                         "lease_expires_at < $2 FOR UPDATE"
                     } else {
                         "julianday(lease_expires_at) < julianday($2)"
@@ -340,26 +330,21 @@ impl Store {
                     )))
                     .bind(&id)
                     .bind(now)
-                    .fetch_optional(&mut tx)
+                    .fetch_optional(&mut *tx)
                     .await?;
                     if still.is_none() {
-                        return Ok(0);
+                        return Ok(false);
                     }
-                    let event_id =
-                        apply_event(&mut tx, &id, TurnEvent::Requeue, "lease-reaper", now).await?;
-                    tx.commit().await?;
-                    Ok(event_id)
-                }
-                .await
-            };
+                    apply_event(&mut *tx, &id, TurnEvent::Requeue, "lease-reaper", now).await?;
+                    Ok(true)
+                })
+                .await;
             match outcome {
-                Ok(0) => {}
-                Ok(event_id) => {
+                Ok(false) | Err(StoreError::Transition(_)) => {}
+                Ok(true) => {
                     tracing::warn!(turn_id = %id, "turn lease expired; requeued");
-                    self.announce(event_id);
                     requeued += 1;
                 }
-                Err(StoreError::Transition(_)) => {}
                 Err(err) => return Err(err),
             }
         }
@@ -377,40 +362,33 @@ impl Store {
     ) -> StoreResult<usize> {
         let now = now();
         let current_owner = actor;
-        let orphans: Vec<(String, String)> = {
+        let orphans: Vec<(String, String)> =
             query_as("SELECT id, owner FROM turns WHERE status = 'running' AND owner = $1")
                 .bind(dead_owner)
                 .fetch_all(self.backend.reader())
-                .await?
-        };
+                .await?;
         let mut requeued = 0;
         for (id, owner) in orphans {
-            let outcome: StoreResult<i64> = {
-                async {
-                    let mut tx = self.backend.begin_write().await?;
+            let outcome = self
+                .write(async |tx| {
                     let lock = tx.dialect().for_update();
                     let still: Option<String> = query_scalar(sqlx::AssertSqlSafe(format!(
                         "SELECT id FROM turns WHERE id = $1 AND status = 'running' AND owner = $2{lock}"
                     )))
                     .bind(&id)
                     .bind(&owner)
-                    .fetch_optional(&mut tx)
+                    .fetch_optional(&mut *tx)
                     .await?;
                     if still.is_none() {
-                        return Ok(0);
+                        return Ok(false);
                     }
-                    let event_id = apply_event(&mut tx, &id, TurnEvent::Requeue, current_owner, now).await?;
-                    tx.commit().await?;
-                    Ok(event_id)
-                }
-                .await
-            };
+                    apply_event(&mut *tx, &id, TurnEvent::Requeue, current_owner, now).await?;
+                    Ok(true)
+                })
+                .await;
             match outcome {
-                Ok(0) | Err(StoreError::Transition(_)) => {}
-                Ok(event_id) => {
-                    self.announce(event_id);
-                    requeued += 1;
-                }
+                Ok(false) | Err(StoreError::Transition(_)) => {}
+                Ok(true) => requeued += 1,
                 Err(err) => return Err(err),
             }
         }
@@ -420,22 +398,19 @@ impl Store {
     /// Gives a claimed turn back to the queue at once (a graceful shutdown).
     pub async fn release_turn(&self, claim: &TurnClaim) -> StoreResult<()> {
         let now = now();
-        let event_id = {
-            let mut tx = self.backend.begin_write().await?;
-            verify_claim(&mut tx, claim).await?;
-            let event_id = apply_event(
-                &mut tx,
+        self.write(async |tx| {
+            verify_claim(&mut *tx, claim).await?;
+            apply_event(
+                &mut *tx,
                 claim.turn.id.as_str(),
                 TurnEvent::Requeue,
                 &claim.owner,
                 now,
             )
             .await?;
-            tx.commit().await?;
-            event_id
-        };
-        self.announce(event_id);
-        Ok(())
+            Ok(())
+        })
+        .await
     }
 
     /// Appends one batch of streamed output to the claimed turn's interaction: reply text and
@@ -463,9 +438,8 @@ impl Store {
     ) -> StoreResult<()> {
         let now = now();
         let interaction = claim.turn.interaction_id.as_str();
-        let event_id = {
-            let mut tx = self.backend.begin_write().await?;
-            verify_claim(&mut tx, claim).await?;
+        self.write(async |tx| {
+            verify_claim(&mut *tx, claim).await?;
             let payload = match batch {
                 Some((delta, entries)) => {
                     query(
@@ -474,9 +448,9 @@ impl Store {
                     .bind(delta)
                     .bind(now)
                     .bind(interaction)
-                    .execute(&mut tx)
+                    .execute(&mut *tx)
                     .await?;
-                    let first_seq = append_entries(&mut tx, interaction, entries, now).await?;
+                    let first_seq = append_entries(&mut *tx, interaction, entries, now).await?;
                     let mut payload = json!({ "session_id": claim.turn.session_id, "turn_id": claim.turn.id, "delta": delta });
                     if !entries.is_empty() {
                         payload["entries"] =
@@ -490,9 +464,9 @@ impl Store {
                     )
                     .bind(now)
                     .bind(interaction)
-                    .execute(&mut tx)
+                    .execute(&mut *tx)
                     .await?;
-                    clear_entries(&mut tx, interaction).await?;
+                    clear_entries(&mut *tx, interaction).await?;
                     json!({ "session_id": claim.turn.session_id, "turn_id": claim.turn.id, "reset": true })
                 }
             };
@@ -503,37 +477,31 @@ impl Store {
                 actor: claim.owner.clone(),
                 payload,
             };
-            let event_id = append_event(&mut tx, &event, now).await?;
-            tx.commit().await?;
-            event_id
-        };
-        self.announce(event_id);
-        Ok(())
+            append_event(&mut *tx, &event, now).await?;
+            Ok(())
+        })
+        .await
     }
 
     pub async fn get_turn(&self, id: &TurnId) -> StoreResult<Turn> {
-        let row: Option<TurnRow> = {
-            query_as(sqlx::AssertSqlSafe(format!(
-                "SELECT {TURN_COLUMNS} FROM turns WHERE id = $1"
-            )))
-            .bind(id.as_str())
-            .fetch_optional(self.backend.reader())
-            .await?
-        };
+        let row: Option<TurnRow> = query_as(sqlx::AssertSqlSafe(format!(
+            "SELECT {TURN_COLUMNS} FROM turns WHERE id = $1"
+        )))
+        .bind(id.as_str())
+        .fetch_optional(self.backend.reader())
+        .await?;
         row.ok_or_else(|| StoreError::not_found("turn", id))?
             .try_into()
     }
 
     /// The task's turns, oldest first.
     pub async fn list_turns(&self, spec_task_id: &SpecTaskId) -> StoreResult<Vec<Turn>> {
-        let rows: Vec<TurnRow> = {
-            query_as(sqlx::AssertSqlSafe(format!(
-                "SELECT {TURN_COLUMNS} FROM turns WHERE spec_task_id = $1 ORDER BY id"
-            )))
-            .bind(spec_task_id.as_str())
-            .fetch_all(self.backend.reader())
-            .await?
-        };
+        let rows: Vec<TurnRow> = query_as(sqlx::AssertSqlSafe(format!(
+            "SELECT {TURN_COLUMNS} FROM turns WHERE spec_task_id = $1 ORDER BY id"
+        )))
+        .bind(spec_task_id.as_str())
+        .fetch_all(self.backend.reader())
+        .await?;
         rows.into_iter().map(Turn::try_from).collect()
     }
 }
