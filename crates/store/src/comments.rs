@@ -13,6 +13,7 @@ use crate::error::{StoreError, StoreResult};
 use crate::events::append_event;
 use crate::ids::now;
 use crate::revisions::latest_revision;
+use crate::rows::Table;
 
 /// A comment to record.
 #[derive(Debug, Clone)]
@@ -26,6 +27,8 @@ pub struct NewComment {
 
 pub(crate) const COMMENT_COLUMNS: &str = "id, spec_task_id, document, quoted_text, line, comment, \
     revision, resolved, resolved_in_revision, created_by, created_at, resolved_at";
+
+const COMMENTS: Table<CommentRow> = Table::new("spec_comments", COMMENT_COLUMNS, "comment", "id");
 
 #[derive(sqlx::FromRow)]
 pub(crate) struct CommentRow {
@@ -130,12 +133,6 @@ impl Store {
 
     /// The task's comments, oldest first.
     pub async fn list_comments(&self, spec_task_id: &SpecTaskId) -> StoreResult<Vec<SpecComment>> {
-        let rows: Vec<CommentRow> = query_as(sqlx::AssertSqlSafe(format!(
-            "SELECT {COMMENT_COLUMNS} FROM spec_comments WHERE spec_task_id = $1 ORDER BY id"
-        )))
-        .bind(spec_task_id.as_str())
-        .fetch_all(self.backend.reader())
-        .await?;
-        rows.into_iter().map(SpecComment::try_from).collect()
+        COMMENTS.of_task(&self.backend, spec_task_id).await
     }
 }

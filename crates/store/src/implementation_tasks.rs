@@ -9,10 +9,10 @@ use sqlx::types::Json;
 
 use crate::Store;
 use crate::db::{Tx, query_as};
-use crate::error::{StoreError, StoreResult};
+use crate::error::StoreResult;
 use crate::events::append_event;
 use crate::ids::now;
-use crate::rows::{IMPLEMENTATION_TASK_COLUMNS, ImplementationTaskRow};
+use crate::rows::{IMPLEMENTATION_TASK_COLUMNS, IMPLEMENTATION_TASKS, ImplementationTaskRow};
 
 /// One task of a plan to record.
 #[derive(Debug, Clone)]
@@ -102,14 +102,7 @@ impl Store {
         &self,
         id: &ImplementationTaskId,
     ) -> StoreResult<SpecTaskImplementationTask> {
-        let row: Option<ImplementationTaskRow> = query_as(sqlx::AssertSqlSafe(format!(
-            "SELECT {IMPLEMENTATION_TASK_COLUMNS} FROM spec_task_implementation_tasks WHERE id = $1"
-        )))
-        .bind(id.as_str())
-        .fetch_optional(self.backend.reader())
-        .await?;
-        row.ok_or_else(|| StoreError::not_found("implementation task", id))?
-            .try_into()
+        IMPLEMENTATION_TASKS.get(&self.backend, id.as_str()).await
     }
 
     /// The task's implementation tasks in plan order.
@@ -117,15 +110,8 @@ impl Store {
         &self,
         spec_task_id: &SpecTaskId,
     ) -> StoreResult<Vec<SpecTaskImplementationTask>> {
-        let rows: Vec<ImplementationTaskRow> = query_as(sqlx::AssertSqlSafe(format!(
-            "SELECT {IMPLEMENTATION_TASK_COLUMNS} FROM spec_task_implementation_tasks \
-             WHERE spec_task_id = $1 ORDER BY task_index"
-        )))
-        .bind(spec_task_id.as_str())
-        .fetch_all(self.backend.reader())
-        .await?;
-        rows.into_iter()
-            .map(SpecTaskImplementationTask::try_from)
-            .collect()
+        IMPLEMENTATION_TASKS
+            .of_task(&self.backend, spec_task_id)
+            .await
     }
 }

@@ -15,6 +15,7 @@ use crate::db::query_as;
 use crate::error::{StoreError, StoreResult};
 use crate::events::append_event;
 use crate::ids::now;
+use crate::rows::Table;
 
 /// A request to record.
 #[derive(Debug, Clone)]
@@ -35,6 +36,9 @@ pub struct NewPermissionRequest {
 const COLUMNS: &str = "id, spec_task_id, session_id, work_session_id, zed_thread_id, tool_call_id, title, \
     tool_kind, command, raw_input, locations, options, status, choice, answered_by, created_at, answered_at, \
     expires_at";
+
+const PERMISSION_REQUESTS: Table<Row> =
+    Table::new("permission_requests", COLUMNS, "permission request", "id");
 
 #[derive(sqlx::FromRow)]
 struct Row {
@@ -174,14 +178,7 @@ impl Store {
         &self,
         id: &PermissionRequestId,
     ) -> StoreResult<PermissionRequest> {
-        let row: Option<Row> = query_as(sqlx::AssertSqlSafe(format!(
-            "SELECT {COLUMNS} FROM permission_requests WHERE id = $1"
-        )))
-        .bind(id.as_str())
-        .fetch_optional(self.backend.reader())
-        .await?;
-        row.ok_or_else(|| StoreError::not_found("permission request", id))?
-            .try_into()
+        PERMISSION_REQUESTS.get(&self.backend, id.as_str()).await
     }
 
     /// A work session's permission requests, oldest first.
@@ -189,13 +186,9 @@ impl Store {
         &self,
         ws: &WorkSessionId,
     ) -> StoreResult<Vec<PermissionRequest>> {
-        let rows: Vec<Row> = query_as(sqlx::AssertSqlSafe(format!(
-            "SELECT {COLUMNS} FROM permission_requests WHERE work_session_id = $1 ORDER BY id"
-        )))
-        .bind(ws.as_str())
-        .fetch_all(self.backend.reader())
-        .await?;
-        rows.into_iter().map(PermissionRequest::try_from).collect()
+        PERMISSION_REQUESTS
+            .list(&self.backend, "work_session_id", ws.as_str())
+            .await
     }
 
     /// Every permission request of a task (planning and work sessions), oldest first.
@@ -203,13 +196,7 @@ impl Store {
         &self,
         task: &SpecTaskId,
     ) -> StoreResult<Vec<PermissionRequest>> {
-        let rows: Vec<Row> = query_as(sqlx::AssertSqlSafe(format!(
-            "SELECT {COLUMNS} FROM permission_requests WHERE spec_task_id = $1 ORDER BY id"
-        )))
-        .bind(task.as_str())
-        .fetch_all(self.backend.reader())
-        .await?;
-        rows.into_iter().map(PermissionRequest::try_from).collect()
+        PERMISSION_REQUESTS.of_task(&self.backend, task).await
     }
 
     /// Settles a pending request: answered with `choice` by `actor`, or (`choice` `None`) timed

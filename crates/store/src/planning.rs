@@ -19,6 +19,7 @@ use crate::implementation_tasks::{NewImplementationTask, insert_implementation_t
 use crate::revisions::latest_revision;
 use crate::rows::{SPEC_TASK_COLUMNS, SpecTaskRow};
 use crate::sessions::insert_session;
+use crate::spec_tasks::set_spec_task_error;
 use crate::transition::apply_event;
 use crate::turns::{TurnClaim, TurnTarget, complete_claimed_turn, fail_claimed_turn, queue_turn};
 
@@ -58,12 +59,7 @@ pub(crate) async fn fail_planning(
         now,
     )
     .await?;
-    query("UPDATE spec_tasks SET error = $1, updated_at = $2 WHERE id = $3")
-        .bind(reason)
-        .bind(now)
-        .bind(id.as_str())
-        .execute(&mut *tx)
-        .await?;
+    set_spec_task_error(tx, id, Some(reason), now).await?;
     let failed = NewEvent {
         spec_task_id: Some(id.clone()),
         kind: EventKind::PlanningFailed,
@@ -97,11 +93,7 @@ impl Store {
                 Some(session) => session,
                 None => create_planning_session(&mut *tx, self, id, &name, actor, now).await?,
             };
-            query("UPDATE spec_tasks SET error = NULL, updated_at = $1 WHERE id = $2")
-                .bind(now)
-                .bind(id.as_str())
-                .execute(&mut *tx)
-                .await?;
+            set_spec_task_error(&mut *tx, id, None, now).await?;
             let target = TurnTarget {
                 task: id,
                 session: &session,

@@ -1,6 +1,7 @@
 //! SpecTasks: create, read, list, partial update, archive, delete. Status changes go through
 //! [`crate::transition`], never through here.
 
+use chrono::{DateTime, Utc};
 use serde_json::json;
 use spectask_domain::{
     EventKind, NewEvent, NewSpecTask, Priority, SpecTask, SpecTaskId, SpecTaskStatus, TaskType,
@@ -13,7 +14,7 @@ use crate::db::{Tx, query, query_as, query_scalar};
 use crate::error::{StoreError, StoreResult};
 use crate::events::append_event;
 use crate::ids::now;
-use crate::rows::{SPEC_TASK_COLUMNS, SpecTaskRow};
+use crate::rows::{SPEC_TASK_COLUMNS, SPEC_TASKS, SpecTaskRow};
 
 /// Filters and page of a listing. Order is always newest first (`created_at desc`, then id).
 #[derive(Debug, Clone, Default)]
@@ -85,6 +86,22 @@ pub(crate) async fn lock_spec_task(tx: &mut Tx, id: &SpecTaskId) -> StoreResult<
         .parse()?)
 }
 
+/// Sets (or with `None` clears) SpecTask `id`'s error inside `tx`, touching `updated_at`.
+pub(crate) async fn set_spec_task_error(
+    tx: &mut Tx,
+    id: &SpecTaskId,
+    error: Option<&str>,
+    now: DateTime<Utc>,
+) -> StoreResult<()> {
+    query("UPDATE spec_tasks SET error = $1, updated_at = $2 WHERE id = $3")
+        .bind(error)
+        .bind(now)
+        .bind(id.as_str())
+        .execute(&mut *tx)
+        .await?;
+    Ok(())
+}
+
 impl Store {
     /// Creates a task in `backlog` and records `spec_task.created`.
     pub async fn create_spec_task(&self, new: &NewSpecTask) -> StoreResult<SpecTask> {
@@ -131,14 +148,7 @@ impl Store {
 
     /// One task by id.
     pub async fn get_spec_task(&self, id: &SpecTaskId) -> StoreResult<SpecTask> {
-        let row: Option<SpecTaskRow> = query_as(sqlx::AssertSqlSafe(format!(
-            "SELECT {SPEC_TASK_COLUMNS} FROM spec_tasks WHERE id = $1"
-        )))
-        .bind(id.as_str())
-        .fetch_optional(self.backend.reader())
-        .await?;
-        row.ok_or_else(|| StoreError::not_found("spec task", id))?
-            .try_into()
+        SPEC_TASKS.get(&self.backend, id.as_str()).await
     }
 
     /// A filtered page of tasks, newest first, and the total matching the filter.

@@ -23,11 +23,14 @@ use crate::entries::{append_entries, clear_entries};
 use crate::error::{StoreError, StoreResult};
 use crate::events::append_event;
 use crate::ids::{IdGenerator, now};
+use crate::rows::Table;
 use crate::sessions::{finish_interaction, insert_interaction};
 use crate::transition::apply_event;
 
 pub(crate) const TURN_COLUMNS: &str = "id, spec_task_id, session_id, interaction_id, work_session_id, kind, \
     status, attempts, payload, error, created_at, started_at, completed_at";
+
+pub(crate) const TURNS: Table<TurnRow> = Table::new("turns", TURN_COLUMNS, "turn", "id");
 
 #[derive(sqlx::FromRow)]
 pub(crate) struct TurnRow {
@@ -484,24 +487,11 @@ impl Store {
     }
 
     pub async fn get_turn(&self, id: &TurnId) -> StoreResult<Turn> {
-        let row: Option<TurnRow> = query_as(sqlx::AssertSqlSafe(format!(
-            "SELECT {TURN_COLUMNS} FROM turns WHERE id = $1"
-        )))
-        .bind(id.as_str())
-        .fetch_optional(self.backend.reader())
-        .await?;
-        row.ok_or_else(|| StoreError::not_found("turn", id))?
-            .try_into()
+        TURNS.get(&self.backend, id.as_str()).await
     }
 
     /// The task's turns, oldest first.
     pub async fn list_turns(&self, spec_task_id: &SpecTaskId) -> StoreResult<Vec<Turn>> {
-        let rows: Vec<TurnRow> = query_as(sqlx::AssertSqlSafe(format!(
-            "SELECT {TURN_COLUMNS} FROM turns WHERE spec_task_id = $1 ORDER BY id"
-        )))
-        .bind(spec_task_id.as_str())
-        .fetch_all(self.backend.reader())
-        .await?;
-        rows.into_iter().map(Turn::try_from).collect()
+        TURNS.of_task(&self.backend, spec_task_id).await
     }
 }

@@ -15,7 +15,10 @@ use crate::db::{Tx, query_as, query_scalar};
 use crate::error::{StoreError, StoreResult};
 use crate::events::append_event;
 use crate::ids::{IdGenerator, now};
-use crate::rows::{WORK_SESSION_COLUMNS, WorkSessionRow, ZED_THREAD_COLUMNS, ZedThreadRow};
+use crate::rows::{
+    WORK_SESSION_COLUMNS, WORK_SESSIONS, WorkSessionRow, ZED_THREAD_COLUMNS, ZED_THREADS,
+    ZedThreadRow,
+};
 
 /// A work session to create (status `pending`).
 #[derive(Debug, Clone)]
@@ -137,14 +140,7 @@ impl Store {
     }
 
     pub async fn get_work_session(&self, id: &WorkSessionId) -> StoreResult<SpecTaskWorkSession> {
-        let row: Option<WorkSessionRow> = query_as(sqlx::AssertSqlSafe(format!(
-            "SELECT {WORK_SESSION_COLUMNS} FROM spec_task_work_sessions WHERE id = $1"
-        )))
-        .bind(id.as_str())
-        .fetch_optional(self.backend.reader())
-        .await?;
-        row.ok_or_else(|| StoreError::not_found("work session", id))?
-            .try_into()
+        WORK_SESSIONS.get(&self.backend, id.as_str()).await
     }
 
     /// The task's work sessions in creation order.
@@ -152,15 +148,7 @@ impl Store {
         &self,
         spec_task_id: &SpecTaskId,
     ) -> StoreResult<Vec<SpecTaskWorkSession>> {
-        let rows: Vec<WorkSessionRow> = query_as(sqlx::AssertSqlSafe(format!(
-            "SELECT {WORK_SESSION_COLUMNS} FROM spec_task_work_sessions WHERE spec_task_id = $1 ORDER BY id"
-        )))
-        .bind(spec_task_id.as_str())
-        .fetch_all(self.backend.reader())
-        .await?;
-        rows.into_iter()
-            .map(SpecTaskWorkSession::try_from)
-            .collect()
+        WORK_SESSIONS.of_task(&self.backend, spec_task_id).await
     }
 
     /// Maps a work session to its thread in the task's instance.
@@ -175,14 +163,7 @@ impl Store {
     }
 
     pub async fn get_zed_thread(&self, id: &SpecTaskZedThreadId) -> StoreResult<SpecTaskZedThread> {
-        let row: Option<ZedThreadRow> = query_as(sqlx::AssertSqlSafe(format!(
-            "SELECT {ZED_THREAD_COLUMNS} FROM spec_task_zed_threads WHERE id = $1"
-        )))
-        .bind(id.as_str())
-        .fetch_optional(self.backend.reader())
-        .await?;
-        row.ok_or_else(|| StoreError::not_found("zed thread", id))?
-            .try_into()
+        ZED_THREADS.get(&self.backend, id.as_str()).await
     }
 
     /// The task's threads in creation order.
@@ -190,12 +171,6 @@ impl Store {
         &self,
         spec_task_id: &SpecTaskId,
     ) -> StoreResult<Vec<SpecTaskZedThread>> {
-        let rows: Vec<ZedThreadRow> = query_as(sqlx::AssertSqlSafe(format!(
-            "SELECT {ZED_THREAD_COLUMNS} FROM spec_task_zed_threads WHERE spec_task_id = $1 ORDER BY id"
-        )))
-        .bind(spec_task_id.as_str())
-        .fetch_all(self.backend.reader())
-        .await?;
-        rows.into_iter().map(SpecTaskZedThread::try_from).collect()
+        ZED_THREADS.of_task(&self.backend, spec_task_id).await
     }
 }

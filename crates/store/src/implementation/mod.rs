@@ -257,15 +257,8 @@ impl Store {
         &self,
         ws: &WorkSessionId,
     ) -> StoreResult<Vec<spectask_domain::Turn>> {
-        let rows: Vec<crate::turns::TurnRow> = query_as(sqlx::AssertSqlSafe(format!(
-            "SELECT {} FROM turns WHERE work_session_id = $1 ORDER BY id",
-            crate::turns::TURN_COLUMNS
-        )))
-        .bind(ws.as_str())
-        .fetch_all(self.backend.reader())
-        .await?;
-        rows.into_iter()
-            .map(spectask_domain::Turn::try_from)
-            .collect()
+        crate::turns::TURNS
+            .list(&self.backend, "work_session_id", ws.as_str())
+            .await
     }
 }

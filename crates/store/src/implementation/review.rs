@@ -15,6 +15,7 @@ use crate::Store;
 use crate::db::{query, query_as, query_scalar};
 use crate::error::{StoreError, StoreResult};
 use crate::ids::now;
+use crate::spec_tasks::set_spec_task_error;
 use crate::transition::apply_event;
 use crate::turns::{TurnTarget, queue_turn};
 
@@ -99,10 +100,8 @@ impl Store {
                     now,
                 )
                 .await?;
-                query("UPDATE spec_tasks SET error = NULL WHERE id = $1")
-                    .bind(task.as_str())
-                    .execute(&mut *tx)
-                    .await?;
+                // The transition just stamped `updated_at = now`; stamping it again changes nothing.
+                set_spec_task_error(&mut *tx, &task, None, now).await?;
             }
             Ok(())
         })

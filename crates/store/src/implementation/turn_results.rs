@@ -12,11 +12,11 @@ use super::{
     set_work_session_error, work_session_parts_event,
 };
 use crate::Store;
-use crate::db::{query, query_scalar};
+use crate::db::query_scalar;
 use crate::error::StoreResult;
 use crate::events::append_event;
 use crate::ids::now;
-use crate::spec_tasks::lock_spec_task;
+use crate::spec_tasks::{lock_spec_task, set_spec_task_error};
 use crate::transition::try_apply_event;
 use crate::turns::{TurnClaim, TurnTarget, complete_claimed_turn, fail_claimed_turn, queue_turn};
 
@@ -161,12 +161,7 @@ impl Store {
                 };
                 append_event(&mut *tx, &failed, now).await?;
             }
-            query("UPDATE spec_tasks SET error = $1, updated_at = $2 WHERE id = $3")
-                .bind(reason)
-                .bind(now)
-                .bind(task.as_str())
-                .execute(&mut *tx)
-                .await?;
+            set_spec_task_error(&mut *tx, task, Some(reason), now).await?;
             Ok(())
         })
         .await?;
