@@ -11,8 +11,9 @@
 //!   builders and runs on a pool or an open [`db::Tx`], which picks the driver; the dialect
 //!   differences ([`backend::Dialect`]: row locks, date comparison, notifications) are asked of
 //!   the transaction or the backend where they matter.
-//! - Every transaction that may append an event is opened with `Backend::begin_write`, which on
-//!   PostgreSQL takes the event-order advisory lock before any row lock.
+//! - Every transaction that may append an event runs through `Store::write`, which opens it with
+//!   `Backend::begin_write` (on PostgreSQL the event-order advisory lock before any row lock) and
+//!   announces the transaction's newest event after commit.
 
 mod agent_reports;
 mod agent_tokens;
