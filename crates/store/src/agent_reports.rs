@@ -94,16 +94,16 @@ impl Store {
         actor: &str,
     ) -> StoreResult<SpecTaskImplementationTask> {
         let now = now();
-        let id = {
-            let mut tx = self.backend.begin_write().await?;
-            let task = reporting_session(&mut tx, ws).await?;
+        let id = self
+            .write(async |tx| {
+            let task = reporting_session(&mut *tx, ws).await?;
             let row: Option<(String, String, Option<String>)> = query_as(
                 "SELECT id, status, assigned_work_session_id FROM spec_task_implementation_tasks \
                  WHERE spec_task_id = $1 AND task_key = $2",
             )
             .bind(task.as_str())
             .bind(task_key)
-            .fetch_optional(&mut tx)
+            .fetch_optional(&mut *tx)
             .await?;
             let mine = row.and_then(|(id, current, assigned)| {
                 (assigned.as_deref() == Some(ws.as_str())).then_some((id, current))
@@ -114,16 +114,16 @@ impl Store {
                 )));
             };
             let current: ImplementationTaskStatus = current.parse()?;
-            let floor = turn_floor(&mut tx, ws).await?;
-            let repeat = payloads_since(&mut tx, floor, EventKind::AgentProgressReported, &id)
+            let floor = turn_floor(&mut *tx, ws).await?;
+            let repeat = payloads_since(&mut *tx, floor, EventKind::AgentProgressReported, &id)
                 .await?
                 .iter()
                 .any(|p| p["work_session_id"] == ws.as_str() && p["status"] == status.as_str());
+            let parsed = ImplementationTaskId::parse(&id)
+                .map_err(|e| StoreError::corrupt("spec_task_implementation_tasks", e))?;
             if repeat {
-                drop(tx);
-                let id = ImplementationTaskId::parse(&id)
-                    .map_err(|e| StoreError::corrupt("spec_task_implementation_tasks", e))?;
-                return self.get_implementation_task(&id).await;
+                // A repeat within the turn: nothing is written.
+                return Ok(parsed);
             }
             let event = match (status, current) {
                 (target, current) if target == current => None,
@@ -139,7 +139,7 @@ impl Store {
                 }
             };
             if let Some(event) = event {
-                apply_event(&mut tx, id.as_str(), event, actor, now).await?;
+                apply_event(&mut *tx, id.as_str(), event, actor, now).await?;
             }
             let reported = NewEvent {
                 spec_task_id: Some(task.clone()),
@@ -148,12 +148,10 @@ impl Store {
                 actor: actor.to_owned(),
                 payload: json!({ "work_session_id": ws, "task_key": task_key, "status": status, "note": note }),
             };
-            append_event(&mut tx, &reported, now).await?;
-            tx.commit().await?;
-            ImplementationTaskId::parse(&id)
-                .map_err(|e| StoreError::corrupt("spec_task_implementation_tasks", e))?
-        };
-        self.announce_latest().await?;
+            append_event(&mut *tx, &reported, now).await?;
+            Ok(parsed)
+        })
+        .await?;
         self.get_implementation_task(&id).await
     }
 
@@ -205,35 +203,33 @@ impl Store {
         actor: &str,
     ) -> StoreResult<SpecTaskWorkSession> {
         let now = now();
-        {
-            let mut tx = self.backend.begin_write().await?;
+        self.write(async |tx| {
             if kind == EventKind::AgentGaveUp {
                 // Giving up is final: a repeat answers as the first call did.
                 let gave_up: Option<Option<String>> =
                     query_scalar("SELECT agent_gave_up FROM spec_task_work_sessions WHERE id = $1")
                         .bind(ws.as_str())
-                        .fetch_optional(&mut tx)
+                        .fetch_optional(&mut *tx)
                         .await?;
                 if matches!(gave_up, Some(Some(_))) {
-                    drop(tx);
-                    return self.get_work_session(ws).await;
+                    return Ok(());
                 }
             }
-            let task = reporting_session(&mut tx, ws).await?;
-            let floor = turn_floor(&mut tx, ws).await?;
-            if !payloads_since(&mut tx, floor, kind, ws.as_str())
+            let task = reporting_session(&mut *tx, ws).await?;
+            let floor = turn_floor(&mut *tx, ws).await?;
+            if !payloads_since(&mut *tx, floor, kind, ws.as_str())
                 .await?
                 .is_empty()
             {
-                drop(tx);
-                return self.get_work_session(ws).await;
+                // A repeat within the turn: nothing is written.
+                return Ok(());
             }
             query(sqlx::AssertSqlSafe(format!(
                 "UPDATE spec_task_work_sessions SET {column} = $1 WHERE id = $2"
             )))
             .bind(text)
             .bind(ws.as_str())
-            .execute(&mut tx)
+            .execute(&mut *tx)
             .await?;
             let declared = NewEvent {
                 spec_task_id: Some(task),
@@ -242,10 +238,10 @@ impl Store {
                 actor: actor.to_owned(),
                 payload: json!({ field: text }),
             };
-            append_event(&mut tx, &declared, now).await?;
-            tx.commit().await?;
-        };
-        self.announce_latest().await?;
+            append_event(&mut *tx, &declared, now).await?;
+            Ok(())
+        })
+        .await?;
         self.get_work_session(ws).await
     }
 
@@ -263,22 +259,20 @@ impl Store {
             EventKind::AgentCompletionDeclared,
             EventKind::AgentGaveUp,
         ];
-        let rows: Vec<(String, String, Json<serde_json::Value>)> = {
-            query_as(
-                    "SELECT kind, entity_id, payload FROM events \
-                     WHERE spec_task_id = (SELECT spec_task_id FROM turns WHERE id = $1) \
-                     AND id > COALESCE((SELECT id FROM events WHERE kind = $2 AND entity_id = $1), 0) \
-                     AND kind IN ($3, $4, $5, $6) ORDER BY id",
-                )
-                .bind(turn.as_str())
-                .bind(EventKind::TurnQueued.as_str())
-                .bind(kinds[0].as_str())
-                .bind(kinds[1].as_str())
-                .bind(kinds[2].as_str())
-                .bind(kinds[3].as_str())
-                .fetch_all(self.backend.reader())
-                .await?
-        };
+        let rows: Vec<(String, String, Json<serde_json::Value>)> = query_as(
+            "SELECT kind, entity_id, payload FROM events \
+             WHERE spec_task_id = (SELECT spec_task_id FROM turns WHERE id = $1) \
+             AND id > COALESCE((SELECT id FROM events WHERE kind = $2 AND entity_id = $1), 0) \
+             AND kind IN ($3, $4, $5, $6) ORDER BY id",
+        )
+        .bind(turn.as_str())
+        .bind(EventKind::TurnQueued.as_str())
+        .bind(kinds[0].as_str())
+        .bind(kinds[1].as_str())
+        .bind(kinds[2].as_str())
+        .bind(kinds[3].as_str())
+        .fetch_all(self.backend.reader())
+        .await?;
         let mut earlier = EarlierToolCalls::default();
         let text = |payload: &serde_json::Value, field: &str| {
             payload[field].as_str().unwrap_or_default().to_owned()

@@ -91,26 +91,25 @@ impl Store {
         let now = now();
         let expires =
             now + chrono::Duration::from_std(mint.ttl).unwrap_or(chrono::Duration::days(1));
-        {
-            let mut tx = self.backend.begin_write_without_events().await?;
-            let row: Option<(String, String)> =
-                query_as("SELECT spec_task_id, status FROM spec_task_work_sessions WHERE id = $1")
-                    .bind(ws.as_str())
-                    .fetch_optional(&mut tx)
-                    .await?;
-            let (task, status) = row.ok_or_else(|| StoreError::not_found("work session", ws))?;
-            // A finished session's token is born revoked: a later retry must not bring it to life.
-            let revoked = ["completed", "failed", "cancelled"]
-                .contains(&status.as_str())
-                .then_some(now);
-            query(
+        let mut tx = self.backend.begin_write_without_events().await?;
+        let row: Option<(String, String)> =
+            query_as("SELECT spec_task_id, status FROM spec_task_work_sessions WHERE id = $1")
+                .bind(ws.as_str())
+                .fetch_optional(&mut tx)
+                .await?;
+        let (task, status) = row.ok_or_else(|| StoreError::not_found("work session", ws))?;
+        // A finished session's token is born revoked: a later retry must not bring it to life.
+        let revoked = ["completed", "failed", "cancelled"]
+            .contains(&status.as_str())
+            .then_some(now);
+        query(
                 "UPDATE agent_tokens SET revoked_at = $1 WHERE work_session_id = $2 AND revoked_at IS NULL",
             )
             .bind(now)
             .bind(ws.as_str())
             .execute(&mut tx)
             .await?;
-            query(
+        query(
                 "INSERT INTO agent_tokens (token_hash, work_session_id, spec_task_id, created_at, \
                  expires_at, instance_id, minted_by, revoked_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
             )
@@ -124,8 +123,7 @@ impl Store {
             .bind(revoked)
             .execute(&mut tx)
             .await?;
-            tx.commit().await?;
-        };
+        tx.commit().await?;
         Ok(token)
     }
 
@@ -134,19 +132,17 @@ impl Store {
     pub async fn authenticate_agent_token(&self, token: &str) -> StoreResult<Option<AgentGrant>> {
         let hash = hash_agent_token(token);
         let now = now();
-        let row: Option<(String, String)> = {
-            query_as(sqlx::AssertSqlSafe(format!(
-                "SELECT t.work_session_id, t.spec_task_id FROM agent_tokens t \
+        let row: Option<(String, String)> = query_as(sqlx::AssertSqlSafe(format!(
+            "SELECT t.work_session_id, t.spec_task_id FROM agent_tokens t \
                  JOIN spec_task_work_sessions ws ON ws.id = t.work_session_id \
                  WHERE t.token_hash = $1 AND t.revoked_at IS NULL AND {} \
                  AND ws.status NOT IN ('completed', 'failed', 'cancelled')",
-                unexpired(self.backend.dialect(), 2)
-            )))
-            .bind(&hash)
-            .bind(now)
-            .fetch_optional(self.backend.reader())
-            .await?
-        };
+            unexpired(self.backend.dialect(), 2)
+        )))
+        .bind(&hash)
+        .bind(now)
+        .fetch_optional(self.backend.reader())
+        .await?;
         row.map(|(ws, task)| {
             Ok(AgentGrant {
                 work_session_id: WorkSessionId::parse(&ws)
@@ -161,17 +157,15 @@ impl Store {
     /// Whether work session `ws` has a token that authenticates now (see [`AgentTokenState`]).
     pub async fn agent_token_state(&self, ws: &WorkSessionId) -> StoreResult<AgentTokenState> {
         let now = now();
-        let (minted, live): (i64, i64) = {
-            query_as(sqlx::AssertSqlSafe(format!(
-                "SELECT COUNT(*), COALESCE(SUM(CASE WHEN t.revoked_at IS NULL AND {} THEN 1 ELSE 0 END), 0) \
-                 FROM agent_tokens t WHERE t.work_session_id = $1",
-                unexpired(self.backend.dialect(), 2)
-            )))
-            .bind(ws.as_str())
-            .bind(now)
-            .fetch_one(self.backend.reader())
-            .await?
-        };
+        let (minted, live): (i64, i64) = query_as(sqlx::AssertSqlSafe(format!(
+            "SELECT COUNT(*), COALESCE(SUM(CASE WHEN t.revoked_at IS NULL AND {} THEN 1 ELSE 0 END), 0) \
+             FROM agent_tokens t WHERE t.work_session_id = $1",
+            unexpired(self.backend.dialect(), 2)
+        )))
+        .bind(ws.as_str())
+        .bind(now)
+        .fetch_one(self.backend.reader())
+        .await?;
         Ok(match (minted, live) {
             (0, _) => AgentTokenState::NeverMinted,
             (_, 0) => AgentTokenState::Dead,
@@ -198,15 +192,13 @@ impl Store {
         value: &str,
     ) -> StoreResult<u64> {
         let now = now();
-        Ok({
-            query(sqlx::AssertSqlSafe(format!(
-                "UPDATE agent_tokens SET revoked_at = $1 WHERE {column} = $2 AND revoked_at IS NULL"
-            )))
-            .bind(now)
-            .bind(value)
-            .execute(self.backend.writer())
-            .await?
-            .rows_affected()
-        })
+        let revoked = query(sqlx::AssertSqlSafe(format!(
+            "UPDATE agent_tokens SET revoked_at = $1 WHERE {column} = $2 AND revoked_at IS NULL"
+        )))
+        .bind(now)
+        .bind(value)
+        .execute(self.backend.writer())
+        .await?;
+        Ok(revoked.rows_affected())
     }
 }

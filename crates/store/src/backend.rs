@@ -140,18 +140,12 @@ impl Backend {
 
     /// Opens a transaction that only reads (one consistent snapshot across several statements).
     pub(crate) async fn begin_read(&self) -> StoreResult<Tx> {
-        Ok(match self {
-            Backend::Sqlite { reader, .. } => Tx::Sqlite(reader.begin().await?),
-            Backend::Postgres(pool) => Tx::Postgres(pool.begin().await?),
-        })
+        self.reader().begin().await
     }
 
     /// Opens a transaction that writes but appends no event, so it takes no event lock.
     pub(crate) async fn begin_write_without_events(&self) -> StoreResult<Tx> {
-        Ok(match self {
-            Backend::Sqlite { writer, .. } => Tx::Sqlite(writer.begin().await?),
-            Backend::Postgres(pool) => Tx::Postgres(pool.begin().await?),
-        })
+        self.writer().begin().await
     }
 
     /// Opens a transaction that writes.
@@ -163,17 +157,14 @@ impl Backend {
     /// writers before they lock any row, as SQLite's single writer does. Every transaction that
     /// may append an event must therefore be opened here.
     pub(crate) async fn begin_write(&self) -> StoreResult<Tx> {
-        match self {
-            Backend::Sqlite { writer, .. } => Ok(Tx::Sqlite(writer.begin().await?)),
-            Backend::Postgres(pool) => {
-                let mut tx = Tx::Postgres(pool.begin().await?);
-                query("SELECT pg_advisory_xact_lock($1)")
-                    .bind(crate::events::EVENT_LOCK_KEY)
-                    .execute(&mut tx)
-                    .await?;
-                Ok(tx)
-            }
+        let mut tx = self.writer().begin().await?;
+        if tx.dialect() == Dialect::Postgres {
+            query("SELECT pg_advisory_xact_lock($1)")
+                .bind(crate::events::EVENT_LOCK_KEY)
+                .execute(&mut tx)
+                .await?;
         }
+        Ok(tx)
     }
 
     pub(crate) async fn close(&self) {

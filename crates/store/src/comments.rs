@@ -12,6 +12,8 @@ use crate::db::{query_as, query_scalar};
 use crate::error::{StoreError, StoreResult};
 use crate::events::append_event;
 use crate::ids::now;
+use crate::revisions::latest_revision;
+use crate::rows::Table;
 
 /// A comment to record.
 #[derive(Debug, Clone)]
@@ -25,6 +27,8 @@ pub struct NewComment {
 
 pub(crate) const COMMENT_COLUMNS: &str = "id, spec_task_id, document, quoted_text, line, comment, \
     revision, resolved, resolved_in_revision, created_by, created_at, resolved_at";
+
+const COMMENTS: Table<CommentRow> = Table::new("spec_comments", COMMENT_COLUMNS, "comment", "id");
 
 #[derive(sqlx::FromRow)]
 pub(crate) struct CommentRow {
@@ -74,9 +78,8 @@ impl Store {
     ) -> StoreResult<SpecComment> {
         let id = SpecCommentId::from_ulid(self.ids.next());
         let now = now();
-        let (row, event_id) = {
-            let mut tx = self.backend.begin_write().await?;
-            let lock = if self.backend.dialect() == Dialect::Postgres {
+        let row: CommentRow = self.write(async |tx| {
+            let lock = if tx.dialect() == Dialect::Postgres {
                 " FOR SHARE"
             } else {
                 ""
@@ -85,7 +88,7 @@ impl Store {
                 "SELECT status FROM spec_tasks WHERE id = $1{lock}"
             )))
             .bind(spec_task_id.as_str())
-            .fetch_optional(&mut tx)
+            .fetch_optional(&mut *tx)
             .await?;
             let status: SpecTaskStatus = status
                 .ok_or_else(|| StoreError::not_found("spec task", spec_task_id))?
@@ -95,15 +98,10 @@ impl Store {
                     "comments are taken while the specs are in review; the task is in `{status}`"
                 )));
             }
-            let revision: Option<i32> =
-                query_scalar("SELECT MAX(revision) FROM spec_revisions WHERE spec_task_id = $1")
-                    .bind(spec_task_id.as_str())
-                    .fetch_one(&mut tx)
-                    .await?;
-            let revision = revision.ok_or_else(|| {
+            let revision = latest_revision(&mut *tx, spec_task_id).await?.ok_or_else(|| {
                 StoreError::Conflict("the task has no specs to comment on".into())
             })?;
-            let row: CommentRow = query_as(sqlx::AssertSqlSafe(format!(
+            let row = query_as(sqlx::AssertSqlSafe(format!(
                 "INSERT INTO spec_comments (id, spec_task_id, document, quoted_text, line, comment, revision, \
                  resolved, created_by, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, FALSE, $8, $9) \
                  RETURNING {COMMENT_COLUMNS}"
@@ -117,7 +115,7 @@ impl Store {
             .bind(revision)
             .bind(&new.created_by)
             .bind(now)
-            .fetch_one(&mut tx)
+            .fetch_one(&mut *tx)
             .await?;
             let event = NewEvent {
                 spec_task_id: Some(spec_task_id.clone()),
@@ -126,24 +124,15 @@ impl Store {
                 actor: new.created_by.clone(),
                 payload: json!({ "document": new.document, "revision": revision }),
             };
-            let event_id = append_event(&mut tx, &event, now).await?;
-            tx.commit().await?;
-            (row, event_id)
-        };
-        self.announce(event_id);
+            append_event(&mut *tx, &event, now).await?;
+            Ok(row)
+        })
+        .await?;
         row.try_into()
     }
 
     /// The task's comments, oldest first.
     pub async fn list_comments(&self, spec_task_id: &SpecTaskId) -> StoreResult<Vec<SpecComment>> {
-        let rows: Vec<CommentRow> = {
-            query_as(sqlx::AssertSqlSafe(format!(
-                "SELECT {COMMENT_COLUMNS} FROM spec_comments WHERE spec_task_id = $1 ORDER BY id"
-            )))
-            .bind(spec_task_id.as_str())
-            .fetch_all(self.backend.reader())
-            .await?
-        };
-        rows.into_iter().map(SpecComment::try_from).collect()
+        COMMENTS.of_task(&self.backend, spec_task_id).await
     }
 }

@@ -6,19 +6,21 @@
 //! then decides which driver binds and runs them. A parameter or result type must therefore work
 //! on both drivers ([`Param`], [`Record`], [`Scalar`]), which is checked at compile time.
 //!
-//! Why not functions generic over `sqlx::Database`: Rust does not carry a trait's `where` clauses
-//! (such as `for<'c> &'c mut Self::Connection: Executor<'c>` or `String: Type<Self>`) to its
-//! users, so each generic function would restate a dozen bounds. The dispatch here is one `match`
-//! per query, next to the network round trip it precedes.
+//! Why not store functions generic over `sqlx::Database`: Rust does not carry a trait's `where`
+//! clauses (such as `for<'c> &'c mut Self::Connection: Executor<'c>` or `String: Type<Self>`) to
+//! its users, so each generic function would restate a dozen bounds. Only the two functions that
+//! run a bound statement are generic (over a private [`Driver`], their bounds stated once); the
+//! choice of driver is one `match` per statement, next to the network round trip it precedes.
 
 use std::marker::PhantomData;
 
 use sqlx::error::BoxDynError;
 use sqlx::pool::PoolConnection;
-use sqlx::postgres::{PgArguments, PgRow};
-use sqlx::sqlite::{SqliteArguments, SqliteRow};
+use sqlx::postgres::{PgArguments, PgQueryResult, PgRow};
+use sqlx::sqlite::{SqliteArguments, SqliteQueryResult, SqliteRow};
 use sqlx::{
-    Arguments, Database, Decode, Encode, FromRow, Postgres, SqlSafeStr, SqlStr, Sqlite, Type,
+    Arguments, Database, Decode, Encode, Executor, FromRow, IntoArguments, Postgres, SqlSafeStr,
+    SqlStr, Sqlite, Type,
 };
 
 use crate::backend::Dialect;
@@ -31,35 +33,58 @@ pub(crate) enum Pool<'a> {
     Postgres(&'a sqlx::PgPool),
 }
 
-/// An open write transaction, begun by [`crate::backend::Backend::begin_write`]. Dropping it
-/// without [`Tx::commit`] rolls it back.
+/// An open transaction, begun by [`Pool::begin`] (for writes through
+/// [`crate::backend::Backend::begin_write`]). Dropping it without [`Tx::commit`] rolls it back.
 #[derive(Debug)]
-pub(crate) enum Tx {
+pub(crate) struct Tx {
+    conn: TxConn,
+    /// The newest event appended in this transaction, announced to live streams after commit.
+    last_event: Option<i64>,
+}
+
+#[derive(Debug)]
+enum TxConn {
     Sqlite(sqlx::Transaction<'static, Sqlite>),
     Postgres(sqlx::Transaction<'static, Postgres>),
+}
+
+impl Pool<'_> {
+    /// Opens a transaction on the pool.
+    pub(crate) async fn begin(self) -> StoreResult<Tx> {
+        let conn = match self {
+            Pool::Sqlite(pool) => TxConn::Sqlite(pool.begin().await?),
+            Pool::Postgres(pool) => TxConn::Postgres(pool.begin().await?),
+        };
+        Ok(Tx {
+            conn,
+            last_event: None,
+        })
+    }
 }
 
 impl Tx {
     /// The dialect of the database the transaction runs on.
     pub(crate) fn dialect(&self) -> Dialect {
-        match self {
-            Tx::Sqlite(_) => Dialect::Sqlite,
-            Tx::Postgres(_) => Dialect::Postgres,
+        match self.conn {
+            TxConn::Sqlite(_) => Dialect::Sqlite,
+            TxConn::Postgres(_) => Dialect::Postgres,
         }
+    }
+
+    /// Notes that event `id` was appended in this transaction (ids only grow within it).
+    pub(crate) fn appended_event(&mut self, id: i64) {
+        self.last_event = Some(id);
+    }
+
+    /// The newest event appended in this transaction, if any.
+    pub(crate) fn last_event(&self) -> Option<i64> {
+        self.last_event
     }
 
     pub(crate) async fn commit(self) -> StoreResult<()> {
-        match self {
-            Tx::Sqlite(tx) => tx.commit().await?,
-            Tx::Postgres(tx) => tx.commit().await?,
-        }
-        Ok(())
-    }
-
-    pub(crate) async fn rollback(self) -> StoreResult<()> {
-        match self {
-            Tx::Sqlite(tx) => tx.rollback().await?,
-            Tx::Postgres(tx) => tx.rollback().await?,
+        match self.conn {
+            TxConn::Sqlite(tx) => tx.commit().await?,
+            TxConn::Postgres(tx) => tx.commit().await?,
         }
         Ok(())
     }
@@ -101,9 +126,9 @@ impl<'a> From<Pool<'a>> for Exec<'a> {
 
 impl<'a> From<&'a mut Tx> for Exec<'a> {
     fn from(tx: &'a mut Tx) -> Self {
-        match tx {
-            Tx::Sqlite(tx) => Exec::Sqlite(Target::Conn(&mut **tx)),
-            Tx::Postgres(tx) => Exec::Postgres(Target::Conn(&mut **tx)),
+        match &mut tx.conn {
+            TxConn::Sqlite(tx) => Exec::Sqlite(Target::Conn(&mut **tx)),
+            TxConn::Postgres(tx) => Exec::Postgres(Target::Conn(&mut **tx)),
         }
     }
 }
@@ -159,6 +184,71 @@ impl<T> Scalar for T where
 {
 }
 
+/// What the store asks of a driver beyond sqlx's `Database`: how a [`Param`] binds and how many
+/// rows a statement changed. Implemented for the two drivers only.
+pub(crate) trait Driver: Database {
+    fn add<'q>(
+        param: Box<dyn Param<'q> + 'q>,
+        args: &mut Self::Arguments,
+    ) -> Result<(), BoxDynError>;
+    fn rows_affected(done: &Self::QueryResult) -> u64;
+}
+
+impl Driver for Sqlite {
+    fn add<'q>(
+        param: Box<dyn Param<'q> + 'q>,
+        args: &mut SqliteArguments,
+    ) -> Result<(), BoxDynError> {
+        param.add_to_sqlite(args)
+    }
+
+    fn rows_affected(done: &SqliteQueryResult) -> u64 {
+        done.rows_affected()
+    }
+}
+
+impl Driver for Postgres {
+    fn add<'q>(param: Box<dyn Param<'q> + 'q>, args: &mut PgArguments) -> Result<(), BoxDynError> {
+        param.add_to_postgres(args)
+    }
+
+    fn rows_affected(done: &PgQueryResult) -> u64 {
+        done.rows_affected()
+    }
+}
+
+// The bounds are stated once, on this block: the driver-generic half of running a statement.
+impl<DB: Driver> Target<'_, DB>
+where
+    for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
+    DB::Arguments: IntoArguments<DB>,
+{
+    async fn execute(self, statement: Statement<'_>) -> StoreResult<u64> {
+        let (sql, args) = statement.bound::<DB>()?;
+        let mut held = None;
+        let conn = self.connection(&mut held).await?;
+        let done = sqlx::query_with(sql, args).execute(conn).await?;
+        Ok(DB::rows_affected(&done))
+    }
+
+    /// The rows of `statement`: all of them, or (`first_only`) the first, as sqlx's
+    /// `fetch_optional` reads it.
+    async fn fetch<O>(self, statement: Statement<'_>, first_only: bool) -> StoreResult<Vec<O>>
+    where
+        O: for<'r> FromRow<'r, DB::Row> + Send + Unpin,
+    {
+        let (sql, args) = statement.bound::<DB>()?;
+        let mut held = None;
+        let conn = self.connection(&mut held).await?;
+        let query = sqlx::query_as_with::<DB, O, _>(sql, args);
+        Ok(if first_only {
+            query.fetch_optional(conn).await?.into_iter().collect()
+        } else {
+            query.fetch_all(conn).await?
+        })
+    }
+}
+
 /// SQL text and its parameters, not yet bound to a driver.
 struct Statement<'q> {
     sql: SqlStr,
@@ -177,82 +267,36 @@ impl<'q> Statement<'q> {
         self.params.push(Box::new(value));
     }
 
-    fn sqlite(self) -> StoreResult<(SqlStr, SqliteArguments)> {
-        let mut args = SqliteArguments::default();
+    /// The SQL and its parameters bound for driver `DB`.
+    fn bound<DB: Driver>(self) -> StoreResult<(SqlStr, DB::Arguments)> {
+        let mut args = DB::Arguments::default();
         for param in self.params {
-            param
-                .add_to_sqlite(&mut args)
-                .map_err(sqlx::Error::Encode)?;
-        }
-        Ok((self.sql, args))
-    }
-
-    fn postgres(self) -> StoreResult<(SqlStr, PgArguments)> {
-        let mut args = PgArguments::default();
-        for param in self.params {
-            param
-                .add_to_postgres(&mut args)
-                .map_err(sqlx::Error::Encode)?;
+            DB::add(param, &mut args).map_err(sqlx::Error::Encode)?;
         }
         Ok((self.sql, args))
     }
 
     async fn execute(self, on: Exec<'_>) -> StoreResult<Executed> {
-        let mut sqlite_held = None;
-        let mut postgres_held = None;
         let rows_affected = match on {
-            Exec::Sqlite(target) => {
-                let (sql, args) = self.sqlite()?;
-                let conn = target.connection(&mut sqlite_held).await?;
-                sqlx::query_with(sql, args)
-                    .execute(conn)
-                    .await?
-                    .rows_affected()
-            }
-            Exec::Postgres(target) => {
-                let (sql, args) = self.postgres()?;
-                let conn = target.connection(&mut postgres_held).await?;
-                sqlx::query_with(sql, args)
-                    .execute(conn)
-                    .await?
-                    .rows_affected()
-            }
+            Exec::Sqlite(target) => target.execute(self).await?,
+            Exec::Postgres(target) => target.execute(self).await?,
         };
         Ok(Executed { rows_affected })
     }
 
+    async fn fetch<O: Record>(self, on: Exec<'_>, first_only: bool) -> StoreResult<Vec<O>> {
+        match on {
+            Exec::Sqlite(target) => target.fetch(self, first_only).await,
+            Exec::Postgres(target) => target.fetch(self, first_only).await,
+        }
+    }
+
     async fn fetch_optional<O: Record>(self, on: Exec<'_>) -> StoreResult<Option<O>> {
-        let mut sqlite_held = None;
-        let mut postgres_held = None;
-        Ok(match on {
-            Exec::Sqlite(target) => {
-                let (sql, args) = self.sqlite()?;
-                let conn = target.connection(&mut sqlite_held).await?;
-                sqlx::query_as_with(sql, args).fetch_optional(conn).await?
-            }
-            Exec::Postgres(target) => {
-                let (sql, args) = self.postgres()?;
-                let conn = target.connection(&mut postgres_held).await?;
-                sqlx::query_as_with(sql, args).fetch_optional(conn).await?
-            }
-        })
+        Ok(self.fetch(on, true).await?.into_iter().next())
     }
 
     async fn fetch_all<O: Record>(self, on: Exec<'_>) -> StoreResult<Vec<O>> {
-        let mut sqlite_held = None;
-        let mut postgres_held = None;
-        Ok(match on {
-            Exec::Sqlite(target) => {
-                let (sql, args) = self.sqlite()?;
-                let conn = target.connection(&mut sqlite_held).await?;
-                sqlx::query_as_with(sql, args).fetch_all(conn).await?
-            }
-            Exec::Postgres(target) => {
-                let (sql, args) = self.postgres()?;
-                let conn = target.connection(&mut postgres_held).await?;
-                sqlx::query_as_with(sql, args).fetch_all(conn).await?
-            }
-        })
+        self.fetch(on, false).await
     }
 
     /// As sqlx's `fetch_one`: no row is `RowNotFound`.

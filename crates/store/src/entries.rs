@@ -104,31 +104,27 @@ impl Store {
         after_seq: Option<i64>,
         limit: i64,
     ) -> StoreResult<Vec<InteractionEntry>> {
-        let (session_exists, owner, rows): (bool, Option<String>, Vec<EntryRow>) = {
-            let mut tx = self.backend.begin_read().await?;
-            let session_exists: Option<String> =
-                query_scalar("SELECT id FROM sessions WHERE id = $1")
-                    .bind(session.as_str())
-                    .fetch_optional(&mut tx)
-                    .await?;
-            let owner: Option<String> =
-                query_scalar("SELECT session_id FROM interactions WHERE id = $1")
-                    .bind(interaction.as_str())
-                    .fetch_optional(&mut tx)
-                    .await?;
-            let rows = query_as(
-                "SELECT interaction_id, seq, kind, payload, created_at FROM interaction_entries \
-                     WHERE interaction_id = $1 AND seq > $2 ORDER BY seq LIMIT $3",
-            )
-            .bind(interaction.as_str())
-            .bind(after_seq.unwrap_or(-1))
-            .bind(limit)
-            .fetch_all(&mut tx)
+        let mut tx = self.backend.begin_read().await?;
+        let session_exists: Option<String> = query_scalar("SELECT id FROM sessions WHERE id = $1")
+            .bind(session.as_str())
+            .fetch_optional(&mut tx)
             .await?;
-            tx.commit().await?;
-            (session_exists.is_some(), owner, rows)
-        };
-        if !session_exists {
+        let owner: Option<String> =
+            query_scalar("SELECT session_id FROM interactions WHERE id = $1")
+                .bind(interaction.as_str())
+                .fetch_optional(&mut tx)
+                .await?;
+        let rows: Vec<EntryRow> = query_as(
+            "SELECT interaction_id, seq, kind, payload, created_at FROM interaction_entries \
+                     WHERE interaction_id = $1 AND seq > $2 ORDER BY seq LIMIT $3",
+        )
+        .bind(interaction.as_str())
+        .bind(after_seq.unwrap_or(-1))
+        .bind(limit)
+        .fetch_all(&mut tx)
+        .await?;
+        tx.commit().await?;
+        if session_exists.is_none() {
             return Err(StoreError::not_found("session", session));
         }
         if owner.as_deref() != Some(session.as_str()) {

@@ -20,7 +20,7 @@ pub(crate) const EVENT_LOCK_KEY: i64 = 0x5e7e_c7a5;
 
 /// Appends one event inside the open transaction `tx`, which was opened with
 /// [`Backend::begin_write`](crate::backend::Backend::begin_write) (on PostgreSQL it holds the
-/// event lock); returns its id.
+/// event lock); returns its id, which the transaction keeps to announce after commit.
 pub(crate) async fn append_event(
     tx: &mut Tx,
     event: &NewEvent,
@@ -45,6 +45,7 @@ pub(crate) async fn append_event(
             .execute(&mut *tx)
             .await?;
     }
+    tx.appended_event(id);
     Ok(id)
 }
 
@@ -126,29 +127,27 @@ impl Store {
     pub async fn list_events(&self, query: &EventQuery) -> StoreResult<Vec<Event>> {
         let limit = query.limit.clamp(1, 10_000);
         let r = self.backend.reader();
-        let rows: Vec<EventRow> = {
-            let select =
-                "SELECT id, spec_task_id, kind, entity_id, actor, payload, created_at FROM events";
-            match &query.spec_task_id {
-                Some(task) => {
-                    query_as(sqlx::AssertSqlSafe(format!(
-                        "{select} WHERE spec_task_id = $1 AND id > $2 ORDER BY id LIMIT $3"
-                    )))
-                    .bind(task.as_str())
-                    .bind(query.after)
-                    .bind(limit)
-                    .fetch_all(r)
-                    .await?
-                }
-                None => {
-                    query_as(sqlx::AssertSqlSafe(format!(
-                        "{select} WHERE id > $1 ORDER BY id LIMIT $2"
-                    )))
-                    .bind(query.after)
-                    .bind(limit)
-                    .fetch_all(r)
-                    .await?
-                }
+        let select =
+            "SELECT id, spec_task_id, kind, entity_id, actor, payload, created_at FROM events";
+        let rows: Vec<EventRow> = match &query.spec_task_id {
+            Some(task) => {
+                query_as(sqlx::AssertSqlSafe(format!(
+                    "{select} WHERE spec_task_id = $1 AND id > $2 ORDER BY id LIMIT $3"
+                )))
+                .bind(task.as_str())
+                .bind(query.after)
+                .bind(limit)
+                .fetch_all(r)
+                .await?
+            }
+            None => {
+                query_as(sqlx::AssertSqlSafe(format!(
+                    "{select} WHERE id > $1 ORDER BY id LIMIT $2"
+                )))
+                .bind(query.after)
+                .bind(limit)
+                .fetch_all(r)
+                .await?
             }
         };
         rows.into_iter().map(Event::try_from).collect()

@@ -9,10 +9,10 @@ use sqlx::types::Json;
 
 use crate::Store;
 use crate::db::{Tx, query_as};
-use crate::error::{StoreError, StoreResult};
+use crate::error::StoreResult;
 use crate::events::append_event;
 use crate::ids::now;
-use crate::rows::{IMPLEMENTATION_TASK_COLUMNS, ImplementationTaskRow};
+use crate::rows::{IMPLEMENTATION_TASK_COLUMNS, IMPLEMENTATION_TASKS, ImplementationTaskRow};
 
 /// One task of a plan to record.
 #[derive(Debug, Clone)]
@@ -76,29 +76,23 @@ impl Store {
             .iter()
             .map(|_| ImplementationTaskId::from_ulid(self.ids.next()))
             .collect();
-        let (rows, last_event) = {
-            let mut tx = self.backend.begin_write().await?;
-            let mut rows: Vec<ImplementationTaskRow> = Vec::with_capacity(tasks.len());
-            let mut last_event = None;
-            for (id, task) in ids.iter().zip(tasks) {
-                let row: ImplementationTaskRow =
-                    insert_implementation_task(&mut tx, spec_task_id, id, task, now).await?;
-                let event = NewEvent {
-                    spec_task_id: Some(spec_task_id.clone()),
-                    kind: EventKind::ImplementationTaskCreated,
-                    entity_id: id.to_string(),
-                    actor: actor.to_owned(),
-                    payload: json!({ "key": task.key, "title": task.title, "index": task.index }),
-                };
-                last_event = Some(append_event(&mut tx, &event, now).await?);
-                rows.push(row);
-            }
-            tx.commit().await?;
-            (rows, last_event)
-        };
-        if let Some(event_id) = last_event {
-            self.announce(event_id);
-        }
+        let rows: Vec<ImplementationTaskRow> = self
+            .write(async |tx| {
+                let mut rows = Vec::with_capacity(tasks.len());
+                for (id, task) in ids.iter().zip(tasks) {
+                    rows.push(insert_implementation_task(&mut *tx, spec_task_id, id, task, now).await?);
+                    let event = NewEvent {
+                        spec_task_id: Some(spec_task_id.clone()),
+                        kind: EventKind::ImplementationTaskCreated,
+                        entity_id: id.to_string(),
+                        actor: actor.to_owned(),
+                        payload: json!({ "key": task.key, "title": task.title, "index": task.index }),
+                    };
+                    append_event(&mut *tx, &event, now).await?;
+                }
+                Ok(rows)
+            })
+            .await?;
         rows.into_iter()
             .map(SpecTaskImplementationTask::try_from)
             .collect()
@@ -108,16 +102,7 @@ impl Store {
         &self,
         id: &ImplementationTaskId,
     ) -> StoreResult<SpecTaskImplementationTask> {
-        let row: Option<ImplementationTaskRow> = {
-            query_as(sqlx::AssertSqlSafe(format!(
-                "SELECT {IMPLEMENTATION_TASK_COLUMNS} FROM spec_task_implementation_tasks WHERE id = $1"
-            )))
-            .bind(id.as_str())
-            .fetch_optional(self.backend.reader())
-            .await?
-        };
-        row.ok_or_else(|| StoreError::not_found("implementation task", id))?
-            .try_into()
+        IMPLEMENTATION_TASKS.get(&self.backend, id.as_str()).await
     }
 
     /// The task's implementation tasks in plan order.
@@ -125,17 +110,8 @@ impl Store {
         &self,
         spec_task_id: &SpecTaskId,
     ) -> StoreResult<Vec<SpecTaskImplementationTask>> {
-        let rows: Vec<ImplementationTaskRow> = {
-            query_as(sqlx::AssertSqlSafe(format!(
-                "SELECT {IMPLEMENTATION_TASK_COLUMNS} FROM spec_task_implementation_tasks \
-                 WHERE spec_task_id = $1 ORDER BY task_index"
-            )))
-            .bind(spec_task_id.as_str())
-            .fetch_all(self.backend.reader())
-            .await?
-        };
-        rows.into_iter()
-            .map(SpecTaskImplementationTask::try_from)
-            .collect()
+        IMPLEMENTATION_TASKS
+            .of_task(&self.backend, spec_task_id)
+            .await
     }
 }

@@ -16,16 +16,14 @@ impl Store {
         &self,
         instance_id: &str,
     ) -> StoreResult<Vec<SpecTaskZedThread>> {
-        let rows: Vec<ZedThreadRow> = {
-            query_as(sqlx::AssertSqlSafe(format!(
-                "SELECT {ZED_THREAD_COLUMNS} FROM spec_task_zed_threads WHERE status = 'active' \
-                 AND spec_task_id IN (SELECT id FROM spec_tasks WHERE zed_instance_id = $1) \
-                 ORDER BY id"
-            )))
-            .bind(instance_id)
-            .fetch_all(self.backend.reader())
-            .await?
-        };
+        let rows: Vec<ZedThreadRow> = query_as(sqlx::AssertSqlSafe(format!(
+            "SELECT {ZED_THREAD_COLUMNS} FROM spec_task_zed_threads WHERE status = 'active' \
+             AND spec_task_id IN (SELECT id FROM spec_tasks WHERE zed_instance_id = $1) \
+             ORDER BY id"
+        )))
+        .bind(instance_id)
+        .fetch_all(self.backend.reader())
+        .await?;
         rows.into_iter().map(SpecTaskZedThread::try_from).collect()
     }
 
@@ -38,12 +36,11 @@ impl Store {
         actor: &str,
     ) -> StoreResult<Vec<SpecTaskZedThreadId>> {
         let now = now();
-        let changed = {
-            let mut tx = self.backend.begin_write().await?;
+        self.write(async |tx| {
             let mut changed = Vec::new();
             for thread in threads {
                 if try_apply_event(
-                    &mut tx,
+                    &mut *tx,
                     thread.as_str(),
                     ZedThreadEvent::Disconnect,
                     actor,
@@ -54,12 +51,8 @@ impl Store {
                     changed.push(thread.clone());
                 }
             }
-            tx.commit().await?;
-            changed
-        };
-        if !changed.is_empty() {
-            self.announce_latest().await?;
-        }
-        Ok(changed)
+            Ok(changed)
+        })
+        .await
     }
 }

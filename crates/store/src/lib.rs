@@ -11,8 +11,9 @@
 //!   builders and runs on a pool or an open [`db::Tx`], which picks the driver; the dialect
 //!   differences ([`backend::Dialect`]: row locks, date comparison, notifications) are asked of
 //!   the transaction or the backend where they matter.
-//! - Every transaction that may append an event is opened with `Backend::begin_write`, which on
-//!   PostgreSQL takes the event-order advisory lock before any row lock.
+//! - Every transaction that may append an event runs through `Store::write`, which opens it with
+//!   `Backend::begin_write` (on PostgreSQL the event-order advisory lock before any row lock) and
+//!   announces the transaction's newest event after commit.
 
 mod agent_reports;
 mod agent_tokens;
@@ -104,24 +105,23 @@ impl Store {
         self.backend.close().await;
     }
 
-    /// The shape of most write operations: opens a write transaction, runs `body` in it, commits,
-    /// and announces the newest event to live streams. An error from `body` rolls back.
+    /// The shape of every write that may append events: opens a write transaction (on
+    /// PostgreSQL under the event-order lock), runs `body` in it, commits, and announces the
+    /// newest event the transaction appended to live streams (nothing when it appended none). An
+    /// error from `body` rolls back; a body that returns early having written nothing commits an
+    /// empty transaction, which is the same as rolling back.
     async fn write<T>(
         &self,
         body: impl AsyncFnOnce(&mut db::Tx) -> StoreResult<T>,
     ) -> StoreResult<T> {
         let mut tx = self.backend.begin_write().await?;
         let value = body(&mut tx).await?;
+        let last_event = tx.last_event();
         tx.commit().await?;
-        self.announce_latest().await?;
+        if let Some(last_event) = last_event {
+            self.announce(last_event);
+        }
         Ok(value)
-    }
-
-    /// Announces the newest committed event (after a transaction that appended several).
-    async fn announce_latest(&self) -> StoreResult<()> {
-        let last = self.last_event_id().await?;
-        self.announce(last);
-        Ok(())
     }
 
     /// Tells local subscribers that events up to `last_event_id` are committed.

@@ -15,6 +15,7 @@ use crate::db::query_as;
 use crate::error::{StoreError, StoreResult};
 use crate::events::append_event;
 use crate::ids::now;
+use crate::rows::Table;
 
 /// A request to record.
 #[derive(Debug, Clone)]
@@ -35,6 +36,9 @@ pub struct NewPermissionRequest {
 const COLUMNS: &str = "id, spec_task_id, session_id, work_session_id, zed_thread_id, tool_call_id, title, \
     tool_kind, command, raw_input, locations, options, status, choice, answered_by, created_at, answered_at, \
     expires_at";
+
+const PERMISSION_REQUESTS: Table<Row> =
+    Table::new("permission_requests", COLUMNS, "permission request", "id");
 
 #[derive(sqlx::FromRow)]
 struct Row {
@@ -130,9 +134,8 @@ impl Store {
                 }
             }
         };
-        let (row, event_id) = {
-            let mut tx = self.backend.begin_write().await?;
-            let row: Row = query_as(sqlx::AssertSqlSafe(format!(
+        let row: Row = self.write(async |tx| {
+            let row = query_as(sqlx::AssertSqlSafe(format!(
                 "INSERT INTO permission_requests (id, spec_task_id, session_id, work_session_id, zed_thread_id, \
                  tool_call_id, title, tool_kind, command, raw_input, locations, options, status, created_at, expires_at) \
                  VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, 'pending', $13, $14) \
@@ -152,7 +155,7 @@ impl Store {
             .bind(Json(&new.options))
             .bind(now)
             .bind(expires)
-            .fetch_one(&mut tx)
+            .fetch_one(&mut *tx)
             .await?;
             let event = NewEvent {
                 spec_task_id: Some(
@@ -164,11 +167,10 @@ impl Store {
                 actor: "agent".to_owned(),
                 payload: json!({ "session_id": session, "work_session_id": ws, "title": new.title, "options": new.options }),
             };
-            let event_id = append_event(&mut tx, &event, now).await?;
-            tx.commit().await?;
-            (row, event_id)
-        };
-        self.announce(event_id);
+            append_event(&mut *tx, &event, now).await?;
+            Ok(row)
+        })
+        .await?;
         row.try_into()
     }
 
@@ -176,16 +178,7 @@ impl Store {
         &self,
         id: &PermissionRequestId,
     ) -> StoreResult<PermissionRequest> {
-        let row: Option<Row> = {
-            query_as(sqlx::AssertSqlSafe(format!(
-                "SELECT {COLUMNS} FROM permission_requests WHERE id = $1"
-            )))
-            .bind(id.as_str())
-            .fetch_optional(self.backend.reader())
-            .await?
-        };
-        row.ok_or_else(|| StoreError::not_found("permission request", id))?
-            .try_into()
+        PERMISSION_REQUESTS.get(&self.backend, id.as_str()).await
     }
 
     /// A work session's permission requests, oldest first.
@@ -193,15 +186,9 @@ impl Store {
         &self,
         ws: &WorkSessionId,
     ) -> StoreResult<Vec<PermissionRequest>> {
-        let rows: Vec<Row> = {
-            query_as(sqlx::AssertSqlSafe(format!(
-                "SELECT {COLUMNS} FROM permission_requests WHERE work_session_id = $1 ORDER BY id"
-            )))
-            .bind(ws.as_str())
-            .fetch_all(self.backend.reader())
-            .await?
-        };
-        rows.into_iter().map(PermissionRequest::try_from).collect()
+        PERMISSION_REQUESTS
+            .list(&self.backend, "work_session_id", ws.as_str())
+            .await
     }
 
     /// Every permission request of a task (planning and work sessions), oldest first.
@@ -209,15 +196,7 @@ impl Store {
         &self,
         task: &SpecTaskId,
     ) -> StoreResult<Vec<PermissionRequest>> {
-        let rows: Vec<Row> = {
-            query_as(sqlx::AssertSqlSafe(format!(
-                "SELECT {COLUMNS} FROM permission_requests WHERE spec_task_id = $1 ORDER BY id"
-            )))
-            .bind(task.as_str())
-            .fetch_all(self.backend.reader())
-            .await?
-        };
-        rows.into_iter().map(PermissionRequest::try_from).collect()
+        PERMISSION_REQUESTS.of_task(&self.backend, task).await
     }
 
     /// Settles a pending request: answered with `choice` by `actor`, or (`choice` `None`) timed
@@ -239,8 +218,7 @@ impl Store {
                 EventKind::PermissionTimedOut,
             ),
         };
-        let outcome: Option<(Row, i64)> = {
-            let mut tx = self.backend.begin_write().await?;
+        let settled: Option<Row> = self.write(async |tx| {
             let row: Option<Row> = query_as(sqlx::AssertSqlSafe(format!(
                 "UPDATE permission_requests SET status = $1, choice = $2, answered_by = $3, answered_at = $4 \
                  WHERE id = $5 AND status = 'pending' RETURNING {COLUMNS}"
@@ -250,32 +228,26 @@ impl Store {
             .bind(choice.map(|_| actor))
             .bind(now)
             .bind(id.as_str())
-            .fetch_optional(&mut tx)
+            .fetch_optional(&mut *tx)
             .await?;
-            match row {
-                None => None,
-                Some(row) => {
-                    let event = NewEvent {
-                        spec_task_id: Some(
-                            SpecTaskId::parse(&row.spec_task_id)
-                                .map_err(|e| StoreError::corrupt("permission_requests", e))?,
-                        ),
-                        kind,
-                        entity_id: id.to_string(),
-                        actor: actor.to_owned(),
-                        payload: json!({ "choice": choice }),
-                    };
-                    let event_id = append_event(&mut tx, &event, now).await?;
-                    tx.commit().await?;
-                    Some((row, event_id))
-                }
+            if let Some(row) = &row {
+                let event = NewEvent {
+                    spec_task_id: Some(
+                        SpecTaskId::parse(&row.spec_task_id)
+                            .map_err(|e| StoreError::corrupt("permission_requests", e))?,
+                    ),
+                    kind,
+                    entity_id: id.to_string(),
+                    actor: actor.to_owned(),
+                    payload: json!({ "choice": choice }),
+                };
+                append_event(&mut *tx, &event, now).await?;
             }
-        };
-        match outcome {
-            Some((row, event_id)) => {
-                self.announce(event_id);
-                row.try_into()
-            }
+            Ok(row)
+        })
+        .await?;
+        match settled {
+            Some(row) => row.try_into(),
             None => {
                 let current = self.get_permission_request(id).await?;
                 Err(StoreError::Conflict(format!(

@@ -6,7 +6,7 @@ use chrono::{DateTime, Utc};
 use serde_json::json;
 use spectask_domain::{
     EventKind, NewEvent, SessionId, SessionRole, SpecComment, SpecRevision, SpecTask,
-    SpecTaskEvent, SpecTaskId, TurnEvent, TurnId, TurnKind,
+    SpecTaskEvent, SpecTaskId, TurnId, TurnKind,
 };
 
 use crate::Store;
@@ -16,10 +16,12 @@ use crate::error::{StoreError, StoreResult};
 use crate::events::append_event;
 use crate::ids::now;
 use crate::implementation_tasks::{NewImplementationTask, insert_implementation_task};
+use crate::revisions::latest_revision;
 use crate::rows::{SPEC_TASK_COLUMNS, SpecTaskRow};
-use crate::sessions::{finish_interaction, insert_interaction};
+use crate::sessions::insert_session;
+use crate::spec_tasks::set_spec_task_error;
 use crate::transition::apply_event;
-use crate::turns::{TurnClaim, enqueue_turn, fail_claimed_turn, verify_claim};
+use crate::turns::{TurnClaim, TurnTarget, complete_claimed_turn, fail_claimed_turn, queue_turn};
 
 /// The documents a successful planning turn produced.
 #[derive(Debug, Clone)]
@@ -57,12 +59,7 @@ pub(crate) async fn fail_planning(
         now,
     )
     .await?;
-    query("UPDATE spec_tasks SET error = $1, updated_at = $2 WHERE id = $3")
-        .bind(reason)
-        .bind(now)
-        .bind(id.as_str())
-        .execute(&mut *tx)
-        .await?;
+    set_spec_task_error(tx, id, Some(reason), now).await?;
     let failed = NewEvent {
         spec_task_id: Some(id.clone()),
         kind: EventKind::PlanningFailed,
@@ -94,70 +91,20 @@ impl Store {
                     .await?;
             let session = match parse_session(existing)? {
                 Some(session) => session,
-                None => {
-                    let session = SessionId::from_ulid(self.ids.next());
-                    query(
-                        "INSERT INTO sessions (id, spec_task_id, role, name, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $5)",
-                    )
-                    .bind(session.as_str())
-                    .bind(id.as_str())
-                    .bind(SessionRole::Planning.as_str())
-                    .bind(format!("Planning: {name}"))
-                    .bind(now)
-                    .execute(&mut *tx)
-                    .await?;
-                    let bound = query("UPDATE spec_tasks SET spec_session_id = $1 WHERE id = $2 AND spec_session_id IS NULL")
-                        .bind(session.as_str())
-                        .bind(id.as_str())
-                        .execute(&mut *tx)
-                        .await?
-                        .rows_affected();
-                    if bound != 1 {
-                        return Err(StoreError::Conflict(format!(
-                            "spec task `{id}` got a planning session concurrently"
-                        )));
-                    }
-                    let created = NewEvent {
-                        spec_task_id: Some(id.clone()),
-                        kind: EventKind::SessionCreated,
-                        entity_id: session.to_string(),
-                        actor: actor.to_owned(),
-                        payload: json!({ "role": SessionRole::Planning }),
-                    };
-                    append_event(&mut *tx, &created, now).await?;
-                    session
-                }
+                None => create_planning_session(&mut *tx, self, id, &name, actor, now).await?,
             };
-            query("UPDATE spec_tasks SET error = NULL, updated_at = $1 WHERE id = $2")
-                .bind(now)
-                .bind(id.as_str())
-                .execute(&mut *tx)
-                .await?;
-            let interaction = insert_interaction(
-                &mut *tx,
-                &self.ids,
-                id,
-                session.as_str(),
-                prompt,
-                actor,
-                now,
-            )
-            .await?;
-            enqueue_turn(
-                &mut *tx,
-                &self.ids,
-                id,
-                &session,
-                &interaction,
-                None,
-                TurnKind::Planning,
-                json!({}),
-                actor,
-                now,
-            )
-            .await?;
+            set_spec_task_error(&mut *tx, id, None, now).await?;
+            let target = TurnTarget {
+                task: id,
+                session: &session,
+                work_session: None,
+                kind: TurnKind::Planning,
+                payload: json!({}),
+            };
+            queue_turn(&mut *tx, &self.ids, target, prompt, actor, now).await?;
             Ok(())
-        }).await?;
+        })
+        .await?;
         self.get_spec_task(id).await
     }
 
@@ -189,12 +136,7 @@ impl Store {
             let session = parse_session(session)?.ok_or_else(|| {
                 StoreError::Conflict(format!("spec task `{id}` has no planning session"))
             })?;
-            let revision: Option<i32> =
-                query_scalar("SELECT MAX(revision) FROM spec_revisions WHERE spec_task_id = $1")
-                    .bind(id.as_str())
-                    .fetch_one(&mut *tx)
-                    .await?;
-            let revision = revision.unwrap_or(0);
+            let revision = latest_revision(&mut *tx, id).await?.unwrap_or(0);
             let rows: Vec<CommentRow> = query_as(sqlx::AssertSqlSafe(format!(
                 "SELECT {COMMENT_COLUMNS} FROM spec_comments WHERE spec_task_id = $1 AND resolved = FALSE ORDER BY id"
             )))
@@ -206,41 +148,28 @@ impl Store {
                 .map(SpecComment::try_from)
                 .collect::<StoreResult<Vec<_>>>()?;
             let prompt = build_prompt(&comments, revision);
-            query("UPDATE spec_tasks SET spec_revision_count = spec_revision_count + 1, updated_at = $1 WHERE id = $2")
-                .bind(now)
-                .bind(id.as_str())
-                .execute(&mut *tx)
-                .await?;
-            let interaction = insert_interaction(
-                &mut *tx,
-                &self.ids,
-                id,
-                session.as_str(),
-                prompt.as_str(),
-                actor,
-                now,
+            query(
+                "UPDATE spec_tasks SET spec_revision_count = spec_revision_count + 1, updated_at = $1 WHERE id = $2",
             )
+            .bind(now)
+            .bind(id.as_str())
+            .execute(&mut *tx)
             .await?;
-            let payload = json!({
-                "comment_ids": comments.iter().map(|c| c.id.to_string()).collect::<Vec<_>>(),
-                "general": general,
-                "revision": revision,
-            });
-            enqueue_turn(
-                &mut *tx,
-                &self.ids,
-                id,
-                &session,
-                &interaction,
-                None,
-                TurnKind::Revision,
-                payload,
-                actor,
-                now,
-            )
-            .await?;
+            let target = TurnTarget {
+                task: id,
+                session: &session,
+                work_session: None,
+                kind: TurnKind::Revision,
+                payload: json!({
+                    "comment_ids": comments.iter().map(|c| c.id.to_string()).collect::<Vec<_>>(),
+                    "general": general,
+                    "revision": revision,
+                }),
+            };
+            queue_turn(&mut *tx, &self.ids, target, &prompt, actor, now).await?;
             Ok(())
-        }).await?;
+        })
+        .await?;
         self.get_spec_task(id).await
     }
 
@@ -261,27 +190,21 @@ impl Store {
             .iter()
             .map(|_| spectask_domain::ImplementationTaskId::from_ulid(self.ids.next()))
             .collect();
-        let (row, last_event) = {
-            let mut tx = self.backend.begin_write().await?;
+        let row: SpecTaskRow = self.write(async |tx| {
             apply_event(
-                &mut tx,
+                &mut *tx,
                 id.as_str(),
                 SpecTaskEvent::ApproveSpecs,
                 actor,
                 now,
             )
             .await?;
-            let latest: Option<i32> =
-                query_scalar("SELECT MAX(revision) FROM spec_revisions WHERE spec_task_id = $1")
-                    .bind(id.as_str())
-                    .fetch_one(&mut tx)
-                    .await?;
-            if latest != Some(expected_revision) {
+            if latest_revision(&mut *tx, id).await? != Some(expected_revision) {
                 return Err(StoreError::Conflict(format!(
                     "revision {expected_revision} is no longer the newest; review the newest revision before approving"
                 )));
             }
-            let row: SpecTaskRow = query_as(sqlx::AssertSqlSafe(format!(
+            let row = query_as(sqlx::AssertSqlSafe(format!(
                 "UPDATE spec_tasks SET spec_approved_by = $1, spec_approved_at = $2, spec_approved_revision = $3, \
                  updated_at = $2 WHERE id = $4 RETURNING {SPEC_TASK_COLUMNS}"
             )))
@@ -289,10 +212,10 @@ impl Store {
             .bind(now)
             .bind(expected_revision)
             .bind(id.as_str())
-            .fetch_one(&mut tx)
+            .fetch_one(&mut *tx)
             .await?;
             for (task_id, task) in task_ids.iter().zip(tasks) {
-                insert_implementation_task(&mut tx, id, task_id, task, now).await?;
+                insert_implementation_task(&mut *tx, id, task_id, task, now).await?;
             }
             let approved = NewEvent {
                 spec_task_id: Some(id.clone()),
@@ -301,11 +224,10 @@ impl Store {
                 actor: actor.to_owned(),
                 payload: json!({ "approved_by": approved_by, "revision": expected_revision, "implementation_tasks": tasks.len() }),
             };
-            let last = append_event(&mut tx, &approved, now).await?;
-            tx.commit().await?;
-            (row, last)
-        };
-        self.announce(last_event);
+            append_event(&mut *tx, &approved, now).await?;
+            Ok(row)
+        })
+        .await?;
         row.try_into()
     }
 
@@ -336,20 +258,10 @@ impl Store {
                     .collect()
             })
             .unwrap_or_default();
-        let (revision, last_event) = {
-            let mut tx = self.backend.begin_write().await?;
-            verify_claim(&mut tx, claim).await?;
-            finish_interaction(&mut tx, claim, response, "complete", None, now).await?;
+        let revision = self.write(async |tx| {
+            complete_claimed_turn(&mut *tx, claim, response, now).await?;
             apply_event(
-                &mut tx,
-                claim.turn.id.as_str(),
-                TurnEvent::Complete,
-                &claim.owner,
-                now,
-            )
-            .await?;
-            apply_event(
-                &mut tx,
+                &mut *tx,
                 id.as_str(),
                 SpecTaskEvent::SpecsGenerated,
                 &claim.owner,
@@ -369,7 +281,7 @@ impl Store {
             .bind(&feedback)
             .bind(claim.turn.interaction_id.as_str())
             .bind(now)
-            .fetch_one(&mut tx)
+            .fetch_one(&mut *tx)
             .await?;
             query(
                 "UPDATE spec_tasks SET requirements_spec = $1, technical_design = $2, implementation_plan = $3, \
@@ -381,7 +293,7 @@ impl Store {
             .bind(output.title.as_deref().map(|t| t.chars().take(spectask_domain::limits::MAX_NAME_CHARS).collect::<String>()).unwrap_or_default())
             .bind(now)
             .bind(id.as_str())
-            .execute(&mut tx)
+            .execute(&mut *tx)
             .await?;
             let created = NewEvent {
                 spec_task_id: Some(id.clone()),
@@ -390,7 +302,7 @@ impl Store {
                 actor: claim.owner.clone(),
                 payload: json!({ "revision": revision, "turn_id": claim.turn.id }),
             };
-            let mut last = append_event(&mut tx, &created, now).await?;
+            append_event(&mut *tx, &created, now).await?;
             if !comment_ids.is_empty() {
                 for comment in &comment_ids {
                     query(
@@ -401,7 +313,7 @@ impl Store {
                     .bind(now)
                     .bind(comment)
                     .bind(id.as_str())
-                    .execute(&mut tx)
+                    .execute(&mut *tx)
                     .await?;
                 }
                 let resolved = NewEvent {
@@ -411,12 +323,11 @@ impl Store {
                     actor: claim.owner.clone(),
                     payload: json!({ "comment_ids": comment_ids, "revision": revision }),
                 };
-                last = append_event(&mut tx, &resolved, now).await?;
+                append_event(&mut *tx, &resolved, now).await?;
             }
-            tx.commit().await?;
-            (revision, last)
-        };
-        self.announce(last_event);
+            Ok(revision)
+        })
+        .await?;
         self.get_revision(id, revision).await
     }
 
@@ -429,49 +340,19 @@ impl Store {
         prompt: &str,
     ) -> StoreResult<TurnId> {
         let now = now();
-        let id = &claim.turn.spec_task_id;
-        let session = &claim.turn.session_id;
-        let turn = {
-            let mut tx = self.backend.begin_write().await?;
-            verify_claim(&mut tx, claim).await?;
-            finish_interaction(&mut tx, claim, response, "complete", None, now).await?;
-            apply_event(
-                &mut tx,
-                claim.turn.id.as_str(),
-                TurnEvent::Complete,
-                &claim.owner,
-                now,
-            )
-            .await?;
-            let interaction = insert_interaction(
-                &mut tx,
-                &self.ids,
-                id,
-                session.as_str(),
-                prompt,
-                &claim.owner,
-                now,
-            )
-            .await?;
+        self.write(async |tx| {
+            complete_claimed_turn(&mut *tx, claim, response, now).await?;
             // The correction answers the same review as the turn it corrects.
-            let turn = enqueue_turn(
-                &mut tx,
-                &self.ids,
-                id,
-                session,
-                &interaction,
-                None,
-                TurnKind::Correction,
-                claim.turn.payload.clone(),
-                &claim.owner,
-                now,
-            )
-            .await?;
-            tx.commit().await?;
-            turn
-        };
-        self.announce_latest().await?;
-        Ok(turn)
+            let target = TurnTarget {
+                task: &claim.turn.spec_task_id,
+                session: &claim.turn.session_id,
+                work_session: None,
+                kind: TurnKind::Correction,
+                payload: claim.turn.payload.clone(),
+            };
+            queue_turn(&mut *tx, &self.ids, target, prompt, &claim.owner, now).await
+        })
+        .await
     }
 
     /// Planning failed for good: the interaction keeps what was written and the reason, the turn
@@ -483,13 +364,8 @@ impl Store {
         reason: &str,
     ) -> StoreResult<SpecTask> {
         let now = now();
-        let last_event = {
-            let mut tx = self.backend.begin_write().await?;
-            let last = fail_planning(&mut tx, claim, response, reason, now).await?;
-            tx.commit().await?;
-            last
-        };
-        self.announce(last_event);
+        self.write(async |tx| fail_planning(tx, claim, response, reason, now).await)
+            .await?;
         self.get_spec_task(&claim.turn.spec_task_id).await
     }
 
@@ -497,13 +373,50 @@ impl Store {
     /// written).
     pub async fn record_event(&self, event: &NewEvent) -> StoreResult<i64> {
         let now = now();
-        let id = {
-            let mut tx = self.backend.begin_write().await?;
-            let id = append_event(&mut tx, event, now).await?;
-            tx.commit().await?;
-            id
-        };
-        self.announce(id);
-        Ok(id)
+        self.write(async |tx| append_event(tx, event, now).await)
+            .await
     }
+}
+
+/// Creates the planning session of task `id` (named after the task) inside `tx` and binds it
+/// with a guarded set of `spec_session_id`: a concurrent binding is a conflict.
+async fn create_planning_session(
+    tx: &mut Tx,
+    store: &Store,
+    id: &SpecTaskId,
+    name: &str,
+    actor: &str,
+    now: DateTime<Utc>,
+) -> StoreResult<SessionId> {
+    let session = insert_session(
+        &mut *tx,
+        &store.ids,
+        id,
+        SessionRole::Planning,
+        &format!("Planning: {name}"),
+        now,
+    )
+    .await?;
+    let bound = query(
+        "UPDATE spec_tasks SET spec_session_id = $1 WHERE id = $2 AND spec_session_id IS NULL",
+    )
+    .bind(session.as_str())
+    .bind(id.as_str())
+    .execute(&mut *tx)
+    .await?
+    .rows_affected();
+    if bound != 1 {
+        return Err(StoreError::Conflict(format!(
+            "spec task `{id}` got a planning session concurrently"
+        )));
+    }
+    let created = NewEvent {
+        spec_task_id: Some(id.clone()),
+        kind: EventKind::SessionCreated,
+        entity_id: session.to_string(),
+        actor: actor.to_owned(),
+        payload: json!({ "role": SessionRole::Planning }),
+    };
+    append_event(tx, &created, now).await?;
+    Ok(session)
 }

@@ -24,41 +24,34 @@ impl Store {
     ) -> StoreResult<String> {
         let now = now();
         let id = &claim.turn.spec_task_id;
-        let (instance, last_event) = {
-            let mut tx = self.backend.begin_write().await?;
-            verify_claim(&mut tx, claim).await?;
-            let set = query(
-                "UPDATE spec_tasks SET zed_instance_id = $1, updated_at = $2 WHERE id = $3 AND zed_instance_id IS NULL",
-            )
-            .bind(candidate)
-            .bind(now)
-            .bind(id.as_str())
-            .execute(&mut tx)
-            .await?
-            .rows_affected();
-            let last = if set == 1 {
-                let updated = NewEvent {
-                    spec_task_id: Some(id.clone()),
-                    kind: EventKind::SpecTaskUpdated,
-                    entity_id: id.to_string(),
-                    actor: claim.owner.clone(),
-                    payload: json!({ "zed_instance_id": candidate, "reason": "planning over ACP" }),
-                };
-                Some(append_event(&mut tx, &updated, now).await?)
-            } else {
-                None
-            };
-            let instance: Option<String> =
+        let instance: Option<String> = self
+            .write(async |tx| {
+                verify_claim(&mut *tx, claim).await?;
+                let set = query(
+                    "UPDATE spec_tasks SET zed_instance_id = $1, updated_at = $2 WHERE id = $3 AND zed_instance_id IS NULL",
+                )
+                .bind(candidate)
+                .bind(now)
+                .bind(id.as_str())
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+                if set == 1 {
+                    let updated = NewEvent {
+                        spec_task_id: Some(id.clone()),
+                        kind: EventKind::SpecTaskUpdated,
+                        entity_id: id.to_string(),
+                        actor: claim.owner.clone(),
+                        payload: json!({ "zed_instance_id": candidate, "reason": "planning over ACP" }),
+                    };
+                    append_event(&mut *tx, &updated, now).await?;
+                }
                 query_scalar("SELECT zed_instance_id FROM spec_tasks WHERE id = $1")
                     .bind(id.as_str())
-                    .fetch_one(&mut tx)
-                    .await?;
-            tx.commit().await?;
-            (instance, last)
-        };
-        if let Some(last) = last_event {
-            self.announce(last);
-        }
+                    .fetch_one(&mut *tx)
+                    .await
+            })
+            .await?;
         instance.ok_or_else(|| StoreError::Conflict(format!("spec task `{id}` has no instance")))
     }
 
@@ -71,16 +64,15 @@ impl Store {
     ) -> StoreResult<()> {
         let now = now();
         let session = &claim.turn.session_id;
-        let last_event = {
-            let mut tx = self.backend.begin_write().await?;
-            verify_claim(&mut tx, claim).await?;
+        self.write(async |tx| {
+            verify_claim(&mut *tx, claim).await?;
             let set = query(
                 "UPDATE sessions SET agent_thread_id = $1, updated_at = $2 WHERE id = $3 AND agent_thread_id IS NULL",
             )
             .bind(agent_thread_id)
             .bind(now)
             .bind(session.as_str())
-            .execute(&mut tx)
+            .execute(&mut *tx)
             .await?
             .rows_affected();
             if set != 1 {
@@ -95,12 +87,10 @@ impl Store {
                 actor: claim.owner.clone(),
                 payload: json!({ "agent_thread_id": agent_thread_id, "turn_id": claim.turn.id }),
             };
-            let last = append_event(&mut tx, &bound, now).await?;
-            tx.commit().await?;
-            last
-        };
-        self.announce(last_event);
-        Ok(())
+            append_event(&mut *tx, &bound, now).await?;
+            Ok(())
+        })
+        .await
     }
 
     /// The planning session's ACP session cannot be resumed (the agent lost it or cannot load
@@ -114,13 +104,12 @@ impl Store {
     ) -> StoreResult<SpecTask> {
         let now = now();
         let session = &claim.turn.session_id;
-        let last_event = {
-            let mut tx = self.backend.begin_write().await?;
-            fail_planning(&mut tx, claim, "", reason, now).await?;
+        self.write(async |tx| {
+            fail_planning(&mut *tx, claim, "", reason, now).await?;
             query("UPDATE sessions SET agent_thread_id = NULL, updated_at = $1 WHERE id = $2")
                 .bind(now)
                 .bind(session.as_str())
-                .execute(&mut tx)
+                .execute(&mut *tx)
                 .await?;
             let forgotten = NewEvent {
                 spec_task_id: Some(claim.turn.spec_task_id.clone()),
@@ -129,11 +118,10 @@ impl Store {
                 actor: claim.owner.clone(),
                 payload: json!({ "agent_thread_id": null, "reason": reason }),
             };
-            let last = append_event(&mut tx, &forgotten, now).await?;
-            tx.commit().await?;
-            last
-        };
-        self.announce(last_event);
+            append_event(&mut *tx, &forgotten, now).await?;
+            Ok(())
+        })
+        .await?;
         self.get_spec_task(&claim.turn.spec_task_id).await
     }
 }

@@ -6,7 +6,7 @@ use serde_json::json;
 use spectask_domain::{EventKind, InteractionId, NewEvent, SpecRevision, SpecTaskId};
 
 use crate::Store;
-use crate::db::{query, query_as, query_scalar};
+use crate::db::{Exec, query, query_as, query_scalar};
 use crate::error::{StoreError, StoreResult};
 use crate::events::append_event;
 use crate::ids::now;
@@ -72,6 +72,17 @@ impl TryFrom<RevisionRow> for SpecRevision {
     }
 }
 
+/// The newest revision number of `task`, if any, read on `on` (a pool or an open transaction).
+pub(crate) async fn latest_revision<'e>(
+    on: impl Into<Exec<'e>>,
+    task: &SpecTaskId,
+) -> StoreResult<Option<i32>> {
+    query_scalar("SELECT MAX(revision) FROM spec_revisions WHERE spec_task_id = $1")
+        .bind(task.as_str())
+        .fetch_one(on)
+        .await
+}
+
 impl Store {
     /// Records the next revision and makes its documents the task's current ones, atomically.
     pub async fn add_revision(
@@ -81,8 +92,8 @@ impl Store {
         actor: &str,
     ) -> StoreResult<SpecRevision> {
         let now = now();
-        let (row, event_id) = {
-            let mut tx = self.backend.begin_write().await?;
+        let row: RevisionRow = self
+            .write(async |tx| {
             // Touching the task first locks its row (PostgreSQL) so concurrent revisions of one
             // task number themselves one after the other.
             let updated = query(
@@ -94,7 +105,7 @@ impl Store {
             .bind(&new.implementation_plan)
             .bind(now)
             .bind(spec_task_id.as_str())
-            .execute(&mut tx)
+            .execute(&mut *tx)
             .await?
             .rows_affected();
             if updated == 0 {
@@ -115,7 +126,7 @@ impl Store {
             .bind(&new.feedback)
             .bind(new.interaction_id.as_ref().map(|id| id.as_str()))
             .bind(now)
-            .fetch_one(&mut tx)
+            .fetch_one(&mut *tx)
             .await?;
             let event = NewEvent {
                 spec_task_id: Some(spec_task_id.clone()),
@@ -124,11 +135,10 @@ impl Store {
                 actor: actor.to_owned(),
                 payload: json!({ "revision": row.revision }),
             };
-            let event_id = append_event(&mut tx, &event, now).await?;
-            tx.commit().await?;
-            (row, event_id)
-        };
-        self.announce(event_id);
+            append_event(&mut *tx, &event, now).await?;
+            Ok(row)
+        })
+        .await?;
         row.try_into()
     }
 
@@ -137,15 +147,13 @@ impl Store {
         &self,
         spec_task_id: &SpecTaskId,
     ) -> StoreResult<Vec<RevisionSummary>> {
-        let rows: Vec<RevisionSummaryRow> = {
-            query_as(
-                "SELECT revision, feedback, interaction_id, created_at FROM spec_revisions \
-                     WHERE spec_task_id = $1 ORDER BY revision",
-            )
-            .bind(spec_task_id.as_str())
-            .fetch_all(self.backend.reader())
-            .await?
-        };
+        let rows: Vec<RevisionSummaryRow> = query_as(
+            "SELECT revision, feedback, interaction_id, created_at FROM spec_revisions \
+             WHERE spec_task_id = $1 ORDER BY revision",
+        )
+        .bind(spec_task_id.as_str())
+        .fetch_all(self.backend.reader())
+        .await?;
         rows.into_iter()
             .map(|row| {
                 Ok(RevisionSummary {
@@ -168,17 +176,15 @@ impl Store {
         spec_task_id: &SpecTaskId,
         revision: i32,
     ) -> StoreResult<SpecRevision> {
-        let row: Option<RevisionRow> = {
-            query_as(
-                "SELECT spec_task_id, revision, requirements_spec, technical_design, implementation_plan, \
-                 feedback, interaction_id, created_at FROM spec_revisions \
-                 WHERE spec_task_id = $1 AND revision = $2",
-            )
-            .bind(spec_task_id.as_str())
-            .bind(revision)
-            .fetch_optional(self.backend.reader())
-            .await?
-        };
+        let row: Option<RevisionRow> = query_as(
+            "SELECT spec_task_id, revision, requirements_spec, technical_design, implementation_plan, \
+             feedback, interaction_id, created_at FROM spec_revisions \
+             WHERE spec_task_id = $1 AND revision = $2",
+        )
+        .bind(spec_task_id.as_str())
+        .bind(revision)
+        .fetch_optional(self.backend.reader())
+        .await?;
         row.ok_or_else(|| StoreError::not_found("revision", format!("{spec_task_id}#{revision}")))?
             .try_into()
     }
@@ -188,11 +194,6 @@ impl Store {
         &self,
         spec_task_id: &SpecTaskId,
     ) -> StoreResult<Option<i32>> {
-        Ok({
-            query_scalar("SELECT MAX(revision) FROM spec_revisions WHERE spec_task_id = $1")
-                .bind(spec_task_id.as_str())
-                .fetch_one(self.backend.reader())
-                .await?
-        })
+        latest_revision(self.backend.reader(), spec_task_id).await
     }
 }

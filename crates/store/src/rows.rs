@@ -9,7 +9,88 @@ use spectask_domain::{
 };
 use sqlx::types::Json;
 
+use std::marker::PhantomData;
+
+use crate::backend::Backend;
+use crate::db::{Record, query_as};
 use crate::error::{StoreError, StoreResult};
+
+/// A table whose rows (`R`) convert into domain values: what a read by id, or of the rows
+/// belonging to something, needs to know. Reads run on the reader pool.
+pub(crate) struct Table<R> {
+    name: &'static str,
+    columns: &'static str,
+    /// What a missing row is called in `NotFound`.
+    entity: &'static str,
+    /// The order listings return rows in.
+    order: &'static str,
+    row: PhantomData<fn() -> R>,
+}
+
+impl<R: Record> Table<R> {
+    pub(crate) const fn new(
+        name: &'static str,
+        columns: &'static str,
+        entity: &'static str,
+        order: &'static str,
+    ) -> Self {
+        Self {
+            name,
+            columns,
+            entity,
+            order,
+            row: PhantomData,
+        }
+    }
+
+    /// The row whose id is `id`, as a domain value; `NotFound` when there is none.
+    pub(crate) async fn get<T>(&self, backend: &Backend, id: &str) -> StoreResult<T>
+    where
+        T: TryFrom<R, Error = StoreError>,
+    {
+        let row: Option<R> = query_as(sqlx::AssertSqlSafe(format!(
+            "SELECT {} FROM {} WHERE id = $1",
+            self.columns, self.name
+        )))
+        .bind(id)
+        .fetch_optional(backend.reader())
+        .await?;
+        row.ok_or_else(|| StoreError::not_found(self.entity, id))?
+            .try_into()
+    }
+
+    /// The rows whose `column` is `value`, in the table's order, as domain values.
+    pub(crate) async fn list<T>(
+        &self,
+        backend: &Backend,
+        column: &'static str,
+        value: &str,
+    ) -> StoreResult<Vec<T>>
+    where
+        T: TryFrom<R, Error = StoreError>,
+    {
+        let rows: Vec<R> = query_as(sqlx::AssertSqlSafe(format!(
+            "SELECT {} FROM {} WHERE {column} = $1 ORDER BY {}",
+            self.columns, self.name, self.order
+        )))
+        .bind(value)
+        .fetch_all(backend.reader())
+        .await?;
+        rows.into_iter().map(T::try_from).collect()
+    }
+
+    /// The rows of SpecTask `task`, in the table's order, as domain values.
+    pub(crate) async fn of_task<T>(
+        &self,
+        backend: &Backend,
+        task: &SpecTaskId,
+    ) -> StoreResult<Vec<T>>
+    where
+        T: TryFrom<R, Error = StoreError>,
+    {
+        self.list(backend, "spec_task_id", task.as_str()).await
+    }
+}
 
 fn parse_id<T, E: std::fmt::Display>(
     table: &'static str,
@@ -39,6 +120,9 @@ pub(crate) const SPEC_TASK_COLUMNS: &str = "id, name, name_derived, description,
     implementation_agent, spec_session_id, implementation_session_id, spec_approved_by, \
     spec_approved_at, spec_approved_revision, spec_revision_count, error, zed_instance_id, project_path, workspace_config, \
     created_by, created_at, updated_at, started_at, completed_at";
+
+pub(crate) const SPEC_TASKS: Table<SpecTaskRow> =
+    Table::new("spec_tasks", SPEC_TASK_COLUMNS, "spec task", "id");
 
 #[derive(sqlx::FromRow)]
 pub(crate) struct SpecTaskRow {
@@ -159,6 +243,13 @@ pub(crate) const WORK_SESSION_COLUMNS: &str = "id, spec_task_id, helix_session_i
     implementation_task_index, parent_work_session_id, spawned_by_session_id, agent_config, \
     environment_config, created_at, started_at, completed_at, error, agent_summary, agent_gave_up";
 
+pub(crate) const WORK_SESSIONS: Table<WorkSessionRow> = Table::new(
+    "spec_task_work_sessions",
+    WORK_SESSION_COLUMNS,
+    "work session",
+    "id",
+);
+
 #[derive(sqlx::FromRow)]
 pub(crate) struct WorkSessionRow {
     id: String,
@@ -222,6 +313,13 @@ impl TryFrom<WorkSessionRow> for SpecTaskWorkSession {
 
 pub(crate) const ZED_THREAD_COLUMNS: &str = "id, work_session_id, spec_task_id, zed_thread_id, thread_config, status, last_activity_at, created_at";
 
+pub(crate) const ZED_THREADS: Table<ZedThreadRow> = Table::new(
+    "spec_task_zed_threads",
+    ZED_THREAD_COLUMNS,
+    "zed thread",
+    "id",
+);
+
 #[derive(sqlx::FromRow)]
 pub(crate) struct ZedThreadRow {
     id: String,
@@ -254,6 +352,13 @@ impl TryFrom<ZedThreadRow> for SpecTaskZedThread {
 pub(crate) const IMPLEMENTATION_TASK_COLUMNS: &str = "id, spec_task_id, task_key, title, description, \
     acceptance_criteria, estimated_effort, priority, task_index, phase, parent_key, requirement_refs, \
     dependencies, status, assigned_work_session_id, created_at, completed_at";
+
+pub(crate) const IMPLEMENTATION_TASKS: Table<ImplementationTaskRow> = Table::new(
+    "spec_task_implementation_tasks",
+    IMPLEMENTATION_TASK_COLUMNS,
+    "implementation task",
+    "task_index",
+);
 
 #[derive(sqlx::FromRow)]
 pub(crate) struct ImplementationTaskRow {

@@ -15,32 +15,34 @@ use crate::ids::{IdGenerator, now};
 use crate::rows::{INTERACTION_COLUMNS, InteractionRow};
 use crate::turns::TurnClaim;
 
-/// Appends an interaction (a prompt, response pending) at the end of `session` inside `tx`;
-/// returns its id.
-#[allow(clippy::too_many_arguments)]
+/// Appends an interaction (a prompt, response pending) at the end of `session` inside `tx`, with
+/// its `interaction.created` event.
 pub(crate) async fn insert_interaction(
     tx: &mut Tx,
     ids: &IdGenerator,
     task: &SpecTaskId,
-    session: &str,
+    session: &SessionId,
     prompt: &str,
     actor: &str,
     now: DateTime<Utc>,
-) -> StoreResult<InteractionId> {
+) -> StoreResult<Interaction> {
     let id = InteractionId::from_ulid(ids.next());
-    query(
-        "INSERT INTO interactions (id, session_id, seq, prompt_message, response_message, state, created_at, updated_at) \
-         VALUES ($1, $2, (SELECT COALESCE(MAX(seq) + 1, 0) FROM interactions WHERE session_id = $2), $3, '', 'waiting', $4, $4)",
-    )
+    let row: InteractionRow = query_as(sqlx::AssertSqlSafe(format!(
+        "INSERT INTO interactions (id, session_id, seq, prompt_message, response_message, state, \
+         created_at, updated_at) \
+         VALUES ($1, $2, (SELECT COALESCE(MAX(seq) + 1, 0) FROM interactions WHERE session_id = $2), \
+         $3, '', $4, $5, $5) RETURNING {INTERACTION_COLUMNS}"
+    )))
     .bind(id.as_str())
-    .bind(session)
+    .bind(session.as_str())
     .bind(prompt)
+    .bind(InteractionState::Waiting.as_str())
     .bind(now)
-    .execute(&mut *tx)
+    .fetch_one(&mut *tx)
     .await?;
     query("UPDATE sessions SET updated_at = $1 WHERE id = $2")
         .bind(now)
-        .bind(session)
+        .bind(session.as_str())
         .execute(&mut *tx)
         .await?;
     let event = NewEvent {
@@ -51,6 +53,31 @@ pub(crate) async fn insert_interaction(
         payload: json!({ "session_id": session }),
     };
     append_event(tx, &event, now).await?;
+    row.try_into()
+}
+
+/// Inserts a session of `role` named `name` for `task` inside `tx` (its caller records the
+/// event it belongs to); returns its id.
+pub(crate) async fn insert_session(
+    tx: &mut Tx,
+    ids: &IdGenerator,
+    task: &SpecTaskId,
+    role: SessionRole,
+    name: &str,
+    now: DateTime<Utc>,
+) -> StoreResult<SessionId> {
+    let id = SessionId::from_ulid(ids.next());
+    query(
+        "INSERT INTO sessions (id, spec_task_id, role, name, created_at, updated_at) \
+         VALUES ($1, $2, $3, $4, $5, $5)",
+    )
+    .bind(id.as_str())
+    .bind(task.as_str())
+    .bind(role.as_str())
+    .bind(name)
+    .bind(now)
+    .execute(&mut *tx)
+    .await?;
     Ok(id)
 }
 
@@ -76,6 +103,9 @@ pub(crate) async fn finish_interaction(
     Ok(())
 }
 
+const SESSION_COLUMNS: &str =
+    "id, spec_task_id, role, name, agent_thread_id, created_at, updated_at";
+
 #[derive(sqlx::FromRow)]
 struct SessionRow {
     id: String,
@@ -87,6 +117,25 @@ struct SessionRow {
     updated_at: chrono::DateTime<chrono::Utc>,
 }
 
+/// A session without its interactions (a listing), or with them once they are read.
+impl TryFrom<SessionRow> for Session {
+    type Error = StoreError;
+    fn try_from(row: SessionRow) -> StoreResult<Self> {
+        const T: &str = "sessions";
+        Ok(Session {
+            id: SessionId::parse(&row.id).map_err(|e| StoreError::corrupt(T, e))?,
+            spec_task_id: SpecTaskId::parse(&row.spec_task_id)
+                .map_err(|e| StoreError::corrupt(T, e))?,
+            role: row.role.parse()?,
+            name: row.name,
+            created_at: row.created_at,
+            updated_at: row.updated_at,
+            agent_thread_id: row.agent_thread_id,
+            interactions: Vec::new(),
+        })
+    }
+}
+
 impl Store {
     /// Creates a session for a task.
     pub async fn create_session(
@@ -96,40 +145,29 @@ impl Store {
         name: &str,
         actor: &str,
     ) -> StoreResult<Session> {
-        let id = SessionId::from_ulid(self.ids.next());
         let now = now();
-        let event = NewEvent {
-            spec_task_id: Some(spec_task_id.clone()),
-            kind: EventKind::SessionCreated,
-            entity_id: id.to_string(),
-            actor: actor.to_owned(),
-            payload: json!({ "role": role, "name": name }),
-        };
-        let event_id = {
-            let mut tx = self.backend.begin_write().await?;
-            let exists: Option<String> = query_scalar("SELECT id FROM spec_tasks WHERE id = $1")
-                .bind(spec_task_id.as_str())
-                .fetch_optional(&mut tx)
-                .await?;
-            if exists.is_none() {
-                return Err(StoreError::not_found("spec task", spec_task_id));
-            }
-            query(
-                "INSERT INTO sessions (id, spec_task_id, role, name, created_at, updated_at) \
-                 VALUES ($1, $2, $3, $4, $5, $5)",
-            )
-            .bind(id.as_str())
-            .bind(spec_task_id.as_str())
-            .bind(role.as_str())
-            .bind(name)
-            .bind(now)
-            .execute(&mut tx)
+        let id = self
+            .write(async |tx| {
+                let exists: Option<String> =
+                    query_scalar("SELECT id FROM spec_tasks WHERE id = $1")
+                        .bind(spec_task_id.as_str())
+                        .fetch_optional(&mut *tx)
+                        .await?;
+                if exists.is_none() {
+                    return Err(StoreError::not_found("spec task", spec_task_id));
+                }
+                let id = insert_session(&mut *tx, &self.ids, spec_task_id, role, name, now).await?;
+                let event = NewEvent {
+                    spec_task_id: Some(spec_task_id.clone()),
+                    kind: EventKind::SessionCreated,
+                    entity_id: id.to_string(),
+                    actor: actor.to_owned(),
+                    payload: json!({ "role": role, "name": name }),
+                };
+                append_event(&mut *tx, &event, now).await?;
+                Ok(id)
+            })
             .await?;
-            let event_id = append_event(&mut tx, &event, now).await?;
-            tx.commit().await?;
-            event_id
-        };
-        self.announce(event_id);
         Ok(Session {
             id,
             spec_task_id: spec_task_id.clone(),
@@ -149,113 +187,53 @@ impl Store {
         prompt: &str,
         actor: &str,
     ) -> StoreResult<Interaction> {
-        let id = InteractionId::from_ulid(self.ids.next());
         let now = now();
-        let (row, event_id) = {
-            let mut tx = self.backend.begin_write().await?;
+        self.write(async |tx| {
             let task: Option<String> =
                 query_scalar("SELECT spec_task_id FROM sessions WHERE id = $1")
                     .bind(session_id.as_str())
-                    .fetch_optional(&mut tx)
+                    .fetch_optional(&mut *tx)
                     .await?;
             let task = task.ok_or_else(|| StoreError::not_found("session", session_id))?;
-            let row: InteractionRow = query_as(sqlx::AssertSqlSafe(format!(
-                "INSERT INTO interactions (id, session_id, seq, prompt_message, response_message, state, \
-                 created_at, updated_at) \
-                 VALUES ($1, $2, (SELECT COALESCE(MAX(seq) + 1, 0) FROM interactions WHERE session_id = $2), \
-                 $3, '', $4, $5, $5) RETURNING {INTERACTION_COLUMNS}"
-            )))
-            .bind(id.as_str())
-            .bind(session_id.as_str())
-            .bind(prompt)
-            .bind(InteractionState::Waiting.as_str())
-            .bind(now)
-            .fetch_one(&mut tx)
-            .await?;
-            query("UPDATE sessions SET updated_at = $1 WHERE id = $2")
-                .bind(now)
-                .bind(session_id.as_str())
-                .execute(&mut tx)
-                .await?;
-            let event = NewEvent {
-                spec_task_id: Some(
-                    SpecTaskId::parse(&task).map_err(|e| StoreError::corrupt("sessions", e))?,
-                ),
-                kind: EventKind::InteractionCreated,
-                entity_id: id.to_string(),
-                actor: actor.to_owned(),
-                payload: json!({ "session_id": session_id }),
-            };
-            let event_id = append_event(&mut tx, &event, now).await?;
-            tx.commit().await?;
-            (row, event_id)
-        };
-        self.announce(event_id);
-        row.try_into()
+            let task = SpecTaskId::parse(&task).map_err(|e| StoreError::corrupt("sessions", e))?;
+            insert_interaction(&mut *tx, &self.ids, &task, session_id, prompt, actor, now).await
+        })
+        .await
     }
 
     /// The task's sessions, oldest first, without their interactions.
     pub async fn list_sessions(&self, spec_task_id: &SpecTaskId) -> StoreResult<Vec<Session>> {
-        let rows: Vec<SessionRow> = {
-            query_as(
-                "SELECT id, spec_task_id, role, name, agent_thread_id, created_at, updated_at FROM sessions WHERE spec_task_id = $1 ORDER BY id",
-            )
-            .bind(spec_task_id.as_str())
-            .fetch_all(self.backend.reader())
-            .await?
-        };
-        const T: &str = "sessions";
-        rows.into_iter()
-            .map(|row| {
-                Ok(Session {
-                    id: SessionId::parse(&row.id).map_err(|e| StoreError::corrupt(T, e))?,
-                    spec_task_id: SpecTaskId::parse(&row.spec_task_id)
-                        .map_err(|e| StoreError::corrupt(T, e))?,
-                    role: row.role.parse()?,
-                    name: row.name,
-                    created_at: row.created_at,
-                    updated_at: row.updated_at,
-                    agent_thread_id: row.agent_thread_id,
-                    interactions: Vec::new(),
-                })
-            })
-            .collect()
+        let rows: Vec<SessionRow> = query_as(sqlx::AssertSqlSafe(format!(
+            "SELECT {SESSION_COLUMNS} FROM sessions WHERE spec_task_id = $1 ORDER BY id"
+        )))
+        .bind(spec_task_id.as_str())
+        .fetch_all(self.backend.reader())
+        .await?;
+        rows.into_iter().map(Session::try_from).collect()
     }
 
     /// A session with its interactions in order.
     pub async fn get_session(&self, id: &SessionId) -> StoreResult<Session> {
-        let (session, interactions): (Option<SessionRow>, Vec<InteractionRow>) = {
-            let mut tx = self.backend.begin_read().await?;
-            let session: Option<SessionRow> = query_as(
-                    "SELECT id, spec_task_id, role, name, agent_thread_id, created_at, updated_at FROM sessions WHERE id = $1",
-                )
-                .bind(id.as_str())
-                .fetch_optional(&mut tx)
-                .await?;
-            let interactions = query_as(sqlx::AssertSqlSafe(format!(
-                "SELECT {INTERACTION_COLUMNS} FROM interactions WHERE session_id = $1 ORDER BY seq"
-            )))
-            .bind(id.as_str())
-            .fetch_all(&mut tx)
-            .await?;
-            tx.commit().await?;
-            (session, interactions)
-        };
-        let row = session.ok_or_else(|| StoreError::not_found("session", id))?;
-        const T: &str = "sessions";
-        Ok(Session {
-            id: SessionId::parse(&row.id).map_err(|e| StoreError::corrupt(T, e))?,
-            spec_task_id: SpecTaskId::parse(&row.spec_task_id)
-                .map_err(|e| StoreError::corrupt(T, e))?,
-            role: row.role.parse()?,
-            name: row.name,
-            created_at: row.created_at,
-            updated_at: row.updated_at,
-            agent_thread_id: row.agent_thread_id,
-            interactions: interactions
-                .into_iter()
-                .map(Interaction::try_from)
-                .collect::<StoreResult<_>>()?,
-        })
+        let mut tx = self.backend.begin_read().await?;
+        let session: Option<SessionRow> = query_as(sqlx::AssertSqlSafe(format!(
+            "SELECT {SESSION_COLUMNS} FROM sessions WHERE id = $1"
+        )))
+        .bind(id.as_str())
+        .fetch_optional(&mut tx)
+        .await?;
+        let interactions: Vec<InteractionRow> = query_as(sqlx::AssertSqlSafe(format!(
+            "SELECT {INTERACTION_COLUMNS} FROM interactions WHERE session_id = $1 ORDER BY seq"
+        )))
+        .bind(id.as_str())
+        .fetch_all(&mut tx)
+        .await?;
+        tx.commit().await?;
+        let mut session =
+            Session::try_from(session.ok_or_else(|| StoreError::not_found("session", id))?)?;
+        session.interactions = interactions
+            .into_iter()
+            .map(Interaction::try_from)
+            .collect::<StoreResult<_>>()?;
+        Ok(session)
     }
 }

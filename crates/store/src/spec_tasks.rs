@@ -1,6 +1,7 @@
 //! SpecTasks: create, read, list, partial update, archive, delete. Status changes go through
 //! [`crate::transition`], never through here.
 
+use chrono::{DateTime, Utc};
 use serde_json::json;
 use spectask_domain::{
     EventKind, NewEvent, NewSpecTask, Priority, SpecTask, SpecTaskId, SpecTaskStatus, TaskType,
@@ -13,7 +14,7 @@ use crate::db::{Tx, query, query_as, query_scalar};
 use crate::error::{StoreError, StoreResult};
 use crate::events::append_event;
 use crate::ids::now;
-use crate::rows::{SPEC_TASK_COLUMNS, SpecTaskRow};
+use crate::rows::{SPEC_TASK_COLUMNS, SPEC_TASKS, SpecTaskRow};
 
 /// Filters and page of a listing. Order is always newest first (`created_at desc`, then id).
 #[derive(Debug, Clone, Default)]
@@ -85,6 +86,22 @@ pub(crate) async fn lock_spec_task(tx: &mut Tx, id: &SpecTaskId) -> StoreResult<
         .parse()?)
 }
 
+/// Sets (or with `None` clears) SpecTask `id`'s error inside `tx`, touching `updated_at`.
+pub(crate) async fn set_spec_task_error(
+    tx: &mut Tx,
+    id: &SpecTaskId,
+    error: Option<&str>,
+    now: DateTime<Utc>,
+) -> StoreResult<()> {
+    query("UPDATE spec_tasks SET error = $1, updated_at = $2 WHERE id = $3")
+        .bind(error)
+        .bind(now)
+        .bind(id.as_str())
+        .execute(&mut *tx)
+        .await?;
+    Ok(())
+}
+
 impl Store {
     /// Creates a task in `backlog` and records `spec_task.created`.
     pub async fn create_spec_task(&self, new: &NewSpecTask) -> StoreResult<SpecTask> {
@@ -97,9 +114,9 @@ impl Store {
             actor: new.created_by.clone(),
             payload: json!({ "name": new.name, "status": SpecTaskStatus::Backlog }),
         };
-        let (task, event_id) = {
-            let mut tx = self.backend.begin_write().await?;
-            let row: SpecTaskRow = query_as(sqlx::AssertSqlSafe(format!(
+        let row: SpecTaskRow = self
+            .write(async |tx| {
+            let row = query_as(sqlx::AssertSqlSafe(format!(
                 "INSERT INTO spec_tasks (id, name, description, type, priority, status, archived, \
                  original_prompt, spec_agent, implementation_agent, spec_revision_count, project_path, \
                  workspace_config, created_by, created_at, updated_at, name_derived) \
@@ -120,28 +137,18 @@ impl Store {
             .bind(&new.created_by)
             .bind(now)
             .bind(new.name_derived)
-            .fetch_one(&mut tx)
+            .fetch_one(&mut *tx)
             .await?;
-            let event_id = append_event(&mut tx, &event, now).await?;
-            tx.commit().await?;
-            (row, event_id)
-        };
-        self.announce(event_id);
-        SpecTask::try_from(task)
+            append_event(&mut *tx, &event, now).await?;
+            Ok(row)
+        })
+        .await?;
+        row.try_into()
     }
 
     /// One task by id.
     pub async fn get_spec_task(&self, id: &SpecTaskId) -> StoreResult<SpecTask> {
-        let row: Option<SpecTaskRow> = {
-            query_as(sqlx::AssertSqlSafe(format!(
-                "SELECT {SPEC_TASK_COLUMNS} FROM spec_tasks WHERE id = $1"
-            )))
-            .bind(id.as_str())
-            .fetch_optional(self.backend.reader())
-            .await?
-        };
-        row.ok_or_else(|| StoreError::not_found("spec task", id))?
-            .try_into()
+        SPEC_TASKS.get(&self.backend, id.as_str()).await
     }
 
     /// A filtered page of tasks, newest first, and the total matching the filter.
@@ -195,46 +202,43 @@ impl Store {
             .clamp(1, spectask_domain::limits::MAX_PAGE_LIMIT);
         let offset = filter.offset.max(0);
 
-        let (rows, total): (Vec<SpecTaskRow>, i64) = {
-            let where_clause = where_sql(self.backend.dialect(), &clauses);
-            let n = binds.len() + usize::from(like.is_some());
-            // SQLite keeps timestamps as text whose width varies; julianday() orders them by time.
-            let order = if self.backend.dialect() == Dialect::Postgres {
-                "created_at DESC, id DESC"
-            } else {
-                "julianday(created_at) DESC, id DESC"
-            };
-            let list_sql = format!(
-                "SELECT {SPEC_TASK_COLUMNS} FROM spec_tasks {where_clause} ORDER BY {order} LIMIT ${} OFFSET ${}",
-                n + 1,
-                n + 2
-            );
-            let count_sql = format!("SELECT COUNT(*) FROM spec_tasks {where_clause}");
-            let mut list = query_as(sqlx::AssertSqlSafe(list_sql));
-            let mut count = query_scalar(sqlx::AssertSqlSafe(count_sql));
-            for bind in &binds {
-                match bind {
-                    Bind::Text(s) => {
-                        list = list.bind(s.clone());
-                        count = count.bind(s.clone());
-                    }
-                    Bind::Bool(b) => {
-                        list = list.bind(*b);
-                        count = count.bind(*b);
-                    }
+        let where_clause = where_sql(self.backend.dialect(), &clauses);
+        let n = binds.len() + usize::from(like.is_some());
+        // SQLite keeps timestamps as text whose width varies; julianday() orders them by time.
+        let order = if self.backend.dialect() == Dialect::Postgres {
+            "created_at DESC, id DESC"
+        } else {
+            "julianday(created_at) DESC, id DESC"
+        };
+        let list_sql = format!(
+            "SELECT {SPEC_TASK_COLUMNS} FROM spec_tasks {where_clause} ORDER BY {order} LIMIT ${} OFFSET ${}",
+            n + 1,
+            n + 2
+        );
+        let count_sql = format!("SELECT COUNT(*) FROM spec_tasks {where_clause}");
+        let mut list = query_as(sqlx::AssertSqlSafe(list_sql));
+        let mut count = query_scalar(sqlx::AssertSqlSafe(count_sql));
+        for bind in &binds {
+            match bind {
+                Bind::Text(s) => {
+                    list = list.bind(s.clone());
+                    count = count.bind(s.clone());
+                }
+                Bind::Bool(b) => {
+                    list = list.bind(*b);
+                    count = count.bind(*b);
                 }
             }
-            if let Some(like) = &like {
-                list = list.bind(like.clone());
-                count = count.bind(like.clone());
-            }
-            // One read transaction, so the page and the total see the same snapshot.
-            let mut tx = self.backend.begin_read().await?;
-            let rows: Vec<SpecTaskRow> = list.bind(limit).bind(offset).fetch_all(&mut tx).await?;
-            let total: i64 = count.fetch_one(&mut tx).await?;
-            tx.commit().await?;
-            (rows, total)
-        };
+        }
+        if let Some(like) = &like {
+            list = list.bind(like.clone());
+            count = count.bind(like.clone());
+        }
+        // One read transaction, so the page and the total see the same snapshot.
+        let mut tx = self.backend.begin_read().await?;
+        let rows: Vec<SpecTaskRow> = list.bind(limit).bind(offset).fetch_all(&mut tx).await?;
+        let total: i64 = count.fetch_one(&mut tx).await?;
+        tx.commit().await?;
         let items = rows
             .into_iter()
             .map(SpecTask::try_from)
@@ -250,52 +254,53 @@ impl Store {
         actor: &str,
     ) -> StoreResult<SpecTask> {
         let now = now();
-        let outcome = {
-            let mut tx = self.backend.begin_write().await?;
-            let lock = tx.dialect().for_update();
-            let current: Option<SpecTaskRow> = query_as(sqlx::AssertSqlSafe(format!(
-                "SELECT {SPEC_TASK_COLUMNS} FROM spec_tasks WHERE id = $1{lock}"
-            )))
-            .bind(id.as_str())
-            .fetch_optional(&mut tx)
-            .await?;
-            let current =
-                SpecTask::try_from(current.ok_or_else(|| StoreError::not_found("spec task", id))?)?;
-            if current.archived {
-                return Err(StoreError::Conflict(format!(
-                    "spec task `{id}` is archived; unarchive it before editing"
-                )));
-            }
-            let mut changes = serde_json::Map::new();
-            let name = patch.name.clone().unwrap_or_else(|| current.name.clone());
-            let description = patch
-                .description
-                .clone()
-                .unwrap_or_else(|| current.description.clone());
-            let priority = patch.priority.unwrap_or(current.priority);
-            let task_type = patch.task_type.unwrap_or(current.task_type);
-            if name != current.name {
-                changes.insert("name".into(), json!({"from": current.name, "to": name}));
-            }
-            if description != current.description {
-                changes.insert("description".into(), json!({"changed": true}));
-            }
-            if priority != current.priority {
-                changes.insert(
-                    "priority".into(),
-                    json!({"from": current.priority, "to": priority}),
-                );
-            }
-            if task_type != current.task_type {
-                changes.insert(
-                    "type".into(),
-                    json!({"from": current.task_type, "to": task_type}),
-                );
-            }
-            if changes.is_empty() {
-                tx.rollback().await?;
-                None
-            } else {
+        let updated: Option<SpecTaskRow> = self
+            .write(async |tx| {
+                let lock = tx.dialect().for_update();
+                let current: Option<SpecTaskRow> = query_as(sqlx::AssertSqlSafe(format!(
+                    "SELECT {SPEC_TASK_COLUMNS} FROM spec_tasks WHERE id = $1{lock}"
+                )))
+                .bind(id.as_str())
+                .fetch_optional(&mut *tx)
+                .await?;
+                let current = SpecTask::try_from(
+                    current.ok_or_else(|| StoreError::not_found("spec task", id))?,
+                )?;
+                if current.archived {
+                    return Err(StoreError::Conflict(format!(
+                        "spec task `{id}` is archived; unarchive it before editing"
+                    )));
+                }
+                let mut changes = serde_json::Map::new();
+                let name = patch.name.clone().unwrap_or_else(|| current.name.clone());
+                let description = patch
+                    .description
+                    .clone()
+                    .unwrap_or_else(|| current.description.clone());
+                let priority = patch.priority.unwrap_or(current.priority);
+                let task_type = patch.task_type.unwrap_or(current.task_type);
+                if name != current.name {
+                    changes.insert("name".into(), json!({"from": current.name, "to": name}));
+                }
+                if description != current.description {
+                    changes.insert("description".into(), json!({"changed": true}));
+                }
+                if priority != current.priority {
+                    changes.insert(
+                        "priority".into(),
+                        json!({"from": current.priority, "to": priority}),
+                    );
+                }
+                if task_type != current.task_type {
+                    changes.insert(
+                        "type".into(),
+                        json!({"from": current.task_type, "to": task_type}),
+                    );
+                }
+                if changes.is_empty() {
+                    // Nothing to change: the transaction ends having written nothing.
+                    return Ok(None);
+                }
                 let row: SpecTaskRow = query_as(sqlx::AssertSqlSafe(format!(
                     "UPDATE spec_tasks SET name = $1, description = $2, priority = $3, type = $4, \
                      updated_at = $5, name_derived = $7 WHERE id = $6 AND archived = FALSE \
@@ -308,7 +313,7 @@ impl Store {
                 .bind(now)
                 .bind(id.as_str())
                 .bind(current.name_derived && patch.name.is_none())
-                .fetch_one(&mut tx)
+                .fetch_one(&mut *tx)
                 .await?;
                 let event = NewEvent {
                     spec_task_id: Some(id.clone()),
@@ -317,17 +322,13 @@ impl Store {
                     actor: actor.to_owned(),
                     payload: json!({ "changes": changes }),
                 };
-                let event_id = append_event(&mut tx, &event, now).await?;
-                tx.commit().await?;
-                Some((row, event_id))
-            }
-        };
-        match outcome {
+                append_event(&mut *tx, &event, now).await?;
+                Ok(Some(row))
+            })
+            .await?;
+        match updated {
             None => self.get_spec_task(id).await,
-            Some((row, event_id)) => {
-                self.announce(event_id);
-                row.try_into()
-            }
+            Some(row) => row.try_into(),
         }
     }
 
@@ -352,32 +353,26 @@ impl Store {
             actor: actor.to_owned(),
             payload: json!({ "archived": archived }),
         };
-        let outcome: Option<(SpecTaskRow, i64)> = {
-            let mut tx = self.backend.begin_write().await?;
-            let row: Option<SpecTaskRow> = query_as(sqlx::AssertSqlSafe(format!(
-                "UPDATE spec_tasks SET archived = $1, updated_at = $2 \
+        let changed: Option<SpecTaskRow> = self
+            .write(async |tx| {
+                let row: Option<SpecTaskRow> = query_as(sqlx::AssertSqlSafe(format!(
+                    "UPDATE spec_tasks SET archived = $1, updated_at = $2 \
                  WHERE id = $3 AND archived = $4 RETURNING {SPEC_TASK_COLUMNS}"
-            )))
-            .bind(archived)
-            .bind(now)
-            .bind(id.as_str())
-            .bind(!archived)
-            .fetch_optional(&mut tx)
-            .await?;
-            match row {
-                Some(row) => {
-                    let event_id = append_event(&mut tx, &event, now).await?;
-                    tx.commit().await?;
-                    Some((row, event_id))
+                )))
+                .bind(archived)
+                .bind(now)
+                .bind(id.as_str())
+                .bind(!archived)
+                .fetch_optional(&mut *tx)
+                .await?;
+                if row.is_some() {
+                    append_event(&mut *tx, &event, now).await?;
                 }
-                None => None,
-            }
-        };
-        match outcome {
-            Some((row, event_id)) => {
-                self.announce(event_id);
-                row.try_into()
-            }
+                Ok(row)
+            })
+            .await?;
+        match changed {
+            Some(row) => row.try_into(),
             None => {
                 // Tell a missing task from one already in the requested state.
                 self.get_spec_task(id).await?;
@@ -397,14 +392,12 @@ impl Store {
     pub async fn ended_instances(&self, instance_ids: &[String]) -> StoreResult<Vec<String>> {
         let mut ended = Vec::new();
         for instance_id in instance_ids {
-            let task: Option<(String, bool)> = {
-                query_as(
-                    "SELECT status, archived FROM spec_tasks WHERE zed_instance_id = $1 LIMIT 1",
-                )
-                .bind(instance_id)
-                .fetch_optional(self.backend.reader())
-                .await?
-            };
+            let task: Option<(String, bool)> = query_as(
+                "SELECT status, archived FROM spec_tasks WHERE zed_instance_id = $1 LIMIT 1",
+            )
+            .bind(instance_id)
+            .fetch_optional(self.backend.reader())
+            .await?;
             let live = task.is_some_and(|(status, archived)| {
                 !archived
                     && !matches!(
@@ -432,22 +425,19 @@ impl Store {
             actor: actor.to_owned(),
             payload: json!({}),
         };
-        let event_id = {
-            let mut tx = self.backend.begin_write().await?;
+        self.write(async |tx| {
             let deleted = query("DELETE FROM spec_tasks WHERE id = $1")
                 .bind(id.as_str())
-                .execute(&mut tx)
+                .execute(&mut *tx)
                 .await?
                 .rows_affected();
             if deleted == 0 {
                 return Err(StoreError::not_found("spec task", id));
             }
-            let event_id = append_event(&mut tx, &event, now).await?;
-            tx.commit().await?;
-            event_id
-        };
-        self.announce(event_id);
-        Ok(())
+            append_event(&mut *tx, &event, now).await?;
+            Ok(())
+        })
+        .await
     }
 }
 

@@ -264,17 +264,16 @@ impl Store {
         actor: &str,
     ) -> StoreResult<()> {
         let now = now();
-        let mut tx = self.backend.begin_write().await?;
-        let outcome = compare_and_set_status(&mut tx, id, event, actor, now).await?;
-        match outcome {
-            Outcome::Applied { from, event_id } => {
-                tx.commit().await?;
-                tracing::debug!(entity = E::MACHINE.entity, id, event = event.name(), from = %from, to = event.target_name(), "status changed");
-                self.announce(event_id);
-                Ok(())
-            }
-            Outcome::Refused { current } => Err(event.refusal(&current)),
-        }
+        let from = self
+            .write(
+                async |tx| match compare_and_set_status(tx, id, event, actor, now).await? {
+                    Outcome::Applied { from, .. } => Ok(from),
+                    Outcome::Refused { current } => Err(event.refusal(&current)),
+                },
+            )
+            .await?;
+        tracing::debug!(entity = E::MACHINE.entity, id, event = event.name(), from = %from, to = event.target_name(), "status changed");
+        Ok(())
     }
 
     /// Applies `event` to a SpecTask if its table allows it from the current status.

@@ -12,7 +12,7 @@ use chrono::{DateTime, Utc};
 use serde_json::json;
 use spectask_domain::{
     EntryBody, EventKind, InteractionId, NewEvent, SessionId, SpecTaskId, Turn, TurnEvent, TurnId,
-    TurnKind, TurnStatus,
+    TurnKind, TurnStatus, WorkSessionId,
 };
 use sqlx::types::Json;
 
@@ -23,11 +23,14 @@ use crate::entries::{append_entries, clear_entries};
 use crate::error::{StoreError, StoreResult};
 use crate::events::append_event;
 use crate::ids::{IdGenerator, now};
-use crate::sessions::finish_interaction;
+use crate::rows::Table;
+use crate::sessions::{finish_interaction, insert_interaction};
 use crate::transition::apply_event;
 
 pub(crate) const TURN_COLUMNS: &str = "id, spec_task_id, session_id, interaction_id, work_session_id, kind, \
     status, attempts, payload, error, created_at, started_at, completed_at";
+
+pub(crate) const TURNS: Table<TurnRow> = Table::new("turns", TURN_COLUMNS, "turn", "id");
 
 #[derive(sqlx::FromRow)]
 pub(crate) struct TurnRow {
@@ -81,20 +84,37 @@ pub struct TurnClaim {
     pub token: String,
 }
 
-/// Inserts a queued turn inside the open transaction `tx`; returns the turn id.
-#[allow(clippy::too_many_arguments)]
-pub(crate) async fn enqueue_turn(
+/// Where a turn runs and what it is: its task, its session, its work session (implementation
+/// turns), its kind and its payload.
+pub(crate) struct TurnTarget<'a> {
+    pub(crate) task: &'a SpecTaskId,
+    pub(crate) session: &'a SessionId,
+    pub(crate) work_session: Option<&'a WorkSessionId>,
+    pub(crate) kind: TurnKind,
+    pub(crate) payload: serde_json::Value,
+}
+
+/// Queues a turn answering `prompt` inside the open transaction `tx`: the prompt becomes the
+/// session's next interaction, and the turn is queued for it. Returns the turn id.
+pub(crate) async fn queue_turn(
     tx: &mut Tx,
     ids: &IdGenerator,
-    task: &SpecTaskId,
-    session: &SessionId,
-    interaction: &InteractionId,
-    work_session: Option<&str>,
-    kind: TurnKind,
-    payload: serde_json::Value,
+    target: TurnTarget<'_>,
+    prompt: &str,
     actor: &str,
     now: DateTime<Utc>,
 ) -> StoreResult<TurnId> {
+    let TurnTarget {
+        task,
+        session,
+        work_session,
+        kind,
+        payload,
+    } = target;
+    let interaction = insert_interaction(tx, ids, task, session, prompt, actor, now)
+        .await?
+        .id;
+    let work_session = work_session.map(WorkSessionId::as_str);
     let id = TurnId::from_ulid(ids.next());
     query(
         "INSERT INTO turns (id, spec_task_id, session_id, interaction_id, work_session_id, kind, status, attempts, payload, created_at) \
@@ -139,6 +159,27 @@ pub(crate) async fn verify_claim(tx: &mut Tx, claim: &TurnClaim) -> StoreResult<
     }
 }
 
+/// Ends the claimed turn as completed inside `tx`: checks the claim, keeps the reply on the
+/// interaction, and applies the turn's `Complete`.
+pub(crate) async fn complete_claimed_turn(
+    tx: &mut Tx,
+    claim: &TurnClaim,
+    response: &str,
+    now: DateTime<Utc>,
+) -> StoreResult<()> {
+    verify_claim(tx, claim).await?;
+    finish_interaction(tx, claim, response, "complete", None, now).await?;
+    apply_event(
+        tx,
+        claim.turn.id.as_str(),
+        TurnEvent::Complete,
+        &claim.owner,
+        now,
+    )
+    .await?;
+    Ok(())
+}
+
 /// Ends the claimed turn as failed inside `tx`: checks the claim, keeps the reply written so far
 /// and the reason on the interaction and the turn, and applies the turn's `Fail`.
 pub(crate) async fn fail_claimed_turn(
@@ -181,8 +222,7 @@ impl Store {
         let expires =
             now + chrono::Duration::from_std(lease).unwrap_or(chrono::Duration::seconds(60));
         let token = ulid::Ulid::new().to_string();
-        let outcome = {
-            let mut tx = self.backend.begin_write().await?;
+        let claimed: Option<TurnRow> = self.write(async |tx| {
             let kind_params: Vec<String> =
                 (0..kinds.len()).map(|i| format!("${}", i + 6)).collect();
             let skip = if self.backend.dialect() == Dialect::Postgres {
@@ -214,54 +254,48 @@ impl Store {
             for kind in kinds {
                 query = query.bind(kind.as_str());
             }
-            match query.fetch_optional(&mut tx).await? {
-                None => None,
-                Some(row) => {
-                    let event = NewEvent {
-                        spec_task_id: Some(
-                            SpecTaskId::parse(&row.spec_task_id)
-                                .map_err(|e| StoreError::corrupt("turns", e))?,
-                        ),
-                        kind: EventKind::TurnStatusChanged,
-                        entity_id: row.id.clone(),
-                        actor: owner.to_owned(),
-                        payload: json!({ "event": TurnEvent::Claim.as_str(), "from": "queued", "to": "running", "attempt": row.attempts }),
-                    };
-                    let event_id = append_event(&mut tx, &event, now).await?;
-                    tx.commit().await?;
-                    Some((row, event_id))
-                }
+            let row = query.fetch_optional(&mut *tx).await?;
+            if let Some(row) = &row {
+                let event = NewEvent {
+                    spec_task_id: Some(
+                        SpecTaskId::parse(&row.spec_task_id)
+                            .map_err(|e| StoreError::corrupt("turns", e))?,
+                    ),
+                    kind: EventKind::TurnStatusChanged,
+                    entity_id: row.id.clone(),
+                    actor: owner.to_owned(),
+                    payload: json!({ "event": TurnEvent::Claim.as_str(), "from": "queued", "to": "running", "attempt": row.attempts }),
+                };
+                append_event(&mut *tx, &event, now).await?;
             }
-        };
-        match outcome {
-            None => Ok(None),
-            Some((row, event_id)) => {
-                self.announce(event_id);
-                Ok(Some(TurnClaim {
+            Ok(row)
+        })
+        .await?;
+        claimed
+            .map(|row| {
+                Ok(TurnClaim {
                     turn: row.try_into()?,
                     owner: owner.to_owned(),
-                    token,
-                }))
-            }
-        }
+                    token: token.clone(),
+                })
+            })
+            .transpose()
     }
 
     /// Extends the claim's lease; `ClaimLost` when the turn is no longer this worker's.
     pub async fn heartbeat_turn(&self, claim: &TurnClaim, lease: Duration) -> StoreResult<()> {
         let expires =
             now() + chrono::Duration::from_std(lease).unwrap_or(chrono::Duration::seconds(60));
-        let updated = {
-            query(
-                "UPDATE turns SET lease_expires_at = $1 WHERE id = $2 AND owner = $3 AND claim_token = $4 AND status = 'running'",
-            )
-            .bind(expires)
-            .bind(claim.turn.id.as_str())
-            .bind(&claim.owner)
-            .bind(&claim.token)
-            .execute(self.backend.writer())
-            .await?
-            .rows_affected()
-        };
+        let updated = query(
+            "UPDATE turns SET lease_expires_at = $1 WHERE id = $2 AND owner = $3 AND claim_token = $4 AND status = 'running'",
+        )
+        .bind(expires)
+        .bind(claim.turn.id.as_str())
+        .bind(&claim.owner)
+        .bind(&claim.token)
+        .execute(self.backend.writer())
+        .await?
+        .rows_affected();
         if updated == 1 {
             Ok(())
         } else {
@@ -273,26 +307,23 @@ impl Store {
     /// the database). Returns how many.
     pub async fn requeue_expired_turns(&self) -> StoreResult<usize> {
         let now = now();
-        let expired: Vec<String> = {
-            let cmp = if self.backend.dialect() == Dialect::Postgres {
-                "lease_expires_at < $1"
-            } else {
-                "julianday(lease_expires_at) < julianday($1)"
-            };
-            query_scalar(sqlx::AssertSqlSafe(format!(
-                "SELECT id FROM turns WHERE status = 'running' AND {cmp}"
-            )))
-            .bind(now)
-            .fetch_all(self.backend.reader())
-            .await?
+        let cmp = if self.backend.dialect() == Dialect::Postgres {
+            "lease_expires_at < $1"
+        } else {
+            "julianday(lease_expires_at) < julianday($1)"
         };
+        let expired: Vec<String> = query_scalar(sqlx::AssertSqlSafe(format!(
+            "SELECT id FROM turns WHERE status = 'running' AND {cmp}"
+        )))
+        .bind(now)
+        .fetch_all(self.backend.reader())
+        .await?;
         let mut requeued = 0;
         for id in expired {
-            let outcome: StoreResult<i64> = {
-                async {
-                    let mut tx = self.backend.begin_write().await?;
+            let outcome = self
+                .write(async |tx| {
                     // Re-check under the lock: a heartbeat may have extended it meanwhile.
-                    let cmp = if self.backend.dialect() == Dialect::Postgres {
+                    let cmp = if tx.dialect() == Dialect::Postgres {
                         "lease_expires_at < $2 FOR UPDATE"
                     } else {
                         "julianday(lease_expires_at) < julianday($2)"
@@ -302,26 +333,21 @@ impl Store {
                     )))
                     .bind(&id)
                     .bind(now)
-                    .fetch_optional(&mut tx)
+                    .fetch_optional(&mut *tx)
                     .await?;
                     if still.is_none() {
-                        return Ok(0);
+                        return Ok(false);
                     }
-                    let event_id =
-                        apply_event(&mut tx, &id, TurnEvent::Requeue, "lease-reaper", now).await?;
-                    tx.commit().await?;
-                    Ok(event_id)
-                }
-                .await
-            };
+                    apply_event(&mut *tx, &id, TurnEvent::Requeue, "lease-reaper", now).await?;
+                    Ok(true)
+                })
+                .await;
             match outcome {
-                Ok(0) => {}
-                Ok(event_id) => {
+                Ok(false) | Err(StoreError::Transition(_)) => {}
+                Ok(true) => {
                     tracing::warn!(turn_id = %id, "turn lease expired; requeued");
-                    self.announce(event_id);
                     requeued += 1;
                 }
-                Err(StoreError::Transition(_)) => {}
                 Err(err) => return Err(err),
             }
         }
@@ -339,40 +365,33 @@ impl Store {
     ) -> StoreResult<usize> {
         let now = now();
         let current_owner = actor;
-        let orphans: Vec<(String, String)> = {
+        let orphans: Vec<(String, String)> =
             query_as("SELECT id, owner FROM turns WHERE status = 'running' AND owner = $1")
                 .bind(dead_owner)
                 .fetch_all(self.backend.reader())
-                .await?
-        };
+                .await?;
         let mut requeued = 0;
         for (id, owner) in orphans {
-            let outcome: StoreResult<i64> = {
-                async {
-                    let mut tx = self.backend.begin_write().await?;
+            let outcome = self
+                .write(async |tx| {
                     let lock = tx.dialect().for_update();
                     let still: Option<String> = query_scalar(sqlx::AssertSqlSafe(format!(
                         "SELECT id FROM turns WHERE id = $1 AND status = 'running' AND owner = $2{lock}"
                     )))
                     .bind(&id)
                     .bind(&owner)
-                    .fetch_optional(&mut tx)
+                    .fetch_optional(&mut *tx)
                     .await?;
                     if still.is_none() {
-                        return Ok(0);
+                        return Ok(false);
                     }
-                    let event_id = apply_event(&mut tx, &id, TurnEvent::Requeue, current_owner, now).await?;
-                    tx.commit().await?;
-                    Ok(event_id)
-                }
-                .await
-            };
+                    apply_event(&mut *tx, &id, TurnEvent::Requeue, current_owner, now).await?;
+                    Ok(true)
+                })
+                .await;
             match outcome {
-                Ok(0) | Err(StoreError::Transition(_)) => {}
-                Ok(event_id) => {
-                    self.announce(event_id);
-                    requeued += 1;
-                }
+                Ok(false) | Err(StoreError::Transition(_)) => {}
+                Ok(true) => requeued += 1,
                 Err(err) => return Err(err),
             }
         }
@@ -382,22 +401,19 @@ impl Store {
     /// Gives a claimed turn back to the queue at once (a graceful shutdown).
     pub async fn release_turn(&self, claim: &TurnClaim) -> StoreResult<()> {
         let now = now();
-        let event_id = {
-            let mut tx = self.backend.begin_write().await?;
-            verify_claim(&mut tx, claim).await?;
-            let event_id = apply_event(
-                &mut tx,
+        self.write(async |tx| {
+            verify_claim(&mut *tx, claim).await?;
+            apply_event(
+                &mut *tx,
                 claim.turn.id.as_str(),
                 TurnEvent::Requeue,
                 &claim.owner,
                 now,
             )
             .await?;
-            tx.commit().await?;
-            event_id
-        };
-        self.announce(event_id);
-        Ok(())
+            Ok(())
+        })
+        .await
     }
 
     /// Appends one batch of streamed output to the claimed turn's interaction: reply text and
@@ -425,9 +441,8 @@ impl Store {
     ) -> StoreResult<()> {
         let now = now();
         let interaction = claim.turn.interaction_id.as_str();
-        let event_id = {
-            let mut tx = self.backend.begin_write().await?;
-            verify_claim(&mut tx, claim).await?;
+        self.write(async |tx| {
+            verify_claim(&mut *tx, claim).await?;
             let payload = match batch {
                 Some((delta, entries)) => {
                     query(
@@ -436,9 +451,9 @@ impl Store {
                     .bind(delta)
                     .bind(now)
                     .bind(interaction)
-                    .execute(&mut tx)
+                    .execute(&mut *tx)
                     .await?;
-                    let first_seq = append_entries(&mut tx, interaction, entries, now).await?;
+                    let first_seq = append_entries(&mut *tx, interaction, entries, now).await?;
                     let mut payload = json!({ "session_id": claim.turn.session_id, "turn_id": claim.turn.id, "delta": delta });
                     if !entries.is_empty() {
                         payload["entries"] =
@@ -452,9 +467,9 @@ impl Store {
                     )
                     .bind(now)
                     .bind(interaction)
-                    .execute(&mut tx)
+                    .execute(&mut *tx)
                     .await?;
-                    clear_entries(&mut tx, interaction).await?;
+                    clear_entries(&mut *tx, interaction).await?;
                     json!({ "session_id": claim.turn.session_id, "turn_id": claim.turn.id, "reset": true })
                 }
             };
@@ -465,37 +480,18 @@ impl Store {
                 actor: claim.owner.clone(),
                 payload,
             };
-            let event_id = append_event(&mut tx, &event, now).await?;
-            tx.commit().await?;
-            event_id
-        };
-        self.announce(event_id);
-        Ok(())
+            append_event(&mut *tx, &event, now).await?;
+            Ok(())
+        })
+        .await
     }
 
     pub async fn get_turn(&self, id: &TurnId) -> StoreResult<Turn> {
-        let row: Option<TurnRow> = {
-            query_as(sqlx::AssertSqlSafe(format!(
-                "SELECT {TURN_COLUMNS} FROM turns WHERE id = $1"
-            )))
-            .bind(id.as_str())
-            .fetch_optional(self.backend.reader())
-            .await?
-        };
-        row.ok_or_else(|| StoreError::not_found("turn", id))?
-            .try_into()
+        TURNS.get(&self.backend, id.as_str()).await
     }
 
     /// The task's turns, oldest first.
     pub async fn list_turns(&self, spec_task_id: &SpecTaskId) -> StoreResult<Vec<Turn>> {
-        let rows: Vec<TurnRow> = {
-            query_as(sqlx::AssertSqlSafe(format!(
-                "SELECT {TURN_COLUMNS} FROM turns WHERE spec_task_id = $1 ORDER BY id"
-            )))
-            .bind(spec_task_id.as_str())
-            .fetch_all(self.backend.reader())
-            .await?
-        };
-        rows.into_iter().map(Turn::try_from).collect()
+        TURNS.of_task(&self.backend, spec_task_id).await
     }
 }

@@ -2,6 +2,7 @@
 //! session, one thread per work session, thread ids unique within a task) are enforced by the
 //! database and surface as [`StoreError::Duplicate`].
 
+use chrono::{DateTime, Utc};
 use serde_json::json;
 use spectask_domain::{
     EventKind, NewEvent, SessionId, SpecTaskId, SpecTaskWorkSession, SpecTaskZedThread,
@@ -10,11 +11,14 @@ use spectask_domain::{
 use sqlx::types::Json;
 
 use crate::Store;
-use crate::db::{query_as, query_scalar};
+use crate::db::{Tx, query_as, query_scalar};
 use crate::error::{StoreError, StoreResult};
 use crate::events::append_event;
-use crate::ids::now;
-use crate::rows::{WORK_SESSION_COLUMNS, WorkSessionRow, ZED_THREAD_COLUMNS, ZedThreadRow};
+use crate::ids::{IdGenerator, now};
+use crate::rows::{
+    WORK_SESSION_COLUMNS, WORK_SESSIONS, WorkSessionRow, ZED_THREAD_COLUMNS, ZED_THREADS,
+    ZedThreadRow,
+};
 
 /// A work session to create (status `pending`).
 #[derive(Debug, Clone)]
@@ -41,6 +45,50 @@ pub struct NewZedThread {
     pub thread_config: Option<serde_json::Value>,
 }
 
+/// Inserts a `pending` thread for `new.work_session_id` inside `tx`, with its
+/// `zed_thread.created` event.
+pub(crate) async fn insert_zed_thread(
+    tx: &mut Tx,
+    ids: &IdGenerator,
+    new: &NewZedThread,
+    actor: &str,
+    now: DateTime<Utc>,
+) -> StoreResult<SpecTaskZedThread> {
+    let id = SpecTaskZedThreadId::from_ulid(ids.next());
+    let task: Option<String> =
+        query_scalar("SELECT spec_task_id FROM spec_task_work_sessions WHERE id = $1")
+            .bind(new.work_session_id.as_str())
+            .fetch_optional(&mut *tx)
+            .await?;
+    let task = task.ok_or_else(|| StoreError::not_found("work session", &new.work_session_id))?;
+    let row: ZedThreadRow = query_as(sqlx::AssertSqlSafe(format!(
+        "INSERT INTO spec_task_zed_threads (id, work_session_id, spec_task_id, zed_thread_id, \
+         thread_config, status, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7) \
+         RETURNING {ZED_THREAD_COLUMNS}"
+    )))
+    .bind(id.as_str())
+    .bind(new.work_session_id.as_str())
+    .bind(&task)
+    .bind(&new.zed_thread_id)
+    .bind(new.thread_config.as_ref().map(Json))
+    .bind(ZedThreadStatus::Pending.as_str())
+    .bind(now)
+    .fetch_one(&mut *tx)
+    .await?;
+    let event = NewEvent {
+        spec_task_id: Some(
+            SpecTaskId::parse(&task)
+                .map_err(|e| StoreError::corrupt("spec_task_work_sessions", e))?,
+        ),
+        kind: EventKind::ZedThreadCreated,
+        entity_id: id.to_string(),
+        actor: actor.to_owned(),
+        payload: json!({ "work_session_id": new.work_session_id, "zed_thread_id": new.zed_thread_id }),
+    };
+    append_event(tx, &event, now).await?;
+    row.try_into()
+}
+
 impl Store {
     /// Creates a work session bound to its Helix session.
     pub async fn create_work_session(
@@ -57,52 +105,42 @@ impl Store {
             actor: actor.to_owned(),
             payload: json!({ "name": new.name, "phase": new.phase, "helix_session_id": new.helix_session_id }),
         };
-        let (row, event_id) = {
-            let mut tx = self.backend.begin_write().await?;
-            let row: WorkSessionRow = query_as(sqlx::AssertSqlSafe(format!(
-                "INSERT INTO spec_task_work_sessions (id, spec_task_id, helix_session_id, name, description, \
-                 phase, status, implementation_task_title, implementation_task_description, \
-                 implementation_task_index, parent_work_session_id, spawned_by_session_id, agent_config, \
-                 environment_config, created_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15) \
-                 RETURNING {WORK_SESSION_COLUMNS}"
-            )))
-            .bind(id.as_str())
-            .bind(new.spec_task_id.as_str())
-            .bind(new.helix_session_id.as_str())
-            .bind(&new.name)
-            .bind(&new.description)
-            .bind(new.phase.as_str())
-            .bind(WorkSessionStatus::Pending.as_str())
-            .bind(&new.implementation_task_title)
-            .bind(&new.implementation_task_description)
-            .bind(new.implementation_task_index)
-            .bind(new.parent_work_session_id.as_ref().map(|id| id.as_str()))
-            .bind(new.spawned_by_session_id.as_ref().map(|id| id.as_str()))
-            .bind(new.agent_config.as_ref().map(Json))
-            .bind(new.environment_config.as_ref().map(Json))
-            .bind(now)
-            .fetch_one(&mut tx)
+        let row: WorkSessionRow = self
+            .write(async |tx| {
+                let row = query_as(sqlx::AssertSqlSafe(format!(
+                    "INSERT INTO spec_task_work_sessions (id, spec_task_id, helix_session_id, name, description, \
+                     phase, status, implementation_task_title, implementation_task_description, \
+                     implementation_task_index, parent_work_session_id, spawned_by_session_id, agent_config, \
+                     environment_config, created_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15) \
+                     RETURNING {WORK_SESSION_COLUMNS}"
+                )))
+                .bind(id.as_str())
+                .bind(new.spec_task_id.as_str())
+                .bind(new.helix_session_id.as_str())
+                .bind(&new.name)
+                .bind(&new.description)
+                .bind(new.phase.as_str())
+                .bind(WorkSessionStatus::Pending.as_str())
+                .bind(&new.implementation_task_title)
+                .bind(&new.implementation_task_description)
+                .bind(new.implementation_task_index)
+                .bind(new.parent_work_session_id.as_ref().map(|id| id.as_str()))
+                .bind(new.spawned_by_session_id.as_ref().map(|id| id.as_str()))
+                .bind(new.agent_config.as_ref().map(Json))
+                .bind(new.environment_config.as_ref().map(Json))
+                .bind(now)
+                .fetch_one(&mut *tx)
+                .await?;
+                append_event(&mut *tx, &event, now).await?;
+                Ok(row)
+            })
             .await?;
-            let event_id = append_event(&mut tx, &event, now).await?;
-            tx.commit().await?;
-            (row, event_id)
-        };
-        self.announce(event_id);
         row.try_into()
     }
 
     pub async fn get_work_session(&self, id: &WorkSessionId) -> StoreResult<SpecTaskWorkSession> {
-        let row: Option<WorkSessionRow> = {
-            query_as(sqlx::AssertSqlSafe(format!(
-                "SELECT {WORK_SESSION_COLUMNS} FROM spec_task_work_sessions WHERE id = $1"
-            )))
-            .bind(id.as_str())
-            .fetch_optional(self.backend.reader())
-            .await?
-        };
-        row.ok_or_else(|| StoreError::not_found("work session", id))?
-            .try_into()
+        WORK_SESSIONS.get(&self.backend, id.as_str()).await
     }
 
     /// The task's work sessions in creation order.
@@ -110,17 +148,7 @@ impl Store {
         &self,
         spec_task_id: &SpecTaskId,
     ) -> StoreResult<Vec<SpecTaskWorkSession>> {
-        let rows: Vec<WorkSessionRow> = {
-            query_as(sqlx::AssertSqlSafe(format!(
-                "SELECT {WORK_SESSION_COLUMNS} FROM spec_task_work_sessions WHERE spec_task_id = $1 ORDER BY id"
-            )))
-            .bind(spec_task_id.as_str())
-            .fetch_all(self.backend.reader())
-            .await?
-        };
-        rows.into_iter()
-            .map(SpecTaskWorkSession::try_from)
-            .collect()
+        WORK_SESSIONS.of_task(&self.backend, spec_task_id).await
     }
 
     /// Maps a work session to its thread in the task's instance.
@@ -129,60 +157,13 @@ impl Store {
         new: &NewZedThread,
         actor: &str,
     ) -> StoreResult<SpecTaskZedThread> {
-        let id = SpecTaskZedThreadId::from_ulid(self.ids.next());
         let now = now();
-        let (row, event_id) = {
-            let mut tx = self.backend.begin_write().await?;
-            let task: Option<String> =
-                query_scalar("SELECT spec_task_id FROM spec_task_work_sessions WHERE id = $1")
-                    .bind(new.work_session_id.as_str())
-                    .fetch_optional(&mut tx)
-                    .await?;
-            let task =
-                task.ok_or_else(|| StoreError::not_found("work session", &new.work_session_id))?;
-            let row: ZedThreadRow = query_as(sqlx::AssertSqlSafe(format!(
-                "INSERT INTO spec_task_zed_threads (id, work_session_id, spec_task_id, zed_thread_id, \
-                 thread_config, status, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7) \
-                 RETURNING {ZED_THREAD_COLUMNS}"
-            )))
-            .bind(id.as_str())
-            .bind(new.work_session_id.as_str())
-            .bind(&task)
-            .bind(&new.zed_thread_id)
-            .bind(new.thread_config.as_ref().map(Json))
-            .bind(ZedThreadStatus::Pending.as_str())
-            .bind(now)
-            .fetch_one(&mut tx)
-            .await?;
-            let event = NewEvent {
-                spec_task_id: Some(
-                    SpecTaskId::parse(&task)
-                        .map_err(|e| StoreError::corrupt("spec_task_work_sessions", e))?,
-                ),
-                kind: EventKind::ZedThreadCreated,
-                entity_id: id.to_string(),
-                actor: actor.to_owned(),
-                payload: json!({ "work_session_id": new.work_session_id, "zed_thread_id": new.zed_thread_id }),
-            };
-            let event_id = append_event(&mut tx, &event, now).await?;
-            tx.commit().await?;
-            (row, event_id)
-        };
-        self.announce(event_id);
-        row.try_into()
+        self.write(async |tx| insert_zed_thread(tx, &self.ids, new, actor, now).await)
+            .await
     }
 
     pub async fn get_zed_thread(&self, id: &SpecTaskZedThreadId) -> StoreResult<SpecTaskZedThread> {
-        let row: Option<ZedThreadRow> = {
-            query_as(sqlx::AssertSqlSafe(format!(
-                "SELECT {ZED_THREAD_COLUMNS} FROM spec_task_zed_threads WHERE id = $1"
-            )))
-            .bind(id.as_str())
-            .fetch_optional(self.backend.reader())
-            .await?
-        };
-        row.ok_or_else(|| StoreError::not_found("zed thread", id))?
-            .try_into()
+        ZED_THREADS.get(&self.backend, id.as_str()).await
     }
 
     /// The task's threads in creation order.
@@ -190,14 +171,6 @@ impl Store {
         &self,
         spec_task_id: &SpecTaskId,
     ) -> StoreResult<Vec<SpecTaskZedThread>> {
-        let rows: Vec<ZedThreadRow> = {
-            query_as(sqlx::AssertSqlSafe(format!(
-                "SELECT {ZED_THREAD_COLUMNS} FROM spec_task_zed_threads WHERE spec_task_id = $1 ORDER BY id"
-            )))
-            .bind(spec_task_id.as_str())
-            .fetch_all(self.backend.reader())
-            .await?
-        };
-        rows.into_iter().map(SpecTaskZedThread::try_from).collect()
+        ZED_THREADS.of_task(&self.backend, spec_task_id).await
     }
 }

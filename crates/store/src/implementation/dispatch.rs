@@ -4,23 +4,23 @@
 use serde_json::json;
 use spectask_domain::{
     ImplementationTaskEvent, NewEvent, SessionId, SessionRole, SpecTaskId, SpecTaskStatus,
-    SpecTaskZedThread, SpecTaskZedThreadId, TurnId, TurnKind, WorkSessionEvent, WorkSessionId,
-    WorkSessionPhase, WorkSessionStatus, ZedThreadEvent,
+    SpecTaskZedThread, TurnId, TurnKind, WorkSessionEvent, WorkSessionId, WorkSessionPhase,
+    WorkSessionStatus, ZedThreadEvent,
 };
 
 use super::{
-    DispatchOutcome, SpawnCaps, Spawned, assigned_tasks_event, lock_task_of_work_session,
-    thread_event,
+    DispatchOutcome, SpawnCaps, Spawned, lock_task_of_work_session, work_session_parts_event,
 };
 use crate::Store;
-use crate::db::{query, query_as, query_scalar};
+use crate::db::{Exec, Tx, query, query_as, query_scalar};
 use crate::error::{StoreError, StoreResult};
 use crate::events::append_event;
 use crate::ids::now;
 use crate::rows::{ZED_THREAD_COLUMNS, ZedThreadRow};
-use crate::sessions::insert_interaction;
+use crate::sessions::insert_session;
 use crate::transition::apply_event;
-use crate::turns::enqueue_turn;
+use crate::turns::{TurnTarget, queue_turn};
+use crate::work_sessions::{NewZedThread, insert_zed_thread};
 
 impl Store {
     /// Activates a pending work session and queues its first turn, unless its instance already
@@ -34,9 +34,8 @@ impl Store {
         actor: &str,
     ) -> StoreResult<DispatchOutcome> {
         let now = now();
-        let outcome = {
-            let mut tx = self.backend.begin_write().await?;
-            let (task, status) = lock_task_of_work_session(&mut tx, ws.as_str()).await?;
+        self.write(async |tx| {
+            let (task, status) = lock_task_of_work_session(&mut *tx, ws.as_str()).await?;
             if !matches!(
                 status,
                 SpecTaskStatus::Implementation | SpecTaskStatus::ImplementationFailed
@@ -45,12 +44,7 @@ impl Store {
                     "the task is in `{status}`"
                 )));
             }
-            let (ws_status, session): (String, String) = query_as(
-                "SELECT status, helix_session_id FROM spec_task_work_sessions WHERE id = $1",
-            )
-            .bind(ws.as_str())
-            .fetch_one(&mut tx)
-            .await?;
+            let (ws_status, session) = work_session_status_and_session(&mut *tx, ws).await?;
             if ws_status != WorkSessionStatus::Pending.as_str() {
                 return Ok(DispatchOutcome::NotDispatchable(format!(
                     "the work session is `{ws_status}`"
@@ -60,53 +54,32 @@ impl Store {
                 "SELECT COUNT(*) FROM spec_task_work_sessions WHERE spec_task_id = $1 AND phase = 'implementation' AND status = 'active'",
             )
             .bind(task.as_str())
-            .fetch_one(&mut tx)
+            .fetch_one(&mut *tx)
             .await?;
             if running >= max_parallel {
                 return Ok(DispatchOutcome::AtCapacity { running });
             }
-            apply_event(&mut tx, ws.as_str(), WorkSessionEvent::Activate, actor, now).await?;
-            assigned_tasks_event(
-                &mut tx,
+            apply_event(&mut *tx, ws.as_str(), WorkSessionEvent::Activate, actor, now).await?;
+            work_session_parts_event(
+                &mut *tx,
                 ws.as_str(),
                 ImplementationTaskEvent::Start,
+                ZedThreadEvent::Reopen,
                 actor,
                 now,
             )
             .await?;
-            thread_event(&mut tx, ws.as_str(), ZedThreadEvent::Reopen, actor, now).await?;
-            let interaction = insert_interaction(
-                &mut tx,
-                &self.ids,
-                &task,
-                session.as_str(),
-                prompt,
-                actor,
-                now,
-            )
-            .await?;
-            let session_id = SessionId::parse(&session)
-                .map_err(|e| StoreError::corrupt("spec_task_work_sessions", e))?;
-            let turn = enqueue_turn(
-                &mut tx,
-                &self.ids,
-                &task,
-                &session_id,
-                &interaction,
-                Some(ws.as_str()),
-                TurnKind::Implementation,
-                json!({}),
-                actor,
-                now,
-            )
-            .await?;
-            tx.commit().await?;
-            DispatchOutcome::Dispatched(turn)
-        };
-        if let DispatchOutcome::Dispatched(_) = &outcome {
-            self.announce_latest().await?;
-        }
-        Ok(outcome)
+            let target = TurnTarget {
+                task: &task,
+                session: &session,
+                work_session: Some(ws),
+                kind: TurnKind::Implementation,
+                payload: json!({}),
+            };
+            let turn = queue_turn(&mut *tx, &self.ids, target, prompt, actor, now).await?;
+            Ok(DispatchOutcome::Dispatched(turn))
+        })
+        .await
     }
 
     /// Records the runtime's thread for a work session and marks it active. The seed's unique
@@ -118,41 +91,19 @@ impl Store {
         actor: &str,
     ) -> StoreResult<SpecTaskZedThread> {
         let now = now();
-        let id = SpecTaskZedThreadId::from_ulid(self.ids.next());
-        {
-            let mut tx = self.backend.begin_write().await?;
-            let task: Option<String> =
-                query_scalar("SELECT spec_task_id FROM spec_task_work_sessions WHERE id = $1")
-                    .bind(ws.as_str())
-                    .fetch_optional(&mut tx)
-                    .await?;
-            let task = task.ok_or_else(|| StoreError::not_found("work session", ws))?;
-            query(
-                "INSERT INTO spec_task_zed_threads (id, work_session_id, spec_task_id, zed_thread_id, status, created_at) \
-                 VALUES ($1, $2, $3, $4, 'pending', $5)",
-            )
-            .bind(id.as_str())
-            .bind(ws.as_str())
-            .bind(&task)
-            .bind(zed_thread_id)
-            .bind(now)
-            .execute(&mut tx)
-            .await?;
-            let created = NewEvent {
-                spec_task_id: Some(
-                    SpecTaskId::parse(&task)
-                        .map_err(|e| StoreError::corrupt("spec_task_work_sessions", e))?,
-                ),
-                kind: spectask_domain::EventKind::ZedThreadCreated,
-                entity_id: id.to_string(),
-                actor: actor.to_owned(),
-                payload: json!({ "work_session_id": ws, "zed_thread_id": zed_thread_id }),
-            };
-            append_event(&mut tx, &created, now).await?;
-            apply_event(&mut tx, id.as_str(), ZedThreadEvent::Start, actor, now).await?;
-            tx.commit().await?;
+        let new = NewZedThread {
+            work_session_id: ws.clone(),
+            zed_thread_id: zed_thread_id.to_owned(),
+            thread_config: None,
         };
-        self.announce_latest().await?;
+        let id = self
+            .write(async |tx| {
+                let thread = insert_zed_thread(&mut *tx, &self.ids, &new, actor, now).await?;
+                let id = thread.id;
+                apply_event(&mut *tx, id.as_str(), ZedThreadEvent::Start, actor, now).await?;
+                Ok(id)
+            })
+            .await?;
         self.get_zed_thread(&id).await
     }
 
@@ -161,14 +112,12 @@ impl Store {
         &self,
         ws: &WorkSessionId,
     ) -> StoreResult<Option<SpecTaskZedThread>> {
-        let row: Option<ZedThreadRow> = {
-            query_as(sqlx::AssertSqlSafe(format!(
-                "SELECT {ZED_THREAD_COLUMNS} FROM spec_task_zed_threads WHERE work_session_id = $1"
-            )))
-            .bind(ws.as_str())
-            .fetch_optional(self.backend.reader())
-            .await?
-        };
+        let row: Option<ZedThreadRow> = query_as(sqlx::AssertSqlSafe(format!(
+            "SELECT {ZED_THREAD_COLUMNS} FROM spec_task_zed_threads WHERE work_session_id = $1"
+        )))
+        .bind(ws.as_str())
+        .fetch_optional(self.backend.reader())
+        .await?;
         row.map(SpecTaskZedThread::try_from).transpose()
     }
 
@@ -191,26 +140,19 @@ impl Store {
     ) -> StoreResult<Spawned> {
         let now = now();
         let id = WorkSessionId::from_ulid(self.ids.next());
-        let outcome: StoreResult<WorkSessionId> = {
-            async {
-                let mut tx = self.backend.begin_write().await?;
-                let (task, _) = lock_task_of_work_session(&mut tx, parent.as_str()).await?;
-                let existing: Option<String> = query_scalar(
-                    "SELECT id FROM spec_task_work_sessions WHERE spawned_by_session_id = $1 AND name = $2",
-                )
-                .bind(parent.as_str())
-                .bind(name)
-                .fetch_optional(&mut tx)
-                .await?;
-                if let Some(existing) = existing {
-                    return WorkSessionId::parse(&existing)
-                        .map_err(|e| StoreError::corrupt("spec_task_work_sessions", e));
+        let outcome = self
+            .write(async |tx| {
+                let (task, _) = lock_task_of_work_session(&mut *tx, parent.as_str()).await?;
+                if let Some(existing) =
+                    spawned_work_session_named(&mut *tx, parent, name).await?
+                {
+                    return Ok(existing);
                 }
                 let (status, phase): (String, String) = query_as(
                     "SELECT status, phase FROM spec_task_work_sessions WHERE id = $1",
                 )
                 .bind(parent.as_str())
-                .fetch_one(&mut tx)
+                .fetch_one(&mut *tx)
                 .await?;
                 if status != WorkSessionStatus::Active.as_str()
                     || phase != WorkSessionPhase::Implementation.as_str()
@@ -220,54 +162,17 @@ impl Store {
                     )));
                 }
                 if let Some(caps) = caps {
-                    let spawned: i64 = query_scalar(
-                        "SELECT COUNT(*) FROM spec_task_work_sessions                          WHERE spec_task_id = $1 AND spawned_by_session_id IS NOT NULL",
-                    )
-                    .bind(task.as_str())
-                    .fetch_one(&mut tx)
-                    .await?;
-                    if spawned >= i64::from(caps.max_per_task) {
-                        return Err(StoreError::Conflict(format!(
-                            "spawn cap reached: this SpecTask already has {spawned} spawned work sessions \
-                             (max_spawned_sessions = {}); no more can be spawned",
-                            caps.max_per_task
-                        )));
-                    }
-                    // The parent's depth: how many spawns lie between it and a plan session.
-                    let mut depth: u32 = 0;
-                    let mut cursor = parent.to_string();
-                    loop {
-                        let up: Option<Option<String>> = query_scalar(
-                            "SELECT spawned_by_session_id FROM spec_task_work_sessions WHERE id = $1",
-                        )
-                        .bind(&cursor)
-                        .fetch_optional(&mut tx)
-                        .await?;
-                        match up.flatten() {
-                            Some(next) if depth <= caps.max_depth => {
-                                depth += 1;
-                                cursor = next;
-                            }
-                            _ => break,
-                        }
-                    }
-                    if depth >= caps.max_depth {
-                        return Err(StoreError::Conflict(format!(
-                            "spawn depth cap reached: this work session is {depth} spawn(s) away from the \
-                             plan's sessions (max_spawn_depth = {}); it cannot spawn",
-                            caps.max_depth
-                        )));
-                    }
+                    check_spawn_caps(&mut *tx, &task, parent, caps).await?;
                 }
-                let session = SessionId::from_ulid(self.ids.next());
-                query("INSERT INTO sessions (id, spec_task_id, role, name, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $5)")
-                    .bind(session.as_str())
-                    .bind(task.as_str())
-                    .bind(SessionRole::Implementation.as_str())
-                    .bind(name)
-                    .bind(now)
-                    .execute(&mut tx)
-                    .await?;
+                let session = insert_session(
+                    &mut *tx,
+                    &self.ids,
+                    &task,
+                    SessionRole::Implementation,
+                    name,
+                    now,
+                )
+                .await?;
                 query(
                     "INSERT INTO spec_task_work_sessions (id, spec_task_id, helix_session_id, name, description, phase, status, \
                      parent_work_session_id, spawned_by_session_id, created_at) \
@@ -280,7 +185,7 @@ impl Store {
                 .bind(description)
                 .bind(parent.as_str())
                 .bind(now)
-                .execute(&mut tx)
+                .execute(&mut *tx)
                 .await?;
                 let created = NewEvent {
                     spec_task_id: Some(task.clone()),
@@ -289,53 +194,24 @@ impl Store {
                     actor: actor.to_owned(),
                     payload: json!({ "name": name, "helix_session_id": session, "parent_work_session_id": parent, "spawned": true }),
                 };
-                append_event(&mut tx, &created, now).await?;
-                tx.commit().await?;
+                append_event(&mut *tx, &created, now).await?;
                 Ok(id.clone())
-            }
-            .await
-        };
+            })
+            .await;
         let spawned_id = match outcome {
             Ok(spawned_id) => spawned_id,
             // The unique index caught a spawn that raced past the check: it is a repeat.
             Err(StoreError::Duplicate(_)) => {
-                self.spawned_work_session_named(parent, name)
+                spawned_work_session_named(self.backend.writer(), parent, name)
                     .await?
                     .ok_or_else(|| StoreError::not_found("spawned work session", name))?
             }
             Err(err) => return Err(err),
         };
-        let created = spawned_id == id;
-        if created {
-            self.announce_latest().await?;
-        }
         Ok(Spawned {
+            created: spawned_id == id,
             work_session: self.get_work_session(&spawned_id).await?,
-            created,
         })
-    }
-
-    /// The session `parent` spawned under `name`, if any.
-    async fn spawned_work_session_named(
-        &self,
-        parent: &WorkSessionId,
-        name: &str,
-    ) -> StoreResult<Option<WorkSessionId>> {
-        let found: Option<String> = {
-            query_scalar(
-                "SELECT id FROM spec_task_work_sessions WHERE spawned_by_session_id = $1 AND name = $2",
-            )
-            .bind(parent.as_str())
-            .bind(name)
-            .fetch_optional(self.backend.writer())
-            .await?
-        };
-        found
-            .map(|id| {
-                WorkSessionId::parse(&id)
-                    .map_err(|e| StoreError::corrupt("spec_task_work_sessions", e))
-            })
-            .transpose()
     }
 
     /// Queues a follow-up prompt (a human message) on an active work session's thread.
@@ -346,48 +222,106 @@ impl Store {
         actor: &str,
     ) -> StoreResult<TurnId> {
         let now = now();
-        let turn = self
-            .write(async |tx| {
-                let (task, _) = lock_task_of_work_session(&mut *tx, ws.as_str()).await?;
-                let (status, session): (String, String) = query_as(
-                    "SELECT status, helix_session_id FROM spec_task_work_sessions WHERE id = $1",
-                )
-                .bind(ws.as_str())
-                .fetch_one(&mut *tx)
-                .await?;
-                if status != WorkSessionStatus::Active.as_str() {
-                    return Err(StoreError::Conflict(format!(
-                        "messages go to active work sessions; `{ws}` is `{status}`"
-                    )));
-                }
-                let session = SessionId::parse(&session)
-                    .map_err(|e| StoreError::corrupt("spec_task_work_sessions", e))?;
-                let interaction = insert_interaction(
-                    &mut *tx,
-                    &self.ids,
-                    &task,
-                    session.as_str(),
-                    prompt,
-                    actor,
-                    now,
-                )
-                .await?;
-                let turn = enqueue_turn(
-                    &mut *tx,
-                    &self.ids,
-                    &task,
-                    &session,
-                    &interaction,
-                    Some(ws.as_str()),
-                    TurnKind::FollowUp,
-                    json!({ "message": true }),
-                    actor,
-                    now,
-                )
-                .await?;
-                Ok(turn)
-            })
-            .await?;
-        Ok(turn)
+        self.write(async |tx| {
+            let (task, _) = lock_task_of_work_session(&mut *tx, ws.as_str()).await?;
+            let (status, session) = work_session_status_and_session(&mut *tx, ws).await?;
+            if status != WorkSessionStatus::Active.as_str() {
+                return Err(StoreError::Conflict(format!(
+                    "messages go to active work sessions; `{ws}` is `{status}`"
+                )));
+            }
+            let target = TurnTarget {
+                task: &task,
+                session: &session,
+                work_session: Some(ws),
+                kind: TurnKind::FollowUp,
+                payload: json!({ "message": true }),
+            };
+            queue_turn(&mut *tx, &self.ids, target, prompt, actor, now).await
+        })
+        .await
     }
+}
+
+/// The status and the session of work session `ws`, inside `tx`.
+async fn work_session_status_and_session(
+    tx: &mut Tx,
+    ws: &WorkSessionId,
+) -> StoreResult<(String, SessionId)> {
+    let (status, session): (String, String) =
+        query_as("SELECT status, helix_session_id FROM spec_task_work_sessions WHERE id = $1")
+            .bind(ws.as_str())
+            .fetch_one(&mut *tx)
+            .await?;
+    let session = SessionId::parse(&session)
+        .map_err(|e| StoreError::corrupt("spec_task_work_sessions", e))?;
+    Ok((status, session))
+}
+
+/// The session `parent` spawned under `name`, if any.
+async fn spawned_work_session_named<'e>(
+    on: impl Into<Exec<'e>>,
+    parent: &WorkSessionId,
+    name: &str,
+) -> StoreResult<Option<WorkSessionId>> {
+    let found: Option<String> = query_scalar(
+        "SELECT id FROM spec_task_work_sessions WHERE spawned_by_session_id = $1 AND name = $2",
+    )
+    .bind(parent.as_str())
+    .bind(name)
+    .fetch_optional(on)
+    .await?;
+    found
+        .map(|id| {
+            WorkSessionId::parse(&id).map_err(|e| StoreError::corrupt("spec_task_work_sessions", e))
+        })
+        .transpose()
+}
+
+/// Refuses, inside `tx`, a spawn from `parent` that `caps` do not allow: too many spawned
+/// sessions for `task`, or `parent` too many spawns away from the plan's sessions.
+async fn check_spawn_caps(
+    tx: &mut Tx,
+    task: &SpecTaskId,
+    parent: &WorkSessionId,
+    caps: SpawnCaps,
+) -> StoreResult<()> {
+    let spawned: i64 = query_scalar(
+        "SELECT COUNT(*) FROM spec_task_work_sessions WHERE spec_task_id = $1 AND spawned_by_session_id IS NOT NULL",
+    )
+    .bind(task.as_str())
+    .fetch_one(&mut *tx)
+    .await?;
+    if spawned >= i64::from(caps.max_per_task) {
+        return Err(StoreError::Conflict(format!(
+            "spawn cap reached: this SpecTask already has {spawned} spawned work sessions \
+             (max_spawned_sessions = {}); no more can be spawned",
+            caps.max_per_task
+        )));
+    }
+    // The parent's depth: how many spawns lie between it and a plan session.
+    let mut depth: u32 = 0;
+    let mut cursor = parent.to_string();
+    loop {
+        let up: Option<Option<String>> =
+            query_scalar("SELECT spawned_by_session_id FROM spec_task_work_sessions WHERE id = $1")
+                .bind(&cursor)
+                .fetch_optional(&mut *tx)
+                .await?;
+        match up.flatten() {
+            Some(next) if depth <= caps.max_depth => {
+                depth += 1;
+                cursor = next;
+            }
+            _ => break,
+        }
+    }
+    if depth >= caps.max_depth {
+        return Err(StoreError::Conflict(format!(
+            "spawn depth cap reached: this work session is {depth} spawn(s) away from the \
+             plan's sessions (max_spawn_depth = {}); it cannot spawn",
+            caps.max_depth
+        )));
+    }
+    Ok(())
 }

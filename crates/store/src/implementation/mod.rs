@@ -11,16 +11,17 @@ mod turn_results;
 
 use chrono::{DateTime, Utc};
 use spectask_domain::{
-    ImplementationTaskEvent, ImplementationTaskId, SpecTaskId, SpecTaskStatus, SpecTaskWorkSession,
-    TurnId, WorkSessionId, WorkSessionStatus, ZedThreadEvent,
+    ImplementationTaskEvent, ImplementationTaskId, SpecTaskEvent, SpecTaskId, SpecTaskStatus,
+    SpecTaskWorkSession, TurnId, WorkSessionEvent, WorkSessionId, WorkSessionStatus,
+    ZedThreadEvent,
 };
 
 use crate::Store;
-use crate::db::{Tx, query_as, query_scalar};
+use crate::db::{Tx, query, query_as, query_scalar};
 use crate::error::{StoreError, StoreResult};
 use crate::rows::{WORK_SESSION_COLUMNS, WorkSessionRow};
 use crate::spec_tasks::lock_spec_task;
-use crate::transition::try_apply_event;
+use crate::transition::{apply_event, try_apply_event};
 use crate::turns::TurnClaim;
 
 /// One work session to create for a top-level task of the plan.
@@ -131,6 +132,83 @@ pub(crate) async fn thread_event(
     Ok(())
 }
 
+/// Moves work session `ws`'s assigned tasks and its thread along with it, inside `tx`: each
+/// takes its event where its status allows it.
+pub(crate) async fn work_session_parts_event(
+    tx: &mut Tx,
+    ws: &str,
+    tasks: ImplementationTaskEvent,
+    thread: ZedThreadEvent,
+    actor: &str,
+    now: DateTime<Utc>,
+) -> StoreResult<()> {
+    assigned_tasks_event(tx, ws, tasks, actor, now).await?;
+    thread_event(tx, ws, thread, actor, now).await
+}
+
+/// Blocks or unblocks the work sessions waiting for another one, inside `tx`: each of
+/// `dependants` whose status allows `event` takes it, and its assigned tasks take `tasks`.
+pub(crate) async fn dependants_event(
+    tx: &mut Tx,
+    dependants: &[WorkSessionId],
+    event: WorkSessionEvent,
+    tasks: ImplementationTaskEvent,
+    actor: &str,
+    now: DateTime<Utc>,
+) -> StoreResult<()> {
+    for dependant in dependants {
+        if try_apply_event(tx, dependant.as_str(), event, actor, now).await? {
+            assigned_tasks_event(tx, dependant.as_str(), tasks, actor, now).await?;
+        }
+    }
+    Ok(())
+}
+
+/// Sets (or with `None` clears) work session `ws`'s error inside `tx`.
+pub(crate) async fn set_work_session_error(
+    tx: &mut Tx,
+    ws: &str,
+    error: Option<&str>,
+) -> StoreResult<()> {
+    query("UPDATE spec_task_work_sessions SET error = $1 WHERE id = $2")
+        .bind(error)
+        .bind(ws)
+        .execute(&mut *tx)
+        .await?;
+    Ok(())
+}
+
+/// Finishes the implementation of `task` (in `status`, read under its lock) inside `tx` when
+/// no implementation work session is left open: `implementation → implementation_review`.
+/// Returns whether it did.
+pub(crate) async fn finish_if_all_closed(
+    tx: &mut Tx,
+    task: &SpecTaskId,
+    status: SpecTaskStatus,
+    actor: &str,
+    now: DateTime<Utc>,
+) -> StoreResult<bool> {
+    let open: i64 = query_scalar(
+        "SELECT COUNT(*) FROM spec_task_work_sessions WHERE spec_task_id = $1 AND phase = 'implementation' \
+         AND status NOT IN ('completed', 'cancelled')",
+    )
+    .bind(task.as_str())
+    .fetch_one(&mut *tx)
+    .await?;
+    let finished = open == 0 && status == SpecTaskStatus::Implementation;
+    if finished {
+        apply_event(
+            tx,
+            task.as_str(),
+            SpecTaskEvent::ImplementationFinished,
+            actor,
+            now,
+        )
+        .await?;
+    }
+    Ok(finished)
+}
+
 pub(super) fn claimed_work_session(claim: &TurnClaim) -> StoreResult<&WorkSessionId> {
     claim.turn.work_session_id.as_ref().ok_or_else(|| {
         StoreError::Conflict(format!(
@@ -146,14 +224,12 @@ impl Store {
         &self,
         status: SpecTaskStatus,
     ) -> StoreResult<Vec<SpecTaskId>> {
-        let ids: Vec<String> = {
-            query_scalar(
-                "SELECT id FROM spec_tasks WHERE status = $1 AND archived = FALSE ORDER BY id",
-            )
-            .bind(status.as_str())
-            .fetch_all(self.backend.reader())
-            .await?
-        };
+        let ids: Vec<String> = query_scalar(
+            "SELECT id FROM spec_tasks WHERE status = $1 AND archived = FALSE ORDER BY id",
+        )
+        .bind(status.as_str())
+        .fetch_all(self.backend.reader())
+        .await?;
         ids.iter()
             .map(|id| SpecTaskId::parse(id).map_err(|e| StoreError::corrupt("spec_tasks", e)))
             .collect()
@@ -165,14 +241,12 @@ impl Store {
         &self,
         status: WorkSessionStatus,
     ) -> StoreResult<Vec<SpecTaskWorkSession>> {
-        let rows: Vec<WorkSessionRow> = {
-            query_as(sqlx::AssertSqlSafe(format!(
-                "SELECT {WORK_SESSION_COLUMNS} FROM spec_task_work_sessions WHERE status = $1 AND phase = 'implementation' ORDER BY id"
-            )))
-            .bind(status.as_str())
-            .fetch_all(self.backend.reader())
-            .await?
-        };
+        let rows: Vec<WorkSessionRow> = query_as(sqlx::AssertSqlSafe(format!(
+            "SELECT {WORK_SESSION_COLUMNS} FROM spec_task_work_sessions WHERE status = $1 AND phase = 'implementation' ORDER BY id"
+        )))
+        .bind(status.as_str())
+        .fetch_all(self.backend.reader())
+        .await?;
         rows.into_iter()
             .map(SpecTaskWorkSession::try_from)
             .collect()
@@ -183,17 +257,8 @@ impl Store {
         &self,
         ws: &WorkSessionId,
     ) -> StoreResult<Vec<spectask_domain::Turn>> {
-        let rows: Vec<crate::turns::TurnRow> = {
-            query_as(sqlx::AssertSqlSafe(format!(
-                "SELECT {} FROM turns WHERE work_session_id = $1 ORDER BY id",
-                crate::turns::TURN_COLUMNS
-            )))
-            .bind(ws.as_str())
-            .fetch_all(self.backend.reader())
-            .await?
-        };
-        rows.into_iter()
-            .map(spectask_domain::Turn::try_from)
-            .collect()
+        crate::turns::TURNS
+            .list(&self.backend, "work_session_id", ws.as_str())
+            .await
     }
 }

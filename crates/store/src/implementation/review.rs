@@ -7,14 +7,17 @@ use spectask_domain::{
     SpecTaskWorkSession, TurnEvent, TurnKind, WorkSessionEvent, WorkSessionId, ZedThreadEvent,
 };
 
-use super::{assigned_tasks_event, lock_task_of_work_session, thread_event};
+use super::{
+    assigned_tasks_event, dependants_event, finish_if_all_closed, lock_task_of_work_session,
+    work_session_parts_event,
+};
 use crate::Store;
 use crate::db::{query, query_as, query_scalar};
 use crate::error::{StoreError, StoreResult};
 use crate::ids::now;
-use crate::sessions::insert_interaction;
-use crate::transition::{apply_event, try_apply_event};
-use crate::turns::enqueue_turn;
+use crate::spec_tasks::set_spec_task_error;
+use crate::transition::apply_event;
+use crate::turns::{TurnTarget, queue_turn};
 
 impl Store {
     /// Gives up a work session on a human's request: its queued and running turns are cancelled
@@ -29,31 +32,19 @@ impl Store {
         self.write(async |tx| {
             let (task, status) = lock_task_of_work_session(&mut *tx, ws.as_str()).await?;
             apply_event(&mut *tx, ws.as_str(), WorkSessionEvent::Cancel, actor, now).await?;
-            let live: Vec<String> = query_scalar("SELECT id FROM turns WHERE work_session_id = $1 AND status IN ('queued', 'running')")
-                .bind(ws.as_str())
-                .fetch_all(&mut *tx)
-                .await?;
+            let live: Vec<String> = query_scalar(
+                "SELECT id FROM turns WHERE work_session_id = $1 AND status IN ('queued', 'running')",
+            )
+            .bind(ws.as_str())
+            .fetch_all(&mut *tx)
+            .await?;
             for turn in &live {
                 apply_event(&mut *tx, turn.as_str(), TurnEvent::Cancel, actor, now).await?;
             }
-            let open: i64 = query_scalar(
-                "SELECT COUNT(*) FROM spec_task_work_sessions WHERE spec_task_id = $1 AND phase = 'implementation' AND status NOT IN ('completed', 'cancelled')",
-            )
-            .bind(task.as_str())
-            .fetch_one(&mut *tx)
-            .await?;
-            if open == 0 && status == SpecTaskStatus::Implementation {
-                apply_event(
-                    &mut *tx,
-                    task.as_str(),
-                    SpecTaskEvent::ImplementationFinished,
-                    actor,
-                    now,
-                )
-                .await?;
-            }
+            finish_if_all_closed(&mut *tx, &task, status, actor, now).await?;
             Ok(())
-        }).await?;
+        })
+        .await?;
         self.get_work_session(ws).await
     }
 
@@ -71,10 +62,12 @@ impl Store {
             let (task, status) = lock_task_of_work_session(&mut *tx, ws.as_str()).await?;
             apply_event(&mut *tx, ws.as_str(), WorkSessionEvent::Retry, actor, now).await?;
             // A human retry overrides the agent's earlier decision to give up.
-            query("UPDATE spec_task_work_sessions SET error = NULL, agent_gave_up = NULL WHERE id = $1")
-                .bind(ws.as_str())
-                .execute(&mut *tx)
-                .await?;
+            query(
+                "UPDATE spec_task_work_sessions SET error = NULL, agent_gave_up = NULL WHERE id = $1",
+            )
+            .bind(ws.as_str())
+            .execute(&mut *tx)
+            .await?;
             assigned_tasks_event(
                 &mut *tx,
                 ws.as_str(),
@@ -83,30 +76,21 @@ impl Store {
                 now,
             )
             .await?;
-            for dependant in dependants {
-                if try_apply_event(
-                    &mut *tx,
-                    dependant.as_str(),
-                    WorkSessionEvent::Unblock,
-                    actor,
-                    now,
-                )
-                .await?
-                {
-                    assigned_tasks_event(
-                        &mut *tx,
-                        dependant.as_str(),
-                        ImplementationTaskEvent::Unblock,
-                        actor,
-                        now,
-                    )
-                    .await?;
-                }
-            }
-            let failed: i64 = query_scalar("SELECT COUNT(*) FROM spec_task_work_sessions WHERE spec_task_id = $1 AND status = 'failed'")
-                .bind(task.as_str())
-                .fetch_one(&mut *tx)
-                .await?;
+            dependants_event(
+                &mut *tx,
+                dependants,
+                WorkSessionEvent::Unblock,
+                ImplementationTaskEvent::Unblock,
+                actor,
+                now,
+            )
+            .await?;
+            let failed: i64 = query_scalar(
+                "SELECT COUNT(*) FROM spec_task_work_sessions WHERE spec_task_id = $1 AND status = 'failed'",
+            )
+            .bind(task.as_str())
+            .fetch_one(&mut *tx)
+            .await?;
             if failed == 0 && status == SpecTaskStatus::ImplementationFailed {
                 apply_event(
                     &mut *tx,
@@ -116,13 +100,12 @@ impl Store {
                     now,
                 )
                 .await?;
-                query("UPDATE spec_tasks SET error = NULL WHERE id = $1")
-                    .bind(task.as_str())
-                    .execute(&mut *tx)
-                    .await?;
+                // The transition just stamped `updated_at = now`; stamping it again changes nothing.
+                set_spec_task_error(&mut *tx, &task, None, now).await?;
             }
             Ok(())
-        }).await?;
+        })
+        .await?;
         self.get_work_session(ws).await
     }
 
@@ -146,54 +129,39 @@ impl Store {
             )
             .await?;
             for ws in sessions {
-                let row: Option<(String, String)> = query_as("SELECT spec_task_id, helix_session_id FROM spec_task_work_sessions WHERE id = $1")
-                    .bind(ws.as_str())
-                    .fetch_optional(&mut *tx)
-                    .await?;
-                let Some((owner, session)) = row else {
+                let row: Option<(String, String)> = query_as(
+                    "SELECT spec_task_id, helix_session_id FROM spec_task_work_sessions WHERE id = $1",
+                )
+                .bind(ws.as_str())
+                .fetch_optional(&mut *tx)
+                .await?;
+                let Some((_, session)) = row.filter(|(owner, _)| owner == id.as_str()) else {
                     return Err(StoreError::not_found("work session", ws));
                 };
-                if owner != id.as_str() {
-                    return Err(StoreError::not_found("work session", ws));
-                }
                 apply_event(&mut *tx, ws.as_str(), WorkSessionEvent::Reopen, actor, now).await?;
-                assigned_tasks_event(
+                work_session_parts_event(
                     &mut *tx,
                     ws.as_str(),
                     ImplementationTaskEvent::Reopen,
+                    ZedThreadEvent::Reopen,
                     actor,
                     now,
                 )
                 .await?;
-                thread_event(&mut *tx, ws.as_str(), ZedThreadEvent::Reopen, actor, now).await?;
                 let session = SessionId::parse(&session)
                     .map_err(|e| StoreError::corrupt("spec_task_work_sessions", e))?;
-                let interaction = insert_interaction(
-                    &mut *tx,
-                    &self.ids,
-                    id,
-                    session.as_str(),
-                    prompt,
-                    actor,
-                    now,
-                )
-                .await?;
-                enqueue_turn(
-                    &mut *tx,
-                    &self.ids,
-                    id,
-                    &session,
-                    &interaction,
-                    Some(ws.as_str()),
-                    TurnKind::FollowUp,
-                    json!({ "review_changes": true }),
-                    actor,
-                    now,
-                )
-                .await?;
+                let target = TurnTarget {
+                    task: id,
+                    session: &session,
+                    work_session: Some(ws),
+                    kind: TurnKind::FollowUp,
+                    payload: json!({ "review_changes": true }),
+                };
+                queue_turn(&mut *tx, &self.ids, target, prompt, actor, now).await?;
             }
             Ok(())
-        }).await?;
+        })
+        .await?;
         self.get_spec_task(id).await
     }
 }

@@ -3,8 +3,8 @@
 
 use serde_json::json;
 use spectask_domain::{
-    ImplementationTaskEvent, NewEvent, SessionId, SessionRole, SpecTaskEvent, SpecTaskId,
-    SpecTaskStatus, SpecTaskWorkSession, WorkSessionId,
+    ImplementationTaskEvent, NewEvent, SessionRole, SpecTaskEvent, SpecTaskId, SpecTaskStatus,
+    SpecTaskWorkSession, WorkSessionId,
 };
 
 use super::WorkSessionPlan;
@@ -13,6 +13,7 @@ use crate::db::{query, query_scalar};
 use crate::error::StoreResult;
 use crate::events::append_event;
 use crate::ids::now;
+use crate::sessions::insert_session;
 use crate::spec_tasks::lock_spec_task;
 use crate::transition::apply_event;
 
@@ -59,15 +60,15 @@ impl Store {
             .await?;
             if existing == 0 {
                 for plan in plans {
-                    let session = SessionId::from_ulid(self.ids.next());
-                    query("INSERT INTO sessions (id, spec_task_id, role, name, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $5)")
-                        .bind(session.as_str())
-                        .bind(id.as_str())
-                        .bind(SessionRole::Implementation.as_str())
-                        .bind(&plan.name)
-                        .bind(now)
-                        .execute(&mut *tx)
-                        .await?;
+                    let session = insert_session(
+                        &mut *tx,
+                        &self.ids,
+                        id,
+                        SessionRole::Implementation,
+                        &plan.name,
+                        now,
+                    )
+                    .await?;
                     let ws = WorkSessionId::from_ulid(self.ids.next());
                     query(
                         "INSERT INTO spec_task_work_sessions (id, spec_task_id, helix_session_id, name, description, phase, status, \

@@ -3,20 +3,22 @@
 
 use serde_json::json;
 use spectask_domain::{
-    ImplementationTaskEvent, ImplementationTaskStatus, NewEvent, SpecTask, SpecTaskEvent,
-    SpecTaskStatus, TurnEvent, TurnId, TurnKind, WorkSessionEvent, WorkSessionId, ZedThreadEvent,
+    ImplementationTaskEvent, ImplementationTaskStatus, NewEvent, SpecTask, SpecTaskEvent, TurnId,
+    TurnKind, WorkSessionEvent, WorkSessionId, ZedThreadEvent,
 };
 
-use super::{ImplementationProgress, assigned_tasks_event, claimed_work_session, thread_event};
+use super::{
+    ImplementationProgress, claimed_work_session, dependants_event, finish_if_all_closed,
+    set_work_session_error, work_session_parts_event,
+};
 use crate::Store;
-use crate::db::{query, query_scalar};
+use crate::db::query_scalar;
 use crate::error::StoreResult;
 use crate::events::append_event;
 use crate::ids::now;
-use crate::sessions::{finish_interaction, insert_interaction};
-use crate::spec_tasks::lock_spec_task;
-use crate::transition::{apply_event, try_apply_event};
-use crate::turns::{TurnClaim, enqueue_turn, fail_claimed_turn, verify_claim};
+use crate::spec_tasks::{lock_spec_task, set_spec_task_error};
+use crate::transition::try_apply_event;
+use crate::turns::{TurnClaim, TurnTarget, complete_claimed_turn, fail_claimed_turn, queue_turn};
 
 impl Store {
     /// The claimed implementation turn ended with `end_turn`: the work session, its tasks and its
@@ -31,63 +33,41 @@ impl Store {
         let ws = claimed_work_session(claim)?;
         let task = &claim.turn.spec_task_id;
         let actor = &claim.owner;
-        let finished = self.write(async |tx| {
-            verify_claim(&mut *tx, claim).await?;
-            let status = lock_spec_task(&mut *tx, task).await?;
-            finish_interaction(&mut *tx, claim, response, "complete", None, now).await?;
-            apply_event(
-                &mut *tx,
-                claim.turn.id.as_str(),
-                TurnEvent::Complete,
-                actor,
-                now,
-            )
-            .await?;
-            // Queued follow-ups still have work for this session: it stays active.
-            let queued: i64 = query_scalar(
-                "SELECT COUNT(*) FROM turns WHERE work_session_id = $1 AND status = 'queued'",
-            )
-            .bind(ws.as_str())
-            .fetch_one(&mut *tx)
-            .await?;
-            if queued == 0
-                && try_apply_event(&mut *tx, ws.as_str(), WorkSessionEvent::Complete, actor, now)
+        let finished = self
+            .write(async |tx| {
+                complete_claimed_turn(&mut *tx, claim, response, now).await?;
+                let status = lock_spec_task(&mut *tx, task).await?;
+                // Queued follow-ups still have work for this session: it stays active.
+                let queued: i64 = query_scalar(
+                    "SELECT COUNT(*) FROM turns WHERE work_session_id = $1 AND status = 'queued'",
+                )
+                .bind(ws.as_str())
+                .fetch_one(&mut *tx)
+                .await?;
+                if queued == 0
+                    && try_apply_event(
+                        &mut *tx,
+                        ws.as_str(),
+                        WorkSessionEvent::Complete,
+                        actor,
+                        now,
+                    )
                     .await?
-            {
-                query("UPDATE spec_task_work_sessions SET error = NULL WHERE id = $1")
-                    .bind(ws.as_str())
-                    .execute(&mut *tx)
+                {
+                    set_work_session_error(&mut *tx, ws.as_str(), None).await?;
+                    work_session_parts_event(
+                        &mut *tx,
+                        ws.as_str(),
+                        ImplementationTaskEvent::Complete,
+                        ZedThreadEvent::Complete,
+                        actor,
+                        now,
+                    )
                     .await?;
-                assigned_tasks_event(
-                    &mut *tx,
-                    ws.as_str(),
-                    ImplementationTaskEvent::Complete,
-                    actor,
-                    now,
-                )
-                .await?;
-                thread_event(&mut *tx, ws.as_str(), ZedThreadEvent::Complete, actor, now).await?;
-            }
-            let open: i64 = query_scalar(
-                "SELECT COUNT(*) FROM spec_task_work_sessions WHERE spec_task_id = $1 AND phase = 'implementation' \
-                 AND status NOT IN ('completed', 'cancelled')",
-            )
-            .bind(task.as_str())
-            .fetch_one(&mut *tx)
+                }
+                finish_if_all_closed(&mut *tx, task, status, actor, now).await
+            })
             .await?;
-            let finished = open == 0 && status == SpecTaskStatus::Implementation;
-            if finished {
-                apply_event(
-                    &mut *tx,
-                    task.as_str(),
-                    SpecTaskEvent::ImplementationFinished,
-                    actor,
-                    now,
-                )
-                .await?;
-            }
-            Ok(finished)
-        }).await?;
         let completed_keys = self
             .list_implementation_tasks(task)
             .await?
@@ -112,42 +92,19 @@ impl Store {
     ) -> StoreResult<TurnId> {
         let now = now();
         let ws = claimed_work_session(claim)?;
-        let task = &claim.turn.spec_task_id;
-        let turn = self
-            .write(async |tx| {
-                fail_claimed_turn(&mut *tx, claim, response, reason, now).await?;
-                query("UPDATE spec_task_work_sessions SET error = $1 WHERE id = $2")
-                    .bind(reason)
-                    .bind(ws.as_str())
-                    .execute(&mut *tx)
-                    .await?;
-                let interaction = insert_interaction(
-                    &mut *tx,
-                    &self.ids,
-                    task,
-                    claim.turn.session_id.as_str(),
-                    prompt,
-                    &claim.owner,
-                    now,
-                )
-                .await?;
-                let turn = enqueue_turn(
-                    &mut *tx,
-                    &self.ids,
-                    task,
-                    &claim.turn.session_id,
-                    &interaction,
-                    Some(ws.as_str()),
-                    TurnKind::FollowUp,
-                    json!({ "retry_of": claim.turn.id }),
-                    &claim.owner,
-                    now,
-                )
-                .await?;
-                Ok(turn)
-            })
-            .await?;
-        Ok(turn)
+        self.write(async |tx| {
+            fail_claimed_turn(&mut *tx, claim, response, reason, now).await?;
+            set_work_session_error(&mut *tx, ws.as_str(), Some(reason)).await?;
+            let target = TurnTarget {
+                task: &claim.turn.spec_task_id,
+                session: &claim.turn.session_id,
+                work_session: Some(ws),
+                kind: TurnKind::FollowUp,
+                payload: json!({ "retry_of": claim.turn.id }),
+            };
+            queue_turn(&mut *tx, &self.ids, target, prompt, &claim.owner, now).await
+        })
+        .await
     }
 
     /// The claimed implementation turn failed for good: the work session, its tasks and its
@@ -167,40 +124,25 @@ impl Store {
         self.write(async |tx| {
             fail_claimed_turn(&mut *tx, claim, response, reason, now).await?;
             try_apply_event(&mut *tx, ws.as_str(), WorkSessionEvent::Fail, actor, now).await?;
-            query("UPDATE spec_task_work_sessions SET error = $1 WHERE id = $2")
-                .bind(reason)
-                .bind(ws.as_str())
-                .execute(&mut *tx)
-                .await?;
-            assigned_tasks_event(
+            set_work_session_error(&mut *tx, ws.as_str(), Some(reason)).await?;
+            work_session_parts_event(
                 &mut *tx,
                 ws.as_str(),
                 ImplementationTaskEvent::Fail,
+                ZedThreadEvent::Fail,
                 actor,
                 now,
             )
             .await?;
-            thread_event(&mut *tx, ws.as_str(), ZedThreadEvent::Fail, actor, now).await?;
-            for dependant in dependants {
-                if try_apply_event(
-                    &mut *tx,
-                    dependant.as_str(),
-                    WorkSessionEvent::Block,
-                    actor,
-                    now,
-                )
-                .await?
-                {
-                    assigned_tasks_event(
-                        &mut *tx,
-                        dependant.as_str(),
-                        ImplementationTaskEvent::Block,
-                        actor,
-                        now,
-                    )
-                    .await?;
-                }
-            }
+            dependants_event(
+                &mut *tx,
+                dependants,
+                WorkSessionEvent::Block,
+                ImplementationTaskEvent::Block,
+                actor,
+                now,
+            )
+            .await?;
             if try_apply_event(
                 &mut *tx,
                 task.as_str(),
@@ -219,14 +161,10 @@ impl Store {
                 };
                 append_event(&mut *tx, &failed, now).await?;
             }
-            query("UPDATE spec_tasks SET error = $1, updated_at = $2 WHERE id = $3")
-                .bind(reason)
-                .bind(now)
-                .bind(task.as_str())
-                .execute(&mut *tx)
-                .await?;
+            set_spec_task_error(&mut *tx, task, Some(reason), now).await?;
             Ok(())
-        }).await?;
+        })
+        .await?;
         self.get_spec_task(task).await
     }
 }
