@@ -91,16 +91,22 @@ async fn tree_with_escapees(fixture: &Fixture, then: Value) -> (AcpRuntime, Stri
     (runtime, thread, marker)
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_instance_shutdown_leaves_no_process_of_the_agents_tree() {
-    let fixture = Fixture::new(require_agent!());
-    let (runtime, thread, marker) = tree_with_escapees(&fixture, json!({"kind": "stop"})).await;
+/// An instance whose first turn has ended, leaving the escapees running.
+async fn escapees_left_running(fixture: &Fixture) -> (AcpRuntime, String) {
+    let (runtime, thread, marker) = tree_with_escapees(fixture, json!({"kind": "stop"})).await;
     let (result, _) = turn(&runtime, &request("i1", &thread, "t", "go")).await;
     assert_eq!(result, Ok(StopReason::EndTurn));
     wait_for_tree(&marker, "the escapees never ran", |tree| {
         sleepers(tree) == 3
     })
     .await;
+    (runtime, marker)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_instance_shutdown_leaves_no_process_of_the_agents_tree() {
+    let fixture = Fixture::new(require_agent!());
+    let (runtime, marker) = escapees_left_running(&fixture).await;
 
     runtime.shutdown_instance(&instance_id("i1")).await.unwrap();
     wait_for_tree(
@@ -175,13 +181,7 @@ fn the_shim_exits_with_its_agents_status() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_reaper_kills_what_a_killed_shim_left_behind() {
     let fixture = Fixture::new(require_agent!());
-    let (runtime, thread, marker) = tree_with_escapees(&fixture, json!({"kind": "stop"})).await;
-    let (result, _) = turn(&runtime, &request("i1", &thread, "t", "go")).await;
-    assert_eq!(result, Ok(StopReason::EndTurn));
-    wait_for_tree(&marker, "the escapees never ran", |tree| {
-        sleepers(tree) == 3
-    })
-    .await;
+    let (runtime, marker) = escapees_left_running(&fixture).await;
 
     // The one thing the shim cannot survive to clean up after.
     let records: Vec<PathBuf> = std::fs::read_dir(fixture.run_dir())

@@ -185,10 +185,9 @@ async fn work_session_threads_get_the_tool_servers_mcp_server_on_new_and_load() 
         .unwrap();
     runtime.shutdown_instance(&instance_id("i1")).await.unwrap();
 
-    let logged: Vec<(String, Value)> = std::fs::read_to_string(fixture.log_path())
-        .unwrap()
-        .lines()
-        .map(|line| serde_json::from_str::<Value>(line).unwrap())
+    let logged: Vec<(String, Value)> = fixture
+        .logged()
+        .into_iter()
         .filter(|r| r["method"] == "session/new" || r["method"] == "session/load")
         .map(|r| {
             (

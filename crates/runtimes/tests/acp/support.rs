@@ -132,14 +132,21 @@ impl Fixture {
         }
     }
 
-    /// `(method, ts_ms)` of every request the agent logged.
-    pub fn request_times(&self) -> Vec<(String, u64)> {
+    /// Every request the agent logged, oldest first (none before the log exists).
+    pub fn logged(&self) -> Vec<Value> {
         let Ok(text) = std::fs::read_to_string(self.log_path()) else {
             return Vec::new();
         };
         text.lines()
-            .map(|line| {
-                let value: Value = serde_json::from_str(line).unwrap();
+            .map(|line| serde_json::from_str(line).unwrap())
+            .collect()
+    }
+
+    /// `(method, ts_ms)` of every request the agent logged.
+    pub fn request_times(&self) -> Vec<(String, u64)> {
+        self.logged()
+            .iter()
+            .map(|value| {
                 (
                     value["method"].as_str().unwrap().to_owned(),
                     value["ts_ms"].as_u64().unwrap(),
@@ -150,12 +157,9 @@ impl Fixture {
 
     /// `(method, session_id, pid)` of every request the agent logged.
     pub fn requests(&self) -> Vec<(String, Option<String>, u64)> {
-        let Ok(text) = std::fs::read_to_string(self.log_path()) else {
-            return Vec::new();
-        };
-        text.lines()
-            .map(|line| {
-                let value: Value = serde_json::from_str(line).unwrap();
+        self.logged()
+            .iter()
+            .map(|value| {
                 (
                     value["method"].as_str().unwrap().to_owned(),
                     value["session_id"].as_str().map(str::to_owned),
