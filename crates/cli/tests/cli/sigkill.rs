@@ -117,17 +117,11 @@ fn planning_reply(title: &str) -> String {
     )
 }
 
-/// Kills the server while the planner is streaming, restarts it, and expects the same turn to be
-/// re-run in the same session: no second session, no lost task.
-async fn planning_survives_sigkill(extra: &[&str]) {
-    let fake = FakeOpenAi::start().await;
-    fake.push(FakeReply::StreamThenHang {
-        chunks: vec!["# Requirements: Partial\n\n".into(), "half of it".into()],
-    });
-    let base_url = fake.base_url();
+/// The server's arguments for the fake model at `base_url` and a 2 s turn lease, then `extra`.
+fn fake_planner_args<'a>(base_url: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
     let mut args = vec![
         "--llm-base-url",
-        base_url.as_str(),
+        base_url,
         "--llm-model",
         "fake",
         "--llm-api-key",
@@ -136,6 +130,18 @@ async fn planning_survives_sigkill(extra: &[&str]) {
         "2",
     ];
     args.extend_from_slice(extra);
+    args
+}
+
+/// Kills the server while the planner is streaming, restarts it, and expects the same turn to be
+/// re-run in the same session: no second session, no lost task.
+async fn planning_survives_sigkill(extra: &[&str]) {
+    let fake = FakeOpenAi::start().await;
+    fake.push(FakeReply::StreamThenHang {
+        chunks: vec!["# Requirements: Partial\n\n".into(), "half of it".into()],
+    });
+    let base_url = fake.base_url();
+    let args = fake_planner_args(&base_url, extra);
     let cwd = tempfile::tempdir().unwrap();
     let client = reqwest::Client::new();
 
@@ -261,17 +267,7 @@ async fn agent_side_effects_happen_once_across_a_sigkill(extra: &[&str]) {
          # Design: Once\n\nIdempotent tools.\n\n# Implementation Plan: Once\n\n- [ ] 1. Write the first file\n",
     );
     let base_url = fake.base_url();
-    let mut args = vec![
-        "--llm-base-url",
-        base_url.as_str(),
-        "--llm-model",
-        "fake",
-        "--llm-api-key",
-        "k",
-        "--turn-lease-secs",
-        "2",
-    ];
-    args.extend_from_slice(extra);
+    let args = fake_planner_args(&base_url, extra);
     let client = reqwest::Client::new();
 
     let (mut child, base) = start(cwd.path(), &args).await;
