@@ -41,6 +41,15 @@ fn conversation() -> Vec<ChatMessage> {
     ]
 }
 
+/// Fails unless `result` is an invalid-response error whose message contains `part`.
+fn assert_invalid_response(result: Result<Completion, LlmError>, part: &str) {
+    let error = result.unwrap_err();
+    assert!(
+        matches!(&error, LlmError::InvalidResponse(m) if m.contains(part)),
+        "{error:?}"
+    );
+}
+
 /// Runs one completion and returns its result with every event it sent.
 async fn run(config: LlmConfig) -> (Result<Completion, LlmError>, Vec<LlmEvent>) {
     let client = LlmClient::new(config).unwrap();
@@ -367,11 +376,7 @@ async fn a_body_that_is_not_an_event_stream_is_invalid() {
     let fake = FakeOpenAi::start().await;
     fake.push(FakeReply::RawSse("<html>proxy login</html>".into()));
     let (result, _) = run(config(&fake)).await;
-    let error = result.unwrap_err();
-    assert!(
-        matches!(&error, LlmError::InvalidResponse(m) if m.contains("proxy login")),
-        "{error:?}"
-    );
+    assert_invalid_response(result, "proxy login");
     assert_eq!(fake.requests().len(), 1);
 }
 
@@ -392,11 +397,7 @@ async fn errors_inside_a_200_stream() {
     ));
     fake.push_text_reply("never requested");
     let (result, _) = run(config(&fake)).await;
-    let error = result.unwrap_err();
-    assert!(
-        matches!(&error, LlmError::InvalidResponse(m) if m.contains("content filtered")),
-        "{error:?}"
-    );
+    assert_invalid_response(result, "content filtered");
     assert_eq!(fake.requests().len(), 3);
 }
 
@@ -410,11 +411,7 @@ async fn an_empty_reply_is_invalid() {
             .into(),
     ));
     let (result, events) = run(config(&fake)).await;
-    let error = result.unwrap_err();
-    assert!(
-        matches!(&error, LlmError::InvalidResponse(m) if m.contains("empty")),
-        "{error:?}"
-    );
+    assert_invalid_response(result, "empty");
     assert!(events.is_empty());
 }
 

@@ -9,12 +9,16 @@
 //! - [`fake_anthropic`]: [`FakeAnthropic`], a loopback Anthropic Messages API, so a real
 //!   third-party agent (Claude Code) runs offline.
 //! - [`ids`]: typed ids from readable names, for tests that call a runtime directly.
+//! - [`turns`]: one turn of a real runtime run from a test, its events collected.
+//! - [`process_tree`]: the live processes of one agent's tree, by the marker variable it inherits.
 
 pub mod fake_anthropic;
 pub mod fake_openai;
 pub mod ids;
 mod loopback;
+pub mod process_tree;
 pub mod scripted;
+pub mod turns;
 
 use std::sync::{Mutex, MutexGuard, PoisonError};
 

@@ -28,7 +28,6 @@
 mod app;
 mod claude_agent;
 mod database;
-mod process_tree;
 mod skip;
 
 pub use app::{
@@ -39,13 +38,15 @@ pub use claude_agent::{
     CLAUDE_AGENT_MISSING, claude_agent_binary, claude_profile, prepare_claude_home,
 };
 pub use database::{TestDatabase, postgres_url, skip_postgres};
-pub use process_tree::{TREE_VAR, agent_tree, process_state, wait_for_agent_tree};
 pub use skip::{REQUIRE_TIERS_VAR, Tier, skip};
-pub use spectask_test_doubles::ids;
+pub use spectask_test_doubles::process_tree::{
+    TREE_VAR, agent_tree, process_state, wait_for_agent_tree,
+};
 pub use spectask_test_doubles::{
     AnthropicReply, AnthropicRequest, Behaviour, Dispatch, FakeAnthropic, FakeOpenAi, FakeReply,
     Rule, Script, ScriptedRuntime, tool_results,
 };
+pub use spectask_test_doubles::{ids, turns};
 
 /// The path of the `spectask-test-server` binary (see `src/bin/spectask-test-server.rs`).
 ///
@@ -141,6 +142,25 @@ pub fn require_test_agent() -> Option<std::path::PathBuf> {
         (Some(agent), Some(_)) => Some(agent),
         _ => {
             skip(Tier::Agent, TEST_AGENT_MISSING);
+            None
+        }
+    }
+}
+
+/// The installed `claude-agent-acp`, when it and the `spectask` binary (its shim) are there;
+/// `None` after [`skip`]ping the tier that is missing ([`Tier::Claude`] or [`Tier::Agent`]).
+pub fn require_claude_agent() -> Option<std::path::PathBuf> {
+    match (claude_agent_binary(), spectask_binary()) {
+        (Some(path), Some(_)) => Some(path),
+        (None, _) => {
+            skip(Tier::Claude, CLAUDE_AGENT_MISSING);
+            None
+        }
+        (_, None) => {
+            skip(
+                Tier::Agent,
+                "no agent shim: build `spectask` into this target directory",
+            );
             None
         }
     }

@@ -23,12 +23,11 @@ use serde_json::{Value, json};
 use spectask_runtimes::agent::acp::{AcpProfile, AcpRuntime};
 use spectask_runtimes::agent::{AgentEvent, AgentRuntime, InstanceSpec, StopReason, TurnRequest};
 use spectask_testkit::ids::{instance_id, thread_id, work_session};
+use spectask_testkit::turns::{collect_turn, turn_request};
 use spectask_testkit::{
-    AnthropicReply, CLAUDE_AGENT_MISSING, FakeAnthropic, TREE_VAR, Tier, agent_tree,
-    claude_agent_binary, claude_profile, init_test_logging, prepare_claude_home, tool_results,
-    wait_for_agent_tree,
+    AnthropicReply, FakeAnthropic, TREE_VAR, agent_tree, claude_profile, init_test_logging,
+    prepare_claude_home, tool_results, wait_for_agent_tree,
 };
-use tokio::sync::mpsc;
 
 /// Generous for one turn: a real agent starts a Claude Code process per session (about a second)
 /// and each turn is a few loopback round trips.
@@ -36,19 +35,9 @@ const TURN: Duration = Duration::from_secs(30);
 
 macro_rules! require_agent {
     () => {
-        match (claude_agent_binary(), spectask_testkit::spectask_binary()) {
-            (Some(path), Some(_)) => path,
-            (None, _) => {
-                spectask_testkit::skip(Tier::Claude, CLAUDE_AGENT_MISSING);
-                return;
-            }
-            (_, None) => {
-                spectask_testkit::skip(
-                    Tier::Agent,
-                    "no agent shim: build `spectask` into this target directory",
-                );
-                return;
-            }
+        match spectask_testkit::require_claude_agent() {
+            Some(path) => path,
+            None => return,
         }
     };
 }
@@ -97,29 +86,13 @@ impl Fixture {
 }
 
 fn request(instance: &str, thread: &str, turn_id: &str, prompt: &str) -> TurnRequest {
-    TurnRequest {
-        instance_id: instance_id(instance),
-        thread_id: thread_id(thread),
-        turn_id: turn_id.to_owned(),
-        prompt: prompt.to_owned(),
-    }
+    turn_request(instance, thread, turn_id, prompt)
 }
 
 /// Runs a turn to its end, collecting its events.
 async fn turn(runtime: &AcpRuntime, request: &TurnRequest) -> (StopReason, Vec<AgentEvent>) {
-    let (tx, mut rx) = mpsc::channel(64);
-    let collector = tokio::spawn(async move {
-        let mut events = Vec::new();
-        while let Some(event) = rx.recv().await {
-            events.push(event);
-        }
-        events
-    });
-    let result = tokio::time::timeout(TURN, runtime.run_turn(request, tx))
-        .await
-        .expect("the turn ended in time")
-        .expect("the turn succeeded");
-    (result, collector.await.unwrap())
+    let (result, events) = collect_turn(runtime, request, 64, TURN).await;
+    (result.expect("the turn succeeded"), events)
 }
 
 fn chunks(events: &[AgentEvent]) -> String {

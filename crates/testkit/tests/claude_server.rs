@@ -29,9 +29,8 @@ use serde_json::{Value, json};
 use spectask_engine::PlannerRegistry;
 use spectask_runtimes::agent::acp::AcpRuntime;
 use spectask_testkit::{
-    AnthropicReply, CLAUDE_AGENT_MISSING, FakeAnthropic, FakeOpenAi, TestApp, TestDatabase,
-    TestOptions, Tier, backend_tests, claude_agent_binary, claude_profile, fast_engine,
-    fast_planner, prepare_claude_home, tool_results,
+    AnthropicReply, FakeAnthropic, FakeOpenAi, TestApp, TestDatabase, TestOptions, backend_tests,
+    claude_profile, fast_engine, fast_planner, prepare_claude_home, tool_results,
 };
 
 /// Generous: the agent starts a Claude Code process per session, on a machine shared with builds.
@@ -39,19 +38,9 @@ const PATIENCE: Duration = Duration::from_secs(120);
 
 macro_rules! require_agent {
     () => {
-        match (claude_agent_binary(), spectask_testkit::spectask_binary()) {
-            (Some(path), Some(_)) => path,
-            (None, _) => {
-                spectask_testkit::skip(Tier::Claude, CLAUDE_AGENT_MISSING);
-                return;
-            }
-            (_, None) => {
-                spectask_testkit::skip(
-                    Tier::Agent,
-                    "no agent shim: build `spectask` into this target directory",
-                );
-                return;
-            }
+        match spectask_testkit::require_claude_agent() {
+            Some(path) => path,
+            None => return,
         }
     };
 }

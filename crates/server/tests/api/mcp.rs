@@ -75,6 +75,20 @@ async fn session_status(app: &TestApp, ws: &str) -> Value {
     app.get(&format!("/api/v1/work-sessions/{ws}")).await.body
 }
 
+/// Waits (as `what`) until the work session's agent has made `call` (`title (status)`, see
+/// [`tool_calls`]); returns the session's detail.
+async fn wait_for_tool_call(app: &TestApp, ws: &str, what: &str, call: &str) -> Value {
+    app.wait_until(what, |app| async move {
+        let detail = session_status(app, ws).await;
+        tool_calls(app, &detail)
+            .await
+            .iter()
+            .any(|made| made == call)
+            .then_some(detail)
+    })
+    .await
+}
+
 /// A raw MCP `initialize` with `authorization`, as any MCP client sends it first.
 async fn mcp_initialize(app: &TestApp, authorization: Option<&str>) -> (StatusCode, String) {
     let mut request = app
@@ -207,14 +221,7 @@ backend_tests! {
         assert_eq!(status, StatusCode::UNAUTHORIZED, "a cancelled session's token is refused");
 
         // What the first agent saw: its own assignment, and a refusal for another session's task.
-        let first = app.wait_until("the first session's output", |app| {
-            let ws1 = ws1.clone();
-            async move {
-                let detail = session_status(app, &ws1).await;
-                tool_calls(app, &detail).await.contains(&"mcp__spectask__list_work_sessions (completed)".to_owned()).then_some(detail)
-            }
-        })
-        .await;
+        let first = wait_for_tool_call(&app, &ws1, "the first session's output", "mcp__spectask__list_work_sessions (completed)").await;
         let output = response_text(&first);
         assert!(output.contains("\"title\": \"Write the first file\""), "{output}");
         assert!(!output.contains("\"title\": \"Write the second file\""), "get_spec lists only this session's tasks: {output}");
@@ -319,14 +326,7 @@ backend_tests! {
         // stays dead although the session is active again.
         let retried = app.post(&format!("/api/v1/work-sessions/{ws}/retry"), &json!({})).await;
         assert_eq!(retried.status, StatusCode::OK, "{:?}", retried.body);
-        let detail = app.wait_until("the retried turn's get_spec", |app| {
-            let ws = ws.clone();
-            async move {
-                let detail = session_status(app, &ws).await;
-                tool_calls(app, &detail).await.contains(&"mcp__spectask__get_spec (completed)".to_owned()).then_some(detail)
-            }
-        })
-        .await;
+        let detail = wait_for_tool_call(&app, &ws, "the retried turn's get_spec", "mcp__spectask__get_spec (completed)").await;
         assert_eq!(detail["work_session"]["status"], "active");
         let (status, _) = mcp_initialize(&app, Some(&format!("Bearer {old}"))).await;
         assert_eq!(status, StatusCode::UNAUTHORIZED, "a retry does not revive a token minted before the failure");

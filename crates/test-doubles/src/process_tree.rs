@@ -1,10 +1,15 @@
 //! The processes of one agent's tree, found in `/proc` by a marker variable that every process of
-//! the tree inherits: for tests that check nothing an agent started outlives its server.
+//! the tree inherits: for tests that check nothing an agent started outlives its runtime or its
+//! server. Here rather than in `spectask-testkit` so that the runtimes' own tests (which testkit
+//! depends on) can use it too.
 
 use std::time::Duration;
 
 /// The variable a test's agent profile sets to tag every process of its tree.
 pub const TREE_VAR: &str = "SPECTASK_TEST_TREE";
+
+/// How often [`wait_for_agent_tree`] looks again.
+const POLL: Duration = Duration::from_millis(50);
 
 /// The state letter of a live process (`R`, `S`, `T`…), or `None` once it is gone or a zombie.
 pub fn process_state(pid: u32) -> Option<char> {
@@ -14,11 +19,14 @@ pub fn process_state(pid: u32) -> Option<char> {
     (state != 'Z' && state != 'X').then_some(state)
 }
 
-/// Live processes whose environment holds `TREE_VAR=marker`, with their command names.
+/// Live processes whose environment holds `TREE_VAR=marker`, with their command names. An
+/// unreadable `/proc` reads as no process at all.
 pub fn agent_tree(marker: &str) -> Vec<(u32, String)> {
     let entry = format!("{TREE_VAR}={marker}");
-    std::fs::read_dir("/proc")
-        .unwrap()
+    let Ok(proc_dir) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    proc_dir
         .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse::<u32>().ok())
         .filter(|pid| process_state(*pid).is_some())
         .filter(|pid| {
@@ -35,24 +43,24 @@ pub fn agent_tree(marker: &str) -> Vec<(u32, String)> {
         .collect()
 }
 
-/// Waits (`within` at most, see [`crate::wait_until_within`]) until `done` holds for the tree
-/// tagged `marker`; fails the test with `what` and the tree otherwise.
+/// Waits (`within` at most, polling) until `done` holds for the tree tagged `marker`; fails the
+/// test with `what` and the tree otherwise.
 pub async fn wait_for_agent_tree(
     marker: &str,
     what: &str,
     within: Duration,
     done: impl Fn(&[(u32, String)]) -> bool,
 ) {
-    crate::wait_until_within(what, within, || {
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
         let processes = agent_tree(marker);
-        let found = done(&processes);
-        async move {
-            if found {
-                Ok(())
-            } else {
-                Err(format!("the tree is {processes:?}"))
-            }
+        if done(&processes) {
+            return;
         }
-    })
-    .await;
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out after {within:?} waiting for {what}; the tree is {processes:?}"
+        );
+        tokio::time::sleep(POLL).await;
+    }
 }

@@ -1,0 +1,123 @@
+//! Shared set-up for the binary tests: the `spectask` command with a clean environment, a
+//! server started on a free port, and each SIGKILL scenario run on both databases.
+
+use std::path::Path;
+use std::process::Stdio;
+use std::time::Duration;
+
+use serde_json::Value;
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_spectask");
+
+pub fn command(cwd: &Path) -> Command {
+    let mut cmd = Command::new(BIN);
+    cmd.current_dir(cwd)
+        .env_remove("DATABASE_URL")
+        .env_remove("SPECTASK_BIND")
+        .env_remove("SPECTASK_DATA_DIR")
+        .env_remove("SPECTASK_WORKSPACE_ROOT")
+        .env_remove("SPECTASK_API_TOKEN")
+        .env_remove("SPECTASK_ALLOWED_HOSTS")
+        .env_remove("RUST_LOG")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    cmd
+}
+
+/// Starts `spectask serve` on a free port; returns the process and its base URL.
+pub async fn start(cwd: &Path, extra: &[&str]) -> (Child, String) {
+    start_on(cwd, "127.0.0.1:0", extra).await
+}
+
+/// Starts `spectask serve` on `bind`; returns the process and its base URL (on loopback).
+pub async fn start_on(cwd: &Path, bind: &str, extra: &[&str]) -> (Child, String) {
+    let mut cmd = command(cwd);
+    cmd.args(["--log-json", "serve", "--bind", bind])
+        .args(extra);
+    let mut child = cmd.spawn().expect("spawn spectask");
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    tokio::spawn(async move {
+        let mut lines = BufReader::new(stderr).lines();
+        let mut tx = Some(tx);
+        // Keep draining so the child never blocks on a full pipe.
+        while let Ok(Some(line)) = lines.next_line().await {
+            if let Ok(log) = serde_json::from_str::<Value>(&line)
+                && log["fields"]["message"] == "spectask listening"
+                && let Some(tx) = tx.take()
+            {
+                let _ = tx.send(
+                    log["fields"]["addr"]
+                        .as_str()
+                        .unwrap_or_default()
+                        .to_owned(),
+                );
+            } else if std::env::var_os("TEST_LOG").is_some() {
+                eprintln!("{line}");
+            }
+        }
+    });
+    let addr = tokio::time::timeout(Duration::from_secs(30), rx)
+        .await
+        .expect("server did not start in time")
+        .expect("server exited before listening");
+    let port = addr.rsplit(':').next().unwrap_or_default();
+    (child, format!("http://127.0.0.1:{port}"))
+}
+
+/// Posts `body` as JSON to `url` and returns the JSON answer.
+pub async fn post_json(client: &reqwest::Client, url: String, body: &Value) -> Value {
+    client
+        .post(url)
+        .json(body)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
+/// The JSON answer to a GET of `url`.
+pub async fn get_json(client: &reqwest::Client, url: String) -> Value {
+    client.get(url).send().await.unwrap().json().await.unwrap()
+}
+
+/// Polls `check` until it yields a value (see [`spectask_testkit::wait_until`]).
+pub async fn wait_for<T, F, Fut>(what: &str, check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    spectask_testkit::wait_until(what, check).await
+}
+
+/// Defines the `sqlite_…` and `postgres_…` tests of one scenario, an `async fn(extra: &[&str])`
+/// given the server's extra arguments: none on SQLite (the default in the data directory), and
+/// `--database-url` of a fresh PostgreSQL database, skipped (saying so) without
+/// `SPECTASK_TEST_DATABASE_URL`.
+macro_rules! on_both_databases {
+    ($(#[$meta:meta])* $scenario:ident: $sqlite:ident, $postgres:ident) => {
+        $(#[$meta])*
+        #[tokio::test]
+        async fn $sqlite() {
+            $scenario(&[]).await;
+        }
+
+        $(#[$meta])*
+        #[tokio::test]
+        async fn $postgres() {
+            let Some(db) = spectask_testkit::TestDatabase::postgres().await else {
+                spectask_testkit::skip_postgres(concat!(module_path!(), "::", stringify!($postgres)));
+                return;
+            };
+            let url = db.url().to_owned();
+            $scenario(&["--database-url", &url]).await;
+        }
+    };
+}
+pub(crate) use on_both_databases;
