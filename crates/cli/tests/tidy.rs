@@ -245,3 +245,101 @@ fn the_shipped_binary_links_no_test_double() {
         "crates with a test feature (use spectask-test-doubles instead): {with_test_features:?}"
     );
 }
+
+/// Files over this many lines say why at their top ("Why this file is long: …").
+const LONG_FILE_LINES: usize = 600;
+
+#[test]
+fn long_files_say_why_they_are_long() {
+    let unexplained: Vec<_> = all_rust_files()
+        .into_iter()
+        .filter_map(|file| {
+            let text = std::fs::read_to_string(&file).unwrap();
+            let lines = text.lines().count();
+            let explained = text
+                .lines()
+                .take_while(|line| line.starts_with("//!"))
+                .any(|line| line.contains("Why this file is long:"));
+            (lines > LONG_FILE_LINES && !explained).then(|| format!("{} ({lines})", file.display()))
+        })
+        .collect();
+    assert!(
+        unexplained.is_empty(),
+        "files over {LONG_FILE_LINES} lines: split them, or say at the top of the module doc \
+         \"Why this file is long: …\": {unexplained:#?}"
+    );
+}
+
+/// The code map of ARCHITECTURE.md: each `### ` section's text, keyed by the folders named in its
+/// heading (`crates/store`, `tools/http-bench`, …).
+fn code_map_sections() -> BTreeMap<String, String> {
+    let text = std::fs::read_to_string(workspace_root().join("ARCHITECTURE.md")).unwrap();
+    let start = text
+        .find("## Code map")
+        .expect("ARCHITECTURE.md has a `## Code map`");
+    let map = &text[start..];
+    let map = match map[1..].find("\n## ") {
+        Some(end) => &map[..end + 1],
+        None => map,
+    };
+    let mut sections = BTreeMap::new();
+    for section in map.split("\n### ").skip(1) {
+        let heading = section.lines().next().unwrap_or_default();
+        for (i, part) in heading.split('`').enumerate() {
+            if i % 2 == 1 && part.contains('/') {
+                sections.insert(part.to_owned(), section.to_owned());
+            }
+        }
+    }
+    sections
+}
+
+#[test]
+fn every_module_file_is_in_the_code_map() {
+    let root = workspace_root();
+    let sections = code_map_sections();
+    let mut missing = Vec::new();
+    for dir in ["crates", "tools"] {
+        for entry in std::fs::read_dir(root.join(dir)).unwrap() {
+            let folder = entry.unwrap().path();
+            let src = folder.join("src");
+            if !src.is_dir() {
+                continue;
+            }
+            let name = format!("{dir}/{}", folder.file_name().unwrap().to_string_lossy());
+            let Some(section) = sections.get(&name) else {
+                missing.push(format!("{name} (no `### `{name}`` section)"));
+                continue;
+            };
+            let mut files = Vec::new();
+            rust_files(&src, &mut files);
+            for file in files {
+                let relative = file.strip_prefix(&src).unwrap();
+                let file_name = relative.file_name().unwrap().to_string_lossy().into_owned();
+                // A crate's root is its section; `dir/mod.rs` is named as `dir/`; any other file
+                // by its name or its path below `src/`.
+                let named = match file_name.as_str() {
+                    "lib.rs" | "main.rs" if relative.parent() == Some(Path::new("")) => true,
+                    "mod.rs" => {
+                        let parent = relative.parent().unwrap();
+                        let folder = parent.file_name().unwrap().to_string_lossy();
+                        section.contains(&format!("{folder}/"))
+                            || section.contains(&format!("{}/", parent.display()))
+                    }
+                    _ => {
+                        section.contains(&file_name)
+                            || section.contains(&relative.display().to_string())
+                    }
+                };
+                if !named {
+                    missing.push(format!("{name}/src/{}", relative.display()));
+                }
+            }
+        }
+    }
+    assert!(
+        missing.is_empty(),
+        "module files not named in ARCHITECTURE.md's code map (name `x.rs` or `dir/` in the \
+         crate's section): {missing:#?}"
+    );
+}

@@ -18,6 +18,7 @@ pub mod ids;
 mod loopback;
 pub mod process_tree;
 pub mod scripted;
+pub mod skip;
 pub mod turns;
 
 use std::sync::{Mutex, MutexGuard, PoisonError};
@@ -25,6 +26,7 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 pub use fake_anthropic::{AnthropicReply, AnthropicRequest, FakeAnthropic, tool_results};
 pub use fake_openai::{FakeOpenAi, FakeReply, RecordedRequest};
 pub use scripted::{Behaviour, Dispatch, Rule, Script, ScriptedRuntime};
+pub use skip::{REQUIRE_TIERS_VAR, Tier, skip};
 
 /// A poisoned lock only means another test thread panicked; the data is still usable, because
 /// every critical section in these doubles is a few plain assignments.

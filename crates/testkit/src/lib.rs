@@ -28,7 +28,6 @@
 mod app;
 mod claude_agent;
 mod database;
-mod skip;
 
 pub use app::{
     Observation, Response, TestApp, TestOptions, WAIT_DEADLINE, fast_engine, fast_llm,
@@ -38,7 +37,6 @@ pub use claude_agent::{
     CLAUDE_AGENT_MISSING, claude_agent_binary, claude_profile, prepare_claude_home,
 };
 pub use database::{TestDatabase, postgres_url, skip_postgres};
-pub use skip::{REQUIRE_TIERS_VAR, Tier, skip};
 pub use spectask_test_doubles::process_tree::{
     TREE_VAR, agent_tree, process_state, wait_for_agent_tree,
 };
@@ -46,6 +44,7 @@ pub use spectask_test_doubles::{
     AnthropicReply, AnthropicRequest, Behaviour, Dispatch, FakeAnthropic, FakeOpenAi, FakeReply,
     Rule, Script, ScriptedRuntime, tool_results,
 };
+pub use spectask_test_doubles::{REQUIRE_TIERS_VAR, Tier, skip};
 pub use spectask_test_doubles::{ids, turns};
 
 /// The path of the `spectask-test-server` binary (see `src/bin/spectask-test-server.rs`).

@@ -5,7 +5,8 @@
 //!
 //! When the binary has not been built into this target directory (`cargo test -p
 //! spectask-runtimes` alone does not build other packages' binaries; `cargo test --workspace`
-//! does), each scenario prints `SKIPPED (no test agent)` and passes, rather than being ignored.
+//! does), each scenario prints `SKIPPED (agent)` and passes, rather than being ignored; where
+//! `SPECTASK_REQUIRE_TIERS` requires the agent tier (as CI does) it fails instead.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 

@@ -143,7 +143,10 @@ async fn the_agents_tree_goes_when_the_agent_exits() {
 #[test]
 fn the_shim_exits_with_its_agents_status() {
     let Some(binaries) = agent_binaries() else {
-        eprintln!("SKIPPED (no agent shim): build `spectask` into this target directory");
+        spectask_test_doubles::skip(
+            spectask_test_doubles::Tier::Agent,
+            "build `spectask` (the agent shim) into this target directory",
+        );
         return;
     };
     let fixture = Fixture::new(binaries);

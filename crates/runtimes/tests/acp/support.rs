@@ -44,8 +44,9 @@ macro_rules! require_agent {
         match $crate::support::agent_binaries() {
             Some(binaries) => binaries,
             None => {
-                eprintln!(
-                    "SKIPPED (no test agent): build `spectask-acp-test-agent` and `spectask` into this target directory"
+                spectask_test_doubles::skip(
+                    spectask_test_doubles::Tier::Agent,
+                    "build `spectask-acp-test-agent` and `spectask` into this target directory",
                 );
                 return;
             }
