@@ -2,8 +2,8 @@
 //! threads as ACP sessions (created, loaded after a restart, refreshed for new MCP credentials),
 //! turns as `session/prompt` with their updates routed to the caller, and cancels.
 
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, PoisonError, Weak};
 use std::time::Duration;
 
 use agent_client_protocol::v1::schema::{
@@ -167,9 +167,7 @@ impl AgentRuntime for AcpRuntime {
                     &instance,
                     self.limits.idle_timeout,
                 );
-                self.latest
-                    .lock()
-                    .unwrap_or_else(PoisonError::into_inner)
+                self.latest()
                     .insert(spec.instance_id.clone(), Arc::downgrade(&instance));
                 *current = Some(instance);
                 Ok(())
@@ -386,35 +384,20 @@ impl AgentRuntime for AcpRuntime {
     }
 
     fn thread_is_live(&self, instance_id: &InstanceId, thread_id: &AgentThreadId) -> bool {
-        let latest = self
-            .latest
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .get(instance_id)
-            .and_then(Weak::upgrade);
-        latest.is_some_and(|instance| {
+        self.latest_instance(instance_id).is_some_and(|instance| {
             instance.is_alive() && instance.loaded().contains(thread_id.as_str())
         })
     }
 
     fn sandbox_status(&self, instance_id: &InstanceId) -> Option<crate::agent::SandboxStatus> {
-        let latest = self
-            .latest
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .get(instance_id)
-            .and_then(Weak::upgrade);
-        latest
+        self.latest_instance(instance_id)
             .filter(|instance| instance.is_alive())
             .map(|instance| instance.sandbox.clone())
     }
 
     async fn shutdown_instance(&self, instance_id: &InstanceId) -> AgentResult<()> {
         self.supervisor.forget(instance_id.as_str());
-        self.latest
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .remove(instance_id);
+        self.latest().remove(instance_id);
         let slot = self.slots().remove(instance_id);
         if let Some(slot) = slot
             && let Some(instance) = slot.lock().await.take()

@@ -180,6 +180,16 @@ impl AcpRuntime {
             .ok_or_else(|| AgentError::Config(format!("unknown agent profile `{name}`")))
     }
 
+    fn latest(&self) -> MutexGuard<'_, HashMap<InstanceId, Weak<Instance>>> {
+        // Critical sections are single map operations; a poisoned map is still consistent.
+        self.latest.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The latest started instance of `instance_id`, while it lives, without the slot's lock.
+    fn latest_instance(&self, instance_id: &InstanceId) -> Option<Arc<Instance>> {
+        self.latest().get(instance_id).and_then(Weak::upgrade)
+    }
+
     async fn instance(&self, instance_id: &InstanceId) -> AgentResult<Arc<Instance>> {
         let slot = self.slots().get(instance_id).cloned();
         let instance = match slot {
