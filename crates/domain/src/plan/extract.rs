@@ -10,6 +10,11 @@
 //!   and numbered headings (`### 2. Title`) under a task heading, or anywhere in a plan with
 //!   neither checkboxes nor task words;
 //! - when neither exists, the items of top-level numbered lists (`1. Create the schema`).
+//!
+//! Why this file is long: it is one walker over one document, and its parts (headings, lists,
+//! items, paragraphs, dependency prose) share the walker's state (the open task, phase, section
+//! and dependency scopes) at every step; split across files, each part would need the whole
+//! state anyway, and the order of the decisions would no longer be readable in one place.
 
 use std::ops::Range;
 

@@ -22,6 +22,7 @@ mod refs;
 mod rules;
 mod side;
 mod text;
+mod words;
 
 pub use model::{
     ParsedPlan, PlanError, PlanErrorKind, PlanFormat, PlanPhase, PlanSection, PlanTask,

@@ -18,7 +18,7 @@ use utoipa::IntoParams;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::spec_tasks::task_id;
+use super::lookup::existing_task;
 use crate::error::{ApiError, ErrorBody};
 use crate::extract::ApiQuery;
 use crate::state::AppState;
@@ -89,11 +89,7 @@ async fn stream_events(
     ApiQuery(query): ApiQuery<StreamQuery>,
 ) -> Result<Sse<impl Stream<Item = Result<SseEvent, Infallible>>>, ApiError> {
     let spec_task_id: Option<SpecTaskId> = match &query.spec_task_id {
-        Some(raw) => {
-            let id = task_id(raw)?;
-            state.store.get_spec_task(&id).await?;
-            Some(id)
-        }
+        Some(raw) => Some(existing_task(&state, raw).await?),
         None => None,
     };
     let last_event_id = match headers.get("last-event-id") {

@@ -1,11 +1,13 @@
 //! The route tree. Each module owns one resource and returns an `OpenApiRouter`, so a route cannot
 //! be added without its OpenAPI entry. Under `/api/v1`: spec tasks, planning and its approval
 //! gate, the plan parser, the implementation phase, sessions and the event stream; `/healthz`
-//! ([`health`]) sits outside the prefix. [`validate`] holds the field checks they share.
+//! ([`health`]) sits outside the prefix. [`validate`] holds the field checks they share and
+//! [`lookup`] the path ids and the rows a path must name.
 
 pub mod events;
 pub mod health;
 pub mod implementation;
+pub mod lookup;
 pub mod planning;
 pub mod plans;
 pub mod sessions;

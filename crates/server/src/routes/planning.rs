@@ -13,7 +13,7 @@ use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::spec_tasks::task_id;
+use super::lookup::{existing_task, task_id};
 use crate::error::{ApiError, ErrorBody};
 use crate::extract::{Actor, ApiJson};
 use crate::state::AppState;
@@ -166,8 +166,7 @@ async fn list_comments(
     State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<Json<CommentList>, ApiError> {
-    let id = task_id(&id)?;
-    state.store.get_spec_task(&id).await?;
+    let id = existing_task(&state, &id).await?;
     Ok(Json(CommentList {
         comments: state.store.list_comments(&id).await?,
     }))
@@ -359,8 +358,7 @@ async fn list_task_sessions(
     State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<Json<SessionList>, ApiError> {
-    let id = task_id(&id)?;
-    state.store.get_spec_task(&id).await?;
+    let id = existing_task(&state, &id).await?;
     Ok(Json(SessionList {
         sessions: state.store.list_sessions(&id).await?,
     }))
@@ -381,8 +379,7 @@ async fn list_task_turns(
     State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<Json<TurnList>, ApiError> {
-    let id = task_id(&id)?;
-    state.store.get_spec_task(&id).await?;
+    let id = existing_task(&state, &id).await?;
     Ok(Json(TurnList {
         turns: state.store.list_turns(&id).await?,
     }))
@@ -403,8 +400,7 @@ async fn list_implementation_tasks(
     State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<Json<ImplementationTaskList>, ApiError> {
-    let id = task_id(&id)?;
-    state.store.get_spec_task(&id).await?;
+    let id = existing_task(&state, &id).await?;
     Ok(Json(ImplementationTaskList {
         implementation_tasks: state.store.list_implementation_tasks(&id).await?,
     }))

@@ -17,6 +17,7 @@ use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+use super::lookup::{existing_task, task_id};
 use super::validate;
 use crate::error::{ApiError, ErrorBody};
 use crate::extract::{Actor, ApiJson, ApiQuery, parse_json};
@@ -32,10 +33,6 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(get_specs))
         .routes(routes!(list_revisions))
         .routes(routes!(list_task_events))
-}
-
-pub(crate) fn task_id(raw: &str) -> Result<SpecTaskId, ApiError> {
-    validate::id("spec task", raw, SpecTaskId::parse)
 }
 
 /// Body of `POST /spec-tasks/from-prompt`.
@@ -93,16 +90,8 @@ async fn create_from_prompt(
     ApiJson(req): ApiJson<CreateFromPromptRequest>,
 ) -> Result<(StatusCode, Json<SpecTask>), ApiError> {
     let prompt = validate::prompt(&req.prompt)?;
-    let task_type = req
-        .task_type
-        .as_deref()
-        .map(str::parse::<TaskType>)
-        .transpose()?;
-    let priority = req
-        .priority
-        .as_deref()
-        .map(str::parse::<Priority>)
-        .transpose()?;
+    let task_type: Option<TaskType> = validate::optional_enum(req.task_type.as_deref())?;
+    let priority: Option<Priority> = validate::optional_enum(req.priority.as_deref())?;
     let name = match &req.name {
         Some(name) => validate::name(name)?,
         None => name_from_prompt(&prompt),
@@ -251,21 +240,9 @@ async fn list_spec_tasks(
         ));
     }
     let filter = SpecTaskFilter {
-        status: query
-            .status
-            .as_deref()
-            .map(str::parse::<SpecTaskStatus>)
-            .transpose()?,
-        task_type: query
-            .task_type
-            .as_deref()
-            .map(str::parse::<TaskType>)
-            .transpose()?,
-        priority: query
-            .priority
-            .as_deref()
-            .map(str::parse::<Priority>)
-            .transpose()?,
+        status: validate::optional_enum(query.status.as_deref())?,
+        task_type: validate::optional_enum(query.task_type.as_deref())?,
+        priority: validate::optional_enum(query.priority.as_deref())?,
         q: query.q,
         archived,
         limit,
@@ -382,16 +359,8 @@ async fn patch_spec_task(
             .as_deref()
             .map(validate::description)
             .transpose()?,
-        priority: req
-            .priority
-            .as_deref()
-            .map(str::parse::<Priority>)
-            .transpose()?,
-        task_type: req
-            .task_type
-            .as_deref()
-            .map(str::parse::<TaskType>)
-            .transpose()?,
+        priority: validate::optional_enum(req.priority.as_deref())?,
+        task_type: validate::optional_enum(req.task_type.as_deref())?,
     };
     Ok(Json(
         state.store.update_spec_task(&id, &patch, &actor).await?,
@@ -428,13 +397,7 @@ async fn archive_spec_task(
     Path(id): Path<String>,
     Actor(actor): Actor,
 ) -> Result<Json<SpecTask>, ApiError> {
-    let task = state
-        .store
-        .set_archived(&task_id(&id)?, true, &actor)
-        .await?;
-    // The worker's next tick stops the task's agent (found ended in the database).
-    state.engine.wake();
-    Ok(Json(task))
+    set_archived(&state, &id, true, &actor).await
 }
 
 /// Restores an archived task.
@@ -448,12 +411,24 @@ async fn unarchive_spec_task(
     Path(id): Path<String>,
     Actor(actor): Actor,
 ) -> Result<Json<SpecTask>, ApiError> {
-    Ok(Json(
-        state
-            .store
-            .set_archived(&task_id(&id)?, false, &actor)
-            .await?,
-    ))
+    set_archived(&state, &id, false, &actor).await
+}
+
+async fn set_archived(
+    state: &AppState,
+    raw_id: &str,
+    archived: bool,
+    actor: &str,
+) -> Result<Json<SpecTask>, ApiError> {
+    let task = state
+        .store
+        .set_archived(&task_id(raw_id)?, archived, actor)
+        .await?;
+    if archived {
+        // The worker's next tick stops the task's agent (found ended in the database).
+        state.engine.wake();
+    }
+    Ok(Json(task))
 }
 
 /// The three planning documents and their approval state.
@@ -521,8 +496,7 @@ async fn list_revisions(
     State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<Json<RevisionList>, ApiError> {
-    let id = task_id(&id)?;
-    state.store.get_spec_task(&id).await?;
+    let id = existing_task(&state, &id).await?;
     let revisions = state
         .store
         .list_revisions(&id)

@@ -1,8 +1,9 @@
 //! Field checks shared by handlers. Each returns the value to store or the error to answer.
 
 use std::path::{Path, PathBuf};
+use std::str::FromStr;
 
-use spectask_domain::limits;
+use spectask_domain::{ParseEnumError, limits};
 
 use crate::error::ApiError;
 
@@ -39,6 +40,19 @@ pub fn name(raw: &str) -> Result<String, ApiError> {
         ));
     }
     Ok(trimmed.to_owned())
+}
+
+/// Required free text within the size limit, as sent.
+pub fn required_text(field: &str, raw: &str) -> Result<String, ApiError> {
+    limits::text_field(field, raw, true).map_err(ApiError::Validation)?;
+    Ok(raw.to_owned())
+}
+
+/// An optional enum field or query parameter, parsed by its canonical spelling.
+pub fn optional_enum<T: FromStr<Err = ParseEnumError>>(
+    raw: Option<&str>,
+) -> Result<Option<T>, ApiError> {
+    Ok(raw.map(str::parse::<T>).transpose()?)
 }
 
 /// A description: any text within the size limit.

@@ -1,0 +1,21 @@
+//! The implementation phase (the seed's multi-session endpoints), one module per resource: the
+//! work sessions and their actions ([`work_sessions`]), the Zed instance with its threads and the
+//! progress against the plan ([`instance`]), the review gate at the end ([`review`]) and the
+//! agents' permission requests ([`permission_requests`]).
+
+pub mod instance;
+pub mod permission_requests;
+pub mod review;
+pub mod work_sessions;
+
+use utoipa_axum::router::OpenApiRouter;
+
+use crate::state::AppState;
+
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .merge(work_sessions::router())
+        .merge(instance::router())
+        .merge(review::router())
+        .merge(permission_requests::router())
+}
