@@ -108,9 +108,17 @@ backend_tests! {
         let instance = h.app.get(&format!("/api/v1/spec-tasks/{id}/zed-instance")).await.body;
         assert_eq!((instance["thread_count"].clone(), instance["runtime"].clone()), (json!(1), json!("scripted")));
         assert!(instance["zed_instance_id"].as_str().unwrap().starts_with("zin_"));
-        // The workspace tasks.md shows the progress.
+        // The workspace tasks.md shows the progress (rewritten after the turn's commit, so it may
+        // trail the status read above).
         let tasks_md = std::fs::canonicalize(project.path()).unwrap().join(".spectask/specs").join(&id).join("tasks.md");
-        assert!(std::fs::read_to_string(tasks_md).unwrap().contains("- [x] 1. Add the profile page"));
+        spectask_testkit::wait_until("tasks.md to show task 1 done", || {
+            let tasks_md = tasks_md.clone();
+            async move {
+                let text = std::fs::read_to_string(&tasks_md).unwrap_or_default();
+                text.contains("- [x] 1. Add the profile page").then_some(())
+            }
+        })
+        .await;
         let done = h.app.post(&format!("/api/v1/spec-tasks/{id}/approve-implementation"), &json!({})).await;
         assert_eq!((done.status, done.body["status"].clone()), (StatusCode::OK, json!("done")));
         assert!(done.body["completed_at"].is_string());

@@ -342,6 +342,7 @@ impl AgentRuntime for AcpRuntime {
                 return Err(match instance.connection.failure() {
                     Some(reason) => AgentError::Failed(format!("session/prompt: {reason}")),
                     None => {
+                        instance.mark_gone();
                         AgentError::Disconnected("the agent process exited mid-turn".to_owned())
                     }
                 });

@@ -4,7 +4,7 @@
 
 use std::collections::HashSet;
 use std::path::PathBuf;
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
@@ -47,11 +47,22 @@ pub(super) struct Instance {
     pub(super) warned_no_mcp: AtomicBool,
     /// Whether (and how) the agent runs sandboxed.
     pub(super) sandbox: crate::agent::SandboxStatus,
+    /// Set when a request saw the transport end. The connection's own closed flag is set only once
+    /// its driver has wound down and the process is reaped later still: without this, a dispatch
+    /// right after a `Disconnected` turn could find the lost process "alive" and reuse it.
+    pub(super) went_away: AtomicBool,
 }
 
 impl Instance {
     pub(super) fn is_alive(&self) -> bool {
-        !self.process.has_exited() && !self.connection.is_closed()
+        !self.went_away.load(Ordering::SeqCst)
+            && !self.process.has_exited()
+            && !self.connection.is_closed()
+    }
+
+    /// Records that the agent is gone, whatever the connection and the process show yet.
+    pub(super) fn mark_gone(&self) {
+        self.went_away.store(true, Ordering::SeqCst);
     }
 
     pub(super) fn loaded(&self) -> MutexGuard<'_, HashSet<String>> {
@@ -97,6 +108,7 @@ impl Instance {
             || is_connection_terminated(err)
             || !self.is_alive()
         {
+            self.mark_gone();
             AgentError::Disconnected(format!("{what}: the agent went away ({err})"))
         } else {
             AgentError::Failed(format!("{what}: {err}"))
@@ -165,6 +177,7 @@ impl AcpRuntime {
             mcp_http: false,
             warned_no_mcp: AtomicBool::new(false),
             sandbox: launch.status,
+            went_away: AtomicBool::new(false),
         };
         let initialize = InitializeRequest::new(ProtocolVersion::V1)
             .client_capabilities(
