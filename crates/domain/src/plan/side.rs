@@ -6,124 +6,8 @@
 //! Such a checklist does not outrank a numbered-list or heading plan (`rules` decides); when the
 //! document has no other plan, it is still the plan.
 
-use super::text::{KeyKind, key_prefix, phase_heading, strip_emph};
-
-/// Heading words of checklists that are not the plan. Latin and Cyrillic words match whole
-/// words only (`checks` but not `checkout`); CJK words match anywhere.
-const SIDE_WORDS: &[&str] = &[
-    "question",
-    "questions",
-    "open question",
-    "open questions",
-    "verification",
-    "verify",
-    "acceptance",
-    "acceptance criteria",
-    "checks",
-    "checklist",
-    "check list",
-    "testing",
-    "test plan",
-    "validation",
-    // German
-    "fragen",
-    "offene fragen",
-    "verifikation",
-    "überprüfung",
-    "prüfung",
-    "prüfungen",
-    "abnahme",
-    "abnahmekriterien",
-    "akzeptanzkriterien",
-    "checkliste",
-    "testen",
-    // French
-    "questions ouvertes",
-    "vérification",
-    "vérifications",
-    "critères d'acceptation",
-    "critères d’acceptation",
-    "liste de contrôle",
-    "contrôles",
-    "recette",
-    // Spanish and Portuguese
-    "preguntas",
-    "preguntas abiertas",
-    "verificación",
-    "criterios de aceptación",
-    "lista de verificación",
-    "comprobaciones",
-    "pruebas",
-    "perguntas",
-    "questões",
-    "questões em aberto",
-    "verificação",
-    "critérios de aceitação",
-    "lista de verificação",
-    "testes",
-    // Russian
-    "вопросы",
-    "открытые вопросы",
-    "проверка",
-    "проверки",
-    "приёмка",
-    "приемка",
-    "критерии приёмки",
-    "критерии приемки",
-    "чек-лист",
-    "чеклист",
-    "тестирование",
-    // Japanese
-    "質問",
-    "未解決の質問",
-    "疑問点",
-    "未決事項",
-    "検証",
-    "確認事項",
-    "受け入れ基準",
-    "受入基準",
-    "チェックリスト",
-    "テスト",
-    // Chinese
-    "问题",
-    "問題",
-    "待解决问题",
-    "开放问题",
-    "验证",
-    "驗證",
-    "验收",
-    "检查清单",
-    "检查项",
-    "测试",
-    "測試",
-];
-
-/// Words saying a section holds the work itself (`## Implementation checklist`), which keep a
-/// heading from being a side heading even when it also names checks.
-const WORK_WORDS: &[&str] = &[
-    "implementation",
-    "task",
-    "tasks",
-    "todo",
-    "to do",
-    "to-do",
-    "work items",
-    "umsetzung",
-    "aufgaben",
-    "implémentation",
-    "tâches",
-    "implementación",
-    "tareas",
-    "implementação",
-    "tarefas",
-    "реализация",
-    "задачи",
-    "実装",
-    "タスク",
-    "实施",
-    "实现",
-    "任务",
-];
+use super::text::{KeyKind, heading_norm, key_prefix, phase_heading, strip_emph};
+use super::words::{SIDE_WORDS, WORK_WORDS};
 
 /// Whether a heading names a checklist that is not the plan: questions, verification,
 /// acceptance, checks, testing. Task and phase headings (`## Step 4: Testing`,
@@ -141,11 +25,7 @@ pub(crate) fn is_side_heading(text: &str) -> bool {
     if phase_heading(rest).is_some() {
         return false;
     }
-    let h = rest
-        .trim()
-        .trim_end_matches([':', '：'])
-        .trim()
-        .to_lowercase();
+    let h = heading_norm(rest);
     !WORK_WORDS.iter().any(|w| has_word(&h, w)) && SIDE_WORDS.iter().any(|w| has_word(&h, w))
 }
 

@@ -309,7 +309,7 @@ pub(crate) fn phase_heading(text: &str) -> Option<Option<String>> {
 }
 
 /// Normal form of a heading for the word lists: lowercase, no trailing colon.
-fn heading_norm(text: &str) -> String {
+pub(crate) fn heading_norm(text: &str) -> String {
     strip_emph(text)
         .trim()
         .trim_end_matches([':', '：'])

@@ -1,6 +1,7 @@
-//! The words plans use, in the languages seen (English, Portuguese, Spanish, German, Japanese,
-//! Chinese): task and phase words, metadata labels, section names, checkpoint and "none" words,
-//! number words. Data only; [`super::text`] holds the matchers that use them.
+//! The words plans use, in the languages seen (English, Portuguese, Spanish, German, French,
+//! Russian, Japanese, Chinese): task and phase words, metadata labels, section names, checkpoint
+//! and "none" words, number words, and the headings of checklists that are not the plan. Data
+//! only; [`super::text`] and [`super::side`] hold the matchers that use them.
 
 use super::text::Label;
 
@@ -207,3 +208,120 @@ pub(super) const NUMBER_WORDS: &[&str] = &[
 ];
 
 pub(super) const CJK_NUMERALS: &str = "一二三四五六七八九十";
+
+/// Heading words of checklists that are not the plan. Latin and Cyrillic words match whole
+/// words only (`checks` but not `checkout`); CJK words match anywhere.
+pub(super) const SIDE_WORDS: &[&str] = &[
+    "question",
+    "questions",
+    "open question",
+    "open questions",
+    "verification",
+    "verify",
+    "acceptance",
+    "acceptance criteria",
+    "checks",
+    "checklist",
+    "check list",
+    "testing",
+    "test plan",
+    "validation",
+    // German
+    "fragen",
+    "offene fragen",
+    "verifikation",
+    "überprüfung",
+    "prüfung",
+    "prüfungen",
+    "abnahme",
+    "abnahmekriterien",
+    "akzeptanzkriterien",
+    "checkliste",
+    "testen",
+    // French
+    "questions ouvertes",
+    "vérification",
+    "vérifications",
+    "critères d'acceptation",
+    "critères d’acceptation",
+    "liste de contrôle",
+    "contrôles",
+    "recette",
+    // Spanish and Portuguese
+    "preguntas",
+    "preguntas abiertas",
+    "verificación",
+    "criterios de aceptación",
+    "lista de verificación",
+    "comprobaciones",
+    "pruebas",
+    "perguntas",
+    "questões",
+    "questões em aberto",
+    "verificação",
+    "critérios de aceitação",
+    "lista de verificação",
+    "testes",
+    // Russian
+    "вопросы",
+    "открытые вопросы",
+    "проверка",
+    "проверки",
+    "приёмка",
+    "приемка",
+    "критерии приёмки",
+    "критерии приемки",
+    "чек-лист",
+    "чеклист",
+    "тестирование",
+    // Japanese
+    "質問",
+    "未解決の質問",
+    "疑問点",
+    "未決事項",
+    "検証",
+    "確認事項",
+    "受け入れ基準",
+    "受入基準",
+    "チェックリスト",
+    "テスト",
+    // Chinese
+    "问题",
+    "問題",
+    "待解决问题",
+    "开放问题",
+    "验证",
+    "驗證",
+    "验收",
+    "检查清单",
+    "检查项",
+    "测试",
+    "測試",
+];
+
+/// Words saying a section holds the work itself (`## Implementation checklist`), which keep a
+/// heading from being a side heading even when it also names checks.
+pub(super) const WORK_WORDS: &[&str] = &[
+    "implementation",
+    "task",
+    "tasks",
+    "todo",
+    "to do",
+    "to-do",
+    "work items",
+    "umsetzung",
+    "aufgaben",
+    "implémentation",
+    "tâches",
+    "implementación",
+    "tareas",
+    "implementação",
+    "tarefas",
+    "реализация",
+    "задачи",
+    "実装",
+    "タスク",
+    "实施",
+    "实现",
+    "任务",
+];
