@@ -20,6 +20,7 @@ pub mod process_tree;
 pub mod scripted;
 pub mod skip;
 pub mod turns;
+pub mod wait;
 
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
@@ -27,6 +28,7 @@ pub use fake_anthropic::{AnthropicReply, AnthropicRequest, FakeAnthropic, tool_r
 pub use fake_openai::{FakeOpenAi, FakeReply, RecordedRequest};
 pub use scripted::{Behaviour, Dispatch, Rule, Script, ScriptedRuntime};
 pub use skip::{REQUIRE_TIERS_VAR, Tier, skip};
+pub use wait::{Observation, WAIT_DEADLINE, wait_until, wait_until_within};
 
 /// A poisoned lock only means another test thread panicked; the data is still usable, because
 /// every critical section in these doubles is a few plain assignments.

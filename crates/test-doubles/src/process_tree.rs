@@ -8,9 +8,6 @@ use std::time::Duration;
 /// The variable a test's agent profile sets to tag every process of its tree.
 pub const TREE_VAR: &str = "SPECTASK_TEST_TREE";
 
-/// How often [`wait_for_agent_tree`] looks again.
-const POLL: Duration = Duration::from_millis(50);
-
 /// The state letter of a live process (`R`, `S`, `T`…), or `None` once it is gone or a zombie.
 pub fn process_state(pid: u32) -> Option<char> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
@@ -51,16 +48,13 @@ pub async fn wait_for_agent_tree(
     within: Duration,
     done: impl Fn(&[(u32, String)]) -> bool,
 ) {
-    let deadline = tokio::time::Instant::now() + within;
-    loop {
+    crate::wait_until_within(what, within, || async {
         let processes = agent_tree(marker);
         if done(&processes) {
-            return;
+            Ok(())
+        } else {
+            Err(format!("the tree {processes:?}"))
         }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out after {within:?} waiting for {what}; the tree is {processes:?}"
-        );
-        tokio::time::sleep(POLL).await;
-    }
+    })
+    .await;
 }

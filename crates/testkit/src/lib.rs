@@ -29,10 +29,7 @@ mod app;
 mod claude_agent;
 mod database;
 
-pub use app::{
-    Observation, Response, TestApp, TestOptions, WAIT_DEADLINE, fast_engine, fast_llm,
-    fast_planner, wait_until, wait_until_within,
-};
+pub use app::{Response, TestApp, TestOptions, fast_engine, fast_llm, fast_planner};
 pub use claude_agent::{
     CLAUDE_AGENT_MISSING, claude_agent_binary, claude_profile, prepare_claude_home,
 };
@@ -44,7 +41,9 @@ pub use spectask_test_doubles::{
     AnthropicReply, AnthropicRequest, Behaviour, Dispatch, FakeAnthropic, FakeOpenAi, FakeReply,
     Rule, Script, ScriptedRuntime, tool_results,
 };
-pub use spectask_test_doubles::{REQUIRE_TIERS_VAR, Tier, skip};
+pub use spectask_test_doubles::{
+    Observation, REQUIRE_TIERS_VAR, Tier, WAIT_DEADLINE, skip, wait_until, wait_until_within,
+};
 pub use spectask_test_doubles::{ids, turns};
 
 /// The path of the `spectask-test-server` binary (see `src/bin/spectask-test-server.rs`).

@@ -4,7 +4,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use spectask_testkit::{FakeOpenAi, FakeReply, TestDatabase};
+use spectask_testkit::{FakeOpenAi, FakeReply, TestDatabase, wait_until_within};
 
 use crate::support::{get_json, on_both_databases, post_json, start, wait_for};
 
@@ -154,38 +154,28 @@ async fn planning_survives_sigkill(extra: &[&str]) {
     .await;
     let id = task["id"].as_str().unwrap().to_owned();
     let session = task["spec_session_id"].as_str().unwrap().to_owned();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
-    loop {
+    wait_until_within("the planner's output", Duration::from_secs(15), || async {
         let body = get_json(&client, format!("{base}/api/v1/sessions/{session}")).await;
-        if body["interactions"][0]["response_message"]
+        let written = body["interactions"][0]["response_message"]
             .as_str()
-            .is_some_and(|t| t.contains("half of it"))
-        {
-            break;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "planner output never appeared: {body}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+            .is_some_and(|t| t.contains("half of it"));
+        if written { Ok(()) } else { Err(body) }
+    })
+    .await;
     child.start_kill().unwrap();
     child.wait().await.unwrap();
 
     fake.push_text_reply(&planning_reply("Recovered"));
     let (mut child, base) = start(cwd.path(), &args).await;
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    let task = loop {
+    let task = wait_until_within("planning to resume", Duration::from_secs(30), || async {
         let task = get_json(&client, format!("{base}/api/v1/spec-tasks/{id}")).await;
         if task["status"] == "spec_review" {
-            break task;
+            Ok(task)
+        } else {
+            Err(task)
         }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "planning did not resume: {task}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+    })
+    .await;
     assert_eq!(task["spec_session_id"], session.as_str());
     assert_eq!(task["name"], "Recovered");
     let sessions = get_json(&client, format!("{base}/api/v1/spec-tasks/{id}/sessions")).await;

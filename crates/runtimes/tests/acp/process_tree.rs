@@ -10,7 +10,7 @@ use spectask_test_doubles::ids::instance_id;
 use spectask_test_doubles::process_tree::{TREE_VAR, agent_tree, wait_for_agent_tree};
 
 use crate::support::{
-    Fixture, LONG, agent_binaries, alive, gone, request, require_agent, started, turn,
+    Fixture, LONG, agent_binaries, alive, request, require_agent, started, turn, wait_gone,
 };
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -42,17 +42,14 @@ async fn shutdown_and_drop_terminate_the_whole_process_group() {
     let sleeper = read_pids()[0];
     assert!(alive(agent_pid) && alive(sleeper));
     runtime.shutdown_instance(&instance_id("i1")).await.unwrap();
-    assert!(gone(agent_pid).await, "the agent outlived shutdown");
-    assert!(gone(sleeper).await, "the agent's child outlived shutdown");
+    wait_gone(agent_pid, "the agent to end at shutdown").await;
+    wait_gone(sleeper, "the agent's child to end at shutdown").await;
 
     started(&runtime, &fixture, "i2").await;
     let sleeper = read_pids()[1];
     assert!(alive(sleeper));
     drop(runtime);
-    assert!(
-        gone(sleeper).await,
-        "the agent's child outlived the runtime"
-    );
+    wait_gone(sleeper, "the agent's child to end with the runtime").await;
 }
 
 /// A command the agent runs in the background that leaves three sleepers behind: one in a session

@@ -14,7 +14,7 @@ use spectask_test_doubles::ids::{
 use tokio::sync::mpsc;
 
 use crate::support::{
-    Fixture, LONG, chunks, gone, quick_supervision, request, require_agent, started, turn,
+    Fixture, LONG, chunks, quick_supervision, request, require_agent, started, turn, wait_gone,
 };
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -247,7 +247,7 @@ async fn a_frozen_agent_is_probed_killed_restarted_and_its_session_loaded_again(
         "{result:?}"
     );
     assert_eq!(chunks(&events), vec!["chunk 1/1\n".to_owned()]);
-    assert!(gone(first_pid).await, "the frozen agent was not killed");
+    wait_gone(first_pid, "the frozen agent to be killed").await;
     let losses = runtime.take_lost_instances();
     assert_eq!(losses.len(), 1, "{losses:?}");
     assert_eq!(losses[0].instance_id, instance_id("i1"));

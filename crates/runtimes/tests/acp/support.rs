@@ -237,12 +237,10 @@ pub fn alive(pid: u32) -> bool {
     process_state(pid).is_some()
 }
 
-pub async fn gone(pid: u32) -> bool {
-    for _ in 0..100 {
-        if !alive(pid) {
-            return true;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    false
+/// Waits (5 s at most) until `pid` is no longer live; fails the test naming `what` otherwise.
+pub async fn wait_gone(pid: u32, what: &str) {
+    spectask_test_doubles::wait_until_within(what, Duration::from_secs(5), || async {
+        (!alive(pid)).then_some(())
+    })
+    .await;
 }
