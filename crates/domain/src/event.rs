@@ -44,6 +44,22 @@ string_enum! {
         AgentCompletionDeclared = "agent.completion_declared",
         /// An agent gave up its work session over MCP (with its reason).
         AgentGaveUp = "agent.gave_up",
+        /// The task branch was created from the repository's HEAD on entering implementation.
+        TaskBranchCreated = "spec_task.branch_created",
+        /// A work session's worktree was created (its branch, path and start commit).
+        WorktreeCreated = "work_session.worktree_created",
+        /// A work session's changes were committed on its branch, or it changed nothing.
+        WorkSessionCommitted = "work_session.committed",
+        /// A work session's branch was merged into the task branch.
+        WorkSessionMerged = "work_session.merged",
+        /// A work session's branch conflicts with the task branch (the files in the payload).
+        MergeConflict = "work_session.merge_conflict",
+        /// Two running work sessions of one task touched the same file.
+        WorkSessionOverlap = "work_session.overlap",
+        /// A task's worktrees (and session branches) were removed.
+        WorktreesRemoved = "spec_task.worktrees_removed",
+        /// The task branch was merged into the branch the task started from, at approval.
+        TaskBranchMerged = "spec_task.branch_merged",
     }
 }
 

@@ -23,6 +23,7 @@ pub mod spec_task;
 pub mod transitions;
 pub mod turn;
 pub mod work_session;
+pub mod workspace;
 pub mod zed_thread;
 
 pub use comment::{SpecComment, SpecCommentId, SpecDocument};
@@ -53,4 +54,8 @@ pub use transitions::{
 };
 pub use turn::{Turn, TurnKind, TurnStatus};
 pub use work_session::{SpecTaskWorkSession, WorkSessionPhase, WorkSessionStatus};
+pub use workspace::{
+    ApprovalMerge, FileOverlap, OverlapPolicy, SessionCommit, WorkspaceChoice, WorkspaceIsolation,
+    workspace_choice,
+};
 pub use zed_thread::{SpecTaskZedThread, ZedThreadStatus};

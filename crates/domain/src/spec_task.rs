@@ -5,6 +5,7 @@ use serde::Serialize;
 
 use crate::enums::string_enum;
 use crate::ids::{SessionId, SpecTaskId};
+use crate::workspace::WorkspaceIsolation;
 
 string_enum! {
     /// Where a SpecTask is in its life. Changed only through [`crate::transitions::SpecTaskEvent`].
@@ -87,6 +88,18 @@ pub struct SpecTask {
     /// Canonical absolute path of the project checkout.
     pub project_path: Option<String>,
     pub workspace_config: Option<serde_json::Value>,
+    /// How its work sessions share the project, decided on entering implementation (`None`
+    /// before).
+    pub isolation: Option<WorkspaceIsolation>,
+    /// The task branch (`spectask/<slug>-<id suffix>`), in `worktree` isolation.
+    pub branch_name: Option<String>,
+    /// The branch the repository's HEAD was on when the task branch was made (where an approval
+    /// merge goes); `None` for a detached HEAD.
+    pub base_branch: Option<String>,
+    /// The commit the task branch started from.
+    pub base_commit: Option<String>,
+    /// The task branch's tip as of the last merge into it.
+    pub head_commit: Option<String>,
     pub created_by: String,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,

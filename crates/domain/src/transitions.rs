@@ -141,6 +141,11 @@ transition_table! {
         Retry = "retry": [Failed] => Pending,
         /// A reviewer asked for changes after it completed.
         Reopen = "reopen": [Completed] => Active,
+        /// Its branch could not be merged into the task branch and the follow-up turns did not
+        /// resolve the conflict: a human resolves it in the session's worktree.
+        MergeBlock = "merge_block": [Active] => Blocked,
+        /// A human resolved the merge conflict and asked to go on.
+        Resolve = "resolve": [Blocked] => Active,
     }
 }
 

@@ -6,6 +6,7 @@ use serde::Serialize;
 
 use crate::enums::string_enum;
 use crate::ids::{SessionId, SpecTaskId, WorkSessionId};
+use crate::workspace::{FileOverlap, SessionCommit};
 
 string_enum! {
     /// Which phase of the task a work session belongs to.
@@ -54,6 +55,23 @@ pub struct SpecTaskWorkSession {
     /// The reason the agent gave with MCP `fail_work_session`: when its turn ends the session
     /// fails for good with it.
     pub agent_gave_up: Option<String>,
+    /// Its own branch, in `worktree` isolation.
+    pub branch_name: Option<String>,
+    /// Its worktree, while it exists (removed once its commits are merged).
+    pub worktree_path: Option<String>,
+    /// The task-branch commit its branch started from.
+    pub base_commit: Option<String>,
+    /// Its branch's tip as last merged into the task branch.
+    pub head_commit: Option<String>,
+    /// The commits it made, oldest first (recorded when they are merged).
+    pub commits: Vec<SessionCommit>,
+    /// Conflict follow-up turns used since its last successful merge.
+    pub merge_attempts: i32,
+    /// Files whose merge conflict blocks it (`status` `blocked`), for a human to resolve in its
+    /// worktree.
+    pub conflict_files: Vec<String>,
+    /// Files another running work session of the task touched too.
+    pub overlaps: Vec<FileOverlap>,
 }
 
 impl SpecTaskWorkSession {

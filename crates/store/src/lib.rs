@@ -37,6 +37,7 @@ mod spec_tasks;
 mod transition;
 mod turns;
 mod work_sessions;
+mod workspaces;
 
 pub use agent_tokens::{AgentGrant, AgentTokenState, TokenMint, hash_agent_token};
 pub use backend::{Backend, ConnectOptions};
@@ -53,6 +54,7 @@ pub use revisions::{NewRevision, RevisionSummary};
 pub use spec_tasks::{SpecTaskFilter, SpecTaskPage, SpecTaskPatch};
 pub use turns::TurnClaim;
 pub use work_sessions::{NewWorkSession, NewZedThread};
+pub use workspaces::{SessionMerge, SessionWorktree, TaskBranch};
 
 use std::sync::Arc;
 

@@ -119,7 +119,7 @@ pub(crate) const SPEC_TASK_COLUMNS: &str = "id, name, name_derived, description,
     original_prompt, requirements_spec, technical_design, implementation_plan, spec_agent, \
     implementation_agent, spec_session_id, implementation_session_id, spec_approved_by, \
     spec_approved_at, spec_approved_revision, spec_revision_count, error, zed_instance_id, project_path, workspace_config, \
-    created_by, created_at, updated_at, started_at, completed_at";
+    isolation, branch_name, base_branch, base_commit, head_commit, created_by, created_at, updated_at, started_at, completed_at";
 
 pub(crate) const SPEC_TASKS: Table<SpecTaskRow> =
     Table::new("spec_tasks", SPEC_TASK_COLUMNS, "spec task", "id");
@@ -151,6 +151,11 @@ pub(crate) struct SpecTaskRow {
     zed_instance_id: Option<String>,
     project_path: Option<String>,
     workspace_config: Option<Json<serde_json::Value>>,
+    isolation: Option<String>,
+    branch_name: Option<String>,
+    base_branch: Option<String>,
+    base_commit: Option<String>,
+    head_commit: Option<String>,
     created_by: String,
     created_at: DateTime<Utc>,
     updated_at: DateTime<Utc>,
@@ -191,6 +196,15 @@ impl TryFrom<SpecTaskRow> for SpecTask {
             zed_instance_id: row.zed_instance_id,
             project_path: row.project_path,
             workspace_config: row.workspace_config.map(|j| j.0),
+            isolation: row
+                .isolation
+                .as_deref()
+                .map(|v| parse_enum(T, v))
+                .transpose()?,
+            branch_name: row.branch_name,
+            base_branch: row.base_branch,
+            base_commit: row.base_commit,
+            head_commit: row.head_commit,
             created_by: row.created_by,
             created_at: row.created_at,
             updated_at: row.updated_at,
@@ -241,7 +255,8 @@ impl TryFrom<InteractionRow> for Interaction {
 pub(crate) const WORK_SESSION_COLUMNS: &str = "id, spec_task_id, helix_session_id, name, description, \
     phase, status, implementation_task_title, implementation_task_description, \
     implementation_task_index, parent_work_session_id, spawned_by_session_id, agent_config, \
-    environment_config, created_at, started_at, completed_at, error, agent_summary, agent_gave_up";
+    environment_config, created_at, started_at, completed_at, error, agent_summary, agent_gave_up, \
+    branch_name, worktree_path, base_commit, head_commit, merge_attempts, conflict_files";
 
 pub(crate) const WORK_SESSIONS: Table<WorkSessionRow> = Table::new(
     "spec_task_work_sessions",
@@ -272,6 +287,12 @@ pub(crate) struct WorkSessionRow {
     error: Option<String>,
     agent_summary: Option<String>,
     agent_gave_up: Option<String>,
+    branch_name: Option<String>,
+    worktree_path: Option<String>,
+    base_commit: Option<String>,
+    head_commit: Option<String>,
+    merge_attempts: i32,
+    conflict_files: Option<Json<Vec<String>>>,
 }
 
 impl TryFrom<WorkSessionRow> for SpecTaskWorkSession {
@@ -307,6 +328,15 @@ impl TryFrom<WorkSessionRow> for SpecTaskWorkSession {
             error: row.error,
             agent_summary: row.agent_summary,
             agent_gave_up: row.agent_gave_up,
+            branch_name: row.branch_name,
+            worktree_path: row.worktree_path,
+            base_commit: row.base_commit,
+            head_commit: row.head_commit,
+            // Filled by the store's reads that show a work session (`work_sessions.rs`).
+            commits: Vec::new(),
+            merge_attempts: row.merge_attempts,
+            conflict_files: row.conflict_files.map(|j| j.0).unwrap_or_default(),
+            overlaps: Vec::new(),
         })
     }
 }

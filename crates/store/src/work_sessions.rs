@@ -140,7 +140,12 @@ impl Store {
     }
 
     pub async fn get_work_session(&self, id: &WorkSessionId) -> StoreResult<SpecTaskWorkSession> {
-        WORK_SESSIONS.get(&self.backend, id.as_str()).await
+        let session: SpecTaskWorkSession = WORK_SESSIONS.get(&self.backend, id.as_str()).await?;
+        let mut one = [session];
+        let task = one[0].spec_task_id.clone();
+        self.hydrate_work_sessions(&task, &mut one).await?;
+        let [session] = one;
+        Ok(session)
     }
 
     /// The task's work sessions in creation order.
@@ -148,7 +153,11 @@ impl Store {
         &self,
         spec_task_id: &SpecTaskId,
     ) -> StoreResult<Vec<SpecTaskWorkSession>> {
-        WORK_SESSIONS.of_task(&self.backend, spec_task_id).await
+        let mut sessions: Vec<SpecTaskWorkSession> =
+            WORK_SESSIONS.of_task(&self.backend, spec_task_id).await?;
+        self.hydrate_work_sessions(spec_task_id, &mut sessions)
+            .await?;
+        Ok(sessions)
     }
 
     /// Maps a work session to its thread in the task's instance.

@@ -138,6 +138,8 @@ fn work_session_table_is_exactly_the_lifecycle() {
         (S::Blocked, E::Cancel, S::Cancelled),
         (S::Failed, E::Retry, S::Pending),
         (S::Completed, E::Reopen, S::Active),
+        (S::Active, E::MergeBlock, S::Blocked),
+        (S::Blocked, E::Resolve, S::Active),
     ];
     check_exhaustively(S::ALL, E::ALL, &expected, E::apply, S::as_str);
     let edges: Vec<_> = expected.iter().map(|(f, _, t)| (*f, *t)).collect();

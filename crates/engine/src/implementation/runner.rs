@@ -199,7 +199,9 @@ impl Engine {
                 Ok(())
             }
             RunEnd::Finished(Ok(StopReason::EndTurn)) => {
-                let progress = store.complete_implementation_turn(claim, &written).await?;
+                let progress = store
+                    .complete_implementation_turn(claim, &written, None)
+                    .await?;
                 tracing::info!(
                     finished = progress.finished,
                     "implementation turn completed"

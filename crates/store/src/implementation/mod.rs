@@ -5,6 +5,7 @@
 //! in-transaction helpers, and the orchestrator's work-list reads.
 
 mod dispatch;
+mod merges;
 mod review;
 mod start;
 mod turn_results;

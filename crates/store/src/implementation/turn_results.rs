@@ -19,15 +19,18 @@ use crate::ids::now;
 use crate::spec_tasks::{lock_spec_task, set_spec_task_error};
 use crate::transition::try_apply_event;
 use crate::turns::{TurnClaim, TurnTarget, complete_claimed_turn, fail_claimed_turn, queue_turn};
+use crate::workspaces::{SessionMerge, record_merge};
 
 impl Store {
     /// The claimed implementation turn ended with `end_turn`: the work session, its tasks and its
     /// thread complete; when no implementation work session is left open the task goes to
-    /// `implementation_review`.
+    /// `implementation_review`. In worktree isolation `merge` is the session branch's merge into
+    /// the task branch, recorded in the same transaction (its commits, the new tips).
     pub async fn complete_implementation_turn(
         &self,
         claim: &TurnClaim,
         response: &str,
+        merge: Option<&SessionMerge>,
     ) -> StoreResult<ImplementationProgress> {
         let now = now();
         let ws = claimed_work_session(claim)?;
@@ -37,6 +40,9 @@ impl Store {
             .write(async |tx| {
                 complete_claimed_turn(&mut *tx, claim, response, now).await?;
                 let status = lock_spec_task(&mut *tx, task).await?;
+                if let Some(merge) = merge {
+                    record_merge(&mut *tx, ws, task, merge, actor, now).await?;
+                }
                 // Queued follow-ups still have work for this session: it stays active.
                 let queued: i64 = query_scalar(
                     "SELECT COUNT(*) FROM turns WHERE work_session_id = $1 AND status = 'queued'",
