@@ -79,15 +79,14 @@ impl Repository {
                     reason: "it is the repository's main work tree".to_owned(),
                 });
             }
-            if path.exists() {
-                git.run(&[
-                    "worktree".as_ref(),
-                    "remove".as_ref(),
-                    "--force".as_ref(),
-                    "--force".as_ref(),
-                    existing.path.as_os_str(),
-                ])?;
-            }
+            // Also when the directory is gone: that clears a locked entry prune would keep.
+            git.run(&[
+                "worktree".as_ref(),
+                "remove".as_ref(),
+                "--force".as_ref(),
+                "--force".as_ref(),
+                existing.path.as_os_str(),
+            ])?;
         }
         self.prune_worktrees()?;
         if path.exists() {
