@@ -104,10 +104,7 @@ impl Repository {
                     .map(str::to_owned)
                     .unwrap_or(name)
             });
-        let commit = match head.id() {
-            Some(id) => Some(CommitId::from_oid(id)),
-            None => None,
-        };
+        let commit = head.id().map(CommitId::from_oid);
         Ok(Head { commit, branch })
     }
 

@@ -208,7 +208,7 @@ fn commits_between_lists_oldest_first_with_details() {
     assert_eq!(commits[0].message.trim_end(), "first change\n\nwith a body");
     assert_eq!(commits[0].author_name, "Fixture");
     assert_eq!(commits[0].author_email, "fixture@example.invalid");
-    assert_eq!(commits[0].parents, [base.clone()]);
+    assert_eq!(commits[0].parents, std::slice::from_ref(&base));
     assert!(commits[0].time > 1_600_000_000);
     assert_eq!(commits[3].parents, [two.clone(), side.clone()]);
     assert_eq!(commits[3].author_name, "spectask");
