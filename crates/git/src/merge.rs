@@ -13,7 +13,8 @@ impl Repository {
     /// `AlreadyMerged` if `source` is contained in the target; `FastForward` if the target is an
     /// ancestor of `source`; otherwise `Merged` with a two-parent commit (first parent the
     /// target) by `author` with `message`; `Conflict` when the trees conflict, leaving the branch
-    /// as it was. Every ref move is compare-and-set: a merge that loses a race is redone from
+    /// as it was. `BranchCheckedOut` if a worktree has `target_branch` checked out (its
+    /// HEAD would move under it). Every ref move is compare-and-set: a merge that loses a race is redone from
     /// the branch's new tip (up to 8 times, then `RefChanged`), so no commit is ever dropped.
     pub fn merge_into_branch(
         &self,
@@ -22,6 +23,18 @@ impl Repository {
         message: &str,
         author: &Signature,
     ) -> Result<MergeOutcome> {
+        // Moving a branch some worktree has checked out would change that worktree's HEAD under
+        // it (the user's, or a session's): the task branch is meant to stay unchecked-out.
+        if let Some(worktree) = self
+            .worktrees()?
+            .into_iter()
+            .find(|worktree| worktree.branch.as_deref() == Some(target_branch))
+        {
+            return Err(GitError::BranchCheckedOut {
+                branch: target_branch.to_owned(),
+                worktree: worktree.path,
+            });
+        }
         for attempt in 1..=MERGE_ATTEMPTS {
             let Some(target) = self.branch_commit(target_branch)? else {
                 return Err(GitError::BranchNotFound {

@@ -115,6 +115,7 @@ impl Worktree {
             "--no-verify",
             "--allow-empty",
             "--quiet",
+            "--cleanup=whitespace",
             "-m",
             message,
         ])?;
@@ -144,6 +145,7 @@ impl Worktree {
             "--no-ff",
             "--no-edit",
             "--no-verify",
+            "--cleanup=whitespace",
             "--no-stat",
             "--quiet",
             "-m",

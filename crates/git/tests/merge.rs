@@ -43,11 +43,16 @@ fn fast_forward_and_already_merged() {
     assert_eq!(
         repo.merge_into_branch("task", &ahead, "m", &merger())
             .unwrap(),
-        MergeOutcome::AlreadyMerged { head: ahead }
+        MergeOutcome::AlreadyMerged { head: ahead.clone() }
     );
     assert!(matches!(
         repo.merge_into_branch("no-such-branch", &base, "m", &merger()),
         Err(GitError::BranchNotFound { .. })
+    ));
+    // The user's checked-out branch is never moved.
+    assert!(matches!(
+        repo.merge_into_branch("main", &ahead, "m", &merger()),
+        Err(GitError::BranchCheckedOut { .. })
     ));
     assert_eq!(fixture.user_state(), user_before);
 }

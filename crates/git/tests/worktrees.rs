@@ -164,7 +164,7 @@ fn commit_all_commits_new_modified_and_deleted_files_without_hooks() {
     );
 
     let commit = worktree
-        .commit_all("ws: the work\n\nDetails.", &agent())
+        .commit_all("ws: the work\n\nDetails.\n# not a comment", &agent())
         .unwrap()
         .unwrap();
     assert_eq!(worktree.head().unwrap(), commit);
@@ -180,7 +180,7 @@ fn commit_all_commits_new_modified_and_deleted_files_without_hooks() {
             ]
         ),
         format!(
-            "Agent Smith|agent@spectask.invalid|Agent Smith|agent@spectask.invalid|{start}|ws: the work\n\nDetails."
+            "Agent Smith|agent@spectask.invalid|Agent Smith|agent@spectask.invalid|{start}|ws: the work\n\nDetails.\n# not a comment"
         )
     );
     assert_eq!(
