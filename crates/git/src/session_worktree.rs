@@ -1,4 +1,4 @@
-//! `Worktree`: a session's worktree (never the user's), driven with the git CLI: status,
+//! `Worktree`: a session's linked worktree (never the user's main one), driven with the git CLI: status,
 //! commit everything, start a merge that may stop on conflicts, and conclude or abort it.
 
 use std::path::{Path, PathBuf};
@@ -13,17 +13,34 @@ pub struct Worktree {
 }
 
 impl Worktree {
-    /// Opens the worktree whose top is `path`. `NotARepository` if `path` is not the top of a
-    /// git work tree.
+    /// Opens the linked worktree whose top is `path`. `NotARepository` if `path` is not the
+    /// top of a git work tree; `WorktreePath` if it is a repository's main work tree (the
+    /// user's), which this type must never change.
     pub fn open(path: &Path) -> Result<Worktree> {
         let path =
             std::fs::canonicalize(path).map_err(|_| GitError::NotARepository(path.to_owned()))?;
-        let output = Git::new(&path).output(&["rev-parse", "--show-toplevel"])?;
-        let top = String::from_utf8_lossy(&output.stdout).trim().to_owned();
+        let output = Git::new(&path).output(&[
+            "rev-parse",
+            "--path-format=absolute",
+            "--show-toplevel",
+            "--git-dir",
+            "--git-common-dir",
+        ])?;
+        let text = String::from_utf8_lossy(&output.stdout);
+        let lines: Vec<&str> = text.lines().collect();
+        let [top, git_dir, common_dir] = lines[..] else {
+            return Err(GitError::NotARepository(path));
+        };
         if !output.status.success()
-            || std::fs::canonicalize(&top).ok().as_deref() != Some(path.as_path())
+            || std::fs::canonicalize(top).ok().as_deref() != Some(path.as_path())
         {
             return Err(GitError::NotARepository(path));
+        }
+        if std::fs::canonicalize(git_dir).ok() == std::fs::canonicalize(common_dir).ok() {
+            return Err(GitError::WorktreePath {
+                path,
+                reason: "it is a repository's main work tree, not a linked worktree".to_owned(),
+            });
         }
         Ok(Worktree { path })
     }

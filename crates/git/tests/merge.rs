@@ -43,7 +43,9 @@ fn fast_forward_and_already_merged() {
     assert_eq!(
         repo.merge_into_branch("task", &ahead, "m", &merger())
             .unwrap(),
-        MergeOutcome::AlreadyMerged { head: ahead.clone() }
+        MergeOutcome::AlreadyMerged {
+            head: ahead.clone()
+        }
     );
     assert!(matches!(
         repo.merge_into_branch("no-such-branch", &base, "m", &merger()),

@@ -196,12 +196,28 @@ fn commit_all_commits_new_modified_and_deleted_files_without_hooks() {
 }
 
 #[test]
-fn worktree_open_refuses_a_plain_directory() {
+fn worktree_open_refuses_a_plain_directory_a_subdirectory_and_the_main_work_tree() {
     let dir = tempfile::tempdir().unwrap();
     assert!(matches!(
         Worktree::open(dir.path()),
         Err(GitError::NotARepository(_))
     ));
+    let fixture = Fixture::new();
+    assert!(matches!(
+        Worktree::open(&fixture.path),
+        Err(GitError::WorktreePath { .. })
+    ));
+    let path = fixture.root.join("wt/ws");
+    fixture
+        .repo()
+        .add_worktree(&path, "ws", &fixture.head())
+        .unwrap();
+    std::fs::create_dir(path.join("sub")).unwrap();
+    assert!(matches!(
+        Worktree::open(&path.join("sub")),
+        Err(GitError::NotARepository(_))
+    ));
+    assert_eq!(Worktree::open(&path).unwrap().path(), path);
 }
 
 #[test]
