@@ -99,6 +99,8 @@ fn dependencies_point_inward_to_the_domain() {
         ("domain", &[][..]),
         ("store", &["spectask-domain"][..]),
         ("runtimes", &["spectask-domain"][..]),
+        // The git layer: branches, worktrees, merges, diffs; knows nothing of spectask's domain.
+        ("git", &[][..]),
         // A scripted ACP agent for tests: speaks the protocol, knows nothing of spectask.
         ("acp-test-agent", &[][..]),
         // Test doubles (scripted runtime, fake model servers): implement the runtimes' interface.
@@ -108,11 +110,21 @@ fn dependencies_point_inward_to_the_domain() {
         ),
         (
             "engine",
-            &["spectask-domain", "spectask-store", "spectask-runtimes"][..],
+            &[
+                "spectask-domain",
+                "spectask-store",
+                "spectask-runtimes",
+                "spectask-git",
+            ][..],
         ),
         (
             "server",
-            &["spectask-domain", "spectask-store", "spectask-engine"][..],
+            &[
+                "spectask-domain",
+                "spectask-store",
+                "spectask-engine",
+                "spectask-git",
+            ][..],
         ),
         (
             "testkit",
@@ -131,6 +143,7 @@ fn dependencies_point_inward_to_the_domain() {
                 "spectask-store",
                 "spectask-engine",
                 "spectask-runtimes",
+                "spectask-git",
             ][..],
         ),
     ]);

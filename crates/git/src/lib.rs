@@ -1,0 +1,40 @@
+//! spectask's git layer: a SpecTask's output is a git branch. The task branch
+//! (`spectask/<slug>-<suffix>`) starts at the user's HEAD; each work session gets a worktree
+//! under spectask's data directory on a branch of its own, a commit when it finishes, and a
+//! merge into the task branch in dependency order; reviews read paged diffs.
+//!
+//! The API is synchronous (the engine calls it through `spawn_blocking`).
+//!
+//! Which tool does what, and why:
+//! - **gix** (in-process, no fork): opening and discovering the repository, HEAD, reading
+//!   branches, ancestry and merge bases, walking commits (`repository.rs`), and every branch
+//!   write — create, compare-and-set update, delete — as a ref transaction with an expected
+//!   previous value, which is what makes concurrent merges safe.
+//! - **the `git` CLI** (`cli.rs`: argument vectors, `-C <dir>`, `LC_ALL=C`, no prompt, hooks
+//!   and signing off, identity passed explicitly) where gix has no or no mature equivalent:
+//!   linked worktrees add/remove/list/prune (`worktrees.rs`), status, staging and committing a
+//!   working tree, merging inside a worktree with conflicts left for resolution
+//!   (`session_worktree.rs`), `merge-tree --write-tree` and `commit-tree` for merging without
+//!   a working tree (`merge.rs`, git ≥ 2.38), and unified diff text with rename detection
+//!   (`diff.rs`).
+//!
+//! Invariant: nothing here touches the user's working tree, index or HEAD; only a [`Worktree`]
+//! (a session's, at a path the caller gives) has its files, index and HEAD changed. Branch
+//! moves are compare-and-set.
+
+mod cli;
+mod diff;
+mod error;
+mod merge;
+mod names;
+mod repository;
+mod session_worktree;
+mod types;
+mod worktrees;
+
+pub use diff::{Diff, DiffPage, FileDiff, FileStatus};
+pub use error::{GitError, Result};
+pub use names::{branch_slug, is_valid_branch_name};
+pub use repository::Repository;
+pub use session_worktree::Worktree;
+pub use types::{CommitId, CommitInfo, Head, MergeOutcome, MergeStart, Signature, WorktreeInfo};
