@@ -25,4 +25,7 @@ pub enum EngineError {
     /// The task is not in a state where the request makes sense.
     #[error("{0}")]
     Conflict(String),
+    /// A git step failed (the repository, a worktree, a merge).
+    #[error("git: {0}")]
+    Git(#[from] spectask_git::GitError),
 }

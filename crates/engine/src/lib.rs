@@ -24,6 +24,7 @@ pub mod planners;
 pub mod planning;
 mod projection;
 pub mod worker;
+mod workspace;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -78,6 +79,34 @@ pub struct EngineSettings {
     /// at start and its MCP tokens revoked. `None` for a first start, or when unknown (its turns
     /// then wait for their leases to expire).
     pub predecessor_owner: Option<String>,
+    /// Git isolation: where worktrees live, who commits, the defaults.
+    pub git: GitSettings,
+}
+
+/// How work sessions are isolated in git (`workspace/`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GitSettings {
+    /// Where work sessions' worktrees are made (`<data-dir>/worktrees`); `None` turns worktree
+    /// isolation off (every task runs `shared`).
+    pub worktrees_dir: Option<std::path::PathBuf>,
+    /// The author and committer of spectask's commits and merges.
+    pub author: spectask_git::Signature,
+    /// The isolation of a task whose `workspace_config` names none (`worktree` applies only to a
+    /// project that is a git repository with a commit; others run `shared`).
+    pub default_isolation: spectask_domain::WorkspaceIsolation,
+    /// Follow-up turns a work session gets to resolve a merge conflict before it is blocked.
+    pub max_merge_attempts: i32,
+}
+
+impl Default for GitSettings {
+    fn default() -> Self {
+        Self {
+            worktrees_dir: None,
+            author: spectask_git::Signature::default(),
+            default_isolation: spectask_domain::WorkspaceIsolation::Worktree,
+            max_merge_attempts: 2,
+        }
+    }
 }
 
 impl Default for EngineSettings {
@@ -97,6 +126,7 @@ impl Default for EngineSettings {
             max_spawned_sessions: 16,
             max_spawn_depth: 2,
             predecessor_owner: None,
+            git: GitSettings::default(),
         }
     }
 }

@@ -22,6 +22,7 @@
 //! (a session's, at a path the caller gives) has its files, index and HEAD changed. Branch
 //! moves are compare-and-set.
 
+mod branches;
 mod cli;
 mod diff;
 mod error;

@@ -143,6 +143,28 @@ impl Store {
         Ok(())
     }
 
+    /// Records that a task's worktrees and session branches were removed (it ended).
+    pub async fn record_worktrees_removed(
+        &self,
+        task: &SpecTaskId,
+        worktrees: usize,
+        actor: &str,
+    ) -> StoreResult<()> {
+        let now = now();
+        self.write(async |tx| {
+            let event = NewEvent {
+                spec_task_id: Some(task.clone()),
+                kind: EventKind::WorktreesRemoved,
+                entity_id: task.to_string(),
+                actor: actor.to_owned(),
+                payload: json!({ "worktrees": worktrees }),
+            };
+            append_event(&mut *tx, &event, now).await?;
+            Ok(())
+        })
+        .await
+    }
+
     /// Records what a finished turn committed (`commit`: `None` when it changed nothing), as an
     /// event on the work session.
     pub async fn record_session_commit(

@@ -1,0 +1,114 @@
+//! On entering implementation: decide how the task's work sessions share the project and, in
+//! worktree isolation, make the task branch `spectask/<slug>-<id suffix>` at the repository's
+//! HEAD. Decided once (the store keeps the first answer), idempotent in git.
+
+use std::path::PathBuf;
+
+use spectask_domain::{SpecTask, WorkspaceIsolation, workspace_choice};
+use spectask_git::{GitError, Repository, branch_slug};
+use spectask_store::TaskBranch;
+
+use super::{TaskDirRecord, blocking, id_suffix, task_dir};
+use crate::{Engine, EngineError};
+
+/// Why a task that asked for worktrees runs shared; `None` when it can have them.
+fn shared_because(repo: &Option<Repository>, worktrees: bool) -> Option<&'static str> {
+    if !worktrees {
+        Some("worktree isolation is off on this server")
+    } else if repo.is_none() {
+        Some("the project is not a git repository")
+    } else {
+        None
+    }
+}
+
+impl Engine {
+    /// Records the task's isolation (and makes its branch) unless already recorded; returns the
+    /// task as recorded.
+    pub(crate) async fn prepare_isolation(&self, task: &SpecTask) -> Result<SpecTask, EngineError> {
+        if task.isolation.is_some() {
+            return Ok(task.clone());
+        }
+        let store = &self.inner.store;
+        let settings = &self.inner.settings.git;
+        let wanted = workspace_choice(task.workspace_config.as_ref())
+            .map_err(EngineError::Conflict)?
+            .isolation
+            .unwrap_or(settings.default_isolation);
+        let Some(project) = task.project_path.clone().map(PathBuf::from) else {
+            return Ok(store
+                .record_isolation(&task.id, WorkspaceIsolation::Shared, None, &self.inner.owner)
+                .await?);
+        };
+        if wanted == WorkspaceIsolation::Shared {
+            return Ok(store
+                .record_isolation(&task.id, WorkspaceIsolation::Shared, None, &self.inner.owner)
+                .await?);
+        }
+        let repo = blocking({
+            let project = project.clone();
+            move || Repository::open(&project)
+        })
+        .await?;
+        if let Some(why) = shared_because(&repo, settings.worktrees_dir.is_some()) {
+            tracing::info!(spec_task_id = %task.id, why, "the task runs in shared isolation");
+            return Ok(store
+                .record_isolation(&task.id, WorkspaceIsolation::Shared, None, &self.inner.owner)
+                .await?);
+        }
+        let (Some(repo), Some(worktrees_dir)) = (repo, settings.worktrees_dir.clone()) else {
+            return Err(EngineError::Conflict("unreachable: checked above".into()));
+        };
+        let branch_name = format!(
+            "spectask/{}-{}",
+            branch_slug(&task.name, 40),
+            id_suffix(task.id.as_str())
+        );
+        let dir = task_dir(&worktrees_dir, &task.id);
+        let branch = blocking({
+            let branch_name = branch_name.clone();
+            move || -> Result<Option<TaskBranch>, GitError> {
+                let head = repo.head()?;
+                let Some(commit) = head.commit else {
+                    return Ok(None);
+                };
+                let base_commit = match repo.create_branch(&branch_name, &commit) {
+                    Ok(()) => commit,
+                    // Made by an earlier attempt (a crash before the record): adopt it, from
+                    // where it left HEAD's history.
+                    Err(GitError::BranchExists { at, .. }) => {
+                        repo.merge_base(&at, &commit)?.unwrap_or(at)
+                    }
+                    Err(err) => return Err(err),
+                };
+                TaskDirRecord {
+                    repository: repo.work_tree().to_path_buf(),
+                    task_branch: branch_name.clone(),
+                }
+                .write(&dir)?;
+                Ok(Some(TaskBranch {
+                    branch_name,
+                    base_branch: head.branch,
+                    base_commit: base_commit.to_string(),
+                }))
+            }
+        })
+        .await?;
+        let Some(branch) = branch else {
+            tracing::info!(spec_task_id = %task.id, "the repository has no commit yet; the task runs in shared isolation");
+            return Ok(store
+                .record_isolation(&task.id, WorkspaceIsolation::Shared, None, &self.inner.owner)
+                .await?);
+        };
+        let recorded = store
+            .record_isolation(
+                &task.id,
+                WorkspaceIsolation::Worktree,
+                Some(&branch),
+                &self.inner.owner,
+            )
+            .await?;
+        tracing::info!(spec_task_id = %task.id, branch = %branch.branch_name, base = %branch.base_commit, "task branch ready");
+        Ok(recorded)
+    }
+}
