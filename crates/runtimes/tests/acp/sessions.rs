@@ -58,6 +58,7 @@ async fn a_crash_mid_turn_disconnects_and_a_restart_loads_the_same_session() {
             &instance_id("i1"),
             &work_session("ws1"),
             &thread_id(&thread),
+            None,
         )
         .await
         .unwrap();
@@ -84,7 +85,8 @@ async fn a_crash_mid_turn_disconnects_and_a_restart_loads_the_same_session() {
             .resume_thread(
                 &instance_id("i1"),
                 &work_session("ws1"),
-                &thread_id("no-such-session")
+                &thread_id("no-such-session"),
+                None
             )
             .await,
         Err(AgentError::UnknownThread(_))
@@ -103,6 +105,7 @@ async fn without_load_session_a_restarted_instance_cannot_resume() {
             &instance_id("i1"),
             &work_session("ws1"),
             &thread_id(&thread),
+            None,
         )
         .await
         .unwrap();
@@ -116,7 +119,8 @@ async fn without_load_session_a_restarted_instance_cannot_resume() {
             .resume_thread(
                 &instance_id("i1"),
                 &work_session("ws1"),
-                &thread_id(&thread)
+                &thread_id(&thread),
+                None
             )
             .await,
         Err(AgentError::UnknownThread(thread.clone()))
@@ -162,12 +166,12 @@ async fn work_session_threads_get_the_tool_servers_mcp_server_on_new_and_load() 
         .await
         .unwrap();
     let thread = runtime
-        .create_thread(&instance_id("i1"), &work_session("stws_a"))
+        .create_thread(&instance_id("i1"), &work_session("stws_a"), None)
         .await
         .unwrap()
         .into_string();
     runtime
-        .create_thread(&instance_id("i1"), &planning_session("ses_planning"))
+        .create_thread(&instance_id("i1"), &planning_session("ses_planning"), None)
         .await
         .unwrap();
     runtime.shutdown_instance(&instance_id("i1")).await.unwrap();
@@ -180,6 +184,7 @@ async fn work_session_threads_get_the_tool_servers_mcp_server_on_new_and_load() 
             &instance_id("i1"),
             &work_session("stws_a"),
             &thread_id(&thread),
+            None,
         )
         .await
         .unwrap();
@@ -263,6 +268,7 @@ async fn a_frozen_agent_is_probed_killed_restarted_and_its_session_loaded_again(
             &instance_id("i1"),
             &work_session("stws_1"),
             &thread_id(&thread),
+            None,
         )
         .await
         .unwrap();
@@ -362,7 +368,7 @@ async fn restarts_back_off_exponentially_up_to_a_cap() {
         .unwrap()
         .unwrap();
     let thread = runtime
-        .create_thread(&instance_id("i1"), &work_session("stws_1"))
+        .create_thread(&instance_id("i1"), &work_session("stws_1"), None)
         .await
         .unwrap()
         .into_string();

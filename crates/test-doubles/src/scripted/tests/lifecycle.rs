@@ -20,7 +20,7 @@ async fn turns_need_an_ensured_instance_and_a_loaded_thread() {
     );
     assert_eq!(
         runtime
-            .create_thread(&instance_id("i1"), &work_session("stws_1"))
+            .create_thread(&instance_id("i1"), &work_session("stws_1"), None)
             .await,
         Err(AgentError::UnknownInstance(instance_id("i1").to_string()))
     );
@@ -36,7 +36,7 @@ async fn turns_need_an_ensured_instance_and_a_loaded_thread() {
     );
     // A thread belongs to the instance that created it.
     let thread = runtime
-        .create_thread(&instance_id("i2"), &work_session("stws_2"))
+        .create_thread(&instance_id("i2"), &work_session("stws_2"), None)
         .await
         .unwrap()
         .into_string();
@@ -48,6 +48,7 @@ async fn turns_need_an_ensured_instance_and_a_loaded_thread() {
             &instance_id("i1"),
             &work_session("ws1"),
             &thread_id("other-thread"),
+            None,
         )
         .await
         .unwrap();
@@ -86,7 +87,7 @@ async fn thread_ids_are_unique_across_runtime_objects() {
         runtime.ensure_instance(&spec("i1")).await.unwrap();
         for n in 1..=3 {
             let id = runtime
-                .create_thread(&instance_id("i1"), &work_session("stws"))
+                .create_thread(&instance_id("i1"), &work_session("stws"), None)
                 .await
                 .unwrap()
                 .into_string();
@@ -127,7 +128,7 @@ async fn max_concurrent_turns_is_a_high_water_mark_per_instance() {
     let mut threads = Vec::new();
     for (n, instance) in ["i1", "i1", "i1", "i2"].into_iter().enumerate() {
         let thread = runtime
-            .create_thread(&instance_id(instance), &work_session("stws"))
+            .create_thread(&instance_id(instance), &work_session("stws"), None)
             .await
             .unwrap()
             .into_string();
@@ -169,17 +170,17 @@ async fn disconnect_behaviour_drops_every_turn_of_the_instance_and_unloads_threa
     runtime.ensure_instance(&spec("i1")).await.unwrap();
     runtime.ensure_instance(&spec("i2")).await.unwrap();
     let hanging = runtime
-        .create_thread(&instance_id("i1"), &work_session("stws_1"))
+        .create_thread(&instance_id("i1"), &work_session("stws_1"), None)
         .await
         .unwrap()
         .into_string();
     let crashing = runtime
-        .create_thread(&instance_id("i1"), &work_session("stws_2"))
+        .create_thread(&instance_id("i1"), &work_session("stws_2"), None)
         .await
         .unwrap()
         .into_string();
     let elsewhere = runtime
-        .create_thread(&instance_id("i2"), &work_session("stws_3"))
+        .create_thread(&instance_id("i2"), &work_session("stws_3"), None)
         .await
         .unwrap()
         .into_string();
@@ -218,7 +219,8 @@ async fn disconnect_behaviour_drops_every_turn_of_the_instance_and_unloads_threa
             .resume_thread(
                 &instance_id("i1"),
                 &work_session("ws1"),
-                &thread_id(&hanging)
+                &thread_id(&hanging),
+                None
             )
             .await,
         Err(AgentError::UnknownInstance(instance_id("i1").to_string()))
@@ -231,6 +233,7 @@ async fn disconnect_behaviour_drops_every_turn_of_the_instance_and_unloads_threa
             &instance_id("i1"),
             &work_session("ws1"),
             &thread_id(&hanging),
+            None,
         )
         .await
         .unwrap();
@@ -343,7 +346,7 @@ async fn the_dispatch_log_has_one_json_line_per_call_and_survives_a_new_runtime(
         .unwrap();
     runtime.ensure_instance(&spec("i1")).await.unwrap();
     let thread = runtime
-        .create_thread(&instance_id("i1"), &work_session("stws_1"))
+        .create_thread(&instance_id("i1"), &work_session("stws_1"), None)
         .await
         .unwrap()
         .into_string();
@@ -375,6 +378,7 @@ async fn the_dispatch_log_has_one_json_line_per_call_and_survives_a_new_runtime(
             &instance_id("i1"),
             &work_session("ws1"),
             &thread_id(&thread),
+            None,
         )
         .await
         .unwrap();
