@@ -2,9 +2,10 @@
 //! shutdowns, and the dispatch log.
 
 use std::collections::HashSet;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use spectask_runtimes::agent::{AgentError, AgentRuntime, StopReason};
+use spectask_runtimes::agent::{AgentError, AgentRuntime, InstanceSpec, StopReason};
 use tokio::sync::mpsc;
 
 use super::*;
@@ -431,4 +432,45 @@ async fn the_dispatch_log_has_one_json_line_per_call_and_survives_a_new_runtime(
     assert_eq!(lines[3]["thread_id"], thread.as_str());
     assert_eq!(lines[9]["thread_id"], thread.as_str());
     assert!(lines[0].get("thread_id").is_none());
+}
+
+#[tokio::test]
+async fn threads_keep_the_cwd_they_were_given_within_the_instances_roots() {
+    let runtime = ScriptedRuntime::new(Script::always(Behaviour::Refuse));
+    let (workspace, root) = (PathBuf::from("/p/ws"), PathBuf::from("/d/worktrees/spt_1"));
+    let spec = InstanceSpec {
+        workspace: Some(workspace.clone()),
+        extra_roots: vec![root.clone()],
+        ..spec("i1")
+    };
+    runtime.ensure_instance(&spec).await.unwrap();
+    let owner = work_session("stws_1");
+    let in_root = runtime
+        .create_thread(&instance_id("i1"), &owner, Some(&root.join("stws_1")))
+        .await
+        .unwrap();
+    let default = runtime
+        .create_thread(&instance_id("i1"), &owner, None)
+        .await
+        .unwrap();
+    assert_eq!(runtime.thread_cwd(&in_root), Some(root.join("stws_1")));
+    assert_eq!(runtime.thread_cwd(&default), Some(workspace.clone()));
+    let refused = runtime
+        .create_thread(&instance_id("i1"), &owner, Some(Path::new("/d/worktrees/spt_2")))
+        .await;
+    assert!(matches!(refused, Err(AgentError::Config(_))), "{refused:?}");
+    // Resuming without a cwd keeps the thread's; with one, moves it.
+    runtime.disconnect_instance("i1");
+    runtime.ensure_instance(&spec).await.unwrap();
+    runtime
+        .resume_thread(&instance_id("i1"), &owner, &in_root, None)
+        .await
+        .unwrap();
+    assert_eq!(runtime.thread_cwd(&in_root), Some(root.join("stws_1")));
+    runtime
+        .refresh_thread(&instance_id("i1"), &owner, &default, Some(&root.join("b")))
+        .await
+        .unwrap();
+    assert_eq!(runtime.thread_cwd(&default), Some(root.join("b")));
+    assert_eq!(runtime.thread_cwd(&thread_id("never-seen")), None);
 }
