@@ -121,7 +121,10 @@ impl Engine {
         let owner = ThreadOwner::PlanningSession(session.id.clone());
         let thread_id = match session.agent_thread_id.clone().map(AgentThreadId::new) {
             Some(thread) => {
-                match runtime.resume_thread(&instance_id, &owner, &thread, None).await {
+                match runtime
+                    .resume_thread(&instance_id, &owner, &thread, None)
+                    .await
+                {
                     Ok(()) => {}
                     Err(err @ AgentError::UnknownThread(_)) => {
                         // Never a new session behind the reviewer's back: planning fails and says

@@ -456,29 +456,42 @@ async fn each_thread_works_in_its_own_cwd_under_an_extra_root_across_restarts() 
         .create_thread(&instance, &work_session("stws_b"), Some(&dir_b))
         .await
         .unwrap();
-    for cwd in [fixture.root().join("outside"), fixture.root().join("missing")] {
+    for cwd in [
+        fixture.root().join("outside"),
+        fixture.root().join("missing"),
+    ] {
         let refused = runtime
             .create_thread(&instance, &work_session("stws_c"), Some(&cwd))
             .await;
         assert!(matches!(refused, Err(AgentError::Config(_))), "{refused:?}");
     }
     for (thread, dir) in [(&thread_a, &dir_a), (&thread_b, &dir_b)] {
-        let (result, events) =
-            turn(&runtime, &request("i1", thread.as_str(), "t", "work")).await;
+        let (result, events) = turn(&runtime, &request("i1", thread.as_str(), "t", "work")).await;
         assert_eq!(result, Ok(StopReason::EndTurn));
         assert!(
-            chunks(&events).concat().contains(&format!("{}\n", dir.display())),
+            chunks(&events)
+                .concat()
+                .contains(&format!("{}\n", dir.display())),
             "{events:?}"
         );
         // The client's write and the sandboxed agent's own both land in the thread's directory.
-        assert_eq!(std::fs::read_to_string(dir.join("note.txt")).unwrap(), "hi\n");
-        assert_eq!(std::fs::read_to_string(dir.join("by-agent.txt")).unwrap(), "x\n");
+        assert_eq!(
+            std::fs::read_to_string(dir.join("note.txt")).unwrap(),
+            "hi\n"
+        );
+        assert_eq!(
+            std::fs::read_to_string(dir.join("by-agent.txt")).unwrap(),
+            "x\n"
+        );
     }
     assert!(!fixture.workspace().join("note.txt").exists());
 
     // The agent dies; after the restart each thread is loaded with the cwd it had.
     let (result, _) = turn(&runtime, &request("i1", thread_a.as_str(), "t", "crash")).await;
-    assert!(matches!(result, Err(AgentError::Disconnected(_))), "{result:?}");
+    assert!(
+        matches!(result, Err(AgentError::Disconnected(_))),
+        "{result:?}"
+    );
     runtime.ensure_instance(&spec).await.unwrap();
     runtime
         .resume_thread(&instance, &work_session("stws_a"), &thread_a, None)
@@ -491,7 +504,10 @@ async fn each_thread_works_in_its_own_cwd_under_an_extra_root_across_restarts() 
     std::fs::remove_file(dir_a.join("note.txt")).unwrap();
     let (result, _) = turn(&runtime, &request("i1", thread_a.as_str(), "t", "work")).await;
     assert_eq!(result, Ok(StopReason::EndTurn));
-    assert!(dir_a.join("note.txt").is_file(), "relative paths are still the thread's");
+    assert!(
+        dir_a.join("note.txt").is_file(),
+        "relative paths are still the thread's"
+    );
     // A refresh loads the session again, with the same cwd.
     runtime
         .refresh_thread(&instance, &work_session("stws_a"), &thread_a, None)

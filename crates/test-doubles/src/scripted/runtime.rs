@@ -11,9 +11,9 @@ use spectask_runtimes::agent::{
 };
 use tokio::sync::mpsc;
 
-use super::{Instance, ScriptedRuntime};
 use super::log::LogLine;
 use super::turn::{Interrupt, TurnCtx, TurnGuard, outcome_of};
+use super::{Instance, ScriptedRuntime};
 use crate::lock;
 
 #[async_trait]

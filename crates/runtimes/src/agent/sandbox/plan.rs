@@ -375,7 +375,7 @@ fn hide_unless_writable(path: PathBuf, writable: &[PathBuf], hidden: &mut Vec<Pa
         hidden.push(path);
         return;
     }
-    if writable.iter().any(|w| *w == path) {
+    if writable.contains(&path) {
         return;
     }
     if let Ok(entries) = std::fs::read_dir(&path) {

@@ -481,7 +481,10 @@ fn a_worktree_root_in_the_data_directory_is_writable_and_its_neighbours_hidden()
     std::fs::write(roots.join("spt_2/notes"), SECRET).unwrap();
     std::fs::create_dir_all(&root).unwrap();
     let tree_arg = tree.to_str().unwrap();
-    git(&world.workspace, &["worktree", "add", "-q", "-b", "stws_1", tree_arg]);
+    git(
+        &world.workspace,
+        &["worktree", "add", "-q", "-b", "stws_1", tree_arg],
+    );
     let sandbox = plan_instance(&SandboxRequest {
         settings: &claude_like(),
         instance_id: "zi_test",
@@ -529,7 +532,10 @@ fn a_worktree_root_in_the_data_directory_is_writable_and_its_neighbours_hidden()
         ],
     );
     for (i, outcome) in out.outcomes.iter().enumerate() {
-        assert!(!outcome.1.contains(SECRET), "command {i} read a secret: {outcome:?}");
+        assert!(
+            !outcome.1.contains(SECRET),
+            "command {i} read a secret: {outcome:?}"
+        );
         if i <= 1 {
             assert_eq!(outcome.0, 0, "allowed command {i} failed: {outcome:?}");
         } else if i >= 4 {
@@ -543,7 +549,11 @@ fn a_worktree_root_in_the_data_directory_is_writable_and_its_neighbours_hidden()
         .output()
         .unwrap();
     assert_eq!(String::from_utf8_lossy(&log.stdout), "agent\n");
-    assert!(std::fs::read_to_string(tree.join(".git")).unwrap().starts_with("gitdir:"));
+    assert!(
+        std::fs::read_to_string(tree.join(".git"))
+            .unwrap()
+            .starts_with("gitdir:")
+    );
     assert!(!roots.join("x").exists() && !roots.join("spt_2/x").exists());
 }
 

@@ -456,7 +456,11 @@ async fn threads_keep_the_cwd_they_were_given_within_the_instances_roots() {
     assert_eq!(runtime.thread_cwd(&in_root), Some(root.join("stws_1")));
     assert_eq!(runtime.thread_cwd(&default), Some(workspace.clone()));
     let refused = runtime
-        .create_thread(&instance_id("i1"), &owner, Some(Path::new("/d/worktrees/spt_2")))
+        .create_thread(
+            &instance_id("i1"),
+            &owner,
+            Some(Path::new("/d/worktrees/spt_2")),
+        )
         .await;
     assert!(matches!(refused, Err(AgentError::Config(_))), "{refused:?}");
     // Resuming without a cwd keeps the thread's; with one, moves it.

@@ -375,25 +375,26 @@ fn confinement_follows_symlinks_and_refuses_escapes() {
     let ws = root.join("ws");
     std::fs::create_dir_all(ws.join("src")).unwrap();
     std::fs::create_dir_all(root.join("outside")).unwrap();
+    let roots = std::slice::from_ref(&ws);
 
     assert_eq!(
-        resolve_in_roots(&[ws.clone()], &ws, &ws.join("src/new/file.rs")).unwrap(),
+        resolve_in_roots(roots, &ws, &ws.join("src/new/file.rs")).unwrap(),
         ws.join("src/new/file.rs")
     );
     assert_eq!(
-        resolve_in_roots(&[ws.clone()], &ws, Path::new("a.txt")).unwrap(),
+        resolve_in_roots(roots, &ws, Path::new("a.txt")).unwrap(),
         ws.join("a.txt")
     );
-    assert!(resolve_in_roots(&[ws.clone()], &ws, &root.join("outside/x")).is_err());
-    assert!(resolve_in_roots(&[ws.clone()], &ws, &ws.join("../outside/x")).is_err());
-    assert!(resolve_in_roots(&[ws.clone()], &ws, &ws.join("nope/../../outside/x")).is_err());
+    assert!(resolve_in_roots(roots, &ws, &root.join("outside/x")).is_err());
+    assert!(resolve_in_roots(roots, &ws, &ws.join("../outside/x")).is_err());
+    assert!(resolve_in_roots(roots, &ws, &ws.join("nope/../../outside/x")).is_err());
     #[cfg(unix)]
     {
         std::os::unix::fs::symlink(root.join("outside"), ws.join("link")).unwrap();
-        assert!(resolve_in_roots(&[ws.clone()], &ws, &ws.join("link/x")).is_err());
+        assert!(resolve_in_roots(roots, &ws, &ws.join("link/x")).is_err());
         std::os::unix::fs::symlink(ws.join("src"), ws.join("inner")).unwrap();
         assert_eq!(
-            resolve_in_roots(&[ws.clone()], &ws, &ws.join("inner/y")).unwrap(),
+            resolve_in_roots(roots, &ws, &ws.join("inner/y")).unwrap(),
             ws.join("src/y")
         );
     }
@@ -424,7 +425,10 @@ async fn extra_roots_are_open_and_a_worktrees_git_file_is_protected() {
         root.join("data/worktrees/spt_2/x"),
         worktrees.join("../spt_2/x"),
     ] {
-        assert!(!write(&state, outside.to_str().unwrap()).await, "{outside:?}");
+        assert!(
+            !write(&state, outside.to_str().unwrap()).await,
+            "{outside:?}"
+        );
     }
     let read = |path: &Path| ReadTextFileRequest::new("s1", path);
     assert!(state.read_text_file(&read(&in_tree)).await.is_ok());
@@ -444,7 +448,11 @@ async fn extra_roots_are_open_and_a_worktrees_git_file_is_protected() {
     for path in [".git", tree.join(".git").to_str().unwrap()] {
         assert!(!write(&state, path).await, "{path}");
         let request = request_for(&[path], serde_json::json!({}));
-        assert_eq!(state.answer_permission(&request).await.outcome, no, "{path}");
+        assert_eq!(
+            state.answer_permission(&request).await.outcome,
+            no,
+            "{path}"
+        );
     }
     assert_eq!(
         std::fs::read_to_string(tree.join(".git")).unwrap(),
