@@ -247,6 +247,7 @@ pub enum StopReasonName {
 pub struct RequestRecord {
     /// The ACP method, e.g. `session/prompt` (`session/cancel` is logged too).
     pub method: String,
+    /// The session the request is about (for `session/new`, the one it created).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub session_id: Option<String>,
     /// The prompt's text blocks joined with newlines (`session/prompt` only).
@@ -260,6 +261,9 @@ pub struct RequestRecord {
     /// `name url [header names]` (header values carry credentials and are not logged).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub mcp_servers: Vec<String>,
+    /// `session/new` and `session/load`: the working directory the client gave the session.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cwd: Option<std::path::PathBuf>,
 }
 
 #[cfg(test)]

@@ -81,6 +81,7 @@ impl Fixture {
             workspace: Some(self.workspace()),
             agent: Some("claude".to_owned()),
             config: Value::Null,
+            extra_roots: Vec::new(),
         }
     }
 }
@@ -137,7 +138,7 @@ async fn start(fixture: &Fixture, fake: &FakeAnthropic) -> AcpRuntime {
 async fn new_thread(runtime: &AcpRuntime, work_session_id: &str) -> String {
     tokio::time::timeout(
         TURN,
-        runtime.create_thread(&instance_id("i1"), &work_session(work_session_id)),
+        runtime.create_thread(&instance_id("i1"), &work_session(work_session_id), None),
     )
     .await
     .expect("session/new in time")

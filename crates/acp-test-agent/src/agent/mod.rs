@@ -94,15 +94,17 @@ struct Shared {
 
 impl Shared {
     fn log(&self, method: &str, session_id: Option<&SessionId>, prompt: Option<String>) {
-        self.log_with_servers(method, session_id, prompt, &[]);
+        self.log_with_servers(method, session_id, prompt, &[], None);
     }
 
+    /// Logs a request; `session/new` and `session/load` name their MCP servers and cwd.
     fn log_with_servers(
         &self,
         method: &str,
         session_id: Option<&SessionId>,
         prompt: Option<String>,
         servers: &[McpServer],
+        cwd: Option<&std::path::Path>,
     ) {
         let Some(log) = &self.config.log else { return };
         let record = RequestRecord {
@@ -112,6 +114,7 @@ impl Shared {
             ts_ms: state::now_ms(),
             pid: std::process::id(),
             mcp_servers: servers.iter().map(mcp::describe).collect(),
+            cwd: cwd.map(std::path::Path::to_path_buf),
         };
         if let Err(err) = state::append_record(log, &record) {
             tracing::error!("request log: {err:#}");
@@ -223,8 +226,14 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         )
         .on_receive_request(
             async move |request: NewSessionRequest, responder, _connection| {
-                s2.log_with_servers("session/new", None, None, &request.mcp_servers);
                 let session_id = s2.fresh_session_id();
+                s2.log_with_servers(
+                    "session/new",
+                    Some(&SessionId::new(session_id.as_str())),
+                    None,
+                    &request.mcp_servers,
+                    Some(&request.cwd),
+                );
                 let file = SessionFile {
                     session_id: session_id.clone(),
                     cwd: request.cwd.clone(),
@@ -255,6 +264,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
                     Some(&request.session_id),
                     None,
                     &request.mcp_servers,
+                    Some(&request.cwd),
                 );
                 let id = request.session_id.0.to_string();
                 let file = match s3.state.load(&id) {

@@ -211,4 +211,10 @@ async fn crash_mid_turn_then_a_restarted_agent_loads_the_session() {
         Some(&*session.0),
         "the log names the session"
     );
+    // Session set-ups name the session (the one `session/new` created) and the cwd they got.
+    for setup in [&records[1], &records[5]] {
+        assert_eq!(setup.session_id.as_deref(), Some(&*session.0), "{setup:?}");
+        assert_eq!(setup.cwd.as_deref(), Some(dir.path()), "{setup:?}");
+    }
+    assert_eq!(records[2].cwd, None, "only set-ups name a cwd");
 }

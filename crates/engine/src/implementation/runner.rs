@@ -67,6 +67,7 @@ impl Engine {
                 .workspace_config
                 .clone()
                 .unwrap_or(serde_json::Value::Null),
+            extra_roots: Vec::new(),
         };
         // A restart may wait out its backoff (up to a minute): shutdown must not wait for it.
         let ensured = tokio::select! {
@@ -93,7 +94,7 @@ impl Engine {
             Some(thread) => {
                 let thread_id = AgentThreadId::new(thread.zed_thread_id.as_str());
                 if let Err(err) = runtime
-                    .resume_thread(&instance_id, &owner, &thread_id)
+                    .resume_thread(&instance_id, &owner, &thread_id, None)
                     .await
                 {
                     return self
@@ -125,7 +126,7 @@ impl Engine {
                 thread_id
             }
             None => {
-                let thread_id = match runtime.create_thread(&instance_id, &owner).await {
+                let thread_id = match runtime.create_thread(&instance_id, &owner, None).await {
                     Ok(id) => id,
                     Err(err) => {
                         return self
@@ -149,7 +150,7 @@ impl Engine {
             // The thread's MCP token died (the session was retried or reopened, or the token
             // expired): set the thread up again so the agent gets a fresh one.
             if let Err(err) = runtime
-                .refresh_thread(&instance_id, &owner, &thread_id)
+                .refresh_thread(&instance_id, &owner, &thread_id, None)
                 .await
             {
                 return self

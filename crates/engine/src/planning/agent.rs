@@ -111,6 +111,7 @@ impl Engine {
                 .workspace_config
                 .clone()
                 .unwrap_or(serde_json::Value::Null),
+            extra_roots: Vec::new(),
         };
         if let Err(err) = runtime.ensure_instance(&spec).await {
             let reason = format!("the planning agent `{agent}` could not start: {err}");
@@ -120,7 +121,10 @@ impl Engine {
         let owner = ThreadOwner::PlanningSession(session.id.clone());
         let thread_id = match session.agent_thread_id.clone().map(AgentThreadId::new) {
             Some(thread) => {
-                match runtime.resume_thread(&instance_id, &owner, &thread).await {
+                match runtime
+                    .resume_thread(&instance_id, &owner, &thread, None)
+                    .await
+                {
                     Ok(()) => {}
                     Err(err @ AgentError::UnknownThread(_)) => {
                         // Never a new session behind the reviewer's back: planning fails and says
@@ -144,7 +148,7 @@ impl Engine {
                 }
                 thread
             }
-            None => match runtime.create_thread(&instance_id, &owner).await {
+            None => match runtime.create_thread(&instance_id, &owner, None).await {
                 Ok(thread) => {
                     store.record_planning_thread(claim, thread.as_str()).await?;
                     thread

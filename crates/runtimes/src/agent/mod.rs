@@ -16,7 +16,7 @@ pub mod sandbox;
 pub mod shim;
 pub mod tools;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use async_trait::async_trait;
 pub use spectask_domain::{
@@ -40,6 +40,9 @@ pub struct InstanceSpec {
     pub agent: Option<String>,
     /// The task's `workspace_config`.
     pub config: serde_json::Value,
+    /// More directories the agent may read and write besides the workspace (the task's worktree
+    /// root, which must exist). A running instance started with other roots is restarted.
+    pub extra_roots: Vec<PathBuf>,
 }
 
 /// One prompt for one thread.
@@ -179,34 +182,42 @@ pub trait AgentRuntime: Send + Sync + std::fmt::Debug {
     /// runtime that restarted (or a new replica) brings instances back on demand.
     async fn ensure_instance(&self, spec: &InstanceSpec) -> AgentResult<()>;
 
-    /// Opens a new thread for `owner` in a running instance and returns its id.
+    /// Opens a new thread for `owner` in a running instance and returns its id. The thread works
+    /// in `cwd`, which must be the workspace or inside one of the instance's roots (else
+    /// [`AgentError::Config`]); `None` is the instance's workspace.
     async fn create_thread(
         &self,
         instance_id: &InstanceId,
         owner: &ThreadOwner,
+        cwd: Option<&Path>,
     ) -> AgentResult<AgentThreadId>;
 
     /// Makes an existing thread of `owner` usable in a (possibly restarted) instance, keeping its
     /// id and its history. Never creates a different thread: if the thread cannot be resumed this
-    /// fails with [`AgentError::UnknownThread`].
+    /// fails with [`AgentError::UnknownThread`]. `cwd` as for [`AgentRuntime::create_thread`];
+    /// `None` keeps the working directory the thread had in this runtime (the workspace if it
+    /// had none).
     async fn resume_thread(
         &self,
         instance_id: &InstanceId,
         owner: &ThreadOwner,
         thread_id: &AgentThreadId,
+        cwd: Option<&Path>,
     ) -> AgentResult<()>;
 
     /// Sets an existing, possibly loaded thread up again (ACP `session/load`), so it gets fresh
     /// tool-server credentials: the engine calls this when the thread's MCP token died (its
     /// session was retried or reopened, or the token expired). Runtimes that pass no tools to
-    /// agents, or cannot load a thread twice, just resume it.
+    /// agents, or cannot load a thread twice, just resume it. `cwd` as for
+    /// [`AgentRuntime::resume_thread`].
     async fn refresh_thread(
         &self,
         instance_id: &InstanceId,
         owner: &ThreadOwner,
         thread_id: &AgentThreadId,
+        cwd: Option<&Path>,
     ) -> AgentResult<()> {
-        self.resume_thread(instance_id, owner, thread_id).await
+        self.resume_thread(instance_id, owner, thread_id, cwd).await
     }
 
     /// Gives the runtime spectask's tool server, once the server knows its own address. Runtimes

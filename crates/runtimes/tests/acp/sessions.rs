@@ -1,12 +1,13 @@
-//! Sessions across crashes, freezes and restarts (supervision and its back-off), and the MCP
-//! servers a thread's session is given.
+//! Sessions across crashes, freezes and restarts (supervision and its back-off), the MCP
+//! servers a thread's session is given, and each thread's working directory under the
+//! instance's extra roots.
 
 use std::time::Duration;
 
 use serde_json::{Value, json};
 use spectask_runtimes::agent::acp::SupervisionSettings;
 use spectask_runtimes::agent::{
-    AgentError, AgentEvent, AgentRuntime, AgentToolServer, McpEndpoint, StopReason,
+    AgentError, AgentEvent, AgentRuntime, AgentToolServer, InstanceSpec, McpEndpoint, StopReason,
 };
 use spectask_test_doubles::ids::{
     instance_id, planning_session, thread_id, work_session, work_session_id,
@@ -58,6 +59,7 @@ async fn a_crash_mid_turn_disconnects_and_a_restart_loads_the_same_session() {
             &instance_id("i1"),
             &work_session("ws1"),
             &thread_id(&thread),
+            None,
         )
         .await
         .unwrap();
@@ -84,7 +86,8 @@ async fn a_crash_mid_turn_disconnects_and_a_restart_loads_the_same_session() {
             .resume_thread(
                 &instance_id("i1"),
                 &work_session("ws1"),
-                &thread_id("no-such-session")
+                &thread_id("no-such-session"),
+                None
             )
             .await,
         Err(AgentError::UnknownThread(_))
@@ -103,6 +106,7 @@ async fn without_load_session_a_restarted_instance_cannot_resume() {
             &instance_id("i1"),
             &work_session("ws1"),
             &thread_id(&thread),
+            None,
         )
         .await
         .unwrap();
@@ -116,7 +120,8 @@ async fn without_load_session_a_restarted_instance_cannot_resume() {
             .resume_thread(
                 &instance_id("i1"),
                 &work_session("ws1"),
-                &thread_id(&thread)
+                &thread_id(&thread),
+                None
             )
             .await,
         Err(AgentError::UnknownThread(thread.clone()))
@@ -162,12 +167,12 @@ async fn work_session_threads_get_the_tool_servers_mcp_server_on_new_and_load() 
         .await
         .unwrap();
     let thread = runtime
-        .create_thread(&instance_id("i1"), &work_session("stws_a"))
+        .create_thread(&instance_id("i1"), &work_session("stws_a"), None)
         .await
         .unwrap()
         .into_string();
     runtime
-        .create_thread(&instance_id("i1"), &planning_session("ses_planning"))
+        .create_thread(&instance_id("i1"), &planning_session("ses_planning"), None)
         .await
         .unwrap();
     runtime.shutdown_instance(&instance_id("i1")).await.unwrap();
@@ -180,6 +185,7 @@ async fn work_session_threads_get_the_tool_servers_mcp_server_on_new_and_load() 
             &instance_id("i1"),
             &work_session("stws_a"),
             &thread_id(&thread),
+            None,
         )
         .await
         .unwrap();
@@ -263,6 +269,7 @@ async fn a_frozen_agent_is_probed_killed_restarted_and_its_session_loaded_again(
             &instance_id("i1"),
             &work_session("stws_1"),
             &thread_id(&thread),
+            None,
         )
         .await
         .unwrap();
@@ -362,7 +369,7 @@ async fn restarts_back_off_exponentially_up_to_a_cap() {
         .unwrap()
         .unwrap();
     let thread = runtime
-        .create_thread(&instance_id("i1"), &work_session("stws_1"))
+        .create_thread(&instance_id("i1"), &work_session("stws_1"), None)
         .await
         .unwrap()
         .into_string();
@@ -384,4 +391,146 @@ async fn restarts_back_off_exponentially_up_to_a_cap() {
     // Uncapped, the last delay would be 3.2 s.
     assert!(gaps[5] < 3000, "the delay is not capped: {gaps:?}");
     runtime.shutdown_instance(&instance_id("i1")).await.unwrap();
+}
+
+/// The `session/new` and `session/load` requests the agent logged: `(method, session id, cwd,
+/// pid)`.
+fn session_setups(fixture: &Fixture) -> Vec<(String, String, String, u64)> {
+    fixture
+        .logged()
+        .into_iter()
+        .filter(|r| r["method"] == "session/new" || r["method"] == "session/load")
+        .map(|r| {
+            (
+                r["method"].as_str().unwrap().to_owned(),
+                r["session_id"].as_str().unwrap().to_owned(),
+                r["cwd"].as_str().unwrap().to_owned(),
+                r["pid"].as_u64().unwrap(),
+            )
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_thread_works_in_its_own_cwd_under_an_extra_root_across_restarts() {
+    let fixture = Fixture::new(require_agent!());
+    let root = fixture.root().join("data/worktrees/spt_test");
+    let (dir_a, dir_b) = (root.join("stws_a"), root.join("stws_b"));
+    for dir in [&dir_a, &dir_b, &fixture.root().join("outside")] {
+        std::fs::create_dir_all(dir).unwrap();
+    }
+    let script = json!({
+        "steps": [
+            {"kind": "write_file", "path": "note.txt", "content": "hi\n"},
+            {"kind": "run_command", "command": "pwd && echo x > by-agent.txt", "ask_permission": false}
+        ],
+        "rules": [{"prompt_contains": "crash", "times": 1, "steps": [{"kind": "crash", "exit_code": 3}]}]
+    });
+    let runtime = fixture.runtime(&script);
+    let instance = instance_id("i1");
+    // A planning-time instance without the root is replaced once a spec names it.
+    runtime
+        .ensure_instance(&fixture.spec("i1", None))
+        .await
+        .unwrap();
+    let spec = InstanceSpec {
+        extra_roots: vec![root.clone()],
+        ..fixture.spec("i1", None)
+    };
+    runtime.ensure_instance(&spec).await.unwrap();
+    let initializes: Vec<u64> = fixture
+        .requests()
+        .into_iter()
+        .filter(|(m, _, _)| m == "initialize")
+        .map(|(_, _, pid)| pid)
+        .collect();
+    assert_eq!(initializes.len(), 2, "{initializes:?}");
+    assert_ne!(initializes[0], initializes[1], "a new agent process");
+    runtime.ensure_instance(&spec).await.unwrap();
+
+    let thread_a = runtime
+        .create_thread(&instance, &work_session("stws_a"), Some(&dir_a))
+        .await
+        .unwrap();
+    let thread_b = runtime
+        .create_thread(&instance, &work_session("stws_b"), Some(&dir_b))
+        .await
+        .unwrap();
+    for cwd in [
+        fixture.root().join("outside"),
+        fixture.root().join("missing"),
+    ] {
+        let refused = runtime
+            .create_thread(&instance, &work_session("stws_c"), Some(&cwd))
+            .await;
+        assert!(matches!(refused, Err(AgentError::Config(_))), "{refused:?}");
+    }
+    for (thread, dir) in [(&thread_a, &dir_a), (&thread_b, &dir_b)] {
+        let (result, events) = turn(&runtime, &request("i1", thread.as_str(), "t", "work")).await;
+        assert_eq!(result, Ok(StopReason::EndTurn));
+        assert!(
+            chunks(&events)
+                .concat()
+                .contains(&format!("{}\n", dir.display())),
+            "{events:?}"
+        );
+        // The client's write and the sandboxed agent's own both land in the thread's directory.
+        assert_eq!(
+            std::fs::read_to_string(dir.join("note.txt")).unwrap(),
+            "hi\n"
+        );
+        assert_eq!(
+            std::fs::read_to_string(dir.join("by-agent.txt")).unwrap(),
+            "x\n"
+        );
+    }
+    assert!(!fixture.workspace().join("note.txt").exists());
+
+    // The agent dies; after the restart each thread is loaded with the cwd it had.
+    let (result, _) = turn(&runtime, &request("i1", thread_a.as_str(), "t", "crash")).await;
+    assert!(
+        matches!(result, Err(AgentError::Disconnected(_))),
+        "{result:?}"
+    );
+    runtime.ensure_instance(&spec).await.unwrap();
+    runtime
+        .resume_thread(&instance, &work_session("stws_a"), &thread_a, None)
+        .await
+        .unwrap();
+    runtime
+        .resume_thread(&instance, &work_session("stws_b"), &thread_b, Some(&dir_b))
+        .await
+        .unwrap();
+    std::fs::remove_file(dir_a.join("note.txt")).unwrap();
+    let (result, _) = turn(&runtime, &request("i1", thread_a.as_str(), "t", "work")).await;
+    assert_eq!(result, Ok(StopReason::EndTurn));
+    assert!(
+        dir_a.join("note.txt").is_file(),
+        "relative paths are still the thread's"
+    );
+    // A refresh loads the session again, with the same cwd.
+    runtime
+        .refresh_thread(&instance, &work_session("stws_a"), &thread_a, None)
+        .await
+        .unwrap();
+    runtime.shutdown_instance(&instance).await.unwrap();
+
+    let (a, b) = (thread_a.as_str(), thread_b.as_str());
+    let (dir_a, dir_b) = (dir_a.display().to_string(), dir_b.display().to_string());
+    let setups = session_setups(&fixture);
+    let seen: Vec<(&str, &str, &str)> = setups
+        .iter()
+        .map(|(method, session, cwd, _)| (method.as_str(), session.as_str(), cwd.as_str()))
+        .collect();
+    assert_eq!(
+        seen,
+        vec![
+            ("session/new", a, dir_a.as_str()),
+            ("session/new", b, dir_b.as_str()),
+            ("session/load", a, dir_a.as_str()),
+            ("session/load", b, dir_b.as_str()),
+            ("session/load", a, dir_a.as_str()),
+        ]
+    );
+    assert_ne!(setups[0].3, setups[2].3, "loaded by the restarted agent");
 }

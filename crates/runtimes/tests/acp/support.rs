@@ -130,6 +130,7 @@ impl Fixture {
             workspace: Some(self.workspace()),
             agent: agent.map(str::to_owned),
             config: Value::Null,
+            extra_roots: Vec::new(),
         }
     }
 
@@ -212,7 +213,7 @@ pub async fn started(runtime: &AcpRuntime, fixture: &Fixture, instance: &str) ->
         .unwrap();
     tokio::time::timeout(
         LONG,
-        runtime.create_thread(&instance_id(instance), &work_session("stws_1")),
+        runtime.create_thread(&instance_id(instance), &work_session("stws_1"), None),
     )
     .await
     .unwrap()

@@ -139,7 +139,7 @@ async fn permission_requests_follow_the_profile_policy() {
             .await
             .unwrap();
         let thread = runtime
-            .create_thread(&instance_id(&instance), &work_session("stws_1"))
+            .create_thread(&instance_id(&instance), &work_session("stws_1"), None)
             .await
             .unwrap()
             .into_string();
@@ -299,7 +299,7 @@ async fn misconfiguration_is_reported_before_anything_starts() {
     );
     assert!(matches!(
         runtime
-            .create_thread(&instance_id("i1"), &work_session("stws_1"))
+            .create_thread(&instance_id("i1"), &work_session("stws_1"), None)
             .await,
         Err(AgentError::UnknownInstance(_))
     ));
@@ -351,7 +351,7 @@ async fn authenticate_is_sent_only_when_configured_and_must_be_offered_and_succe
         .unwrap();
     assert_eq!(authenticates(&fixture), 1);
     let thread = runtime
-        .create_thread(&instance_id("i-keyed"), &work_session("stws_1"))
+        .create_thread(&instance_id("i-keyed"), &work_session("stws_1"), None)
         .await
         .unwrap()
         .into_string();
@@ -374,7 +374,7 @@ async fn authenticate_is_sent_only_when_configured_and_must_be_offered_and_succe
     assert_eq!(authenticates(&fixture), 2);
     assert!(matches!(
         runtime
-            .create_thread(&instance_id("i-keyless"), &work_session("stws_1"))
+            .create_thread(&instance_id("i-keyless"), &work_session("stws_1"), None)
             .await,
         Err(AgentError::UnknownInstance(_))
     ));

@@ -74,17 +74,19 @@ impl AgentRuntime for HeldDisconnects {
         &self,
         instance_id: &InstanceId,
         owner: &ThreadOwner,
+        cwd: Option<&Path>,
     ) -> AgentResult<AgentThreadId> {
-        self.inner.create_thread(instance_id, owner).await
+        self.inner.create_thread(instance_id, owner, cwd).await
     }
     async fn resume_thread(
         &self,
         instance_id: &InstanceId,
         owner: &ThreadOwner,
         thread_id: &AgentThreadId,
+        cwd: Option<&Path>,
     ) -> AgentResult<()> {
         self.inner
-            .resume_thread(instance_id, owner, thread_id)
+            .resume_thread(instance_id, owner, thread_id, cwd)
             .await
     }
     fn attach_tool_server(&self, tools: Arc<dyn AgentToolServer>) {

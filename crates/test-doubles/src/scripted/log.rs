@@ -19,6 +19,9 @@ pub(super) struct LogLine<'a> {
     pub(super) turn_id: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(super) work_session_id: Option<&'a str>,
+    /// The working directory a thread call named, if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(super) cwd: Option<&'a std::path::Path>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(super) outcome: Option<&'a str>,
     pub(super) at_ms: u128,
@@ -32,6 +35,7 @@ impl<'a> LogLine<'a> {
             thread_id: None,
             turn_id: None,
             work_session_id: None,
+            cwd: None,
             outcome: None,
             at_ms: now_ms(),
         }

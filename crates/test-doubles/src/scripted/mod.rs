@@ -6,7 +6,9 @@
 //! a turn needs an ensured instance and a thread that this runtime object created or resumed (a
 //! restarted server must resume, never silently open a new thread); a disconnect unloads the
 //! instance's threads until `ensure_instance` and `resume_thread` bring them back; one turn at a
-//! time per thread.
+//! time per thread. A thread's working directory must be the instance's workspace or lie in it
+//! or one of its extra roots (compared as given, not resolved), and is recorded
+//! ([`ScriptedRuntime::thread_cwd`]).
 //!
 //! With [`ScriptedRuntime::with_dispatch_log`] every call is also appended as one JSON line to a
 //! file, synced per line, so a test that SIGKILLs the server process still reads every call that
@@ -32,6 +34,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
 use crate::lock;
+use spectask_runtimes::agent::AgentThreadId;
 use turn::Interrupt;
 
 /// What the runtime does with each turn.
@@ -129,6 +132,8 @@ struct State {
     rule_uses: Vec<u32>,
     instances: HashMap<String, Instance>,
     threads: Vec<(String, String, String)>,
+    /// The working directory each thread works in (see [`ScriptedRuntime::thread_cwd`]).
+    thread_cwds: HashMap<String, PathBuf>,
     next_thread: u64,
     dispatches: Vec<Dispatch>,
     /// Turns in flight, by a per-runtime sequence number.
@@ -144,6 +149,9 @@ struct Instance {
     up: bool,
     /// Threads a turn may run on: created or resumed since the instance last came up.
     loaded: HashSet<String>,
+    /// The spec's workspace and extra roots, from the last `ensure_instance`.
+    workspace: Option<PathBuf>,
+    extra_roots: Vec<PathBuf>,
 }
 
 #[derive(Debug)]
@@ -178,6 +186,7 @@ impl ScriptedRuntime {
                     rule_uses,
                     instances: HashMap::new(),
                     threads: Vec::new(),
+                    thread_cwds: HashMap::new(),
                     next_thread: 1,
                     dispatches: Vec::new(),
                     running: HashMap::new(),
@@ -195,8 +204,9 @@ impl ScriptedRuntime {
     /// per line so a killed process loses nothing it already logged. Fields: `event`
     /// (`ensure_instance`, `create_thread`, `resume_thread`, `turn_started`, `turn_ended`,
     /// `cancel_turn`, `shutdown_instance`), `instance_id`, and where they apply `thread_id`,
-    /// `turn_id`, `work_session_id`, `outcome` (of a turn, or `unknown_instance` for a refused
-    /// call), and `at_ms` (unix epoch milliseconds).
+    /// `turn_id`, `work_session_id`, `cwd` (the working directory a thread call named), `outcome`
+    /// (of a turn, or `unknown_instance` or `config` for a refused call), and `at_ms` (unix epoch
+    /// milliseconds).
     pub fn with_dispatch_log(self, path: impl Into<PathBuf>) -> std::io::Result<Self> {
         let file = std::fs::OpenOptions::new()
             .create(true)
@@ -221,6 +231,17 @@ impl ScriptedRuntime {
     /// `(instance_id, thread_id, work_session_id)` of every `create_thread`, in order.
     pub fn threads(&self) -> Vec<(String, String, String)> {
         lock(&self.shared.state).threads.clone()
+    }
+
+    /// The working directory `thread_id` works in, as a real runtime would have it: the last one
+    /// `create_thread`, `resume_thread` or `refresh_thread` gave it (`None` keeps the previous
+    /// one), else its instance's workspace; `None` for a thread this runtime never saw, or one
+    /// never given a directory in an instance without a workspace.
+    pub fn thread_cwd(&self, thread_id: &AgentThreadId) -> Option<PathBuf> {
+        lock(&self.shared.state)
+            .thread_cwds
+            .get(thread_id.as_str())
+            .cloned()
     }
 
     /// The most turns that ran at once in `instance_id`.

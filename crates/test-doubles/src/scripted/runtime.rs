@@ -2,6 +2,8 @@
 //! agent host's would (a turn needs an ensured instance and a created or resumed thread); turns
 //! are played by `turn`.
 
+use std::path::{Path, PathBuf};
+
 use async_trait::async_trait;
 use spectask_runtimes::agent::{
     AgentError, AgentEvent, AgentResult, AgentRuntime, AgentThreadId, InstanceId, InstanceSpec,
@@ -9,9 +11,9 @@ use spectask_runtimes::agent::{
 };
 use tokio::sync::mpsc;
 
-use super::ScriptedRuntime;
 use super::log::LogLine;
 use super::turn::{Interrupt, TurnCtx, TurnGuard, outcome_of};
+use super::{Instance, ScriptedRuntime};
 use crate::lock;
 
 #[async_trait]
@@ -28,6 +30,8 @@ impl AgentRuntime for ScriptedRuntime {
                 .entry(spec.instance_id.to_string())
                 .or_default();
             instance.up = true;
+            instance.workspace.clone_from(&spec.workspace);
+            instance.extra_roots.clone_from(&spec.extra_roots);
         }
         self.log(&LogLine::new("ensure_instance", spec.instance_id.as_str()));
         Ok(())
@@ -37,35 +41,41 @@ impl AgentRuntime for ScriptedRuntime {
         &self,
         instance_id: &InstanceId,
         owner: &ThreadOwner,
+        cwd: Option<&Path>,
     ) -> AgentResult<AgentThreadId> {
         let (instance_id, work_session_id) = (instance_id.as_str(), owner.as_str());
         let created = {
             let mut state = lock(&self.shared.state);
             let number = state.next_thread;
             match state.instances.get_mut(instance_id) {
-                Some(instance) if instance.up => {
-                    let thread_id = format!("{}-{number}", self.shared.id_prefix);
-                    instance.loaded.insert(thread_id.clone());
-                    state.next_thread += 1;
-                    state.threads.push((
-                        instance_id.to_owned(),
-                        thread_id.clone(),
-                        work_session_id.to_owned(),
-                    ));
-                    Some(thread_id)
-                }
-                _ => None,
+                Some(instance) if instance.up => match working_dir(instance, cwd, None) {
+                    Ok(working_dir) => {
+                        let thread_id = format!("{}-{number}", self.shared.id_prefix);
+                        instance.loaded.insert(thread_id.clone());
+                        state.next_thread += 1;
+                        state.threads.push((
+                            instance_id.to_owned(),
+                            thread_id.clone(),
+                            work_session_id.to_owned(),
+                        ));
+                        if let Some(working_dir) = working_dir {
+                            state.thread_cwds.insert(thread_id.clone(), working_dir);
+                        }
+                        Ok(thread_id)
+                    }
+                    Err(err) => Err(err),
+                },
+                _ => Err(AgentError::UnknownInstance(instance_id.to_owned())),
             }
         };
         self.log(&LogLine {
-            thread_id: created.as_deref(),
+            thread_id: created.as_deref().ok(),
             work_session_id: Some(work_session_id),
-            outcome: created.is_none().then_some("unknown_instance"),
+            cwd,
+            outcome: created.as_ref().err().map(refusal),
             ..LogLine::new("create_thread", instance_id)
         });
-        created
-            .map(AgentThreadId::new)
-            .ok_or_else(|| AgentError::UnknownInstance(instance_id.to_owned()))
+        created.map(AgentThreadId::new)
     }
 
     async fn resume_thread(
@@ -73,32 +83,39 @@ impl AgentRuntime for ScriptedRuntime {
         instance_id: &InstanceId,
         owner: &ThreadOwner,
         thread_id: &AgentThreadId,
+        cwd: Option<&Path>,
     ) -> AgentResult<()> {
         let (instance_id, work_session_id, thread_id) =
             (instance_id.as_str(), owner.as_str(), thread_id.as_str());
         // Any id is accepted, including ones another process created: that is what resuming
         // after a restart means. Only the instance must be up.
         let resumed = {
-            let mut state = lock(&self.shared.state);
+            let mut guard = lock(&self.shared.state);
+            let state = &mut *guard;
             match state.instances.get_mut(instance_id) {
                 Some(instance) if instance.up => {
-                    instance.loaded.insert(thread_id.to_owned());
-                    true
+                    match working_dir(instance, cwd, state.thread_cwds.get(thread_id)) {
+                        Ok(working_dir) => {
+                            instance.loaded.insert(thread_id.to_owned());
+                            if let Some(working_dir) = working_dir {
+                                state.thread_cwds.insert(thread_id.to_owned(), working_dir);
+                            }
+                            Ok(())
+                        }
+                        Err(err) => Err(err),
+                    }
                 }
-                _ => false,
+                _ => Err(AgentError::UnknownInstance(instance_id.to_owned())),
             }
         };
         self.log(&LogLine {
             thread_id: Some(thread_id),
             work_session_id: Some(work_session_id),
-            outcome: (!resumed).then_some("unknown_instance"),
+            cwd,
+            outcome: resumed.as_ref().err().map(refusal),
             ..LogLine::new("resume_thread", instance_id)
         });
-        if resumed {
-            Ok(())
-        } else {
-            Err(AgentError::UnknownInstance(instance_id.to_owned()))
-        }
+        resumed
     }
 
     async fn run_turn(
@@ -186,5 +203,35 @@ impl AgentRuntime for ScriptedRuntime {
         }
         self.log(&LogLine::new("shutdown_instance", instance_id));
         Ok(())
+    }
+}
+
+/// The directory a thread of `instance` works in: `requested`, else `previous`, else the
+/// instance's workspace. A requested one must be the workspace or lie in it or in an extra root
+/// (compared as given), as a real runtime demands.
+fn working_dir(
+    instance: &Instance,
+    requested: Option<&Path>,
+    previous: Option<&PathBuf>,
+) -> AgentResult<Option<PathBuf>> {
+    let Some(requested) = requested else {
+        return Ok(previous.cloned().or_else(|| instance.workspace.clone()));
+    };
+    let mut roots = instance.workspace.iter().chain(&instance.extra_roots);
+    if roots.any(|root| requested.starts_with(root)) {
+        Ok(Some(requested.to_path_buf()))
+    } else {
+        Err(AgentError::Config(format!(
+            "thread working directory {} is outside the workspace and the task's roots",
+            requested.display()
+        )))
+    }
+}
+
+/// The dispatch log's outcome of a refused thread call.
+fn refusal(error: &AgentError) -> &'static str {
+    match error {
+        AgentError::UnknownInstance(_) => "unknown_instance",
+        _ => "config",
     }
 }

@@ -1,7 +1,9 @@
 //! `AgentRuntime` for [`AcpRuntime`]: instances ensured (restarted when dead or reconfigured),
-//! threads as ACP sessions (created, loaded after a restart, refreshed for new MCP credentials),
-//! turns as `session/prompt` with their updates routed to the caller, and cancels.
+//! threads as ACP sessions (created, loaded after a restart, refreshed for new MCP credentials)
+//! in their own working directories, turns as `session/prompt` with their updates routed to the
+//! caller, and cancels.
 
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -38,7 +40,70 @@ impl Drop for RouteGuard<'_> {
     }
 }
 
+/// `path` canonicalised, or a configuration error naming `what`.
+fn canonical_dir(what: &str, path: &Path) -> AgentResult<PathBuf> {
+    let canonical = path
+        .canonicalize()
+        .map_err(|err| AgentError::Config(format!("{what} {}: {err}", path.display())))?;
+    if canonical.is_dir() {
+        Ok(canonical)
+    } else {
+        Err(AgentError::Config(format!(
+            "{what} {} is not a directory",
+            canonical.display()
+        )))
+    }
+}
+
 impl AcpRuntime {
+    /// The working directory a session of `instance` gets: `requested` (canonicalised), else the
+    /// one `thread_id` had in this runtime, else the workspace. It must be the workspace or lie
+    /// inside it or an extra root.
+    fn session_cwd(
+        &self,
+        instance: &Instance,
+        thread_id: Option<&str>,
+        requested: Option<&Path>,
+    ) -> AgentResult<PathBuf> {
+        let cwd = match requested {
+            Some(requested) => canonical_dir("thread working directory", requested)?,
+            None => {
+                let remembered = thread_id.and_then(|thread_id| {
+                    self.thread_cwds()
+                        .get(&instance.id)
+                        .and_then(|threads| threads.get(thread_id).cloned())
+                });
+                match remembered {
+                    Some(remembered) => canonical_dir("thread working directory", &remembered)?,
+                    None => return Ok(instance.workspace.clone()),
+                }
+            }
+        };
+        let inside = std::iter::once(&instance.workspace)
+            .chain(&instance.extra_roots)
+            .any(|root| cwd.starts_with(root));
+        if inside {
+            Ok(cwd)
+        } else {
+            Err(AgentError::Config(format!(
+                "thread working directory {} is outside the workspace and the task's roots of \
+                 instance `{}`",
+                cwd.display(),
+                instance.id
+            )))
+        }
+    }
+
+    /// Records that session `session_id` of `instance` works in `cwd`: for the client's relative
+    /// paths, and for later `session/load`s, even by a restarted agent.
+    fn remember_cwd(&self, instance: &Instance, session_id: &str, cwd: PathBuf) {
+        instance.client.set_session_cwd(session_id, cwd.clone());
+        self.thread_cwds()
+            .entry(instance.id.clone())
+            .or_default()
+            .insert(session_id.to_owned(), cwd);
+    }
+
     /// Agents with session modes may start in one that acts without asking (claude-agent-acp's
     /// `auto`); spectask's permission policies only hold if the agent asks, so a session whose
     /// agent offers a `default` mode is switched to it.
@@ -123,15 +188,14 @@ impl AgentRuntime for AcpRuntime {
         let requested = spec.workspace.as_ref().ok_or_else(|| {
             AgentError::Config(format!("instance `{}` has no workspace", spec.instance_id))
         })?;
-        let workspace = requested.canonicalize().map_err(|err| {
-            AgentError::Config(format!("workspace {}: {err}", requested.display()))
-        })?;
-        if !workspace.is_dir() {
-            return Err(AgentError::Config(format!(
-                "workspace {} is not a directory",
-                workspace.display()
-            )));
-        }
+        let workspace = canonical_dir("workspace", requested)?;
+        let mut extra_roots = spec
+            .extra_roots
+            .iter()
+            .map(|root| canonical_dir("extra root", root))
+            .collect::<AgentResult<Vec<_>>>()?;
+        extra_roots.sort();
+        extra_roots.dedup();
         let slot = self
             .slots()
             .entry(spec.instance_id.clone())
@@ -141,6 +205,7 @@ impl AgentRuntime for AcpRuntime {
         if let Some(instance) = current.as_ref() {
             if instance.is_alive()
                 && instance.workspace == workspace
+                && instance.extra_roots == extra_roots
                 && instance.profile == profile.name
             {
                 instance.supervision.touch();
@@ -159,7 +224,7 @@ impl AgentRuntime for AcpRuntime {
         self.supervisor
             .before_start(spec.instance_id.as_str())
             .await;
-        match self.start(spec, profile, workspace).await {
+        match self.start(spec, profile, workspace, extra_roots).await {
             Ok(instance) => {
                 let instance = Arc::new(instance);
                 supervisor::spawn_watchdog(
@@ -187,10 +252,12 @@ impl AgentRuntime for AcpRuntime {
         &self,
         instance_id: &InstanceId,
         owner: &ThreadOwner,
+        cwd: Option<&Path>,
     ) -> AgentResult<AgentThreadId> {
         let instance = self.instance(instance_id).await?;
         instance.supervision.touch();
-        let request = NewSessionRequest::new(instance.workspace.clone())
+        let cwd = self.session_cwd(&instance, None, cwd)?;
+        let request = NewSessionRequest::new(cwd.clone())
             .mcp_servers(self.mcp_servers_for_session(&instance, owner).await?);
         let response = instance
             .request(request, "session/new", Some(SETUP_TIMEOUT))
@@ -198,8 +265,9 @@ impl AgentRuntime for AcpRuntime {
         let session_id = response.session_id.0.to_string();
         self.leave_auto_mode(&instance, &session_id, response.modes.as_ref())
             .await?;
+        tracing::info!(%instance_id, %owner, %session_id, cwd = %cwd.display(), "ACP session created");
+        self.remember_cwd(&instance, &session_id, cwd);
         instance.loaded().insert(session_id.clone());
-        tracing::info!(%instance_id, %owner, %session_id, "ACP session created");
         Ok(AgentThreadId::new(session_id))
     }
 
@@ -214,19 +282,34 @@ impl AgentRuntime for AcpRuntime {
         instance_id: &InstanceId,
         owner: &ThreadOwner,
         thread_id: &AgentThreadId,
+        cwd: Option<&Path>,
     ) -> AgentResult<()> {
         let thread_id = thread_id.as_str();
         let instance = self.instance(instance_id).await?;
         instance.supervision.touch();
+        let cwd = self.session_cwd(&instance, Some(thread_id), cwd)?;
         if instance.loaded().contains(thread_id) {
-            return Ok(());
+            let current = self
+                .thread_cwds()
+                .get(&instance.id)
+                .and_then(|threads| threads.get(thread_id).cloned());
+            if current.as_ref().unwrap_or(&instance.workspace) == &cwd {
+                return Ok(());
+            }
+            if !instance.load_session {
+                return Err(AgentError::Config(format!(
+                    "thread `{thread_id}` cannot move to {}: the agent cannot load sessions",
+                    cwd.display()
+                )));
+            }
+            // A session's cwd is set by `session/new` or `session/load` only: load it again.
+            instance.loaded().remove(thread_id);
         }
         if !instance.load_session {
             return Err(AgentError::UnknownThread(thread_id.to_owned()));
         }
-        let request =
-            LoadSessionRequest::new(SessionId::new(thread_id), instance.workspace.clone())
-                .mcp_servers(self.mcp_servers_for_session(&instance, owner).await?);
+        let request = LoadSessionRequest::new(SessionId::new(thread_id), cwd.clone())
+            .mcp_servers(self.mcp_servers_for_session(&instance, owner).await?);
         match instance
             .request(request, "session/load", Some(SETUP_TIMEOUT))
             .await
@@ -234,8 +317,9 @@ impl AgentRuntime for AcpRuntime {
             Ok(response) => {
                 self.leave_auto_mode(&instance, thread_id, response.modes.as_ref())
                     .await?;
+                tracing::info!(%instance_id, session_id = %thread_id, cwd = %cwd.display(), "ACP session loaded");
+                self.remember_cwd(&instance, thread_id, cwd);
                 instance.loaded().insert(thread_id.to_owned());
-                tracing::info!(%instance_id, session_id = %thread_id, "ACP session loaded");
                 Ok(())
             }
             Err(AgentError::Failed(reason)) => {
@@ -251,6 +335,7 @@ impl AgentRuntime for AcpRuntime {
         instance_id: &InstanceId,
         owner: &ThreadOwner,
         thread_id: &AgentThreadId,
+        cwd: Option<&Path>,
     ) -> AgentResult<()> {
         let instance = self.instance(instance_id).await?;
         if instance.load_session {
@@ -260,7 +345,7 @@ impl AgentRuntime for AcpRuntime {
         } else {
             tracing::warn!(%instance_id, session_id = %thread_id, "the agent cannot load sessions; the thread keeps its expired MCP credentials");
         }
-        self.resume_thread(instance_id, owner, thread_id).await
+        self.resume_thread(instance_id, owner, thread_id, cwd).await
     }
 
     async fn run_turn(
@@ -399,6 +484,7 @@ impl AgentRuntime for AcpRuntime {
     async fn shutdown_instance(&self, instance_id: &InstanceId) -> AgentResult<()> {
         self.supervisor.forget(instance_id.as_str());
         self.latest().remove(instance_id);
+        self.thread_cwds().remove(instance_id);
         let slot = self.slots().remove(instance_id);
         if let Some(slot) = slot
             && let Some(instance) = slot.lock().await.take()

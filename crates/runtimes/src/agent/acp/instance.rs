@@ -33,6 +33,11 @@ pub(super) struct Instance {
     pub(super) id: InstanceId,
     pub(super) profile: String,
     pub(super) workspace: PathBuf,
+    /// The spec's extra roots, canonical, sorted: writable in the sandbox, open to the client's
+    /// `fs/*` methods, and where threads' working directories may be.
+    pub(super) extra_roots: Vec<PathBuf>,
+    /// What answers the agent's requests; it keeps each session's working directory.
+    pub(super) client: Arc<ClientState>,
     pub(super) process: AgentProcess,
     pub(super) connection: Connection,
     /// `agentCapabilities.loadSession` from `initialize`.
@@ -122,15 +127,20 @@ impl AcpRuntime {
         spec: &InstanceSpec,
         profile: &AcpProfile,
         workspace: PathBuf,
+        extra_roots: Vec<PathBuf>,
     ) -> AgentResult<Instance> {
         let ports = self
             .tool_server
             .get()
             .map(|tools| tools.tcp_ports())
             .unwrap_or_default();
-        let launch =
-            self.sandboxing
-                .launch(spec.instance_id.as_str(), profile, &workspace, &ports)?;
+        let launch = self.sandboxing.launch(
+            spec.instance_id.as_str(),
+            profile,
+            &workspace,
+            &extra_roots,
+            &ports,
+        )?;
         let (process, pipes) = process::spawn(
             profile,
             &workspace,
@@ -141,6 +151,8 @@ impl AcpRuntime {
         let client = Arc::new(ClientState {
             instance_id: spec.instance_id.clone(),
             workspace: workspace.clone(),
+            extra_roots: extra_roots.clone(),
+            session_cwds: Mutex::default(),
             policy: profile.permission_policy,
             broker: self.broker.clone(),
             sandbox_active: launch.status.active,
@@ -158,7 +170,7 @@ impl AcpRuntime {
             self.limits.max_line_bytes,
             UPDATE_BACKLOG,
         ));
-        let connection = match Connection::start(pipes, client, limits).await {
+        let connection = match Connection::start(pipes, client.clone(), limits).await {
             Ok(connection) => connection,
             Err(err) => {
                 process.terminate(TERMINATE_GRACE).await;
@@ -169,6 +181,8 @@ impl AcpRuntime {
             id: spec.instance_id.clone(),
             profile: profile.name.clone(),
             workspace,
+            extra_roots,
+            client,
             process,
             connection,
             load_session: false,

@@ -13,6 +13,10 @@
 //! Each `session/new` and `session/load` of a work session's thread names spectask's MCP server
 //! (from the attached [`AgentToolServer`], with a fresh token) in `mcpServers`, if the agent
 //! said in `initialize` that it speaks HTTP MCP.
+//!
+//! An instance may have extra roots besides its workspace (the task's worktree root): its agent
+//! may write there (sandbox and `fs/*`), and each thread's session may work in its own `cwd`
+//! beneath one, remembered per session so every later `session/load` sends it again.
 
 //!
 //! This module holds the runtime and its instance table; `instance` starts one agent process and
@@ -93,6 +97,9 @@ pub struct AcpRuntime {
     limits: AgentLimits,
     /// Where instances' private directories go and which secrets agents must not read.
     sandboxing: sandboxing::Sandboxing,
+    /// The working directory each thread was given, by instance and session id, so a later
+    /// `session/load` (after a restart of the agent, or a refresh) sends the same one.
+    thread_cwds: Mutex<HashMap<InstanceId, HashMap<String, PathBuf>>>,
 }
 
 type Slot = Arc<tokio::sync::Mutex<Option<Arc<Instance>>>>;
@@ -120,6 +127,7 @@ impl AcpRuntime {
             tool_server: OnceLock::new(),
             limits: AgentLimits::default(),
             sandboxing: sandboxing::Sandboxing::default(),
+            thread_cwds: Mutex::new(HashMap::new()),
         }
     }
 
@@ -178,6 +186,13 @@ impl AcpRuntime {
         self.profiles
             .get(name)
             .ok_or_else(|| AgentError::Config(format!("unknown agent profile `{name}`")))
+    }
+
+    fn thread_cwds(&self) -> MutexGuard<'_, HashMap<InstanceId, HashMap<String, PathBuf>>> {
+        // Critical sections are single map operations; a poisoned map is still consistent.
+        self.thread_cwds
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
     }
 
     fn latest(&self) -> MutexGuard<'_, HashMap<InstanceId, Weak<Instance>>> {

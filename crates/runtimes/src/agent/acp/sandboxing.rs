@@ -70,13 +70,15 @@ impl Sandboxing {
         }
     }
 
-    /// Plans the sandbox of `instance_id` running `profile` in `workspace` (canonical);
-    /// `spectask_ports` stay reachable when the profile restricts connects.
+    /// Plans the sandbox of `instance_id` running `profile` in `workspace`, also writing in
+    /// `extra_roots` (all canonical); `spectask_ports` stay reachable when the profile restricts
+    /// connects.
     pub(crate) fn launch(
         &self,
         instance_id: &str,
         profile: &AcpProfile,
         workspace: &Path,
+        extra_roots: &[PathBuf],
         spectask_ports: &[u16],
     ) -> Result<Launch, AgentError> {
         let settings = &profile.sandbox;
@@ -98,7 +100,7 @@ impl Sandboxing {
             settings: &settings,
             instance_id,
             workspace,
-            extra_writable: &[],
+            extra_writable: extra_roots,
             data_dir,
             inherited_home: inherited_home.as_deref(),
             spectask_port: None,
@@ -126,8 +128,12 @@ impl Sandboxing {
             )));
         }
         let active = support.landlock_abi.is_some();
-        let mut detail = if active {
+        let mut detail = if active && extra_roots.is_empty() {
             "writes confined to the workspace, a private temp directory and the agent's state"
+                .to_owned()
+        } else if active {
+            "writes confined to the workspace, the task's worktrees, a private temp directory and \
+             the agent's state"
                 .to_owned()
         } else {
             "not enforced".to_owned()

@@ -151,10 +151,22 @@ pub fn plan_instance(
 
     let mut pinned = Vec::new();
     let mut read_only = Vec::new();
-    for root in std::iter::once(request.workspace)
-        .chain(request.extra_writable.iter().map(PathBuf::as_path))
-    {
+    protect_git(
+        request.workspace,
+        &writable_dirs,
+        &mut pinned,
+        &mut read_only,
+    )?;
+    for root in request.extra_writable {
         protect_git(root, &writable_dirs, &mut pinned, &mut read_only)?;
+        // A worktree root holds one worktree per work session, each with its `.git` file.
+        if let Ok(entries) = std::fs::read_dir(root) {
+            for entry in entries.flatten() {
+                if entry.file_type().is_ok_and(|t| t.is_dir()) {
+                    protect_git(&entry.path(), &writable_dirs, &mut pinned, &mut read_only)?;
+                }
+            }
+        }
     }
     let hidden = secrets(request.data_dir, id, &writable_dirs)?;
     if request.data_dir.is_dir() && within_any(request.data_dir, &writable_dirs) {
@@ -322,21 +334,15 @@ fn push_unique(paths: &mut Vec<PathBuf>, path: PathBuf) {
 
 /// What of the data directory the agent must not read: every entry but the visible ones, and
 /// in `instances/` every instance's directory but its own. Symbolic links are left alone (a
-/// mount would cover their target). Entries the agent may write (a workspace inside the data
-/// directory) are never hidden.
+/// mount would cover their target). Entries the agent may write (a workspace, or a task's
+/// worktree root, inside the data directory) are never hidden; of a directory that holds one,
+/// only the entries beside it are (`worktrees/<other task>`).
 fn secrets(
     data_dir: &Path,
     instance_id: &str,
     writable: &[PathBuf],
 ) -> Result<Vec<PathBuf>, SandboxError> {
     let mut hidden = Vec::new();
-    let consider = |path: PathBuf, hidden: &mut Vec<PathBuf>| {
-        let is_link = std::fs::symlink_metadata(&path).is_ok_and(|m| m.file_type().is_symlink());
-        let holds_writable = writable.iter().any(|w| w.starts_with(&path));
-        if !is_link && !holds_writable {
-            hidden.push(path);
-        }
-    };
     let Ok(entries) = std::fs::read_dir(data_dir) else {
         return Ok(hidden);
     };
@@ -346,15 +352,35 @@ fn secrets(
         if VISIBLE_DATA_ENTRIES.iter().any(|visible| name == *visible) {
             continue;
         }
-        consider(entry.path(), &mut hidden);
+        hide_unless_writable(entry.path(), writable, &mut hidden);
     }
     if let Ok(entries) = std::fs::read_dir(data_dir.join(INSTANCES_DIR)) {
         for entry in entries.flatten() {
             if entry.file_name() != instance_id {
-                consider(entry.path(), &mut hidden);
+                hide_unless_writable(entry.path(), writable, &mut hidden);
             }
         }
     }
     hidden.sort();
     Ok(hidden)
+}
+
+/// Hides `path` unless it is a symbolic link or holds a writable directory; a directory above
+/// a writable one is looked into instead, hiding what lies beside the writable one.
+fn hide_unless_writable(path: PathBuf, writable: &[PathBuf], hidden: &mut Vec<PathBuf>) {
+    if std::fs::symlink_metadata(&path).is_ok_and(|m| m.file_type().is_symlink()) {
+        return;
+    }
+    if !writable.iter().any(|w| w.starts_with(&path)) {
+        hidden.push(path);
+        return;
+    }
+    if writable.contains(&path) {
+        return;
+    }
+    if let Ok(entries) = std::fs::read_dir(&path) {
+        for entry in entries.flatten() {
+            hide_unless_writable(entry.path(), writable, hidden);
+        }
+    }
 }

@@ -2,6 +2,9 @@
 //! itself again (`--exact sandboxed_child`, with the plan and shell commands in an environment
 //! variable); the child applies the plan, runs the commands the way an agent's Bash tool would,
 //! and prints what each did; the parent checks the outcomes and that nothing outside changed.
+//!
+//! Why this file is long: every enforcement test shares the one re-run-itself child harness and
+//! the scratch world above; split up, each part would need its own copy of both.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -466,6 +469,92 @@ fn secrets_of_the_data_directory_are_unreadable() {
         std::fs::read_to_string(world.data.join("api-token")).unwrap(),
         SECRET
     );
+}
+
+#[test]
+fn a_worktree_root_in_the_data_directory_is_writable_and_its_neighbours_hidden() {
+    let world = world();
+    let roots = world.data.join("worktrees");
+    let root = roots.join("spt_1");
+    let tree = root.join("stws_1");
+    std::fs::create_dir_all(roots.join("spt_2")).unwrap();
+    std::fs::write(roots.join("spt_2/notes"), SECRET).unwrap();
+    std::fs::create_dir_all(&root).unwrap();
+    let tree_arg = tree.to_str().unwrap();
+    git(
+        &world.workspace,
+        &["worktree", "add", "-q", "-b", "stws_1", tree_arg],
+    );
+    let sandbox = plan_instance(&SandboxRequest {
+        settings: &claude_like(),
+        instance_id: "zi_test",
+        workspace: &world.workspace,
+        extra_writable: std::slice::from_ref(&root),
+        data_dir: &world.data,
+        inherited_home: Some(&world.home),
+        spectask_port: None,
+    })
+    .unwrap()
+    .unwrap();
+    let plan = &sandbox.plan;
+    assert!(plan.writable_dirs.contains(&root));
+    assert!(plan.read_only.contains(&tree.join(".git")), "{plan:?}");
+    assert_eq!(
+        plan.hidden,
+        vec![
+            world.data.join("api-token"),
+            world.data.join("instances/zi_other"),
+            world.data.join("spectask.db"),
+            roots.join("spt_2"),
+        ]
+    );
+    let support = probe();
+    if support.landlock_abi.is_none() || !support.mount_namespace {
+        eprintln!("skipped the enforcement half: no Landlock or no mount namespace here");
+        return;
+    }
+    let data = world.data.to_string_lossy().into_owned();
+    let out = run_sandboxed(
+        &sandbox,
+        &tree,
+        &world.home,
+        &[
+            // 0..=1: allowed
+            "echo ok > inside.txt && cat inside.txt",
+            "git add inside.txt && git -c user.name=a -c user.email=a@example.invalid commit -qm agent",
+            // 2..=3: read nothing (a hidden file reads as empty)
+            &format!("cat {data}/api-token"),
+            &format!("cat {data}/worktrees/spt_2/notes"),
+            // 4..: refused
+            "echo 'gitdir: /tmp' > .git",
+            &format!("echo x > {data}/worktrees/spt_2/x"),
+            &format!("echo x > {data}/worktrees/x"),
+        ],
+    );
+    for (i, outcome) in out.outcomes.iter().enumerate() {
+        assert!(
+            !outcome.1.contains(SECRET),
+            "command {i} read a secret: {outcome:?}"
+        );
+        if i <= 1 {
+            assert_eq!(outcome.0, 0, "allowed command {i} failed: {outcome:?}");
+        } else if i >= 4 {
+            assert_ne!(outcome.0, 0, "refused command {i} succeeded: {outcome:?}");
+        }
+    }
+    assert_eq!(out.outcomes[0].1, "ok\n");
+    let log = Command::new("git")
+        .args(["log", "-1", "--format=%s", "stws_1"])
+        .current_dir(&world.workspace)
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&log.stdout), "agent\n");
+    assert!(
+        std::fs::read_to_string(tree.join(".git"))
+            .unwrap()
+            .starts_with("gitdir:")
+    );
+    assert!(!roots.join("x").exists() && !roots.join("spt_2/x").exists());
 }
 
 #[test]

@@ -2,9 +2,10 @@
 //! shutdowns, and the dispatch log.
 
 use std::collections::HashSet;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use spectask_runtimes::agent::{AgentError, AgentRuntime, StopReason};
+use spectask_runtimes::agent::{AgentError, AgentRuntime, InstanceSpec, StopReason};
 use tokio::sync::mpsc;
 
 use super::*;
@@ -20,7 +21,7 @@ async fn turns_need_an_ensured_instance_and_a_loaded_thread() {
     );
     assert_eq!(
         runtime
-            .create_thread(&instance_id("i1"), &work_session("stws_1"))
+            .create_thread(&instance_id("i1"), &work_session("stws_1"), None)
             .await,
         Err(AgentError::UnknownInstance(instance_id("i1").to_string()))
     );
@@ -36,7 +37,7 @@ async fn turns_need_an_ensured_instance_and_a_loaded_thread() {
     );
     // A thread belongs to the instance that created it.
     let thread = runtime
-        .create_thread(&instance_id("i2"), &work_session("stws_2"))
+        .create_thread(&instance_id("i2"), &work_session("stws_2"), None)
         .await
         .unwrap()
         .into_string();
@@ -48,6 +49,7 @@ async fn turns_need_an_ensured_instance_and_a_loaded_thread() {
             &instance_id("i1"),
             &work_session("ws1"),
             &thread_id("other-thread"),
+            None,
         )
         .await
         .unwrap();
@@ -86,7 +88,7 @@ async fn thread_ids_are_unique_across_runtime_objects() {
         runtime.ensure_instance(&spec("i1")).await.unwrap();
         for n in 1..=3 {
             let id = runtime
-                .create_thread(&instance_id("i1"), &work_session("stws"))
+                .create_thread(&instance_id("i1"), &work_session("stws"), None)
                 .await
                 .unwrap()
                 .into_string();
@@ -127,7 +129,7 @@ async fn max_concurrent_turns_is_a_high_water_mark_per_instance() {
     let mut threads = Vec::new();
     for (n, instance) in ["i1", "i1", "i1", "i2"].into_iter().enumerate() {
         let thread = runtime
-            .create_thread(&instance_id(instance), &work_session("stws"))
+            .create_thread(&instance_id(instance), &work_session("stws"), None)
             .await
             .unwrap()
             .into_string();
@@ -169,17 +171,17 @@ async fn disconnect_behaviour_drops_every_turn_of_the_instance_and_unloads_threa
     runtime.ensure_instance(&spec("i1")).await.unwrap();
     runtime.ensure_instance(&spec("i2")).await.unwrap();
     let hanging = runtime
-        .create_thread(&instance_id("i1"), &work_session("stws_1"))
+        .create_thread(&instance_id("i1"), &work_session("stws_1"), None)
         .await
         .unwrap()
         .into_string();
     let crashing = runtime
-        .create_thread(&instance_id("i1"), &work_session("stws_2"))
+        .create_thread(&instance_id("i1"), &work_session("stws_2"), None)
         .await
         .unwrap()
         .into_string();
     let elsewhere = runtime
-        .create_thread(&instance_id("i2"), &work_session("stws_3"))
+        .create_thread(&instance_id("i2"), &work_session("stws_3"), None)
         .await
         .unwrap()
         .into_string();
@@ -218,7 +220,8 @@ async fn disconnect_behaviour_drops_every_turn_of_the_instance_and_unloads_threa
             .resume_thread(
                 &instance_id("i1"),
                 &work_session("ws1"),
-                &thread_id(&hanging)
+                &thread_id(&hanging),
+                None
             )
             .await,
         Err(AgentError::UnknownInstance(instance_id("i1").to_string()))
@@ -231,6 +234,7 @@ async fn disconnect_behaviour_drops_every_turn_of_the_instance_and_unloads_threa
             &instance_id("i1"),
             &work_session("ws1"),
             &thread_id(&hanging),
+            None,
         )
         .await
         .unwrap();
@@ -343,7 +347,7 @@ async fn the_dispatch_log_has_one_json_line_per_call_and_survives_a_new_runtime(
         .unwrap();
     runtime.ensure_instance(&spec("i1")).await.unwrap();
     let thread = runtime
-        .create_thread(&instance_id("i1"), &work_session("stws_1"))
+        .create_thread(&instance_id("i1"), &work_session("stws_1"), None)
         .await
         .unwrap()
         .into_string();
@@ -375,6 +379,7 @@ async fn the_dispatch_log_has_one_json_line_per_call_and_survives_a_new_runtime(
             &instance_id("i1"),
             &work_session("ws1"),
             &thread_id(&thread),
+            None,
         )
         .await
         .unwrap();
@@ -427,4 +432,49 @@ async fn the_dispatch_log_has_one_json_line_per_call_and_survives_a_new_runtime(
     assert_eq!(lines[3]["thread_id"], thread.as_str());
     assert_eq!(lines[9]["thread_id"], thread.as_str());
     assert!(lines[0].get("thread_id").is_none());
+}
+
+#[tokio::test]
+async fn threads_keep_the_cwd_they_were_given_within_the_instances_roots() {
+    let runtime = ScriptedRuntime::new(Script::always(Behaviour::Refuse));
+    let (workspace, root) = (PathBuf::from("/p/ws"), PathBuf::from("/d/worktrees/spt_1"));
+    let spec = InstanceSpec {
+        workspace: Some(workspace.clone()),
+        extra_roots: vec![root.clone()],
+        ..spec("i1")
+    };
+    runtime.ensure_instance(&spec).await.unwrap();
+    let owner = work_session("stws_1");
+    let in_root = runtime
+        .create_thread(&instance_id("i1"), &owner, Some(&root.join("stws_1")))
+        .await
+        .unwrap();
+    let default = runtime
+        .create_thread(&instance_id("i1"), &owner, None)
+        .await
+        .unwrap();
+    assert_eq!(runtime.thread_cwd(&in_root), Some(root.join("stws_1")));
+    assert_eq!(runtime.thread_cwd(&default), Some(workspace.clone()));
+    let refused = runtime
+        .create_thread(
+            &instance_id("i1"),
+            &owner,
+            Some(Path::new("/d/worktrees/spt_2")),
+        )
+        .await;
+    assert!(matches!(refused, Err(AgentError::Config(_))), "{refused:?}");
+    // Resuming without a cwd keeps the thread's; with one, moves it.
+    runtime.disconnect_instance("i1");
+    runtime.ensure_instance(&spec).await.unwrap();
+    runtime
+        .resume_thread(&instance_id("i1"), &owner, &in_root, None)
+        .await
+        .unwrap();
+    assert_eq!(runtime.thread_cwd(&in_root), Some(root.join("stws_1")));
+    runtime
+        .refresh_thread(&instance_id("i1"), &owner, &default, Some(&root.join("b")))
+        .await
+        .unwrap();
+    assert_eq!(runtime.thread_cwd(&default), Some(root.join("b")));
+    assert_eq!(runtime.thread_cwd(&thread_id("never-seen")), None);
 }

@@ -25,6 +25,7 @@ pub(super) fn spec(instance: &str) -> InstanceSpec {
         workspace: None,
         agent: None,
         config: serde_json::Value::Null,
+        extra_roots: Vec::new(),
     }
 }
 
@@ -47,7 +48,7 @@ pub(super) async fn runtime_with_thread(script: Script) -> (ScriptedRuntime, Str
     let runtime = ScriptedRuntime::new(script);
     runtime.ensure_instance(&spec("i1")).await.unwrap();
     let thread = runtime
-        .create_thread(&instance_id("i1"), &work_session("stws_1"))
+        .create_thread(&instance_id("i1"), &work_session("stws_1"), None)
         .await
         .unwrap()
         .into_string();

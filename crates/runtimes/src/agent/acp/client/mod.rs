@@ -1,16 +1,18 @@
 //! The client duties spectask owes an ACP agent: `fs/read_text_file` and `fs/write_text_file`
-//! confined to the instance's workspace, and answers to `session/request_permission` from the
-//! profile's policy.
+//! confined to the instance's workspace and extra roots (the task's worktrees), and answers to
+//! `session/request_permission` from the profile's policy.
 //!
 //! Confinement works on resolved paths: `~/…` is expanded against the agent's `HOME` (as the
 //! agent's own tools would; `~user` is refused), the longest existing prefix of the path is
 //! canonicalised (so symlinks anywhere in it are followed) and the rest may only name new plain
-//! components. Anything that lands outside the workspace is refused and logged as a security
-//! event.
+//! components. A relative path is taken against the session's working directory (its `cwd`, or
+//! the workspace). Anything that lands outside the workspace and the extra roots is refused and
+//! logged as a security event.
 //!
 //! Protected paths (git's internals under `.git/`, `.envrc`, which direnv runs, and `.husky/`,
 //! whose hooks git runs) are refused under every policy, through `fs/write_text_file` and in
-//! permission requests that name them, unless the profile sets `allow_protected_paths`.
+//! permission requests that name them, unless the profile sets `allow_protected_paths`; in each
+//! root, and in each worktree beneath one, whose `.git` is a file.
 //!
 //! `fs/write_text_file` obeys the policy: `deny` refuses it; `allow_workspace_edits` writes;
 //! `ask` writes without asking again when a human already granted a permission request of the
@@ -33,7 +35,7 @@ use agent_client_protocol::v1::schema::{
     ReadTextFileRequest, ReadTextFileResponse, WriteTextFileRequest, WriteTextFileResponse,
 };
 
-use self::paths::{expand_home, protected_reason, resolve_in_workspace};
+use self::paths::{expand_home, protected_reason, resolve_in_roots};
 use super::profiles::PermissionPolicy;
 
 /// What the client side of one instance needs to answer the agent.
@@ -42,6 +44,11 @@ pub(crate) struct ClientState {
     pub(crate) instance_id: crate::agent::InstanceId,
     /// Canonical, so a resolved path can be compared with `starts_with`.
     pub(crate) workspace: PathBuf,
+    /// More canonical directories the agent may read and write (the task's worktree root).
+    pub(crate) extra_roots: Vec<PathBuf>,
+    /// Each session's working directory (canonical, inside a root), by session id: relative
+    /// paths of that session are taken against it.
+    pub(crate) session_cwds: Mutex<HashMap<String, PathBuf>>,
     pub(crate) policy: PermissionPolicy,
     pub(crate) broker: Option<std::sync::Arc<dyn crate::agent::PermissionBroker>>,
     /// The agent runs in the OS sandbox (`agent::sandbox`), so a granted command cannot write
@@ -57,18 +64,42 @@ pub(crate) struct ClientState {
 }
 
 impl ClientState {
-    /// Resolves `requested` (after `~` expansion) inside the workspace.
-    fn resolve(&self, requested: &Path) -> Result<PathBuf, String> {
+    /// The workspace, then the extra roots.
+    fn roots(&self) -> Vec<PathBuf> {
+        std::iter::once(self.workspace.clone())
+            .chain(self.extra_roots.iter().cloned())
+            .collect()
+    }
+
+    /// Records the working directory of `session_id` (canonical, inside a root).
+    pub(crate) fn set_session_cwd(&self, session_id: &str, cwd: PathBuf) {
+        self.session_cwds
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(session_id.to_owned(), cwd);
+    }
+
+    /// Resolves `requested` (after `~` expansion, relative to `session_id`'s working directory)
+    /// inside the workspace or an extra root.
+    fn resolve(&self, session_id: &str, requested: &Path) -> Result<PathBuf, String> {
         let expanded = expand_home(self.home.as_deref(), requested)?;
-        resolve_in_workspace(&self.workspace, &expanded)
+        let base = self
+            .session_cwds
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(session_id)
+            .cloned()
+            .unwrap_or_else(|| self.workspace.clone());
+        resolve_in_roots(&self.roots(), &base, &expanded)
     }
 
     fn confine(
         &self,
         operation: &str,
+        session_id: &str,
         requested: &Path,
     ) -> Result<PathBuf, agent_client_protocol::Error> {
-        self.resolve(requested).map_err(|reason| {
+        self.resolve(session_id, requested).map_err(|reason| {
             tracing::warn!(
                 security_event = "path_outside_workspace",
                 instance_id = %self.instance_id,
@@ -88,7 +119,7 @@ impl ClientState {
         &self,
         request: &ReadTextFileRequest,
     ) -> Result<ReadTextFileResponse, agent_client_protocol::Error> {
-        let path = self.confine("read", &request.path)?;
+        let path = self.confine("read", &request.session_id.0, &request.path)?;
         let text = tokio::fs::read_to_string(&path)
             .await
             .map_err(|err| read_error(&path, &err))?;
@@ -107,7 +138,7 @@ impl ClientState {
         if self.allow_protected_paths {
             return None;
         }
-        protected_reason(&self.workspace, path)
+        protected_reason(&self.roots(), path)
     }
 
     fn grants(&self) -> std::sync::MutexGuard<'_, HashMap<(String, PathBuf), bool>> {
@@ -174,7 +205,7 @@ impl ClientState {
         &self,
         request: &WriteTextFileRequest,
     ) -> Result<WriteTextFileResponse, agent_client_protocol::Error> {
-        let path = self.confine("write", &request.path)?;
+        let path = self.confine("write", &request.session_id.0, &request.path)?;
         if let Some(reason) = self.protected(&path) {
             tracing::warn!(
                 security_event = "protected_path_write",

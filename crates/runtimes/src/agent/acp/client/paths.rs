@@ -1,13 +1,19 @@
 //! The paths an agent names, resolved and classified: `~/…` expanded against the agent's HOME,
-//! confinement to the workspace on real (canonical) paths, and the protected paths refused
-//! under every policy.
+//! confinement to the instance's roots (its workspace and extra roots) on real (canonical) paths,
+//! and the protected paths refused under every policy.
 
 use std::path::{Component, Path, PathBuf};
 
-/// Why `resolved` (inside `workspace`) is a protected path, if it is: files that git or other
-/// tools execute or trust, so a write there runs code outside any review.
-pub(crate) fn protected_reason(workspace: &Path, resolved: &Path) -> Option<&'static str> {
-    let relative = resolved.strip_prefix(workspace).unwrap_or(resolved);
+/// Why `resolved` (inside one of `roots`) is a protected path, if it is: files that git or other
+/// tools execute or trust, so a write there runs code outside any review. Named relative to the
+/// innermost root holding it, so a `.git` (a directory, or a worktree's `.git` file) is
+/// protected in each root and in each worktree beneath one.
+pub(crate) fn protected_reason(roots: &[PathBuf], resolved: &Path) -> Option<&'static str> {
+    let relative = roots
+        .iter()
+        .filter_map(|root| resolved.strip_prefix(root).ok())
+        .min_by_key(|relative| relative.components().count())
+        .unwrap_or(resolved);
     let names: Vec<&std::ffi::OsStr> = relative
         .components()
         .filter_map(|component| match component {
@@ -60,14 +66,19 @@ pub(crate) fn expand_home(home: Option<&Path>, requested: &Path) -> Result<PathB
     }
 }
 
-/// Resolves `requested` (absolute, or relative to the workspace) to the real path it names, and
-/// fails if that path is outside `workspace` (which must be canonical). The file need not exist,
-/// but its longest existing ancestor is resolved, and what follows may not contain `..`.
-pub(crate) fn resolve_in_workspace(workspace: &Path, requested: &Path) -> Result<PathBuf, String> {
+/// Resolves `requested` (absolute, or relative to `base`) to the real path it names, and fails if
+/// that path is in none of `roots` (which must be canonical; the first is the workspace). The
+/// file need not exist, but its longest existing ancestor is resolved, and what follows may not
+/// contain `..`.
+pub(crate) fn resolve_in_roots(
+    roots: &[PathBuf],
+    base: &Path,
+    requested: &Path,
+) -> Result<PathBuf, String> {
     let path = if requested.is_absolute() {
         requested.to_path_buf()
     } else {
-        workspace.join(requested)
+        base.join(requested)
     };
     let mut existing = path.as_path();
     let resolved_prefix = loop {
@@ -91,14 +102,18 @@ pub(crate) fn resolve_in_workspace(workspace: &Path, requested: &Path) -> Result
             _ => return Err(format!("{} is not a plain path", path.display())),
         }
     }
-    if resolved.starts_with(workspace) {
+    if roots.iter().any(|root| resolved.starts_with(root)) {
         Ok(resolved)
     } else {
+        let roots: Vec<String> = roots
+            .iter()
+            .map(|root| root.display().to_string())
+            .collect();
         Err(format!(
-            "{} resolves to {}, outside the workspace {}",
+            "{} resolves to {}, outside the workspace and the task's roots ({})",
             path.display(),
             resolved.display(),
-            workspace.display()
+            roots.join(", ")
         ))
     }
 }

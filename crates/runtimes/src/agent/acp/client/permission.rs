@@ -182,8 +182,8 @@ impl ClientState {
             return None;
         }
         for path in Self::named_paths(request) {
-            if let Ok(resolved) = self.resolve(&path)
-                && let Some(reason) = protected_reason(&self.workspace, &resolved)
+            if let Ok(resolved) = self.resolve(&request.session_id.0, &path)
+                && let Some(reason) = protected_reason(&self.roots(), &resolved)
             {
                 return Some(format!("{}: {reason}", path.display()));
             }
@@ -206,7 +206,7 @@ impl ClientState {
         let session_id = request.session_id.to_string();
         let mut grants = self.grants();
         for path in Self::named_paths(request) {
-            if let Ok(resolved) = self.resolve(&path) {
+            if let Ok(resolved) = self.resolve(&session_id, &path) {
                 let entry = grants
                     .entry((session_id.clone(), resolved))
                     .or_insert(always);
@@ -220,7 +220,7 @@ impl ClientState {
     fn outside_path(&self, request: &RequestPermissionRequest) -> Option<String> {
         Self::named_paths(request)
             .iter()
-            .find_map(|path| self.resolve(path).err())
+            .find_map(|path| self.resolve(&request.session_id.0, path).err())
     }
 }
 

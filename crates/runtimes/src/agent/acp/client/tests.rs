@@ -11,7 +11,7 @@ use agent_client_protocol::v1::schema::{
     SelectedPermissionOutcome, WriteTextFileRequest,
 };
 
-use super::paths::{expand_home, resolve_in_workspace};
+use super::paths::{expand_home, resolve_in_roots};
 use super::*;
 /// The instance every test's client belongs to.
 fn instance() -> crate::agent::InstanceId {
@@ -63,6 +63,8 @@ async fn ask_waits_for_the_broker() {
     let state = |broker: Option<&'static str>| ClientState {
         instance_id: instance(),
         workspace: ws.clone(),
+        extra_roots: Vec::new(),
+        session_cwds: Mutex::default(),
         policy: PermissionPolicy::Ask,
         broker: Some(std::sync::Arc::new(FixedBroker(broker))),
         home: None,
@@ -94,6 +96,8 @@ async fn allowing_workspace_edits_rejects_paths_outside_the_workspace() {
     let state = |policy| ClientState {
         instance_id: instance(),
         workspace: ws.clone(),
+        extra_roots: Vec::new(),
+        session_cwds: Mutex::default(),
         policy,
         broker: None,
         home: None,
@@ -143,6 +147,8 @@ fn state_in(
     ClientState {
         instance_id: instance(),
         workspace: ws.to_path_buf(),
+        extra_roots: Vec::new(),
+        session_cwds: Mutex::default(),
         policy,
         broker: broker.map(|b| b as std::sync::Arc<dyn crate::agent::PermissionBroker>),
         home: Some(ws.join("home")),
@@ -369,28 +375,92 @@ fn confinement_follows_symlinks_and_refuses_escapes() {
     let ws = root.join("ws");
     std::fs::create_dir_all(ws.join("src")).unwrap();
     std::fs::create_dir_all(root.join("outside")).unwrap();
+    let roots = std::slice::from_ref(&ws);
 
     assert_eq!(
-        resolve_in_workspace(&ws, &ws.join("src/new/file.rs")).unwrap(),
+        resolve_in_roots(roots, &ws, &ws.join("src/new/file.rs")).unwrap(),
         ws.join("src/new/file.rs")
     );
     assert_eq!(
-        resolve_in_workspace(&ws, Path::new("a.txt")).unwrap(),
+        resolve_in_roots(roots, &ws, Path::new("a.txt")).unwrap(),
         ws.join("a.txt")
     );
-    assert!(resolve_in_workspace(&ws, &root.join("outside/x")).is_err());
-    assert!(resolve_in_workspace(&ws, &ws.join("../outside/x")).is_err());
-    assert!(resolve_in_workspace(&ws, &ws.join("nope/../../outside/x")).is_err());
+    assert!(resolve_in_roots(roots, &ws, &root.join("outside/x")).is_err());
+    assert!(resolve_in_roots(roots, &ws, &ws.join("../outside/x")).is_err());
+    assert!(resolve_in_roots(roots, &ws, &ws.join("nope/../../outside/x")).is_err());
     #[cfg(unix)]
     {
         std::os::unix::fs::symlink(root.join("outside"), ws.join("link")).unwrap();
-        assert!(resolve_in_workspace(&ws, &ws.join("link/x")).is_err());
+        assert!(resolve_in_roots(roots, &ws, &ws.join("link/x")).is_err());
         std::os::unix::fs::symlink(ws.join("src"), ws.join("inner")).unwrap();
         assert_eq!(
-            resolve_in_workspace(&ws, &ws.join("inner/y")).unwrap(),
+            resolve_in_roots(roots, &ws, &ws.join("inner/y")).unwrap(),
             ws.join("src/y")
         );
     }
+}
+
+#[tokio::test]
+async fn extra_roots_are_open_and_a_worktrees_git_file_is_protected() {
+    use agent_client_protocol::v1::schema::ReadTextFileRequest;
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().canonicalize().unwrap();
+    let ws = root.join("ws");
+    let worktrees = root.join("data/worktrees/spt_1");
+    let tree = worktrees.join("stws_1");
+    std::fs::create_dir_all(&ws).unwrap();
+    std::fs::create_dir_all(&tree).unwrap();
+    std::fs::create_dir_all(root.join("data/worktrees/spt_2")).unwrap();
+    std::fs::write(tree.join(".git"), "gitdir: /elsewhere\n").unwrap();
+    std::fs::write(root.join("data/api-token"), "secret").unwrap();
+    let mut state = state_in(&ws, PermissionPolicy::AllowWorkspaceEdits, None);
+    let in_tree = tree.join("src/lib.rs");
+    // Without the root, its files are outside like any other.
+    assert!(!write(&state, in_tree.to_str().unwrap()).await);
+    state.extra_roots = vec![worktrees.clone()];
+    assert!(write(&state, in_tree.to_str().unwrap()).await);
+    assert!(write(&state, ws.join("a.txt").to_str().unwrap()).await);
+    for outside in [
+        root.join("data/api-token"),
+        root.join("data/worktrees/spt_2/x"),
+        worktrees.join("../spt_2/x"),
+    ] {
+        assert!(
+            !write(&state, outside.to_str().unwrap()).await,
+            "{outside:?}"
+        );
+    }
+    let read = |path: &Path| ReadTextFileRequest::new("s1", path);
+    assert!(state.read_text_file(&read(&in_tree)).await.is_ok());
+    assert!(
+        state
+            .read_text_file(&read(&root.join("data/api-token")))
+            .await
+            .is_err()
+    );
+    // Relative paths are the session's: in its worktree once it has a cwd there.
+    state.set_session_cwd("s1", tree.clone());
+    assert!(write(&state, "notes.md").await);
+    assert!(tree.join("notes.md").is_file());
+    assert!(!ws.join("notes.md").exists());
+    // A worktree's `.git` is a file pointing at its git directory: never written, however named.
+    let no = RequestPermissionOutcome::Selected(SelectedPermissionOutcome::new("no".to_owned()));
+    for path in [".git", tree.join(".git").to_str().unwrap()] {
+        assert!(!write(&state, path).await, "{path}");
+        let request = request_for(&[path], serde_json::json!({}));
+        assert_eq!(
+            state.answer_permission(&request).await.outcome,
+            no,
+            "{path}"
+        );
+    }
+    assert_eq!(
+        std::fs::read_to_string(tree.join(".git")).unwrap(),
+        "gitdir: /elsewhere\n"
+    );
+    // A `.git` file at the root itself is protected too.
+    std::fs::write(worktrees.join(".git"), "gitdir: /elsewhere\n").unwrap();
+    assert!(!write(&state, worktrees.join(".git").to_str().unwrap()).await);
 }
 
 #[tokio::test]
@@ -416,6 +486,8 @@ async fn without_the_sandbox_commands_are_asked_about_not_granted() {
     let state = |sandbox_active, broker: Option<&'static str>| ClientState {
         instance_id: instance(),
         workspace: ws.clone(),
+        extra_roots: Vec::new(),
+        session_cwds: Mutex::default(),
         policy: PermissionPolicy::AllowWorkspaceEdits,
         broker: broker.map(|answer| {
             std::sync::Arc::new(CountingBroker {
