@@ -135,6 +135,26 @@ pub struct ServeArgs {
     /// once more; 0 turns agents' spawning off.
     #[arg(long, env = "SPECTASK_MAX_SPAWN_DEPTH", default_value_t = 2, value_parser = clap::value_parser!(u32).range(0..=16))]
     pub max_spawn_depth: u32,
+    /// How a task's work sessions share its project when its `workspace_config` names no
+    /// `isolation`: `worktree` (a git worktree and branch per work session, merged into a task
+    /// branch; only for a project that is a git repository, others run shared) or `shared` (all
+    /// in the project directory).
+    #[arg(long, env = "SPECTASK_DEFAULT_ISOLATION", default_value = "worktree", value_parser = ["worktree", "shared"])]
+    pub default_isolation: String,
+    /// The author and committer name of spectask's commits and merges.
+    #[arg(long, env = "SPECTASK_GIT_AUTHOR_NAME", default_value = "spectask")]
+    pub git_author_name: String,
+    /// The author and committer email of spectask's commits and merges.
+    #[arg(
+        long,
+        env = "SPECTASK_GIT_AUTHOR_EMAIL",
+        default_value = "spectask@localhost"
+    )]
+    pub git_author_email: String,
+    /// Follow-up turns a work session gets to resolve a merge conflict before it is blocked for
+    /// a human.
+    #[arg(long, env = "SPECTASK_MAX_MERGE_ATTEMPTS", default_value_t = 2, value_parser = clap::value_parser!(u32).range(0..=20))]
+    pub max_merge_attempts: u32,
     /// Database connections (PostgreSQL), or SQLite read connections.
     #[arg(long, env = "SPECTASK_DB_MAX_CONNECTIONS", default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=1000))]
     pub db_max_connections: u32,

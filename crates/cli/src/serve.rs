@@ -87,6 +87,18 @@ pub async fn run(args: ServeArgs) -> Result<()> {
         max_spawned_sessions: args.max_spawned_sessions,
         max_spawn_depth: args.max_spawn_depth,
         predecessor_owner,
+        git: spectask_engine::GitSettings {
+            worktrees_dir: Some(data_dir.join("worktrees")),
+            author: spectask_git::Signature {
+                name: args.git_author_name.clone(),
+                email: args.git_author_email.clone(),
+            },
+            default_isolation: args
+                .default_isolation
+                .parse()
+                .map_err(|_| anyhow::anyhow!("--default-isolation must be worktree or shared"))?,
+            max_merge_attempts: fits(args.max_merge_attempts, "--max-merge-attempts")?,
+        },
         ..EngineSettings::default()
     };
     let agents = crate::config::agents(&file, &|name| std::env::var(name).ok())?;

@@ -153,6 +153,8 @@ struct Inner {
     /// Implementation turns running at once in this process (the per-instance limit is enforced
     /// at dispatch, in the store).
     implementation_permits: Arc<Semaphore>,
+    /// When the worktree reaper last ran (it runs at start and every `REAP_INTERVAL`).
+    last_reap: std::sync::Mutex<Option<std::time::Instant>>,
 }
 
 impl Engine {
@@ -198,6 +200,7 @@ impl Engine {
                 wake: Notify::new(),
                 permits,
                 implementation_permits,
+                last_reap: std::sync::Mutex::new(None),
             }),
         }
     }

@@ -69,6 +69,26 @@ impl Engine {
         tracing::info!("worker stopped");
     }
 
+    /// Runs the worktree reaper if it has not run for `REAP_INTERVAL` (at once on the first
+    /// tick, which cleans up after a crash).
+    async fn reap_worktrees_now_and_then(&self) {
+        const REAP_INTERVAL: std::time::Duration = std::time::Duration::from_secs(5);
+        {
+            let Ok(mut last) = self.inner.last_reap.lock() else {
+                return;
+            };
+            if last.is_some_and(|at| at.elapsed() < REAP_INTERVAL) {
+                return;
+            }
+            *last = Some(std::time::Instant::now());
+        }
+        match self.reap_worktrees().await {
+            Ok(0) => {}
+            Ok(removed) => tracing::info!(removed, "worktree reaper removed stale worktrees"),
+            Err(err) => tracing::warn!(%err, "worktree reaper failed; retrying later"),
+        }
+    }
+
     /// Start-up reconcile: the previous process on this data directory is dead (the lock says
     /// so), so its running turns are requeued at once and its MCP tokens revoked. Turns of any
     /// other owner, a live sibling with the same replica name included, are left to their leases.
@@ -112,6 +132,7 @@ impl Engine {
         if let Err(err) = self.stop_ended_instances().await {
             tracing::warn!(%err, "could not stop the agents of ended tasks; retrying next tick");
         }
+        self.reap_worktrees_now_and_then().await;
         let orchestrated = self.orchestrate().await?;
         let mut started = 0;
         let lanes = [

@@ -106,6 +106,15 @@ impl Engine {
                 break;
             }
             let task = store.get_spec_task(&id).await?;
+            // The task branch is made from HEAD as it is now, on entering implementation.
+            let task = match self.prepare_isolation(&task).await {
+                Ok(task) => task,
+                Err(err @ EngineError::Store(_)) => return Err(err),
+                Err(err) => {
+                    tracing::warn!(spec_task_id = %id, %err, "could not prepare the task's git isolation; retrying");
+                    continue;
+                }
+            };
             match self.start_implementation(&task, &actor).await {
                 Ok(_) => {
                     outcome.started += 1;

@@ -9,8 +9,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use spectask_domain::plan::{PlanTaskStatus, render_progress};
 use spectask_domain::prompts::retry_note;
 use spectask_domain::{
-    AgentThreadId, SpecTask, ThreadOwner, TurnStatus, WorkSessionId, ZedThreadEvent,
-    ZedThreadStatus,
+    AgentThreadId, SpecTask, ThreadOwner, TurnStatus, WorkSessionId, WorkSessionStatus,
+    ZedThreadEvent, ZedThreadStatus,
 };
 use spectask_runtimes::agent::{AgentError, InstanceSpec, StopReason};
 use spectask_store::{AgentTokenState, StoreError, TurnClaim};
@@ -18,6 +18,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::graph::SessionGraph;
 use crate::agent_turn::{AgentThread, RunEnd, stored_instance_id};
+use crate::workspace::{GitSettlement, agent_extra_root};
 use crate::{Engine, EngineError, projection};
 
 impl Engine {
@@ -44,12 +45,37 @@ impl Engine {
             );
             return self.fail_for_good(claim, &ws_id, "", &reason).await;
         }
-        if let Some(reason) = store.get_work_session(&ws_id).await?.agent_gave_up {
+        let ws = store.get_work_session(&ws_id).await?;
+        if let Some(reason) = ws.agent_gave_up {
             // A turn of a session whose agent gave up (re-run after a shutdown, or a queued
             // follow-up) never reaches the agent again.
             let reason = format!("the agent gave up: {reason}");
             return self.fail_for_good(claim, &ws_id, "", &reason).await;
         }
+        // Worktree isolation: the session's worktree, made before the agent starts so its
+        // sandbox is planned with it (a task started before isolation existed decides it now).
+        let placed = match self.prepare_isolation(&task).await {
+            Ok(task) => self
+                .session_place(&task, &ws)
+                .await
+                .map(|place| (task, place)),
+            Err(err) => Err(err),
+        };
+        let (task, place) = match placed {
+            Ok(placed) => placed,
+            Err(err @ EngineError::Store(_)) => return Err(err),
+            Err(err) => {
+                return self
+                    .turn_failed(
+                        claim,
+                        &ws_id,
+                        "",
+                        &format!("the work session's worktree could not be prepared: {err}"),
+                    )
+                    .await;
+            }
+        };
+        let cwd = place.as_ref().map(|place| place.cwd.as_path());
         let Some(stored_instance) = task.zed_instance_id.as_deref() else {
             return Err(EngineError::Conflict(format!(
                 "spec task {} has no instance",
@@ -67,7 +93,9 @@ impl Engine {
                 .workspace_config
                 .clone()
                 .unwrap_or(serde_json::Value::Null),
-            extra_roots: Vec::new(),
+            extra_roots: agent_extra_root(settings.git.worktrees_dir.as_deref(), &task)
+                .into_iter()
+                .collect(),
         };
         // A restart may wait out its backoff (up to a minute): shutdown must not wait for it.
         let ensured = tokio::select! {
@@ -94,7 +122,7 @@ impl Engine {
             Some(thread) => {
                 let thread_id = AgentThreadId::new(thread.zed_thread_id.as_str());
                 if let Err(err) = runtime
-                    .resume_thread(&instance_id, &owner, &thread_id, None)
+                    .resume_thread(&instance_id, &owner, &thread_id, cwd)
                     .await
                 {
                     return self
@@ -126,7 +154,7 @@ impl Engine {
                 thread_id
             }
             None => {
-                let thread_id = match runtime.create_thread(&instance_id, &owner, None).await {
+                let thread_id = match runtime.create_thread(&instance_id, &owner, cwd).await {
                     Ok(id) => id,
                     Err(err) => {
                         return self
@@ -150,7 +178,7 @@ impl Engine {
             // The thread's MCP token died (the session was retried or reopened, or the token
             // expired): set the thread up again so the agent gets a fresh one.
             if let Err(err) = runtime
-                .refresh_thread(&instance_id, &owner, &thread_id, None)
+                .refresh_thread(&instance_id, &owner, &thread_id, cwd)
                 .await
             {
                 return self
@@ -200,9 +228,37 @@ impl Engine {
                 Ok(())
             }
             RunEnd::Finished(Ok(StopReason::EndTurn)) => {
+                // Worktree isolation: commit and merge first; the turn completes with the merge.
+                let ws = store.get_work_session(&ws_id).await?;
+                let merge = match self.settle_git(claim, &task, &ws, &written).await {
+                    Ok(GitSettlement::Shared) => None,
+                    Ok(GitSettlement::Merged(merge)) => Some(merge),
+                    Ok(GitSettlement::Handled) => return Ok(()),
+                    Err(err @ EngineError::Store(_)) => return Err(err),
+                    Err(err) => {
+                        return self
+                            .turn_failed(
+                                claim,
+                                &ws_id,
+                                &written,
+                                &format!("its work could not be committed and merged: {err}"),
+                            )
+                            .await;
+                    }
+                };
                 let progress = store
-                    .complete_implementation_turn(claim, &written, None)
+                    .complete_implementation_turn(claim, &written, merge.as_ref())
                     .await?;
+                if merge.is_some()
+                    && let Some(project) = task.project_path.as_deref()
+                    && store.get_work_session(&ws_id).await?.status == WorkSessionStatus::Completed
+                    && let Err(err) = self
+                        .remove_session_worktree(project, &task.id, &ws_id)
+                        .await
+                {
+                    // The reaper removes it later.
+                    tracing::warn!(%err, "could not remove the merged worktree");
+                }
                 tracing::info!(
                     finished = progress.finished,
                     "implementation turn completed"

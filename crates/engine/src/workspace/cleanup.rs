@@ -26,7 +26,11 @@ enum TaskEnd {
 
 /// Removes every worktree under `dir` from `record.repository`, the task's session branches
 /// (and its task branch when deleted), then the directory.
-fn remove_task_footprint(dir: &Path, record: &TaskDirRecord, end: TaskEnd) -> Result<usize, GitError> {
+fn remove_task_footprint(
+    dir: &Path,
+    record: &TaskDirRecord,
+    end: TaskEnd,
+) -> Result<usize, GitError> {
     let mut removed = 0;
     if let Some(repo) = spectask_git::Repository::open(&record.repository)? {
         for worktree in repo.worktrees()? {
@@ -135,8 +139,7 @@ impl Engine {
                 let _ = tokio::fs::remove_dir_all(&dir).await;
                 return Ok(0);
             };
-            let removed =
-                blocking(move || remove_task_footprint(&dir, &record, end)).await?;
+            let removed = blocking(move || remove_task_footprint(&dir, &record, end)).await?;
             if let Some(task) = &task {
                 for ws in store.list_work_sessions(&task.id).await? {
                     if ws.worktree_path.is_some() {

@@ -37,12 +37,22 @@ impl Engine {
             .unwrap_or(settings.default_isolation);
         let Some(project) = task.project_path.clone().map(PathBuf::from) else {
             return Ok(store
-                .record_isolation(&task.id, WorkspaceIsolation::Shared, None, &self.inner.owner)
+                .record_isolation(
+                    &task.id,
+                    WorkspaceIsolation::Shared,
+                    None,
+                    &self.inner.owner,
+                )
                 .await?);
         };
         if wanted == WorkspaceIsolation::Shared {
             return Ok(store
-                .record_isolation(&task.id, WorkspaceIsolation::Shared, None, &self.inner.owner)
+                .record_isolation(
+                    &task.id,
+                    WorkspaceIsolation::Shared,
+                    None,
+                    &self.inner.owner,
+                )
                 .await?);
         }
         let repo = blocking({
@@ -53,7 +63,12 @@ impl Engine {
         if let Some(why) = shared_because(&repo, settings.worktrees_dir.is_some()) {
             tracing::info!(spec_task_id = %task.id, why, "the task runs in shared isolation");
             return Ok(store
-                .record_isolation(&task.id, WorkspaceIsolation::Shared, None, &self.inner.owner)
+                .record_isolation(
+                    &task.id,
+                    WorkspaceIsolation::Shared,
+                    None,
+                    &self.inner.owner,
+                )
                 .await?);
         }
         let (Some(repo), Some(worktrees_dir)) = (repo, settings.worktrees_dir.clone()) else {
@@ -97,7 +112,12 @@ impl Engine {
         let Some(branch) = branch else {
             tracing::info!(spec_task_id = %task.id, "the repository has no commit yet; the task runs in shared isolation");
             return Ok(store
-                .record_isolation(&task.id, WorkspaceIsolation::Shared, None, &self.inner.owner)
+                .record_isolation(
+                    &task.id,
+                    WorkspaceIsolation::Shared,
+                    None,
+                    &self.inner.owner,
+                )
                 .await?);
         };
         let recorded = store

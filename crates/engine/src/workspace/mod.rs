@@ -24,7 +24,6 @@ use spectask_git::{GitError, Repository};
 use crate::EngineError;
 
 pub(crate) use settle::GitSettlement;
-pub(crate) use worktree::SessionPlace;
 
 /// Runs a git step on the blocking pool.
 pub(crate) async fn blocking<T: Send + 'static>(

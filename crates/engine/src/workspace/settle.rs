@@ -116,7 +116,9 @@ impl GitJob {
         }
         Err(GitError::UnexpectedOutput {
             what: "merge",
-            detail: "the task branch conflicts, yet merging it into the worktree reports no conflict".into(),
+            detail:
+                "the task branch conflicts, yet merging it into the worktree reports no conflict"
+                    .into(),
         })
     }
 }
@@ -151,13 +153,7 @@ fn commit_message(
         .map(|t| t.title.clone())
         .or_else(|| ws.name.clone())
         .unwrap_or_default();
-    session_commit_message(
-        &title,
-        top.map(|t| t.key.as_str()),
-        &refs,
-        &ws.id,
-        &task.id,
-    )
+    session_commit_message(&title, top.map(|t| t.key.as_str()), &refs, &ws.id, &task.id)
 }
 
 impl Engine {

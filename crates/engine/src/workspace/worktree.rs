@@ -73,11 +73,11 @@ impl Engine {
                 if recorded && Worktree::open(&path).is_ok() {
                     return Ok((None, subdir));
                 }
-                let task_tip = repo
-                    .branch_commit(&task_branch)?
-                    .ok_or_else(|| GitError::BranchNotFound {
-                        branch: task_branch.clone(),
-                    })?;
+                let task_tip =
+                    repo.branch_commit(&task_branch)?
+                        .ok_or_else(|| GitError::BranchNotFound {
+                            branch: task_branch.clone(),
+                        })?;
                 let start: CommitId = match repo.branch_commit(&branch)? {
                     Some(own) if !repo.is_ancestor(&own, &task_tip)? => own,
                     _ => task_tip.clone(),
