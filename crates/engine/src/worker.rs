@@ -89,6 +89,14 @@ impl Engine {
         }
     }
 
+    /// Makes the next tick run the worktree reaper (a task ended here).
+    pub(crate) fn reap_soon(&self) {
+        if let Ok(mut last) = self.inner.last_reap.lock() {
+            *last = None;
+        }
+        self.wake();
+    }
+
     /// Start-up reconcile: the previous process on this data directory is dead (the lock says
     /// so), so its running turns are requeued at once and its MCP tokens revoked. Turns of any
     /// other owner, a live sibling with the same replica name included, are left to their leases.

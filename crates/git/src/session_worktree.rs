@@ -104,18 +104,20 @@ impl Worktree {
     /// Stages everything (`git add -A`) and commits it with `author` as author and committer
     /// (hooks off, no signing). `Ok(None)` when there is nothing to commit and no merge in
     /// progress. With a merge in progress and nothing unmerged, concludes it (a two-parent
-    /// commit). `Unresolved` if unmerged paths remain or a changed file still holds a conflict
+    /// commit). `Unresolved` if a changed or unmerged file still holds a conflict
     /// block (`<<<<<<< `, `=======`, `>>>>>>> ` lines in that order at line starts).
     pub fn commit_all(&self, message: &str, author: &Signature) -> Result<Option<CommitId>> {
+        // An unmerged path counts as resolved once its file holds no conflict block: agents
+        // (and people) edit the file and never stage it; `git add -A` below marks it resolved.
         let unmerged = self.unmerged_files()?;
-        if !unmerged.is_empty() {
-            return Err(GitError::Unresolved { files: unmerged });
-        }
-        let changed = self.changed_files()?;
+        let mut changed = self.changed_files()?;
         let merging = self.merge_in_progress()?;
-        if changed.is_empty() && !merging {
+        if changed.is_empty() && unmerged.is_empty() && !merging {
             return Ok(None);
         }
+        changed.extend(unmerged);
+        changed.sort();
+        changed.dedup();
         let with_markers: Vec<String> = changed
             .into_iter()
             .filter(|file| has_conflict_block(&self.path.join(file)))

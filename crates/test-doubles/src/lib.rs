@@ -26,7 +26,7 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 
 pub use fake_anthropic::{AnthropicReply, AnthropicRequest, FakeAnthropic, tool_results};
 pub use fake_openai::{FakeOpenAi, FakeReply, RecordedRequest};
-pub use scripted::{Behaviour, Dispatch, Rule, Script, ScriptedRuntime};
+pub use scripted::{Behaviour, Dispatch, FileWrite, Rule, Script, ScriptedRuntime};
 pub use skip::{REQUIRE_TIERS_VAR, Tier, skip};
 pub use wait::{Observation, WAIT_DEADLINE, wait_until, wait_until_within};
 

@@ -28,18 +28,20 @@
 mod app;
 mod claude_agent;
 mod database;
+mod git_repo;
 
 pub use app::{Response, TestApp, TestOptions, fast_engine, fast_llm, fast_planner};
 pub use claude_agent::{
     CLAUDE_AGENT_MISSING, claude_agent_binary, claude_profile, prepare_claude_home,
 };
 pub use database::{TestDatabase, postgres_url, skip_postgres};
+pub use git_repo::{TestRepo, git_in};
 pub use spectask_test_doubles::process_tree::{
     TREE_VAR, agent_tree, process_state, wait_for_agent_tree,
 };
 pub use spectask_test_doubles::{
     AnthropicReply, AnthropicRequest, Behaviour, Dispatch, FakeAnthropic, FakeOpenAi, FakeReply,
-    Rule, Script, ScriptedRuntime, tool_results,
+    FileWrite, Rule, Script, ScriptedRuntime, tool_results,
 };
 pub use spectask_test_doubles::{
     Observation, REQUIRE_TIERS_VAR, Tier, WAIT_DEADLINE, skip, wait_until, wait_until_within,

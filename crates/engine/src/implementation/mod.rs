@@ -268,7 +268,8 @@ impl Engine {
         Ok(cancelled)
     }
 
-    /// Retries a failed work session; its dependants are unblocked.
+    /// Retries a failed work session (its dependants are unblocked), or one blocked on a merge
+    /// conflict a human resolved in its worktree (a follow-up turn, then commit and merge).
     pub async fn retry_work_session(
         &self,
         ws: &WorkSessionId,
@@ -276,6 +277,14 @@ impl Engine {
     ) -> Result<SpecTaskWorkSession, EngineError> {
         let store = &self.inner.store;
         let session = store.get_work_session(ws).await?;
+        if session.status == WorkSessionStatus::Blocked && !session.conflict_files.is_empty() {
+            // Blocked on a merge conflict a human has resolved in the worktree: go on there.
+            store
+                .resolve_merge_block(ws, spectask_domain::workspace::MERGE_RESOLVED_NOTE, actor)
+                .await?;
+            self.wake();
+            return Ok(store.get_work_session(ws).await?);
+        }
         if session.status != WorkSessionStatus::Failed {
             return Err(spectask_domain::WorkSessionEvent::Retry
                 .refused(session.status)
@@ -313,6 +322,8 @@ impl Engine {
             .store
             .transition_spec_task(id, SpecTaskEvent::ApproveImplementation, actor)
             .await?;
+        // Its worktrees and session branches go with the next tick.
+        self.reap_soon();
         if let (Some(runtime), Some(stored)) = (&self.inner.runtime, &task.zed_instance_id) {
             match stored_instance_id(&task.id, stored) {
                 Ok(instance) => {

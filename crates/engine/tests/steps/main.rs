@@ -13,5 +13,6 @@ mod support;
 mod dependency_order;
 mod disconnects;
 mod failures;
+mod git_worktrees;
 mod retries;
 mod spawns;

@@ -182,6 +182,15 @@ impl Harness {
     /// planning turn claimed and completed as a planner would) and approved by the engine, which
     /// parses the plan into implementation tasks with their dependencies.
     pub async fn approved_task(&self, tasks: &[PlanTask<'_>]) -> SpecTaskId {
+        self.approved_task_in(tasks, None).await
+    }
+
+    /// [`Harness::approved_task`] with its project in `project`.
+    pub async fn approved_task_in(
+        &self,
+        tasks: &[PlanTask<'_>],
+        project: Option<&std::path::Path>,
+    ) -> SpecTaskId {
         let store = &self.store;
         let created = store
             .create_spec_task(&NewSpecTask {
@@ -193,7 +202,7 @@ impl Harness {
                 original_prompt: "Build it step by step.".to_owned(),
                 spec_agent: None,
                 implementation_agent: None,
-                project_path: None,
+                project_path: project.map(|p| p.to_string_lossy().into_owned()),
                 workspace_config: None,
                 created_by: "tester".to_owned(),
             })

@@ -89,6 +89,26 @@ pub enum Behaviour {
     /// `calls` tool calls (`call-{i}`, "Edit file {i}"), each after `chunk_delay_ms`, reported
     /// `pending` and then `completed`, then `EndTurn`.
     ToolCalls { calls: u32, chunk_delay_ms: u64 },
+    /// Writes each file (its `path` relative to the thread's working directory, directories
+    /// made as needed), each inside an `edit` tool call on that path, then `EndTurn`: an agent
+    /// that edits its workspace. A write that fails ends the turn with `Err(Failed)`.
+    WriteFiles { files: Vec<FileWrite> },
+}
+
+/// One file a [`Behaviour::WriteFiles`] turn writes.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FileWrite {
+    pub path: String,
+    pub content: String,
+}
+
+impl FileWrite {
+    pub fn new(path: &str, content: &str) -> Self {
+        Self {
+            path: path.to_owned(),
+            content: content.to_owned(),
+        }
+    }
 }
 
 /// One `run_turn` call as the runtime saw it.

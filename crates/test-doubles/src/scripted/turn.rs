@@ -191,6 +191,42 @@ impl ScriptedRuntime {
                 }
                 Ok(Ok(StopReason::EndTurn))
             }
+            Behaviour::WriteFiles { files } => {
+                let cwd = lock(&self.shared.state)
+                    .thread_cwds
+                    .get(request.thread_id.as_str())
+                    .cloned();
+                let Some(cwd) = cwd else {
+                    return Ok(Err(AgentError::Failed(
+                        "the scripted thread has no working directory".into(),
+                    )));
+                };
+                for (i, file) in files.iter().enumerate() {
+                    ctx.check()?;
+                    let path = cwd.join(&file.path);
+                    let mut call = ToolCallEntry::unknown(&format!("write-{i}"));
+                    call.title = format!("Write {}", file.path);
+                    call.kind = "edit".to_owned();
+                    call.status = "completed".to_owned();
+                    call.locations.push(ToolCallLocation {
+                        path: path.to_string_lossy().into_owned(),
+                        line: None,
+                    });
+                    let written = match path.parent() {
+                        Some(parent) => std::fs::create_dir_all(parent),
+                        None => Ok(()),
+                    }
+                    .and_then(|()| std::fs::write(&path, &file.content));
+                    if let Err(err) = written {
+                        return Ok(Err(AgentError::Failed(format!(
+                            "could not write {}: {err}",
+                            path.display()
+                        ))));
+                    }
+                    ctx.emit(AgentEvent::ToolCall(call)).await?;
+                }
+                Ok(Ok(StopReason::EndTurn))
+            }
         }
     }
 }

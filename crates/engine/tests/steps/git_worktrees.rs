@@ -1,0 +1,230 @@
+//! Git isolation, step by step, on a real repository: each work session works in its own
+//! worktree on its own branch, a finished session is committed and merged into the task branch
+//! before it completes (so a dependant starts from its dependencies' work), a conflict becomes a
+//! follow-up turn or blocks the session for a human, merged worktrees are removed, the user's
+//! working tree and branch are never touched, and a project that is not a repository runs
+//! shared.
+
+use spectask_domain::{EventKind, SpecTaskStatus, WorkSessionStatus, WorkspaceIsolation};
+use spectask_engine::EngineSettings;
+use spectask_store::EventQuery;
+use spectask_testkit::{FileWrite, TestRepo};
+
+use crate::support::*;
+
+fn writes(files: &[(&str, &str)]) -> Behaviour {
+    Behaviour::WriteFiles {
+        files: files.iter().map(|(p, c)| FileWrite::new(p, c)).collect(),
+    }
+}
+
+fn with_worktrees(dir: &std::path::Path, threads: usize) -> EngineSettings {
+    settings(|s| {
+        s.max_parallel_threads = threads;
+        s.git.worktrees_dir = Some(dir.to_path_buf());
+    })
+}
+
+async fn event_kinds(h: &Harness, kind: EventKind) -> Vec<serde_json::Value> {
+    h.store
+        .list_events(&EventQuery {
+            limit: 10_000,
+            ..EventQuery::default()
+        })
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|e| e.kind == kind)
+        .map(|e| e.payload)
+        .collect()
+}
+
+step_tests! {
+    async fn sessions_work_in_worktrees_and_merge_in_dependency_order(db) {
+        let repo = TestRepo::new();
+        let worktrees = tempfile::tempdir().unwrap();
+        let script = Script {
+            default: succeed(),
+            rules: vec![
+                rule("Task 1: Schema", writes(&[("db/schema.sql", "CREATE TABLE t (id INT);\n")]), None),
+                rule("Task 2: Endpoints", writes(&[("src/api.rs", "// uses db/schema.sql\n")]), None),
+                rule("Task 3: Docs", writes(&[("docs/guide.md", "# Guide\n")]), None),
+            ],
+        };
+        let h = Harness::new(db, script, with_worktrees(worktrees.path(), 4)).await;
+        let user_head = repo.rev("HEAD");
+        let id = h
+            .approved_task_in(&[("1", "Schema", &[]), ("2", "Endpoints", &["1"]), ("3", "Docs", &[])], Some(&repo.path()))
+            .await;
+
+        // Step 1: the task branch is made from HEAD; sessions 1 and 3 run in their own worktrees.
+        assert_eq!(h.step().await, ticked(1, 1, 2, 2));
+        let task = h.task(&id).await;
+        assert_eq!(task.isolation, Some(WorkspaceIsolation::Worktree));
+        let branch = task.branch_name.clone().unwrap();
+        assert!(branch.starts_with("spectask/steps-"), "{branch}");
+        assert_eq!(task.base_commit.as_deref(), Some(user_head.as_str()));
+        assert_eq!(task.base_branch.as_deref(), Some("main"));
+        let (one, three) = (h.session(&id, "1").await, h.session(&id, "3").await);
+        for ws in [&one, &three] {
+            assert_eq!(ws.status, WorkSessionStatus::Completed, "{ws:#?}");
+            assert_eq!(ws.commits.len(), 1, "one commit per session: {ws:#?}");
+            assert!(ws.branch_name.as_deref().unwrap().starts_with(&format!("{branch}--")));
+            assert_eq!(ws.worktree_path, None, "a merged worktree is removed");
+            let cwd = h.runtime.thread_cwd(&spectask_domain::AgentThreadId::new(h.thread(&ws.id).await.zed_thread_id.as_str())).unwrap();
+            assert!(cwd.starts_with(worktrees.path()), "{}", cwd.display());
+            assert!(cwd.ends_with(ws.id.as_str()), "{}", cwd.display());
+        }
+        assert!(one.commits[0].summary.starts_with("1 Schema"), "{:?}", one.commits);
+        assert_eq!(one.commits[0].author, "spectask <spectask@localhost>");
+        let message = repo.git(&["log", "-1", "--format=%B", &one.commits[0].id]);
+        assert!(message.contains("Requirements: 1.1"), "{message}");
+        assert!(message.contains(&format!("Spectask-Work-Session: {}", one.id)), "{message}");
+
+        // Step 2: the dependant starts from the task branch with its dependency merged.
+        assert_eq!(h.step().await, ticked(0, 0, 1, 1));
+        let two = h.session(&id, "2").await;
+        assert_eq!(two.status, WorkSessionStatus::Completed);
+        assert_eq!(two.commits.len(), 1);
+        assert!(repo.is_ancestor(&one.commits[0].id, &two.commits[0].id), "2 was built on 1's work");
+        let task = h.task(&id).await;
+        assert_eq!(task.status, SpecTaskStatus::ImplementationReview);
+        assert_eq!(task.head_commit.as_deref(), Some(repo.rev(&branch).as_str()));
+        for (path, content) in [("db/schema.sql", "CREATE TABLE t (id INT);\n"), ("src/api.rs", "// uses db/schema.sql\n"), ("docs/guide.md", "# Guide\n")] {
+            assert_eq!(repo.show(&branch, path).as_deref(), Some(content), "{path} on the task branch");
+        }
+        // The user's working tree, index and branch are untouched.
+        // (Only the spec projection, `.spectask/`, which planning writes into the project.)
+        assert_eq!(repo.status(), "?? .spectask/");
+        assert_eq!(repo.current_branch(), "main");
+        assert_eq!(repo.rev("HEAD"), user_head);
+        assert!(!repo.path().join("db").exists());
+        assert!(repo.linked_worktrees().is_empty(), "{:?}", repo.linked_worktrees());
+        assert_eq!(event_kinds(&h, EventKind::WorkSessionMerged).await.len(), 3);
+
+        // Approval ends the task: the reaper removes its session branches, the task branch stays.
+        h.engine.approve_implementation(&id, "reviewer").await.unwrap();
+        h.step().await;
+        assert_eq!(repo.branches(&format!("{branch}--")), Vec::<String>::new());
+        assert_eq!(repo.branches("spectask/"), vec![branch.clone()]);
+        assert!(!worktrees.path().join(id.as_str()).exists());
+    }
+
+    async fn a_session_that_changed_nothing_commits_nothing(db) {
+        let repo = TestRepo::new();
+        let worktrees = tempfile::tempdir().unwrap();
+        let h = Harness::new(db, Script::always(succeed()), with_worktrees(worktrees.path(), 1)).await;
+        let id = h.approved_task_in(&[("1", "Look around", &[])], Some(&repo.path())).await;
+        h.steps_until_idle(5).await;
+        let one = h.session(&id, "1").await;
+        assert_eq!(one.status, WorkSessionStatus::Completed);
+        assert!(one.commits.is_empty(), "{:?}", one.commits);
+        let committed = event_kinds(&h, EventKind::WorkSessionCommitted).await;
+        assert_eq!(committed.len(), 1);
+        assert_eq!(committed[0]["commit"], serde_json::Value::Null);
+        assert_eq!(committed[0]["note"], "no changes to commit");
+        let task = h.task(&id).await;
+        assert_eq!(repo.rev(task.branch_name.as_deref().unwrap()), repo.rev("main"));
+    }
+
+    async fn a_merge_conflict_is_resolved_by_a_follow_up_turn(db) {
+        let repo = TestRepo::new();
+        repo.write("shared.txt", "base\n");
+        repo.git(&["add", "-A"]);
+        repo.git(&["commit", "-qm", "shared file"]);
+        let worktrees = tempfile::tempdir().unwrap();
+        let script = Script {
+            default: succeed(),
+            rules: vec![
+                rule("could not be merged", writes(&[("shared.txt", "left\nright\n")]), None),
+                rule("Task 1: Left", writes(&[("shared.txt", "left\n")]), None),
+                rule("Task 2: Right", writes(&[("shared.txt", "right\n")]), None),
+            ],
+        };
+        let h = Harness::new(db, script, with_worktrees(worktrees.path(), 2)).await;
+        let id = h.approved_task_in(&[("1", "Left", &[]), ("2", "Right", &[])], Some(&repo.path())).await;
+        h.steps_until_idle(10).await;
+
+        let task = h.task(&id).await;
+        assert_eq!(task.status, SpecTaskStatus::ImplementationReview, "{:#?} {:#?}", h.store.list_work_sessions(&id).await.unwrap(), h.runtime.dispatches());
+        let branch = task.branch_name.unwrap();
+        assert_eq!(repo.show(&branch, "shared.txt").as_deref(), Some("left\nright\n"));
+        let conflicts = event_kinds(&h, EventKind::MergeConflict).await;
+        assert_eq!(conflicts.len(), 1, "{conflicts:?}");
+        assert_eq!(conflicts[0]["files"], serde_json::json!(["shared.txt"]));
+        assert_eq!(conflicts[0]["blocked"], false);
+        for key in ["1", "2"] {
+            let ws = h.session(&id, key).await;
+            assert_eq!(ws.status, WorkSessionStatus::Completed);
+            assert_eq!(ws.merge_attempts, 0);
+            assert!(ws.conflict_files.is_empty());
+            assert!(!ws.commits.is_empty());
+            // Nothing either session committed is lost.
+            for commit in &ws.commits {
+                assert!(repo.is_ancestor(&commit.id, &branch), "{} lost", commit.id);
+            }
+        }
+        assert!(repo.linked_worktrees().is_empty());
+    }
+
+    async fn an_unresolved_conflict_blocks_the_session_until_a_human_resolves_it(db) {
+        let repo = TestRepo::new();
+        repo.write("shared.txt", "base\n");
+        repo.git(&["add", "-A"]);
+        repo.git(&["commit", "-qm", "shared file"]);
+        let worktrees = tempfile::tempdir().unwrap();
+        let script = Script {
+            default: succeed(),
+            rules: vec![
+                rule("Task 1: Left", writes(&[("shared.txt", "left\n")]), None),
+                rule("Task 2: Right", writes(&[("shared.txt", "right\n")]), None),
+            ],
+        };
+        let h = Harness::new(db, script, with_worktrees(worktrees.path(), 2)).await;
+        let id = h.approved_task_in(&[("1", "Left", &[]), ("2", "Right", &[])], Some(&repo.path())).await;
+        h.steps_until_idle(10).await;
+
+        let sessions = h.store.list_work_sessions(&id).await.unwrap();
+        let blocked: Vec<_> = sessions.iter().filter(|s| s.status == WorkSessionStatus::Blocked).collect();
+        assert_eq!(blocked.len(), 1, "{sessions:#?}");
+        let blocked = blocked[0].clone();
+        assert_eq!(blocked.conflict_files, vec!["shared.txt".to_owned()]);
+        let error = blocked.error.clone().unwrap();
+        assert!(error.contains("shared.txt") && error.contains("merge conflict"), "{error}");
+        let worktree = blocked.worktree_path.clone().expect("the worktree stays for the human");
+        let conflicted = std::fs::read_to_string(std::path::Path::new(&worktree).join("shared.txt")).unwrap();
+        assert!(conflicted.contains("<<<<<<<"), "{conflicted}");
+        assert_eq!(h.task(&id).await.status, SpecTaskStatus::Implementation);
+        let conflicts = event_kinds(&h, EventKind::MergeConflict).await;
+        assert_eq!(conflicts.last().unwrap()["blocked"], true);
+
+        // The human resolves it in the worktree and retries: a follow-up turn, commit, merge.
+        std::fs::write(std::path::Path::new(&worktree).join("shared.txt"), "left and right\n").unwrap();
+        let resumed = h.engine.retry_work_session(&blocked.id, "human").await.unwrap();
+        assert_eq!(resumed.status, WorkSessionStatus::Active);
+        h.steps_until_idle(5).await;
+        let task = h.task(&id).await;
+        assert_eq!(task.status, SpecTaskStatus::ImplementationReview);
+        assert_eq!(repo.show(task.branch_name.as_deref().unwrap(), "shared.txt").as_deref(), Some("left and right\n"));
+        assert!(repo.linked_worktrees().is_empty(), "{:?}", repo.linked_worktrees());
+    }
+
+    async fn a_project_that_is_not_a_repository_runs_shared(db) {
+        let project = tempfile::tempdir().unwrap();
+        let project_path = project.path().canonicalize().unwrap();
+        let worktrees = tempfile::tempdir().unwrap();
+        let script = Script::always(writes(&[("notes.md", "written in place\n")]));
+        let h = Harness::new(db, script, with_worktrees(worktrees.path(), 1)).await;
+        let id = h.approved_task_in(&[("1", "Write notes", &[])], Some(&project_path)).await;
+        h.steps_until_idle(5).await;
+        let task = h.task(&id).await;
+        assert_eq!(task.status, SpecTaskStatus::ImplementationReview);
+        assert_eq!(task.isolation, Some(WorkspaceIsolation::Shared));
+        assert_eq!(task.branch_name, None);
+        let one = h.session(&id, "1").await;
+        assert_eq!(one.worktree_path, None);
+        assert!(one.commits.is_empty());
+        assert_eq!(std::fs::read_to_string(project_path.join("notes.md")).unwrap(), "written in place\n");
+        assert!(std::fs::read_dir(worktrees.path()).unwrap().next().is_none());
+    }
+}
