@@ -19,6 +19,7 @@ pub mod agent_tools;
 mod agent_turn;
 mod error;
 pub mod implementation;
+mod overlap;
 pub mod permissions;
 pub mod planners;
 pub mod planning;
@@ -28,6 +29,7 @@ pub mod worker;
 use std::sync::Arc;
 use std::time::Duration;
 
+use spectask_domain::OverlapPolicy;
 use spectask_runtimes::agent::AgentRuntime;
 use spectask_store::Store;
 use tokio::sync::{Notify, Semaphore};
@@ -78,6 +80,10 @@ pub struct EngineSettings {
     /// at start and its MCP tokens revoked. `None` for a first start, or when unknown (its turns
     /// then wait for their leases to expire).
     pub predecessor_owner: Option<String>,
+    /// What happens when two running work sessions of a task edit the same file, for tasks whose
+    /// `workspace_config` names no `overlap_policy`: `warn` (an `overlap` event on both) or
+    /// `serialize` (the later one waits for the earlier to end).
+    pub default_overlap_policy: OverlapPolicy,
 }
 
 impl Default for EngineSettings {
@@ -97,6 +103,7 @@ impl Default for EngineSettings {
             max_spawned_sessions: 16,
             max_spawn_depth: 2,
             predecessor_owner: None,
+            default_overlap_policy: OverlapPolicy::Warn,
         }
     }
 }
