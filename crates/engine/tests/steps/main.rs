@@ -13,5 +13,6 @@ mod support;
 mod dependency_order;
 mod disconnects;
 mod failures;
+mod overlaps;
 mod retries;
 mod spawns;

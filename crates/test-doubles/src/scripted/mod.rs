@@ -1,5 +1,6 @@
 //! `ScriptedRuntime`: an in-process [`AgentRuntime`] whose behaviour each test scripts (succeed
-//! after N chunks, fail, hang, disconnect, refuse, flood, tool calls), and which records every call
+//! after N chunks, fail, hang, disconnect, refuse, flood, tool calls, file edits behind gates the
+//! test opens), and which records every call
 //! so tests can assert what the engine dispatched.
 //!
 //! It enforces the rules a real agent host would, because those are what the engine must respect:
@@ -86,6 +87,17 @@ pub enum Behaviour {
     /// `calls` tool calls (`call-{i}`, "Edit file {i}"), each after `chunk_delay_ms`, reported
     /// `pending` and then `completed`, then `EndTurn`.
     ToolCalls { calls: u32, chunk_delay_ms: u64 },
+    /// Waits for gate `before` to open (when given), reports an `edit` tool call (`edit-{i}`,
+    /// `pending` then `completed`) on each of `paths` (its location as given), waits for gate
+    /// `after` to open (when given), then `EndTurn`. A cancel ends it at any point. Gates are
+    /// opened by [`ScriptedRuntime::open_gate`].
+    EditFiles {
+        paths: Vec<String>,
+        #[serde(default)]
+        before: Option<String>,
+        #[serde(default)]
+        after: Option<String>,
+    },
 }
 
 /// One `run_turn` call as the runtime saw it.
@@ -117,6 +129,8 @@ struct Shared {
     log: Mutex<Option<File>>,
     /// The number of dispatches so far, for [`ScriptedRuntime::wait_for_dispatches`].
     dispatch_count: watch::Sender<usize>,
+    /// Gates opened so far (see [`Behaviour::EditFiles`]).
+    gates: watch::Sender<HashSet<String>>,
     /// Prefix of thread ids: creation time and a random part, so a restarted process (a new
     /// runtime object) never hands out an id an earlier one did.
     id_prefix: String,
@@ -186,6 +200,7 @@ impl ScriptedRuntime {
                 }),
                 log: Mutex::new(None),
                 dispatch_count,
+                gates: watch::channel(HashSet::new()).0,
                 id_prefix: format!("scripted-{created}-{:06x}", random & 0xff_ffff),
             }),
         }
@@ -211,6 +226,13 @@ impl ScriptedRuntime {
         let mut state = lock(&self.shared.state);
         state.rule_uses = vec![0; script.rules.len()];
         state.script = script;
+    }
+
+    /// Opens gate `name`: turns waiting on it go on, and later ones do not wait for it.
+    pub fn open_gate(&self, name: &str) {
+        self.shared.gates.send_modify(|gates| {
+            gates.insert(name.to_owned());
+        });
     }
 
     /// Every `run_turn`, in start order.
