@@ -17,6 +17,7 @@ fn edit(paths: &[&str], before: Option<&str>, after: &str) -> Behaviour {
         paths: paths.iter().map(|p| (*p).to_owned()).collect(),
         before: before.map(str::to_owned),
         after: Some(after.to_owned()),
+        then: None,
     }
 }
 
@@ -201,5 +202,51 @@ step_tests! {
         }
         assert_eq!(h.step().await, ticked(0, 0, 0, 1));
         assert_eq!(h.task(&id).await.status, SpecTaskStatus::ImplementationReview);
+    }
+
+    async fn a_thread_never_waits_for_one_that_waits_itself(db) {
+        // The second thread waits for the first (src/lib.rs); the first then edits src/api.rs,
+        // which the waiting second thread touched before: reported, but the first is not made to
+        // wait (two sessions waiting for each other would never run again).
+        let project = tempfile::tempdir().unwrap();
+        let root = project.path().to_str().unwrap().to_owned();
+        let (lib, api) = (format!("{root}/src/lib.rs"), format!("{root}/src/api.rs"));
+        let mut first = edit(&[&lib], None, "1-more");
+        if let Behaviour::EditFiles { then, .. } = &mut first {
+            *then = Some(Box::new(edit(&[&api], None, "1-done")));
+        }
+        let script = Script {
+            default: succeed(),
+            rules: vec![
+                rule("another thread", succeed(), Some(1)),
+                rule("Task 1: Schema", first, Some(1)),
+                rule("Task 2: Endpoints", edit(&[&api, &lib], Some("1-edited"), "never"), Some(1)),
+            ],
+        };
+        let config = serde_json::json!({ "overlap_policy": "serialize" });
+        let h = Harness::new(db, script, settings(|s| s.max_parallel_threads = 2)).await;
+        let id = h.approved_task_in(TWO_INDEPENDENT, Some(&root), Some(config)).await;
+
+        let mut running = JoinSet::new();
+        assert_eq!(h.tick_into(&mut running).await, ticked(1, 1, 2, 2));
+        touched(&h, &id, "1", 1).await;
+        h.runtime.open_gate("1-edited");
+        wait_until("the second thread to wait", || async {
+            h.session(&id, "2").await.waiting_for.ok_or("not waiting")
+        })
+        .await;
+        assert_eq!(touched(&h, &id, "2", 2).await, ["src/api.rs", "src/lib.rs"]);
+        h.runtime.open_gate("1-more");
+        touched(&h, &id, "1", 2).await;
+        assert_eq!(h.events(&id, EventKind::WorkSessionOverlap).await.len(), 2);
+        assert_eq!(h.session(&id, "1").await.waiting_for, None, "the first never waits");
+        h.runtime.open_gate("1-done");
+        while let Some(ended) = running.join_next().await {
+            ended.unwrap();
+        }
+        assert_eq!(h.session(&id, "1").await.status, WorkSessionStatus::Completed);
+        assert_eq!(h.step().await, ticked(0, 0, 0, 1));
+        assert_eq!(h.task(&id).await.status, SpecTaskStatus::ImplementationReview);
+        assert_eq!(h.events(&id, EventKind::WorkSessionWaiting).await.len(), 1);
     }
 }

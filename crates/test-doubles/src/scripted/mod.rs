@@ -89,14 +89,16 @@ pub enum Behaviour {
     ToolCalls { calls: u32, chunk_delay_ms: u64 },
     /// Waits for gate `before` to open (when given), reports an `edit` tool call (`edit-{i}`,
     /// `pending` then `completed`) on each of `paths` (its location as given), waits for gate
-    /// `after` to open (when given), then `EndTurn`. A cancel ends it at any point. Gates are
-    /// opened by [`ScriptedRuntime::open_gate`].
+    /// `after` to open (when given), then plays `then` (when given) or ends with `EndTurn`. A
+    /// cancel ends it at any point. Gates are opened by [`ScriptedRuntime::open_gate`].
     EditFiles {
         paths: Vec<String>,
         #[serde(default)]
         before: Option<String>,
         #[serde(default)]
         after: Option<String>,
+        #[serde(default)]
+        then: Option<Box<Behaviour>>,
     },
 }
 

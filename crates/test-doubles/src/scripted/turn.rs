@@ -196,6 +196,7 @@ impl ScriptedRuntime {
                 paths,
                 before,
                 after,
+                then,
             } => {
                 if let Some(gate) = before {
                     ctx.gate(&gate).await?;
@@ -209,7 +210,10 @@ impl ScriptedRuntime {
                 if let Some(gate) = after {
                     ctx.gate(&gate).await?;
                 }
-                Ok(Ok(StopReason::EndTurn))
+                match then {
+                    Some(next) => Box::pin(self.play(*next, request, ctx)).await,
+                    None => Ok(Ok(StopReason::EndTurn)),
+                }
             }
         }
     }
