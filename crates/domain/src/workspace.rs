@@ -200,7 +200,9 @@ mod tests {
     #[test]
     fn the_resume_note_names_the_other_thread_and_the_file() {
         let note = overlap_resume_note("1. Schema", "src/lib.rs");
-        assert!(note.contains("another thread (1. Schema) was editing src/lib.rs; it has finished"));
+        assert!(
+            note.contains("another thread (1. Schema) was editing src/lib.rs; it has finished")
+        );
         assert!(note.contains("check the file before continuing"));
     }
 

@@ -310,8 +310,14 @@ mod tests {
     fn paths_are_made_relative_to_the_root_and_outside_ones_ignored() {
         let root = Some(Path::new("/data/project"));
         let rel = |p| relative_to_root(p, root);
-        assert_eq!(rel("/data/project/src/lib.rs").as_deref(), Some("src/lib.rs"));
-        assert_eq!(rel("/data/project/./src/../README.md").as_deref(), Some("README.md"));
+        assert_eq!(
+            rel("/data/project/src/lib.rs").as_deref(),
+            Some("src/lib.rs")
+        );
+        assert_eq!(
+            rel("/data/project/./src/../README.md").as_deref(),
+            Some("README.md")
+        );
         assert_eq!(rel("src/main.rs").as_deref(), Some("src/main.rs"));
         assert_eq!(rel("/data/other/src/lib.rs"), None);
         assert_eq!(rel("/data/project-2/x"), None);
@@ -319,7 +325,10 @@ mod tests {
         assert_eq!(rel("../outside"), None);
         assert_eq!(rel("/data/project"), None);
         assert_eq!(relative_to_root("/abs/path", None), None);
-        assert_eq!(relative_to_root("rel/path", None).as_deref(), Some("rel/path"));
+        assert_eq!(
+            relative_to_root("rel/path", None).as_deref(),
+            Some("rel/path")
+        );
     }
 
     #[test]
@@ -336,7 +345,11 @@ mod tests {
         }
         for kind in ["edit", "delete", "move"] {
             call.kind = kind.into();
-            assert_eq!(edited_paths(&call).collect::<Vec<_>>(), ["/p/a.rs"], "{kind}");
+            assert_eq!(
+                edited_paths(&call).collect::<Vec<_>>(),
+                ["/p/a.rs"],
+                "{kind}"
+            );
         }
     }
 }

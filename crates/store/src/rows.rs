@@ -5,8 +5,8 @@
 use chrono::{DateTime, Utc};
 use spectask_domain::{
     Interaction, InteractionId, OverlapWait, SessionId, SpecTask, SpecTaskId,
-    SpecTaskImplementationTask, SpecTaskWorkSession, SpecTaskZedThread, SpecTaskZedThreadId, TurnId,
-    WorkSessionId,
+    SpecTaskImplementationTask, SpecTaskWorkSession, SpecTaskZedThread, SpecTaskZedThreadId,
+    TurnId, WorkSessionId,
 };
 use sqlx::types::Json;
 

@@ -12,11 +12,11 @@ use spectask_domain::{
 };
 
 use crate::db::{Tx, query, query_as};
-use crate::turns::verify_claim;
-use crate::{Store, TurnClaim};
 use crate::error::{StoreError, StoreResult};
 use crate::events::append_event;
 use crate::ids::now;
+use crate::turns::verify_claim;
+use crate::{Store, TurnClaim};
 
 /// The task branch made on entering implementation (worktree isolation).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -250,11 +250,9 @@ impl Store {
         path: &str,
         actor: &str,
     ) -> StoreResult<bool> {
-        let ws = claim
-            .turn
-            .work_session_id
-            .as_ref()
-            .ok_or_else(|| StoreError::Conflict(format!("turn {} has no work session", claim.turn.id)))?;
+        let ws = claim.turn.work_session_id.as_ref().ok_or_else(|| {
+            StoreError::Conflict(format!("turn {} has no work session", claim.turn.id))
+        })?;
         let now = now();
         self.write(async |tx| {
             verify_claim(&mut *tx, claim).await?;

@@ -24,11 +24,20 @@ fn edit(paths: &[&str], before: Option<&str>, after: &str) -> Behaviour {
 const TWO_INDEPENDENT: &[PlanTask<'static>] = &[("1", "Schema", &[]), ("2", "Endpoints", &[])];
 
 /// Waits until work session `key` has recorded `n` touched files; returns them.
-async fn touched(h: &Harness, id: &spectask_domain::SpecTaskId, key: &str, n: usize) -> Vec<String> {
+async fn touched(
+    h: &Harness,
+    id: &spectask_domain::SpecTaskId,
+    key: &str,
+    n: usize,
+) -> Vec<String> {
     let ws = h.session(id, key).await.id;
     wait_until(&format!("{key} to record {n} touched files"), || async {
         let files = h.store.touched_files(&ws).await.unwrap();
-        if files.len() >= n { Ok(files) } else { Err(format!("{files:?}")) }
+        if files.len() >= n {
+            Ok(files)
+        } else {
+            Err(format!("{files:?}"))
+        }
     })
     .await
 }

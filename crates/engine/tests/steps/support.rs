@@ -17,8 +17,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use spectask_domain::{
-    Event, EventKind, NewSpecTask, Priority, SpecTask, SpecTaskEvent, SpecTaskId, SpecTaskWorkSession,
-    SpecTaskZedThread, TaskType, Turn, TurnKind, WorkSessionId,
+    Event, EventKind, NewSpecTask, Priority, SpecTask, SpecTaskEvent, SpecTaskId,
+    SpecTaskWorkSession, SpecTaskZedThread, TaskType, Turn, TurnKind, WorkSessionId,
 };
 use spectask_engine::implementation::orchestrator::OrchestratorOutcome;
 use spectask_engine::worker::TickOutcome;
