@@ -19,6 +19,7 @@ pub mod agent_tools;
 mod agent_turn;
 mod error;
 pub mod implementation;
+mod overlap;
 pub mod permissions;
 pub mod planners;
 pub mod planning;
@@ -29,6 +30,7 @@ mod workspace;
 use std::sync::Arc;
 use std::time::Duration;
 
+use spectask_domain::OverlapPolicy;
 use spectask_runtimes::agent::AgentRuntime;
 use spectask_store::Store;
 use tokio::sync::{Notify, Semaphore};
@@ -79,6 +81,10 @@ pub struct EngineSettings {
     /// at start and its MCP tokens revoked. `None` for a first start, or when unknown (its turns
     /// then wait for their leases to expire).
     pub predecessor_owner: Option<String>,
+    /// What happens when two running work sessions of a task edit the same file, for tasks whose
+    /// `workspace_config` names no `overlap_policy`: `warn` (an `overlap` event on both) or
+    /// `serialize` (the later one waits for the earlier to end).
+    pub default_overlap_policy: OverlapPolicy,
     /// Git isolation: where worktrees live, who commits, the defaults.
     pub git: GitSettings,
 }
@@ -127,6 +133,7 @@ impl Default for EngineSettings {
             max_spawn_depth: 2,
             predecessor_owner: None,
             git: GitSettings::default(),
+            default_overlap_policy: OverlapPolicy::Warn,
         }
     }
 }

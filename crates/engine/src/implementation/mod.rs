@@ -28,7 +28,8 @@ pub struct WorkSessionView {
     pub work_session: SpecTaskWorkSession,
     pub zed_thread: Option<SpecTaskZedThread>,
     pub child_work_session_ids: Vec<WorkSessionId>,
-    /// Why a pending (or blocked) session is not running yet.
+    /// Why a pending (or blocked) session is not running yet, or why an active one's turn waits
+    /// (overlap policy `serialize`).
     pub queue_reason: Option<String>,
 }
 
@@ -399,6 +400,7 @@ impl Engine {
                         "blocked: a task it depends on failed ({})",
                         graph.waits_for_keys(&session.id).join(", ")
                     )),
+                    WorkSessionStatus::Active => overlap_wait_reason(session, &by_id),
                     _ => None,
                 };
                 WorkSessionView {
@@ -531,4 +533,26 @@ impl Engine {
     pub async fn work_session_turns(&self, ws: &WorkSessionId) -> Result<Vec<Turn>, EngineError> {
         Ok(self.inner.store.turns_of_work_session(ws).await?)
     }
+}
+
+/// Why an active session's turn waits: another running session touched a file it edited first
+/// (overlap policy `serialize`), until that session ends.
+fn overlap_wait_reason(
+    session: &SpecTaskWorkSession,
+    by_id: &BTreeMap<WorkSessionId, &SpecTaskWorkSession>,
+) -> Option<String> {
+    let other_id = session.waiting_for.as_ref()?;
+    let other = by_id.get(other_id)?;
+    if matches!(
+        other.status,
+        WorkSessionStatus::Completed | WorkSessionStatus::Failed | WorkSessionStatus::Cancelled
+    ) {
+        return None;
+    }
+    let name = other.name.clone().unwrap_or_else(|| other_id.to_string());
+    let path = session
+        .overlap_wait
+        .as_ref()
+        .map_or("a file", |wait| wait.path.as_str());
+    Some(format!("waiting for {name} (overlap on {path})"))
 }
