@@ -25,4 +25,7 @@ pub enum EngineError {
     /// The task is not in a state where the request makes sense.
     #[error("{0}")]
     Conflict(String),
+    /// A review request about the task's git branch cannot be served (or git failed).
+    #[error(transparent)]
+    ReviewGit(#[from] crate::review_git::ReviewGitError),
 }
