@@ -392,4 +392,27 @@ backend_tests! {
         assert_eq!((again.status, again.error_code()), (StatusCode::CONFLICT, "invalid_transition"));
         assert_eq!(project.user_state(), before);
     }
+
+    async fn the_document_states_the_review_routes_and_their_bounds(db) {
+        let app = TestApp::spawn(db).await;
+        let doc = app.get("/api/v1/openapi.json").await.body;
+        for path in ["/api/v1/spec-tasks/{id}/diff", "/api/v1/work-sessions/{sid}/diff"] {
+            let get = &doc["paths"][path]["get"];
+            for status in ["200", "400", "404", "409"] {
+                assert!(get["responses"].get(status).is_some(), "{path} lacks {status}");
+            }
+            let param = |name: &str| get["parameters"].as_array().unwrap().iter().find(|p| p["name"] == name).cloned().unwrap_or_else(|| panic!("{path} lacks {name}"));
+            assert_eq!((param("limit")["schema"]["minimum"].clone(), param("limit")["schema"]["maximum"].clone()), (json!(1), json!(500)), "{}", param("limit"));
+            assert_eq!(param("max_patch_bytes")["schema"]["maximum"], json!(1_048_576));
+            assert_eq!(param("offset")["schema"]["minimum"], json!(0));
+            assert_eq!(param("patches")["schema"]["type"], json!("boolean"), "{}", param("patches"));
+        }
+        let approve = &doc["paths"]["/api/v1/spec-tasks/{id}/approve-implementation"]["post"];
+        assert_ne!(approve["requestBody"]["required"], json!(true), "the body stays optional");
+        let schemas = &doc["components"]["schemas"];
+        assert_eq!(schemas["ApprovalMerge"]["enum"], json!(["none", "fast_forward", "merge_commit"]));
+        assert_eq!(schemas["FileStatus"]["enum"], json!(["added", "modified", "deleted", "renamed", "copied", "type_changed"]));
+        assert!(schemas["BranchDiffPage"].to_string().contains("branch_name"), "{}", schemas["BranchDiffPage"]);
+        assert!(schemas["FileDiff"]["properties"].get("patch_truncated").is_some());
+    }
 }
