@@ -8,6 +8,8 @@
 //!   moves approved tasks into implementation and dispatches work as dependencies allow.
 //! - [`agent_tools`] (spectask's MCP server for agents) and [`permissions`] (the desk where a
 //!   human answers agents' permission requests).
+//! - [`review_git`]: the reviewer's view of the task branch (paged diffs of the task and of a
+//!   work session) and the merge into the base branch at approval.
 //! - [`worker`]: the background worker. Planning and implementation turns are durable and claimed
 //!   under a lease, so a crash or restart re-runs a turn in the same session rather than losing
 //!   it or starting a second one.
@@ -24,6 +26,7 @@ pub mod permissions;
 pub mod planners;
 pub mod planning;
 mod projection;
+pub mod review_git;
 pub mod worker;
 mod workspace;
 

@@ -7,8 +7,8 @@
 use chrono::{DateTime, Utc};
 use serde_json::json;
 use spectask_domain::{
-    EventKind, FileOverlap, NewEvent, SessionCommit, SpecTask, SpecTaskId, SpecTaskWorkSession,
-    WorkSessionId, WorkspaceIsolation,
+    ApprovalMerge, EventKind, FileOverlap, NewEvent, SessionCommit, SpecTask, SpecTaskId,
+    SpecTaskWorkSession, WorkSessionId, WorkspaceIsolation,
 };
 
 use crate::db::{Tx, query, query_as};
@@ -96,6 +96,38 @@ impl Store {
         })
         .await?;
         self.get_spec_task(task).await
+    }
+
+    /// Records that the task branch was merged where the task started from, at approval
+    /// (`mode`: `fast_forward` or `merge_commit`; `outcome`: what git did; `head`: the branch's
+    /// new tip), as a `spec_task.branch_merged` event.
+    pub async fn record_branch_merged(
+        &self,
+        task: &SpecTaskId,
+        into: &str,
+        mode: ApprovalMerge,
+        outcome: &str,
+        head: &str,
+        actor: &str,
+    ) -> StoreResult<()> {
+        let now = now();
+        self.write(async |tx| {
+            let event = NewEvent {
+                spec_task_id: Some(task.clone()),
+                kind: EventKind::TaskBranchMerged,
+                entity_id: task.to_string(),
+                actor: actor.to_owned(),
+                payload: json!({
+                    "into": into,
+                    "mode": mode.as_str(),
+                    "outcome": outcome,
+                    "head": head,
+                }),
+            };
+            append_event(&mut *tx, &event, now).await?;
+            Ok(())
+        })
+        .await
     }
 
     /// Records a work session's (new or re-created) worktree.

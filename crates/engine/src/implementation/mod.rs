@@ -12,9 +12,9 @@ use std::collections::BTreeMap;
 
 use spectask_domain::prompts::review_changes_prompt;
 use spectask_domain::{
-    ImplementationTaskStatus, SpecTask, SpecTaskEvent, SpecTaskId, SpecTaskImplementationTask,
-    SpecTaskStatus, SpecTaskWorkSession, SpecTaskZedThread, Turn, TurnId, WorkSessionId,
-    WorkSessionPhase, WorkSessionStatus,
+    ApprovalMerge, ImplementationTaskStatus, SpecTask, SpecTaskEvent, SpecTaskId,
+    SpecTaskImplementationTask, SpecTaskStatus, SpecTaskWorkSession, SpecTaskZedThread, Turn,
+    TurnId, WorkSessionId, WorkSessionPhase, WorkSessionStatus,
 };
 use spectask_store::WorkSessionPlan;
 
@@ -312,12 +312,20 @@ impl Engine {
         Ok(turn)
     }
 
-    /// `implementation_review → done`.
+    /// `implementation_review → done`, after merging the task branch into its base branch when
+    /// `merge` asks for it (see [`crate::review_git`]). The status is checked before the merge so
+    /// a task not in review changes nothing; a merge that happened stays even if the transition
+    /// then loses a race (a concurrent change of status): git and the database cannot share a
+    /// transaction, and the merge is recorded by its own `spec_task.branch_merged` event.
     pub async fn approve_implementation(
         &self,
         id: &SpecTaskId,
+        merge: ApprovalMerge,
         actor: &str,
     ) -> Result<SpecTask, EngineError> {
+        let current = self.inner.store.get_spec_task(id).await?;
+        SpecTaskEvent::ApproveImplementation.apply(current.status)?;
+        self.merge_at_approval(&current, merge, actor).await?;
         let task = self
             .inner
             .store

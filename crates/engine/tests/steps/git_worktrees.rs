@@ -103,7 +103,7 @@ step_tests! {
         assert_eq!(event_kinds(&h, EventKind::WorkSessionMerged).await.len(), 3);
 
         // Approval ends the task: the reaper removes its session branches, the task branch stays.
-        h.engine.approve_implementation(&id, "reviewer").await.unwrap();
+        h.engine.approve_implementation(&id, spectask_domain::ApprovalMerge::None, "reviewer").await.unwrap();
         h.step().await;
         assert_eq!(repo.branches(&format!("{branch}--")), Vec::<String>::new());
         assert_eq!(repo.branches("spectask/"), vec![branch.clone()]);
