@@ -8,7 +8,7 @@
 use spectask_domain::{EventKind, SpecTaskStatus, WorkSessionStatus, WorkspaceIsolation};
 use spectask_engine::EngineSettings;
 use spectask_store::EventQuery;
-use spectask_testkit::{FileWrite, TestRepo};
+use spectask_testkit::{FileWrite, TestRepo, wait_until};
 
 use crate::support::*;
 
@@ -16,6 +16,37 @@ fn writes(files: &[(&str, &str)]) -> Behaviour {
     Behaviour::WriteFiles {
         files: files.iter().map(|(p, c)| FileWrite::new(p, c)).collect(),
     }
+}
+
+/// Writes `files` once gate `go` opens: both sessions' worktrees then exist before either
+/// merges, so their same-line changes conflict (a session dispatched after the other merged
+/// would simply start from its work).
+fn writes_after_go(files: &[(&str, &str)]) -> Behaviour {
+    Behaviour::EditFiles {
+        paths: Vec::new(),
+        before: Some("go".to_owned()),
+        after: None,
+        then: Some(Box::new(writes(files))),
+    }
+}
+
+/// Starts both sessions' first turns, waits until both run (their worktrees made), lets them
+/// write, then steps until nothing is left to do.
+async fn run_both_at_once(h: &Harness) {
+    let mut running = tokio::task::JoinSet::new();
+    h.tick_into(&mut running).await;
+    wait_until("both first turns to run", || async {
+        match h.runtime.running_turns() {
+            2 => Ok(()),
+            n => Err(format!("{n} running")),
+        }
+    })
+    .await;
+    h.runtime.open_gate("go");
+    while let Some(ended) = running.join_next().await {
+        ended.unwrap();
+    }
+    h.steps_until_idle(10).await;
 }
 
 fn with_worktrees(dir: &std::path::Path, threads: usize) -> EngineSettings {
@@ -137,18 +168,24 @@ step_tests! {
             default: succeed(),
             rules: vec![
                 rule("could not be merged", writes(&[("shared.txt", "left\nright\n")]), None),
-                rule("Task 1: Left", writes(&[("shared.txt", "left\n")]), None),
-                rule("Task 2: Right", writes(&[("shared.txt", "right\n")]), None),
+                rule("Task 1: Left", writes_after_go(&[("shared.txt", "left\n")]), None),
+                rule("Task 2: Right", writes_after_go(&[("shared.txt", "right\n")]), None),
             ],
         };
         let h = Harness::new(db, script, with_worktrees(worktrees.path(), 2)).await;
         let id = h.approved_task_in(&[("1", "Left", &[]), ("2", "Right", &[])], Some(repo.path().to_str().unwrap()), None).await;
-        h.steps_until_idle(10).await;
+        run_both_at_once(&h).await;
 
         let task = h.task(&id).await;
         assert_eq!(task.status, SpecTaskStatus::ImplementationReview, "{:#?} {:#?}", h.store.list_work_sessions(&id).await.unwrap(), h.runtime.dispatches());
         let branch = task.branch_name.unwrap();
-        assert_eq!(repo.show(&branch, "shared.txt").as_deref(), Some("left\nright\n"));
+        assert_eq!(
+            repo.show(&branch, "shared.txt").as_deref(),
+            Some("left\nright\n"),
+            "{:#?}\n{}",
+            h.runtime.dispatches().iter().map(|d| (d.prompt.chars().take(120).collect::<String>(), d.outcome.clone())).collect::<Vec<_>>(),
+            repo.git(&["log", "--graph", "--format=%h %s", &branch])
+        );
         let conflicts = event_kinds(&h, EventKind::MergeConflict).await;
         assert_eq!(conflicts.len(), 1, "{conflicts:?}");
         assert_eq!(conflicts[0]["files"], serde_json::json!(["shared.txt"]));
@@ -176,13 +213,13 @@ step_tests! {
         let script = Script {
             default: succeed(),
             rules: vec![
-                rule("Task 1: Left", writes(&[("shared.txt", "left\n")]), None),
-                rule("Task 2: Right", writes(&[("shared.txt", "right\n")]), None),
+                rule("Task 1: Left", writes_after_go(&[("shared.txt", "left\n")]), None),
+                rule("Task 2: Right", writes_after_go(&[("shared.txt", "right\n")]), None),
             ],
         };
         let h = Harness::new(db, script, with_worktrees(worktrees.path(), 2)).await;
         let id = h.approved_task_in(&[("1", "Left", &[]), ("2", "Right", &[])], Some(repo.path().to_str().unwrap()), None).await;
-        h.steps_until_idle(10).await;
+        run_both_at_once(&h).await;
 
         let sessions = h.store.list_work_sessions(&id).await.unwrap();
         let blocked: Vec<_> = sessions.iter().filter(|s| s.status == WorkSessionStatus::Blocked).collect();
