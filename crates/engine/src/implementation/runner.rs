@@ -75,6 +75,37 @@ impl Engine {
                     .await;
             }
         };
+        // Resuming after an overlap wait: the earlier session's work comes into the worktree.
+        if let Some(place) = &place
+            && ws.waiting_for.is_none()
+            && ws
+                .overlap_wait
+                .as_ref()
+                .is_some_and(|wait| wait.turn_id == claim.turn.id)
+        {
+            match self.catch_up_worktree(&task, &ws, place).await {
+                Ok(files) if !files.is_empty() => {
+                    tracing::info!(
+                        ?files,
+                        "the task branch merged into the worktree with conflicts left for the agent"
+                    );
+                }
+                Ok(_) => {}
+                Err(err @ EngineError::Store(_)) => return Err(err),
+                Err(err) => {
+                    return self
+                        .turn_failed(
+                            claim,
+                            &ws_id,
+                            "",
+                            &format!(
+                                "the task branch could not be merged into the worktree: {err}"
+                            ),
+                        )
+                        .await;
+                }
+            }
+        }
         let cwd = place.as_ref().map(|place| place.cwd.as_path());
         let Some(stored_instance) = task.zed_instance_id.as_deref() else {
             return Err(EngineError::Conflict(format!(

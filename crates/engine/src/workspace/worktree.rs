@@ -116,3 +116,46 @@ impl Engine {
         }))
     }
 }
+
+impl Engine {
+    /// Brings the task branch into a session's worktree before a turn that resumes after an
+    /// overlap wait (`serialize`): the earlier session's work on the same files is merged there
+    /// now, so the agent continues from it. Its own work so far is committed first (a merge
+    /// needs a clean tree); conflicting files keep their markers and are returned for the
+    /// prompt. Idempotent: a re-run finds the merge made (or still in progress).
+    pub(crate) async fn catch_up_worktree(
+        &self,
+        task: &SpecTask,
+        ws: &SpecTaskWorkSession,
+        place: &SessionPlace,
+    ) -> Result<Vec<String>, EngineError> {
+        let Some(task_branch) = task.branch_name.clone() else {
+            return Ok(Vec::new());
+        };
+        let message = spectask_domain::workspace::session_commit_message(
+            "Work in progress, before merging the task branch",
+            None,
+            &[],
+            &ws.id,
+            &task.id,
+        );
+        let author = self.inner.settings.git.author.clone();
+        let worktree = place.worktree.clone();
+        blocking(move || {
+            let worktree = Worktree::open(&worktree)?;
+            if worktree.merge_in_progress()? {
+                return worktree.unmerged_files();
+            }
+            worktree.commit_all(&message, &author)?;
+            match worktree.start_merge(
+                &task_branch,
+                &format!("Merge {task_branch} into the session's branch"),
+                &author,
+            )? {
+                spectask_git::MergeStart::Conflicted { files } => Ok(files),
+                _ => Ok(Vec::new()),
+            }
+        })
+        .await
+    }
+}

@@ -264,4 +264,67 @@ step_tests! {
         assert_eq!(std::fs::read_to_string(project_path.join("notes.md")).unwrap(), "written in place\n");
         assert!(std::fs::read_dir(worktrees.path()).unwrap().next().is_none());
     }
+
+    async fn under_serialize_a_resumed_thread_continues_from_the_earlier_threads_merged_work(db) {
+        let repo = TestRepo::new();
+        let worktrees = tempfile::tempdir().unwrap();
+        let script = Script {
+            default: succeed(),
+            rules: vec![
+                // The second thread's resumed turn: it just ends.
+                rule("another thread (1. Schema) was editing src/lib.rs", succeed(), Some(1)),
+                // The first edits src/lib.rs, waits for `1-done`, then writes it and ends.
+                rule("Task 1: Schema", Behaviour::EditFiles {
+                    paths: vec!["src/lib.rs".to_owned()],
+                    before: None,
+                    after: Some("1-done".to_owned()),
+                    then: Some(Box::new(writes(&[("src/lib.rs", "pub fn schema() {}\n")]))),
+                }, Some(1)),
+                // The second touches the same file once the first has; its gate never opens.
+                rule("Task 2: Endpoints", Behaviour::EditFiles {
+                    paths: vec!["src/lib.rs".to_owned()],
+                    before: Some("1-edited".to_owned()),
+                    after: Some("never".to_owned()),
+                    then: None,
+                }, Some(1)),
+            ],
+        };
+        let h = Harness::new(db, script, with_worktrees(worktrees.path(), 2)).await;
+        let config = serde_json::json!({ "overlap_policy": "serialize" });
+        let id = h
+            .approved_task_in(&[("1", "Schema", &[]), ("2", "Endpoints", &[])], Some(repo.path().to_str().unwrap()), Some(config))
+            .await;
+        let mut running = tokio::task::JoinSet::new();
+        h.tick_into(&mut running).await;
+        let one = h.session(&id, "1").await;
+        wait_until("the first thread to record its edit", || async {
+            match h.store.touched_files(&one.id).await.unwrap().len() {
+                0 => Err("nothing yet".to_owned()),
+                _ => Ok(()),
+            }
+        })
+        .await;
+        h.runtime.open_gate("1-edited");
+        let two = h.session(&id, "2").await;
+        wait_until("the second thread to wait for the first", || async {
+            let ws = h.store.get_work_session(&two.id).await.unwrap();
+            ws.waiting_for.clone().ok_or_else(|| format!("{:?}", ws.status))
+        })
+        .await;
+        h.runtime.open_gate("1-done");
+        while let Some(ended) = running.join_next().await {
+            ended.unwrap();
+        }
+        h.steps_until_idle(5).await;
+
+        let task = h.task(&id).await;
+        assert_eq!(task.status, SpecTaskStatus::ImplementationReview);
+        let (one, two) = (h.session(&id, "1").await, h.session(&id, "2").await);
+        assert_eq!(one.commits.len(), 1, "{one:#?}");
+        // The second resumed from the first's merged work: its tip descends from that commit.
+        let two_head = two.head_commit.clone().expect("the second session was merged");
+        assert!(repo.is_ancestor(&one.commits[0].id, &two_head), "{two:#?}");
+        assert_eq!(repo.show(task.branch_name.as_deref().unwrap(), "src/lib.rs").as_deref(), Some("pub fn schema() {}\n"));
+        assert!(repo.linked_worktrees().is_empty());
+    }
 }
