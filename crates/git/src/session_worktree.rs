@@ -1,48 +1,134 @@
 //! `Worktree`: a session's linked worktree (never the user's main one), driven with the git CLI: status,
 //! commit everything, start a merge that may stop on conflicts, and conclude or abort it.
+//!
+//! A worktree is opened from its [`Repository`], never from its own `.git` file: the agent owns
+//! the worktree's files and could point that file at a git directory it made (whose config
+//! would run its programs when we run git). The admin directory is the one of
+//! `<common dir>/worktrees/*` whose `gitdir` record names `<path>/.git`, every command gets it
+//! explicitly, and the `.git` file is rewritten to point at it if it was changed.
 
 use std::path::{Path, PathBuf};
 
-use crate::cli::{Git, command_error, nul_fields};
-use crate::{CommitId, GitError, MergeStart, Result, Signature};
+use crate::agent_files::{read_regular, replace_file};
+use crate::cli::{Git, GitDirs, command_error, nul_fields};
+use crate::worktrees::{canonical_lenient, canonical_parent};
+use crate::{CommitId, GitError, MergeStart, Repository, Result, Signature};
 
-/// A session's worktree, opened at its top directory.
+/// Longer `gitdir` records or `.git` files are not git's.
+const POINTER_LIMIT: u64 = 4096;
+
+/// A session's worktree: its top directory and the admin directory the repository records for
+/// it. Made by [`Repository::worktree`].
 #[derive(Debug, Clone)]
 pub struct Worktree {
     path: PathBuf,
+    dirs: GitDirs,
 }
 
-impl Worktree {
-    /// Opens the linked worktree whose top is `path`. `NotARepository` if `path` is not the
-    /// top of a git work tree; `WorktreePath` if it is a repository's main work tree (the
-    /// user's), which this type must never change.
-    pub fn open(path: &Path) -> Result<Worktree> {
-        let path =
-            std::fs::canonicalize(path).map_err(|_| GitError::NotARepository(path.to_owned()))?;
-        let output = Git::new(&path).output(&[
-            "rev-parse",
-            "--path-format=absolute",
-            "--show-toplevel",
-            "--git-dir",
-            "--git-common-dir",
-        ])?;
-        let text = String::from_utf8_lossy(&output.stdout);
-        let lines: Vec<&str> = text.lines().collect();
-        let [top, git_dir, common_dir] = lines[..] else {
-            return Err(GitError::NotARepository(path));
-        };
-        if !output.status.success()
-            || std::fs::canonicalize(top).ok().as_deref() != Some(path.as_path())
-        {
-            return Err(GitError::NotARepository(path));
+impl Repository {
+    /// The linked worktree of this repository whose top is `path`. The admin directory is
+    /// found from the repository's own records (`<common dir>/worktrees/<id>/gitdir` naming
+    /// `<path>/.git`), not from the worktree's `.git` file, which is restored to point at it if
+    /// it was changed (`WorktreePath` if it was replaced by a directory). `NotARepository` if
+    /// `path` does not exist; `WorktreePath` if it is a symbolic link, the main work tree, or no
+    /// linked worktree of this repository.
+    pub fn worktree(&self, path: &Path) -> Result<Worktree> {
+        let path = std::path::absolute(path)?;
+        let meta =
+            std::fs::symlink_metadata(&path).map_err(|_| GitError::NotARepository(path.clone()))?;
+        // A link (put there by whoever can write the worktree's parent) would redirect every
+        // command, and the files a merge writes, elsewhere.
+        if !meta.is_dir() {
+            return Err(GitError::WorktreePath {
+                path,
+                reason: "it is not a directory (a symbolic link is not followed)".to_owned(),
+            });
         }
-        if std::fs::canonicalize(git_dir).ok() == std::fs::canonicalize(common_dir).ok() {
+        let path = std::fs::canonicalize(&path)?;
+        if path == self.work_tree {
             return Err(GitError::WorktreePath {
                 path,
                 reason: "it is a repository's main work tree, not a linked worktree".to_owned(),
             });
         }
-        Ok(Worktree { path })
+        let git_dir = self.admin_dir_of(&path)?;
+        let worktree = Worktree {
+            dirs: GitDirs {
+                git_dir,
+                common_dir: self.dirs.common_dir.clone(),
+                work_tree: path.clone(),
+            },
+            path,
+        };
+        worktree.restore_dot_git()?;
+        Ok(worktree)
+    }
+
+    /// The admin directory `<common dir>/worktrees/<id>` whose `gitdir` names `<path>/.git`.
+    fn admin_dir_of(&self, path: &Path) -> Result<PathBuf> {
+        let expected = path.join(".git");
+        let admin_root = self.dirs.common_dir.join("worktrees");
+        let mut found = Vec::new();
+        if let Ok(entries) = std::fs::read_dir(&admin_root) {
+            for entry in entries {
+                let admin = entry?.path();
+                let Some(bytes) = read_regular(&admin.join("gitdir"), POINTER_LIMIT)? else {
+                    continue;
+                };
+                let text = String::from_utf8_lossy(&bytes);
+                let recorded = Path::new(text.trim());
+                // Relative records (`worktree.useRelativePaths`) are relative to the admin dir.
+                if canonical_parent(&admin.join(recorded)) == expected {
+                    found.push(admin);
+                }
+            }
+        }
+        match found.as_slice() {
+            [admin] => Ok(std::fs::canonicalize(admin)?),
+            [] => Err(GitError::WorktreePath {
+                path: path.to_owned(),
+                reason: format!(
+                    "no linked worktree of the repository at {} is recorded there",
+                    self.work_tree.display()
+                ),
+            }),
+            _ => Err(GitError::WorktreePath {
+                path: path.to_owned(),
+                reason: format!(
+                    "several admin directories under {} claim it",
+                    admin_root.display()
+                ),
+            }),
+        }
+    }
+}
+
+impl Worktree {
+    /// Points the worktree's `.git` file back at its admin directory if anything else is
+    /// there: git ignores it for our commands, but the agent's own git and `git worktree`
+    /// need it. Restoring rather than refusing keeps a tampered session usable; the warning
+    /// leaves a trace.
+    fn restore_dot_git(&self) -> Result<()> {
+        let dot_git = self.path.join(".git");
+        let wanted = format!("gitdir: {}\n", self.dirs.git_dir.display());
+        if let Some(bytes) = read_regular(&dot_git, POINTER_LIMIT)? {
+            let text = String::from_utf8_lossy(&bytes);
+            let points_home = text.trim().strip_prefix("gitdir:").is_some_and(|target| {
+                canonical_lenient(&self.path.join(target.trim())) == self.dirs.git_dir
+            });
+            if points_home {
+                return Ok(());
+            }
+        }
+        if std::fs::symlink_metadata(&dot_git).is_ok_and(|meta| meta.is_dir()) {
+            return Err(GitError::WorktreePath {
+                path: self.path.clone(),
+                reason: "its .git was replaced by a directory".to_owned(),
+            });
+        }
+        tracing::warn!(worktree = %self.path.display(), admin = %self.dirs.git_dir.display(), "the worktree's .git file did not point at its admin directory; restored");
+        replace_file(&dot_git, wanted.as_bytes())?;
+        Ok(())
     }
 
     /// The worktree's top directory (canonical).
@@ -50,8 +136,13 @@ impl Worktree {
         &self.path
     }
 
-    fn git(&self) -> Git {
-        Git::new(&self.path)
+    /// The admin directory git keeps the worktree's HEAD and index in (canonical).
+    pub fn git_dir(&self) -> &Path {
+        &self.dirs.git_dir
+    }
+
+    fn git(&self) -> Git<'_> {
+        Git::new(&self.dirs)
     }
 
     /// The commit checked out; `UnbornHead` if there is none yet.
@@ -91,6 +182,9 @@ impl Worktree {
             "-z",
             "--untracked-files=all",
             "--no-renames",
+            // Only commit changes of a submodule count; its own work tree is not looked at (that
+            // would run git inside a repository the agent made).
+            "--ignore-submodules=dirty",
         ])?;
         let mut files: Vec<String> = nul_fields(&out)
             .into_iter()
@@ -127,7 +221,7 @@ impl Worktree {
                 files: with_markers,
             });
         }
-        let git = Git::with_identity(&self.path, author);
+        let git = Git::with_identity(&self.dirs, author);
         git.run(&["add", "-A"])?;
         git.run(&[
             "commit",
@@ -158,7 +252,7 @@ impl Worktree {
             )));
         }
         let before = self.head()?;
-        let git = Git::with_identity(&self.path, author);
+        let git = Git::with_identity(&self.dirs, author);
         let args = [
             "merge",
             "--no-ff",
@@ -198,9 +292,15 @@ impl Worktree {
 
     /// Paths with unmerged index entries, sorted.
     pub fn unmerged_files(&self) -> Result<Vec<String>> {
-        let out = self
-            .git()
-            .run(&["diff", "--name-only", "--diff-filter=U", "-z"])?;
+        let out = self.git().run(&[
+            "diff",
+            "--no-ext-diff",
+            "--no-textconv",
+            "--ignore-submodules=dirty",
+            "--name-only",
+            "--diff-filter=U",
+            "-z",
+        ])?;
         let mut files = nul_fields(&out);
         files.sort();
         files.dedup();
@@ -217,8 +317,10 @@ impl Worktree {
 /// Whether the file holds a conflict block as git writes one: a `<<<<<<< ` line, later a
 /// `=======` line, later a `>>>>>>> ` line. (A lone `=======` is a Markdown heading underline.)
 fn has_conflict_block(path: &Path) -> bool {
-    let Ok(bytes) = std::fs::read(path) else {
-        return false; // deleted, or a directory (a submodule): nothing to inspect
+    // Deleted, a directory (a submodule), a link or a FIFO: nothing to inspect (and nothing to
+    // follow or wait on).
+    let Ok(Some(bytes)) = read_regular(path, u64::MAX) else {
+        return false;
     };
     let mut stage = 0;
     for line in bytes.split(|b| *b == b'\n') {

@@ -45,7 +45,7 @@ impl Repository {
         if let Some(parent) = path.parent() {
             std::fs::create_dir_all(parent)?;
         }
-        let git = Git::new(&self.work_tree);
+        let git = Git::new(&self.dirs);
         git.run(&[
             "worktree".as_ref(),
             "add".as_ref(),
@@ -71,7 +71,7 @@ impl Repository {
                 reason: "it is (or contains) the repository's main work tree".to_owned(),
             });
         }
-        let git = Git::new(&self.work_tree);
+        let git = Git::new(&self.dirs);
         if let Some(existing) = listed.iter().find(|w| same_path(&w.path, &path)) {
             if existing.is_main {
                 return Err(GitError::WorktreePath {
@@ -109,13 +109,13 @@ impl Repository {
 
     /// The repository's worktrees, the main one first (`git worktree list --porcelain -z`).
     pub fn worktrees(&self) -> Result<Vec<WorktreeInfo>> {
-        let out = Git::new(&self.work_tree).run(&["worktree", "list", "--porcelain", "-z"])?;
+        let out = Git::new(&self.dirs).run(&["worktree", "list", "--porcelain", "-z"])?;
         parse_worktree_list(&out)
     }
 
     /// Forgets worktrees whose directories are gone (`git worktree prune`).
     pub fn prune_worktrees(&self) -> Result<()> {
-        Git::new(&self.work_tree).run(&["worktree", "prune"])?;
+        Git::new(&self.dirs).run(&["worktree", "prune"])?;
         Ok(())
     }
 }
@@ -178,8 +178,17 @@ pub(crate) fn same_path(a: &Path, b: &Path) -> bool {
     canonical(a) == canonical(b)
 }
 
+/// `path` with its parent made canonical and its last component kept as it is (so a symbolic
+/// link there is not followed).
+pub(crate) fn canonical_parent(path: &Path) -> PathBuf {
+    match (path.parent(), path.file_name()) {
+        (Some(parent), Some(name)) => canonical_lenient(parent).join(name),
+        _ => canonical_lenient(path),
+    }
+}
+
 /// The canonical form of the longest existing ancestor, with the rest appended.
-fn canonical_lenient(path: &Path) -> PathBuf {
+pub(crate) fn canonical_lenient(path: &Path) -> PathBuf {
     if let Ok(canonical) = std::fs::canonicalize(path) {
         return canonical;
     }
