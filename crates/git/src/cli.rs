@@ -167,6 +167,38 @@ impl<'a> Git<'a> {
         Ok(command.output()?)
     }
 
+    /// Like [`run`](Self::run), with `input` on git's stdin (written from a thread, so a git
+    /// that writes much before reading all of it cannot deadlock us).
+    pub(crate) fn run_with_input<S: AsRef<OsStr>>(
+        &self,
+        args: &[S],
+        input: Vec<u8>,
+    ) -> Result<Vec<u8>> {
+        use std::io::Write;
+        let mut command = self.command(args);
+        command
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        tracing::debug!(
+            work_tree = %self.dirs.work_tree.display(),
+            git_dir = %self.dirs.git_dir.display(),
+            args = %join(args),
+            "git (with input)"
+        );
+        let mut child = command.spawn()?;
+        let writer = child
+            .stdin
+            .take()
+            .map(|mut stdin| std::thread::spawn(move || stdin.write_all(&input)));
+        let output = child.wait_with_output()?;
+        if let Some(writer) = writer {
+            // A git that exits early closes the pipe; its status says what went wrong.
+            let _ = writer.join();
+        }
+        check(args, output)
+    }
+
     /// Runs git and returns its stdout, or `GitError::Command` when it exits unsuccessfully.
     pub(crate) fn run<S: AsRef<OsStr>>(&self, args: &[S]) -> Result<Vec<u8>> {
         let output = self.output(args)?;

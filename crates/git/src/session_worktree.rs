@@ -61,6 +61,7 @@ impl Repository {
             path,
         };
         worktree.restore_dot_git()?;
+        worktree.restore_commondir()?;
         Ok(worktree)
     }
 
@@ -131,6 +132,25 @@ impl Worktree {
         Ok(())
     }
 
+    /// Points the admin directory's `commondir` back at the repository's common directory if
+    /// it was changed: `GIT_COMMON_DIR` decides where config and objects come from, but git's
+    /// ref store still follows this file (and only someone who can write the repository's
+    /// `.git` could have changed it; the sandbox keeps agents from doing so).
+    fn restore_commondir(&self) -> Result<()> {
+        let file = self.dirs.git_dir.join("commondir");
+        if let Some(bytes) = read_regular(&file, POINTER_LIMIT)? {
+            let text = String::from_utf8_lossy(&bytes);
+            let target = canonical_lenient(&self.dirs.git_dir.join(text.trim()));
+            if target == self.dirs.common_dir {
+                return Ok(());
+            }
+        }
+        tracing::warn!(admin = %self.dirs.git_dir.display(), "the worktree's commondir did not point at the repository; restored");
+        let content = format!("{}\n", self.dirs.common_dir.display());
+        replace_file(&file, content.as_bytes())?;
+        Ok(())
+    }
+
     /// The worktree's top directory (canonical).
     pub fn path(&self) -> &Path {
         &self.path
@@ -195,7 +215,8 @@ impl Worktree {
         Ok(files)
     }
 
-    /// Stages everything (`git add -A`) and commits it with `author` as author and committer
+    /// Stages everything changed (`git add -A` of the paths [`changed_files`] and
+    /// [`unmerged_files`] report) and commits it with `author` as author and committer
     /// (hooks off, no signing). `Ok(None)` when there is nothing to commit and no merge in
     /// progress. With a merge in progress and nothing unmerged, concludes it (a two-parent
     /// commit). `Unresolved` if a changed or unmerged file still holds a conflict
@@ -213,8 +234,9 @@ impl Worktree {
         changed.sort();
         changed.dedup();
         let with_markers: Vec<String> = changed
-            .into_iter()
+            .iter()
             .filter(|file| has_conflict_block(&self.path.join(file)))
+            .cloned()
             .collect();
         if !with_markers.is_empty() {
             return Err(GitError::Unresolved {
@@ -222,7 +244,21 @@ impl Worktree {
             });
         }
         let git = Git::with_identity(&self.dirs, author);
-        git.run(&["add", "-A"])?;
+        // Only the paths status reported, never a bare `add -A`: for a submodule (or a
+        // repository the agent nested here) whose commit did not change, that would look for
+        // changes inside it by running git there, with that repository's config and
+        // attributes, which the agent wrote (its filters would run).
+        if !changed.is_empty() {
+            let mut pathspecs = Vec::new();
+            for file in &changed {
+                pathspecs.extend_from_slice(file.as_bytes());
+                pathspecs.push(0);
+            }
+            git.run_with_input(
+                &["add", "-A", "--pathspec-from-file=-", "--pathspec-file-nul"],
+                pathspecs,
+            )?;
+        }
         git.run(&[
             "commit",
             "--no-verify",
