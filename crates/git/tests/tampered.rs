@@ -279,6 +279,21 @@ fn a_repository_nested_in_the_worktree_runs_nothing() {
         "the gitlink follows the nested repository's commit"
     );
     assert!(!trap.sprung(), "a planted program ran");
+
+    // A merge into the worktree, the nested repository dirty again.
+    inner_git(&["checkout", "--", "."]);
+    inner_git(&["update-index", "--refresh"]);
+    std::fs::write(nested.join("more.txt"), "MORE\n").unwrap();
+    let session = repo.branch_commit("ws").unwrap().unwrap();
+    let task = fixture.commit(&session, &[("README.md", Some("# task\n"))], "task");
+    repo.create_branch("task", &task).unwrap();
+    assert!(matches!(
+        worktree
+            .start_merge("task", "merge task", &agent())
+            .unwrap(),
+        MergeStart::Merged(_)
+    ));
+    assert!(!trap.sprung(), "a planted program ran");
 }
 
 #[test]
