@@ -52,6 +52,7 @@ impl Repository {
             });
         }
         let git_dir = self.admin_dir_of(&path)?;
+        self.refuse_worktree_config(&path, &git_dir)?;
         let worktree = Worktree {
             dirs: GitDirs {
                 git_dir,
@@ -63,6 +64,37 @@ impl Repository {
         worktree.restore_dot_git()?;
         worktree.restore_commondir()?;
         Ok(worktree)
+    }
+
+    /// With `extensions.worktreeConfig` on, git reads `<admin dir>/config.worktree` too, and
+    /// whoever wrote it decides what git runs. spectask never writes one, so one with content
+    /// was planted: refused. (The sandbox keeps the admin directories that exist when an agent
+    /// starts read-only there; one made later is only checked here.)
+    fn refuse_worktree_config(&self, path: &Path, admin: &Path) -> Result<()> {
+        let enabled = self
+            .gix()
+            .config_snapshot()
+            .boolean("extensions.worktreeConfig")
+            .unwrap_or(false);
+        if !enabled {
+            return Ok(());
+        }
+        let file = admin.join("config.worktree");
+        let planted = match read_regular(&file, POINTER_LIMIT)? {
+            Some(bytes) => !bytes.iter().all(u8::is_ascii_whitespace),
+            None => std::fs::symlink_metadata(&file).is_ok(),
+        };
+        if planted {
+            return Err(GitError::WorktreePath {
+                path: path.to_owned(),
+                reason: format!(
+                    "{} has settings (spectask never writes one, and the repository enables \
+                     extensions.worktreeConfig, so git would apply them)",
+                    file.display()
+                ),
+            });
+        }
+        Ok(())
     }
 
     /// The admin directory `<common dir>/worktrees/<id>` whose `gitdir` names `<path>/.git`.

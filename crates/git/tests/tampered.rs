@@ -13,7 +13,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use common::{Fixture, git};
-use spectask_git::{MergeOutcome, MergeStart, Signature};
+use spectask_git::{GitError, MergeOutcome, MergeStart, Signature};
 
 fn agent() -> Signature {
     Signature {
@@ -330,4 +330,37 @@ fn links_and_fifos_in_the_worktree_are_neither_followed_nor_waited_on() {
     );
     assert_eq!(git(&path, &["rev-parse", "--abbrev-ref", "HEAD"]), "ws");
     assert!(reopened.changed_files().unwrap().is_empty());
+}
+
+#[test]
+fn a_planted_per_worktree_config_is_refused_when_git_would_read_it() {
+    let fixture = Fixture::new();
+    let repo = fixture.repo();
+    let trap = Trap::new(&fixture.root.join("trap"));
+    let path = fixture.root.join("wt/ws");
+    repo.add_worktree(&path, "ws", &fixture.head()).unwrap();
+    let admin = repo.worktree(&path).unwrap().git_dir().to_owned();
+    std::fs::write(admin.join("config.worktree"), trap.config()).unwrap();
+    std::fs::write(path.join(".gitattributes"), ATTRIBUTES).unwrap();
+    std::fs::write(path.join("file.txt"), "x\n").unwrap();
+
+    // Without the extension git ignores the file: the worktree opens and commits, nothing runs.
+    let worktree = repo.worktree(&path).unwrap();
+    worktree.commit_all("work", &agent()).unwrap().unwrap();
+    assert!(!trap.sprung(), "a planted program ran");
+
+    // With it, the worktree is refused before git could read the file.
+    fixture.git(&["config", "extensions.worktreeConfig", "true"]);
+    let repo = fixture.repo();
+    match repo.worktree(&path) {
+        Err(GitError::WorktreePath { reason, .. }) => {
+            assert!(reason.contains("config.worktree"), "{reason}");
+        }
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+    std::fs::write(admin.join("config.worktree"), "").unwrap();
+    let worktree = repo.worktree(&path).unwrap();
+    std::fs::write(path.join("file.txt"), "y\n").unwrap();
+    worktree.commit_all("more", &agent()).unwrap().unwrap();
+    assert!(!trap.sprung(), "a planted program ran");
 }
