@@ -141,6 +141,11 @@ pub struct ServeArgs {
     /// in the project directory).
     #[arg(long, env = "SPECTASK_DEFAULT_ISOLATION", default_value = "worktree", value_parser = ["worktree", "shared"])]
     pub default_isolation: String,
+    /// What happens when two running work sessions of a task edit the same file, for tasks
+    /// whose `workspace_config` names no `overlap_policy`: `warn` (an `overlap` event shown on
+    /// both) or `serialize` (the later one waits for the earlier to complete).
+    #[arg(long, env = "SPECTASK_DEFAULT_OVERLAP_POLICY", default_value = "warn", value_parser = ["warn", "serialize"])]
+    pub default_overlap_policy: String,
     /// The author and committer name of spectask's commits and merges.
     #[arg(long, env = "SPECTASK_GIT_AUTHOR_NAME", default_value = "spectask")]
     pub git_author_name: String,

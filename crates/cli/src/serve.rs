@@ -75,32 +75,35 @@ pub async fn run(args: ServeArgs) -> Result<()> {
             "no default planner (--llm-model): new tasks wait in backlog unless they name a planner profile"
         );
     }
-    let engine_settings = EngineSettings {
-        turn_lease: std::time::Duration::from_secs(args.turn_lease_secs),
-        max_concurrent_turns: fits(args.max_concurrent_planning, "--max-concurrent-planning")?,
-        replica_id: args.replica_id.clone().unwrap_or_else(default_replica_id),
-        max_parallel_threads: fits(args.max_parallel_threads, "--max-parallel-threads")?,
-        max_active_instances: fits(args.max_active_instances, "--max-active-instances")?,
-        turn_timeout: std::time::Duration::from_secs(args.turn_timeout_secs),
-        max_turn_retries: fits(args.max_turn_retries, "--max-turn-retries")?,
-        mcp_token_ttl: std::time::Duration::from_secs(args.mcp_token_ttl_secs),
-        max_spawned_sessions: args.max_spawned_sessions,
-        max_spawn_depth: args.max_spawn_depth,
-        predecessor_owner,
-        git: spectask_engine::GitSettings {
-            worktrees_dir: Some(data_dir.join("worktrees")),
-            author: spectask_git::Signature {
-                name: args.git_author_name.clone(),
-                email: args.git_author_email.clone(),
+    let engine_settings =
+        EngineSettings {
+            turn_lease: std::time::Duration::from_secs(args.turn_lease_secs),
+            max_concurrent_turns: fits(args.max_concurrent_planning, "--max-concurrent-planning")?,
+            replica_id: args.replica_id.clone().unwrap_or_else(default_replica_id),
+            max_parallel_threads: fits(args.max_parallel_threads, "--max-parallel-threads")?,
+            max_active_instances: fits(args.max_active_instances, "--max-active-instances")?,
+            turn_timeout: std::time::Duration::from_secs(args.turn_timeout_secs),
+            max_turn_retries: fits(args.max_turn_retries, "--max-turn-retries")?,
+            mcp_token_ttl: std::time::Duration::from_secs(args.mcp_token_ttl_secs),
+            max_spawned_sessions: args.max_spawned_sessions,
+            max_spawn_depth: args.max_spawn_depth,
+            predecessor_owner,
+            default_overlap_policy: args.default_overlap_policy.parse().map_err(|_| {
+                anyhow::anyhow!("--default-overlap-policy must be warn or serialize")
+            })?,
+            git: spectask_engine::GitSettings {
+                worktrees_dir: Some(data_dir.join("worktrees")),
+                author: spectask_git::Signature {
+                    name: args.git_author_name.clone(),
+                    email: args.git_author_email.clone(),
+                },
+                default_isolation: args.default_isolation.parse().map_err(|_| {
+                    anyhow::anyhow!("--default-isolation must be worktree or shared")
+                })?,
+                max_merge_attempts: fits(args.max_merge_attempts, "--max-merge-attempts")?,
             },
-            default_isolation: args
-                .default_isolation
-                .parse()
-                .map_err(|_| anyhow::anyhow!("--default-isolation must be worktree or shared"))?,
-            max_merge_attempts: fits(args.max_merge_attempts, "--max-merge-attempts")?,
-        },
-        ..EngineSettings::default()
-    };
+            ..EngineSettings::default()
+        };
     let agents = crate::config::agents(&file, &|name| std::env::var(name).ok())?;
     crate::config::ensure_distinct_profiles(&planners, &agents)?;
     tracing::info!(

@@ -56,6 +56,9 @@ string_enum! {
         MergeConflict = "work_session.merge_conflict",
         /// Two running work sessions of one task touched the same file.
         WorkSessionOverlap = "work_session.overlap",
+        /// Overlap policy `serialize`: a work session's turn was interrupted and waits for the
+        /// earlier session that touched the same file to end.
+        WorkSessionWaiting = "work_session.waiting",
         /// A task's worktrees (and session branches) were removed.
         WorktreesRemoved = "spec_task.worktrees_removed",
         /// The task branch was merged into the branch the task started from, at approval.

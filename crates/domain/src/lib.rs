@@ -55,7 +55,7 @@ pub use transitions::{
 pub use turn::{Turn, TurnKind, TurnStatus};
 pub use work_session::{SpecTaskWorkSession, WorkSessionPhase, WorkSessionStatus};
 pub use workspace::{
-    ApprovalMerge, FileOverlap, OverlapPolicy, SessionCommit, WorkspaceChoice, WorkspaceIsolation,
-    workspace_choice,
+    ApprovalMerge, FileOverlap, OverlapPolicy, OverlapWait, SessionCommit, WorkspaceChoice,
+    WorkspaceIsolation, overlap_resume_note, workspace_choice,
 };
 pub use zed_thread::{SpecTaskZedThread, ZedThreadStatus};

@@ -6,7 +6,7 @@ use serde::Serialize;
 
 use crate::enums::string_enum;
 use crate::ids::{SessionId, SpecTaskId, WorkSessionId};
-use crate::workspace::{FileOverlap, SessionCommit};
+use crate::workspace::{FileOverlap, OverlapWait, SessionCommit};
 
 string_enum! {
     /// Which phase of the task a work session belongs to.
@@ -72,6 +72,11 @@ pub struct SpecTaskWorkSession {
     pub conflict_files: Vec<String>,
     /// Files another running work session of the task touched too.
     pub overlaps: Vec<FileOverlap>,
+    /// The earlier running session it waits for (overlap policy `serialize`): its turns are not
+    /// claimed until that one ends (completed, failed or cancelled), which clears this.
+    pub waiting_for: Option<WorkSessionId>,
+    /// Its last overlap wait (kept after the wait ends, for the resumed turn's note).
+    pub overlap_wait: Option<OverlapWait>,
 }
 
 impl SpecTaskWorkSession {

@@ -7,7 +7,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use crate::enums::string_enum;
-use crate::ids::{SpecTaskId, WorkSessionId};
+use crate::ids::{SpecTaskId, TurnId, WorkSessionId};
 
 string_enum! {
     /// How a task's work sessions share the project: each in its own git worktree on its own
@@ -103,6 +103,27 @@ pub struct FileOverlap {
     pub other_work_session_id: WorkSessionId,
 }
 
+/// Why a work session's turn was interrupted under the `serialize` overlap policy: it touched
+/// `path`, which the earlier running session `other_work_session_id` had touched; the interrupted
+/// turn `turn_id` waits (`SpecTaskWorkSession::waiting_for`) until that session ends.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct OverlapWait {
+    pub other_work_session_id: WorkSessionId,
+    pub path: String,
+    pub turn_id: TurnId,
+}
+
+/// The note a turn interrupted by an overlap starts with when it resumes: `other` (the earlier
+/// session's name) was editing `path` and has finished.
+pub fn overlap_resume_note(other: &str, path: &str) -> String {
+    format!(
+        "(spectask: another thread ({other}) was editing {path}; it has finished and its work is \
+         merged into the task branch; check the file before continuing. Your turn was paused \
+         while it ran; continue the prompt below.)\n\n"
+    )
+}
+
 /// What a work session's commit says: the task key and title on the first line, its requirement
 /// ids, and trailers naming the work session and the SpecTask (so `git log` leads back to them).
 pub fn session_commit_message(
@@ -174,6 +195,15 @@ mod tests {
         assert!(err.contains("workspace_config.isolation") && err.contains("worktree, shared"));
         let not_text = serde_json::json!({"overlap_policy": 3});
         assert!(workspace_choice(Some(&not_text)).is_err());
+    }
+
+    #[test]
+    fn the_resume_note_names_the_other_thread_and_the_file() {
+        let note = overlap_resume_note("1. Schema", "src/lib.rs");
+        assert!(
+            note.contains("another thread (1. Schema) was editing src/lib.rs; it has finished")
+        );
+        assert!(note.contains("check the file before continuing"));
     }
 
     #[test]

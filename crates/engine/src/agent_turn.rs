@@ -1,8 +1,9 @@
 //! One turn on an agent thread, shared by implementation (a work session's thread) and planning
 //! over ACP (the planning session's thread): the prompt to send (with a note on a re-run, whose
 //! earlier output is cleared, naming what the earlier attempts did through spectask's tools), the agent's events streamed into the interaction, a silence
-//! watchdog, and a cancel sent to the agent when the turn is stopped from our side. What the end
-//! means is the caller's business.
+//! watchdog, the files it edits tracked for overlaps (`overlap.rs`, which may stop the turn to
+//! wait for another thread), and a cancel sent to the agent when the turn is stopped from our
+//! side. What the end means is the caller's business.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -16,6 +17,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
+use crate::overlap::TrackedPaths;
 use crate::planning::output::write_output;
 use crate::{Engine, EngineError};
 
@@ -69,8 +71,10 @@ impl Engine {
             // A re-run after a crash or a lost lease: the earlier attempt's output is void.
             self.inner.store.reset_turn_output(claim).await?;
         }
+        // A turn that waited for another thread's overlapping work says so first.
+        let overlap = self.overlap_resume_note(claim).await?.unwrap_or_default();
         if claim.turn.attempts <= 1 {
-            return Ok(current.prompt_message.clone());
+            return Ok(format!("{overlap}{}", current.prompt_message));
         }
         // What the earlier attempts did through spectask's tools is in the store (their events),
         // whatever the agent remembers: say it, so the agent does not do it again.
@@ -84,7 +88,7 @@ impl Engine {
             None => Default::default(),
         };
         Ok(format!(
-            "{}{}",
+            "{overlap}{}{}",
             interrupted_note(&earlier),
             current.prompt_message
         ))
@@ -111,9 +115,12 @@ impl Engine {
             )
             .in_current_span(),
         );
+        // The files an implementation turn edits are tracked for overlaps beside the stream.
+        let (tracked, tracker) = self.track_turn_files(claim, cancel).await?.unzip();
         let last_activity = Arc::new(Mutex::new(Instant::now()));
-        let forwarder =
-            tokio::spawn(forward(agent_received, output, last_activity.clone()).in_current_span());
+        let forwarder = tokio::spawn(
+            forward(agent_received, output, last_activity.clone(), tracked).in_current_span(),
+        );
         let request = TurnRequest {
             instance_id: thread.instance_id.clone(),
             thread_id: thread.thread_id.clone(),
@@ -151,6 +158,11 @@ impl Engine {
         if forwarder.await.is_err() {
             tracing::warn!("event forwarder panicked");
         }
+        if let Some(tracker) = tracker
+            && tracker.await.is_err()
+        {
+            tracing::warn!("file tracker panicked");
+        }
         let written = writer
             .await
             .map_err(|err| EngineError::Conflict(format!("output writer failed: {err}")))??;
@@ -171,15 +183,20 @@ pub(crate) fn claimed_interaction<'s>(
 }
 
 /// Passes the agent's events on to the interaction writer (reply text and entries), noting the
-/// time of every event for the silence watchdog: every event is activity, whatever it records.
+/// time of every event for the silence watchdog (every event is activity, whatever it records)
+/// and the files edited by its tool calls for overlap tracking.
 async fn forward(
     mut received: mpsc::Receiver<AgentEvent>,
     output: mpsc::Sender<AgentEvent>,
     last_activity: Arc<Mutex<Instant>>,
+    mut tracked: Option<TrackedPaths>,
 ) {
     while let Some(event) = received.recv().await {
         if let Ok(mut last) = last_activity.lock() {
             *last = Instant::now();
+        }
+        if let (Some(tracked), AgentEvent::ToolCall(call)) = (tracked.as_mut(), &event) {
+            tracked.note(call);
         }
         if output.send(event).await.is_err() {
             break;

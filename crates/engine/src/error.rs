@@ -28,4 +28,7 @@ pub enum EngineError {
     /// A git step failed (the repository, a worktree, a merge).
     #[error("git: {0}")]
     Git(#[from] spectask_git::GitError),
+    /// A review request about the task's git branch cannot be served (or git failed).
+    #[error(transparent)]
+    ReviewGit(#[from] crate::review_git::ReviewGitError),
 }

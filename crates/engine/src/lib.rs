@@ -8,6 +8,8 @@
 //!   moves approved tasks into implementation and dispatches work as dependencies allow.
 //! - [`agent_tools`] (spectask's MCP server for agents) and [`permissions`] (the desk where a
 //!   human answers agents' permission requests).
+//! - [`review_git`]: the reviewer's view of the task branch (paged diffs of the task and of a
+//!   work session) and the merge into the base branch at approval.
 //! - [`worker`]: the background worker. Planning and implementation turns are durable and claimed
 //!   under a lease, so a crash or restart re-runs a turn in the same session rather than losing
 //!   it or starting a second one.
@@ -19,16 +21,19 @@ pub mod agent_tools;
 mod agent_turn;
 mod error;
 pub mod implementation;
+mod overlap;
 pub mod permissions;
 pub mod planners;
 pub mod planning;
 mod projection;
+pub mod review_git;
 pub mod worker;
 mod workspace;
 
 use std::sync::Arc;
 use std::time::Duration;
 
+use spectask_domain::OverlapPolicy;
 use spectask_runtimes::agent::AgentRuntime;
 use spectask_store::Store;
 use tokio::sync::{Notify, Semaphore};
@@ -79,6 +84,10 @@ pub struct EngineSettings {
     /// at start and its MCP tokens revoked. `None` for a first start, or when unknown (its turns
     /// then wait for their leases to expire).
     pub predecessor_owner: Option<String>,
+    /// What happens when two running work sessions of a task edit the same file, for tasks whose
+    /// `workspace_config` names no `overlap_policy`: `warn` (an `overlap` event on both) or
+    /// `serialize` (the later one waits for the earlier to end).
+    pub default_overlap_policy: OverlapPolicy,
     /// Git isolation: where worktrees live, who commits, the defaults.
     pub git: GitSettings,
 }
@@ -127,6 +136,7 @@ impl Default for EngineSettings {
             max_spawn_depth: 2,
             predecessor_owner: None,
             git: GitSettings::default(),
+            default_overlap_policy: OverlapPolicy::Warn,
         }
     }
 }

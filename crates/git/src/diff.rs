@@ -36,6 +36,7 @@ impl Default for DiffPage {
 
 /// A page of the diff of `head` against `base`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Diff {
     /// The old side.
     pub base: CommitId,
@@ -56,6 +57,7 @@ pub struct Diff {
 /// How a file changed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum FileStatus {
     /// New in `head`.
     Added,
@@ -73,6 +75,7 @@ pub enum FileStatus {
 
 /// One changed file.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct FileDiff {
     /// The path in `head` (in `base` for a deleted file).
     pub path: String,

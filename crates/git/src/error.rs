@@ -51,6 +51,31 @@ pub enum GitError {
         /// The worktree that has it checked out.
         worktree: PathBuf,
     },
+    /// A fast-forward-only merge found the branch's history diverged from the source's.
+    #[error("branch {branch} cannot be fast-forwarded: it has commits the source lacks")]
+    NotFastForward {
+        /// The branch's short name.
+        branch: String,
+    },
+    /// A merge into a checked-out branch refused to run: its work tree has uncommitted changes
+    /// to tracked files.
+    #[error("the work tree {} has uncommitted changes: {}", path.display(), files.join(", "))]
+    DirtyWorktree {
+        /// The work tree's top directory.
+        path: PathBuf,
+        /// The changed tracked files (at most the first 20).
+        files: Vec<String>,
+    },
+    /// A merge into a checked-out branch found a different branch checked out there.
+    #[error("{} has {} checked out, not {branch}", path.display(), checked_out.as_deref().unwrap_or("a detached HEAD"))]
+    NotCheckedOut {
+        /// The branch the caller meant to merge into.
+        branch: String,
+        /// The work tree's top directory.
+        path: PathBuf,
+        /// What is checked out there instead (`None`: detached).
+        checked_out: Option<String>,
+    },
     /// HEAD names a branch that has no commit yet.
     #[error("HEAD has no commit yet (unborn branch)")]
     UnbornHead,

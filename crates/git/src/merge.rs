@@ -1,9 +1,22 @@
-//! Merging a session's work into the task branch without any working tree: ancestry with gix,
+//! Merging into a branch without any working tree (a session's work into the task branch, or the
+//! task branch into a base branch nobody has checked out at approval): ancestry with gix,
 //! `git merge-tree --write-tree` for the merged tree, `git commit-tree` for the commit, and a
 //! compare-and-set ref update retried from the new tip when another merge won the race.
 
 use crate::cli::{Git, command_error, nul_fields};
 use crate::{CommitId, GitError, MergeOutcome, Repository, Result, Signature};
+
+/// How a merge may move its target.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum MergeMode {
+    /// A fast-forward when the target is an ancestor of the source, else a merge commit.
+    #[default]
+    FastForwardOrMerge,
+    /// Only a fast-forward: `NotFastForward` when the histories diverged.
+    FastForwardOnly,
+    /// Always a two-parent merge commit, even where a fast-forward was possible.
+    NoFastForward,
+}
 
 /// How many times a merge is redone after losing the compare-and-set race.
 const MERGE_ATTEMPTS: usize = 8;
@@ -20,6 +33,26 @@ impl Repository {
         &self,
         target_branch: &str,
         source: &CommitId,
+        message: &str,
+        author: &Signature,
+    ) -> Result<MergeOutcome> {
+        self.merge_into_branch_with(
+            target_branch,
+            source,
+            MergeMode::FastForwardOrMerge,
+            message,
+            author,
+        )
+    }
+
+    /// [`merge_into_branch`](Self::merge_into_branch) with the fast-forward choice made by
+    /// `mode`: `FastForwardOnly` fails with `NotFastForward` (nothing moved) when the target is
+    /// not an ancestor of `source`; `NoFastForward` writes a merge commit (`Merged`) even then.
+    pub fn merge_into_branch_with(
+        &self,
+        target_branch: &str,
+        source: &CommitId,
+        mode: MergeMode,
         message: &str,
         author: &Signature,
     ) -> Result<MergeOutcome> {
@@ -44,7 +77,13 @@ impl Repository {
             if self.is_ancestor(source, &target)? {
                 return Ok(MergeOutcome::AlreadyMerged { head: target });
             }
-            let (new_head, outcome) = if self.is_ancestor(&target, source)? {
+            let fast_forward = self.is_ancestor(&target, source)?;
+            if mode == MergeMode::FastForwardOnly && !fast_forward {
+                return Err(GitError::NotFastForward {
+                    branch: target_branch.to_owned(),
+                });
+            }
+            let (new_head, outcome) = if fast_forward && mode != MergeMode::NoFastForward {
                 (
                     source.clone(),
                     MergeOutcome::FastForward {
@@ -81,7 +120,7 @@ impl Repository {
 
     /// The merge of `source` into `target` as a new commit object (no ref moves), or the
     /// conflicting paths.
-    fn merge_commit(
+    pub(crate) fn merge_commit(
         &self,
         target: &CommitId,
         source: &CommitId,
@@ -131,7 +170,7 @@ impl Repository {
     }
 }
 
-enum TreeMerge {
+pub(crate) enum TreeMerge {
     Commit(CommitId),
     Conflict(Vec<String>),
 }

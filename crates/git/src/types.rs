@@ -11,6 +11,11 @@ use crate::GitError;
 
 /// A full 40-hex (SHA-1) commit id, lowercase.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[cfg_attr(
+    feature = "openapi",
+    derive(utoipa::ToSchema),
+    schema(value_type = String, pattern = "^[0-9a-f]{40}$")
+)]
 #[serde(transparent)]
 pub struct CommitId(String);
 

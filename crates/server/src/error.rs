@@ -64,6 +64,24 @@ pub enum ApiError {
     },
     #[error("{0}")]
     QuoteNotFound(String),
+    /// The task or work session has no git branch.
+    #[error("{0}")]
+    NoBranch(String),
+    /// The task's project is not a git repository (any more).
+    #[error("{0}")]
+    NotARepository(String),
+    /// The task branch has no base branch to merge into.
+    #[error("{0}")]
+    NoBaseBranch(String),
+    /// The user's work tree has uncommitted changes the approval merge would run over.
+    #[error("{0}")]
+    DirtyWorktree(String),
+    /// A fast-forward approval merge is not possible.
+    #[error("{0}")]
+    NotFastForward(String),
+    /// The approval merge would conflict; nothing changed.
+    #[error("{message}")]
+    MergeConflict { message: String, files: Vec<String> },
     /// The detail (the database's own words) is logged, never sent.
     #[error("the service is unavailable; try again")]
     Unavailable(String),
@@ -92,6 +110,9 @@ pub struct ErrorDetail {
     /// For `plan_invalid`: every problem, with the offending task keys and plan lines.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub plan_errors: Option<Vec<spectask_domain::PlanError>>,
+    /// For `merge_conflict`: the files the merge would conflict in.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub conflict_files: Option<Vec<String>>,
 }
 
 impl ApiError {
@@ -125,6 +146,12 @@ impl ApiError {
             UnknownAgent(_) => (StatusCode::UNPROCESSABLE_ENTITY, "unknown_agent"),
             PlanInvalid { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "plan_invalid"),
             QuoteNotFound(_) => (StatusCode::UNPROCESSABLE_ENTITY, "quote_not_found"),
+            NoBranch(_) => (StatusCode::CONFLICT, "no_branch"),
+            NotARepository(_) => (StatusCode::CONFLICT, "not_a_repository"),
+            NoBaseBranch(_) => (StatusCode::CONFLICT, "no_base_branch"),
+            DirtyWorktree(_) => (StatusCode::CONFLICT, "dirty_worktree"),
+            NotFastForward(_) => (StatusCode::CONFLICT, "not_fast_forward"),
+            MergeConflict { .. } => (StatusCode::CONFLICT, "merge_conflict"),
             Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
             Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         }
@@ -140,6 +167,10 @@ impl ApiError {
             ApiError::PlanInvalid { errors, .. } => Some(errors.clone()),
             _ => None,
         };
+        let conflict_files = match self {
+            ApiError::MergeConflict { files, .. } => Some(files.clone()),
+            _ => None,
+        };
         ErrorBody {
             error: ErrorDetail {
                 code,
@@ -147,6 +178,7 @@ impl ApiError {
                 current_status,
                 allowed_from,
                 plan_errors,
+                conflict_files,
             },
         }
     }
@@ -196,7 +228,27 @@ impl From<spectask_engine::EngineError> for ApiError {
                 errors: errors.clone(),
             },
             EngineError::Conflict(message) => ApiError::Conflict(message),
+            EngineError::ReviewGit(refusal) => refusal.into(),
             other => ApiError::Internal(other.to_string()),
+        }
+    }
+}
+
+impl From<spectask_engine::review_git::ReviewGitError> for ApiError {
+    fn from(err: spectask_engine::review_git::ReviewGitError) -> Self {
+        use spectask_engine::review_git::ReviewGitError;
+        match err {
+            ReviewGitError::NoBranch(message) => ApiError::NoBranch(message),
+            ReviewGitError::NotARepository(message) => ApiError::NotARepository(message),
+            ReviewGitError::NoBaseBranch(message) => ApiError::NoBaseBranch(message),
+            ReviewGitError::DirtyWorktree(message) => ApiError::DirtyWorktree(message),
+            ReviewGitError::NotFastForward(message) => ApiError::NotFastForward(message),
+            ReviewGitError::BaseBranchUnavailable(message) => ApiError::Conflict(message),
+            ReviewGitError::MergeConflict { ref files, .. } => ApiError::MergeConflict {
+                files: files.clone(),
+                message: err.to_string(),
+            },
+            ReviewGitError::Git(git) => ApiError::Internal(git.to_string()),
         }
     }
 }

@@ -4,8 +4,9 @@
 
 use chrono::{DateTime, Utc};
 use spectask_domain::{
-    Interaction, InteractionId, SessionId, SpecTask, SpecTaskId, SpecTaskImplementationTask,
-    SpecTaskWorkSession, SpecTaskZedThread, SpecTaskZedThreadId, WorkSessionId,
+    Interaction, InteractionId, OverlapWait, SessionId, SpecTask, SpecTaskId,
+    SpecTaskImplementationTask, SpecTaskWorkSession, SpecTaskZedThread, SpecTaskZedThreadId,
+    TurnId, WorkSessionId,
 };
 use sqlx::types::Json;
 
@@ -256,7 +257,8 @@ pub(crate) const WORK_SESSION_COLUMNS: &str = "id, spec_task_id, helix_session_i
     phase, status, implementation_task_title, implementation_task_description, \
     implementation_task_index, parent_work_session_id, spawned_by_session_id, agent_config, \
     environment_config, created_at, started_at, completed_at, error, agent_summary, agent_gave_up, \
-    branch_name, worktree_path, base_commit, head_commit, merge_attempts, conflict_files";
+    branch_name, worktree_path, base_commit, head_commit, merge_attempts, conflict_files, \
+    waiting_for, overlap_wait_with, overlap_wait_path, overlap_wait_turn";
 
 pub(crate) const WORK_SESSIONS: Table<WorkSessionRow> = Table::new(
     "spec_task_work_sessions",
@@ -293,6 +295,10 @@ pub(crate) struct WorkSessionRow {
     head_commit: Option<String>,
     merge_attempts: i32,
     conflict_files: Option<Json<Vec<String>>>,
+    waiting_for: Option<String>,
+    overlap_wait_with: Option<String>,
+    overlap_wait_path: Option<String>,
+    overlap_wait_turn: Option<String>,
 }
 
 impl TryFrom<WorkSessionRow> for SpecTaskWorkSession {
@@ -337,6 +343,19 @@ impl TryFrom<WorkSessionRow> for SpecTaskWorkSession {
             merge_attempts: row.merge_attempts,
             conflict_files: row.conflict_files.map(|j| j.0).unwrap_or_default(),
             overlaps: Vec::new(),
+            waiting_for: parse_opt_id(T, WorkSessionId::parse, row.waiting_for)?,
+            overlap_wait: match (
+                row.overlap_wait_with,
+                row.overlap_wait_path,
+                row.overlap_wait_turn,
+            ) {
+                (Some(other), Some(path), Some(turn)) => Some(OverlapWait {
+                    other_work_session_id: parse_id(T, WorkSessionId::parse, &other)?,
+                    path,
+                    turn_id: parse_id(T, TurnId::parse, &turn)?,
+                }),
+                _ => None,
+            },
         })
     }
 }

@@ -35,7 +35,7 @@ pub(crate) struct Machine {
     pub(crate) event_kind: EventKind,
     /// Run in the same transaction when the row reaches one of these statuses: `$1` is the time,
     /// `$2` the row's id.
-    pub(crate) on_final: Option<(&'static [&'static str], &'static str)>,
+    pub(crate) on_final: Option<(&'static [&'static str], &'static [&'static str])>,
 }
 
 pub(crate) const SPEC_TASKS: Machine = Machine {
@@ -58,10 +58,15 @@ pub(crate) const WORK_SESSIONS: Machine = Machine {
                             WHEN $2 IN ('active', 'pending') THEN NULL ELSE completed_at END",
     event_kind: EventKind::WorkSessionStatusChanged,
     // A work session that ends takes its agent's MCP tokens with it (`agent_tokens.rs`): a retry
-    // or reopening later mints fresh ones and never revives these.
+    // or reopening later mints fresh ones and never revives these. Sessions waiting for it
+    // (overlap policy `serialize`) wait no longer, and it waits for nothing any more.
     on_final: Some((
         &["completed", "failed", "cancelled"],
-        "UPDATE agent_tokens SET revoked_at = $1 WHERE work_session_id = $2 AND revoked_at IS NULL",
+        &[
+            "UPDATE agent_tokens SET revoked_at = $1 WHERE work_session_id = $2 AND revoked_at IS NULL",
+            "UPDATE spec_task_work_sessions SET waiting_for = NULL \
+             WHERE (waiting_for = $2 OR id = $2) AND waiting_for IS NOT NULL AND $1 IS NOT NULL",
+        ],
     )),
 };
 
@@ -205,10 +210,12 @@ pub(crate) async fn compare_and_set_status<E: MachineEvent>(
             machine.entity
         )));
     }
-    if let Some((finals, sql)) = machine.on_final
+    if let Some((finals, statements)) = machine.on_final
         && finals.contains(&target)
     {
-        query(sql).bind(now).bind(id).execute(&mut *tx).await?;
+        for sql in statements {
+            query(*sql).bind(now).bind(id).execute(&mut *tx).await?;
+        }
     }
     let event = NewEvent {
         spec_task_id: Some(

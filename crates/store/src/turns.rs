@@ -1,7 +1,8 @@
 //! Durable turns and their claims.
 //!
 //! A worker claims the oldest queued turn with one statement that also stamps its owner, a fresh
-//! claim token and a lease expiry (PostgreSQL skips rows other replicas are claiming; SQLite has a
+//! claim token and a lease expiry (skipping turns of a work session that waits for another one:
+//! overlap policy `serialize`) (PostgreSQL skips rows other replicas are claiming; SQLite has a
 //! single writer). Every later write of that worker (output, heartbeat, completion) names the
 //! token and checks that the turn is still running under it, so a worker whose lease expired
 //! cannot write into a turn another worker re-ran.
@@ -241,6 +242,9 @@ impl Store {
                  WHERE id = (SELECT id FROM turns q WHERE status = $5 AND kind IN ({}) \
                    AND NOT EXISTS (SELECT 1 FROM turns r WHERE r.session_id = q.session_id AND r.status = 'running') \
                    AND NOT EXISTS (SELECT 1 FROM turns e WHERE e.session_id = q.session_id AND e.status = 'queued' AND e.id < q.id) \
+                   AND NOT EXISTS (SELECT 1 FROM spec_task_work_sessions w \
+                     JOIN spec_task_work_sessions o ON o.id = w.waiting_for \
+                     WHERE w.id = q.work_session_id AND o.status NOT IN ('completed', 'failed', 'cancelled')) \
                    ORDER BY {order} LIMIT 1{skip}) \
                  AND status = 'queued' RETURNING {TURN_COLUMNS}",
                 kind_params.join(", ")

@@ -1,20 +1,22 @@
 //! What the git layer records: a task's isolation and branch (set once on entering
 //! implementation), a work session's worktree and branch, the commits it made, and the files
 //! running sessions touch (overlap detection). The git operations themselves happen in the
-//! engine; this module only stores their results, each write one transaction with its event.
+//! engine; this module only stores their results, each write one transaction with its event,
+//! and the waits of the `serialize` overlap policy (a session waiting for another to end).
 
 use chrono::{DateTime, Utc};
 use serde_json::json;
 use spectask_domain::{
-    EventKind, FileOverlap, NewEvent, SessionCommit, SpecTask, SpecTaskId, SpecTaskWorkSession,
-    WorkSessionId, WorkspaceIsolation,
+    ApprovalMerge, EventKind, FileOverlap, NewEvent, SessionCommit, SpecTask, SpecTaskId,
+    SpecTaskWorkSession, WorkSessionId, WorkspaceIsolation,
 };
 
-use crate::Store;
 use crate::db::{Tx, query, query_as};
 use crate::error::{StoreError, StoreResult};
 use crate::events::append_event;
 use crate::ids::now;
+use crate::turns::verify_claim;
+use crate::{Store, TurnClaim};
 
 /// The task branch made on entering implementation (worktree isolation).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -94,6 +96,38 @@ impl Store {
         })
         .await?;
         self.get_spec_task(task).await
+    }
+
+    /// Records that the task branch was merged where the task started from, at approval
+    /// (`mode`: `fast_forward` or `merge_commit`; `outcome`: what git did; `head`: the branch's
+    /// new tip), as a `spec_task.branch_merged` event.
+    pub async fn record_branch_merged(
+        &self,
+        task: &SpecTaskId,
+        into: &str,
+        mode: ApprovalMerge,
+        outcome: &str,
+        head: &str,
+        actor: &str,
+    ) -> StoreResult<()> {
+        let now = now();
+        self.write(async |tx| {
+            let event = NewEvent {
+                spec_task_id: Some(task.clone()),
+                kind: EventKind::TaskBranchMerged,
+                entity_id: task.to_string(),
+                actor: actor.to_owned(),
+                payload: json!({
+                    "into": into,
+                    "mode": mode.as_str(),
+                    "outcome": outcome,
+                    "head": head,
+                }),
+            };
+            append_event(&mut *tx, &event, now).await?;
+            Ok(())
+        })
+        .await
     }
 
     /// Records a work session's (new or re-created) worktree.
@@ -252,6 +286,64 @@ impl Store {
                 }
             }
             Ok(overlaps)
+        })
+        .await
+    }
+
+    /// Overlap policy `serialize`: the claimed turn's work session touched `path`, which the
+    /// earlier running session `other` touched too, so it waits for `other` to end. In one
+    /// transaction, and only while the claim holds: records the wait (`waiting_for`, and the
+    /// overlap kept for the resumed turn's note), gives the turn back its attempt (the worker
+    /// releases it to the queue next; an overlap wait is not an interruption that counts), and
+    /// appends `work_session.waiting`. Returns false, changing nothing, when `other` no longer
+    /// runs or waits itself (two sessions never wait for each other), or this one already waits.
+    pub async fn wait_for_overlap(
+        &self,
+        claim: &TurnClaim,
+        other: &WorkSessionId,
+        path: &str,
+        actor: &str,
+    ) -> StoreResult<bool> {
+        let ws = claim.turn.work_session_id.as_ref().ok_or_else(|| {
+            StoreError::Conflict(format!("turn {} has no work session", claim.turn.id))
+        })?;
+        let now = now();
+        self.write(async |tx| {
+            verify_claim(&mut *tx, claim).await?;
+            let updated = query(
+                "UPDATE spec_task_work_sessions SET waiting_for = $1, overlap_wait_with = $1, \
+                 overlap_wait_path = $2, overlap_wait_turn = $3 \
+                 WHERE id = $4 AND status = 'active' AND waiting_for IS NULL \
+                 AND EXISTS (SELECT 1 FROM spec_task_work_sessions o WHERE o.id = $1 \
+                   AND o.status = 'active' AND o.waiting_for IS NULL \
+                   AND o.spec_task_id = spec_task_work_sessions.spec_task_id)",
+            )
+            .bind(other.as_str())
+            .bind(path)
+            .bind(claim.turn.id.as_str())
+            .bind(ws.as_str())
+            .execute(&mut *tx)
+            .await?;
+            if updated.rows_affected() == 0 {
+                return Ok(false);
+            }
+            query("UPDATE turns SET attempts = attempts - 1 WHERE id = $1 AND attempts > 0")
+                .bind(claim.turn.id.as_str())
+                .execute(&mut *tx)
+                .await?;
+            let event = NewEvent {
+                spec_task_id: Some(claim.turn.spec_task_id.clone()),
+                kind: EventKind::WorkSessionWaiting,
+                entity_id: ws.to_string(),
+                actor: actor.to_owned(),
+                payload: json!({
+                    "waiting_for": other,
+                    "path": path,
+                    "turn_id": claim.turn.id,
+                }),
+            };
+            append_event(&mut *tx, &event, now).await?;
+            Ok(true)
         })
         .await
     }

@@ -12,9 +12,9 @@ use std::collections::BTreeMap;
 
 use spectask_domain::prompts::review_changes_prompt;
 use spectask_domain::{
-    ImplementationTaskStatus, SpecTask, SpecTaskEvent, SpecTaskId, SpecTaskImplementationTask,
-    SpecTaskStatus, SpecTaskWorkSession, SpecTaskZedThread, Turn, TurnId, WorkSessionId,
-    WorkSessionPhase, WorkSessionStatus,
+    ApprovalMerge, ImplementationTaskStatus, SpecTask, SpecTaskEvent, SpecTaskId,
+    SpecTaskImplementationTask, SpecTaskStatus, SpecTaskWorkSession, SpecTaskZedThread, Turn,
+    TurnId, WorkSessionId, WorkSessionPhase, WorkSessionStatus,
 };
 use spectask_store::WorkSessionPlan;
 
@@ -28,7 +28,8 @@ pub struct WorkSessionView {
     pub work_session: SpecTaskWorkSession,
     pub zed_thread: Option<SpecTaskZedThread>,
     pub child_work_session_ids: Vec<WorkSessionId>,
-    /// Why a pending (or blocked) session is not running yet.
+    /// Why a pending (or blocked) session is not running yet, or why an active one's turn waits
+    /// (overlap policy `serialize`).
     pub queue_reason: Option<String>,
 }
 
@@ -311,12 +312,20 @@ impl Engine {
         Ok(turn)
     }
 
-    /// `implementation_review → done`.
+    /// `implementation_review → done`, after merging the task branch into its base branch when
+    /// `merge` asks for it (see [`crate::review_git`]). The status is checked before the merge so
+    /// a task not in review changes nothing; a merge that happened stays even if the transition
+    /// then loses a race (a concurrent change of status): git and the database cannot share a
+    /// transaction, and the merge is recorded by its own `spec_task.branch_merged` event.
     pub async fn approve_implementation(
         &self,
         id: &SpecTaskId,
+        merge: ApprovalMerge,
         actor: &str,
     ) -> Result<SpecTask, EngineError> {
+        let current = self.inner.store.get_spec_task(id).await?;
+        SpecTaskEvent::ApproveImplementation.apply(current.status)?;
+        self.merge_at_approval(&current, merge, actor).await?;
         let task = self
             .inner
             .store
@@ -399,6 +408,7 @@ impl Engine {
                         "blocked: a task it depends on failed ({})",
                         graph.waits_for_keys(&session.id).join(", ")
                     )),
+                    WorkSessionStatus::Active => overlap_wait_reason(session, &by_id),
                     _ => None,
                 };
                 WorkSessionView {
@@ -531,4 +541,26 @@ impl Engine {
     pub async fn work_session_turns(&self, ws: &WorkSessionId) -> Result<Vec<Turn>, EngineError> {
         Ok(self.inner.store.turns_of_work_session(ws).await?)
     }
+}
+
+/// Why an active session's turn waits: another running session touched a file it edited first
+/// (overlap policy `serialize`), until that session ends.
+fn overlap_wait_reason(
+    session: &SpecTaskWorkSession,
+    by_id: &BTreeMap<WorkSessionId, &SpecTaskWorkSession>,
+) -> Option<String> {
+    let other_id = session.waiting_for.as_ref()?;
+    let other = by_id.get(other_id)?;
+    if matches!(
+        other.status,
+        WorkSessionStatus::Completed | WorkSessionStatus::Failed | WorkSessionStatus::Cancelled
+    ) {
+        return None;
+    }
+    let name = other.name.clone().unwrap_or_else(|| other_id.to_string());
+    let path = session
+        .overlap_wait
+        .as_ref()
+        .map_or("a file", |wait| wait.path.as_str());
+    Some(format!("waiting for {name} (overlap on {path})"))
 }

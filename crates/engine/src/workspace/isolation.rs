@@ -23,6 +23,41 @@ fn shared_because(repo: &Option<Repository>, worktrees: bool) -> Option<&'static
 }
 
 impl Engine {
+    /// Checks a new task's `workspace_config` keys spectask reads: known values, and `worktree`
+    /// isolation only for a project that is a git repository with a commit. The message says
+    /// what is wrong.
+    pub async fn check_workspace_config(
+        &self,
+        config: Option<&serde_json::Value>,
+        project_path: Option<&str>,
+    ) -> Result<(), String> {
+        let choice = workspace_choice(config)?;
+        if choice.isolation != Some(WorkspaceIsolation::Worktree) {
+            return Ok(());
+        }
+        let Some(project) = project_path.map(PathBuf::from) else {
+            return Err("workspace_config.isolation `worktree` needs a project_path".into());
+        };
+        let head = blocking(move || match Repository::open(&project)? {
+            Some(repo) => repo.head().map(|head| Some(head.commit.is_some())),
+            None => Ok(None),
+        })
+        .await
+        .map_err(|err| err.to_string())?;
+        match head {
+            Some(true) => Ok(()),
+            Some(false) => Err(
+                "workspace_config.isolation `worktree` needs a repository with at least one commit"
+                    .into(),
+            ),
+            None => Err(
+                "workspace_config.isolation `worktree` needs a project that is a git repository; \
+                 use `shared` (or leave it out) for other directories"
+                    .into(),
+            ),
+        }
+    }
+
     /// Records the task's isolation (and makes its branch) unless already recorded; returns the
     /// task as recorded.
     pub(crate) async fn prepare_isolation(&self, task: &SpecTask) -> Result<SpecTask, EngineError> {

@@ -168,6 +168,10 @@ impl Engine {
         if task.isolation != Some(WorkspaceIsolation::Worktree) {
             return Ok(GitSettlement::Shared);
         }
+        // What the session changed, for overlap detection, before the commit empties its status.
+        if let Err(err) = self.track_worktree_changes(task, ws).await {
+            tracing::warn!(%err, "worktree changes not recorded for overlap detection");
+        }
         let store = &self.inner.store;
         let settings = &self.inner.settings.git;
         let (Some(dir), Some(task_branch), Some(project)) = (

@@ -54,7 +54,7 @@ step_tests! {
         let h = Harness::new(db, script, with_worktrees(worktrees.path(), 4)).await;
         let user_head = repo.rev("HEAD");
         let id = h
-            .approved_task_in(&[("1", "Schema", &[]), ("2", "Endpoints", &["1"]), ("3", "Docs", &[])], Some(&repo.path()))
+            .approved_task_in(&[("1", "Schema", &[]), ("2", "Endpoints", &["1"]), ("3", "Docs", &[])], Some(repo.path().to_str().unwrap()), None)
             .await;
 
         // Step 1: the task branch is made from HEAD; sessions 1 and 3 run in their own worktrees.
@@ -103,7 +103,7 @@ step_tests! {
         assert_eq!(event_kinds(&h, EventKind::WorkSessionMerged).await.len(), 3);
 
         // Approval ends the task: the reaper removes its session branches, the task branch stays.
-        h.engine.approve_implementation(&id, "reviewer").await.unwrap();
+        h.engine.approve_implementation(&id, spectask_domain::ApprovalMerge::None, "reviewer").await.unwrap();
         h.step().await;
         assert_eq!(repo.branches(&format!("{branch}--")), Vec::<String>::new());
         assert_eq!(repo.branches("spectask/"), vec![branch.clone()]);
@@ -114,7 +114,7 @@ step_tests! {
         let repo = TestRepo::new();
         let worktrees = tempfile::tempdir().unwrap();
         let h = Harness::new(db, Script::always(succeed()), with_worktrees(worktrees.path(), 1)).await;
-        let id = h.approved_task_in(&[("1", "Look around", &[])], Some(&repo.path())).await;
+        let id = h.approved_task_in(&[("1", "Look around", &[])], Some(repo.path().to_str().unwrap()), None).await;
         h.steps_until_idle(5).await;
         let one = h.session(&id, "1").await;
         assert_eq!(one.status, WorkSessionStatus::Completed);
@@ -142,7 +142,7 @@ step_tests! {
             ],
         };
         let h = Harness::new(db, script, with_worktrees(worktrees.path(), 2)).await;
-        let id = h.approved_task_in(&[("1", "Left", &[]), ("2", "Right", &[])], Some(&repo.path())).await;
+        let id = h.approved_task_in(&[("1", "Left", &[]), ("2", "Right", &[])], Some(repo.path().to_str().unwrap()), None).await;
         h.steps_until_idle(10).await;
 
         let task = h.task(&id).await;
@@ -181,7 +181,7 @@ step_tests! {
             ],
         };
         let h = Harness::new(db, script, with_worktrees(worktrees.path(), 2)).await;
-        let id = h.approved_task_in(&[("1", "Left", &[]), ("2", "Right", &[])], Some(&repo.path())).await;
+        let id = h.approved_task_in(&[("1", "Left", &[]), ("2", "Right", &[])], Some(repo.path().to_str().unwrap()), None).await;
         h.steps_until_idle(10).await;
 
         let sessions = h.store.list_work_sessions(&id).await.unwrap();
@@ -215,7 +215,7 @@ step_tests! {
         let worktrees = tempfile::tempdir().unwrap();
         let script = Script::always(writes(&[("notes.md", "written in place\n")]));
         let h = Harness::new(db, script, with_worktrees(worktrees.path(), 1)).await;
-        let id = h.approved_task_in(&[("1", "Write notes", &[])], Some(&project_path)).await;
+        let id = h.approved_task_in(&[("1", "Write notes", &[])], Some(project_path.to_str().unwrap()), None).await;
         h.steps_until_idle(5).await;
         let task = h.task(&id).await;
         assert_eq!(task.status, SpecTaskStatus::ImplementationReview);

@@ -14,5 +14,6 @@ mod dependency_order;
 mod disconnects;
 mod failures;
 mod git_worktrees;
+mod overlaps;
 mod retries;
 mod spawns;

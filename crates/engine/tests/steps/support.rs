@@ -17,13 +17,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use spectask_domain::{
-    NewSpecTask, Priority, SpecTask, SpecTaskEvent, SpecTaskId, SpecTaskWorkSession,
-    SpecTaskZedThread, TaskType, Turn, TurnKind, WorkSessionId,
+    Event, EventKind, NewSpecTask, Priority, SpecTask, SpecTaskEvent, SpecTaskId,
+    SpecTaskWorkSession, SpecTaskZedThread, TaskType, Turn, TurnKind, WorkSessionId,
 };
 use spectask_engine::implementation::orchestrator::OrchestratorOutcome;
 use spectask_engine::worker::TickOutcome;
 use spectask_engine::{Engine, EngineSettings, PlannerRegistry};
-use spectask_store::{PlanningOutput, Store};
+use spectask_store::{EventQuery, PlanningOutput, Store};
 use spectask_testkit::TestDatabase;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
@@ -182,14 +182,15 @@ impl Harness {
     /// planning turn claimed and completed as a planner would) and approved by the engine, which
     /// parses the plan into implementation tasks with their dependencies.
     pub async fn approved_task(&self, tasks: &[PlanTask<'_>]) -> SpecTaskId {
-        self.approved_task_in(tasks, None).await
+        self.approved_task_in(tasks, None, None).await
     }
 
-    /// [`Harness::approved_task`] with its project in `project`.
+    /// [`Harness::approved_task`] for a task with a project directory and a `workspace_config`.
     pub async fn approved_task_in(
         &self,
         tasks: &[PlanTask<'_>],
-        project: Option<&std::path::Path>,
+        project_path: Option<&str>,
+        workspace_config: Option<serde_json::Value>,
     ) -> SpecTaskId {
         let store = &self.store;
         let created = store
@@ -202,8 +203,8 @@ impl Harness {
                 original_prompt: "Build it step by step.".to_owned(),
                 spec_agent: None,
                 implementation_agent: None,
-                project_path: project.map(|p| p.to_string_lossy().into_owned()),
-                workspace_config: None,
+                project_path: project_path.map(str::to_owned),
+                workspace_config,
                 created_by: "tester".to_owned(),
             })
             .await
@@ -282,6 +283,17 @@ impl Harness {
             })
             .cloned()
             .unwrap_or_else(|| panic!("no work session {key} in {sessions:#?}"))
+    }
+
+    /// The task's events of `kind`, oldest first.
+    pub async fn events(&self, id: &SpecTaskId, kind: EventKind) -> Vec<Event> {
+        let query = EventQuery {
+            spec_task_id: Some(id.clone()),
+            after: 0,
+            limit: 10_000,
+        };
+        let events = self.store.list_events(&query).await.unwrap();
+        events.into_iter().filter(|e| e.kind == kind).collect()
     }
 
     pub async fn turns(&self, ws: &WorkSessionId) -> Vec<Turn> {

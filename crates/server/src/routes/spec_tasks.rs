@@ -119,6 +119,11 @@ async fn create_from_prompt(
         }
         None => None,
     };
+    state
+        .engine
+        .check_workspace_config(req.workspace_config.as_ref(), project_path.as_deref())
+        .await
+        .map_err(ApiError::Validation)?;
     // Decided before anything is written, so a refusal changes nothing.
     let start = state
         .engine
@@ -307,6 +312,11 @@ const READ_ONLY: &[&str] = &[
     "zed_instance_id",
     "project_path",
     "workspace_config",
+    "isolation",
+    "branch_name",
+    "base_branch",
+    "base_commit",
+    "head_commit",
     "created_by",
     "created_at",
     "updated_at",

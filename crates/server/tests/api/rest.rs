@@ -84,7 +84,8 @@ backend_tests! {
             "requirements_spec", "technical_design", "implementation_plan", "spec_agent",
             "implementation_agent", "spec_session_id", "implementation_session_id", "spec_approved_by",
             "spec_approved_at", "spec_revision_count", "zed_instance_id", "project_path",
-            "workspace_config", "created_by", "created_at", "updated_at", "started_at", "completed_at"] {
+            "workspace_config", "isolation", "branch_name", "base_branch", "base_commit", "head_commit",
+            "created_by", "created_at", "updated_at", "started_at", "completed_at"] {
             assert!(task.get(field).is_some(), "missing {field}");
         }
         let fetched = app.get(&format!("/api/v1/spec-tasks/{}", task["id"].as_str().unwrap())).await;
@@ -145,6 +146,11 @@ backend_tests! {
             (json!({"prompt": "x", "name": "n".repeat(256)}), StatusCode::UNPROCESSABLE_ENTITY, "validation_failed"),
             (json!({"prompt": "x", "spec_agent": "rm -rf /"}), StatusCode::UNPROCESSABLE_ENTITY, "validation_failed"),
             (json!({"prompt": "x", "workspace_config": [1]}), StatusCode::UNPROCESSABLE_ENTITY, "validation_failed"),
+            (json!({"prompt": "x", "workspace_config": {"isolation": "docker"}}), StatusCode::UNPROCESSABLE_ENTITY, "validation_failed"),
+            (json!({"prompt": "x", "workspace_config": {"overlap_policy": 1}}), StatusCode::UNPROCESSABLE_ENTITY, "validation_failed"),
+            // Worktree isolation needs a git repository; this directory is not one.
+            (json!({"prompt": "x", "project_path": project.path().to_str().unwrap(), "workspace_config": {"isolation": "worktree"}}), StatusCode::UNPROCESSABLE_ENTITY, "validation_failed"),
+            (json!({"prompt": "x", "workspace_config": {"isolation": "worktree"}}), StatusCode::UNPROCESSABLE_ENTITY, "validation_failed"),
             (json!({"prompt": "x", "project_path": "relative/dir"}), StatusCode::UNPROCESSABLE_ENTITY, "invalid_project_path"),
             (json!({"prompt": "x", "project_path": "/definitely/not/here"}), StatusCode::UNPROCESSABLE_ENTITY, "invalid_project_path"),
             (json!({"prompt": "x", "project_path": file.to_str().unwrap()}), StatusCode::UNPROCESSABLE_ENTITY, "invalid_project_path"),

@@ -18,6 +18,13 @@ ALTER TABLE spec_task_work_sessions ADD COLUMN base_commit VARCHAR(64);
 ALTER TABLE spec_task_work_sessions ADD COLUMN head_commit VARCHAR(64);
 ALTER TABLE spec_task_work_sessions ADD COLUMN merge_attempts INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE spec_task_work_sessions ADD COLUMN conflict_files TEXT;
+-- Overlap policy `serialize`: the session a running session waits for (cleared when that one
+-- ends), and the last overlap wait (the other session, the file, the interrupted turn), kept for
+-- the note the resumed turn's prompt starts with.
+ALTER TABLE spec_task_work_sessions ADD COLUMN waiting_for VARCHAR(255);
+ALTER TABLE spec_task_work_sessions ADD COLUMN overlap_wait_with VARCHAR(255);
+ALTER TABLE spec_task_work_sessions ADD COLUMN overlap_wait_path TEXT;
+ALTER TABLE spec_task_work_sessions ADD COLUMN overlap_wait_turn VARCHAR(255);
 
 CREATE TABLE work_session_commits (
     work_session_id VARCHAR(255) NOT NULL REFERENCES spec_task_work_sessions(id) ON DELETE CASCADE,

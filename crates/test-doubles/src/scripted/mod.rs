@@ -1,5 +1,6 @@
 //! `ScriptedRuntime`: an in-process [`AgentRuntime`] whose behaviour each test scripts (succeed
-//! after N chunks, fail, hang, disconnect, refuse, flood, tool calls), and which records every call
+//! after N chunks, fail, hang, disconnect, refuse, flood, tool calls, file edits behind gates the
+//! test opens), and which records every call
 //! so tests can assert what the engine dispatched.
 //!
 //! It enforces the rules a real agent host would, because those are what the engine must respect:
@@ -93,6 +94,19 @@ pub enum Behaviour {
     /// made as needed), each inside an `edit` tool call on that path, then `EndTurn`: an agent
     /// that edits its workspace. A write that fails ends the turn with `Err(Failed)`.
     WriteFiles { files: Vec<FileWrite> },
+    /// Waits for gate `before` to open (when given), reports an `edit` tool call (`edit-{i}`,
+    /// `pending` then `completed`) on each of `paths` (its location as given), waits for gate
+    /// `after` to open (when given), then plays `then` (when given) or ends with `EndTurn`. A
+    /// cancel ends it at any point. Gates are opened by [`ScriptedRuntime::open_gate`].
+    EditFiles {
+        paths: Vec<String>,
+        #[serde(default)]
+        before: Option<String>,
+        #[serde(default)]
+        after: Option<String>,
+        #[serde(default)]
+        then: Option<Box<Behaviour>>,
+    },
 }
 
 /// One file a [`Behaviour::WriteFiles`] turn writes.
@@ -140,6 +154,8 @@ struct Shared {
     log: Mutex<Option<File>>,
     /// The number of dispatches so far, for [`ScriptedRuntime::wait_for_dispatches`].
     dispatch_count: watch::Sender<usize>,
+    /// Gates opened so far (see [`Behaviour::EditFiles`]).
+    gates: watch::Sender<HashSet<String>>,
     /// Prefix of thread ids: creation time and a random part, so a restarted process (a new
     /// runtime object) never hands out an id an earlier one did.
     id_prefix: String,
@@ -215,6 +231,7 @@ impl ScriptedRuntime {
                 }),
                 log: Mutex::new(None),
                 dispatch_count,
+                gates: watch::channel(HashSet::new()).0,
                 id_prefix: format!("scripted-{created}-{:06x}", random & 0xff_ffff),
             }),
         }
@@ -241,6 +258,13 @@ impl ScriptedRuntime {
         let mut state = lock(&self.shared.state);
         state.rule_uses = vec![0; script.rules.len()];
         state.script = script;
+    }
+
+    /// Opens gate `name`: turns waiting on it go on, and later ones do not wait for it.
+    pub fn open_gate(&self, name: &str) {
+        self.shared.gates.send_modify(|gates| {
+            gates.insert(name.to_owned());
+        });
     }
 
     /// Every `run_turn`, in start order.

@@ -145,6 +145,7 @@ impl AgentRuntime for ScriptedRuntime {
         let mut ctx = TurnCtx {
             events: &events,
             interrupt: started.interrupt,
+            gates: self.shared.gates.subscribe(),
         };
         let result = match self.play(started.behaviour, request, &mut ctx).await {
             Ok(result) => result,

@@ -1,6 +1,7 @@
 //! How a scripted turn plays out: recording its start and end, choosing its behaviour from the
 //! script, streaming its output, and stopping early on a cancel or a disconnect.
 
+use std::collections::HashSet;
 use std::time::Duration;
 
 use spectask_runtimes::agent::{
@@ -227,8 +228,44 @@ impl ScriptedRuntime {
                 }
                 Ok(Ok(StopReason::EndTurn))
             }
+            Behaviour::EditFiles {
+                paths,
+                before,
+                after,
+                then,
+            } => {
+                if let Some(gate) = before {
+                    ctx.gate(&gate).await?;
+                }
+                for (i, path) in paths.iter().enumerate() {
+                    for status in ["pending", "completed"] {
+                        ctx.emit(AgentEvent::ToolCall(edit_call(i + 1, path, status)))
+                            .await?;
+                    }
+                }
+                if let Some(gate) = after {
+                    ctx.gate(&gate).await?;
+                }
+                match then {
+                    Some(next) => Box::pin(self.play(*next, request, ctx)).await,
+                    None => Ok(Ok(StopReason::EndTurn)),
+                }
+            }
         }
     }
+}
+
+/// Tool call `edit-{i}` (kind `edit`) on `path` in `status`.
+fn edit_call(i: usize, path: &str, status: &str) -> ToolCallEntry {
+    let mut call = ToolCallEntry::unknown(&format!("edit-{i}"));
+    call.title = format!("Edit {path}");
+    call.kind = "edit".to_owned();
+    call.status = status.to_owned();
+    call.locations.push(ToolCallLocation {
+        path: path.to_owned(),
+        line: None,
+    });
+    call
 }
 
 /// Tool call `call-{i}` ("Edit file {i}", kind `edit`, on `file-{i}.txt`) in `status`; a
@@ -280,6 +317,8 @@ pub(super) struct Started {
 pub(super) struct TurnCtx<'a> {
     pub(super) events: &'a mpsc::Sender<AgentEvent>,
     pub(super) interrupt: watch::Receiver<Option<Interrupt>>,
+    /// The runtime's open gates.
+    pub(super) gates: watch::Receiver<HashSet<String>>,
 }
 
 impl TurnCtx<'_> {
@@ -303,6 +342,17 @@ impl TurnCtx<'_> {
             // The sender sits in the running map until this turn ends, so this does not happen;
             // if it did, the turn would simply hang, as a hung agent does.
             None => std::future::pending().await,
+        }
+    }
+
+    /// Resolves once gate `name` is open.
+    async fn gate(&mut self, name: &str) -> Result<(), Interrupt> {
+        self.check()?;
+        let mut gates = self.gates.clone();
+        tokio::select! {
+            interrupt = self.interrupted() => Err(interrupt),
+            // The sender lives as long as the runtime, which outlives its turns.
+            _ = gates.wait_for(|open| open.contains(name)) => Ok(()),
         }
     }
 

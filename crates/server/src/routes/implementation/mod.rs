@@ -1,8 +1,9 @@
 //! The implementation phase (the seed's multi-session endpoints), one module per resource: the
 //! work sessions and their actions ([`work_sessions`]), the Zed instance with its threads and the
-//! progress against the plan ([`instance`]), the review gate at the end ([`review`]) and the
-//! agents' permission requests ([`permission_requests`]).
+//! progress against the plan ([`instance`]), the review gate at the end ([`review`]) with the
+//! git diffs it reads ([`diffs`]), and the agents' permission requests ([`permission_requests`]).
 
+pub mod diffs;
 pub mod instance;
 pub mod permission_requests;
 pub mod review;
@@ -17,5 +18,6 @@ pub fn router() -> OpenApiRouter<AppState> {
         .merge(work_sessions::router())
         .merge(instance::router())
         .merge(review::router())
+        .merge(diffs::router())
         .merge(permission_requests::router())
 }
