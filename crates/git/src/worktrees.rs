@@ -2,10 +2,23 @@
 //! worktrees): add on a branch, remove (forced, then prune), list, prune.
 
 use std::path::{Path, PathBuf};
+use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use crate::cli::{Git, nul_fields};
 use crate::repository::branch_ref;
 use crate::{CommitId, GitError, Repository, Result, WorktreeInfo};
+
+/// git's worktree commands read every admin directory of the repository (`list`, and `add`
+/// looking for the branch in the other worktrees) and die on one that another `add` is half-way
+/// through writing (an empty `commondir`). Within this process they take turns.
+static WORKTREE_COMMANDS: Mutex<()> = Mutex::new(());
+
+fn worktree_commands_turn() -> MutexGuard<'static, ()> {
+    // The guarded data is `()`: a panic while holding it leaves nothing inconsistent.
+    WORKTREE_COMMANDS
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+}
 
 impl Repository {
     /// Adds a worktree at `path` on `branch`, (re)setting the branch to `start`
@@ -46,6 +59,7 @@ impl Repository {
             std::fs::create_dir_all(parent)?;
         }
         let git = Git::new(&self.dirs);
+        let _turn = worktree_commands_turn();
         git.run(&[
             "worktree".as_ref(),
             "add".as_ref(),
@@ -80,6 +94,7 @@ impl Repository {
                 });
             }
             // Also when the directory is gone: that clears a locked entry prune would keep.
+            let _turn = worktree_commands_turn();
             git.run(&[
                 "worktree".as_ref(),
                 "remove".as_ref(),
@@ -109,12 +124,16 @@ impl Repository {
 
     /// The repository's worktrees, the main one first (`git worktree list --porcelain -z`).
     pub fn worktrees(&self) -> Result<Vec<WorktreeInfo>> {
-        let out = Git::new(&self.dirs).run(&["worktree", "list", "--porcelain", "-z"])?;
+        let out = {
+            let _turn = worktree_commands_turn();
+            Git::new(&self.dirs).run(&["worktree", "list", "--porcelain", "-z"])?
+        };
         parse_worktree_list(&out)
     }
 
     /// Forgets worktrees whose directories are gone (`git worktree prune`).
     pub fn prune_worktrees(&self) -> Result<()> {
+        let _turn = worktree_commands_turn();
         Git::new(&self.dirs).run(&["worktree", "prune"])?;
         Ok(())
     }
