@@ -250,13 +250,18 @@ impl Engine {
     /// all sessions, so git status cannot say which session changed a file).
     pub async fn track_worktree_changes(
         &self,
+        task: &SpecTask,
         ws: &SpecTaskWorkSession,
     ) -> Result<Vec<FileOverlap>, EngineError> {
-        let Some(path) = ws.worktree_path.clone() else {
+        let (Some(path), Some(project)) = (ws.worktree_path.clone(), task.project_path.clone())
+        else {
             return Ok(Vec::new());
         };
+        // Opened from the repository's records, never through the worktree's own `.git` file.
         let changed = tokio::task::spawn_blocking(move || {
-            spectask_git::Worktree::open(Path::new(&path))?.changed_files()
+            crate::workspace::open_repository(Path::new(&project))?
+                .worktree(Path::new(&path))?
+                .changed_files()
         })
         .await
         .map_err(|err| EngineError::Conflict(format!("git status failed: {err}")))?

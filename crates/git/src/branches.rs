@@ -7,7 +7,7 @@ use crate::{Repository, Result};
 impl Repository {
     /// The short names of the branches whose name starts with `prefix`, sorted.
     pub fn branches_with_prefix(&self, prefix: &str) -> Result<Vec<String>> {
-        let bytes = Git::new(&self.work_tree).run(&[
+        let bytes = Git::new(&self.dirs).run(&[
             "for-each-ref",
             "--format=%(refname:short)%00",
             "refs/heads/",

@@ -70,7 +70,7 @@ impl Repository {
         };
         // A fast-forward to the prepared commit: git moves files, index and HEAD together, and
         // refuses (changing nothing) if HEAD moved meanwhile or a file in the way would be lost.
-        Git::with_identity(&self.work_tree, author).run(&[
+        Git::with_identity(&self.dirs, author).run(&[
             "merge",
             "--ff-only",
             "--no-stat",
@@ -84,7 +84,7 @@ impl Repository {
     /// Tracked files of the user's work tree with uncommitted changes (staged or not), at most
     /// the first 20.
     fn dirty_tracked_files(&self) -> Result<Vec<String>> {
-        let out = Git::new(&self.work_tree).run(&[
+        let out = Git::new(&self.dirs).run(&[
             "status",
             "--porcelain=v1",
             "-z",

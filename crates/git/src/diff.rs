@@ -110,7 +110,7 @@ impl Repository {
     /// The diff of `head` against `base` (trees; renames detected), the files of `page` with
     /// their patches, the totals over all files.
     pub fn diff(&self, base: &CommitId, head: &CommitId, page: DiffPage) -> Result<Diff> {
-        let git = Git::new(&self.work_tree);
+        let git = Git::new(&self.dirs);
         let mut args: Vec<&str> = vec!["diff", "--raw", "--numstat", "-z"];
         args.extend_from_slice(DIFF_OPTIONS);
         args.extend([base.as_str(), head.as_str(), "--"]);

@@ -127,7 +127,7 @@ impl Repository {
         message: &str,
         author: &Signature,
     ) -> Result<TreeMerge> {
-        let git = Git::with_identity(&self.work_tree, author);
+        let git = Git::with_identity(&self.dirs, author);
         let args = [
             "merge-tree",
             "--write-tree",

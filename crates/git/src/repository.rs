@@ -9,6 +9,7 @@ use std::time::Duration;
 use gix::refs::transaction::{Change, LogChange, PreviousValue, RefEdit, RefLog};
 use gix::refs::{FullName, Target};
 
+use crate::cli::GitDirs;
 use crate::error::gix_error;
 use crate::{CommitId, CommitInfo, GitError, Head, Result, is_valid_branch_name};
 
@@ -22,6 +23,8 @@ pub struct Repository {
     repo: gix::ThreadSafeRepository,
     pub(crate) work_tree: PathBuf,
     subdir: PathBuf,
+    /// The directories every git command here runs with (the main work tree's).
+    pub(crate) dirs: GitDirs,
 }
 
 impl Repository {
@@ -71,10 +74,19 @@ impl Repository {
             "opening the repository at {}",
             path.display()
         )))?;
+        let dirs = {
+            let local = repo.to_thread_local();
+            GitDirs {
+                git_dir: std::fs::canonicalize(local.git_dir())?,
+                common_dir: std::fs::canonicalize(local.common_dir())?,
+                work_tree: work_tree.clone(),
+            }
+        };
         Ok(Some(Repository {
             repo,
             work_tree,
             subdir,
+            dirs,
         }))
     }
 

@@ -2,10 +2,23 @@
 //! worktrees): add on a branch, remove (forced, then prune), list, prune.
 
 use std::path::{Path, PathBuf};
+use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use crate::cli::{Git, nul_fields};
 use crate::repository::branch_ref;
 use crate::{CommitId, GitError, Repository, Result, WorktreeInfo};
+
+/// git's worktree commands read every admin directory of the repository (`list`, and `add`
+/// looking for the branch in the other worktrees) and die on one that another `add` is half-way
+/// through writing (an empty `commondir`). Within this process they take turns.
+static WORKTREE_COMMANDS: Mutex<()> = Mutex::new(());
+
+fn worktree_commands_turn() -> MutexGuard<'static, ()> {
+    // The guarded data is `()`: a panic while holding it leaves nothing inconsistent.
+    WORKTREE_COMMANDS
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+}
 
 impl Repository {
     /// Adds a worktree at `path` on `branch`, (re)setting the branch to `start`
@@ -45,7 +58,8 @@ impl Repository {
         if let Some(parent) = path.parent() {
             std::fs::create_dir_all(parent)?;
         }
-        let git = Git::new(&self.work_tree);
+        let git = Git::new(&self.dirs);
+        let _turn = worktree_commands_turn();
         git.run(&[
             "worktree".as_ref(),
             "add".as_ref(),
@@ -71,7 +85,7 @@ impl Repository {
                 reason: "it is (or contains) the repository's main work tree".to_owned(),
             });
         }
-        let git = Git::new(&self.work_tree);
+        let git = Git::new(&self.dirs);
         if let Some(existing) = listed.iter().find(|w| same_path(&w.path, &path)) {
             if existing.is_main {
                 return Err(GitError::WorktreePath {
@@ -80,6 +94,7 @@ impl Repository {
                 });
             }
             // Also when the directory is gone: that clears a locked entry prune would keep.
+            let _turn = worktree_commands_turn();
             git.run(&[
                 "worktree".as_ref(),
                 "remove".as_ref(),
@@ -109,13 +124,17 @@ impl Repository {
 
     /// The repository's worktrees, the main one first (`git worktree list --porcelain -z`).
     pub fn worktrees(&self) -> Result<Vec<WorktreeInfo>> {
-        let out = Git::new(&self.work_tree).run(&["worktree", "list", "--porcelain", "-z"])?;
+        let out = {
+            let _turn = worktree_commands_turn();
+            Git::new(&self.dirs).run(&["worktree", "list", "--porcelain", "-z"])?
+        };
         parse_worktree_list(&out)
     }
 
     /// Forgets worktrees whose directories are gone (`git worktree prune`).
     pub fn prune_worktrees(&self) -> Result<()> {
-        Git::new(&self.work_tree).run(&["worktree", "prune"])?;
+        let _turn = worktree_commands_turn();
+        Git::new(&self.dirs).run(&["worktree", "prune"])?;
         Ok(())
     }
 }
@@ -178,8 +197,17 @@ pub(crate) fn same_path(a: &Path, b: &Path) -> bool {
     canonical(a) == canonical(b)
 }
 
+/// `path` with its parent made canonical and its last component kept as it is (so a symbolic
+/// link there is not followed).
+pub(crate) fn canonical_parent(path: &Path) -> PathBuf {
+    match (path.parent(), path.file_name()) {
+        (Some(parent), Some(name)) => canonical_lenient(parent).join(name),
+        _ => canonical_lenient(path),
+    }
+}
+
 /// The canonical form of the longest existing ancestor, with the rest appended.
-fn canonical_lenient(path: &Path) -> PathBuf {
+pub(crate) fn canonical_lenient(path: &Path) -> PathBuf {
     if let Ok(canonical) = std::fs::canonicalize(path) {
         return canonical;
     }

@@ -8,7 +8,7 @@ mod common;
 use std::collections::BTreeSet;
 
 use common::Fixture;
-use spectask_git::{CommitId, DiffPage, FileStatus, Repository, Signature, Worktree};
+use spectask_git::{CommitId, DiffPage, FileStatus, Repository, Signature};
 
 const ODD_NAME: &str = "odd name \"q\".txt";
 
@@ -19,7 +19,7 @@ fn two_hundred_changes(fixture: &Fixture) -> (Repository, CommitId, CommitId) {
     let repo = fixture.repo();
     let path = fixture.root.join("wt/diff");
     repo.add_worktree(&path, "diff", &fixture.head()).unwrap();
-    let worktree = Worktree::open(&path).unwrap();
+    let worktree = repo.worktree(&path).unwrap();
     let file = |n: usize| path.join(format!("f{n:03}.txt"));
     for n in 0..150 {
         let lines: String = (0..5).map(|k| format!("line {k} of file {n}\n")).collect();

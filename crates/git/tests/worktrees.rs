@@ -9,7 +9,7 @@ mod common;
 use std::os::unix::fs::PermissionsExt;
 
 use common::{Fixture, git};
-use spectask_git::{GitError, MergeOutcome, MergeStart, Signature, Worktree};
+use spectask_git::{GitError, MergeOutcome, MergeStart, Signature};
 
 fn agent() -> Signature {
     Signature {
@@ -40,7 +40,7 @@ fn add_list_and_remove_a_worktree() {
         std::fs::read_to_string(path.join("README.md")).unwrap(),
         "# fixture\n"
     );
-    let worktree = Worktree::open(&path).unwrap();
+    let worktree = repo.worktree(&path).unwrap();
     assert_eq!(worktree.head().unwrap(), start);
     assert_eq!(
         worktree.branch().unwrap().as_deref(),
@@ -149,7 +149,7 @@ fn commit_all_commits_new_modified_and_deleted_files_without_hooks() {
     let user_before = fixture.user_state();
     let path = fixture.root.join("wt/ws");
     repo.add_worktree(&path, "ws", &start).unwrap();
-    let worktree = Worktree::open(&path).unwrap();
+    let worktree = repo.worktree(&path).unwrap();
 
     assert_eq!(worktree.changed_files().unwrap(), Vec::<String>::new());
     assert_eq!(worktree.commit_all("nothing", &agent()).unwrap(), None);
@@ -196,28 +196,56 @@ fn commit_all_commits_new_modified_and_deleted_files_without_hooks() {
 }
 
 #[test]
-fn worktree_open_refuses_a_plain_directory_a_subdirectory_and_the_main_work_tree() {
-    let dir = tempfile::tempdir().unwrap();
+fn repository_worktree_refuses_what_is_not_one_of_its_linked_worktrees() {
+    let fixture = Fixture::new();
+    let repo = fixture.repo();
+    let missing = fixture.root.join("missing");
     assert!(matches!(
-        Worktree::open(dir.path()),
+        repo.worktree(&missing),
         Err(GitError::NotARepository(_))
     ));
-    let fixture = Fixture::new();
+    let plain = fixture.root.join("plain");
+    std::fs::create_dir(&plain).unwrap();
     assert!(matches!(
-        Worktree::open(&fixture.path),
+        repo.worktree(&plain),
+        Err(GitError::WorktreePath { .. })
+    ));
+    assert!(matches!(
+        repo.worktree(&fixture.path),
         Err(GitError::WorktreePath { .. })
     ));
     let path = fixture.root.join("wt/ws");
-    fixture
-        .repo()
-        .add_worktree(&path, "ws", &fixture.head())
-        .unwrap();
+    repo.add_worktree(&path, "ws", &fixture.head()).unwrap();
     std::fs::create_dir(path.join("sub")).unwrap();
     assert!(matches!(
-        Worktree::open(&path.join("sub")),
-        Err(GitError::NotARepository(_))
+        repo.worktree(&path.join("sub")),
+        Err(GitError::WorktreePath { .. })
     ));
-    assert_eq!(Worktree::open(&path).unwrap().path(), path);
+    // A link to the worktree is not followed: it could lead anywhere.
+    let link = fixture.root.join("link");
+    std::os::unix::fs::symlink(&path, &link).unwrap();
+    assert!(matches!(
+        repo.worktree(&link),
+        Err(GitError::WorktreePath { .. })
+    ));
+    // Another repository's worktree is not this one's.
+    let other = Fixture::new();
+    let foreign = other.root.join("wt/foreign");
+    other
+        .repo()
+        .add_worktree(&foreign, "foreign", &other.head())
+        .unwrap();
+    assert!(matches!(
+        repo.worktree(&foreign),
+        Err(GitError::WorktreePath { .. })
+    ));
+    let worktree = repo.worktree(&path).unwrap();
+    assert_eq!(worktree.path(), path);
+    assert!(
+        worktree
+            .git_dir()
+            .starts_with(fixture.path.join(".git/worktrees"))
+    );
 }
 
 #[test]
@@ -239,7 +267,7 @@ fn a_conflicted_merge_is_resolved_in_the_worktree_and_then_fast_forwards_the_tas
 
     let path = fixture.root.join("wt/ws");
     repo.add_worktree(&path, "ws", &base).unwrap();
-    let worktree = Worktree::open(&path).unwrap();
+    let worktree = repo.worktree(&path).unwrap();
     std::fs::write(path.join("shared.txt"), "one\nOURS\nthree\n").unwrap();
     let ours = worktree.commit_all("ours", &agent()).unwrap().unwrap();
 
@@ -315,7 +343,7 @@ fn start_merge_clean_up_to_date_and_abort() {
     repo.create_branch("other", &other).unwrap();
     let path = fixture.root.join("wt/ws");
     repo.add_worktree(&path, "ws", &base).unwrap();
-    let worktree = Worktree::open(&path).unwrap();
+    let worktree = repo.worktree(&path).unwrap();
     std::fs::write(path.join("mine.txt"), "mine\n").unwrap();
     let mine = worktree.commit_all("mine", &agent()).unwrap().unwrap();
 

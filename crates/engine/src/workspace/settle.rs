@@ -13,7 +13,7 @@ use spectask_domain::workspace::{merge_conflict_note, session_commit_message};
 use spectask_domain::{
     SessionCommit, SpecTask, SpecTaskImplementationTask, SpecTaskWorkSession, WorkspaceIsolation,
 };
-use spectask_git::{CommitId, CommitInfo, GitError, MergeOutcome, MergeStart, Signature, Worktree};
+use spectask_git::{CommitId, CommitInfo, GitError, MergeOutcome, MergeStart, Signature};
 use spectask_store::{SessionMerge, TurnClaim};
 
 use super::{blocking, open_repository, session_dir};
@@ -68,7 +68,7 @@ struct GitJob {
 impl GitJob {
     fn run(self) -> Result<Step, GitError> {
         let repo = open_repository(&self.project)?;
-        let worktree = Worktree::open(&self.worktree)?;
+        let worktree = repo.worktree(&self.worktree)?;
         let committed = match worktree.commit_all(&self.message, &self.author) {
             Ok(committed) => committed,
             Err(GitError::Unresolved { files }) => return Ok(Step::Unresolved { files }),
@@ -169,7 +169,7 @@ impl Engine {
             return Ok(GitSettlement::Shared);
         }
         // What the session changed, for overlap detection, before the commit empties its status.
-        if let Err(err) = self.track_worktree_changes(ws).await {
+        if let Err(err) = self.track_worktree_changes(task, ws).await {
             tracing::warn!(%err, "worktree changes not recorded for overlap detection");
         }
         let store = &self.inner.store;

@@ -7,7 +7,7 @@
 use std::path::PathBuf;
 
 use spectask_domain::{SpecTask, SpecTaskWorkSession, WorkspaceIsolation};
-use spectask_git::{CommitId, GitError, Worktree, branch_slug};
+use spectask_git::{CommitId, GitError, branch_slug};
 use spectask_store::SessionWorktree;
 
 use super::{blocking, id_suffix, open_repository, session_dir};
@@ -70,7 +70,7 @@ impl Engine {
             move || -> Result<(Option<SessionWorktree>, PathBuf), GitError> {
                 let repo = open_repository(project.as_ref())?;
                 let subdir = repo.subdir().to_path_buf();
-                if recorded && Worktree::open(&path).is_ok() {
+                if recorded && repo.worktree(&path).is_ok() {
                     return Ok((None, subdir));
                 }
                 let task_tip =

@@ -4,8 +4,9 @@
 //!
 //! Building a plan prepares the file system it names: the instance's private directory
 //! (`<data-dir>/instances/<id>/`, with a fresh `tmp/` and, for `home = "private"`, a `home/`),
-//! missing state directories, and an empty `.git/hooks` where a repository has none (so it can
-//! be mounted read-only). Nothing else is written.
+//! missing state directories, and an empty `.git/hooks` and `config.worktree` (in `.git` and
+//! in each linked worktree's admin directory) where a repository has none (so they can be
+//! mounted read-only). Nothing else is written.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -283,27 +284,53 @@ fn protect_git(
     Ok(())
 }
 
+/// What of a git directory may run code or redirect git: `hooks`, `config`, `config.worktree`
+/// (read when the repository enables `extensions.worktreeConfig`; a missing one is created
+/// empty so that the agent cannot plant it), and in each linked worktree's admin directory
+/// its `config.worktree` likewise, its `gitdir` and `commondir` (where git and spectask find
+/// the worktree and its repository). Objects, refs, index and HEAD stay writable: an agent may
+/// commit in its worktree. Admin directories made after the agent started are not covered
+/// here; spectask's git layer never trusts them (see `spectask-git`).
 fn protect_git_dir(git_dir: &Path, read_only: &mut Vec<PathBuf>) -> Result<(), SandboxError> {
     let hooks = git_dir.join("hooks");
     if !hooks.exists() {
         std::fs::create_dir_all(&hooks).map_err(io(format!("create {}", hooks.display())))?;
     }
     push_unique(read_only, hooks);
-    for name in ["config", "config.worktree"] {
-        let file = git_dir.join(name);
-        if file.is_file() {
-            push_unique(read_only, file);
-        }
+    let config = git_dir.join("config");
+    if config.is_file() {
+        push_unique(read_only, config);
     }
+    protect_worktree_config(git_dir, read_only)?;
     if let Ok(entries) = std::fs::read_dir(git_dir.join("worktrees")) {
         for entry in entries.flatten() {
-            let file = entry.path().join("config.worktree");
-            if file.is_file() {
-                push_unique(read_only, file);
+            let admin = entry.path();
+            if !entry.file_type().is_ok_and(|t| t.is_dir()) {
+                continue;
+            }
+            protect_worktree_config(&admin, read_only)?;
+            for name in ["gitdir", "commondir"] {
+                let file = admin.join(name);
+                if file.is_file() {
+                    push_unique(read_only, file);
+                }
             }
         }
     }
     protect_modules(&git_dir.join("modules"), read_only)
+}
+
+/// `<dir>/config.worktree` read-only, created empty first if missing (a regular file only:
+/// anything else there is left alone and not mounted).
+fn protect_worktree_config(dir: &Path, read_only: &mut Vec<PathBuf>) -> Result<(), SandboxError> {
+    let file = dir.join("config.worktree");
+    if std::fs::symlink_metadata(&file).is_err() {
+        std::fs::write(&file, "").map_err(io(format!("create {}", file.display())))?;
+    }
+    if std::fs::symlink_metadata(&file).is_ok_and(|meta| meta.is_file()) {
+        push_unique(read_only, file);
+    }
+    Ok(())
 }
 
 /// Submodule git directories live at `modules/<name>` (names may contain slashes, so the tree

@@ -213,7 +213,8 @@ fn the_plan_confines_writes_to_the_workspace_temp_and_state() {
         plan.read_only,
         vec![
             world.workspace.join(".git/hooks"),
-            world.workspace.join(".git/config")
+            world.workspace.join(".git/config"),
+            world.workspace.join(".git/config.worktree"),
         ]
     );
     assert_eq!(
@@ -258,11 +259,18 @@ fn the_plan_creates_what_it_protects_and_resolves_the_home() {
         world.workspace.join(".git/hooks").is_dir(),
         "missing hooks are created empty"
     );
+    assert_eq!(
+        std::fs::read(world.workspace.join(".git/config.worktree")).unwrap(),
+        b"",
+        "a missing config.worktree is created empty"
+    );
     for path in [
         ".git/hooks",
         ".git/config",
+        ".git/config.worktree",
         ".git/modules/libs/a/hooks",
         ".git/modules/libs/a/config",
+        ".git/modules/libs/a/config.worktree",
     ] {
         assert!(
             sandbox.plan.read_only.contains(&world.workspace.join(path)),
@@ -499,6 +507,13 @@ fn a_worktree_root_in_the_data_directory_is_writable_and_its_neighbours_hidden()
     let plan = &sandbox.plan;
     assert!(plan.writable_dirs.contains(&root));
     assert!(plan.read_only.contains(&tree.join(".git")), "{plan:?}");
+    let admin = world.workspace.join(".git/worktrees/stws_1");
+    for name in ["gitdir", "commondir", "config.worktree"] {
+        assert!(
+            plan.read_only.contains(&admin.join(name)),
+            "{name}: {plan:?}"
+        );
+    }
     assert_eq!(
         plan.hidden,
         vec![
@@ -527,6 +542,17 @@ fn a_worktree_root_in_the_data_directory_is_writable_and_its_neighbours_hidden()
             &format!("cat {data}/worktrees/spt_2/notes"),
             // 4..: refused
             "echo 'gitdir: /tmp' > .git",
+            &format!("echo /tmp > {}/commondir", admin.display()),
+            &format!("echo /tmp/.git > {}/gitdir", admin.display()),
+            &format!(
+                "printf '[core]\\n\\tfsmonitor = /bin/true\\n' > {}/config.worktree",
+                admin.display()
+            ),
+            &format!(
+                "printf '[core]\\n\\tfsmonitor = /bin/true\\n' > {}/config.worktree",
+                world.workspace.join(".git").display()
+            ),
+            &format!("echo x > {}/config", world.workspace.join(".git").display()),
             &format!("echo x > {data}/worktrees/spt_2/x"),
             &format!("echo x > {data}/worktrees/x"),
         ],
