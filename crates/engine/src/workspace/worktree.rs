@@ -141,8 +141,11 @@ impl Engine {
         );
         let author = self.inner.settings.git.author.clone();
         let worktree = place.worktree.clone();
+        let Some(project) = task.project_path.clone() else {
+            return Ok(Vec::new());
+        };
         blocking(move || {
-            let worktree = Worktree::open(&worktree)?;
+            let worktree = open_repository(project.as_ref())?.worktree(&worktree)?;
             if worktree.merge_in_progress()? {
                 return worktree.unmerged_files();
             }
