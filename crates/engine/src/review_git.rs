@@ -6,9 +6,7 @@
 use std::path::PathBuf;
 
 use spectask_domain::{ApprovalMerge, SpecTask, SpecTaskId, WorkSessionId};
-use spectask_git::{
-    CommitId, Diff, DiffPage, GitError, MergeMode, MergeOutcome, Repository, Signature,
-};
+use spectask_git::{CommitId, Diff, DiffPage, GitError, MergeMode, MergeOutcome, Repository};
 
 use crate::{Engine, EngineError};
 
@@ -168,18 +166,28 @@ impl Engine {
         let project = project_of(task)?;
         let recorded_head = task.head_commit.clone();
         let message = format!("Merge {branch}: {}", task.name);
+        let author = self.inner.settings.git.author.clone();
         let merged = blocking(move || {
             let repo = open(&project)?;
             let base: CommitId = base.parse()?;
             let tip = live_tip(&repo, &branch, recorded_head.as_deref(), &base)?;
-            let author = Signature::default();
             let checked_out = repo.head()?.branch.as_deref() == Some(into.as_str());
             let result = if checked_out {
                 repo.merge_into_checked_out(&into, &tip, mode, &message, &author)
             } else {
                 repo.merge_into_branch_with(&into, &tip, mode, &message, &author)
             };
-            let outcome = result.map_err(|error| refusal(error, &branch, &into))?;
+            let outcome = result.map_err(|error| match error {
+                // Git itself refused to update the user's files (an untracked file in the way):
+                // a refusal the user can act on, and nothing changed.
+                GitError::Command { stderr, .. } if checked_out => {
+                    ReviewGitError::BaseBranchUnavailable(format!(
+                        "git refused to update your working tree on {into}: {}",
+                        stderr.trim()
+                    ))
+                }
+                other => refusal(other, &branch, &into),
+            })?;
             let (outcome, head) = match outcome {
                 MergeOutcome::AlreadyMerged { head } => ("already_merged", head),
                 MergeOutcome::FastForward { head } => ("fast_forward", head),
