@@ -17,7 +17,7 @@ ALTER TABLE spec_task_work_sessions ADD COLUMN worktree_path TEXT;
 ALTER TABLE spec_task_work_sessions ADD COLUMN base_commit VARCHAR(64);
 ALTER TABLE spec_task_work_sessions ADD COLUMN head_commit VARCHAR(64);
 ALTER TABLE spec_task_work_sessions ADD COLUMN merge_attempts INTEGER NOT NULL DEFAULT 0;
-ALTER TABLE spec_task_work_sessions ADD COLUMN conflict_files TEXT;
+ALTER TABLE spec_task_work_sessions ADD COLUMN conflict_files JSONB;
 
 CREATE TABLE work_session_commits (
     work_session_id VARCHAR(255) NOT NULL REFERENCES spec_task_work_sessions(id) ON DELETE CASCADE,
