@@ -17,7 +17,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use reqwest::StatusCode;
-use serde_json::{Value, json};
+use serde_json::json;
 use spectask_engine::PlannerRegistry;
 use spectask_runtimes::agent::acp::AcpRuntime;
 use spectask_testkit::{

@@ -94,7 +94,12 @@ fn of_kind(events: &Value, kind: &str) -> Vec<(String, Value)> {
         .unwrap()
         .iter()
         .filter(|e| e["kind"] == kind)
-        .map(|e| (e["entity_id"].as_str().unwrap().to_owned(), e["payload"].clone()))
+        .map(|e| {
+            (
+                e["entity_id"].as_str().unwrap().to_owned(),
+                e["payload"].clone(),
+            )
+        })
         .collect()
 }
 
@@ -107,7 +112,9 @@ fn merge_position(merged: &[String], ws: &str) -> usize {
 }
 
 fn canonical(path: &str) -> PathBuf {
-    Path::new(path).canonicalize().unwrap_or_else(|_| PathBuf::from(path))
+    Path::new(path)
+        .canonicalize()
+        .unwrap_or_else(|_| PathBuf::from(path))
 }
 
 backend_tests! {
