@@ -441,6 +441,7 @@ pub(crate) async fn record_merge(
     actor: &str,
     now: DateTime<Utc>,
 ) -> StoreResult<()> {
+    // `seq` is INTEGER: PostgreSQL's MAX of it is an INT4, which does not decode as i64.
     let mut seq: i32 = crate::db::query_scalar(
         "SELECT COALESCE(MAX(seq), 0) FROM work_session_commits WHERE work_session_id = $1",
     )

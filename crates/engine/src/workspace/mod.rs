@@ -35,6 +35,19 @@ pub(crate) async fn blocking<T: Send + 'static>(
         .map_err(EngineError::from)
 }
 
+/// Serialises this process's changes to repositories' worktree lists (add, remove, prune): git
+/// does not lock them, and a `git worktree add` that reads another one's half-made entry in
+/// `.git/worktrees/` fails ("failed to read …/commondir"). One lock for every repository: these
+/// steps are short and rare.
+static WORKTREE_ADMIN: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// Holds [`WORKTREE_ADMIN`] (a git step that panicked while holding it left nothing to repair).
+pub(crate) fn worktree_admin() -> std::sync::MutexGuard<'static, ()> {
+    WORKTREE_ADMIN
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 /// Opens the task's repository: its project must still be one.
 pub(crate) fn open_repository(project_path: &Path) -> Result<Repository, GitError> {
     Repository::open(project_path)?.ok_or_else(|| GitError::NotARepository(project_path.into()))

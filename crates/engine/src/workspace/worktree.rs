@@ -10,7 +10,7 @@ use spectask_domain::{SpecTask, SpecTaskWorkSession, WorkspaceIsolation};
 use spectask_git::{CommitId, GitError, branch_slug};
 use spectask_store::SessionWorktree;
 
-use super::{blocking, id_suffix, open_repository, session_dir};
+use super::{blocking, id_suffix, open_repository, session_dir, worktree_admin};
 use crate::{Engine, EngineError};
 
 /// Where a work session's agent works.
@@ -82,7 +82,10 @@ impl Engine {
                     Some(own) if !repo.is_ancestor(&own, &task_tip)? => own,
                     _ => task_tip.clone(),
                 };
-                repo.add_worktree(&path, &branch, &start)?;
+                {
+                    let _admin = worktree_admin();
+                    repo.add_worktree(&path, &branch, &start)?;
+                }
                 let base = if start == task_tip {
                     task_tip
                 } else {

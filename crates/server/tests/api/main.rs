@@ -12,6 +12,7 @@ mod acp_sandbox;
 mod acp_supervision;
 mod edge;
 mod entries;
+mod git_isolation;
 mod git_review;
 mod implementation;
 mod mcp;
