@@ -327,4 +327,37 @@ step_tests! {
         assert_eq!(repo.show(task.branch_name.as_deref().unwrap(), "src/lib.rs").as_deref(), Some("pub fn schema() {}\n"));
         assert!(repo.linked_worktrees().is_empty());
     }
+
+    async fn requested_changes_run_in_a_fresh_worktree_and_merge_again(db) {
+        let repo = TestRepo::new();
+        let worktrees = tempfile::tempdir().unwrap();
+        let script = Script {
+            default: succeed(),
+            rules: vec![
+                rule("Add an index", writes(&[("db/schema.sql", "CREATE TABLE t (id INT);\nCREATE INDEX i ON t (id);\n")]), None),
+                rule("Task 1: Schema", writes(&[("db/schema.sql", "CREATE TABLE t (id INT);\n")]), None),
+            ],
+        };
+        let h = Harness::new(db, script, with_worktrees(worktrees.path(), 1)).await;
+        let id = h.approved_task_in(&[("1", "Schema", &[])], Some(repo.path().to_str().unwrap()), None).await;
+        h.steps_until_idle(5).await;
+        assert_eq!(h.task(&id).await.status, SpecTaskStatus::ImplementationReview);
+        assert!(repo.linked_worktrees().is_empty());
+
+        h.engine.request_implementation_changes(&id, "Add an index.", &[], "reviewer").await.unwrap();
+        h.steps_until_idle(5).await;
+        let task = h.task(&id).await;
+        assert_eq!(task.status, SpecTaskStatus::ImplementationReview);
+        let branch = task.branch_name.unwrap();
+        assert_eq!(
+            repo.show(&branch, "db/schema.sql").as_deref(),
+            Some("CREATE TABLE t (id INT);\nCREATE INDEX i ON t (id);\n")
+        );
+        let one = h.session(&id, "1").await;
+        assert_eq!(one.commits.len(), 2, "the first turn's commit and the change's: {:#?}", one.commits);
+        assert!(repo.is_ancestor(&one.commits[0].id, &one.commits[1].id));
+        assert_eq!(one.worktree_path, None);
+        assert!(repo.linked_worktrees().is_empty());
+        assert_eq!(event_kinds(&h, EventKind::WorktreeCreated).await.len(), 2, "made again for the change");
+    }
 }
