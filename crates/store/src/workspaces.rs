@@ -441,7 +441,8 @@ pub(crate) async fn record_merge(
     actor: &str,
     now: DateTime<Utc>,
 ) -> StoreResult<()> {
-    let mut seq: i64 = crate::db::query_scalar(
+    // `seq` is an INTEGER: PostgreSQL's MAX of it is an INT4, which does not decode as an i64.
+    let mut seq: i32 = crate::db::query_scalar(
         "SELECT COALESCE(MAX(seq), 0) FROM work_session_commits WHERE work_session_id = $1",
     )
     .bind(ws.as_str())
@@ -455,7 +456,7 @@ pub(crate) async fn record_merge(
         )
         .bind(ws.as_str())
         .bind(commit.id.as_str())
-        .bind(seq as i32)
+        .bind(seq)
         .bind(commit.summary.as_str())
         .bind(commit.author.as_str())
         .bind(commit.committed_at)
