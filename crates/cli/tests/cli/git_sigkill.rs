@@ -64,7 +64,11 @@ fn agent_script() -> Value {
 
 /// The server's work sessions by plan key.
 async fn sessions(client: &reqwest::Client, base: &str, id: &str) -> BTreeMap<String, Value> {
-    let body = get_json(client, format!("{base}/api/v1/spec-tasks/{id}/work-sessions")).await;
+    let body = get_json(
+        client,
+        format!("{base}/api/v1/spec-tasks/{id}/work-sessions"),
+    )
+    .await;
     body["work_sessions"]
         .as_array()
         .map(|all| {
@@ -123,8 +127,9 @@ async fn reached(client: &reqwest::Client, base: &str, id: &str, moment: Moment)
                 .exists()
                 .then(|| format!("session {key}'s file written, not committed"))
         }
-        Moment::Completed(key) => (all.get(key)?["status"] == "completed")
-            .then(|| format!("session {key} completed")),
+        Moment::Completed(key) => {
+            (all.get(key)?["status"] == "completed").then(|| format!("session {key} completed"))
+        }
         Moment::Running(key) => {
             let ws = all.get(key)?;
             if ws["status"] == "completed" {
@@ -230,7 +235,10 @@ async fn git_survives_sigkills(extra: &[&str]) {
     assert_eq!(approved.status(), reqwest::StatusCode::OK);
 
     for moment in KILLS {
-        let seen = wait_for(&format!("{moment:?}"), || reached(&client, &base, &id, moment)).await;
+        let seen = wait_for(&format!("{moment:?}"), || {
+            reached(&client, &base, &id, moment)
+        })
+        .await;
         kill(&mut child).await;
         eprintln!("git sigkill: killed at {moment:?}: {seen}");
         (child, base) = start(cwd.path(), &args).await;
@@ -256,7 +264,9 @@ async fn git_survives_sigkills(extra: &[&str]) {
                 Ok(all)
             } else {
                 let there: Vec<bool> = stale.iter().map(|p| Path::new(p).exists()).collect();
-                Err(format!("recorded worktrees {stale:?}, directories there: {there:?}"))
+                Err(format!(
+                    "recorded worktrees {stale:?}, directories there: {there:?}"
+                ))
             }
         }
     })
@@ -265,12 +275,19 @@ async fn git_survives_sigkills(extra: &[&str]) {
     let branch = task["branch_name"].as_str().unwrap().to_owned();
     let base_commit = task["base_commit"].as_str().unwrap().to_owned();
     assert_eq!(base_commit, user_head);
-    assert_eq!(task["head_commit"].as_str(), Some(repo.rev(&branch).as_str()));
+    assert_eq!(
+        task["head_commit"].as_str(),
+        Some(repo.rev(&branch).as_str())
+    );
     assert_eq!(all.len(), 5, "{all:#?}");
 
     // Each session: completed with exactly one commit, recorded once, on the task branch.
     let on_branch: BTreeSet<String> = repo
-        .git(&["rev-list", "--no-merges", &format!("{base_commit}..{branch}")])
+        .git(&[
+            "rev-list",
+            "--no-merges",
+            &format!("{base_commit}..{branch}"),
+        ])
         .lines()
         .map(str::to_owned)
         .collect();
@@ -287,22 +304,44 @@ async fn git_survives_sigkills(extra: &[&str]) {
             .iter()
             .map(|c| c["id"].as_str().unwrap())
             .collect();
-        assert_eq!(commits.len(), 1, "session {key}: one commit, recorded once: {ws:#?}");
-        assert!(on_branch.contains(commits[0]), "session {key}'s commit is on {branch}");
+        assert_eq!(
+            commits.len(),
+            1,
+            "session {key}: one commit, recorded once: {ws:#?}"
+        );
+        assert!(
+            on_branch.contains(commits[0]),
+            "session {key}'s commit is on {branch}"
+        );
         let trailer = format!("Spectask-Work-Session: {ws_id}");
         assert_eq!(
-            session_messages.lines().filter(|l| l.trim() == trailer).count(),
+            session_messages
+                .lines()
+                .filter(|l| l.trim() == trailer)
+                .count(),
             1,
             "session {key} committed once:\n{session_messages}"
         );
         assert!(
-            merge_messages.lines().filter(|l| l.trim() == trailer).count() <= 1,
+            merge_messages
+                .lines()
+                .filter(|l| l.trim() == trailer)
+                .count()
+                <= 1,
             "session {key} merged at most once (none when fast-forwarded):\n{merge_messages}"
         );
-        assert_eq!(repo.show(&branch, file), Some(content(key)), "{file} on {branch}");
+        assert_eq!(
+            repo.show(&branch, file),
+            Some(content(key)),
+            "{file} on {branch}"
+        );
         commit_of.insert(key, commits[0].to_owned());
     }
-    assert_eq!(on_branch.len(), 5, "no session commit but the five recorded: {on_branch:?}");
+    assert_eq!(
+        on_branch.len(),
+        5,
+        "no session commit but the five recorded: {on_branch:?}"
+    );
     for (key, _, deps, _) in TASKS {
         for dep in deps.split(", ").filter(|d| !d.is_empty()) {
             assert!(
@@ -312,14 +351,20 @@ async fn git_survives_sigkills(extra: &[&str]) {
         }
     }
     // The user's working tree, HEAD and branch are untouched (planning writes `.spectask/`).
-    assert!(["", "?? .spectask/"].contains(&repo.status().as_str()), "{}", repo.status());
+    assert!(
+        ["", "?? .spectask/"].contains(&repo.status().as_str()),
+        "{}",
+        repo.status()
+    );
     assert_eq!(repo.current_branch(), "main");
     assert_eq!(repo.rev("HEAD"), user_head);
     assert_eq!(repo.rev("main"), user_head);
 
     // Approval ends the task: the reaper removes every worktree and session branch.
     let done = client
-        .post(format!("{base}/api/v1/spec-tasks/{id}/approve-implementation"))
+        .post(format!(
+            "{base}/api/v1/spec-tasks/{id}/approve-implementation"
+        ))
         .json(&json!({}))
         .send()
         .await
@@ -332,11 +377,26 @@ async fn git_survives_sigkills(extra: &[&str]) {
     })
     .await;
     let (list, _) = git_output(&repo.path(), &["worktree", "list", "--porcelain"]);
-    let listed: Vec<&str> = list.lines().filter(|l| l.starts_with("worktree ")).collect();
-    assert_eq!(listed, [format!("worktree {}", repo.path().display())], "{list}");
+    let listed: Vec<&str> = list
+        .lines()
+        .filter(|l| l.starts_with("worktree "))
+        .collect();
+    assert_eq!(
+        listed,
+        [format!("worktree {}", repo.path().display())],
+        "{list}"
+    );
     let (out, err) = git_output(&repo.path(), &["worktree", "prune", "--dry-run", "-v"]);
-    assert_eq!((out.as_str(), err.as_str()), ("", ""), "nothing stale to prune");
-    assert_eq!(repo.branches("spectask/"), vec![branch.clone()], "the task branch stays");
+    assert_eq!(
+        (out.as_str(), err.as_str()),
+        ("", ""),
+        "nothing stale to prune"
+    );
+    assert_eq!(
+        repo.branches("spectask/"),
+        vec![branch.clone()],
+        "the task branch stays"
+    );
     assert_eq!(repo.rev(&branch), task["head_commit"].as_str().unwrap());
     child.kill().await.unwrap();
 }
