@@ -16,7 +16,8 @@ impl Repository {
     pub fn add_worktree(&self, path: &Path, branch: &str, start: &CommitId) -> Result<()> {
         branch_ref(branch)?;
         let path = absolute(path)?;
-        let listed = self.worktrees()?;
+        let _admin = self.lock_worktree_admin()?;
+        let listed = self.list_worktrees()?;
         if let Some(existing) = listed.iter().find(|w| same_path(&w.path, &path)) {
             if path.exists() && !existing.prunable {
                 if existing.branch.as_deref() == Some(branch) {
@@ -31,7 +32,7 @@ impl Repository {
                 });
             }
             // Registered but its directory is gone: clear the stale entry first.
-            self.prune_worktrees()?;
+            self.prune()?;
         }
         if path.exists() {
             let empty_dir = path.is_dir() && std::fs::read_dir(&path)?.next().is_none();
@@ -64,7 +65,8 @@ impl Repository {
     /// it is not a worktree any more or does not exist. Refuses the main work tree.
     pub fn remove_worktree(&self, path: &Path) -> Result<()> {
         let path = absolute(path)?;
-        let listed = self.worktrees()?;
+        let _admin = self.lock_worktree_admin()?;
+        let listed = self.list_worktrees()?;
         if same_path(&path, &self.work_tree) || self.work_tree.starts_with(&path) {
             return Err(GitError::WorktreePath {
                 path,
@@ -88,7 +90,7 @@ impl Repository {
                 existing.path.as_os_str(),
             ])?;
         }
-        self.prune_worktrees()?;
+        self.prune()?;
         if path.exists() {
             if path.join(".git").is_dir() {
                 return Err(GitError::WorktreePath {
@@ -109,12 +111,52 @@ impl Repository {
 
     /// The repository's worktrees, the main one first (`git worktree list --porcelain -z`).
     pub fn worktrees(&self) -> Result<Vec<WorktreeInfo>> {
-        let out = Git::new(&self.work_tree).run(&["worktree", "list", "--porcelain", "-z"])?;
-        parse_worktree_list(&out)
+        let _admin = self.lock_worktree_admin()?;
+        self.list_worktrees()
     }
 
     /// Forgets worktrees whose directories are gone (`git worktree prune`).
     pub fn prune_worktrees(&self) -> Result<()> {
+        let _admin = self.lock_worktree_admin()?;
+        self.prune()
+    }
+
+    /// Git's worktree commands read every worktree's administrative files, which `git worktree
+    /// add` and `remove` write non-atomically: run at the same time in one repository they fail
+    /// ("failed to read .git/worktrees/…/commondir"). Spectask's own are serialised by this
+    /// exclusive lock on a file of the repository's git directory (so across processes too),
+    /// held while it lasts; the lock goes with the file when it is dropped.
+    fn lock_worktree_admin(&self) -> Result<std::fs::File> {
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(self.gix().common_dir().join("spectask-worktrees.lock"))?;
+        file.lock()?;
+        Ok(file)
+    }
+
+    /// `git worktree list`, the lock held. A failure (a concurrent worktree command of the
+    /// user's, not serialised by the lock) is tried again a few times.
+    fn list_worktrees(&self) -> Result<Vec<WorktreeInfo>> {
+        const ATTEMPTS: u64 = 5;
+        let git = Git::new(&self.work_tree);
+        let args = ["worktree", "list", "--porcelain", "-z"];
+        let mut attempt = 1;
+        loop {
+            match git.run(&args) {
+                Ok(out) => return parse_worktree_list(&out),
+                Err(GitError::Command { .. }) if attempt < ATTEMPTS => {
+                    std::thread::sleep(std::time::Duration::from_millis(10 * attempt));
+                    attempt += 1;
+                }
+                Err(err) => return Err(err),
+            }
+        }
+    }
+
+    /// `git worktree prune`, the lock held.
+    fn prune(&self) -> Result<()> {
         Git::new(&self.work_tree).run(&["worktree", "prune"])?;
         Ok(())
     }
