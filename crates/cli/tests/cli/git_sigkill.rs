@@ -82,6 +82,41 @@ async fn sessions(client: &reqwest::Client, base: &str, id: &str) -> BTreeMap<St
         .unwrap_or_default()
 }
 
+/// Each session's status, error and turns (kind, status, attempts, error): what a failed wait
+/// reports.
+async fn progress(client: &reqwest::Client, base: &str, id: &str) -> String {
+    let mut out = String::new();
+    for (key, ws) in sessions(client, base, id).await {
+        let detail = get_json(
+            client,
+            format!(
+                "{base}/api/v1/work-sessions/{}",
+                ws["id"].as_str().unwrap_or_default()
+            ),
+        )
+        .await;
+        let turns: Vec<String> = detail["turns"]
+            .as_array()
+            .map(|turns| {
+                turns
+                    .iter()
+                    .map(|t| {
+                        format!(
+                            "{} {} x{} {}",
+                            t["kind"], t["status"], t["attempts"], t["error"]
+                        )
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        out.push_str(&format!(
+            "[{key}: {} {} {turns:?}] ",
+            ws["status"], ws["error"]
+        ));
+    }
+    out
+}
+
 /// Whether the session of `key` has a running turn.
 async fn turn_running(client: &reqwest::Client, base: &str, ws: &Value) -> bool {
     let Some(id) = ws["id"].as_str() else {
@@ -235,18 +270,27 @@ async fn git_survives_sigkills(extra: &[&str]) {
     assert_eq!(approved.status(), reqwest::StatusCode::OK);
 
     for moment in KILLS {
-        let seen = wait_for(&format!("{moment:?}"), || {
-            reached(&client, &base, &id, moment)
+        let seen = spectask_testkit::wait_until(&format!("{moment:?}"), || async {
+            match reached(&client, &base, &id, moment).await {
+                Some(seen) => Ok(seen),
+                None => Err(progress(&client, &base, &id).await),
+            }
         })
         .await;
         kill(&mut child).await;
         eprintln!("git sigkill: killed at {moment:?}: {seen}");
         (child, base) = start(cwd.path(), &args).await;
     }
-    wait_for("implementation review", || {
-        let (client, url) = (client.clone(), format!("{base}/api/v1/spec-tasks/{id}"));
-        async move {
-            (get_json(&client, url).await["status"] == "implementation_review").then_some(())
+    spectask_testkit::wait_until("implementation review", || async {
+        let task = get_json(&client, format!("{base}/api/v1/spec-tasks/{id}")).await;
+        if task["status"] == "implementation_review" {
+            Ok(())
+        } else {
+            Err(format!(
+                "{}; {}",
+                task["status"],
+                progress(&client, &base, &id).await
+            ))
         }
     })
     .await;
