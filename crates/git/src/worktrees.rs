@@ -2,23 +2,10 @@
 //! worktrees): add on a branch, remove (forced, then prune), list, prune.
 
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use crate::cli::{Git, nul_fields};
 use crate::repository::branch_ref;
 use crate::{CommitId, GitError, Repository, Result, WorktreeInfo};
-
-/// git's worktree commands read every admin directory of the repository (`list`, and `add`
-/// looking for the branch in the other worktrees) and die on one that another `add` is half-way
-/// through writing (an empty `commondir`). Within this process they take turns.
-static WORKTREE_COMMANDS: Mutex<()> = Mutex::new(());
-
-fn worktree_commands_turn() -> MutexGuard<'static, ()> {
-    // The guarded data is `()`: a panic while holding it leaves nothing inconsistent.
-    WORKTREE_COMMANDS
-        .lock()
-        .unwrap_or_else(PoisonError::into_inner)
-}
 
 impl Repository {
     /// Adds a worktree at `path` on `branch`, (re)setting the branch to `start`
@@ -29,7 +16,8 @@ impl Repository {
     pub fn add_worktree(&self, path: &Path, branch: &str, start: &CommitId) -> Result<()> {
         branch_ref(branch)?;
         let path = absolute(path)?;
-        let listed = self.worktrees()?;
+        let _admin = self.lock_worktree_admin()?;
+        let listed = self.list_worktrees()?;
         if let Some(existing) = listed.iter().find(|w| same_path(&w.path, &path)) {
             if path.exists() && !existing.prunable {
                 if existing.branch.as_deref() == Some(branch) {
@@ -44,7 +32,7 @@ impl Repository {
                 });
             }
             // Registered but its directory is gone: clear the stale entry first.
-            self.prune_worktrees()?;
+            self.prune()?;
         }
         if path.exists() {
             let empty_dir = path.is_dir() && std::fs::read_dir(&path)?.next().is_none();
@@ -59,7 +47,6 @@ impl Repository {
             std::fs::create_dir_all(parent)?;
         }
         let git = Git::new(&self.dirs);
-        let _turn = worktree_commands_turn();
         git.run(&[
             "worktree".as_ref(),
             "add".as_ref(),
@@ -78,7 +65,8 @@ impl Repository {
     /// it is not a worktree any more or does not exist. Refuses the main work tree.
     pub fn remove_worktree(&self, path: &Path) -> Result<()> {
         let path = absolute(path)?;
-        let listed = self.worktrees()?;
+        let _admin = self.lock_worktree_admin()?;
+        let listed = self.list_worktrees()?;
         if same_path(&path, &self.work_tree) || self.work_tree.starts_with(&path) {
             return Err(GitError::WorktreePath {
                 path,
@@ -94,7 +82,6 @@ impl Repository {
                 });
             }
             // Also when the directory is gone: that clears a locked entry prune would keep.
-            let _turn = worktree_commands_turn();
             git.run(&[
                 "worktree".as_ref(),
                 "remove".as_ref(),
@@ -103,7 +90,7 @@ impl Repository {
                 existing.path.as_os_str(),
             ])?;
         }
-        self.prune_worktrees()?;
+        self.prune()?;
         if path.exists() {
             if path.join(".git").is_dir() {
                 return Err(GitError::WorktreePath {
@@ -124,16 +111,52 @@ impl Repository {
 
     /// The repository's worktrees, the main one first (`git worktree list --porcelain -z`).
     pub fn worktrees(&self) -> Result<Vec<WorktreeInfo>> {
-        let out = {
-            let _turn = worktree_commands_turn();
-            Git::new(&self.dirs).run(&["worktree", "list", "--porcelain", "-z"])?
-        };
-        parse_worktree_list(&out)
+        let _admin = self.lock_worktree_admin()?;
+        self.list_worktrees()
     }
 
     /// Forgets worktrees whose directories are gone (`git worktree prune`).
     pub fn prune_worktrees(&self) -> Result<()> {
-        let _turn = worktree_commands_turn();
+        let _admin = self.lock_worktree_admin()?;
+        self.prune()
+    }
+
+    /// Git's worktree commands read every worktree's administrative files, which `git worktree
+    /// add` and `remove` write non-atomically: run at the same time in one repository they fail
+    /// ("failed to read .git/worktrees/…/commondir"). Spectask's own are serialised by this
+    /// exclusive lock on a file of the repository's git directory (so across processes too),
+    /// held while it lasts; the lock goes with the file when it is dropped.
+    fn lock_worktree_admin(&self) -> Result<std::fs::File> {
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(self.gix().common_dir().join("spectask-worktrees.lock"))?;
+        file.lock()?;
+        Ok(file)
+    }
+
+    /// `git worktree list`, the lock held. A failure (a concurrent worktree command of the
+    /// user's, not serialised by the lock) is tried again a few times.
+    fn list_worktrees(&self) -> Result<Vec<WorktreeInfo>> {
+        const ATTEMPTS: u64 = 5;
+        let git = Git::new(&self.dirs);
+        let args = ["worktree", "list", "--porcelain", "-z"];
+        let mut attempt = 1;
+        loop {
+            match git.run(&args) {
+                Ok(out) => return parse_worktree_list(&out),
+                Err(GitError::Command { .. }) if attempt < ATTEMPTS => {
+                    std::thread::sleep(std::time::Duration::from_millis(10 * attempt));
+                    attempt += 1;
+                }
+                Err(err) => return Err(err),
+            }
+        }
+    }
+
+    /// `git worktree prune`, the lock held.
+    fn prune(&self) -> Result<()> {
         Git::new(&self.dirs).run(&["worktree", "prune"])?;
         Ok(())
     }

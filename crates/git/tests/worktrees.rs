@@ -1,5 +1,5 @@
-//! Session worktrees against real repositories: add (idempotent), list, remove (also when the
-//! directory is already gone), committing everything, and a conflicted merge resolved by hand —
+//! Session worktrees against real repositories: add (idempotent), list (also while others are
+//! added and removed), remove (also when the directory is already gone), committing everything, and a conflicted merge resolved by hand —
 //! with the user's working tree, index and HEAD checked unchanged throughout.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed unwrap is a failed test
@@ -120,6 +120,39 @@ fn a_worktree_whose_directory_was_deleted_is_prunable_and_removable() {
     assert!(path.join("README.md").exists());
     repo.prune_worktrees().unwrap();
     assert_eq!(repo.worktrees().unwrap().len(), 2);
+}
+
+/// Sessions of one task add and remove their worktrees at the same time as others list them
+/// (a merge checks where the task branch is checked out): no list fails on another's half-made
+/// or half-removed worktree.
+#[test]
+fn worktrees_are_listed_while_others_are_added_and_removed() {
+    let fixture = Fixture::new();
+    let head = fixture.head();
+    let workers: Vec<_> = (0..4)
+        .map(|worker| {
+            let (repo, head) = (fixture.repo(), head.clone());
+            let root = fixture.root.clone();
+            std::thread::spawn(move || {
+                for round in 0..5 {
+                    let path = root.join(format!("wt/{worker}-{round}"));
+                    repo.add_worktree(&path, &format!("ws-{worker}-{round}"), &head)
+                        .unwrap();
+                    let listed = repo.worktrees().unwrap();
+                    assert!(
+                        listed
+                            .iter()
+                            .any(|w| w.path.ends_with(format!("{worker}-{round}")))
+                    );
+                    repo.remove_worktree(&path).unwrap();
+                }
+            })
+        })
+        .collect();
+    for worker in workers {
+        worker.join().unwrap();
+    }
+    assert_eq!(fixture.repo().worktrees().unwrap().len(), 1);
 }
 
 #[test]

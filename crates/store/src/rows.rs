@@ -294,7 +294,8 @@ pub(crate) struct WorkSessionRow {
     base_commit: Option<String>,
     head_commit: Option<String>,
     merge_attempts: i32,
-    conflict_files: Option<Json<Vec<String>>>,
+    /// A JSON array in a TEXT column (on both backends, so not decoded as `Json`, a JSONB).
+    conflict_files: Option<String>,
     waiting_for: Option<String>,
     overlap_wait_with: Option<String>,
     overlap_wait_path: Option<String>,
@@ -341,7 +342,12 @@ impl TryFrom<WorkSessionRow> for SpecTaskWorkSession {
             // Filled by the store's reads that show a work session (`work_sessions.rs`).
             commits: Vec::new(),
             merge_attempts: row.merge_attempts,
-            conflict_files: row.conflict_files.map(|j| j.0).unwrap_or_default(),
+            conflict_files: row
+                .conflict_files
+                .map(|files| serde_json::from_str(&files))
+                .transpose()
+                .map_err(|err| StoreError::corrupt(T, err))?
+                .unwrap_or_default(),
             overlaps: Vec::new(),
             waiting_for: parse_opt_id(T, WorkSessionId::parse, row.waiting_for)?,
             overlap_wait: match (

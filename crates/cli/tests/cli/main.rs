@@ -1,9 +1,11 @@
 //! The `spectask` binary as a user runs it: help text, zero-configuration start, and durability
-//! across a SIGKILL on both databases, and no agent process outliving a killed server.
+//! across a SIGKILL on both databases (git isolation too), and no agent process outliving a killed
+//! server.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed unwrap is a failed test
 
 mod agent_trees;
+mod git_sigkill;
 mod sigkill;
 mod startup;
 mod support;

@@ -1,8 +1,9 @@
 //! Removing worktrees: a session's once its commits are merged (right after the merge), and all
 //! of a task's worktrees and session branches when the task is done, archived or deleted (the
 //! task branch stays, unless the task is deleted). The reaper does the latter, and catches what
-//! a crash left (a merged session's worktree, a session or task that no longer exists) by
-//! comparing the worktree directory with the database: it runs at start-up and every few
+//! a crash left (a merged session's worktree, or its record when the worktree is gone, a session
+//! or task that no longer exists) by comparing the worktree directory with the database: it runs
+//! at start-up and every few
 //! seconds after. Each task directory holds `task.json` (its repository and task branch), so
 //! the worktrees of a deleted task can still be removed from its repository's records.
 
@@ -191,6 +192,18 @@ impl Engine {
                     store.clear_worktree(&ws_id).await?;
                 }
                 removed += 1;
+            }
+        }
+        // A crash between removing a merged worktree and forgetting it leaves no directory to
+        // find above, only the record: forget it too.
+        for ws in store.list_work_sessions(&task.id).await? {
+            if ws.status == WorkSessionStatus::Completed
+                && ws
+                    .worktree_path
+                    .as_deref()
+                    .is_some_and(|path| !Path::new(path).exists())
+            {
+                store.clear_worktree(&ws.id).await?;
             }
         }
         Ok(removed)

@@ -165,13 +165,18 @@ const PLAN: &str = "# Requirements: Feature\n\n1.1 WHEN used THE SYSTEM SHALL wo
     # Design: Feature\n\nOne component.\n\n# Implementation Plan: Feature\n\n\
     - [ ] 1. Build the feature\n  - Build it.\n  - _Requirements: 1.1_\n";
 
-/// A server implementing with the scripted runtime and planning on a fake OpenAI server.
-async fn review_app(db: TestDatabase) -> (TestApp, FakeOpenAi) {
+/// A server implementing with the scripted runtime in worktrees (the directory is returned, to
+/// live as long as the app) and planning on a fake OpenAI server.
+async fn review_app(db: TestDatabase) -> (TestApp, FakeOpenAi, tempfile::TempDir) {
     let runtime = ScriptedRuntime::new(Script::always(Behaviour::Succeed {
         chunks: 1,
         chunk_delay_ms: 0,
     }));
-    app_with_runtime(db, Arc::new(runtime), fast_engine(), PLAN).await
+    let worktrees = tempfile::tempdir().unwrap();
+    let mut engine = fast_engine();
+    engine.git.worktrees_dir = Some(worktrees.path().to_path_buf());
+    let (app, fake) = app_with_runtime(db, Arc::new(runtime), engine, PLAN).await;
+    (app, fake, worktrees)
 }
 
 /// A task in `project` whose branch `branch` (based on `base_branch`) is recorded before
@@ -291,7 +296,7 @@ backend_tests! {
     }
 
     async fn fast_forward_into_the_checked_out_branch_updates_the_users_tree(db) {
-        let (app, _fake) = review_app(db).await;
+        let (app, _fake, _worktrees) = review_app(db).await;
         let project = Project::new();
         let branch = "spectask/feature-1";
         let (id, tip) = task_in_review(&app, &project, branch, "main").await;
@@ -326,7 +331,7 @@ backend_tests! {
     }
 
     async fn a_dirty_work_tree_refuses_the_merge_and_changes_nothing(db) {
-        let (app, _fake) = review_app(db).await;
+        let (app, _fake, _worktrees) = review_app(db).await;
         let project = Project::new();
         let (id, tip) = task_in_review(&app, &project, "spectask/feature-2", "main").await;
         std::fs::write(project.repo.join("README.md"), "# edited, not committed\n").unwrap();
@@ -354,7 +359,7 @@ backend_tests! {
     }
 
     async fn a_merge_commit_into_a_branch_not_checked_out_leaves_the_users_tree(db) {
-        let (app, _fake) = review_app(db).await;
+        let (app, _fake, _worktrees) = review_app(db).await;
         let project = Project::new();
         project.git(&["branch", "release"]);
         let release_before = project.tip("release");
@@ -372,7 +377,7 @@ backend_tests! {
     }
 
     async fn approval_without_a_merge_leaves_every_branch(db) {
-        let (app, _fake) = review_app(db).await;
+        let (app, _fake, _worktrees) = review_app(db).await;
         let project = Project::new();
         let (id, tip) = task_in_review(&app, &project, "spectask/feature-4", "main").await;
         let before = project.user_state();

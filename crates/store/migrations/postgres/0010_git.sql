@@ -17,7 +17,7 @@ ALTER TABLE spec_task_work_sessions ADD COLUMN worktree_path TEXT;
 ALTER TABLE spec_task_work_sessions ADD COLUMN base_commit VARCHAR(64);
 ALTER TABLE spec_task_work_sessions ADD COLUMN head_commit VARCHAR(64);
 ALTER TABLE spec_task_work_sessions ADD COLUMN merge_attempts INTEGER NOT NULL DEFAULT 0;
-ALTER TABLE spec_task_work_sessions ADD COLUMN conflict_files JSONB;
+ALTER TABLE spec_task_work_sessions ADD COLUMN conflict_files TEXT;
 -- Overlap policy `serialize`: the session a running session waits for (cleared when that one
 -- ends), and the last overlap wait (the other session, the file, the interrupted turn), kept for
 -- the note the resumed turn's prompt starts with.

@@ -4,7 +4,6 @@
 
 use serde_json::json;
 use spectask_domain::{EventKind, NewEvent, TurnId, TurnKind, WorkSessionEvent, WorkSessionId};
-use sqlx::types::Json;
 
 use super::{claimed_work_session, lock_task_of_work_session, set_work_session_error};
 use crate::Store;
@@ -27,7 +26,8 @@ async fn conflict_event(
         "UPDATE spec_task_work_sessions SET conflict_files = $1, \
          merge_attempts = merge_attempts + $2 WHERE id = $3 RETURNING merge_attempts",
     )
-    .bind(Json(files.to_vec()))
+    // A TEXT column on both backends (see `rows.rs`).
+    .bind(serde_json::Value::from(files.to_vec()).to_string())
     .bind(if blocked { 0 } else { 1 })
     .bind(ws.as_str())
     .fetch_one(&mut *tx)
