@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use spectask_domain::plan::{PlanTaskStatus, render_progress};
 use spectask_domain::prompts::retry_note;
 use spectask_domain::{
-    AgentThreadId, SpecTask, ThreadOwner, TurnStatus, WorkSessionId, WorkSessionStatus,
+    AgentThreadId, SpecTask, ThreadOwner, TurnKind, TurnStatus, WorkSessionId, WorkSessionStatus,
     ZedThreadEvent, ZedThreadStatus,
 };
 use spectask_runtimes::agent::{AgentError, InstanceSpec, StopReason};
@@ -17,7 +17,7 @@ use spectask_store::{AgentTokenState, StoreError, TurnClaim};
 use tokio_util::sync::CancellationToken;
 
 use super::graph::SessionGraph;
-use crate::agent_turn::{AgentThread, RunEnd, stored_instance_id};
+use crate::agent_turn::{AgentThread, RunEnd, claimed_interaction, stored_instance_id};
 use crate::workspace::{GitSettlement, agent_extra_root};
 use crate::{Engine, EngineError, projection};
 
@@ -383,13 +383,16 @@ impl Engine {
                 .await?
                 .name
                 .unwrap_or_else(|| ws.to_string());
+            let mut prompt = retry_note(&assignment, reason, failed_before + 1);
+            if claim.turn.kind == TurnKind::Implementation {
+                // The brief itself failed, possibly before the agent saw it (its worktree or
+                // thread could not be set up): the retry carries it again.
+                let session = store.get_session(&claim.turn.session_id).await?;
+                let brief = &claimed_interaction(claim, &session)?.prompt_message;
+                prompt = format!("{prompt}\nYour assignment, as first given:\n\n{brief}");
+            }
             let turn = store
-                .retry_implementation_turn(
-                    claim,
-                    written,
-                    reason,
-                    &retry_note(&assignment, reason, failed_before + 1),
-                )
+                .retry_implementation_turn(claim, written, reason, &prompt)
                 .await?;
             tracing::warn!(%reason, retry = failed_before + 1, next_turn = %turn, "implementation turn failed; retrying");
             self.wake();

@@ -27,6 +27,10 @@ step_tests! {
             let prompt = h.runtime.dispatches().last().unwrap().prompt.clone();
             assert!(prompt.contains(&format!("This is retry {retry}.")), "{prompt}");
             assert!(prompt.contains("(1. Schema)"), "{prompt}");
+            // Only the retry of the brief carries the brief again (the agent may never have
+            // seen it); a retry of a follow-up does not.
+            let carries_brief = prompt.contains("Your assignment, as first given:") && prompt.contains("Task 1: Schema");
+            assert_eq!(carries_brief, retry == 1, "{prompt}");
         }
 
         // The budget is spent: the third failure fails the session, its thread and the task.
