@@ -79,18 +79,20 @@ impl Store {
             if updated.rows_affected() == 1
                 && let Some(branch) = branch
             {
-                let event = NewEvent {
-                    spec_task_id: Some(task.clone()),
-                    kind: EventKind::TaskBranchCreated,
-                    entity_id: task.to_string(),
-                    actor: actor.to_owned(),
-                    payload: json!({
+                task_event(
+                    &mut *tx,
+                    task,
+                    EventKind::TaskBranchCreated,
+                    task.to_string(),
+                    actor,
+                    json!({
                         "branch_name": branch.branch_name,
                         "base_branch": branch.base_branch,
                         "base_commit": branch.base_commit,
                     }),
-                };
-                append_event(&mut *tx, &event, now).await?;
+                    now,
+                )
+                .await?;
             }
             Ok(())
         })
@@ -112,19 +114,21 @@ impl Store {
     ) -> StoreResult<()> {
         let now = now();
         self.write(async |tx| {
-            let event = NewEvent {
-                spec_task_id: Some(task.clone()),
-                kind: EventKind::TaskBranchMerged,
-                entity_id: task.to_string(),
-                actor: actor.to_owned(),
-                payload: json!({
+            task_event(
+                &mut *tx,
+                task,
+                EventKind::TaskBranchMerged,
+                task.to_string(),
+                actor,
+                json!({
                     "into": into,
                     "mode": mode.as_str(),
                     "outcome": outcome,
                     "head": head,
                 }),
-            };
-            append_event(&mut *tx, &event, now).await?;
+                now,
+            )
+            .await?;
             Ok(())
         })
         .await
@@ -150,18 +154,20 @@ impl Store {
             .bind(ws.as_str())
             .execute(&mut *tx)
             .await?;
-            let event = NewEvent {
-                spec_task_id: Some(task),
-                kind: EventKind::WorktreeCreated,
-                entity_id: ws.to_string(),
-                actor: actor.to_owned(),
-                payload: json!({
+            task_event(
+                &mut *tx,
+                &task,
+                EventKind::WorktreeCreated,
+                ws.to_string(),
+                actor,
+                json!({
                     "branch_name": worktree.branch_name,
                     "worktree_path": worktree.worktree_path,
                     "base_commit": worktree.base_commit,
                 }),
-            };
-            append_event(&mut *tx, &event, now).await?;
+                now,
+            )
+            .await?;
             Ok(())
         })
         .await?;
@@ -186,14 +192,16 @@ impl Store {
     ) -> StoreResult<()> {
         let now = now();
         self.write(async |tx| {
-            let event = NewEvent {
-                spec_task_id: Some(task.clone()),
-                kind: EventKind::WorktreesRemoved,
-                entity_id: task.to_string(),
-                actor: actor.to_owned(),
-                payload: json!({ "worktrees": worktrees }),
-            };
-            append_event(&mut *tx, &event, now).await?;
+            task_event(
+                &mut *tx,
+                task,
+                EventKind::WorktreesRemoved,
+                task.to_string(),
+                actor,
+                json!({ "worktrees": worktrees }),
+                now,
+            )
+            .await?;
             Ok(())
         })
         .await
@@ -210,17 +218,19 @@ impl Store {
         let now = now();
         self.write(async |tx| {
             let task = task_of(&mut *tx, ws).await?;
-            let event = NewEvent {
-                spec_task_id: Some(task),
-                kind: EventKind::WorkSessionCommitted,
-                entity_id: ws.to_string(),
-                actor: actor.to_owned(),
-                payload: match commit {
+            task_event(
+                &mut *tx,
+                &task,
+                EventKind::WorkSessionCommitted,
+                ws.to_string(),
+                actor,
+                match commit {
                     Some(id) => json!({ "commit": id }),
                     None => json!({ "commit": null, "note": "no changes to commit" }),
                 },
-            };
-            append_event(&mut *tx, &event, now).await?;
+                now,
+            )
+            .await?;
             Ok(())
         })
         .await?;
@@ -267,18 +277,11 @@ impl Store {
                 for other in others {
                     let other = WorkSessionId::parse(&other)
                         .map_err(|e| StoreError::corrupt("work_session_files", e))?;
-                    let event = NewEvent {
-                        spec_task_id: Some(task.clone()),
-                        kind: EventKind::WorkSessionOverlap,
-                        entity_id: ws.to_string(),
-                        actor: actor.to_owned(),
-                        payload: json!({
+                    task_event(&mut *tx, &task, EventKind::WorkSessionOverlap, ws.to_string(), actor, json!({
                             "path": path,
                             "work_session_id": ws,
                             "other_work_session_id": other,
-                        }),
-                    };
-                    append_event(&mut *tx, &event, now).await?;
+                        }), now).await?;
                     overlaps.push(FileOverlap {
                         path: path.clone(),
                         other_work_session_id: other,
@@ -417,6 +420,27 @@ impl Store {
     }
 }
 
+/// Appends an event of `task` about `entity` inside `tx`.
+async fn task_event(
+    tx: &mut Tx,
+    task: &SpecTaskId,
+    kind: EventKind,
+    entity: String,
+    actor: &str,
+    payload: serde_json::Value,
+    now: DateTime<Utc>,
+) -> StoreResult<()> {
+    let event = NewEvent {
+        spec_task_id: Some(task.clone()),
+        kind,
+        entity_id: entity,
+        actor: actor.to_owned(),
+        payload,
+    };
+    append_event(tx, &event, now).await?;
+    Ok(())
+}
+
 /// The task a work session belongs to.
 pub(crate) async fn task_of(tx: &mut Tx, ws: &WorkSessionId) -> StoreResult<SpecTaskId> {
     let task: Option<String> =
@@ -476,19 +500,21 @@ pub(crate) async fn record_merge(
         .bind(task.as_str())
         .execute(&mut *tx)
         .await?;
-    let event = NewEvent {
-        spec_task_id: Some(task.clone()),
-        kind: EventKind::WorkSessionMerged,
-        entity_id: ws.to_string(),
-        actor: actor.to_owned(),
-        payload: json!({
+    task_event(
+        &mut *tx,
+        task,
+        EventKind::WorkSessionMerged,
+        ws.to_string(),
+        actor,
+        json!({
             "session_head": merge.session_head,
             "task_head": merge.task_head,
             "how": merge.how,
             "commits": merge.commits.iter().map(|c| c.id.as_str()).collect::<Vec<_>>(),
         }),
-    };
-    append_event(&mut *tx, &event, now).await?;
+        now,
+    )
+    .await?;
     Ok(())
 }
 

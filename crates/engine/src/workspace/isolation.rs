@@ -23,6 +23,20 @@ fn shared_because(repo: &Option<Repository>, worktrees: bool) -> Option<&'static
 }
 
 impl Engine {
+    /// Records `shared` isolation for the task (once).
+    async fn record_shared(&self, task: &SpecTask) -> Result<SpecTask, EngineError> {
+        Ok(self
+            .inner
+            .store
+            .record_isolation(
+                &task.id,
+                WorkspaceIsolation::Shared,
+                None,
+                &self.inner.owner,
+            )
+            .await?)
+    }
+
     /// Checks a new task's `workspace_config` keys spectask reads: known values, and `worktree`
     /// isolation only for a project that is a git repository with a commit. The message says
     /// what is wrong.
@@ -71,24 +85,10 @@ impl Engine {
             .isolation
             .unwrap_or(settings.default_isolation);
         let Some(project) = task.project_path.clone().map(PathBuf::from) else {
-            return Ok(store
-                .record_isolation(
-                    &task.id,
-                    WorkspaceIsolation::Shared,
-                    None,
-                    &self.inner.owner,
-                )
-                .await?);
+            return self.record_shared(task).await;
         };
         if wanted == WorkspaceIsolation::Shared {
-            return Ok(store
-                .record_isolation(
-                    &task.id,
-                    WorkspaceIsolation::Shared,
-                    None,
-                    &self.inner.owner,
-                )
-                .await?);
+            return self.record_shared(task).await;
         }
         let repo = blocking({
             let project = project.clone();
@@ -97,14 +97,7 @@ impl Engine {
         .await?;
         if let Some(why) = shared_because(&repo, settings.worktrees_dir.is_some()) {
             tracing::info!(spec_task_id = %task.id, why, "the task runs in shared isolation");
-            return Ok(store
-                .record_isolation(
-                    &task.id,
-                    WorkspaceIsolation::Shared,
-                    None,
-                    &self.inner.owner,
-                )
-                .await?);
+            return self.record_shared(task).await;
         }
         let (Some(repo), Some(worktrees_dir)) = (repo, settings.worktrees_dir.clone()) else {
             return Err(EngineError::Conflict("unreachable: checked above".into()));
@@ -146,14 +139,7 @@ impl Engine {
         .await?;
         let Some(branch) = branch else {
             tracing::info!(spec_task_id = %task.id, "the repository has no commit yet; the task runs in shared isolation");
-            return Ok(store
-                .record_isolation(
-                    &task.id,
-                    WorkspaceIsolation::Shared,
-                    None,
-                    &self.inner.owner,
-                )
-                .await?);
+            return self.record_shared(task).await;
         };
         let recorded = store
             .record_isolation(
