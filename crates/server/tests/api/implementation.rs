@@ -219,7 +219,7 @@ backend_tests! {
 
     async fn a_failing_thread_blocks_only_its_dependants_and_can_be_retried(db) {
         let plan = reply_with("Mixed", &[("1", "Broken base", &[]), ("2", "Needs the base", &["1"]), ("3", "Independent work", &[])]);
-        let script = Script { default: quick(), rules: vec![Rule { prompt_contains: "Broken base".into(), behaviour: Behaviour::Fail { message: "compiler exploded".into(), after_chunks: 1 }, times: None }] };
+        let script = Script { default: quick(), rules: vec![Rule { prompt_contains: "Task 1: Broken base".into(), behaviour: Behaviour::Fail { message: "compiler exploded".into(), after_chunks: 1 }, times: None }] };
         let h = harness(db, &plan, script, |s| s.max_turn_retries = 1).await;
         let id = approved_task_from(&h.app, json!({"prompt": "mixed fortunes"})).await;
         let failed = wait_for(&h.app, &id, "implementation_failed").await;
