@@ -68,11 +68,11 @@ async fn approve_implementation(
             ApiError::InvalidBody(rejection.body_text())
         }
     })?;
-    // An empty body is the original request, an approval without a merge.
+    // An empty body (or JSON `null`) is the original request, an approval without a merge.
     let request: ApproveImplementationBody = if body.iter().all(u8::is_ascii_whitespace) {
         ApproveImplementationBody::default()
     } else {
-        parse_json(&body)?
+        parse_json::<Option<ApproveImplementationBody>>(&body)?.unwrap_or_default()
     };
     let merge = validate::optional_enum::<ApprovalMerge>(request.merge.as_deref())?
         .unwrap_or(ApprovalMerge::None);
