@@ -89,7 +89,9 @@ impl Repository {
             "--porcelain=v1",
             "-z",
             "--untracked-files=no",
-            "--ignore-submodules=none",
+            // `dirty` still reports a submodule moved to another commit, without running git
+            // inside it (its configuration is not ours to trust).
+            "--ignore-submodules=dirty",
         ])?;
         let mut files = Vec::new();
         let mut fields = nul_fields(&out).into_iter();

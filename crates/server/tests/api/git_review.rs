@@ -298,6 +298,9 @@ backend_tests! {
         let no_branch = app.get(&format!("/api/v1/spec-tasks/{id}/diff")).await;
         assert_eq!((no_branch.status, no_branch.error_code()), (StatusCode::CONFLICT, "no_branch"));
         assert!(no_branch.body["error"]["message"].as_str().unwrap().contains("no task branch"));
+        // A JSON `null` approval body is no body: refused here for the task's status, not the body.
+        let null_body = app.send_raw(reqwest::Method::POST, &format!("/api/v1/spec-tasks/{id}/approve-implementation"), b"null".to_vec()).await;
+        assert_eq!((null_body.status, null_body.error_code()), (StatusCode::CONFLICT, "invalid_transition"), "{}", null_body.body);
         let unknown = app.get("/api/v1/spec-tasks/spt_01arz3ndektsv4rrffq69g5fav/diff").await;
         assert_eq!(unknown.status, StatusCode::NOT_FOUND, "{}", unknown.body);
         for query in ["limit=0", "limit=501", "offset=-1", "max_patch_bytes=0", "max_patch_bytes=1048577", "patches=maybe", "limit=ten", "colour=red"] {
