@@ -25,28 +25,47 @@ pub struct OrchestratorOutcome {
     pub dispatched: usize,
 }
 
+/// The plan tasks assigned to a work session: its top-level task, its sub-tasks, and the
+/// requirement ids they implement (sorted, each once).
+pub(crate) struct Assignment<'a> {
+    pub(crate) top: Option<&'a SpecTaskImplementationTask>,
+    pub(crate) subtasks: Vec<&'a SpecTaskImplementationTask>,
+    pub(crate) requirement_refs: Vec<String>,
+}
+
+impl<'a> Assignment<'a> {
+    pub(crate) fn of(tasks: &'a [SpecTaskImplementationTask], ws: &WorkSessionId) -> Self {
+        let assigned = || {
+            tasks
+                .iter()
+                .filter(move |t| t.assigned_work_session_id.as_ref() == Some(ws))
+        };
+        Assignment {
+            top: assigned().find(|t| t.parent_key.is_none()),
+            subtasks: assigned().filter(|t| t.parent_key.is_some()).collect(),
+            requirement_refs: assigned()
+                .flat_map(|t| t.requirement_refs.iter().cloned())
+                .collect::<BTreeSet<_>>()
+                .into_iter()
+                .collect(),
+        }
+    }
+}
+
 /// The brief of a work session's first turn.
 fn first_prompt(
     task: &SpecTask,
     session: &SpecTaskWorkSession,
     tasks: &[SpecTaskImplementationTask],
 ) -> String {
-    let top = tasks.iter().find(|t| {
-        t.parent_key.is_none() && t.assigned_work_session_id.as_ref() == Some(&session.id)
-    });
-    let subtasks: Vec<(&str, &str)> = tasks
+    let Assignment {
+        top,
+        subtasks,
+        requirement_refs: refs,
+    } = Assignment::of(tasks, &session.id);
+    let subtasks: Vec<(&str, &str)> = subtasks
         .iter()
-        .filter(|t| {
-            t.parent_key.is_some() && t.assigned_work_session_id.as_ref() == Some(&session.id)
-        })
         .map(|t| (t.key.as_str(), t.title.as_str()))
-        .collect();
-    let refs: Vec<String> = tasks
-        .iter()
-        .filter(|t| t.assigned_work_session_id.as_ref() == Some(&session.id))
-        .flat_map(|t| t.requirement_refs.iter().cloned())
-        .collect::<BTreeSet<_>>()
-        .into_iter()
         .collect();
     let spawned_from = session
         .spawned_by_session_id

@@ -13,10 +13,7 @@ use spectask_domain::{SpecTaskId, SpecTaskStatus, WorkSessionId, WorkSessionStat
 use spectask_git::GitError;
 use spectask_store::StoreError;
 
-use super::{
-    TASK_DIR_RECORD, TaskDirRecord, blocking, open_repository, session_dir, task_dir,
-    worktree_admin,
-};
+use super::{TASK_DIR_RECORD, TaskDirRecord, blocking, open_repository, session_dir, task_dir};
 use crate::{Engine, EngineError};
 
 /// What to remove of one task's git footprint.
@@ -37,7 +34,6 @@ fn remove_task_footprint(
 ) -> Result<usize, GitError> {
     let mut removed = 0;
     if let Some(repo) = spectask_git::Repository::open(&record.repository)? {
-        let _admin = worktree_admin();
         for worktree in repo.worktrees()? {
             if !worktree.is_main && worktree.path.starts_with(dir) {
                 repo.remove_worktree(&worktree.path)?;
@@ -45,7 +41,6 @@ fn remove_task_footprint(
             }
         }
         repo.prune_worktrees()?;
-        // Deleting a branch reads the worktree list too (a branch checked out in one is kept).
         for branch in repo.branches_with_prefix(&format!("{}--", record.task_branch))? {
             repo.delete_branch(&branch)?;
         }
@@ -63,7 +58,6 @@ fn remove_task_footprint(
 /// Removes one session worktree (a no-op if it is gone).
 fn remove_one(project: &Path, path: &Path) -> Result<(), GitError> {
     let repo = open_repository(project)?;
-    let _admin = worktree_admin();
     repo.remove_worktree(path)
 }
 

@@ -35,17 +35,32 @@ pub(crate) async fn blocking<T: Send + 'static>(
         .map_err(EngineError::from)
 }
 
-/// Serialises this process's changes to repositories' worktree lists (add, remove, prune): git
-/// does not lock them, and a `git worktree add` that reads another one's half-made entry in
-/// `.git/worktrees/` fails ("failed to read …/commondir"). One lock for every repository: these
-/// steps are short and rare.
-static WORKTREE_ADMIN: std::sync::Mutex<()> = std::sync::Mutex::new(());
+/// What worktree isolation needs of a task: the worktree directory, the task branch and the
+/// project, all recorded when the task entered implementation.
+pub(crate) struct TaskGit {
+    pub(crate) worktrees_dir: PathBuf,
+    pub(crate) task_branch: String,
+    pub(crate) project: String,
+}
 
-/// Holds [`WORKTREE_ADMIN`] (a git step that panicked while holding it left nothing to repair).
-pub(crate) fn worktree_admin() -> std::sync::MutexGuard<'static, ()> {
-    WORKTREE_ADMIN
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
+impl TaskGit {
+    pub(crate) fn of(
+        worktrees_dir: Option<&Path>,
+        task: &SpecTask,
+    ) -> Result<TaskGit, EngineError> {
+        match (worktrees_dir, &task.branch_name, &task.project_path) {
+            (Some(dir), Some(branch), Some(project)) => Ok(TaskGit {
+                worktrees_dir: dir.to_path_buf(),
+                task_branch: branch.clone(),
+                project: project.clone(),
+            }),
+            _ => Err(EngineError::Conflict(format!(
+                "spec task {} runs in worktree isolation without a worktree directory, a task \
+                 branch or a project",
+                task.id
+            ))),
+        }
+    }
 }
 
 /// Opens the task's repository: its project must still be one.

@@ -5,7 +5,6 @@
 //! follow-up turn; when the follow-ups are spent the session is blocked with the files for a
 //! human. Every step is idempotent: a re-run after a crash finds the commit or the merge made.
 
-use std::collections::BTreeSet;
 use std::path::PathBuf;
 
 use chrono::{DateTime, Utc};
@@ -16,7 +15,8 @@ use spectask_domain::{
 use spectask_git::{CommitId, CommitInfo, GitError, MergeOutcome, MergeStart, Signature};
 use spectask_store::{SessionMerge, TurnClaim};
 
-use super::{blocking, open_repository, session_dir};
+use super::{TaskGit, blocking, open_repository, session_dir};
+use crate::implementation::orchestrator::Assignment;
 use crate::{Engine, EngineError};
 
 /// How a finished turn's work was settled in git.
@@ -138,17 +138,11 @@ fn commit_message(
     ws: &SpecTaskWorkSession,
     tasks: &[SpecTaskImplementationTask],
 ) -> String {
-    let assigned: Vec<&SpecTaskImplementationTask> = tasks
-        .iter()
-        .filter(|t| t.assigned_work_session_id.as_ref() == Some(&ws.id))
-        .collect();
-    let top = assigned.iter().find(|t| t.parent_key.is_none());
-    let refs: Vec<String> = assigned
-        .iter()
-        .flat_map(|t| t.requirement_refs.iter().cloned())
-        .collect::<BTreeSet<_>>()
-        .into_iter()
-        .collect();
+    let Assignment {
+        top,
+        requirement_refs: refs,
+        ..
+    } = Assignment::of(tasks, &ws.id);
     let title = top
         .map(|t| t.title.clone())
         .or_else(|| ws.name.clone())
@@ -174,16 +168,11 @@ impl Engine {
         }
         let store = &self.inner.store;
         let settings = &self.inner.settings.git;
-        let (Some(dir), Some(task_branch), Some(project)) = (
-            settings.worktrees_dir.clone(),
-            task.branch_name.clone(),
-            task.project_path.clone(),
-        ) else {
-            return Err(EngineError::Conflict(format!(
-                "spec task {} runs in worktree isolation without a worktree directory, a task branch or a project",
-                task.id
-            )));
-        };
+        let TaskGit {
+            worktrees_dir: dir,
+            task_branch,
+            project,
+        } = TaskGit::of(settings.worktrees_dir.as_deref(), task)?;
         let tasks = store.list_implementation_tasks(&task.id).await?;
         let message = commit_message(task, ws, &tasks);
         let lower = ws

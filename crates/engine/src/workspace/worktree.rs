@@ -10,7 +10,7 @@ use spectask_domain::{SpecTask, SpecTaskWorkSession, WorkspaceIsolation};
 use spectask_git::{CommitId, GitError, branch_slug};
 use spectask_store::SessionWorktree;
 
-use super::{blocking, id_suffix, open_repository, session_dir, worktree_admin};
+use super::{TaskGit, blocking, id_suffix, open_repository, session_dir};
 use crate::{Engine, EngineError};
 
 /// Where a work session's agent works.
@@ -49,16 +49,11 @@ impl Engine {
         if task.isolation != Some(WorkspaceIsolation::Worktree) {
             return Ok(None);
         }
-        let (Some(dir), Some(task_branch), Some(project)) = (
-            self.inner.settings.git.worktrees_dir.clone(),
-            task.branch_name.clone(),
-            task.project_path.clone(),
-        ) else {
-            return Err(EngineError::Conflict(format!(
-                "spec task {} runs in worktree isolation without a worktree directory, a task branch or a project",
-                task.id
-            )));
-        };
+        let TaskGit {
+            worktrees_dir: dir,
+            task_branch,
+            project,
+        } = TaskGit::of(self.inner.settings.git.worktrees_dir.as_deref(), task)?;
         let path = session_dir(&dir, &task.id, &ws.id);
         let branch = ws
             .branch_name
@@ -82,10 +77,7 @@ impl Engine {
                     Some(own) if !repo.is_ancestor(&own, &task_tip)? => own,
                     _ => task_tip.clone(),
                 };
-                {
-                    let _admin = worktree_admin();
-                    repo.add_worktree(&path, &branch, &start)?;
-                }
+                repo.add_worktree(&path, &branch, &start)?;
                 let base = if start == task_tip {
                     task_tip
                 } else {
