@@ -12,6 +12,10 @@
 //! 3. The API token (401 `unauthorized`): required on every request when the server is bound to a
 //!    non-loopback address, optional on loopback, and a presented token that is wrong is refused
 //!    everywhere. `/healthz` is open; `/mcp` has its own per-thread agent tokens.
+//!    A browser signed in through the web UI's login presents the session cookie instead
+//!    ([`crate::ui::login`]); a cookie that does not match is ignored, not refused (another local
+//!    app can plant cookies for this host). A web page (`/`, `/tasks/…`, `/agents`) without the
+//!    token is redirected to `/login`; the login page and the UI's assets are open.
 //! 4. A request with a body must say it is JSON (415 `unsupported_media_type`): a web page can send
 //!    `text/plain`, a form or `multipart/form-data` anywhere without asking, but
 //!    `application/json` only after a CORS preflight, which this server never grants.
@@ -21,7 +25,9 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
 use axum::extract::{Request, State};
-use axum::http::header::{AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE, HOST, ORIGIN};
+use axum::http::header::{
+    AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE, COOKIE, HOST, LOCATION, ORIGIN,
+};
 use axum::http::{HeaderValue, Uri};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
@@ -54,14 +60,28 @@ impl ApiToken {
 
     /// Whether `presented` is this token, in time independent of where they differ.
     pub fn matches(&self, presented: &str) -> bool {
-        let presented = spectask_store::hash_agent_token(presented);
-        let difference = self
-            .digest
-            .bytes()
-            .zip(presented.bytes())
-            .fold(0u8, |acc, (a, b)| acc | (a ^ b));
-        std::hint::black_box(difference) == 0 && self.digest.len() == presented.len()
+        constant_time_eq(&self.digest, &spectask_store::hash_agent_token(presented))
     }
+
+    /// The web UI's session cookie for this token: derived from it, so the cookie never carries
+    /// the token itself, and stable across restarts.
+    pub fn session_cookie_value(&self) -> String {
+        spectask_store::hash_agent_token(&format!("spectask-ui-session:{}", self.digest))
+    }
+
+    /// Whether `cookie` is this token's session cookie.
+    pub fn matches_session_cookie(&self, cookie: &str) -> bool {
+        constant_time_eq(&self.session_cookie_value(), cookie)
+    }
+}
+
+/// Equality of two strings in time independent of where they differ.
+fn constant_time_eq(a: &str, b: &str) -> bool {
+    let difference = a
+        .bytes()
+        .zip(b.bytes())
+        .fold(0u8, |acc, (x, y)| acc | (x ^ y));
+    std::hint::black_box(difference) == 0 && a.len() == b.len()
 }
 
 impl std::fmt::Debug for ApiToken {
@@ -155,10 +175,13 @@ impl Guard {
     /// Checks the token and returns the request's URI without the query token, if it had one.
     fn check_token(&self, request: &Request) -> Result<Option<Uri>, ApiError> {
         let path = request.uri().path();
-        if path == HEALTH_PATH || path == crate::mcp::MCP_PATH {
+        if path == HEALTH_PATH || path == crate::mcp::MCP_PATH || crate::ui::is_open(path) {
             return Ok(None);
         }
         let (presented, stripped) = presented_token(request)?;
+        if presented.is_none() && self.has_session_cookie(request) {
+            return Ok(stripped);
+        }
         match (presented, &self.token) {
             (Some(presented), Some(token)) if token.matches(&presented) => Ok(stripped),
             (Some(_), Some(_)) => Err(ApiError::Unauthorized("the API token is wrong".into())),
@@ -172,6 +195,20 @@ impl Guard {
             )),
             (None, _) => Ok(stripped),
         }
+    }
+
+    /// Whether the request carries the web UI's session cookie for this server's token.
+    fn has_session_cookie(&self, request: &Request) -> bool {
+        let Some(token) = &self.token else {
+            return false;
+        };
+        request
+            .headers()
+            .get_all(COOKIE)
+            .iter()
+            .filter_map(|value| value.to_str().ok())
+            .filter_map(crate::ui::login::session_cookie)
+            .any(|cookie| token.matches_session_cookie(cookie))
     }
 
     fn check_content_type(request: &Request) -> Result<(), ApiError> {
@@ -221,6 +258,12 @@ pub async fn check(State(guard): State<Arc<Guard>>, mut request: Request, next: 
             }
             next.run(request).await
         }
+        Err(ApiError::Unauthorized(_))
+            if request.method() == axum::http::Method::GET
+                && crate::ui::is_page(request.uri().path()) =>
+        {
+            login_redirect(request.uri())
+        }
         Err(err @ ApiError::Unauthorized(_)) => {
             let mut response = err.into_response();
             response.headers_mut().insert(
@@ -233,13 +276,32 @@ pub async fn check(State(guard): State<Arc<Guard>>, mut request: Request, next: 
     }
 }
 
+/// A page opened without the token: 303 to the login page, which returns to `uri` after.
+fn login_redirect(uri: &Uri) -> Response {
+    let next = uri
+        .path_and_query()
+        .map_or("/", |path| path.as_str())
+        .bytes()
+        .map(|byte| match byte {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'/' | b'-' | b'_' | b'.' | b'~' => {
+                (byte as char).to_string()
+            }
+            other => format!("%{other:02X}"),
+        })
+        .collect::<String>();
+    let mut response = axum::http::StatusCode::SEE_OTHER.into_response();
+    if let Ok(location) = HeaderValue::from_str(&format!("/login?next={next}")) {
+        response.headers_mut().insert(LOCATION, location);
+    }
+    response
+}
+
 /// The token a request presents, and for the event stream its URI without the query token (so
 /// the handler's strict query parsing never sees it).
 ///
-/// Why a query form at all: the browser's `EventSource` cannot send headers, so the web UI's live
-/// stream could not present the token otherwise. It is accepted on the stream only, a read-only
-/// endpoint, to keep tokens out of URLs everywhere else. (No cookie: cookies are shared by every
-/// port of `localhost`, so any other local web app could read or plant one.)
+/// Why a query form at all: the browser's `EventSource` cannot send headers, so a page without
+/// the session cookie could not present the token on the stream otherwise. It is accepted on the
+/// stream only, a read-only endpoint, to keep tokens out of URLs everywhere else.
 fn presented_token(request: &Request) -> Result<(Option<String>, Option<Uri>), ApiError> {
     if let Some(value) = request.headers().get(AUTHORIZATION) {
         let value = value.to_str().unwrap_or_default().trim();

@@ -1,11 +1,11 @@
 //! spectask's HTTP server: the REST API under `/api/v1`, the live event stream, the OpenAPI
-//! document and `/healthz`, wired to the store.
+//! document, `/healthz` and the web UI (`ui`), wired to the store.
 //!
 //! Architecture invariants:
 //! - Handlers are thin: parse and validate input, call the store, map the result. No SQL here.
 //! - Every error leaves through [`error::ApiError`], so every failure has the JSON error shape.
-//! - Every route is registered through an `OpenApiRouter`, so every route is in the OpenAPI
-//!   document.
+//! - Every API route is registered through an `OpenApiRouter`, so every route under `/api/v1`
+//!   is in the OpenAPI document (the web UI's pages and assets are not the API).
 
 pub mod error;
 pub mod extract;
@@ -14,6 +14,7 @@ pub mod mcp;
 mod openapi;
 pub mod routes;
 pub mod state;
+pub mod ui;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -39,6 +40,7 @@ pub fn app(state: AppState, guard: Arc<guard::Guard>) -> Router {
     router
         .merge(openapi)
         .merge(mcp::router(state.clone()))
+        .merge(ui::router())
         .fallback(route_not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(
@@ -50,8 +52,22 @@ pub fn app(state: AppState, guard: Arc<guard::Guard>) -> Router {
         .with_state(state)
 }
 
-async fn route_not_found(uri: Uri) -> ApiError {
-    ApiError::RouteNotFound(uri.path().to_owned())
+/// No route: the HTML not-found page for a browser asking for a page outside the API, the JSON
+/// error otherwise.
+async fn route_not_found(
+    axum::extract::State(state): axum::extract::State<AppState>,
+    headers: axum::http::HeaderMap,
+    uri: Uri,
+) -> Response {
+    let wants_html = headers
+        .get(axum::http::header::ACCEPT)
+        .and_then(|value| value.to_str().ok())
+        .is_some_and(|accept| accept.contains("text/html"));
+    let outside_api = !uri.path().starts_with("/api/") && uri.path() != mcp::MCP_PATH;
+    if wants_html && outside_api {
+        return ui::not_found(&state);
+    }
+    ApiError::RouteNotFound(uri.path().to_owned()).into_response()
 }
 
 async fn method_not_allowed() -> ApiError {

@@ -199,6 +199,23 @@ impl Store {
         PERMISSION_REQUESTS.of_task(&self.backend, task).await
     }
 
+    /// The permission requests of every task in `status`, oldest first, at most `limit`: what the
+    /// web UI's badge shows wherever the user is (`pending` ones are few: each holds an agent).
+    pub async fn list_permission_requests_by_status(
+        &self,
+        status: PermissionRequestStatus,
+        limit: i64,
+    ) -> StoreResult<Vec<PermissionRequest>> {
+        let rows: Vec<Row> = query_as(sqlx::AssertSqlSafe(format!(
+            "SELECT {COLUMNS} FROM permission_requests WHERE status = $1 ORDER BY id LIMIT $2"
+        )))
+        .bind(status.as_str())
+        .bind(limit)
+        .fetch_all(self.backend.reader())
+        .await?;
+        rows.into_iter().map(PermissionRequest::try_from).collect()
+    }
+
     /// Settles a pending request: answered with `choice` by `actor`, or (`choice` `None`) timed
     /// out. Refused with a conflict when it is no longer pending.
     pub async fn settle_permission_request(

@@ -1,16 +1,16 @@
-//! The permission requests agents make under the `ask` policy: listed per work session or per
-//! task, and answered with one of the options the agent offered.
+//! The permission requests agents make under the `ask` policy: listed per work session, per
+//! task or across tasks by status, and answered with one of the options the agent offered.
 
 use axum::Json;
 use axum::extract::{Path, State};
 use serde::{Deserialize, Serialize};
-use spectask_domain::PermissionRequest;
-use utoipa::ToSchema;
+use spectask_domain::{PermissionRequest, PermissionRequestStatus};
+use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::error::{ApiError, ErrorBody};
-use crate::extract::{Actor, ApiJson};
+use crate::extract::{Actor, ApiJson, ApiQuery};
 use crate::routes::lookup::{
     existing_task, existing_work_session, permission_request_id, task_id, work_session_id,
 };
@@ -22,6 +22,50 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(answer_permission_request))
         .routes(routes!(list_task_permission_requests))
         .routes(routes!(answer_task_permission_request))
+        .routes(routes!(list_all_permission_requests))
+}
+
+/// Query of `GET /permission-requests`.
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct AllPermissionRequestsQuery {
+    /// Only requests in this status (default `pending`).
+    #[param(value_type = Option<PermissionRequestStatus>)]
+    status: Option<String>,
+    /// At most this many, oldest first: 1 to 500 (default 100).
+    #[param(minimum = 1, maximum = 500)]
+    limit: Option<i64>,
+}
+
+/// The permission requests of every task in one status (default `pending`), oldest first: what
+/// a person is asked to answer, wherever they are.
+#[utoipa::path(
+    get, path = "/permission-requests", tag = "implementation",
+    params(AllPermissionRequestsQuery),
+    responses((status = 200, body = PermissionRequestList), (status = 400, body = ErrorBody), (status = 422, body = ErrorBody))
+)]
+async fn list_all_permission_requests(
+    State(state): State<AppState>,
+    ApiQuery(query): ApiQuery<AllPermissionRequestsQuery>,
+) -> Result<Json<PermissionRequestList>, ApiError> {
+    let status = match query.status.as_deref() {
+        None => PermissionRequestStatus::Pending,
+        Some(value) => value.parse::<PermissionRequestStatus>()?,
+    };
+    let limit = query.limit.unwrap_or(100);
+    if !(1..=500).contains(&limit) {
+        return Err(ApiError::InvalidQuery(format!(
+            "limit must be between 1 and 500, got {limit}"
+        )));
+    }
+    let permission_requests = state
+        .store
+        .list_permission_requests_by_status(status, limit)
+        .await?;
+    Ok(Json(PermissionRequestList {
+        permission_requests,
+    }))
 }
 
 #[derive(Debug, Serialize, ToSchema)]
