@@ -19,3 +19,4 @@ mod mcp;
 mod planning;
 mod rest;
 mod support;
+mod ui;
