@@ -4,9 +4,12 @@
 // agent's latest plan and context usage are handed to the caller (`onPlan`, `onUsage`).
 //
 // Built for long threads: entries become one HTML string (every text through esc()) set once;
-// only the last WINDOW items are drawn first, with a "show earlier" button for the rest; new
+// only the last WINDOW items are drawn first, with a "show earlier" button drawing STEP more; new
 // entries are fetched after the last seq already read (`after_seq`) and appended; a tool call's
 // update replaces its one element. The scroll box follows the bottom while the reader is there.
+//
+// Performance marks (for tests): `thread-open`, `thread-loaded` (entries read) and
+// `thread-rendered` (drawn) on every open.
 //
 // Stable ids: #thread-entries (the scroll box), #thread-show-earlier, [data-interaction-id]
 // (one per turn, with data-state), [data-tool-call-id] (with data-tool-status).
@@ -16,6 +19,8 @@ import { esc, label } from './dom.js';
 
 /** How many items are drawn before "show earlier". */
 export const WINDOW = 400;
+/** How many more items each "show earlier" draws. */
+const STEP = 2000;
 const PAGE = 5000;
 
 /** An interaction's items from its entries: consecutive texts merged, one item per tool call. */
@@ -147,13 +152,16 @@ export class Thread {
   /** Loads the Helix session `sessionId` and every entry, then draws it. */
   async open(sessionId) {
     this.sessionId = sessionId;
+    performance.mark('thread-open');
     this.root.replaceChildren();
     this.root.insertAdjacentHTML('beforeend', '<p class="loading">Loading the thread…</p>');
     await this.loadSession();
     await Promise.all([...this.models.values()].map((model) => this.fetchEntries(model)));
     if (this.closed) return;
+    performance.mark('thread-loaded');
     this.render();
     this.scrollToBottom();
+    performance.mark('thread-rendered');
   }
 
   close() {
@@ -279,7 +287,9 @@ export class Thread {
     const hidden = skip;
     const parts = [];
     if (hidden) {
-      parts.push(`<p class="show-earlier"><button type="button" class="link" id="thread-show-earlier">Show ${hidden} earlier entr${hidden === 1 ? 'y' : 'ies'}</button></p>`);
+      const next = Math.min(hidden, STEP);
+      parts.push(`<p class="show-earlier"><button type="button" class="link" id="thread-show-earlier">Show ${next} earlier entr${next === 1 ? 'y' : 'ies'}</button>`
+        + ` <span class="meta">(${hidden} hidden)</span></p>`);
     }
     models.forEach((model, n) => {
       const from = Math.min(skip, model.items.length);
@@ -303,7 +313,7 @@ export class Thread {
     box.setAttribute('aria-label', 'Thread');
     box.innerHTML = parts.join('');
     box.querySelector('#thread-show-earlier')?.addEventListener('click', () => {
-      this.window = Infinity;
+      this.window += STEP;
       const before = box.scrollHeight - box.scrollTop;
       this.render();
       const fresh = this.root.querySelector('#thread-entries');
