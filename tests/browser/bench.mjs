@@ -142,7 +142,7 @@ try {
   const cards = TASKS + 1;
   console.log(`board, ${cards} tasks: median ${board.median} ms (min ${board.min}, max ${board.max})`, JSON.stringify(board.weight));
   const thread = await measure(browser, `${base}/tasks/${long.id}/implementation?session=${sid}`,
-    () => document.body.dataset.ready === 'true' && document.querySelector('#thread [data-seq]') !== null);
+    () => document.body.dataset.ready === 'true' && performance.getEntriesByName('thread-rendered').length > 0);
   console.log(`thread, ${ENTRIES} entries: median ${thread.median} ms (min ${thread.min}, max ${thread.max})`, JSON.stringify(thread.weight));
 } finally {
   await browser.close();

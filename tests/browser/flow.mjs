@@ -116,26 +116,32 @@ try {
   await active.first().click();
   await page.waitForURL(new RegExp(`session=${first}`));
   await page.locator('#thread').filter({ hasText: 'goes in its own file' }).waitFor();
-  await page.locator('#message-form textarea').fill(`${FOLLOW_UP}: also sign it`);
-  await page.locator('#message-form button[type=submit]').click();
+  await page.locator('#message-text').fill(`${FOLLOW_UP}: also sign it`);
+  await page.locator('#message-send').click();
   log('follow-up sent to', first);
 
-  // --- Answer the prompts from the panel.
+  // --- Answer the prompts from the panel as they come (the fourth session asks once the three
+  // it depends on are merged); the graph changes colour as sessions complete.
   await page.click('#permissions-button');
   await page.locator('#permissions-panel').waitFor();
   await shot(page, 'permissions-panel');
   await axe(page, 'permissions-panel');
-  for (let answered = 0; answered < 3; answered += 1) {
+  const completed = page.locator('#impl-graph [data-work-session-id][data-status="completed"]');
+  let answered = 0;
+  await until('every session completed', async () => {
     const allow = page.locator('#permissions-list button', { hasText: /allow/i }).first();
-    await allow.click();
-    await until('one fewer prompt', async () => Number((await page.locator('#permissions-count').textContent()).trim()) <= 2 - answered);
-  }
+    if (await allow.count()) {
+      await allow.click();
+      answered += 1;
+      if (answered === 1) {
+        await until('a session turns completed', async () => (await completed.count()) >= 1, 60000);
+        log('the graph changes colour: one session completed');
+      }
+    }
+    return (await completed.count()) === 4;
+  }, 240000);
+  log('permissions answered:', answered);
   await page.click('#permissions-close');
-  log('permissions answered');
-
-  // --- The graph changes colour as sessions complete; the follow-up is answered in its thread.
-  await until('the graph turns completed', async () =>
-    (await page.locator('#impl-graph [data-work-session-id][data-status="completed"]').count()) === 4, 180000);
   await page.locator('#thread').filter({ hasText: `Follow-up ${FOLLOW_UP} acknowledged` }).waitFor();
   await shot(page, 'implementation-done');
 

@@ -53,9 +53,9 @@ fn streamed(text: &str) -> FakeReply {
     }
 }
 
-/// The test agent's script: each part's session asks permission before writing its file (so all
-/// three are running at once until the browser answers), the fourth writes its own, and the
-/// follow-up message is acknowledged.
+/// The test agent's script: each part's session writes its file, which under the `ask` policy
+/// waits for a person's answer (so all three are running at once until the browser answers), the
+/// fourth writes its own, and the follow-up message is acknowledged.
 fn agent_script() -> Value {
     let part = |name: &str| {
         json!({"prompt_contains": format!("Write part {name}"), "steps": [
@@ -65,7 +65,6 @@ fn agent_script() -> Value {
             {"kind": "thought", "text": format!("Part {name} goes in its own file.")},
             {"kind": "chunks", "count": 2, "delay_ms": 100},
             {"kind": "usage", "used": 1200, "size": 200000},
-            {"kind": "request_permission", "title": format!("Write part-{name}.txt")},
             {"kind": "write_file", "path": format!("part-{name}.txt"), "content": format!("{name}\n")},
             {"kind": "message", "text": format!("Wrote part {name}.\n")},
         ]})
