@@ -18,4 +18,5 @@ mod implementation;
 mod mcp;
 mod planning;
 mod rest;
+mod spec_review;
 mod support;
