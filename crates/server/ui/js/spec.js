@@ -24,6 +24,7 @@ import * as api from './api.js';
 import { h, replace, timeAgo, label, debounce } from './dom.js';
 import { toast } from './shell.js';
 import { diffTable } from './spec_diff.js';
+import { PlanningOutput } from './spec_planning.js';
 import { markQuote, sourceQuote } from './spec_text.js';
 
 const DOCS = [
@@ -51,8 +52,6 @@ class SpecView {
     this.sources = new Map(); // revision → SpecRevision (the Markdown)
     this.comments = [];
     this.seenLatest = null; // the latest revision the reviewer was told about
-    this.planningBusy = false;
-    this.planningDirty = false;
     this.selection = null;
   }
 
@@ -65,7 +64,7 @@ class SpecView {
     this.readUrl();
     await Promise.all([this.loadRevisions(), this.loadComments()]);
     this.seenLatest = this.latest;
-    this.renderPlanning();
+    this.planning.update();
     await this.apply();
     this.ctx.subscribe((event) => this.onEvent(event));
     this.ctx.onTask((task, before) => this.onTask(task, before));
@@ -80,11 +79,7 @@ class SpecView {
 
   build() {
     this.notice = h('div', { id: 'spec-notice', class: 'spec-notice', 'aria-live': 'polite' });
-    this.planningState = h('p', { id: 'planning-state', class: 'meta', 'aria-live': 'polite' });
-    this.planningPrompt = h('details', { class: 'planning-prompt' });
-    this.planningOutput = h('pre', { id: 'planning-output', class: 'planning-output', role: 'log', 'aria-label': 'Planner output', tabindex: '0' });
-    this.planning = h('section', { id: 'planning', class: 'planning', 'aria-labelledby': 'planning-heading', hidden: true },
-      h('h2', { id: 'planning-heading' }, 'Planner output'), this.planningState, this.planningPrompt, this.planningOutput);
+    this.planning = new PlanningOutput(this.ctx, () => (this.latest === null ? null : this.latest + 1));
 
     this.toolbar = h('div', { class: 'spec-toolbar', role: 'group', 'aria-label': 'Revision' });
     this.tabs = h('div', { class: 'doc-tabs', role: 'tablist', 'aria-label': 'Documents' },
@@ -126,7 +121,7 @@ class SpecView {
     this.form.addEventListener('submit', (event) => { event.preventDefault(); this.submitComment(true); });
 
     replace(this.container,
-      this.notice, this.planning, this.toolbar, this.empty,
+      this.notice, this.planning.el, this.toolbar, this.empty,
       h('div', { class: 'spec-layout' },
         h('div', { class: 'spec-main' }, this.docs, this.diff),
         h('aside', { class: 'spec-side', 'aria-label': 'Review and comments' }, this.review, this.commentsBox)),
@@ -181,6 +176,8 @@ class SpecView {
   hasRevision(n) { return this.revisions.some((r) => r.revision === n); }
 
   async navigate(change) {
+    if (this.staleBox) this.staleBox.hidden = true;
+    if (this.reviewError) this.reviewError.textContent = '';
     Object.assign(this, change);
     if ('shown' in change) this.wantedRev = change.shown;
     this.writeUrl(true);
@@ -295,7 +292,7 @@ class SpecView {
     if (!this.revisions.length) { replace(this.toolbar); return; }
     const options = (selected) => [...this.revisions].reverse().map((r) => h('option', {
       value: r.revision, selected: r.revision === selected,
-    }, `Revision ${r.revision}${r.revision === this.latest ? ' (latest)' : ''} · ${new Date(r.created_at).toLocaleString()}`));
+    }, `Revision ${r.revision}${r.revision === this.latest ? ' (latest)' : ''} · ${new Date(r.created_at).toLocaleString(undefined, { dateStyle: 'short', timeStyle: 'short' })}`));
     if (!this.compare) {
       const select = h('select', { id: 'revision-select', onchange: (e) => this.navigate({ shown: Number(e.target.value), compare: null }) },
         options(this.shown ?? this.latest));
@@ -541,49 +538,11 @@ class SpecView {
     }
   }
 
-  // ---- planning -----------------------------------------------------------------------------
-
-  renderPlanning() {
-    const visible = PLANNING.includes(this.status) || (this.status === 'spec_failed' && this.ctx.task.spec_session_id);
-    this.planning.hidden = !visible;
-    if (visible) this.refreshPlanning();
-  }
-
-  /** Re-reads the planning session's latest interaction (one request at a time). */
-  async refreshPlanning() {
-    if (this.planningBusy) { this.planningDirty = true; return; }
-    this.planningBusy = true;
-    try {
-      const sessionId = this.ctx.task.spec_session_id;
-      if (!sessionId) { this.planningState.textContent = 'Waiting for the planner…'; return; }
-      const session = await api.get(`/sessions/${sessionId}`);
-      const last = session.interactions[session.interactions.length - 1];
-      if (!last) { this.planningState.textContent = 'Waiting for the planner…'; return; }
-      const out = this.planningOutput;
-      const atBottom = out.scrollHeight - out.scrollTop - out.clientHeight < 40;
-      const writing = last.state === 'waiting' || last.state === 'streaming' || PLANNING.includes(this.status);
-      this.planningState.textContent = last.state === 'error'
-        ? `The planner failed: ${last.error || 'unknown error'}`
-        : writing ? `The planner is writing${this.latest ? ` revision ${this.latest + 1}` : ' the first draft'}…` : 'The planner has finished.';
-      replace(this.planningPrompt, h('summary', {}, 'Prompt'), h('pre', { class: 'prose' }, last.prompt_message));
-      if (out.textContent !== last.response_message) {
-        out.textContent = last.response_message || '';
-        out.classList.toggle('is-empty', !last.response_message);
-        if (atBottom) out.scrollTop = out.scrollHeight;
-      }
-    } catch (err) {
-      this.planningState.textContent = err.message;
-    } finally {
-      this.planningBusy = false;
-      if (this.planningDirty) { this.planningDirty = false; setTimeout(() => this.refreshPlanning(), 150); }
-    }
-  }
-
   // ---- live ---------------------------------------------------------------------------------
 
   onEvent(event) {
-    if (event.kind.startsWith('interaction.') && !this.planning.hidden) this.refreshPlanning();
-    else if (event.kind === 'revision.created') this.onNewRevision();
+    this.planning.onEvent(event);
+    if (event.kind === 'revision.created') this.onNewRevision();
     else if (event.kind.startsWith('comment.')) this.loadComments().then(() => { this.renderComments(); this.renderReview(); }).catch(() => null);
   }
 
@@ -614,6 +573,11 @@ class SpecView {
       replace(this.notice);
       return;
     }
+    // The address names what is on screen, so reloading or coming back shows the same revision.
+    if (!this.compare && this.shown !== null && !this.wantedRev) {
+      this.wantedRev = this.shown;
+      this.writeUrl(false);
+    }
     replace(this.notice, h('div', { id: 'newer-revision', class: 'notice' },
       h('span', {}, `Revision ${this.latest} is available.`), ' ',
       h('button', {
@@ -628,7 +592,7 @@ class SpecView {
 
   onTask(task, before) {
     if (before && task.status === before.status) return;
-    this.renderPlanning();
+    this.planning.update();
     this.renderReview();
     this.renderComments();
     if (!this.revisions.length) this.apply();

@@ -62,8 +62,11 @@ export function diffTable(text, layout, caption) {
       }
     }
   }
+  // Column widths come from the first row of a fixed table, which is a hunk header here.
+  const side = () => [h('col', { class: 'diff-sign-col' }), h('col', {})];
   return h('table', { class: `diff diff-${layout}` },
     h('caption', {}, caption),
+    h('colgroup', {}, side(), layout === 'split' ? side() : null),
     layout === 'split'
       ? h('thead', {}, h('tr', {}, h('th', { colspan: 2, scope: 'colgroup' }, 'Before'), h('th', { colspan: 2, scope: 'colgroup' }, 'After')))
       : null,
