@@ -14,7 +14,7 @@ fn raw_html_is_shown_as_text() {
     assert!(!html.contains("<script"), "{html}");
     assert!(!html.contains("<div>"), "{html}");
     assert!(
-        html.contains("&lt;b onclick=&quot;x()&quot;&gt;there&lt;/b&gt;"),
+        html.contains("Hello &lt;b onclick=\"x()\"&gt;there&lt;/b&gt;"),
         "{html}"
     );
     assert!(
