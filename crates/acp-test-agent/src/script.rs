@@ -92,6 +92,8 @@ pub enum Step {
         #[serde(default)]
         delay_ms: u64,
     },
+    /// One agent message chunk with this text.
+    Message { text: String },
     /// One agent thought chunk.
     Thought { text: String },
     /// `fs/write_text_file` on the client, wrapped in a tool call (kind `edit`). `path` is relative

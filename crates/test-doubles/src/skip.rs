@@ -5,7 +5,7 @@
 use std::fmt;
 
 /// The environment variable naming the tiers that must not be skipped: a comma list of tier names
-/// (`postgres`, `agent`, `claude`) or `all`.
+/// (`postgres`, `agent`, `claude`, `browser`) or `all`.
 pub const REQUIRE_TIERS_VAR: &str = "SPECTASK_REQUIRE_TIERS";
 
 /// A group of tests that needs something beyond the Rust toolchain.
@@ -18,10 +18,13 @@ pub enum Tier {
     Agent,
     /// The pinned `claude-agent-acp`, installed with npm.
     Claude,
+    /// The web UI in a real browser: Debian's `chromium`, Node.js and the pinned
+    /// `playwright-core` and `axe-core` in `tests/browser/node_modules` (`.ci/run` installs them).
+    Browser,
 }
 
 impl Tier {
-    const ALL: [Tier; 3] = [Tier::Postgres, Tier::Agent, Tier::Claude];
+    const ALL: [Tier; 4] = [Tier::Postgres, Tier::Agent, Tier::Claude, Tier::Browser];
 
     /// Its name in `SPECTASK_REQUIRE_TIERS`.
     pub fn name(self) -> &'static str {
@@ -29,6 +32,7 @@ impl Tier {
             Tier::Postgres => "postgres",
             Tier::Agent => "agent",
             Tier::Claude => "claude",
+            Tier::Browser => "browser",
         }
     }
 }
@@ -96,7 +100,12 @@ mod tests {
         );
         assert_eq!(
             required_tiers("all"),
-            Ok(vec![Tier::Postgres, Tier::Agent, Tier::Claude])
+            Ok(vec![
+                Tier::Postgres,
+                Tier::Agent,
+                Tier::Claude,
+                Tier::Browser
+            ])
         );
     }
 

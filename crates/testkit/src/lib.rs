@@ -16,6 +16,9 @@
 //! The doubles themselves ([`ScriptedRuntime`], [`FakeOpenAi`], [`FakeAnthropic`]) live in the
 //! test-only `spectask-test-doubles` crate; they are re-exported here.
 //!
+//! - [`require_browser`]: Chromium, Node.js and playwright-core for the web UI's browser tests,
+//!   and [`screenshots_dir`], where they leave screenshots.
+//!
 //! - [`agent_tree`]: the live processes of one agent's tree, by the marker variable it inherits.
 //!
 //! - [`skip`]: how a test whose tier cannot run here says so, and fails instead when
@@ -26,11 +29,13 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod app;
+mod browser;
 mod claude_agent;
 mod database;
 mod git_repo;
 
 pub use app::{Response, TestApp, TestOptions, fast_engine, fast_llm, fast_planner};
+pub use browser::{BrowserTools, require_browser, screenshots_dir};
 pub use claude_agent::{
     CLAUDE_AGENT_MISSING, claude_agent_binary, claude_profile, prepare_claude_home,
 };

@@ -204,6 +204,11 @@ impl Turn {
                     self.say(&format!("chunk {i}/{count}\n"))?;
                 }
             }
+            Step::Message { text } => {
+                self.notify(SessionUpdate::AgentMessageChunk(ContentChunk::new(
+                    text.clone().into(),
+                )))?;
+            }
             Step::Thought { text } => {
                 self.notify(SessionUpdate::AgentThoughtChunk(ContentChunk::new(
                     text.clone().into(),

@@ -5,6 +5,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed unwrap is a failed test
 
 mod agent_trees;
+mod browser;
 mod git_sigkill;
 mod sigkill;
 mod startup;

@@ -85,13 +85,17 @@ async fn task_view(
     task_page(&state, id, Some(view)).await
 }
 
-/// A task's page, or the not-found page when no such task exists (a deleted task's link).
+/// A task's page, or the not-found page when no such task exists (a deleted task's link). A
+/// database that cannot answer now still gets the page: its script reports the API's error.
 async fn task_page(state: &AppState, id: String, view: Option<&'static str>) -> Response {
-    let exists = match id.parse::<spectask_domain::SpecTaskId>() {
-        Ok(task) => state.store.get_spec_task(&task).await.is_ok(),
-        Err(_) => false,
+    let missing = match id.parse::<spectask_domain::SpecTaskId>() {
+        Ok(task) => matches!(
+            state.store.get_spec_task(&task).await,
+            Err(spectask_store::StoreError::NotFound { .. })
+        ),
+        Err(_) => true,
     };
-    if !exists {
+    if missing {
         return not_found(state);
     }
     page::render(Page::Task { id, view }, token_required(state))

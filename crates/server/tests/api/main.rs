@@ -20,3 +20,4 @@ mod planning;
 mod rest;
 mod spec_review;
 mod support;
+mod ui;

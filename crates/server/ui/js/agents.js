@@ -5,3 +5,4 @@ import { h, replace } from './dom.js';
 import './shell.js';
 
 replace(document.getElementById('main'), h('h1', {}, 'Agents'), h('p', { class: 'empty' }, 'Not built yet.'));
+document.body.dataset.ready = 'true';

@@ -16,7 +16,9 @@ const error = h('p', { class: 'form-error', role: 'alert', id: 'login-error' });
 const form = h('form', { class: 'stack login' },
   h('h1', {}, 'Sign in to spectask'),
   h('p', {}, boot.token_required
-    ? 'This server requires its API token: `spectask serve` names the file that holds it (api-token in the data directory).'
+    ? ['This server requires its API token: the one given with ', h('code', {}, '--api-token'),
+      ', or the file ', h('code', {}, 'api-token'), ' in its data directory (', h('code', {}, 'spectask serve'),
+      ' logs where).']
     : 'This server does not require a token from this address; you can go straight to the board.'),
   h('label', {}, 'API token', h('input', { type: 'password', name: 'token', required: true, autocomplete: 'current-password', 'aria-describedby': 'login-error' })),
   error,
