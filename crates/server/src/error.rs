@@ -64,6 +64,9 @@ pub enum ApiError {
     },
     #[error("{0}")]
     QuoteNotFound(String),
+    /// A review decision named a revision that is not the latest.
+    #[error("{message}")]
+    StaleRevision { message: String, latest: i32 },
     /// The task or work session has no git branch.
     #[error("{0}")]
     NoBranch(String),
@@ -113,6 +116,9 @@ pub struct ErrorDetail {
     /// For `merge_conflict`: the files the merge would conflict in.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub conflict_files: Option<Vec<String>>,
+    /// For `stale_revision`: the latest revision, the one to review instead.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub latest_revision: Option<i32>,
 }
 
 impl ApiError {
@@ -146,6 +152,7 @@ impl ApiError {
             UnknownAgent(_) => (StatusCode::UNPROCESSABLE_ENTITY, "unknown_agent"),
             PlanInvalid { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "plan_invalid"),
             QuoteNotFound(_) => (StatusCode::UNPROCESSABLE_ENTITY, "quote_not_found"),
+            StaleRevision { .. } => (StatusCode::CONFLICT, "stale_revision"),
             NoBranch(_) => (StatusCode::CONFLICT, "no_branch"),
             NotARepository(_) => (StatusCode::CONFLICT, "not_a_repository"),
             NoBaseBranch(_) => (StatusCode::CONFLICT, "no_base_branch"),
@@ -171,6 +178,10 @@ impl ApiError {
             ApiError::MergeConflict { files, .. } => Some(files.clone()),
             _ => None,
         };
+        let latest_revision = match self {
+            ApiError::StaleRevision { latest, .. } => Some(*latest),
+            _ => None,
+        };
         ErrorBody {
             error: ErrorDetail {
                 code,
@@ -179,6 +190,7 @@ impl ApiError {
                 allowed_from,
                 plan_errors,
                 conflict_files,
+                latest_revision,
             },
         }
     }
@@ -260,6 +272,10 @@ impl From<StoreError> for ApiError {
             StoreError::Transition(t) => ApiError::InvalidTransition(t),
             StoreError::Conflict(m) => ApiError::Conflict(m),
             StoreError::Duplicate(m) => ApiError::Duplicate(m),
+            StoreError::StaleRevision { latest, .. } => ApiError::StaleRevision {
+                message: err.to_string(),
+                latest,
+            },
             other if other.is_unavailable() => ApiError::Unavailable(other.to_string()),
             other => ApiError::Internal(other.to_string()),
         }

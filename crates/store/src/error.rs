@@ -17,6 +17,12 @@ pub enum StoreError {
     /// The row changed concurrently or is in a state that refuses the operation.
     #[error("{0}")]
     Conflict(String),
+    /// A decision named the revision it was made on (`expected`), but another revision is the
+    /// latest (`latest`): the reviewer decided on something they were not shown.
+    #[error(
+        "revision {expected} is on screen but revision {latest} is the latest; review revision {latest}"
+    )]
+    StaleRevision { expected: i32, latest: i32 },
     /// A uniqueness rule of the schema was hit (named by the rule, not by SQL).
     #[error("{0}")]
     Duplicate(String),

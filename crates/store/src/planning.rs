@@ -110,10 +110,14 @@ impl Store {
 
     /// A reviewer asked for changes: `spec_review → spec_revision`, the revision count goes up, and
     /// a revision turn is queued in the same planning session with a prompt built from the open
-    /// comments and the general comment by `build_prompt(comments, revision)`.
+    /// comments and the general comment by `build_prompt(comments, revision)`. With
+    /// `expected_revision` (the revision the reviewer read), the request is refused with
+    /// [`StoreError::StaleRevision`] unless it is still the latest, checked after the status
+    /// change in the same transaction.
     pub async fn request_spec_changes(
         &self,
         id: &SpecTaskId,
+        expected_revision: Option<i32>,
         general: Option<&str>,
         actor: &str,
         build_prompt: impl FnOnce(&[SpecComment], i32) -> String,
@@ -136,6 +140,9 @@ impl Store {
             let session = parse_session(session)?.ok_or_else(|| {
                 StoreError::Conflict(format!("spec task `{id}` has no planning session"))
             })?;
+            if let Some(expected) = expected_revision {
+                check_latest_revision(&mut *tx, id, expected).await?;
+            }
             let revision = latest_revision(&mut *tx, id).await?.unwrap_or(0);
             let rows: Vec<CommentRow> = query_as(sqlx::AssertSqlSafe(format!(
                 "SELECT {COMMENT_COLUMNS} FROM spec_comments WHERE spec_task_id = $1 AND resolved = FALSE ORDER BY id"
@@ -175,8 +182,9 @@ impl Store {
 
     /// Approves the specs: `spec_review → spec_approved`, stamps the approver, the time and the
     /// approved revision, and records the plan's implementation tasks, all in one transaction.
-    /// `expected_revision` is the revision the caller parsed the plan from; if another revision
-    /// appeared meanwhile the approval is refused.
+    /// `expected_revision` is the revision the caller parsed the plan from; unless it is still the
+    /// latest (checked after the status change, in the same transaction, so no revision can
+    /// appear in between) the approval is refused with [`StoreError::StaleRevision`].
     pub async fn approve_specs(
         &self,
         id: &SpecTaskId,
@@ -199,11 +207,7 @@ impl Store {
                 now,
             )
             .await?;
-            if latest_revision(&mut *tx, id).await? != Some(expected_revision) {
-                return Err(StoreError::Conflict(format!(
-                    "revision {expected_revision} is no longer the newest; review the newest revision before approving"
-                )));
-            }
+            check_latest_revision(&mut *tx, id, expected_revision).await?;
             let row = query_as(sqlx::AssertSqlSafe(format!(
                 "UPDATE spec_tasks SET spec_approved_by = $1, spec_approved_at = $2, spec_approved_revision = $3, \
                  updated_at = $2 WHERE id = $4 RETURNING {SPEC_TASK_COLUMNS}"
@@ -375,6 +379,20 @@ impl Store {
         let now = now();
         self.write(async |tx| append_event(tx, event, now).await)
             .await
+    }
+}
+
+/// Refuses with [`StoreError::StaleRevision`] unless `expected` is task `id`'s latest revision.
+/// Called after the task's status change in the same transaction: revisions are only made by a
+/// planning turn leaving `spec_generation`/`spec_revision`, a status change that conflicts with
+/// the caller's, so the answer holds until the commit.
+async fn check_latest_revision(tx: &mut Tx, id: &SpecTaskId, expected: i32) -> StoreResult<()> {
+    match latest_revision(&mut *tx, id).await? {
+        Some(latest) if latest == expected => Ok(()),
+        Some(latest) => Err(StoreError::StaleRevision { expected, latest }),
+        None => Err(StoreError::Conflict(format!(
+            "spec task `{id}` has no revision yet"
+        ))),
     }
 }
 

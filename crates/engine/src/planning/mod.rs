@@ -11,7 +11,7 @@ use spectask_domain::agent_prompts::{agent_planning_prompt, agent_revision_promp
 use spectask_domain::plan::parse_plan;
 use spectask_domain::prompts::{PlanningRequest, initial_prompt, revision_prompt};
 use spectask_domain::{SpecTask, SpecTaskEvent, SpecTaskId, SpecTaskStatus};
-use spectask_store::NewImplementationTask;
+use spectask_store::{NewImplementationTask, StoreError};
 
 use self::agent::SpecPaths;
 use self::route::PlanningRoute;
@@ -68,10 +68,13 @@ impl Engine {
     }
 
     /// A reviewer asked for changes: the open comments and the general comment go back to the
-    /// same planning session as a revision turn.
+    /// same planning session as a revision turn. `revision`, when given, is the revision the
+    /// reviewer read: the request is refused (`StoreError::StaleRevision`, nothing changed) unless
+    /// it is the latest.
     pub async fn request_spec_changes(
         &self,
         id: &SpecTaskId,
+        revision: Option<i32>,
         general: Option<&str>,
         actor: &str,
     ) -> Result<SpecTask, EngineError> {
@@ -86,17 +89,14 @@ impl Engine {
             _ => None,
         };
         let task = store
-            .request_spec_changes(
-                id,
-                general,
-                actor,
-                |comments, revision| match &agent_files {
+            .request_spec_changes(id, revision, general, actor, |comments, revision| {
+                match &agent_files {
                     Some(paths) => {
                         agent_revision_prompt(comments, general, revision, paths.files())
                     }
                     None => revision_prompt(comments, general, revision),
-                },
-            )
+                }
+            })
             .await?;
         tracing::info!(spec_task_id = %id, revision_count = task.spec_revision_count, "revision queued");
         self.wake();
@@ -104,10 +104,14 @@ impl Engine {
     }
 
     /// Approves the newest revision: the plan must parse without errors; its tasks become the
-    /// task's implementation tasks in the same transaction as the status change.
+    /// task's implementation tasks in the same transaction as the status change. `on_screen`,
+    /// when given, is the revision the reviewer approves: unless it is the latest the approval is
+    /// refused (`StoreError::StaleRevision`, nothing changed), before the plan is even read; the
+    /// store checks it again in the approval's transaction.
     pub async fn approve_specs(
         &self,
         id: &SpecTaskId,
+        on_screen: Option<i32>,
         approved_by: &str,
         actor: &str,
     ) -> Result<SpecTask, EngineError> {
@@ -119,6 +123,15 @@ impl Engine {
         let revision = store.latest_revision_number(id).await?.ok_or_else(|| {
             EngineError::Conflict(format!("spec task `{id}` has no specs to approve"))
         })?;
+        if let Some(expected) = on_screen
+            && expected != revision
+        {
+            return Err(StoreError::StaleRevision {
+                expected,
+                latest: revision,
+            }
+            .into());
+        }
         let plan_text = task.implementation_plan.as_deref().unwrap_or_default();
         let plan = parse_plan(plan_text);
         if !plan.errors.is_empty() {

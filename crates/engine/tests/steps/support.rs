@@ -231,7 +231,7 @@ impl Harness {
             .await
             .unwrap();
         self.engine
-            .approve_specs(&id, "reviewer", "reviewer")
+            .approve_specs(&id, None, "reviewer", "reviewer")
             .await
             .unwrap();
         id

@@ -64,6 +64,12 @@ pub struct ApproveSpecsRequest {
     /// Who approves; the acting user when absent.
     #[schema(pattern = r"\S", max_length = 255)]
     approved_by: Option<String>,
+    /// The revision the reviewer read and decides on. When given and it is not the latest
+    /// revision, the decision is refused with 409 `stale_revision` (naming the latest in
+    /// `latest_revision`) and nothing changes.
+    #[schema(minimum = 1, maximum = 2_147_483_647)]
+    #[serde(default, deserialize_with = "integral")]
+    revision: Option<i64>,
 }
 
 /// Approves the specs (`spec_review → spec_approved`, implementation tasks created from the plan)
@@ -76,8 +82,8 @@ pub struct ApproveSpecsRequest {
         (status = 200, body = SpecTask),
         (status = 400, body = ErrorBody),
         (status = 404, body = ErrorBody),
-        (status = 409, description = "Not in `spec_review` (or a concurrent decision won)", body = ErrorBody),
-        (status = 422, description = "The plan has unknown references or cycles (`plan_errors`)", body = ErrorBody),
+        (status = 409, description = "Not in `spec_review` (or a concurrent decision won: `invalid_transition`), or `revision` is not the latest (`stale_revision`, with `latest_revision`)", body = ErrorBody),
+        (status = 422, description = "The plan has unknown references or cycles (`plan_errors`), or a bad `revision`, `comments` or `approved_by`", body = ErrorBody),
     )
 )]
 async fn approve_specs(
@@ -94,6 +100,12 @@ async fn approve_specs(
             "comments must be at most {MAX_COMMENT_BYTES} bytes"
         )));
     }
+    let revision = match req.revision {
+        None => None,
+        Some(n) => Some(i32::try_from(n).ok().filter(|n| *n >= 1).ok_or_else(|| {
+            ApiError::Validation("revision must be a revision number (1 or more)".into())
+        })?),
+    };
     let approved_by = match &req.approved_by {
         Some(name) if name.trim().is_empty() || name.trim().chars().count() > 255 => {
             return Err(ApiError::Validation(
@@ -106,12 +118,12 @@ async fn approve_specs(
     let task = if req.approved {
         state
             .engine
-            .approve_specs(&id, &approved_by, &actor)
+            .approve_specs(&id, revision, &approved_by, &actor)
             .await?
     } else {
         state
             .engine
-            .request_spec_changes(&id, req.comments.as_deref(), &actor)
+            .request_spec_changes(&id, revision, req.comments.as_deref(), &actor)
             .await?
     };
     Ok(Json(task))
@@ -267,7 +279,10 @@ async fn get_revision(
     Ok(Json(state.store.get_revision(&id, n).await?))
 }
 
-fn revision_number(id: &spectask_domain::SpecTaskId, raw: &str) -> Result<i32, ApiError> {
+pub(crate) fn revision_number(
+    id: &spectask_domain::SpecTaskId,
+    raw: &str,
+) -> Result<i32, ApiError> {
     raw.parse::<i32>()
         .ok()
         .filter(|n| *n >= 1)

@@ -13,6 +13,7 @@
 
 pub mod assets;
 pub mod login;
+pub mod markdown;
 pub mod page;
 
 use axum::Router;
@@ -34,6 +35,10 @@ pub fn router() -> Router<AppState> {
         .route(login::LOGIN_PATH, post(login::login))
         .route(login::LOGOUT_PATH, post(login::logout))
         .route("/ui/assets/{*path}", get(assets::serve))
+        .route(
+            markdown::RENDER_PATH,
+            get(markdown::render_revision_document),
+        )
 }
 
 /// Whether `path` is a page (an HTML document a person opens), as opposed to the API, an asset or

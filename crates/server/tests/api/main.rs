@@ -18,5 +18,6 @@ mod implementation;
 mod mcp;
 mod planning;
 mod rest;
+mod spec_review;
 mod support;
 mod ui;

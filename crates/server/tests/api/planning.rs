@@ -11,7 +11,7 @@ use spectask_engine::{PlannerProfile, PlannerRegistry};
 use spectask_testkit::{FakeOpenAi, FakeReply, TestApp, TestOptions, backend_tests, fast_llm};
 
 /// A reply that satisfies the output contract, with `tasks` plan tasks (task n depends on n-1).
-fn spec_reply(title: &str, tasks: usize) -> String {
+pub(crate) fn spec_reply(title: &str, tasks: usize) -> String {
     let mut plan = String::new();
     for n in 1..=tasks {
         plan.push_str(&format!(
