@@ -5,6 +5,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed unwrap is a failed test
 
 mod acp;
+mod agents;
 mod acp_bounds;
 mod acp_permissions;
 mod acp_planning;
