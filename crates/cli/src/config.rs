@@ -477,18 +477,16 @@ mod tests {
         );
 
         // A configured profile is no built-in agent, found or not.
-        let file: ConfigFile =
-            toml::from_str("[agents.mine]\ncommand = \"/opt/agent\"\n").unwrap();
+        let file: ConfigFile = toml::from_str("[agents.mine]\ncommand = \"/opt/agent\"\n").unwrap();
         let profiles = agents(&file, &|_| None).unwrap();
         assert_eq!(
             default_agent(&file, &profiles, &found_only(&["mine", "goose"])),
             DefaultAgent::Detected("goose".to_owned())
         );
         // A configured default wins whatever is found.
-        let file: ConfigFile = toml::from_str(
-            "default_agent = \"mine\"\n[agents.mine]\ncommand = \"/opt/agent\"\n",
-        )
-        .unwrap();
+        let file: ConfigFile =
+            toml::from_str("default_agent = \"mine\"\n[agents.mine]\ncommand = \"/opt/agent\"\n")
+                .unwrap();
         let profiles = agents(&file, &|_| None).unwrap();
         assert_eq!(
             default_agent(&file, &profiles, &found_only(&["goose"])),

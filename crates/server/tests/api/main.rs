@@ -5,12 +5,12 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed unwrap is a failed test
 
 mod acp;
-mod agents;
 mod acp_bounds;
 mod acp_permissions;
 mod acp_planning;
 mod acp_sandbox;
 mod acp_supervision;
+mod agents;
 mod edge;
 mod entries;
 mod git_isolation;
