@@ -115,7 +115,7 @@ backend_tests! {
         let crashed = app.post("/api/v1/agents/test-agent/check", &json!({})).await;
         assert_eq!(crashed.status, StatusCode::OK, "{}", crashed.body);
         assert_eq!(crashed.body["ok"], json!(false), "{}", crashed.body);
-        assert!(crashed.body["error"].as_str().is_some_and(|e| e.contains("initialize")), "{}", crashed.body);
+        assert!(crashed.body["error"].as_str().is_some_and(|e| e.contains("exited during the handshake")), "{}", crashed.body);
         assert_eq!(agent_tree("check-bad"), Vec::new());
         // The next start answers (the script crashes only the first).
         let passed = app.post("/api/v1/agents/test-agent/check", &json!({})).await;

@@ -131,8 +131,15 @@ impl AcpRuntime {
             .launch(&spec, profile, workspace, Vec::new())
             .await
             .map_err(|err| (err, None))?;
-        let result = instance.handshake(profile, CHECK_TIMEOUT).await;
+        let mut result = instance.handshake(profile, CHECK_TIMEOUT).await;
         instance.shutdown().await;
+        if let Err(AgentError::Disconnected(_)) = &result {
+            // Say how it ended rather than how the connection saw it.
+            let status = instance.process.wait_exit().await;
+            result = Err(AgentError::Failed(format!(
+                "the agent exited during the handshake ({status}); its stderr is in the server log"
+            )));
+        }
         let handshake = instance.handshake.take();
         match (result, handshake) {
             (Ok(()), Some(handshake)) => Ok(handshake),
