@@ -54,15 +54,18 @@ try {
   // --- Revision 1 in review: rendered documents.
   await page.locator('#doc-requirements h1, #doc-requirements h2').first().waitFor({ timeout: 60000 });
   await until('spec_review', async () => (await statusOf(taskId)) === 'spec_review');
-  await page.locator('#doc-design table').waitFor();
-  await page.locator('#doc-design pre code').first().waitFor();
   await axe(page, 'spec-review');
   await shot(page, 'spec-review-r1');
+  await page.click('#tab-design');
+  await page.locator('#doc-design table').waitFor();
+  await page.locator('#doc-design pre code [class^="hl-"], #doc-design pre code[class*="hl-"]').first().waitFor();
+  await shot(page, 'spec-review-design');
+  await page.click('#tab-requirements');
 
   // --- Comment on a selected passage.
   await selectText(page, '#doc-requirements', 'say hello');
   await page.locator('#comment-button').click();
-  await page.locator('#comment-form textarea').fill('Say it warmly.');
+  await page.locator('#comment-text').fill('Say it warmly.');
   await page.locator('#comment-form button[type=submit]').click();
   await page.locator('#comments [data-comment-id]').first().waitFor();
   await page.locator('#doc-requirements mark.comment-anchor').first().waitFor();
@@ -70,7 +73,7 @@ try {
   await shot(page, 'spec-comment');
 
   // --- Request changes: revision 2 arrives.
-  await page.locator('#request-changes-reason, #request-changes-form textarea').first().fill('Sign every part.');
+  await page.locator('#request-changes-text').fill('Sign every part.');
   await page.locator('#request-changes').click();
   await until('revision 2', async () => (await api('GET', `/spec-tasks/${taskId}`)).spec_revision_count >= 2
     && (await statusOf(taskId)) === 'spec_review', 120000);

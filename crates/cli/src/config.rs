@@ -3,7 +3,8 @@
 //!
 //! ```toml
 //! # <data-dir>/spectask.toml
-//! default_agent = "claude"         # for tasks that name no implementation_agent
+//! default_agent = "claude"         # for tasks that name no implementation_agent; unset: the
+//!                                 # only built-in agent found on PATH, if exactly one is
 //!
 //! [agents.claude]                 # selected by a task's implementation_agent = "claude"
 //! command = "claude-agent-acp"
@@ -241,6 +242,52 @@ pub fn agents(file: &ConfigFile, env: &dyn Fn(&str) -> Option<String>) -> Result
     Ok(profiles.into_values().collect())
 }
 
+/// The default agent and how it was chosen.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DefaultAgent {
+    /// `default_agent` in the configuration.
+    Configured(String),
+    /// None configured; this was the only built-in agent whose program was found.
+    Detected(String),
+    /// None configured, and not exactly one built-in agent found (these were).
+    None { found: Vec<String> },
+}
+
+impl DefaultAgent {
+    pub fn name(&self) -> Option<&str> {
+        match self {
+            DefaultAgent::Configured(name) | DefaultAgent::Detected(name) => Some(name),
+            DefaultAgent::None { .. } => None,
+        }
+    }
+}
+
+/// The default agent: the configured one, else the only built-in preset among `agents` whose
+/// program `is_found` (several or none found: no default). A preset the file replaced counts
+/// with the file's command.
+pub fn default_agent(
+    file: &ConfigFile,
+    agents: &[AcpProfile],
+    is_found: &dyn Fn(&AcpProfile) -> bool,
+) -> DefaultAgent {
+    if let Some(name) = &file.default_agent {
+        return DefaultAgent::Configured(name.clone());
+    }
+    let presets: Vec<String> = acp::profiles::presets()
+        .into_iter()
+        .map(|preset| preset.name)
+        .collect();
+    let found: Vec<String> = agents
+        .iter()
+        .filter(|agent| presets.contains(&agent.name) && is_found(agent))
+        .map(|agent| agent.name.clone())
+        .collect();
+    match <[String; 1]>::try_from(found) {
+        Ok([only]) => DefaultAgent::Detected(only),
+        Err(found) => DefaultAgent::None { found },
+    }
+}
+
 /// The sandbox options of agent `name`; state paths it does not list come from the preset it
 /// replaces, if any.
 fn sandbox_settings(
@@ -400,6 +447,51 @@ mod tests {
         );
         let bad: ConfigFile = toml::from_str("default_agent = \"nobody\"\n").unwrap();
         assert!(agents(&bad, &|_| None).is_err());
+    }
+
+    #[test]
+    fn the_only_built_in_agent_found_is_the_default() {
+        let empty = ConfigFile::default();
+        let profiles = agents(&empty, &|_| None).unwrap();
+        let found_only = |names: &'static [&'static str]| {
+            move |profile: &AcpProfile| names.contains(&profile.name.as_str())
+        };
+        assert_eq!(
+            default_agent(&empty, &profiles, &found_only(&["codex-acp"])),
+            DefaultAgent::Detected("codex-acp".to_owned())
+        );
+        assert_eq!(
+            default_agent(&empty, &profiles, &found_only(&[])),
+            DefaultAgent::None { found: vec![] }
+        );
+        // Several found: none is picked, and the log names them.
+        assert_eq!(
+            default_agent(&empty, &profiles, &found_only(&["gemini", "codex-acp"])),
+            DefaultAgent::None {
+                found: vec!["codex-acp".to_owned(), "gemini".to_owned()]
+            }
+        );
+        assert_eq!(
+            default_agent(&empty, &profiles, &found_only(&["gemini"])).name(),
+            Some("gemini")
+        );
+
+        // A configured profile is no built-in agent, found or not.
+        let file: ConfigFile = toml::from_str("[agents.mine]\ncommand = \"/opt/agent\"\n").unwrap();
+        let profiles = agents(&file, &|_| None).unwrap();
+        assert_eq!(
+            default_agent(&file, &profiles, &found_only(&["mine", "goose"])),
+            DefaultAgent::Detected("goose".to_owned())
+        );
+        // A configured default wins whatever is found.
+        let file: ConfigFile =
+            toml::from_str("default_agent = \"mine\"\n[agents.mine]\ncommand = \"/opt/agent\"\n")
+                .unwrap();
+        let profiles = agents(&file, &|_| None).unwrap();
+        assert_eq!(
+            default_agent(&file, &profiles, &found_only(&["goose"])),
+            DefaultAgent::Configured("mine".to_owned())
+        );
     }
 
     #[test]

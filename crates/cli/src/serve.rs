@@ -106,11 +106,27 @@ pub async fn run(args: ServeArgs) -> Result<()> {
         };
     let agents = crate::config::agents(&file, &|name| std::env::var(name).ok())?;
     crate::config::ensure_distinct_profiles(&planners, &agents)?;
+    let default_agent =
+        crate::config::default_agent(&file, &agents, &|agent| agent.resolve_program().is_some());
     tracing::info!(
         agents = %agents.iter().map(|a| a.name.as_str()).collect::<Vec<_>>().join(", "),
-        default = file.default_agent.as_deref().unwrap_or("none"),
+        default = default_agent.name().unwrap_or("none"),
         "ACP agent profiles"
     );
+    match &default_agent {
+        crate::config::DefaultAgent::Configured(_) => {}
+        crate::config::DefaultAgent::Detected(name) => tracing::info!(
+            agent = %name,
+            "default agent detected on PATH (the only built-in agent found; set default_agent in spectask.toml to choose another)"
+        ),
+        crate::config::DefaultAgent::None { found } if found.is_empty() => tracing::info!(
+            "no default agent: spectask.toml names none and no built-in agent was found on PATH"
+        ),
+        crate::config::DefaultAgent::None { found } => tracing::info!(
+            found = %found.join(", "),
+            "no default agent: spectask.toml names none and several built-in agents were found on PATH; set default_agent to choose one"
+        ),
+    }
     let desk = spectask_engine::PermissionDesk::new(
         store.clone(),
         std::time::Duration::from_secs(args.permission_timeout_secs),
@@ -122,9 +138,9 @@ pub async fn run(args: ServeArgs) -> Result<()> {
         restart_backoff_max: std::time::Duration::from_secs(args.agent_restart_backoff_max_secs),
         ..spectask_runtimes::agent::acp::SupervisionSettings::default()
     };
-    let runtime = spectask_runtimes::agent::acp::AcpRuntime::new(
+    let mut runtime = spectask_runtimes::agent::acp::AcpRuntime::new(
         agents,
-        file.default_agent.clone(),
+        default_agent.name().map(str::to_owned),
         agent_shim,
     )
     .with_broker(std::sync::Arc::new(desk))
@@ -135,6 +151,9 @@ pub async fn run(args: ServeArgs) -> Result<()> {
         idle_timeout: (args.agent_idle_timeout_secs > 0)
             .then(|| std::time::Duration::from_secs(args.agent_idle_timeout_secs)),
     });
+    if matches!(default_agent, crate::config::DefaultAgent::Detected(_)) {
+        runtime = runtime.with_detected_default();
+    }
     let engine = Engine::with_runtime(
         store.clone(),
         planners,

@@ -41,6 +41,9 @@ use tokio::sync::{Notify, Semaphore};
 pub use error::EngineError;
 pub use permissions::PermissionDesk;
 pub use planners::{PlannerProfile, PlannerRegistry};
+/// What the runtime says about its agent profiles and a check of one (`Engine::agent_catalog`,
+/// `Engine::check_agent`), for the API.
+pub use spectask_runtimes::agent::catalog as agent_catalog;
 
 /// Tunables of the background work.
 #[derive(Debug, Clone)]
@@ -222,6 +225,39 @@ impl Engine {
             .runtime
             .as_ref()
             .is_none_or(|runtime| runtime.knows_agent(agent))
+    }
+
+    /// The agent profiles the runtime can run, with the default agent; empty without a runtime.
+    pub fn agent_catalog(&self) -> agent_catalog::AgentCatalog {
+        self.inner
+            .runtime
+            .as_ref()
+            .map(|runtime| runtime.describe_agents())
+            .unwrap_or_default()
+    }
+
+    /// Checks agent profile `name` with a throw-away agent's handshake
+    /// ([`AgentRuntime::check_agent`]); `None` when no runtime has that profile. The check runs
+    /// in a task of its own, so a caller that goes away (a closed request) does not cut it short
+    /// and leave its agent behind.
+    pub async fn check_agent(&self, name: &str) -> Option<agent_catalog::AgentCheck> {
+        let runtime = self.inner.runtime.clone()?;
+        let check_id = spectask_domain::InstanceId::from_ulid(ulid::Ulid::new());
+        let owned = name.to_owned();
+        let started = std::time::Instant::now();
+        match tokio::spawn(async move { runtime.check_agent(&owned, &check_id).await }).await {
+            Ok(check) => check,
+            Err(err) => {
+                tracing::error!(agent = %name, %err, "agent check task failed");
+                Some(agent_catalog::AgentCheck {
+                    name: name.to_owned(),
+                    ok: false,
+                    handshake: None,
+                    duration: started.elapsed(),
+                    error: Some(format!("the check itself failed: {err}")),
+                })
+            }
+        }
     }
 
     /// Whether implementation threads can run here.

@@ -79,6 +79,16 @@ impl PlannerRegistry {
         self.profiles.contains_key(name)
     }
 
+    /// The planner of tasks that name none, if one is configured.
+    pub fn default_planner(&self) -> Option<&PlannerProfile> {
+        self.default.as_ref()
+    }
+
+    /// The named profiles, by name.
+    pub fn profiles(&self) -> impl Iterator<Item = &PlannerProfile> {
+        self.profiles.values()
+    }
+
     pub fn names(&self) -> Vec<String> {
         self.profiles.keys().cloned().collect()
     }

@@ -28,6 +28,7 @@ use crate::state::AppState;
         (name = "plans", description = "The implementation-plan parser"),
         (name = "planning", description = "Planning, review comments, revisions and approval"),
         (name = "implementation", description = "Work sessions, threads, spawning, progress and the implementation review"),
+        (name = "agents", description = "Agent profiles, the programs found on PATH, and a handshake check"),
         (name = "health", description = "Liveness"),
     ),
     components(schemas(ErrorBody))

@@ -1,9 +1,9 @@
 //! The binary as a user starts it: help text, zero configuration, binding, the API token, a bad
-//! database URL and one `serve` per data directory.
+//! database URL, one `serve` per data directory, and the default agent detected on `PATH`.
 
 use serde_json::Value;
 
-use crate::support::{BIN, command, start, start_on};
+use crate::support::{BIN, command, get_json, start, start_command, start_on};
 
 fn help(args: &[&str]) -> String {
     let out = std::process::Command::new(BIN).args(args).output().unwrap();
@@ -178,4 +178,57 @@ async fn a_second_serve_on_the_same_data_directory_refuses_to_start() {
         "the first server goes on serving"
     );
     first.kill().await.unwrap();
+}
+
+/// Starts `spectask serve` with a `PATH` holding only fake programs named `programs`, and
+/// returns its agent listing.
+async fn agents_with_programs_on_path(programs: &[&str]) -> Value {
+    use std::os::unix::fs::PermissionsExt;
+
+    let cwd = tempfile::tempdir().unwrap();
+    let bin = cwd.path().join("bin");
+    std::fs::create_dir(&bin).unwrap();
+    for program in programs {
+        let path = bin.join(program);
+        std::fs::write(&path, "#!/bin/sh\nexit 0\n").unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    let mut cmd = command(cwd.path());
+    cmd.env("PATH", &bin);
+    let (mut child, base) = start_command(cmd, "127.0.0.1:0", &[]).await;
+    let agents = get_json(&reqwest::Client::new(), format!("{base}/api/v1/agents")).await;
+    child.kill().await.unwrap();
+    agents
+}
+
+#[tokio::test]
+async fn the_only_built_in_agent_on_path_is_the_default() {
+    let agents = agents_with_programs_on_path(&["codex-acp"]).await;
+    assert_eq!(
+        (&agents["default_agent"], &agents["default_agent_source"]),
+        (&Value::from("codex-acp"), &Value::from("detected")),
+        "{agents}"
+    );
+    let codex = agents["agents"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|agent| agent["name"] == "codex-acp")
+        .unwrap();
+    assert_eq!(
+        (&codex["available"], &codex["default"], &codex["source"]),
+        (
+            &Value::from(true),
+            &Value::from(true),
+            &Value::from("preset")
+        )
+    );
+
+    // Two found: no default is guessed.
+    let agents = agents_with_programs_on_path(&["codex-acp", "gemini"]).await;
+    assert_eq!(
+        (&agents["default_agent"], &agents["default_agent_source"]),
+        (&Value::Null, &Value::Null),
+        "{agents}"
+    );
 }

@@ -35,7 +35,12 @@ pub async fn start(cwd: &Path, extra: &[&str]) -> (Child, String) {
 
 /// Starts `spectask serve` on `bind`; returns the process and its base URL (on loopback).
 pub async fn start_on(cwd: &Path, bind: &str, extra: &[&str]) -> (Child, String) {
-    let mut cmd = command(cwd);
+    start_command(command(cwd), bind, extra).await
+}
+
+/// Starts `spectask serve` on `bind` from `cmd` (see [`command`]); returns the process and its
+/// base URL (on loopback).
+pub async fn start_command(mut cmd: Command, bind: &str, extra: &[&str]) -> (Child, String) {
     cmd.args(["--log-json", "serve", "--bind", bind])
         .args(extra);
     let mut child = cmd.spawn().expect("spawn spectask");

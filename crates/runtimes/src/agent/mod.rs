@@ -12,6 +12,7 @@
 //! of the store: the engine maps them.
 
 pub mod acp;
+pub mod catalog;
 pub mod sandbox;
 pub mod shim;
 pub mod tools;
@@ -25,6 +26,7 @@ pub use spectask_domain::{
 };
 use tokio::sync::mpsc;
 
+pub use catalog::{AgentCatalog, AgentCheck};
 pub use sandbox::SandboxStatus;
 pub use tools::{AgentToolServer, McpEndpoint};
 
@@ -176,6 +178,23 @@ pub trait AgentRuntime: Send + Sync + std::fmt::Debug {
     fn knows_agent(&self, agent: &str) -> bool {
         let _ = agent;
         true
+    }
+
+    /// The agent profiles this runtime can run, with the default agent. Runtimes without named
+    /// agents describe none.
+    fn describe_agents(&self) -> AgentCatalog {
+        AgentCatalog::default()
+    }
+
+    /// Starts a throw-away agent of profile `name` the way an instance's is started, runs the
+    /// handshake (`initialize`, and `authenticate` when the profile says), and stops it with its
+    /// whole process tree, within a bounded time. `check_id` is a fresh id for that process (its
+    /// records, its private directory). A failed start or handshake is a negative result, not an
+    /// error; `None` when the runtime has no profile `name` (runtimes without named agents have
+    /// none to check).
+    async fn check_agent(&self, name: &str, check_id: &InstanceId) -> Option<AgentCheck> {
+        let _ = (name, check_id);
+        None
     }
 
     /// Starts the instance, or does nothing if it is running. Called before every dispatch, so a

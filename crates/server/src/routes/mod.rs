@@ -1,9 +1,11 @@
 //! The route tree. Each module owns one resource and returns an `OpenApiRouter`, so a route cannot
 //! be added without its OpenAPI entry. Under `/api/v1`: spec tasks, planning and its approval
-//! gate, the plan parser, the implementation phase, sessions and the event stream; `/healthz`
+//! gate, the plan parser, the implementation phase, sessions, the event stream and the agent
+//! profiles ([`agents`]); `/healthz`
 //! ([`health`]) sits outside the prefix. [`validate`] holds the field checks they share and
 //! [`lookup`] the path ids and the rows a path must name.
 
+pub mod agents;
 pub mod events;
 pub mod health;
 pub mod implementation;
@@ -27,4 +29,5 @@ pub fn api_v1() -> OpenApiRouter<AppState> {
         .merge(plans::router())
         .merge(planning::router())
         .merge(implementation::router())
+        .merge(agents::router())
 }

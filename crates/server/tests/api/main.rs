@@ -10,6 +10,7 @@ mod acp_permissions;
 mod acp_planning;
 mod acp_sandbox;
 mod acp_supervision;
+mod agents;
 mod edge;
 mod entries;
 mod git_isolation;

@@ -20,8 +20,8 @@ use super::instance::Instance;
 use super::updates::TurnEvents;
 use super::{AcpRuntime, SETUP_TIMEOUT, supervisor};
 use crate::agent::{
-    AgentError, AgentEvent, AgentResult, AgentRuntime, AgentThreadId, AgentToolServer, InstanceId,
-    InstanceLoss, InstanceSpec, StopReason, ThreadOwner, TurnRequest,
+    AgentCatalog, AgentCheck, AgentError, AgentEvent, AgentResult, AgentRuntime, AgentThreadId,
+    AgentToolServer, InstanceId, InstanceLoss, InstanceSpec, StopReason, ThreadOwner, TurnRequest,
 };
 
 /// How long a turn waits for the prompt to fail after the agent process exited, so that output
@@ -181,6 +181,14 @@ impl AgentRuntime for AcpRuntime {
 
     fn knows_agent(&self, agent: &str) -> bool {
         self.profiles.contains_key(agent)
+    }
+
+    fn describe_agents(&self) -> AgentCatalog {
+        self.catalog()
+    }
+
+    async fn check_agent(&self, name: &str, check_id: &InstanceId) -> Option<AgentCheck> {
+        self.check(name, check_id).await
     }
 
     async fn ensure_instance(&self, spec: &InstanceSpec) -> AgentResult<()> {

@@ -11,6 +11,7 @@ use std::time::Duration;
 use agent_client_protocol::schema::ProtocolVersion;
 use agent_client_protocol::v1::schema::{
     ClientCapabilities, FileSystemCapabilities, Implementation, InitializeRequest,
+    InitializeResponse,
 };
 use agent_client_protocol::{
     JsonRpcRequest, is_connection_terminated, is_incoming_transport_closed,
@@ -22,6 +23,7 @@ use super::process::{self, AgentProcess, TERMINATE_GRACE};
 use super::stdout::{StdoutLimits, UPDATE_BACKLOG};
 use super::supervisor::InstanceSupervision;
 use super::{AcpProfile, AcpRuntime, SETUP_TIMEOUT};
+use crate::agent::catalog::{AgentHandshake, AgentInfo, AuthMethodInfo};
 use crate::agent::{AgentError, AgentResult, InstanceId, InstanceSpec};
 
 /// How long the connection gets to wind down after stop before its driver is aborted.
@@ -56,6 +58,8 @@ pub(super) struct Instance {
     /// its driver has wound down and the process is reaped later still: without this, a dispatch
     /// right after a `Disconnected` turn could find the lost process "alive" and reuse it.
     pub(super) went_away: AtomicBool,
+    /// What the agent answered to `initialize`, once it did.
+    pub(super) handshake: Option<AgentHandshake>,
 }
 
 impl Instance {
@@ -122,7 +126,25 @@ impl Instance {
 }
 
 impl AcpRuntime {
+    /// Starts an instance's agent and runs its handshake; a failed handshake stops the agent.
     pub(super) async fn start(
+        &self,
+        spec: &InstanceSpec,
+        profile: &AcpProfile,
+        workspace: PathBuf,
+        extra_roots: Vec<PathBuf>,
+    ) -> AgentResult<Instance> {
+        let mut instance = self.launch(spec, profile, workspace, extra_roots).await?;
+        if let Err(err) = instance.handshake(profile, SETUP_TIMEOUT).await {
+            instance.shutdown().await;
+            return Err(err);
+        }
+        Ok(instance)
+    }
+
+    /// Spawns the agent of `profile` under the shim, sandboxed, and connects to it; nothing is
+    /// sent yet ([`Instance::handshake`] comes next).
+    pub(super) async fn launch(
         &self,
         spec: &InstanceSpec,
         profile: &AcpProfile,
@@ -177,7 +199,7 @@ impl AcpRuntime {
                 return Err(err);
             }
         };
-        let mut instance = Instance {
+        Ok(Instance {
             id: spec.instance_id.clone(),
             profile: profile.name.clone(),
             workspace,
@@ -192,7 +214,20 @@ impl AcpRuntime {
             warned_no_mcp: AtomicBool::new(false),
             sandbox: launch.status,
             went_away: AtomicBool::new(false),
-        };
+            handshake: None,
+        })
+    }
+}
+
+impl Instance {
+    /// `initialize` (recording the answer in `handshake`), the protocol version check, then the
+    /// profile's `authenticate`, each request given `timeout`. The caller stops the agent when
+    /// this fails.
+    pub(super) async fn handshake(
+        &mut self,
+        profile: &AcpProfile,
+        timeout: Duration,
+    ) -> AgentResult<()> {
         let initialize = InitializeRequest::new(ProtocolVersion::V1)
             .client_capabilities(
                 ClientCapabilities::new().fs(FileSystemCapabilities::new()
@@ -200,41 +235,59 @@ impl AcpRuntime {
                     .write_text_file(true)),
             )
             .client_info(Implementation::new("spectask", env!("CARGO_PKG_VERSION")));
-        let response = match instance
-            .request(initialize, "initialize", Some(SETUP_TIMEOUT))
-            .await
-        {
-            Ok(response) if response.protocol_version == ProtocolVersion::V1 => response,
-            Ok(response) => {
-                instance.shutdown().await;
-                return Err(AgentError::Failed(format!(
-                    "agent `{}` speaks ACP protocol version {}, spectask needs 1",
-                    profile.name,
-                    response.protocol_version.as_u16()
-                )));
-            }
-            Err(err) => {
-                instance.shutdown().await;
-                return Err(err);
-            }
-        };
-        instance.load_session = response.agent_capabilities.load_session;
-        instance.mcp_http = response.agent_capabilities.mcp_capabilities.http;
-        if let Some(method) = &profile.authenticate
-            && let Err(err) = authenticate(&instance, profile, method, &response.auth_methods).await
-        {
-            instance.shutdown().await;
-            return Err(err);
+        let response = self
+            .request(initialize, "initialize", Some(timeout))
+            .await?;
+        self.handshake = Some(summarize(&response));
+        if response.protocol_version != ProtocolVersion::V1 {
+            return Err(AgentError::Failed(format!(
+                "agent `{}` speaks ACP protocol version {}, spectask needs 1",
+                profile.name,
+                response.protocol_version.as_u16()
+            )));
+        }
+        self.load_session = response.agent_capabilities.load_session;
+        self.mcp_http = response.agent_capabilities.mcp_capabilities.http;
+        if let Some(method) = &profile.authenticate {
+            authenticate(self, profile, method, &response.auth_methods, timeout).await?;
         }
         tracing::info!(
-            instance_id = %instance.id,
-            profile = %instance.profile,
+            instance_id = %self.id,
+            profile = %self.profile,
             agent = ?response.agent_info.as_ref().map(|info| (&info.name, &info.version)),
-            load_session = instance.load_session,
-            mcp_http = instance.mcp_http,
+            load_session = self.load_session,
+            mcp_http = self.mcp_http,
             "agent instance initialized"
         );
-        Ok(instance)
+        Ok(())
+    }
+}
+
+/// What people are shown of an `initialize` answer.
+fn summarize(response: &InitializeResponse) -> AgentHandshake {
+    let capabilities = &response.agent_capabilities;
+    AgentHandshake {
+        protocol_version: response.protocol_version.as_u16(),
+        agent_info: response.agent_info.as_ref().map(|info| AgentInfo {
+            name: info.name.clone(),
+            title: info.title.clone(),
+            version: info.version.clone(),
+        }),
+        load_session: capabilities.load_session,
+        prompt_image: capabilities.prompt_capabilities.image,
+        prompt_audio: capabilities.prompt_capabilities.audio,
+        prompt_embedded_context: capabilities.prompt_capabilities.embedded_context,
+        mcp_http: capabilities.mcp_capabilities.http,
+        mcp_sse: capabilities.mcp_capabilities.sse,
+        auth_methods: response
+            .auth_methods
+            .iter()
+            .map(|method| AuthMethodInfo {
+                id: method.id().to_string(),
+                name: method.name().to_owned(),
+                description: method.description().map(str::to_owned),
+            })
+            .collect(),
     }
 }
 
@@ -244,6 +297,7 @@ async fn authenticate(
     profile: &AcpProfile,
     method: &str,
     offered: &[agent_client_protocol::v1::schema::AuthMethod],
+    timeout: Duration,
 ) -> AgentResult<()> {
     if !offered.iter().any(|m| m.id().to_string() == method) {
         let offered: Vec<String> = offered.iter().map(|m| m.id().to_string()).collect();
@@ -259,7 +313,7 @@ async fn authenticate(
     }
     let request = agent_client_protocol::v1::schema::AuthenticateRequest::new(method.to_owned());
     match instance
-        .request(request, "authenticate", Some(SETUP_TIMEOUT))
+        .request(request, "authenticate", Some(timeout))
         .await
     {
         Ok(_) => {

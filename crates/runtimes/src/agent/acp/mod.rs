@@ -20,8 +20,10 @@
 
 //!
 //! This module holds the runtime and its instance table; `instance` starts one agent process and
-//! talks to it, `dispatch` implements [`AgentRuntime`] on top (instances, threads, turns).
+//! talks to it, `dispatch` implements [`AgentRuntime`] on top (instances, threads, turns), and
+//! `check` describes the profiles and checks one with a throw-away agent's handshake.
 
+mod check;
 mod client;
 mod connection;
 mod dispatch;
@@ -83,6 +85,8 @@ pub struct AcpRuntime {
     /// Every agent starts under this supervisor shim.
     shim: AgentShim,
     default_profile: Option<String>,
+    /// Whether `default_profile` was detected on `PATH` rather than configured.
+    default_detected: bool,
     /// One slot per instance id; the slot's async lock serialises starts and restarts.
     instances: Mutex<HashMap<InstanceId, Slot>>,
     /// Answers `ask`-policy permission requests; without one they are rejected.
@@ -120,6 +124,7 @@ impl AcpRuntime {
                 .collect(),
             shim,
             default_profile,
+            default_detected: false,
             instances: Mutex::new(HashMap::new()),
             broker: None,
             supervisor: Arc::new(Supervisor::new(SupervisionSettings::default())),
@@ -129,6 +134,14 @@ impl AcpRuntime {
             sandboxing: sandboxing::Sandboxing::default(),
             thread_cwds: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// The same runtime, reporting its default profile as detected on `PATH` (the configuration
+    /// named none) rather than configured.
+    #[must_use]
+    pub fn with_detected_default(mut self) -> Self {
+        self.default_detected = true;
+        self
     }
 
     /// The same runtime, bounding its agents as `limits` say.

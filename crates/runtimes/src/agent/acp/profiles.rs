@@ -4,6 +4,7 @@
 
 use std::collections::BTreeMap;
 
+use crate::agent::catalog::{ProfileSource, find_program};
 use crate::agent::sandbox::SandboxSettings;
 
 /// How `session/request_permission` is answered for an instance of a profile.
@@ -18,6 +19,17 @@ pub enum PermissionPolicy {
     /// A human decides, through the [`PermissionBroker`](crate::agent::PermissionBroker);
     /// without one, requests are rejected with a log line.
     Ask,
+}
+
+impl PermissionPolicy {
+    /// The configuration spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PermissionPolicy::AllowWorkspaceEdits => "allow_workspace_edits",
+            PermissionPolicy::Deny => "deny",
+            PermissionPolicy::Ask => "ask",
+        }
+    }
 }
 
 /// One configured ACP agent.
@@ -39,6 +51,8 @@ pub struct AcpProfile {
     /// Lets the agent write protected paths (git's internals under `.git/`, `.envrc`, `.husky/`),
     /// which are refused under every policy otherwise.
     pub allow_protected_paths: bool,
+    /// A built-in preset, or configured (the default of [`AcpProfile::new`]).
+    pub source: ProfileSource,
 }
 
 impl AcpProfile {
@@ -57,7 +71,18 @@ impl AcpProfile {
             authenticate: None,
             sandbox: SandboxSettings::default(),
             allow_protected_paths: false,
+            source: ProfileSource::Configured,
         }
+    }
+
+    /// The program the agent runs, as the shim will find it: on the `PATH` the profile sets, else
+    /// on the server's own; `None` when it is not there.
+    pub fn resolve_program(&self) -> Option<std::path::PathBuf> {
+        let path = match self.env.get("PATH") {
+            Some(path) => Some(std::ffi::OsString::from(path)),
+            None => std::env::var_os("PATH"),
+        };
+        find_program(&self.command, path.as_deref())
     }
 
     /// The same profile with these sandbox settings.
@@ -100,13 +125,13 @@ impl AcpProfile {
 /// binary when `installed` is true, otherwise fetched and run with `npx`.
 pub fn claude_agent_acp(installed: bool) -> AcpProfile {
     if installed {
-        AcpProfile::new("claude-agent-acp", "claude-agent-acp", Vec::<String>::new())
+        preset("claude-agent-acp", "claude-agent-acp", Vec::<String>::new())
             .with_sandbox(claude_code_state())
     } else {
         // npx keeps its download cache in ~/.npm.
         let mut sandbox = claude_code_state();
         sandbox.state_dirs.push("~/.npm".to_owned());
-        AcpProfile::new(
+        preset(
             "claude-agent-acp",
             "npx",
             ["--yes", "@agentclientprotocol/claude-agent-acp"],
@@ -124,34 +149,32 @@ pub fn claude_code_state() -> SandboxSettings {
 
 /// OpenAI Codex through the installed `codex-acp` binary.
 pub fn codex_acp() -> AcpProfile {
-    AcpProfile::new("codex-acp", "codex-acp", Vec::<String>::new())
+    preset("codex-acp", "codex-acp", Vec::<String>::new())
         .with_sandbox(SandboxSettings::default().with_state(["~/.codex"], NO_FILES))
 }
 
 /// Gemini CLI in ACP mode.
 pub fn gemini() -> AcpProfile {
-    AcpProfile::new("gemini", "gemini", ["--acp"])
+    preset("gemini", "gemini", ["--acp"])
         .with_sandbox(SandboxSettings::default().with_state(["~/.gemini"], NO_FILES))
 }
 
 /// OpenCode in ACP mode (XDG config, data, state and cache directories).
 pub fn opencode() -> AcpProfile {
-    AcpProfile::new("opencode", "opencode", ["acp"]).with_sandbox(
-        SandboxSettings::default().with_state(
-            [
-                "~/.config/opencode",
-                "~/.local/share/opencode",
-                "~/.local/state/opencode",
-                "~/.cache/opencode",
-            ],
-            NO_FILES,
-        ),
-    )
+    preset("opencode", "opencode", ["acp"]).with_sandbox(SandboxSettings::default().with_state(
+        [
+            "~/.config/opencode",
+            "~/.local/share/opencode",
+            "~/.local/state/opencode",
+            "~/.cache/opencode",
+        ],
+        NO_FILES,
+    ))
 }
 
 /// goose in ACP mode (XDG config, data and state directories).
 pub fn goose() -> AcpProfile {
-    AcpProfile::new("goose", "goose", ["acp"]).with_sandbox(SandboxSettings::default().with_state(
+    preset("goose", "goose", ["acp"]).with_sandbox(SandboxSettings::default().with_state(
         [
             "~/.config/goose",
             "~/.local/share/goose",
@@ -162,6 +185,17 @@ pub fn goose() -> AcpProfile {
 }
 
 const NO_FILES: [&str; 0] = [];
+
+/// A built-in preset running `command args…`.
+fn preset(
+    name: &str,
+    command: &str,
+    args: impl IntoIterator<Item = impl Into<String>>,
+) -> AcpProfile {
+    let mut profile = AcpProfile::new(name, command, args);
+    profile.source = ProfileSource::Preset;
+    profile
+}
 
 /// Every built-in preset (claude-agent-acp as the installed binary).
 pub fn presets() -> Vec<AcpProfile> {
@@ -188,6 +222,11 @@ mod tests {
         assert_eq!(claude_agent_acp(false).command, "npx");
         // Every preset knows where its agent keeps state, so the sandbox leaves it writable.
         assert!(presets().iter().all(|p| !p.sandbox.state_dirs.is_empty()));
+        assert!(presets().iter().all(|p| p.source == ProfileSource::Preset));
+        assert_eq!(
+            AcpProfile::new("x", "x", Vec::<String>::new()).source,
+            ProfileSource::Configured
+        );
         assert_eq!(
             claude_agent_acp(true).sandbox.state_files,
             vec!["~/.claude.json".to_owned()]

@@ -70,6 +70,22 @@ impl Sandboxing {
         }
     }
 
+    /// Removes the private directory (temp, private home) of `instance_id`, which was a one-off
+    /// (an agent check).
+    pub(crate) fn remove_private_dir(&self, instance_id: &str) {
+        let dir = self
+            .data_dir
+            .join(sandbox::plan::INSTANCES_DIR)
+            .join(instance_id);
+        match std::fs::remove_dir_all(&dir) {
+            Ok(()) => {}
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
+            Err(err) => {
+                tracing::warn!(%err, dir = %dir.display(), "cannot remove an agent's private directory");
+            }
+        }
+    }
+
     /// Plans the sandbox of `instance_id` running `profile` in `workspace`, also writing in
     /// `extra_roots` (all canonical); `spectask_ports` stay reachable when the profile restricts
     /// connects.
