@@ -75,8 +75,15 @@ try {
   // --- Request changes: revision 2 arrives.
   await page.locator('#request-changes-text').fill('Sign every part.');
   await page.locator('#request-changes').click();
-  await until('revision 2', async () => (await api('GET', `/spec-tasks/${taskId}`)).spec_revision_count >= 2
-    && (await statusOf(taskId)) === 'spec_review', 120000);
+  await shot(page, 'spec-request-changes');
+  let seenTask = null;
+  await until('revision 2', async () => {
+    seenTask = await api('GET', `/spec-tasks/${taskId}`);
+    seenTask.revisions = (await api('GET', `/spec-tasks/${taskId}/revisions`)).revisions.length;
+    return seenTask.revisions >= 2 && seenTask.status === 'spec_review';
+  }, 120000).catch((err) => {
+    throw new Error(`${err.message}; on the page: "${page.problems.join(' | ')}"; the task: ${seenTask.status}, ${seenTask.revisions} revision(s), error ${seenTask.error}`);
+  });
   log('revision 2 is in review');
 
   // --- Stale approval: the page still shows revision 1; approving it is refused, naming revision 2.
@@ -109,7 +116,11 @@ try {
   await until('four sessions in the graph', async () => (await nodes.count()) === 4);
   const active = page.locator('#impl-graph [data-work-session-id][data-status="active"]');
   await until('three threads running at once', async () => (await active.count()) === 3, 120000);
-  await until('three permission prompts', async () => (await page.locator('#permissions-count').textContent()).trim() === '3');
+  let prompts = '';
+  await until('three permission prompts', async () => {
+    prompts = (await api('GET', '/permission-requests')).permission_requests.map((r) => r.title).join(' | ');
+    return (await page.locator('#permissions-count').textContent()).trim() === '3';
+  }).catch((err) => { throw new Error(`${err.message}; badge ${prompts}`); });
   log('three threads running, three permission prompts');
   await axe(page, 'implementation');
   await shot(page, 'implementation-parallel');

@@ -57,8 +57,10 @@ fn streamed(text: &str) -> FakeReply {
 /// waits for a person's answer (so all three are running at once until the browser answers), the
 /// fourth writes its own, and the follow-up message is acknowledged.
 fn agent_script() -> Value {
-    let part = |name: &str| {
-        json!({"prompt_contains": format!("Write part {name}"), "steps": [
+    // A session's brief names its own task as `Task <key>: <title>` (the plan, also in the
+    // brief, lists every title).
+    let part = |key: u32, name: &str| {
+        json!({"prompt_contains": format!("Task {key}: Write part {name}"), "steps": [
             {"kind": "plan", "entries": [
                 {"content": format!("Write part-{name}.txt"), "status": "in_progress"},
                 {"content": "Tell the reviewer", "status": "pending"}]},
@@ -77,7 +79,7 @@ fn agent_script() -> Value {
         "rules": [
             {"prompt_contains": FOLLOW_UP, "steps": [
                 {"kind": "message", "text": format!("Follow-up {FOLLOW_UP} acknowledged.\n")}]},
-            part("one"), part("two"), part("three"),
+            part(1, "one"), part(2, "two"), part(3, "three"),
         ],
     })
 }
@@ -171,6 +173,12 @@ async fn a_person_runs_a_task_from_prompt_to_done_in_the_browser() {
     assert!(
         !comments["comments"].as_array().unwrap().is_empty(),
         "{comments}"
+    );
+    let branch = task["branch_name"].as_str().unwrap();
+    eprintln!(
+        "task branch {branch}:\n{}\n{}",
+        repo.git(&["log", "--stat", "--graph", "--format=%h %s", branch]),
+        repo.git(&["ls-tree", "-r", "--name-only", branch])
     );
     for part in ["one", "two", "three"] {
         assert_eq!(

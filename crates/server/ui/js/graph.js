@@ -234,7 +234,8 @@ export function renderGraph(svg, graph, { vertical = false, selected = null, onS
     const link = h('svg:a', {
       class: 'graph-node' + (ws.id === selected ? ' selected' : ''),
       href: hrefOf(ws.id),
-      'aria-label': description,
+      // The <title> child names the node for assistive technology (SVG's naming rules), with the
+      // whole description; an aria-label would hide that the visible text is cut to fit.
       'aria-current': ws.id === selected ? 'true' : null,
       dataset: { workSessionId: ws.id, status: ws.status },
       onclick: (event) => {

@@ -166,10 +166,16 @@ impl Connection {
                 {
                     let client = client.clone();
                     async move |request: WriteTextFileRequest, responder, _cx| {
-                        let _ = match client.write_text_file(&request).await {
-                            Ok(response) => responder.respond(response),
-                            Err(error) => responder.respond_with_error(error),
-                        };
+                        // Under the `ask` policy a write waits for a human, like a permission
+                        // request: answered from a task of its own, so one thread's pending
+                        // write never holds up the other threads of the same agent.
+                        let client = client.clone();
+                        tokio::spawn(async move {
+                            let _ = match client.write_text_file(&request).await {
+                                Ok(response) => responder.respond(response),
+                                Err(error) => responder.respond_with_error(error),
+                            };
+                        });
                         Ok(())
                     }
                 },
