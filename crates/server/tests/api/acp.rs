@@ -158,6 +158,47 @@ backend_tests! {
         assert!(detail["helix_session"]["interactions"][0]["response_message"].as_str().unwrap().contains("permission refused: Create ignored.txt"));
     }
 
+    async fn writes_waiting_for_a_human_in_two_threads_are_asked_at_once(db) {
+        // One agent process hosts both threads: a write that waits for its answer must not hold
+        // up the other thread's traffic (its own write request included).
+        let workspace = tempfile::tempdir().unwrap();
+        let state = tempfile::tempdir().unwrap();
+        let write = |file: &str| json!([{"kind": "write_file", "path": file, "content": format!("{file}\n")}]);
+        let script = json!({
+            "steps": [{"kind": "chunks", "count": 1}],
+            "rules": [
+                {"prompt_contains": "Task 1:", "steps": write("first.txt")},
+                {"prompt_contains": "Task 2:", "steps": write("second.txt")},
+            ],
+        });
+        let Some(profile) = test_agent_profile("asking-writes", &script, state.path()) else { return };
+        let profile = profile.with_policy(PermissionPolicy::Ask);
+        let desk = Arc::new(LateDesk::default());
+        let runtime = Arc::new(acp_runtime(profile, state.path()).with_broker(desk.clone()));
+        let plan = "# Requirements: Ask\n\n1.1 WHEN asked THE SYSTEM SHALL wait.\n\n## Open Questions\n\n- None.\n\n\
+                    # Design: Ask\n\nAsk first.\n\n# Implementation Plan: Ask\n\n- [ ] 1. First write\n- [ ] 2. Second write\n";
+        let engine = EngineSettings { turn_timeout: Duration::from_secs(120), ..fast_engine() };
+        let (app, _planner) = app_with_runtime(db, runtime, engine, plan).await;
+        desk.bind(&app, Duration::from_secs(120));
+        let id = approved_task(&app, "two writes at once", workspace.path()).await;
+
+        let pending = wait_for_body(&app, "/api/v1/permission-requests", "both writes pending at once", |body| {
+            body["permission_requests"].as_array().is_some_and(|list| list.len() == 2)
+        }).await;
+        let mut titles: Vec<String> = pending["permission_requests"].as_array().unwrap().iter()
+            .map(|r| r["title"].as_str().unwrap().rsplit('/').next().unwrap().to_owned()).collect();
+        titles.sort();
+        assert_eq!(titles, ["first.txt", "second.txt"]);
+        for request in pending["permission_requests"].as_array().unwrap() {
+            let answer = app.post(&format!("/api/v1/spec-tasks/{id}/permission-requests/{}", request["id"].as_str().unwrap()), &json!({"option_id": "allow"})).await;
+            assert_eq!(answer.status, reqwest::StatusCode::OK, "{}", answer.body);
+        }
+        app.wait_for_task_status(&id, "implementation_review").await;
+        for file in ["first.txt", "second.txt"] {
+            assert_eq!(std::fs::read_to_string(workspace.path().join(file)).unwrap(), format!("{file}\n"));
+        }
+    }
+
     async fn a_flood_of_ten_thousand_updates_is_stored_whole_and_in_order(db) {
         let workspace = tempfile::tempdir().unwrap();
         let state = tempfile::tempdir().unwrap();
