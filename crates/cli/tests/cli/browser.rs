@@ -7,7 +7,9 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use spectask_testkit::{FakeOpenAi, FakeReply, TestRepo, require_browser, require_test_agent};
+use spectask_testkit::{
+    BrowserTools, FakeOpenAi, FakeReply, TestRepo, require_browser, require_test_agent,
+};
 
 use crate::support;
 
@@ -84,6 +86,38 @@ fn agent_script() -> Value {
     })
 }
 
+/// Runs `tests/browser/<name>.mjs` against the server at `url` with `env`, its screenshots in
+/// `target/browser-screenshots/<name>`, and fails the test (printing its output) if it fails.
+async fn run_script(browser: &BrowserTools, name: &str, url: &str, env: &[(&str, &str)]) {
+    let output = tokio::process::Command::new(&browser.node)
+        .arg(format!("{name}.mjs"))
+        .current_dir(&browser.dir)
+        .env("SPECTASK_URL", url)
+        .env("SPECTASK_CHROMIUM", &browser.chromium)
+        .env(
+            "SPECTASK_SCREENSHOTS",
+            spectask_testkit::screenshots_dir(name),
+        )
+        .envs(env.iter().copied())
+        .stdin(Stdio::null())
+        .kill_on_drop(true)
+        .output();
+    let output = tokio::time::timeout(Duration::from_secs(600), output)
+        .await
+        .unwrap_or_else(|_| panic!("{name}.mjs did not finish in 10 minutes"))
+        .unwrap();
+    eprintln!(
+        "--- {name}.mjs stdout\n{}\n--- {name}.mjs stderr\n{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(
+        output.status.success(),
+        "{name}.mjs failed: {}",
+        output.status
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_person_runs_a_task_from_prompt_to_done_in_the_browser() {
     let Some(browser) = require_browser() else {
@@ -125,30 +159,16 @@ async fn a_person_runs_a_task_from_prompt_to_done_in_the_browser() {
     )
     .await;
 
-    let screenshots = spectask_testkit::screenshots_dir("flow");
-    let output = tokio::process::Command::new(&browser.node)
-        .arg("flow.mjs")
-        .current_dir(&browser.dir)
-        .env("SPECTASK_URL", &url)
-        .env("SPECTASK_PROJECT", repo.path())
-        .env("SPECTASK_CHROMIUM", &browser.chromium)
-        .env("SPECTASK_SCREENSHOTS", &screenshots)
-        .env("SPECTASK_FOLLOW_UP", FOLLOW_UP)
-        .stdin(Stdio::null())
-        .kill_on_drop(true)
-        .output();
-    let output = tokio::time::timeout(Duration::from_secs(600), output)
-        .await
-        .expect("the browser flow did not finish in 10 minutes")
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    eprintln!("--- flow.mjs stdout\n{stdout}\n--- flow.mjs stderr\n{stderr}");
-    assert!(
-        output.status.success(),
-        "the browser flow failed: {}",
-        output.status
-    );
+    run_script(
+        &browser,
+        "flow",
+        &url,
+        &[
+            ("SPECTASK_PROJECT", repo.path().to_string_lossy().as_ref()),
+            ("SPECTASK_FOLLOW_UP", FOLLOW_UP),
+        ],
+    )
+    .await;
 
     // What the browser did is what the server holds.
     let client = reqwest::Client::new();
@@ -205,33 +225,7 @@ async fn a_person_signs_in_with_the_api_token() {
     let cwd = tempfile::tempdir().unwrap();
     let (mut server, url) =
         support::start_on(cwd.path(), "0.0.0.0:0", &["--api-token", TOKEN]).await;
-    let output = tokio::process::Command::new(&browser.node)
-        .arg("login.mjs")
-        .current_dir(&browser.dir)
-        .env("SPECTASK_URL", &url)
-        .env("SPECTASK_TOKEN", TOKEN)
-        .env("SPECTASK_CHROMIUM", &browser.chromium)
-        .env(
-            "SPECTASK_SCREENSHOTS",
-            spectask_testkit::screenshots_dir("login"),
-        )
-        .stdin(Stdio::null())
-        .kill_on_drop(true)
-        .output();
-    let output = tokio::time::timeout(Duration::from_secs(300), output)
-        .await
-        .expect("the login flow did not finish in 5 minutes")
-        .unwrap();
-    eprintln!(
-        "--- login.mjs stdout\n{}\n--- login.mjs stderr\n{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    assert!(
-        output.status.success(),
-        "the login flow failed: {}",
-        output.status
-    );
+    run_script(&browser, "login", &url, &[("SPECTASK_TOKEN", TOKEN)]).await;
     server.start_kill().unwrap();
     let _ = server.wait().await;
 }
