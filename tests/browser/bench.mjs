@@ -144,6 +144,20 @@ try {
   const thread = await measure(browser, `${base}/tasks/${long.id}/implementation?session=${sid}`,
     () => document.body.dataset.ready === 'true' && performance.getEntriesByName('thread-rendered').length > 0);
   console.log(`thread, ${ENTRIES} entries: median ${thread.median} ms (min ${thread.min}, max ${thread.max})`, JSON.stringify(thread.weight));
+
+  // Everything drawn: "show earlier" until the whole thread is on the page.
+  const page = await (await browser.newContext({ viewport: { width: 1280, height: 900 } })).newPage();
+  await page.goto(`${base}/tasks/${long.id}/implementation?session=${sid}`);
+  await page.waitForFunction(() => performance.getEntriesByName('thread-rendered').length > 0);
+  const started2 = await page.evaluate(() => performance.now());
+  let clicks = 0;
+  while (await page.locator('#thread-show-earlier').count()) {
+    await page.click('#thread-show-earlier');
+    clicks += 1;
+  }
+  const drawn = await page.evaluate(() => new Promise((resolve) => requestAnimationFrame(() => resolve(performance.now()))));
+  const nodes = await page.evaluate(() => document.getElementsByTagName('*').length);
+  console.log(`thread, all ${ENTRIES} entries drawn after ${clicks} "show earlier": ${Math.round(drawn - started2)} ms more, ${nodes} elements`);
 } finally {
   await browser.close();
   child.kill('SIGTERM');
