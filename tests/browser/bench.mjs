@@ -158,6 +158,21 @@ try {
   const drawn = await page.evaluate(() => new Promise((resolve) => requestAnimationFrame(() => resolve(performance.now()))));
   const nodes = await page.evaluate(() => document.getElementsByTagName('*').length);
   console.log(`thread, all ${ENTRIES} entries drawn after ${clicks} "show earlier": ${Math.round(drawn - started2)} ms more, ${nodes} elements`);
+
+  // Or at once: "show all".
+  const times = [];
+  for (let run = 0; run < RUNS; run += 1) {
+    const fresh = await (await browser.newContext({ viewport: { width: 1280, height: 900 } })).newPage();
+    await fresh.goto(`${base}/tasks/${long.id}/implementation?session=${sid}`);
+    await fresh.waitForFunction(() => performance.getEntriesByName('thread-rendered').length > 0);
+    const before = await fresh.evaluate(() => performance.now());
+    await fresh.click('#thread-show-all');
+    const after = await fresh.evaluate(() => new Promise((resolve) => requestAnimationFrame(() => resolve(performance.now()))));
+    times.push(after - before);
+    await fresh.context().close();
+  }
+  times.sort((a, b) => a - b);
+  console.log(`thread, all ${ENTRIES} entries drawn at once ("show all"): median ${Math.round(times[Math.floor(times.length / 2)])} ms more (min ${Math.round(times[0])}, max ${Math.round(times.at(-1))})`);
 } finally {
   await browser.close();
   child.kill('SIGTERM');

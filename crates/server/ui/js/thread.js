@@ -11,7 +11,7 @@
 // Performance marks (for tests): `thread-open`, `thread-loaded` (entries read) and
 // `thread-rendered` (drawn) on every open.
 //
-// Stable ids: #thread-entries (the scroll box), #thread-show-earlier, [data-interaction-id]
+// Stable ids: #thread-entries (the scroll box), #thread-show-earlier, #thread-show-all, [data-interaction-id]
 // (one per turn, with data-state), [data-tool-call-id] (with data-tool-status).
 
 import * as api from './api.js';
@@ -289,6 +289,7 @@ export class Thread {
     if (hidden) {
       const next = Math.min(hidden, STEP);
       parts.push(`<p class="show-earlier"><button type="button" class="link" id="thread-show-earlier">Show ${next} earlier entr${next === 1 ? 'y' : 'ies'}</button>`
+        + (hidden > next ? ` · <button type="button" class="link" id="thread-show-all">Show all ${hidden}</button>` : '')
         + ` <span class="meta">(${hidden} hidden)</span></p>`);
     }
     models.forEach((model, n) => {
@@ -312,14 +313,17 @@ export class Thread {
     box.setAttribute('role', 'log');
     box.setAttribute('aria-label', 'Thread');
     box.innerHTML = parts.join('');
-    box.querySelector('#thread-show-earlier')?.addEventListener('click', () => {
-      this.window += STEP;
+    const showMore = (more) => () => {
+      this.window += more;
       const before = box.scrollHeight - box.scrollTop;
       this.render();
       const fresh = this.root.querySelector('#thread-entries');
       fresh.scrollTop = fresh.scrollHeight - before;
       fresh.focus();
-    });
+    };
+    box.querySelector('#thread-show-earlier')?.addEventListener('click', showMore(STEP));
+    // One render of everything: cheaper than stepping there, each step re-rendering all shown.
+    box.querySelector('#thread-show-all')?.addEventListener('click', showMore(total));
     this.root.replaceChildren(box);
     this.reportSide();
   }
