@@ -46,8 +46,9 @@ export async function open(browser, { width = 1280, height = 900, mobile = false
   page.on('pageerror', (err) => page.problems.push(`script error: ${err.message}`));
   page.on('console', (message) => {
     const text = message.text();
-    // axe-core itself applies inline styles while it measures (blocked by the CSP, harmlessly).
-    if (page.axeRunning && /inline style/.test(text)) return;
+    // axe-core, evaluated by the test (no script URL), applies inline styles while it measures:
+    // blocked by the CSP, harmlessly. The pages' own scripts always have a URL.
+    if (message.location().url === '' && /inline style/.test(text)) return;
     if (message.type() === 'error' && !/status of (409|422|401|404)/.test(text)) page.problems.push(`console error: ${text}`);
     if (/Content Security Policy/i.test(text)) page.problems.push(`CSP: ${text}`);
   });
@@ -72,17 +73,6 @@ export async function shot(page, name) {
 
 /** axe-core on the page as it is: fails on serious or critical violations (all are logged). */
 export async function axe(page, name) {
-  page.axeRunning = true;
-  try {
-    return await runAxe(page, name);
-  } finally {
-    // Console messages arrive in order: one more round trip delivers any axe left behind.
-    await page.evaluate(() => new Promise((resolve) => requestAnimationFrame(() => resolve())));
-    page.axeRunning = false;
-  }
-}
-
-async function runAxe(page, name) {
   await page.evaluate(AXE);
   const result = await page.evaluate(async () => {
     // eslint-disable-next-line no-undef
