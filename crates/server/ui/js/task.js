@@ -102,7 +102,7 @@ async function init() {
   replace(main);
   renderHeader();
   const view = currentView();
-  const container = h('section', { class: 'view', id: `view-${view}`, 'aria-label': VIEWS.find((v) => v.id === view).title });
+  const container = h('section', { class: 'view', id: `view-${view}`, 'aria-label': `${VIEWS.find((v) => v.id === view).title} view` });
   main.append(container);
   subscribe(taskId, (event) => {
     if (event.kind.startsWith('spec_task.')) {
