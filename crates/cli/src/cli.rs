@@ -28,12 +28,218 @@ pub struct Cli {
 }
 
 #[derive(Debug, Subcommand)]
+// Parsed once per process: the size of the server's options does not matter.
+#[allow(clippy::large_enum_variant)]
 pub enum Command {
     /// Run the HTTP server (REST API under /api/v1, live events, OpenAPI at /api/v1/openapi.json).
     ///
     /// With no options it stores everything in a SQLite file in ./.spectask/ (created and
     /// migrated on start). Give --database-url postgres://… to use PostgreSQL instead.
     Serve(ServeArgs),
+    /// Work with SpecTasks on a spectask server (create, review, approve, follow, import…).
+    Task(TaskArgs),
+    /// Everything in one command, for one person at a terminal: create a task, watch it plan,
+    /// review the spec, follow the implementation, approve the result.
+    Run(RunArgs),
+}
+
+/// How a client command reaches the server, and how it prints.
+#[derive(Debug, Clone, Args)]
+pub struct ClientArgs {
+    /// The server's base URL.
+    #[arg(
+        long,
+        global = true,
+        env = "SPECTASK_SERVER",
+        default_value = "http://127.0.0.1:8080"
+    )]
+    pub server: String,
+    /// The API token. Default: `SPECTASK_API_TOKEN`, else, for a server on this machine, the
+    /// `api-token` file in the data directory.
+    #[arg(
+        long,
+        global = true,
+        env = "SPECTASK_API_TOKEN",
+        hide_env_values = true
+    )]
+    pub token: Option<String>,
+    /// The data directory whose `api-token` file holds the token of a local server.
+    #[arg(
+        long,
+        global = true,
+        env = "SPECTASK_DATA_DIR",
+        default_value = ".spectask"
+    )]
+    pub data_dir: PathBuf,
+    /// Print the API's JSON (one document per command; JSON lines for `follow`).
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// No colours (also when `NO_COLOR` is set or the output is not a terminal).
+    #[arg(long, global = true)]
+    pub no_color: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct TaskArgs {
+    #[command(flatten)]
+    pub client: ClientArgs,
+    #[command(subcommand)]
+    pub command: TaskCommand,
+}
+
+/// The three planning documents.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Doc {
+    Requirements,
+    Design,
+    Plan,
+}
+
+/// Spec layouts other tools write.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum SpecFormat {
+    /// `.kiro/specs/<name>/` with requirements.md, design.md, tasks.md.
+    Kiro,
+    /// spec-kit's `specs/NNN-name/` with spec.md, plan.md, tasks.md.
+    Speckit,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TaskCommand {
+    /// Create a SpecTask from a prompt (planning starts at once unless --no-start).
+    Create {
+        /// What to build, in your words.
+        prompt: String,
+        /// The project checkout (default: the current directory).
+        #[arg(long)]
+        project: Option<PathBuf>,
+        /// A planner profile, or an agent profile to plan over ACP.
+        #[arg(long)]
+        planner: Option<String>,
+        /// The implementation agent profile.
+        #[arg(long)]
+        agent: Option<String>,
+        /// feature, bug, refactor, chore, docs or test.
+        #[arg(long = "type")]
+        task_type: Option<String>,
+        /// low, medium, high or critical.
+        #[arg(long)]
+        priority: Option<String>,
+        /// Leave the task in backlog.
+        #[arg(long)]
+        no_start: bool,
+    },
+    /// List tasks.
+    List {
+        #[arg(long)]
+        status: Option<String>,
+        /// Text to find in names and prompts.
+        #[arg(long)]
+        query: Option<String>,
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
+    },
+    /// One task.
+    Show { id: String },
+    /// The planning documents of a revision (default: the latest).
+    Specs {
+        id: String,
+        #[arg(long)]
+        revision: Option<u32>,
+        #[arg(long, value_enum)]
+        doc: Option<Doc>,
+    },
+    /// The diff between two revisions (default: the last two).
+    Diff {
+        id: String,
+        #[arg(long)]
+        from: Option<u32>,
+        #[arg(long)]
+        to: Option<u32>,
+    },
+    /// Comment on a passage of a document.
+    Comment {
+        id: String,
+        #[arg(long, value_enum)]
+        doc: Doc,
+        /// The passage, exactly as it appears in the document.
+        #[arg(long)]
+        quote: Option<String>,
+        comment: String,
+    },
+    /// Approve the spec (the revision you read: default the latest).
+    Approve {
+        id: String,
+        #[arg(long)]
+        revision: Option<u32>,
+    },
+    /// Ask the planner for a new revision.
+    RequestChanges {
+        id: String,
+        why: String,
+        #[arg(long)]
+        revision: Option<u32>,
+    },
+    /// The task's work sessions.
+    Sessions { id: String },
+    /// Send a follow-up message to a running work session.
+    Message { session: String, text: String },
+    /// Cancel a work session.
+    Cancel { session: String },
+    /// Retry a failed (or blocked) work session.
+    Retry { session: String },
+    /// Spawn a work session from a running one.
+    Spawn {
+        id: String,
+        #[arg(long)]
+        from: String,
+        #[arg(long)]
+        name: String,
+        #[arg(long)]
+        description: String,
+    },
+    /// Pending permission requests (of one task, or every task).
+    Permissions { id: Option<String> },
+    /// Answer a permission request with one of its options.
+    Answer { request: String, option: String },
+    /// Archive a task.
+    Archive { id: String },
+    /// Delete a task.
+    Delete { id: String },
+    /// Follow a task live until it reaches a review or a final status.
+    Follow { id: String },
+    /// Create a task in spec review from an existing Kiro or spec-kit spec folder.
+    Import {
+        dir: PathBuf,
+        /// The project checkout (default: the current directory).
+        #[arg(long)]
+        project: Option<PathBuf>,
+    },
+    /// Write a task's approved documents in Kiro's or spec-kit's layout.
+    Export {
+        id: String,
+        #[arg(long, value_enum)]
+        format: SpecFormat,
+        dir: PathBuf,
+        /// Overwrite files that already exist in DIR.
+        #[arg(long)]
+        force: bool,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    #[command(flatten)]
+    pub client: ClientArgs,
+    /// What to build, in your words.
+    pub prompt: String,
+    /// The project checkout (default: the current directory).
+    #[arg(long)]
+    pub project: Option<PathBuf>,
+    #[arg(long)]
+    pub planner: Option<String>,
+    #[arg(long)]
+    pub agent: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -205,7 +411,9 @@ mod tests {
     #[test]
     fn serve_defaults() {
         let cli = Cli::try_parse_from(["spectask", "serve"]).unwrap();
-        let Command::Serve(args) = cli.command;
+        let Command::Serve(args) = cli.command else {
+            panic!("not serve")
+        };
         assert_eq!(args.bind, "127.0.0.1:8080".parse().unwrap());
         assert_eq!(args.data_dir, PathBuf::from(".spectask"));
     }
@@ -221,7 +429,9 @@ mod tests {
             "b.example,c.example",
         ])
         .unwrap();
-        let Command::Serve(args) = cli.command;
+        let Command::Serve(args) = cli.command else {
+            panic!("not serve")
+        };
         assert_eq!(args.allowed_hosts, ["a.example", "b.example", "c.example"]);
     }
 

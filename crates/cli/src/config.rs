@@ -362,7 +362,9 @@ mod tests {
     fn llm_args(args: &[&str]) -> LlmArgs {
         let mut argv = vec!["spectask", "serve"];
         argv.extend_from_slice(args);
-        let Command::Serve(serve) = Cli::try_parse_from(argv).unwrap().command;
+        let Command::Serve(serve) = Cli::try_parse_from(argv).unwrap().command else {
+            panic!("not serve")
+        };
         serve.llm
     }
 

@@ -20,6 +20,16 @@ fn sqlite_url(data_dir: &Path) -> Result<String> {
 }
 
 pub async fn run(args: ServeArgs) -> Result<()> {
+    run_until(args, None, spectask_server::shutdown_signal()).await
+}
+
+/// Runs the server until `shutdown` resolves; `listening` gets the bound address once requests
+/// can be made (how `spectask run` starts an embedded server on a free port).
+pub async fn run_until(
+    args: ServeArgs,
+    listening: Option<tokio::sync::oneshot::Sender<std::net::SocketAddr>>,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<()> {
     tokio::fs::create_dir_all(&args.data_dir)
         .await
         .with_context(|| format!("cannot create data directory {}", args.data_dir.display()))?;
@@ -180,10 +190,10 @@ pub async fn run(args: ServeArgs) -> Result<()> {
         .with_context(|| format!("cannot listen on {}", args.bind))?;
     let addr = server.local_addr()?;
     tracing::info!(%addr, database = store.kind(), data_dir = %data_dir.display(), "spectask listening");
-    server
-        .run(spectask_server::shutdown_signal())
-        .await
-        .context("server failed")?;
+    if let Some(listening) = listening {
+        let _ = listening.send(addr);
+    }
+    server.run(shutdown).await.context("server failed")?;
     store.close().await;
     drop(data_dir_lock);
     tracing::info!("spectask stopped");

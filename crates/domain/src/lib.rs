@@ -46,8 +46,11 @@ pub use plan::{
 };
 pub use revision::SpecRevision;
 pub use session::{Interaction, InteractionState, Session, SessionRole};
-pub use spec_output::{SpecDocuments, SpecOutputError, split_spec_files, split_spec_reply};
-pub use spec_task::{NewSpecTask, Priority, SpecTask, SpecTaskStatus, TaskType};
+pub use spec_output::{
+    ImportedSpecsError, SpecDocuments, SpecOutputError, check_imported_specs, split_spec_files,
+    split_spec_reply,
+};
+pub use spec_task::{NewSpecTask, Priority, SpecLayout, SpecTask, SpecTaskStatus, TaskType};
 pub use transitions::{
     ImplementationTaskEvent, SpecTaskEvent, TransitionError, TurnEvent, WorkSessionEvent,
     ZedThreadEvent,

@@ -18,6 +18,10 @@ pub const DERIVED_NAME_CHARS: usize = 60;
 /// Largest free text an actor attaches to an action (a message to an agent, a review comment, a
 /// progress note), in bytes.
 pub const MAX_TEXT_BYTES: usize = 64 * 1024;
+/// Largest imported spec document (requirements, design or plan), in bytes.
+pub const MAX_SPEC_DOCUMENT_BYTES: usize = 256 * 1024;
+/// Longest label of where imported specs came from (a path or a name), in bytes.
+pub const MAX_IMPORT_SOURCE_BYTES: usize = 1000;
 /// Largest page of a listing.
 pub const MAX_PAGE_LIMIT: i64 = 200;
 /// Page size when none is asked for.

@@ -3,10 +3,16 @@
 //! `# Implementation Plan: <title>`. This module splits a reply at those lines (an H1 inside a
 //! fenced code block, a quote or a list does not count; text before the first is ignored) and
 //! checks that the result can be reviewed and, later, implemented.
+//!
+//! Documents written elsewhere (a Kiro or spec-kit folder) are checked by [`check_imported_specs`]
+//! instead: they keep their own headings (`# Requirements Document`, `# Feature Specification: …`),
+//! so only what makes them reviewable and implementable is required, exactly as for a planner:
+//! three documents with content, and a plan that parses into tasks without errors.
 
 use pulldown_cmark::{Event, HeadingLevel, Parser, Tag, TagEnd};
 
-use crate::plan::{ParsedPlan, PlanFormat, parse_plan};
+use crate::limits::MAX_SPEC_DOCUMENT_BYTES;
+use crate::plan::{ParsedPlan, PlanError, PlanErrorKind, PlanFormat, parse_plan};
 
 /// The three documents of a valid reply.
 #[derive(Debug, Clone, PartialEq)]
@@ -221,6 +227,74 @@ pub fn split_spec_files(
     split_spec_reply(&joined)
 }
 
+/// Why imported documents cannot become a revision.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ImportedSpecsError {
+    /// A document is blank (`field` names it).
+    #[error("{field} is empty")]
+    Blank { field: &'static str },
+    /// A document is over [`MAX_SPEC_DOCUMENT_BYTES`].
+    #[error("{field} is {size} bytes; the limit is {limit} bytes")]
+    TooLarge {
+        field: &'static str,
+        size: usize,
+        limit: usize,
+    },
+    /// The plan does not parse into tasks, or its tasks have errors: the parser's own errors
+    /// (a plan with no task is one `empty_plan` error).
+    #[error("the implementation plan cannot be approved: {}", errors.iter().map(|e| e.message.as_str()).collect::<Vec<_>>().join("; "))]
+    Plan { errors: Vec<PlanError> },
+}
+
+/// Checks three documents written elsewhere as a planner's output is checked: each has content
+/// (and at most [`MAX_SPEC_DOCUMENT_BYTES`]), and the plan parses into structured tasks with no
+/// error. Returns the parsed plan. The documents' headings are theirs: no H1 line is required.
+pub fn check_imported_specs(
+    requirements: &str,
+    design: &str,
+    plan: &str,
+) -> Result<ParsedPlan, ImportedSpecsError> {
+    let documents = [
+        ("requirements_spec", requirements),
+        ("technical_design", design),
+        ("implementation_plan", plan),
+    ];
+    for (field, text) in documents {
+        if text.len() > MAX_SPEC_DOCUMENT_BYTES {
+            return Err(ImportedSpecsError::TooLarge {
+                field,
+                size: text.len(),
+                limit: MAX_SPEC_DOCUMENT_BYTES,
+            });
+        }
+    }
+    for (field, text) in documents {
+        if text.trim().is_empty() {
+            return Err(ImportedSpecsError::Blank { field });
+        }
+    }
+    let parsed = parse_plan(plan);
+    if parsed.tasks.is_empty() || parsed.format == PlanFormat::Unstructured {
+        return Err(ImportedSpecsError::Plan {
+            errors: vec![PlanError {
+                kind: PlanErrorKind::EmptyPlan,
+                message: "the implementation plan has no tasks; write checkbox tasks like \
+                          `- [ ] 1. Title` (Kiro) or `- [ ] T001 Title` (spec-kit)"
+                    .into(),
+                keys: Vec::new(),
+                lines: Vec::new(),
+                reference: None,
+            }],
+        });
+    }
+    if !parsed.errors.is_empty() {
+        return Err(ImportedSpecsError::Plan {
+            errors: parsed.errors,
+        });
+    }
+    Ok(parsed)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -344,6 +418,42 @@ mod tests {
         assert!(
             split_spec_reply(&GOOD.replace("# Design: Dark mode", "# Designer notes")).is_err()
         );
+    }
+
+    #[test]
+    fn imported_documents_keep_their_headings_and_need_a_parsable_plan() {
+        let requirements = "# Requirements Document\n\n## Introduction\n\nDark mode.\n";
+        let design = "# Design Document\n\nA theme context.\n";
+        let plan = "# Implementation Plan\n\n- [ ] 1. Add the theme\n  - _Requirements: 1.1_\n";
+        let parsed = check_imported_specs(requirements, design, plan).unwrap();
+        assert_eq!(parsed.tasks.len(), 1);
+        assert_eq!(
+            check_imported_specs(" \n", design, plan),
+            Err(ImportedSpecsError::Blank {
+                field: "requirements_spec"
+            })
+        );
+        let Err(ImportedSpecsError::Plan { errors }) =
+            check_imported_specs(requirements, design, "We will do it.\n")
+        else {
+            panic!("a plan without tasks is refused");
+        };
+        assert_eq!(errors[0].kind, PlanErrorKind::EmptyPlan);
+        let cycle = "- [ ] 1. A\n  - Depends on: 2\n- [ ] 2. B\n  - Depends on: 1\n";
+        let Err(ImportedSpecsError::Plan { errors }) =
+            check_imported_specs(requirements, design, cycle)
+        else {
+            panic!("a cycle is refused");
+        };
+        assert_eq!(errors[0].kind, PlanErrorKind::DependencyCycle);
+        let big = "x".repeat(MAX_SPEC_DOCUMENT_BYTES + 1);
+        assert!(matches!(
+            check_imported_specs(requirements, &big, plan),
+            Err(ImportedSpecsError::TooLarge {
+                field: "technical_design",
+                ..
+            })
+        ));
     }
 
     mod properties {

@@ -46,6 +46,26 @@ string_enum! {
     }
 }
 
+string_enum! {
+    /// The folder layouts of other spec tools that specs are imported from and exported to.
+    pub enum SpecLayout as "spec layout" {
+        /// Kiro's `.kiro/specs/<name>/`: `requirements.md`, `design.md`, `tasks.md`.
+        Kiro = "kiro",
+        /// spec-kit's `specs/NNN-name/`: `spec.md`, `plan.md`, `tasks.md`.
+        Speckit = "speckit",
+    }
+}
+
+impl SpecLayout {
+    /// The file names of the requirements, the design and the plan, in that order.
+    pub const fn files(self) -> [&'static str; 3] {
+        match self {
+            SpecLayout::Kiro => ["requirements.md", "design.md", "tasks.md"],
+            SpecLayout::Speckit => ["spec.md", "plan.md", "tasks.md"],
+        }
+    }
+}
+
 /// A SpecTask as stored and as served. JSON field names are the seed's.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
@@ -100,6 +120,11 @@ pub struct SpecTask {
     pub base_commit: Option<String>,
     /// The task branch's tip as of the last merge into it.
     pub head_commit: Option<String>,
+    /// For a task whose specs were imported instead of planned: the layout they came in.
+    pub import_format: Option<SpecLayout>,
+    /// For an imported task: where the specs came from (a path or a label, as the importer gave
+    /// it).
+    pub import_source: Option<String>,
     pub created_by: String,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,

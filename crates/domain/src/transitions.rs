@@ -95,6 +95,10 @@ transition_table! {
     pub enum SpecTaskEvent on SpecTaskStatus as "spec task" {
         /// Planning begins (explicitly or by auto-start).
         StartPlanning = "start_planning": [Backlog] => SpecGeneration,
+        /// Documents written elsewhere (a Kiro or spec-kit folder) were imported as revision 1:
+        /// the task skips planning. Only the import's own transaction applies it, to the task it
+        /// has just created.
+        ImportSpecs = "import_specs": [Backlog] => SpecReview,
         /// The planner produced valid documents (first draft or a revision).
         SpecsGenerated = "specs_generated": [SpecGeneration, SpecRevision] => SpecReview,
         /// The planner failed for good.

@@ -37,6 +37,13 @@ pub enum ApiError {
     PayloadTooLarge { limit: usize },
     #[error("prompt is {size} bytes; the limit is {limit} bytes")]
     PromptTooLarge { size: usize, limit: usize },
+    /// An imported document is over its limit.
+    #[error("{field} is {size} bytes; the limit is {limit} bytes")]
+    DocumentTooLarge {
+        field: &'static str,
+        size: usize,
+        limit: usize,
+    },
     #[error(transparent)]
     InvalidEnumValue(#[from] ParseEnumError),
     #[error("{0}")]
@@ -140,6 +147,7 @@ impl ApiError {
             UnknownField(_) => (StatusCode::BAD_REQUEST, "unknown_field"),
             PayloadTooLarge { .. } => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
             PromptTooLarge { .. } => (StatusCode::PAYLOAD_TOO_LARGE, "prompt_too_large"),
+            DocumentTooLarge { .. } => (StatusCode::PAYLOAD_TOO_LARGE, "document_too_large"),
             InvalidEnumValue(_) => (StatusCode::UNPROCESSABLE_ENTITY, "invalid_enum_value"),
             Validation(_) => (StatusCode::UNPROCESSABLE_ENTITY, "validation_failed"),
             InvalidProjectPath(_) => (StatusCode::UNPROCESSABLE_ENTITY, "invalid_project_path"),

@@ -26,6 +26,7 @@ mod events;
 mod ids;
 mod implementation;
 mod implementation_tasks;
+mod imports;
 mod instance_threads;
 mod permissions;
 mod planning;
@@ -48,6 +49,7 @@ pub use implementation::{
     DispatchOutcome, ImplementationProgress, SpawnCaps, Spawned, WorkSessionPlan,
 };
 pub use implementation_tasks::NewImplementationTask;
+pub use imports::ImportedSpecs;
 pub use permissions::NewPermissionRequest;
 pub use planning::PlanningOutput;
 pub use revisions::{NewRevision, RevisionSummary};

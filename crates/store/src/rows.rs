@@ -120,7 +120,7 @@ pub(crate) const SPEC_TASK_COLUMNS: &str = "id, name, name_derived, description,
     original_prompt, requirements_spec, technical_design, implementation_plan, spec_agent, \
     implementation_agent, spec_session_id, implementation_session_id, spec_approved_by, \
     spec_approved_at, spec_approved_revision, spec_revision_count, error, zed_instance_id, project_path, workspace_config, \
-    isolation, branch_name, base_branch, base_commit, head_commit, created_by, created_at, updated_at, started_at, completed_at";
+    isolation, branch_name, base_branch, base_commit, head_commit, import_format, import_source, created_by, created_at, updated_at, started_at, completed_at";
 
 pub(crate) const SPEC_TASKS: Table<SpecTaskRow> =
     Table::new("spec_tasks", SPEC_TASK_COLUMNS, "spec task", "id");
@@ -157,6 +157,8 @@ pub(crate) struct SpecTaskRow {
     base_branch: Option<String>,
     base_commit: Option<String>,
     head_commit: Option<String>,
+    import_format: Option<String>,
+    import_source: Option<String>,
     created_by: String,
     created_at: DateTime<Utc>,
     updated_at: DateTime<Utc>,
@@ -206,6 +208,12 @@ impl TryFrom<SpecTaskRow> for SpecTask {
             base_branch: row.base_branch,
             base_commit: row.base_commit,
             head_commit: row.head_commit,
+            import_format: row
+                .import_format
+                .as_deref()
+                .map(|v| parse_enum(T, v))
+                .transpose()?,
+            import_source: row.import_source,
             created_by: row.created_by,
             created_at: row.created_at,
             updated_at: row.updated_at,

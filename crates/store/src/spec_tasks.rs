@@ -102,47 +102,61 @@ pub(crate) async fn set_spec_task_error(
     Ok(())
 }
 
+/// Inserts task `id` in `backlog` inside `tx` and records `spec_task.created`, its payload the
+/// name, the status and the fields of `extra` (an object).
+pub(crate) async fn insert_spec_task(
+    tx: &mut Tx,
+    id: &SpecTaskId,
+    new: &NewSpecTask,
+    extra: serde_json::Value,
+    now: DateTime<Utc>,
+) -> StoreResult<SpecTaskRow> {
+    let mut payload = json!({ "name": new.name, "status": SpecTaskStatus::Backlog });
+    if let (Some(payload), serde_json::Value::Object(extra)) = (payload.as_object_mut(), extra) {
+        payload.extend(extra);
+    }
+    let event = NewEvent {
+        spec_task_id: Some(id.clone()),
+        kind: EventKind::SpecTaskCreated,
+        entity_id: id.to_string(),
+        actor: new.created_by.clone(),
+        payload,
+    };
+    let row = query_as(sqlx::AssertSqlSafe(format!(
+        "INSERT INTO spec_tasks (id, name, description, type, priority, status, archived, \
+         original_prompt, spec_agent, implementation_agent, spec_revision_count, project_path, \
+         workspace_config, created_by, created_at, updated_at, name_derived) \
+         VALUES ($1, $2, $3, $4, $5, $6, FALSE, $7, $8, $9, 0, $10, $11, $12, $13, $13, $14) \
+         RETURNING {SPEC_TASK_COLUMNS}"
+    )))
+    .bind(id.as_str())
+    .bind(&new.name)
+    .bind(&new.description)
+    .bind(new.task_type.as_str())
+    .bind(new.priority.as_str())
+    .bind(SpecTaskStatus::Backlog.as_str())
+    .bind(&new.original_prompt)
+    .bind(&new.spec_agent)
+    .bind(&new.implementation_agent)
+    .bind(&new.project_path)
+    .bind(new.workspace_config.as_ref().map(Json))
+    .bind(&new.created_by)
+    .bind(now)
+    .bind(new.name_derived)
+    .fetch_one(&mut *tx)
+    .await?;
+    append_event(&mut *tx, &event, now).await?;
+    Ok(row)
+}
+
 impl Store {
     /// Creates a task in `backlog` and records `spec_task.created`.
     pub async fn create_spec_task(&self, new: &NewSpecTask) -> StoreResult<SpecTask> {
         let id = SpecTaskId::from_ulid(self.ids.next());
         let now = now();
-        let event = NewEvent {
-            spec_task_id: Some(id.clone()),
-            kind: EventKind::SpecTaskCreated,
-            entity_id: id.to_string(),
-            actor: new.created_by.clone(),
-            payload: json!({ "name": new.name, "status": SpecTaskStatus::Backlog }),
-        };
         let row: SpecTaskRow = self
-            .write(async |tx| {
-            let row = query_as(sqlx::AssertSqlSafe(format!(
-                "INSERT INTO spec_tasks (id, name, description, type, priority, status, archived, \
-                 original_prompt, spec_agent, implementation_agent, spec_revision_count, project_path, \
-                 workspace_config, created_by, created_at, updated_at, name_derived) \
-                 VALUES ($1, $2, $3, $4, $5, $6, FALSE, $7, $8, $9, 0, $10, $11, $12, $13, $13, $14) \
-                 RETURNING {SPEC_TASK_COLUMNS}"
-            )))
-            .bind(id.as_str())
-            .bind(&new.name)
-            .bind(&new.description)
-            .bind(new.task_type.as_str())
-            .bind(new.priority.as_str())
-            .bind(SpecTaskStatus::Backlog.as_str())
-            .bind(&new.original_prompt)
-            .bind(&new.spec_agent)
-            .bind(&new.implementation_agent)
-            .bind(&new.project_path)
-            .bind(new.workspace_config.as_ref().map(Json))
-            .bind(&new.created_by)
-            .bind(now)
-            .bind(new.name_derived)
-            .fetch_one(&mut *tx)
+            .write(async |tx| insert_spec_task(tx, &id, new, json!({}), now).await)
             .await?;
-            append_event(&mut *tx, &event, now).await?;
-            Ok(row)
-        })
-        .await?;
         row.try_into()
     }
 

@@ -131,20 +131,7 @@ async fn a_person_runs_a_task_from_prompt_to_done_in_the_browser() {
     planner.push(streamed(&spec_reply(2)));
     let repo = TestRepo::new();
     let cwd = tempfile::tempdir().unwrap();
-    let data_dir = cwd.path().join(".spectask");
-    std::fs::create_dir_all(&data_dir).unwrap();
-    let script = cwd.path().join("script.json");
-    std::fs::write(&script, agent_script().to_string()).unwrap();
-    std::fs::write(
-        data_dir.join("spectask.toml"),
-        format!(
-            "default_agent = 'test'\n[agents.test]\ncommand = '{agent}'\npermission_policy = 'ask'\n\
-             env = {{ SPECTASK_TEST_AGENT_SCRIPT_FILE = '{script}' }}\n",
-            agent = agent.display(),
-            script = script.display(),
-        ),
-    )
-    .unwrap();
+    support::configure_test_agent(cwd.path(), &agent, &agent_script());
     let base_url = planner.base_url();
     let (mut server, url) = support::start(
         cwd.path(),

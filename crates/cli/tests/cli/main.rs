@@ -6,7 +6,11 @@
 
 mod agent_trees;
 mod browser;
+mod follow_run;
 mod git_sigkill;
+mod import_export;
 mod sigkill;
 mod startup;
 mod support;
+mod task_commands;
+mod task_harness;

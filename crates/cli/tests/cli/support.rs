@@ -28,6 +28,26 @@ pub fn command(cwd: &Path) -> Command {
     cmd
 }
 
+/// Makes `<cwd>/.spectask/spectask.toml` name our scripted ACP test agent (`agent`) as profile
+/// `test`, the default agent, under the `ask` permission policy, running `script` (written to
+/// `<cwd>/script.json`, which the agent re-reads every turn).
+pub fn configure_test_agent(cwd: &Path, agent: &Path, script: &Value) {
+    let data_dir = cwd.join(".spectask");
+    std::fs::create_dir_all(&data_dir).unwrap();
+    let script_file = cwd.join("script.json");
+    std::fs::write(&script_file, script.to_string()).unwrap();
+    std::fs::write(
+        data_dir.join("spectask.toml"),
+        format!(
+            "default_agent = 'test'\n[agents.test]\ncommand = '{agent}'\npermission_policy = 'ask'\n\
+             env = {{ SPECTASK_TEST_AGENT_SCRIPT_FILE = '{script}' }}\n",
+            agent = agent.display(),
+            script = script_file.display(),
+        ),
+    )
+    .unwrap();
+}
+
 /// Starts `spectask serve` on a free port; returns the process and its base URL.
 pub async fn start(cwd: &Path, extra: &[&str]) -> (Child, String) {
     start_on(cwd, "127.0.0.1:0", extra).await

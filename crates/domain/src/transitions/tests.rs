@@ -71,6 +71,7 @@ fn spec_task_table_is_exactly_the_lifecycle() {
     use SpecTaskStatus as S;
     let expected = [
         (S::Backlog, E::StartPlanning, S::SpecGeneration),
+        (S::Backlog, E::ImportSpecs, S::SpecReview),
         (S::SpecGeneration, E::SpecsGenerated, S::SpecReview),
         (S::SpecRevision, E::SpecsGenerated, S::SpecReview),
         (S::SpecGeneration, E::PlanningFailed, S::SpecFailed),

@@ -10,14 +10,28 @@ mod settle;
 use spectask_domain::agent_prompts::{agent_planning_prompt, agent_revision_prompt};
 use spectask_domain::plan::parse_plan;
 use spectask_domain::prompts::{PlanningRequest, initial_prompt, revision_prompt};
-use spectask_domain::{SpecTask, SpecTaskEvent, SpecTaskId, SpecTaskStatus};
-use spectask_store::{NewImplementationTask, StoreError};
+use spectask_domain::{NewSpecTask, SpecTask, SpecTaskEvent, SpecTaskId, SpecTaskStatus};
+use spectask_store::{ImportedSpecs, NewImplementationTask, StoreError};
 
 use self::agent::SpecPaths;
 use self::route::PlanningRoute;
 use crate::{Engine, EngineError};
 
 impl Engine {
+    /// Creates a task from specs written elsewhere (checked by the caller with
+    /// `check_imported_specs`): in `spec_review` with them as revision 1, one transaction; then
+    /// written into the workspace like a planner's revision. No planning session is made.
+    pub async fn import_specs(
+        &self,
+        new: &NewSpecTask,
+        specs: &ImportedSpecs,
+    ) -> Result<SpecTask, EngineError> {
+        let (task, revision) = self.inner.store.import_spec_task(new, specs).await?;
+        tracing::info!(spec_task_id = %task.id, format = %specs.format, "specs imported");
+        self.project(&task, &revision).await;
+        Ok(task)
+    }
+
     /// Starts planning a task in `backlog` (or retries one in `spec_failed`): binds its planning
     /// session, records the prompt and queues the turn. The worker picks it up at once.
     pub async fn start_planning(

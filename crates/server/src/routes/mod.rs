@@ -1,6 +1,6 @@
 //! The route tree. Each module owns one resource and returns an `OpenApiRouter`, so a route cannot
 //! be added without its OpenAPI entry. Under `/api/v1`: spec tasks, planning and its approval
-//! gate, the plan parser, the implementation phase, sessions, the event stream and the agent
+//! gate, specs imported from and exported to other tools ([`imports`]), the plan parser, the implementation phase, sessions, the event stream and the agent
 //! profiles ([`agents`]); `/healthz`
 //! ([`health`]) sits outside the prefix. [`validate`] holds the field checks they share and
 //! [`lookup`] the path ids and the rows a path must name.
@@ -9,6 +9,7 @@ pub mod agents;
 pub mod events;
 pub mod health;
 pub mod implementation;
+pub mod imports;
 pub mod lookup;
 pub mod planning;
 pub mod plans;
@@ -24,6 +25,7 @@ use crate::state::AppState;
 pub fn api_v1() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .merge(spec_tasks::router())
+        .merge(imports::router())
         .merge(sessions::router())
         .merge(events::router())
         .merge(plans::router())

@@ -317,6 +317,8 @@ const READ_ONLY: &[&str] = &[
     "base_branch",
     "base_commit",
     "head_commit",
+    "import_format",
+    "import_source",
     "created_by",
     "created_at",
     "updated_at",

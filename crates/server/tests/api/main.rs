@@ -16,6 +16,7 @@ mod entries;
 mod git_isolation;
 mod git_review;
 mod implementation;
+mod imports;
 mod mcp;
 mod planning;
 mod rest;
