@@ -41,6 +41,12 @@ pub enum Command {
     /// Everything in one command, for one person at a terminal: create a task, watch it plan,
     /// review the spec, follow the implementation, approve the result.
     Run(RunArgs),
+    /// Serve the Agent Client Protocol on stdin/stdout, as an agent an editor (Zed, JetBrains,
+    /// Neovim, Emacs) hosts: each editor thread is a SpecTask or one of its work sessions.
+    ///
+    /// A thin client of the server at --server; with none answering there, it starts one on the
+    /// data directory. Logs go to stderr: stdout carries only the protocol.
+    Acp(AcpArgs),
 }
 
 /// How a client command reaches the server, and how it prints.
@@ -238,6 +244,18 @@ pub struct RunArgs {
     pub project: Option<PathBuf>,
     #[arg(long)]
     pub planner: Option<String>,
+    #[arg(long)]
+    pub agent: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct AcpArgs {
+    #[command(flatten)]
+    pub client: ClientArgs,
+    /// The planner profile new tasks use (default: the server's).
+    #[arg(long)]
+    pub planner: Option<String>,
+    /// The agent profile new tasks' work sessions use (default: the server's).
     #[arg(long)]
     pub agent: Option<String>,
 }

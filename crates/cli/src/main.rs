@@ -4,6 +4,7 @@
 //! shutdown), 1 a runtime error, 2 bad usage (clap's too), 3 refused by the server, 4 the task
 //! ended failed.
 
+mod acp;
 mod cli;
 mod client;
 mod config;
@@ -49,6 +50,7 @@ fn main() -> std::process::ExitCode {
         },
         cli::Command::Task(task_args) => client_exit(runtime.block_on(task::run(task_args))),
         cli::Command::Run(run_args) => client_exit(runtime.block_on(run::run(run_args))),
+        cli::Command::Acp(acp_args) => client_exit(runtime.block_on(acp::run(acp_args))),
     }
 }
 

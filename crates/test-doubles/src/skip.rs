@@ -5,7 +5,7 @@
 use std::fmt;
 
 /// The environment variable naming the tiers that must not be skipped: a comma list of tier names
-/// (`postgres`, `agent`, `claude`, `browser`) or `all`.
+/// (`postgres`, `agent`, `claude`, `browser`, `acp-sdk`) or `all`.
 pub const REQUIRE_TIERS_VAR: &str = "SPECTASK_REQUIRE_TIERS";
 
 /// A group of tests that needs something beyond the Rust toolchain.
@@ -21,10 +21,19 @@ pub enum Tier {
     /// The web UI in a real browser: Debian's `chromium`, Node.js and the pinned
     /// `playwright-core` and `axe-core` in `tests/browser/node_modules` (`.ci/run` installs them).
     Browser,
+    /// `spectask acp` driven by the official ACP TypeScript SDK: Node.js and the pinned
+    /// `@agentclientprotocol/sdk` in `tests/acp-sdk/node_modules` (`.ci/run` installs it).
+    AcpSdk,
 }
 
 impl Tier {
-    const ALL: [Tier; 4] = [Tier::Postgres, Tier::Agent, Tier::Claude, Tier::Browser];
+    const ALL: [Tier; 5] = [
+        Tier::Postgres,
+        Tier::Agent,
+        Tier::Claude,
+        Tier::Browser,
+        Tier::AcpSdk,
+    ];
 
     /// Its name in `SPECTASK_REQUIRE_TIERS`.
     pub fn name(self) -> &'static str {
@@ -33,6 +42,7 @@ impl Tier {
             Tier::Agent => "agent",
             Tier::Claude => "claude",
             Tier::Browser => "browser",
+            Tier::AcpSdk => "acp-sdk",
         }
     }
 }
@@ -99,12 +109,17 @@ mod tests {
             Ok(vec![Tier::Postgres, Tier::Claude])
         );
         assert_eq!(
+            required_tiers("ACP-SDK,browser"),
+            Ok(vec![Tier::AcpSdk, Tier::Browser])
+        );
+        assert_eq!(
             required_tiers("all"),
             Ok(vec![
                 Tier::Postgres,
                 Tier::Agent,
                 Tier::Claude,
-                Tier::Browser
+                Tier::Browser,
+                Tier::AcpSdk
             ])
         );
     }

@@ -66,14 +66,16 @@ pub fn screenshots_dir(suite: &str) -> PathBuf {
     target.join("browser-screenshots").join(suite)
 }
 
-fn workspace_root() -> PathBuf {
+/// The workspace's root directory (this crate is `crates/testkit`).
+pub(crate) fn workspace_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .ancestors()
         .nth(2)
         .map_or_else(|| PathBuf::from("."), Path::to_path_buf)
 }
 
-fn find_on_path(program: &str) -> Option<PathBuf> {
+/// `program` in a directory of `PATH`.
+pub(crate) fn find_on_path(program: &str) -> Option<PathBuf> {
     let path = std::env::var_os("PATH")?;
     std::env::split_paths(&path)
         .map(|dir| dir.join(program))

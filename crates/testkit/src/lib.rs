@@ -19,6 +19,9 @@
 //! - [`require_browser`]: Chromium, Node.js and playwright-core for the web UI's browser tests,
 //!   and [`screenshots_dir`], where they leave screenshots.
 //!
+//! - [`require_acp_sdk`]: Node.js and the pinned ACP TypeScript SDK under `tests/acp-sdk/` for
+//!   the test that drives `spectask acp` with it.
+//!
 //! - [`agent_tree`]: the live processes of one agent's tree, by the marker variable it inherits.
 //!
 //! - [`skip`]: how a test whose tier cannot run here says so, and fails instead when
@@ -28,12 +31,14 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod acp_sdk;
 mod app;
 mod browser;
 mod claude_agent;
 mod database;
 mod git_repo;
 
+pub use acp_sdk::{AcpSdkTools, require_acp_sdk};
 pub use app::{Response, TestApp, TestOptions, fast_engine, fast_llm, fast_planner};
 pub use browser::{BrowserTools, require_browser, screenshots_dir};
 pub use claude_agent::{

@@ -112,44 +112,50 @@ impl EventStream {
     }
 
     /// Opens the stream after the last event read (or from now).
-    async fn open(&self) -> CliResult<Messages> {
-        let mut request = self
-            .client
-            .request(
-                Method::GET,
-                &format!("/events/stream?spec_task_id={}", encode(&self.task_id)),
-            )
-            .header("accept", "text/event-stream");
-        if let Some(id) = self.last_id {
-            request = request.header("last-event-id", id.to_string());
-        }
-        let response = request.send().await.map_err(|err| {
-            CliError::Other(anyhow::anyhow!(
-                "cannot reach the spectask server at {}: {err}",
-                self.client.base()
-            ))
-        })?;
-        if !response.status().is_success() {
-            // Let the client turn the refusal into its error with the server's code.
-            let status = response.status();
-            let body: Value = response.json().await.unwrap_or(Value::Null);
-            return Err(CliError::Refused {
-                status: status.as_u16(),
-                code: body["error"]["code"]
-                    .as_str()
-                    .unwrap_or("http_error")
-                    .to_owned(),
-                message: body["error"]["message"]
-                    .as_str()
-                    .unwrap_or("the event stream was refused")
-                    .to_owned(),
-                body,
-            });
-        }
-        Ok(response
-            .bytes_stream()
-            .eventsource()
-            .map(|item| item.map_err(|err| err.to_string()))
-            .boxed())
+    fn open(&self) -> impl std::future::Future<Output = CliResult<Messages>> + Send + 'static {
+        // Owned copies: the future does not borrow the stream, which is not `Sync`, so it can
+        // be awaited from tasks that must be `Send` (`spectask acp`'s turns).
+        open(self.client.clone(), self.task_id.clone(), self.last_id)
     }
+}
+
+/// Opens task `task_id`'s stream after `last_id` (or from now).
+async fn open(client: Client, task_id: String, last_id: Option<i64>) -> CliResult<Messages> {
+    let mut request = client
+        .request(
+            Method::GET,
+            &format!("/events/stream?spec_task_id={}", encode(&task_id)),
+        )
+        .header("accept", "text/event-stream");
+    if let Some(id) = last_id {
+        request = request.header("last-event-id", id.to_string());
+    }
+    let response = request.send().await.map_err(|err| {
+        CliError::Other(anyhow::anyhow!(
+            "cannot reach the spectask server at {}: {err}",
+            client.base()
+        ))
+    })?;
+    if !response.status().is_success() {
+        // Let the client turn the refusal into its error with the server's code.
+        let status = response.status();
+        let body: Value = response.json().await.unwrap_or(Value::Null);
+        return Err(CliError::Refused {
+            status: status.as_u16(),
+            code: body["error"]["code"]
+                .as_str()
+                .unwrap_or("http_error")
+                .to_owned(),
+            message: body["error"]["message"]
+                .as_str()
+                .unwrap_or("the event stream was refused")
+                .to_owned(),
+            body,
+        });
+    }
+    Ok(response
+        .bytes_stream()
+        .eventsource()
+        .map(|item| item.map_err(|err| err.to_string()))
+        .boxed())
 }

@@ -3,7 +3,7 @@
 //! the live view, `import.rs` the Kiro and spec-kit folders.
 
 pub mod basics;
-mod events;
+pub mod events;
 pub mod follow;
 mod import;
 mod progress;

@@ -4,6 +4,8 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed unwrap is a failed test
 
+mod acp;
+mod acp_sdk;
 mod agent_trees;
 mod browser;
 mod follow_run;
