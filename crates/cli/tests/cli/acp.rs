@@ -846,3 +846,62 @@ async fn cancel_in_the_editor_cancels_the_running_work_sessions() {
     drop(question);
     fixture.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_a_server_acp_embeds_one_on_the_data_directory() {
+    let Some(agent) = require_test_agent() else {
+        return;
+    };
+    let planner = FakeOpenAi::start().await;
+    planner.push(streamed(&spec_reply("Greeting"), 5));
+    let repo = TestRepo::new();
+    let cwd = tempfile::tempdir().unwrap();
+    support::configure_test_agent(cwd.path(), &agent, &agent_script());
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let process = support::command(cwd.path())
+        .arg("acp")
+        .env("SPECTASK_SERVER", format!("http://127.0.0.1:{port}"))
+        .env("SPECTASK_LLM_BASE_URL", planner.base_url())
+        .env("SPECTASK_LLM_MODEL", "fake-planner")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    // Everything on stdout is the protocol (the embedded server logs to stderr), or the client
+    // would fail to parse it.
+    let mut editor = Editor::connect(process).await;
+    editor.initialize().await;
+    let thread = editor.new_session(&repo.path()).await;
+    let turn = editor.prompt(&thread, "Write a greeting");
+    let question = editor.question().await;
+    assert_eq!(
+        question.request.tool_call.fields.title.as_deref(),
+        Some("Approve the spec (revision 1)")
+    );
+    answer(question, "request_changes");
+    assert_eq!(turn.await.unwrap().unwrap(), StopReason::EndTurn);
+
+    // The editor closes: the embedded server stops cleanly, and its data directory holds the task.
+    let mut process = std::mem::replace(
+        &mut editor.process,
+        tokio::process::Command::new("true").spawn().unwrap(),
+    );
+    drop(editor);
+    let status = tokio::time::timeout(Duration::from_secs(60), process.wait())
+        .await
+        .expect("spectask acp did not exit when the editor went away")
+        .unwrap();
+    assert!(status.success(), "{status}");
+    let (mut server, url) = support::start(cwd.path(), &[]).await;
+    let tasks =
+        support::get_json(&reqwest::Client::new(), format!("{url}/api/v1/spec-tasks")).await;
+    assert_eq!(tasks["total"], 1, "{tasks}");
+    assert_eq!(tasks["spec_tasks"][0]["status"], "spec_review", "{tasks}");
+    let _ = server.start_kill();
+    let _ = server.wait().await;
+}
