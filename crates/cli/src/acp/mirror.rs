@@ -14,7 +14,7 @@ use serde_json::{Value, json};
 
 use super::api_error;
 use super::editor::Editor;
-use super::thread::{Cursor, Digest};
+use super::thread::{Digest, entries_after};
 use crate::client::Client;
 use crate::task::basics::encode;
 
@@ -23,11 +23,18 @@ pub fn session_call_id(ws: &str) -> String {
     format!("work-session:{ws}")
 }
 
+struct TurnRead {
+    interaction: String,
+    seq: Option<i64>,
+    done: bool,
+}
+
 struct SessionView {
     title: String,
     helix: String,
     status: String,
-    cursor: Cursor,
+    /// Per turn (interaction): the last entry read, and whether it ended and was read to its end.
+    reads: Vec<TurnRead>,
     digest: Digest,
     shown: String,
 }
@@ -189,7 +196,7 @@ impl Mirror {
                     title,
                     helix: helix.clone(),
                     status: status.clone(),
-                    cursor: Cursor::default(),
+                    reads: Vec::new(),
                     digest: Digest::default(),
                     shown: String::new(),
                 },
@@ -233,8 +240,7 @@ impl Mirror {
         Ok(())
     }
 
-    /// Reads the session's entries not read yet, interaction by interaction (the rest of the
-    /// one being read, then any newer turn's), and sends the changed digest.
+    /// Reads the session's entries not read yet, turn by turn, and sends the changed digest.
     async fn read_latest(
         &mut self,
         client: &Client,
@@ -251,29 +257,42 @@ impl Mirror {
             .get(&format!("/sessions/{}", encode(&view.helix)))
             .await
             .map_err(api_error)?;
-        let interactions = session["interactions"]
-            .as_array()
-            .cloned()
-            .unwrap_or_default();
-        let start = view
-            .cursor
-            .interaction
-            .as_deref()
-            .and_then(|current| interactions.iter().position(|i| i["id"] == current))
-            .unwrap_or(0);
-        for interaction in &interactions[start.min(interactions.len())..] {
+        // Every turn not read to its end: a turn's last entries may land after a newer turn
+        // (a queued follow-up) was created.
+        for interaction in session["interactions"].as_array().into_iter().flatten() {
             let Some(id) = interaction["id"].as_str() else {
                 continue;
             };
-            if view.cursor.interaction.as_deref() != Some(id) {
-                view.digest
-                    .new_turn(interaction["prompt_message"].as_str().unwrap_or_default());
+            view.digest.begin(
+                id,
+                interaction["prompt_message"].as_str().unwrap_or_default(),
+            );
+            let index = match view.reads.iter().position(|r| r.interaction == id) {
+                Some(index) => index,
+                None => {
+                    view.reads.push(TurnRead {
+                        interaction: id.to_owned(),
+                        seq: None,
+                        done: false,
+                    });
+                    view.reads.len() - 1
+                }
+            };
+            let read = &mut view.reads[index];
+            if read.done {
+                continue;
             }
-            let entries = view
-                .cursor
-                .read(client, &view.helix, id)
+            // The state was read before the entries: an ended turn's entries are all there.
+            let ended = interaction["state"]
+                .as_str()
+                .is_some_and(|s| s != "waiting");
+            let entries = entries_after(client, &view.helix, id, read.seq)
                 .await
                 .map_err(api_error)?;
+            if let Some(seq) = entries.last().and_then(|e| e["seq"].as_i64()) {
+                read.seq = Some(seq);
+            }
+            read.done = ended;
             for entry in &entries {
                 view.digest.add(entry);
             }

@@ -179,23 +179,62 @@ enum Item {
     Tool { id: String, line: String },
 }
 
-/// A thread condensed for a task thread: the agent's text and one line per tool call with its
-/// latest status; the files its tool calls named.
+/// One turn of a thread: its prompt and what the agent did.
+struct Group {
+    interaction: String,
+    prompt: String,
+    items: Vec<Item>,
+}
+
+/// A thread condensed for a task thread: per turn, the agent's text and one line per tool call
+/// with its latest status; the files its tool calls named. Entries are grouped by their
+/// interaction, so a turn's late entries land in its place even after a newer turn began.
 #[derive(Default)]
 pub struct Digest {
-    items: Vec<Item>,
+    groups: Vec<Group>,
     pub files: BTreeSet<String>,
 }
 
 impl Digest {
+    /// Registers a turn (in thread order) before its entries arrive.
+    pub fn begin(&mut self, interaction: &str, prompt: &str) {
+        if !self.groups.iter().any(|g| g.interaction == interaction) {
+            self.groups.push(Group {
+                interaction: interaction.to_owned(),
+                prompt: prompt.to_owned(),
+                items: Vec::new(),
+            });
+        }
+    }
+
+    fn group(&mut self, interaction: &str) -> &mut Vec<Item> {
+        let index = match self
+            .groups
+            .iter()
+            .position(|g| g.interaction == interaction)
+        {
+            Some(index) => index,
+            None => {
+                self.begin(interaction, "");
+                self.groups.len() - 1
+            }
+        };
+        &mut self.groups[index].items
+    }
+
     pub fn add(&mut self, entry: &Value) {
         let payload = &entry["payload"];
+        let interaction = entry["interaction_id"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
         match entry["kind"].as_str() {
             Some("message") => {
                 let text = payload["text"].as_str().unwrap_or_default();
-                match self.items.last_mut() {
+                let items = self.group(&interaction);
+                match items.last_mut() {
                     Some(Item::Text(last)) => last.push_str(text),
-                    _ => self.items.push(Item::Text(text.to_owned())),
+                    _ => items.push(Item::Text(text.to_owned())),
                 }
             }
             Some("tool_call") => {
@@ -210,13 +249,14 @@ impl Digest {
                         self.files.insert(path.to_owned());
                     }
                 }
-                let existing = self.items.iter_mut().find_map(|item| match item {
+                let items = self.group(&interaction);
+                let existing = items.iter_mut().find_map(|item| match item {
                     Item::Tool { id: known, line } if known == id => Some(line),
                     _ => None,
                 });
                 match existing {
                     Some(known) => *known = line,
-                    None => self.items.push(Item::Tool {
+                    None => items.push(Item::Tool {
                         id: id.to_owned(),
                         line,
                     }),
@@ -226,31 +266,29 @@ impl Digest {
         }
     }
 
-    /// A separator before a new turn's output (a follow-up message, a retry).
-    pub fn new_turn(&mut self, prompt: &str) {
-        if !self.items.is_empty() {
-            self.items
-                .push(Item::Text(format!("\n\n---\n> {}\n\n", first_line(prompt))));
-        }
-    }
-
     pub fn is_empty(&self) -> bool {
-        self.items.is_empty()
+        self.groups.iter().all(|g| g.items.is_empty())
     }
 
-    /// The newest [`DIGEST_BYTES`] of the thread as Markdown.
+    /// The newest [`DIGEST_BYTES`] of the thread as Markdown, a rule and the prompt between
+    /// turns.
     pub fn markdown(&self) -> String {
         let mut text = String::new();
-        for item in &self.items {
-            match item {
-                Item::Text(chunk) => text.push_str(chunk),
-                Item::Tool { line, .. } => {
-                    if !text.is_empty() && !text.ends_with('\n') {
+        for (n, group) in self.groups.iter().enumerate() {
+            if n > 0 {
+                text.push_str(&format!("\n\n---\n> {}\n\n", first_line(&group.prompt)));
+            }
+            for item in &group.items {
+                match item {
+                    Item::Text(chunk) => text.push_str(chunk),
+                    Item::Tool { line, .. } => {
+                        if !text.is_empty() && !text.ends_with('\n') {
+                            text.push('\n');
+                        }
+                        text.push_str("- ");
+                        text.push_str(line);
                         text.push('\n');
                     }
-                    text.push_str("- ");
-                    text.push_str(line);
-                    text.push('\n');
                 }
             }
         }
@@ -291,6 +329,26 @@ mod tests {
             "Writing part one.\n- `completed` Write a.txt\n"
         );
         assert_eq!(digest.files.iter().collect::<Vec<_>>(), ["/p/a.txt"]);
+    }
+
+    #[test]
+    fn a_turns_late_entries_keep_their_place_after_a_newer_turn_began() {
+        let mut digest = Digest::default();
+        digest.begin("int-1", "Task 1");
+        digest.add(
+            &json!({"interaction_id": "int-1", "kind": "message", "payload": {"text": "Working."}}),
+        );
+        digest.begin("int-2", "Also add a test\nwith detail");
+        digest.add(
+            &json!({"interaction_id": "int-2", "kind": "message", "payload": {"text": "Added."}}),
+        );
+        digest.add(
+            &json!({"interaction_id": "int-1", "kind": "message", "payload": {"text": " Done."}}),
+        );
+        assert_eq!(
+            digest.markdown(),
+            "Working. Done.\n\n---\n> Also add a test\n\nAdded."
+        );
     }
 
     #[test]
