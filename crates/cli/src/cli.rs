@@ -302,6 +302,11 @@ pub struct ServeArgs {
     /// again once this has passed.
     #[arg(long, env = "SPECTASK_TURN_LEASE_SECS", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=3600))]
     pub turn_lease_secs: u64,
+    /// How long a replica owns a SpecTask's agent instance without renewing the lease (renewed
+    /// every worker tick). Several replicas on one PostgreSQL database: only the owner runs the
+    /// task's turns, and a dead replica's instances are taken over once this has passed.
+    #[arg(long, env = "SPECTASK_INSTANCE_LEASE_SECS", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub instance_lease_secs: u64,
     /// This replica's name, the first part of every claim owner (`<replica>/<process>`). On
     /// start, the turns the previous process on this data directory was running are re-run at
     /// once; other processes' turns, also those of the same replica name, wait for their leases.

@@ -88,6 +88,7 @@ pub async fn run_until(
     let engine_settings =
         EngineSettings {
             turn_lease: std::time::Duration::from_secs(args.turn_lease_secs),
+            instance_lease: std::time::Duration::from_secs(args.instance_lease_secs),
             max_concurrent_turns: fits(args.max_concurrent_planning, "--max-concurrent-planning")?,
             replica_id: args.replica_id.clone().unwrap_or_else(default_replica_id),
             max_parallel_threads: fits(args.max_parallel_threads, "--max-parallel-threads")?,

@@ -65,8 +65,12 @@ pub struct EngineSettings {
     pub flush_interval: Duration,
     /// Threads running at once in one instance (one SpecTask).
     pub max_parallel_threads: usize,
-    /// Instances (SpecTasks in implementation) dispatching at once on this server.
+    /// Instances (SpecTasks in implementation) dispatching at once on this server: the instance
+    /// leases this replica holds at most, and its share of the cluster's capacity.
     pub max_active_instances: usize,
+    /// How long this replica owns a SpecTask's instance without renewing the lease (renewed every
+    /// worker tick); a dead replica's instances are taken over once it has passed.
+    pub instance_lease: Duration,
     /// An implementation turn with no agent event for this long is cancelled and counted as a
     /// failure.
     pub turn_timeout: Duration,
@@ -132,6 +136,7 @@ impl Default for EngineSettings {
             flush_interval: Duration::from_millis(100),
             max_parallel_threads: 4,
             max_active_instances: 8,
+            instance_lease: Duration::from_secs(30),
             turn_timeout: Duration::from_secs(600),
             max_turn_retries: 2,
             mcp_token_ttl: Duration::from_secs(24 * 3600),

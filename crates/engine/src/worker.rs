@@ -66,6 +66,10 @@ impl Engine {
             }
         }
         while running.join_next().await.is_some() {}
+        // Another replica may take this one's instances over at once.
+        if let Err(err) = self.inner.store.release_replica(&self.inner.owner).await {
+            tracing::warn!(%err, "could not release the instance leases; they expire on their own");
+        }
         tracing::info!("worker stopped");
     }
 
@@ -132,6 +136,7 @@ impl Engine {
         shutdown: &CancellationToken,
     ) -> Result<TickOutcome, EngineError> {
         let store = &self.inner.store;
+        self.renew_instance_leases().await?;
         let requeued = store.requeue_expired_turns().await?;
         if let Err(err) = self.disconnect_lost_instances().await {
             // Only the `disconnected` marks are lost: recovery resumes the threads regardless.
@@ -151,12 +156,23 @@ impl Engine {
             if kinds == IMPLEMENTATION_KINDS && self.inner.runtime.is_none() {
                 continue;
             }
+            // Both lanes respect and take instance leases; only implementation is bounded by
+            // this replica's share, so planning never waits for implementation slots.
+            let mut leasing = self.instance_leasing();
+            if kinds == PLANNING_KINDS {
+                leasing.max_active = usize::MAX;
+            }
             while !shutdown.is_cancelled() {
                 let Ok(permit) = permits.clone().try_acquire_owned() else {
                     break;
                 };
                 let Some(claim) = store
-                    .claim_next_turn(kinds, &self.inner.owner, self.inner.settings.turn_lease)
+                    .claim_next_turn(
+                        kinds,
+                        &self.inner.owner,
+                        self.inner.settings.turn_lease,
+                        Some(leasing),
+                    )
                     .await?
                 else {
                     break;

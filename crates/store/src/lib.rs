@@ -27,6 +27,7 @@ mod ids;
 mod implementation;
 mod implementation_tasks;
 mod imports;
+mod instance_leases;
 mod instance_threads;
 mod permissions;
 mod planning;
@@ -50,6 +51,7 @@ pub use implementation::{
 };
 pub use implementation_tasks::NewImplementationTask;
 pub use imports::ImportedSpecs;
+pub use instance_leases::InstanceLeasing;
 pub use permissions::NewPermissionRequest;
 pub use planning::PlanningOutput;
 pub use revisions::{NewRevision, RevisionSummary};

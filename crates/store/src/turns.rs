@@ -24,6 +24,7 @@ use crate::entries::{append_entries, clear_entries};
 use crate::error::{StoreError, StoreResult};
 use crate::events::append_event;
 use crate::ids::{IdGenerator, now};
+use crate::instance_leases::{InstanceLeasing, claimable, take_lease};
 use crate::rows::Table;
 use crate::sessions::{finish_interaction, insert_interaction};
 use crate::transition::apply_event;
@@ -210,11 +211,15 @@ pub(crate) async fn fail_claimed_turn(
 
 impl Store {
     /// Claims the oldest queued turn of one of `kinds` for `owner` under a lease of `lease`.
+    /// With `leasing`, only a turn of a task whose instance `owner` holds, or of one nobody holds
+    /// while `owner` has room for another instance, and the task's instance lease is taken or
+    /// renewed in the same transaction (see [`crate::instance_leases`]).
     pub async fn claim_next_turn(
         &self,
         kinds: &[TurnKind],
         owner: &str,
         lease: Duration,
+        leasing: Option<InstanceLeasing>,
     ) -> StoreResult<Option<TurnClaim>> {
         if kinds.is_empty() {
             return Ok(None);
@@ -223,7 +228,7 @@ impl Store {
         let expires =
             now + chrono::Duration::from_std(lease).unwrap_or(chrono::Duration::seconds(60));
         let token = ulid::Ulid::new().to_string();
-        let claimed: Option<TurnRow> = self.write(async |tx| {
+        let claimed: Result<Option<TurnRow>, StoreError> = self.write(async |tx| {
             let kind_params: Vec<String> =
                 (0..kinds.len()).map(|i| format!("${}", i + 6)).collect();
             let skip = if self.backend.dialect() == Dialect::Postgres {
@@ -236,6 +241,15 @@ impl Store {
             } else {
                 "julianday(created_at), id"
             };
+            let leased = match leasing {
+                Some(_) => claimable(
+                    self.backend.dialect(),
+                    "$1",
+                    "$4",
+                    &format!("${}", kinds.len() + 6),
+                ),
+                None => String::new(),
+            };
             let sql = format!(
                 "UPDATE turns SET status = 'running', owner = $1, claim_token = $2, lease_expires_at = $3, \
                  attempts = attempts + 1, started_at = COALESCE(started_at, $4) \
@@ -244,7 +258,7 @@ impl Store {
                    AND NOT EXISTS (SELECT 1 FROM turns e WHERE e.session_id = q.session_id AND e.status = 'queued' AND e.id < q.id) \
                    AND NOT EXISTS (SELECT 1 FROM spec_task_work_sessions w \
                      JOIN spec_task_work_sessions o ON o.id = w.waiting_for \
-                     WHERE w.id = q.work_session_id AND o.status NOT IN ('completed', 'failed', 'cancelled')) \
+                     WHERE w.id = q.work_session_id AND o.status NOT IN ('completed', 'failed', 'cancelled')){leased} \
                    ORDER BY {order} LIMIT 1{skip}) \
                  AND status = 'queued' RETURNING {TURN_COLUMNS}",
                 kind_params.join(", ")
@@ -258,7 +272,13 @@ impl Store {
             for kind in kinds {
                 query = query.bind(kind.as_str());
             }
+            if let Some(leasing) = leasing {
+                query = query.bind(i64::try_from(leasing.max_active).unwrap_or(i64::MAX));
+            }
             let row = query.fetch_optional(&mut *tx).await?;
+            if let (Some(row), Some(leasing)) = (&row, leasing) {
+                take_lease(tx, &row.spec_task_id, owner, leasing.lease, now).await?;
+            }
             if let Some(row) = &row {
                 let event = NewEvent {
                     spec_task_id: Some(
@@ -274,7 +294,16 @@ impl Store {
             }
             Ok(row)
         })
-        .await?;
+        .await;
+        let claimed = match claimed {
+            // Another replica took the task's instance between the read and the lease: nothing
+            // was claimed (the transaction rolled back); the next tick tries again.
+            Err(StoreError::Conflict(reason)) if leasing.is_some() => {
+                tracing::debug!(%reason, "claim lost to another replica's instance lease");
+                None
+            }
+            other => other?,
+        };
         claimed
             .map(|row| {
                 Ok(TurnClaim {

@@ -43,7 +43,12 @@ async fn claimed(store: &Store) -> TurnClaim {
         .await
         .unwrap();
     store
-        .claim_next_turn(&[TurnKind::Planning], "worker", Duration::from_secs(60))
+        .claim_next_turn(
+            &[TurnKind::Planning],
+            "worker",
+            Duration::from_secs(60),
+            None,
+        )
         .await
         .unwrap()
         .expect("a queued turn")

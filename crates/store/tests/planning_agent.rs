@@ -32,7 +32,12 @@ async fn planning_claim(store: &Store) -> TurnClaim {
         .await
         .unwrap();
     store
-        .claim_next_turn(&[TurnKind::Planning], "worker", Duration::from_secs(30))
+        .claim_next_turn(
+            &[TurnKind::Planning],
+            "worker",
+            Duration::from_secs(30),
+            None,
+        )
         .await
         .unwrap()
         .expect("the planning turn is queued")

@@ -11,6 +11,7 @@ mod browser;
 mod follow_run;
 mod git_sigkill;
 mod import_export;
+mod replicas;
 mod sigkill;
 mod startup;
 mod support;

@@ -5,6 +5,7 @@
 //! agents of tasks that ended (deleted, archived, done, failed), as the database says.
 
 use spectask_domain::AgentThreadId;
+use spectask_store::InstanceLeasing;
 
 use crate::{Engine, EngineError};
 
@@ -63,5 +64,47 @@ impl Engine {
             }
         }
         Ok(ended.len())
+    }
+
+    /// How this replica's claims are bound to instance leases.
+    pub(crate) fn instance_leasing(&self) -> InstanceLeasing {
+        InstanceLeasing {
+            lease: self.inner.settings.instance_lease,
+            max_active: self.inner.settings.max_active_instances,
+        }
+    }
+
+    /// Each tick: renews this replica's instance leases (and says it is alive), stops the agents
+    /// of instances another replica took over (this one stalled past its lease), and gives up
+    /// the leases of tasks with no work and no agent here.
+    pub(crate) async fn renew_instance_leases(&self) -> Result<(), EngineError> {
+        let store = &self.inner.store;
+        let owner = &self.inner.owner;
+        store
+            .heartbeat_replica(owner, self.instance_leasing())
+            .await?;
+        let running: Vec<String> = match self.inner.runtime.as_ref() {
+            Some(runtime) => runtime
+                .running_instances()
+                .iter()
+                .map(ToString::to_string)
+                .collect(),
+            None => Vec::new(),
+        };
+        if let Some(runtime) = self.inner.runtime.as_ref() {
+            let lost = store.foreign_instances(owner, &running).await?;
+            for instance_id in runtime
+                .running_instances()
+                .iter()
+                .filter(|id| lost.iter().any(|lost| lost == id.as_str()))
+            {
+                tracing::warn!(%instance_id, "another replica owns this instance now; stopping its agent here");
+                if let Err(err) = runtime.shutdown_instance(instance_id).await {
+                    tracing::warn!(%instance_id, %err, "could not stop the agent of a lost instance");
+                }
+            }
+        }
+        store.release_idle_instance_leases(owner, &running).await?;
+        Ok(())
     }
 }

@@ -117,11 +117,18 @@ impl Engine {
             .spec_task_ids_in_status(SpecTaskStatus::Implementation)
             .await?
             .len();
+        // The cluster's capacity: every live replica's share (this one's alone when it is the
+        // only one, or when none has said it is alive yet).
+        let capacity = store
+            .cluster_instance_capacity(settings.instance_lease)
+            .await?
+            .unwrap_or(0)
+            .max(settings.max_active_instances);
         for id in store
             .spec_task_ids_in_status(SpecTaskStatus::ImplementationQueued)
             .await?
         {
-            if implementing >= settings.max_active_instances {
+            if implementing >= capacity {
                 break;
             }
             let task = store.get_spec_task(&id).await?;

@@ -215,7 +215,7 @@ impl Harness {
             .await
             .unwrap();
         let claim = store
-            .claim_next_turn(&[TurnKind::Planning], "test-planner", NEVER)
+            .claim_next_turn(&[TurnKind::Planning], "test-planner", NEVER, None)
             .await
             .unwrap()
             .expect("the planning turn is queued");

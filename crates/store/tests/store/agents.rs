@@ -77,7 +77,7 @@ backend_tests! {
             let task = store.create_spec_task(&new_task(owner)).await.unwrap();
             store.start_planning(&task.id, SpecTaskEvent::StartPlanning, "plan it", "tester").await.unwrap();
             let claim = store
-                .claim_next_turn(&[TurnKind::Planning], owner, Duration::from_secs(600))
+                .claim_next_turn(&[TurnKind::Planning], owner, Duration::from_secs(600), None)
                 .await
                 .unwrap()
                 .expect("a queued turn");

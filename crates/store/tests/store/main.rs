@@ -5,5 +5,6 @@
 
 mod agents;
 mod data;
+mod leases;
 mod support;
 mod transitions;
