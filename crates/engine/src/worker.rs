@@ -123,6 +123,10 @@ impl Engine {
                 tracing::warn!(%err, "could not reconcile turns left running; their leases will expire")
             }
         }
+        // Its instances are free at once too, instead of when their leases expire.
+        if let Err(err) = store.release_replica(dead).await {
+            tracing::warn!(%err, "could not release the previous process's instance leases; they expire on their own");
+        }
         if let Err(err) = store.revoke_agent_tokens_minted_by(dead).await {
             tracing::warn!(%err, "could not revoke the previous process's MCP tokens; they expire with their TTL");
         }

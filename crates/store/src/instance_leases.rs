@@ -117,6 +117,16 @@ impl Store {
                 .bind(now)
                 .execute(&mut *tx)
                 .await?;
+                // Processes that died without a graceful stop leave their row: forget them a
+                // day later (they no longer count as soon as their heartbeat is stale).
+                let stale = match tx.dialect() {
+                    Dialect::Postgres => "heartbeat_at < $1",
+                    Dialect::Sqlite => "julianday(heartbeat_at) < julianday($1)",
+                };
+                query(sqlx::AssertSqlSafe(format!("DELETE FROM replicas WHERE {stale}")))
+                    .bind(now - chrono::Duration::days(1))
+                    .execute(&mut *tx)
+                    .await?;
                 // Only unexpired leases are renewed: one that lapsed may be another's already.
                 let live = later(tx.dialect(), "lease_expires_at", "$3");
                 let held: Vec<String> = query_scalar(sqlx::AssertSqlSafe(format!(

@@ -142,7 +142,7 @@ struct Editor {
     questions: mpsc::UnboundedReceiver<Question>,
     updates: mpsc::UnboundedReceiver<()>,
     driver: tokio::task::JoinHandle<()>,
-    process: tokio::process::Child,
+    process: Option<tokio::process::Child>,
 }
 
 impl Drop for Editor {
@@ -208,8 +208,26 @@ impl Editor {
             questions,
             updates,
             driver,
-            process,
+            process: Some(process),
         }
+    }
+
+    /// The editor goes away (its ends of the pipes close); how `spectask acp` then exits.
+    async fn close(mut self) -> std::process::ExitStatus {
+        let mut process = self.process.take().unwrap();
+        drop(self);
+        tokio::time::timeout(Duration::from_secs(60), process.wait())
+            .await
+            .expect("spectask acp did not exit when the editor went away")
+            .unwrap()
+    }
+
+    /// Connected, initialized, with a new thread in `project`.
+    async fn with_thread(process: tokio::process::Child, project: &Path) -> (Self, String) {
+        let editor = Self::connect(process).await;
+        editor.initialize().await;
+        let thread = editor.new_session(project).await;
+        (editor, thread)
     }
 
     async fn initialize(&self) -> InitializeResponse {
@@ -757,9 +775,7 @@ async fn an_editor_that_disappears_mid_turn_leaves_the_task_going() {
     };
     let fixture = Fixture::start(&agent).await;
     fixture.planner.push(streamed(&spec_reply("Greeting"), 100));
-    let mut editor = Editor::connect(fixture.spawn_acp()).await;
-    editor.initialize().await;
-    let thread = editor.new_session(&fixture.repo.path()).await;
+    let (mut editor, thread) = Editor::with_thread(fixture.spawn_acp(), &fixture.repo.path()).await;
     let _turn = editor.prompt(&thread, "Write a greeting");
     editor
         .wait_for(&thread, "planning to stream", |updates| {
@@ -768,15 +784,7 @@ async fn an_editor_that_disappears_mid_turn_leaves_the_task_going() {
         .await;
 
     // The editor goes away mid-planning: `spectask acp` ends, the server carries on.
-    let mut process = std::mem::replace(
-        &mut editor.process,
-        tokio::process::Command::new("true").spawn().unwrap(),
-    );
-    drop(editor);
-    let status = tokio::time::timeout(Duration::from_secs(60), process.wait())
-        .await
-        .expect("spectask acp did not exit when the editor went away")
-        .unwrap();
+    let status = editor.close().await;
     assert!(status.success(), "{status}");
     let tasks = fixture.get("/spec-tasks").await;
     let id = tasks["spec_tasks"][0]["id"].as_str().unwrap().to_owned();
@@ -816,9 +824,7 @@ async fn cancel_in_the_editor_cancels_the_running_work_sessions() {
     };
     let fixture = Fixture::start(&agent).await;
     fixture.planner.push(streamed(&spec_reply("Greeting"), 5));
-    let mut editor = Editor::connect(fixture.spawn_acp()).await;
-    editor.initialize().await;
-    let thread = editor.new_session(&fixture.repo.path()).await;
+    let (mut editor, thread) = Editor::with_thread(fixture.spawn_acp(), &fixture.repo.path()).await;
     let turn = editor.prompt(&thread, "Write a greeting");
     answer(editor.question().await, "approve");
     // Part one waits for its permission: the editor's stop button now.
@@ -874,9 +880,7 @@ async fn without_a_server_acp_embeds_one_on_the_data_directory() {
         .unwrap();
     // Everything on stdout is the protocol (the embedded server logs to stderr), or the client
     // would fail to parse it.
-    let mut editor = Editor::connect(process).await;
-    editor.initialize().await;
-    let thread = editor.new_session(&repo.path()).await;
+    let (mut editor, thread) = Editor::with_thread(process, &repo.path()).await;
     let turn = editor.prompt(&thread, "Write a greeting");
     let question = editor.question().await;
     assert_eq!(
@@ -887,15 +891,7 @@ async fn without_a_server_acp_embeds_one_on_the_data_directory() {
     assert_eq!(turn.await.unwrap().unwrap(), StopReason::EndTurn);
 
     // The editor closes: the embedded server stops cleanly, and its data directory holds the task.
-    let mut process = std::mem::replace(
-        &mut editor.process,
-        tokio::process::Command::new("true").spawn().unwrap(),
-    );
-    drop(editor);
-    let status = tokio::time::timeout(Duration::from_secs(60), process.wait())
-        .await
-        .expect("spectask acp did not exit when the editor went away")
-        .unwrap();
+    let status = editor.close().await;
     assert!(status.success(), "{status}");
     let (mut server, url) = support::start(cwd.path(), &[]).await;
     let tasks =

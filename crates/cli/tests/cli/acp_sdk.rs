@@ -27,20 +27,15 @@ async fn the_official_typescript_sdk_drives_a_task_from_prompt_to_done() {
 
     // The script spawns `spectask acp`, which inherits this environment: keep it as clean as
     // `support::command` keeps the binary's.
-    let output = tokio::process::Command::new(&sdk.node)
+    let mut node = tokio::process::Command::new(&sdk.node);
+    support::without_spectask_env(&mut node);
+    let output = node
         .arg(&sdk.script)
         .current_dir(&sdk.dir)
         .env("SPECTASK_BIN", support::BIN)
         .env("SPECTASK_SERVER", &fixture.url)
         .env("ACP_PROJECT", fixture.repo.path())
         .env("ACP_CWD", fixture.cwd.path())
-        .env_remove("DATABASE_URL")
-        .env_remove("SPECTASK_BIND")
-        .env_remove("SPECTASK_DATA_DIR")
-        .env_remove("SPECTASK_WORKSPACE_ROOT")
-        .env_remove("SPECTASK_API_TOKEN")
-        .env_remove("SPECTASK_ALLOWED_HOSTS")
-        .env_remove("RUST_LOG")
         .stdin(Stdio::null())
         .kill_on_drop(true)
         .output();

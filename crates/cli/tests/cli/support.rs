@@ -13,19 +13,28 @@ pub const BIN: &str = env!("CARGO_BIN_EXE_spectask");
 
 pub fn command(cwd: &Path) -> Command {
     let mut cmd = Command::new(BIN);
+    without_spectask_env(&mut cmd);
     cmd.current_dir(cwd)
-        .env_remove("DATABASE_URL")
-        .env_remove("SPECTASK_BIND")
-        .env_remove("SPECTASK_DATA_DIR")
-        .env_remove("SPECTASK_WORKSPACE_ROOT")
-        .env_remove("SPECTASK_API_TOKEN")
-        .env_remove("SPECTASK_ALLOWED_HOSTS")
-        .env_remove("RUST_LOG")
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .kill_on_drop(true);
     cmd
+}
+
+/// Removes the variables a developer's shell may set that would change how `spectask` runs.
+pub fn without_spectask_env(cmd: &mut Command) {
+    for var in [
+        "DATABASE_URL",
+        "SPECTASK_BIND",
+        "SPECTASK_DATA_DIR",
+        "SPECTASK_WORKSPACE_ROOT",
+        "SPECTASK_API_TOKEN",
+        "SPECTASK_ALLOWED_HOSTS",
+        "RUST_LOG",
+    ] {
+        cmd.env_remove(var);
+    }
 }
 
 /// Makes `<cwd>/.spectask/spectask.toml` name our scripted ACP test agent (`agent`) as profile
