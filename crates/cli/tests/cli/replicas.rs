@@ -216,7 +216,11 @@ async fn two_replicas_share_the_work_and_one_takes_over_when_the_other_is_killed
     let two = replica_dir(&agent, &marker, state.path());
     let projects: Vec<tempfile::TempDir> =
         (0..TASKS).map(|_| tempfile::tempdir().unwrap()).collect();
-    let pool = sqlx::PgPool::connect(&database).await.unwrap();
+    let pool = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(2)
+        .connect(&database)
+        .await
+        .unwrap();
 
     let (mut first, url_one) = start_replica(one.path(), &database, "r1", "4").await;
     let dead: Arc<std::sync::Mutex<Option<String>>> = Arc::default();

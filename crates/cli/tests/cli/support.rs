@@ -75,11 +75,20 @@ pub async fn start_command(mut cmd: Command, bind: &str, extra: &[&str]) -> (Chi
     let mut child = cmd.spawn().expect("spawn spectask");
     let stderr = child.stderr.take().unwrap();
     let (tx, rx) = tokio::sync::oneshot::channel();
+    // What the server said before listening, for the failure message if it never does.
+    let early = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let early_lines = early.clone();
     tokio::spawn(async move {
         let mut lines = BufReader::new(stderr).lines();
         let mut tx = Some(tx);
         // Keep draining so the child never blocks on a full pipe.
         while let Ok(Some(line)) = lines.next_line().await {
+            if tx.is_some()
+                && let Ok(mut early) = early_lines.lock()
+                && early.len() < 200
+            {
+                early.push(line.clone());
+            }
             if let Ok(log) = serde_json::from_str::<Value>(&line)
                 && log["fields"]["message"] == "spectask listening"
                 && let Some(tx) = tx.take()
@@ -95,10 +104,12 @@ pub async fn start_command(mut cmd: Command, bind: &str, extra: &[&str]) -> (Chi
             }
         }
     });
-    let addr = tokio::time::timeout(Duration::from_secs(30), rx)
-        .await
-        .expect("server did not start in time")
-        .expect("server exited before listening");
+    let said = || early.lock().map(|l| l.join("\n")).unwrap_or_default();
+    let addr = match tokio::time::timeout(Duration::from_secs(30), rx).await {
+        Ok(Ok(addr)) => addr,
+        Ok(Err(_)) => panic!("server exited before listening; it said:\n{}", said()),
+        Err(_) => panic!("server did not start in time; it said:\n{}", said()),
+    };
     let port = addr.rsplit(':').next().unwrap_or_default();
     (child, format!("http://127.0.0.1:{port}"))
 }
