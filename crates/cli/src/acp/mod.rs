@@ -11,6 +11,7 @@
 mod editor;
 mod history;
 mod mirror;
+mod review;
 mod task_turn;
 mod thread;
 mod work_turn;
