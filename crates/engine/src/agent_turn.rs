@@ -127,8 +127,8 @@ impl Engine {
             turn_id: claim.turn.id.to_string(),
             prompt,
         };
-        let run = thread.runtime.run_turn(&request, agent_events);
-        tokio::pin!(run);
+        // Boxed rather than pinned in place, so that an abandoned run can be dropped below.
+        let mut run = Box::pin(thread.runtime.run_turn(&request, agent_events));
         let end = tokio::select! {
             result = &mut run => RunEnd::Finished(result),
             idle = silence(settings.turn_timeout, &last_activity) => RunEnd::TimedOut(idle),
@@ -155,6 +155,10 @@ impl Engine {
                 }
             }
         }
+        // The turn's event sender lives in `run` until it is dropped, and the forwarder (and after
+        // it the writer and the tracker) ends only once every sender is gone: a run abandoned
+        // above but kept alive here would keep them, and this turn, waiting forever.
+        drop(run);
         if forwarder.await.is_err() {
             tracing::warn!("event forwarder panicked");
         }

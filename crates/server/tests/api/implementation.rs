@@ -217,6 +217,25 @@ backend_tests! {
         assert_eq!(dispatches[0].thread_id, dispatches[1].thread_id, "the retry uses the same thread");
     }
 
+    async fn a_timed_out_turn_whose_agent_ignores_the_cancel_is_abandoned_and_retried(db) {
+        // The agent never answers the prompt, cancel or not: the turn is abandoned after the
+        // cancel's grace and recorded as failed. It used to wait forever for the abandoned run's
+        // events to end, its lease kept alive by its heartbeat, so the task never moved again.
+        let script = Script { default: quick(), rules: vec![Rule { prompt_contains: "Task 1:".into(), behaviour: Behaviour::IgnoreCancel, times: Some(1) }] };
+        let h = harness(db, &reply_with("Deaf", &[("1", "Deaf work", &[])]), script, |s| s.turn_timeout = Duration::from_millis(400)).await;
+        let id = approved_task_from(&h.app, json!({"prompt": "do deaf work"})).await;
+        wait_for(&h.app, &id, "implementation_review").await;
+        let ws = &work_sessions(&h.app, &id).await[0];
+        let detail = h.app.get(&format!("/api/v1/work-sessions/{}", ws["id"].as_str().unwrap())).await.body;
+        let turns = detail["turns"].as_array().unwrap();
+        assert_eq!(turns.iter().map(|t| (t["kind"].clone(), t["status"].clone())).collect::<Vec<_>>(),
+                   [(json!("implementation"), json!("failed")), (json!("follow_up"), json!("completed"))]);
+        assert!(turns[0]["error"].as_str().unwrap().contains("no agent activity"), "{}", turns[0]);
+        let dispatches = h.runtime.dispatches();
+        assert_eq!(dispatches[0].outcome.as_deref(), Some("dropped"), "the deaf turn was abandoned");
+        assert_eq!(dispatches[0].thread_id, dispatches[1].thread_id, "the retry uses the same thread");
+    }
+
     async fn a_failing_thread_blocks_only_its_dependants_and_can_be_retried(db) {
         let plan = reply_with("Mixed", &[("1", "Broken base", &[]), ("2", "Needs the base", &["1"]), ("3", "Independent work", &[])]);
         let script = Script { default: quick(), rules: vec![Rule { prompt_contains: "Task 1: Broken base".into(), behaviour: Behaviour::Fail { message: "compiler exploded".into(), after_chunks: 1 }, times: None }] };

@@ -78,6 +78,10 @@ pub enum Behaviour {
     Fail { message: String, after_chunks: u32 },
     /// Never ends until `cancel_turn` (then `Cancelled`), a disconnect, or the future is dropped.
     Hang,
+    /// Never ends at all: not on `cancel_turn`, not on a disconnect. Only dropping the
+    /// `run_turn` future ends it (its outcome is then `dropped`): an agent whose prompt never
+    /// comes back, cancel or not.
+    IgnoreCancel,
     /// `after_chunks` chunks, then the whole instance disconnects: every turn in flight on it
     /// returns `Err(Disconnected)` and its threads are unloaded (see
     /// [`ScriptedRuntime::disconnect_instance`]).

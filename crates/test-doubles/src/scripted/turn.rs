@@ -163,6 +163,7 @@ impl ScriptedRuntime {
                 Ok(Err(AgentError::Failed(message)))
             }
             Behaviour::Hang => Err(ctx.interrupted().await),
+            Behaviour::IgnoreCancel => std::future::pending().await,
             Behaviour::Disconnect { after_chunks } => {
                 ctx.chunks(after_chunks, 0, turn_id).await?;
                 self.disconnect(

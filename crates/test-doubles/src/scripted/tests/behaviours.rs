@@ -84,6 +84,29 @@ async fn hang_ends_on_cancel_turn() {
 }
 
 #[tokio::test]
+async fn ignore_cancel_outlives_cancel_turn_and_ends_only_when_dropped() {
+    let (runtime, thread) = runtime_with_thread(Script::always(Behaviour::IgnoreCancel)).await;
+    let (tx, _rx) = mpsc::channel(8);
+    let turn = {
+        let runtime = runtime.clone();
+        let request = request("i1", &thread, "t", "p");
+        tokio::spawn(async move { runtime.run_turn(&request, tx).await })
+    };
+    until_running(&runtime, 1).await;
+    runtime
+        .cancel_turn(&instance_id("i1"), &thread_id(&thread))
+        .await
+        .unwrap();
+    tokio::task::yield_now().await;
+    assert!(!turn.is_finished(), "a cancel does not end it");
+    assert_eq!(runtime.running_turns(), 1);
+    assert_eq!(runtime.dispatches()[0].outcome, None);
+    turn.abort();
+    until_running(&runtime, 0).await;
+    assert_eq!(runtime.dispatches()[0].outcome.as_deref(), Some("dropped"));
+}
+
+#[tokio::test]
 async fn cancel_turn_stops_a_slow_turn_mid_stream() {
     let script = Script::always(Behaviour::Succeed {
         chunks: 1000,
