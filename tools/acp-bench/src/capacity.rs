@@ -45,6 +45,8 @@ pub struct CapacityArgs {
 /// What one level measured.
 struct Level {
     threads: u32,
+    /// What went wrong beyond the figures: the stream stopped short, a turn failed and ran again.
+    problem: Option<String>,
     expected: u64,
     stored: u64,
     relayed: u64,
@@ -67,6 +69,9 @@ struct Level {
 
 impl Level {
     fn keeps_up(&self, max_p99_ms: u64) -> Result<(), String> {
+        if let Some(problem) = &self.problem {
+            return Err(problem.clone());
+        }
         if self.stored != self.expected || self.relayed != self.expected {
             return Err(format!(
                 "lost updates: stored {}, relayed {}, expected {}",
@@ -226,7 +231,7 @@ async fn measure(args: &CapacityArgs, agent: &std::path::Path, threads: u32) -> 
         ids.push(bench.planned_task(size).await?);
     }
 
-    let (subscriber, mut received) = bench.subscribe().await?;
+    let mut subscriber = bench.subscribe().await?;
     let sampling = Arc::new(AtomicBool::new(true));
     let sampler = {
         let sampling = sampling.clone();
@@ -247,9 +252,10 @@ async fn measure(args: &CapacityArgs, agent: &std::path::Path, threads: u32) -> 
     for id in &ids {
         bench.approve(id).await?;
     }
-    let limit = Duration::from_secs(args.turn_secs * 10 + 120);
     for id in &ids {
-        bench.wait_for(id, "implementation_review", limit).await?;
+        bench
+            .wait_for(id, "implementation_review", Some(&subscriber))
+            .await?;
     }
     let elapsed = started.elapsed();
     sampling.store(false, Ordering::Relaxed);
@@ -258,36 +264,52 @@ async fn measure(args: &CapacityArgs, agent: &std::path::Path, threads: u32) -> 
     let expected = u64::from(threads) * count;
     let mut updates: Vec<Received> = Vec::new();
     let mut relayed = 0u64;
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    let mut problem = None;
+    // Every update is stored by now; the rest are on their way to the subscriber. One that
+    // stops bringing them leaves this level short (counted as lost), with the reason shown.
     while relayed < expected {
-        match tokio::time::timeout_at(deadline, received.recv()).await {
-            Ok(Some(update)) => {
+        match subscriber
+            .next(&format!(
+                "the last of {expected} updates ({relayed} relayed)"
+            ))
+            .await
+        {
+            Ok(update) => {
                 relayed += update.event["payload"]["delta"]
                     .as_str()
                     .map_or(0, |d| d.matches('@').count() as u64);
                 updates.push(update);
             }
-            Ok(None) | Err(_) => break,
+            Err(err) => {
+                problem = Some(format!("{err:#}"));
+                break;
+            }
         }
     }
-    subscriber.abort();
+    subscriber.stop();
 
     let mut stored = 0u64;
     for id in &ids {
-        stored += bench
-            .stored_responses(id)
-            .await?
-            .iter()
-            .map(|r| r.matches('@').count() as u64)
-            .sum::<u64>();
+        match bench.stored_responses(id).await {
+            Ok(responses) => {
+                stored += responses
+                    .iter()
+                    .map(|r| r.matches('@').count() as u64)
+                    .sum::<u64>();
+            }
+            // A turn that failed and ran again: this level did not keep up.
+            Err(err) => problem = problem.or(Some(format!("{err:#}"))),
+        }
         // Approving stops the task's agent process, so the next level starts clean.
-        bench
-            .app
-            .post(
+        if let Err(err) = bench
+            .post_json(
                 &format!("/api/v1/spec-tasks/{id}/approve-implementation"),
                 &json!({}),
             )
-            .await;
+            .await
+        {
+            println!("        (approving the implementation of {id} failed: {err:#})");
+        }
     }
 
     let (mut to_store, mut to_subscriber) = (Vec::new(), Vec::new());
@@ -330,9 +352,19 @@ async fn measure(args: &CapacityArgs, agent: &std::path::Path, threads: u32) -> 
             .sum();
         in_window as f64 / ((first_end - last_start) as f64 / 1e6)
     });
-    bench.app.stop().await;
+    // The server stops once its turns have ended: all had, so this is quick unless one hangs.
+    let stall = bench.stall();
+    tokio::time::timeout(stall, bench.app.stop())
+        .await
+        .map_err(|_| {
+            anyhow::anyhow!(
+                "the server of level {threads} did not stop within {} s (a turn still running?)",
+                stall.as_secs()
+            )
+        })?;
     Ok(Level {
         threads,
+        problem,
         expected,
         stored,
         relayed,
