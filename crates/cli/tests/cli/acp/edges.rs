@@ -1,5 +1,5 @@
-//! The edges: bad JSON-RPC on the wire, an editor that disappears mid-turn, cancel, and no
-//! server at `--server` (an embedded one).
+//! The edges: bad JSON-RPC on the wire, an editor that disappears mid-turn, cancel, no server at
+//! `--server` (an embedded one), and a session an agent spawns.
 
 use super::*;
 
@@ -256,4 +256,60 @@ async fn without_a_server_acp_embeds_one_on_the_data_directory() {
     assert_eq!(tasks["spec_tasks"][0]["status"], "spec_review", "{tasks}");
     let _ = server.start_kill();
     let _ = server.wait().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_an_agent_spawns_appears_as_a_tool_call_of_its_own() {
+    let Some(agent) = require_test_agent() else {
+        return;
+    };
+    // Part one spawns a session over spectask's MCP tools, then ends; every other turn answers.
+    let spawn = json!({"kind": "call_mcp_tool", "server": "spectask", "tool": "spawn_work_session",
+        "arguments": {"name": "Security audit", "description": "Audit what was written."}});
+    let script = json!({
+        "steps": [{"kind": "message", "text": "Done.\n"}],
+        "rules": [{"prompt_contains": "Task 1: Write part one",
+                   "steps": [spawn, {"kind": "message", "text": "Spawned an audit.\n"}]}],
+    });
+    let fixture = Fixture::start_with(&agent, &script).await;
+    fixture.planner.push(streamed(&spec_reply("Greeting"), 5));
+    let (mut editor, thread) = Editor::with_thread(fixture.spawn_acp(), &fixture.repo.path()).await;
+    let turn = editor.prompt(&thread, "Write a greeting");
+    answer(editor.question().await, "approve");
+    assert_eq!(turn.await.unwrap().unwrap(), StopReason::EndTurn);
+
+    let tasks = fixture.get("/spec-tasks").await;
+    let id = tasks["spec_tasks"][0]["id"].as_str().unwrap().to_owned();
+    let sessions = fixture
+        .get(&format!("/spec-tasks/{id}/work-sessions"))
+        .await;
+    let sessions = sessions["work_sessions"].as_array().unwrap().clone();
+    let spawned = sessions
+        .iter()
+        .find(|ws| ws["name"] == "Security audit")
+        .unwrap_or_else(|| panic!("no spawned session: {sessions:?}"));
+    let parent = spawned["spawned_by_session_id"].as_str().unwrap();
+    let call_id = format!("work-session:{}", spawned["id"].as_str().unwrap());
+    let updates = editor.updates(&thread);
+    let call = updates
+        .iter()
+        .find_map(|u| match u {
+            SessionUpdate::ToolCall(call) if call.tool_call_id.0.as_ref() == call_id => Some(call),
+            _ => None,
+        })
+        .unwrap_or_else(|| panic!("no tool call {call_id}: {updates:#?}"));
+    assert_eq!(call.title, "Security audit");
+    assert_eq!(
+        call.raw_input.as_ref().unwrap()["spawned_by"],
+        json!(parent),
+        "{call:?}"
+    );
+    assert_eq!(
+        tool_call_ids(&updates)
+            .iter()
+            .filter(|id| id.starts_with("work-session:"))
+            .count(),
+        3
+    );
+    fixture.stop().await;
 }

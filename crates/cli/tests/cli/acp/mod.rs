@@ -83,10 +83,15 @@ pub struct Fixture {
 
 impl Fixture {
     pub async fn start(agent: &Path) -> Self {
+        Self::start_with(agent, &agent_script()).await
+    }
+
+    /// The same, the test agent running `script`.
+    pub async fn start_with(agent: &Path, script: &Value) -> Self {
         let planner = FakeOpenAi::start().await;
         let repo = TestRepo::new();
         let cwd = tempfile::tempdir().unwrap();
-        support::configure_test_agent(cwd.path(), agent, &agent_script());
+        support::configure_test_agent(cwd.path(), agent, script);
         let base = planner.base_url();
         let (server, url) = support::start(
             cwd.path(),
