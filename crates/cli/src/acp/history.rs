@@ -9,10 +9,10 @@ use agent_client_protocol::v1::schema::{ListSessionsResponse, SessionId, Session
 use agent_client_protocol::{Error, ErrorCode};
 use serde_json::Value;
 
+use super::api_error;
 use super::editor::Editor;
 use super::mirror::Mirror;
 use super::thread::{Replayer, entries_after};
-use super::{Shared, api_error};
 use crate::client::{CliError, Client};
 use crate::task::basics::encode;
 
@@ -126,37 +126,45 @@ pub async fn list(
         .next_cursor((next < total && !tasks.is_empty()).then(|| next.to_string())))
 }
 
-/// The task a thread id belongs to and its project (checks that it exists).
-pub async fn locate(client: &Client, target: &Target) -> Result<(String, PathBuf), Error> {
-    let task_id = match target {
-        Target::Task(id) => id.clone(),
+/// What a thread id names, read once: its task, and for a work session its Helix session (the
+/// stored conversation).
+pub struct Located {
+    pub task: Value,
+    pub helix: Option<String>,
+}
+
+/// Reads what `target` names (the task, and a work session's conversation), checking it exists.
+pub async fn locate(client: &Client, target: &Target) -> Result<Located, Error> {
+    let (task_id, helix) = match target {
+        Target::Task(id) => (id.clone(), None),
         Target::WorkSession(ws) => {
             let detail = client
                 .get(&format!("/work-sessions/{}", encode(ws)))
                 .await
                 .map_err(missing(ws))?;
-            detail["spec_task_id"]
+            let session = &detail["work_session"];
+            let helix = session["helix_session_id"]
                 .as_str()
-                .or(detail["work_session"]["spec_task_id"].as_str())
-                .unwrap_or_default()
-                .to_owned()
+                .ok_or_else(|| Error::internal_error().data("the work session has no thread"))?;
+            (
+                session["spec_task_id"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned(),
+                Some(helix.to_owned()),
+            )
         }
     };
     let task = client
         .get(&format!("/spec-tasks/{}", encode(&task_id)))
         .await
         .map_err(missing(&task_id))?;
-    let project = PathBuf::from(task["project_path"].as_str().unwrap_or_default());
-    Ok((task_id, project))
+    Ok(Located { task, helix })
 }
 
-/// Replays a task thread.
-pub async fn replay_task(shared: &Shared, editor: &Editor, id: &str) -> Result<(), Error> {
-    let client = &shared.client;
-    let task = client
-        .get(&format!("/spec-tasks/{}", encode(id)))
-        .await
-        .map_err(missing(id))?;
+/// Replays the thread of `task` (as [`locate`] read it).
+pub async fn replay_task(client: &Client, editor: &Editor, task: &Value) -> Result<(), Error> {
+    let id = task["id"].as_str().unwrap_or_default();
     editor.title(task["name"].as_str().unwrap_or(id))?;
     editor.user_text(task["original_prompt"].as_str().unwrap_or_default())?;
     // The planner's outputs and the status trail, in the order they happened.
@@ -236,15 +244,15 @@ async fn task_events(client: &Client, id: &str) -> Result<Vec<Value>, Error> {
     }
 }
 
-/// Replays a work session's thread: each turn's prompt, then what the agent did.
+/// Replays a work session's thread (its Helix session `helix`): each turn's prompt, then what
+/// the agent did.
 pub async fn replay_work_session(
     client: &Client,
     editor: &Editor,
-    ws_id: &str,
-) -> Result<String, Error> {
-    let helix = helix_of(client, ws_id).await?;
+    helix: &str,
+) -> Result<(), Error> {
     let session = client
-        .get(&format!("/sessions/{}", encode(&helix)))
+        .get(&format!("/sessions/{}", encode(helix)))
         .await
         .map_err(api_error)?;
     let mut replayer = Replayer::default();
@@ -253,7 +261,7 @@ pub async fn replay_work_session(
             continue;
         };
         editor.user_text(interaction["prompt_message"].as_str().unwrap_or_default())?;
-        for entry in entries_after(client, &helix, iid, None)
+        for entry in entries_after(client, helix, iid, None)
             .await
             .map_err(api_error)?
         {
@@ -263,18 +271,5 @@ pub async fn replay_work_session(
             editor.text(&format!("\n\n**Error:** {error}\n"))?;
         }
     }
-    Ok(helix)
-}
-
-/// The Helix session (the stored conversation) of a work session.
-pub async fn helix_of(client: &Client, ws_id: &str) -> Result<String, Error> {
-    let detail = client
-        .get(&format!("/work-sessions/{}", encode(ws_id)))
-        .await
-        .map_err(missing(ws_id))?;
-    detail["helix_session_id"]
-        .as_str()
-        .or(detail["work_session"]["helix_session_id"].as_str())
-        .map(str::to_owned)
-        .ok_or_else(|| Error::internal_error().data("the work session has no thread"))
+    Ok(())
 }

@@ -307,26 +307,27 @@ async fn load(
 ) -> Result<LoadSessionResponse, Error> {
     let id = request.session_id.0.to_string();
     let target = Target::of(&id).ok_or_else(|| history::not_found(&id))?;
-    let (task_id, project) = history::locate(&shared.client, &target).await?;
+    let located = history::locate(&shared.client, &target).await?;
+    let task_id = located.task["id"].as_str().unwrap_or_default().to_owned();
     let editor = Editor::new(cx, request.session_id.clone());
-    let thread = match &target {
-        Target::Task(task) => {
-            history::replay_task(shared, &editor, task).await?;
-            Thread::Task(Some(task.clone()))
-        }
-        Target::WorkSession(ws) => {
-            let helix = history::replay_work_session(&shared.client, &editor, ws).await?;
+    let thread = match (&target, located.helix) {
+        (Target::WorkSession(ws), Some(helix)) => {
+            history::replay_work_session(&shared.client, &editor, &helix).await?;
             Thread::Work {
                 task: task_id,
                 ws: ws.clone(),
                 helix,
             }
         }
+        _ => {
+            history::replay_task(&shared.client, &editor, &located.task).await?;
+            Thread::Task(Some(task_id))
+        }
     };
     let cwd = if request.cwd.is_absolute() {
         request.cwd.clone()
     } else {
-        project
+        PathBuf::from(located.task["project_path"].as_str().unwrap_or_default())
     };
     // Loading a thread that is open already keeps its running turn (and its cancel flag).
     shared

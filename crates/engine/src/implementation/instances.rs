@@ -83,18 +83,12 @@ impl Engine {
         store
             .heartbeat_replica(owner, self.instance_leasing())
             .await?;
-        let running: Vec<String> = match self.inner.runtime.as_ref() {
-            Some(runtime) => runtime
-                .running_instances()
-                .iter()
-                .map(ToString::to_string)
-                .collect(),
-            None => Vec::new(),
-        };
+        let mut running: Vec<String> = Vec::new();
         if let Some(runtime) = self.inner.runtime.as_ref() {
+            let instances = runtime.running_instances();
+            running = instances.iter().map(ToString::to_string).collect();
             let lost = store.foreign_instances(owner, &running).await?;
-            for instance_id in runtime
-                .running_instances()
+            for instance_id in instances
                 .iter()
                 .filter(|id| lost.iter().any(|lost| lost == id.as_str()))
             {
