@@ -38,11 +38,12 @@ pub fn lock(data_dir: &Path) -> Result<DataDirLock> {
         .truncate(false)
         .open(&path)
         .with_context(|| format!("cannot open the lock file {}", path.display()))?;
-    match file.try_lock() {
+    match try_lock_after_dead_holder(&file) {
         Ok(()) => {}
         Err(TryLockError::WouldBlock) => {
             let mut holder = String::new();
             // Best effort: the pid is only for the message.
+            let _ = file.seek(SeekFrom::Start(0));
             let _ = file.read_to_string(&mut holder);
             let holder = holder.trim();
             let holder = if holder.is_empty() {
@@ -68,6 +69,40 @@ pub fn lock(data_dir: &Path) -> Result<DataDirLock> {
         _file: file,
         dir: data_dir.to_owned(),
     })
+}
+
+/// How long a lock whose recorded holder is dead may stay held: by a child the dead process had
+/// just forked, which drops the inherited descriptor when it execs or exits.
+const DEAD_HOLDER_GRACE: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Takes the lock; when it is held but the pid recorded in the file is no longer running (a
+/// SIGKILLed server whose just-forked child still holds the inherited lock for a moment), tries
+/// again for [`DEAD_HOLDER_GRACE`] before giving up.
+fn try_lock_after_dead_holder(file: &File) -> Result<(), TryLockError> {
+    let deadline = std::time::Instant::now() + DEAD_HOLDER_GRACE;
+    loop {
+        match file.try_lock() {
+            Err(TryLockError::WouldBlock)
+                if std::time::Instant::now() < deadline && !recorded_holder_alive(file) =>
+            {
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
+            other => return other,
+        }
+    }
+}
+
+/// Whether the pid written in the lock file names a running process (unknown counts as alive).
+fn recorded_holder_alive(file: &File) -> bool {
+    let mut text = String::new();
+    let mut reader = file;
+    if reader.seek(SeekFrom::Start(0)).is_err() || reader.read_to_string(&mut text).is_err() {
+        return true;
+    }
+    match text.trim().parse::<u32>() {
+        Ok(pid) => Path::new(&format!("/proc/{pid}")).exists(),
+        Err(_) => true,
+    }
 }
 
 impl DataDirLock {
