@@ -91,39 +91,41 @@ impl Store {
         let now = now();
         let expires =
             now + chrono::Duration::from_std(mint.ttl).unwrap_or(chrono::Duration::days(1));
-        let mut tx = self.backend.begin_write_without_events().await?;
-        let row: Option<(String, String)> =
-            query_as("SELECT spec_task_id, status FROM spec_task_work_sessions WHERE id = $1")
+        self.write(async |tx| {
+            let row: Option<(String, String)> =
+                query_as("SELECT spec_task_id, status FROM spec_task_work_sessions WHERE id = $1")
+                    .bind(ws.as_str())
+                    .fetch_optional(&mut *tx)
+                    .await?;
+            let (task, status) = row.ok_or_else(|| StoreError::not_found("work session", ws))?;
+            // A finished session's token is born revoked: a later retry must not bring it to life.
+            let revoked = ["completed", "failed", "cancelled"]
+                .contains(&status.as_str())
+                .then_some(now);
+            query(
+                    "UPDATE agent_tokens SET revoked_at = $1 WHERE work_session_id = $2 AND revoked_at IS NULL",
+                )
+                .bind(now)
                 .bind(ws.as_str())
-                .fetch_optional(&mut tx)
+                .execute(&mut *tx)
                 .await?;
-        let (task, status) = row.ok_or_else(|| StoreError::not_found("work session", ws))?;
-        // A finished session's token is born revoked: a later retry must not bring it to life.
-        let revoked = ["completed", "failed", "cancelled"]
-            .contains(&status.as_str())
-            .then_some(now);
-        query(
-                "UPDATE agent_tokens SET revoked_at = $1 WHERE work_session_id = $2 AND revoked_at IS NULL",
-            )
-            .bind(now)
-            .bind(ws.as_str())
-            .execute(&mut tx)
-            .await?;
-        query(
-                "INSERT INTO agent_tokens (token_hash, work_session_id, spec_task_id, created_at, \
-                 expires_at, instance_id, minted_by, revoked_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-            )
-            .bind(&hash)
-            .bind(ws.as_str())
-            .bind(&task)
-            .bind(now)
-            .bind(expires)
-            .bind(mint.instance_id)
-            .bind(mint.minted_by)
-            .bind(revoked)
-            .execute(&mut tx)
-            .await?;
-        tx.commit().await?;
+            query(
+                    "INSERT INTO agent_tokens (token_hash, work_session_id, spec_task_id, created_at, \
+                     expires_at, instance_id, minted_by, revoked_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+                )
+                .bind(&hash)
+                .bind(ws.as_str())
+                .bind(&task)
+                .bind(now)
+                .bind(expires)
+                .bind(mint.instance_id)
+                .bind(mint.minted_by)
+                .bind(revoked)
+                .execute(&mut *tx)
+                .await?;
+            Ok(())
+        })
+        .await?;
         Ok(token)
     }
 
@@ -192,13 +194,16 @@ impl Store {
         value: &str,
     ) -> StoreResult<u64> {
         let now = now();
-        let revoked = query(sqlx::AssertSqlSafe(format!(
-            "UPDATE agent_tokens SET revoked_at = $1 WHERE {column} = $2 AND revoked_at IS NULL"
-        )))
-        .bind(now)
-        .bind(value)
-        .execute(self.backend.writer())
-        .await?;
-        Ok(revoked.rows_affected())
+        self.write(async |tx| {
+            let revoked = query(sqlx::AssertSqlSafe(format!(
+                "UPDATE agent_tokens SET revoked_at = $1 WHERE {column} = $2 AND revoked_at IS NULL"
+            )))
+            .bind(now)
+            .bind(value)
+            .execute(&mut *tx)
+            .await?;
+            Ok(revoked.rows_affected())
+        })
+        .await
     }
 }

@@ -10,6 +10,7 @@ use sqlx::sqlite::{
 
 use crate::db::{Pool, Tx, query};
 use crate::error::{StoreError, StoreResult};
+use crate::group_commit::{GroupCommit, WriteStats, WriterPool};
 
 /// Pool sizes and timeouts.
 #[derive(Debug, Clone)]
@@ -29,16 +30,20 @@ impl Default for ConnectOptions {
     }
 }
 
-/// A connected database.
+/// A connected database: the pool reads run on, and the group-committing writer.
 #[derive(Debug)]
-pub enum Backend {
-    /// SQLite allows one writer at a time; sending every write through a single connection
-    /// serialises them in the pool instead of failing with `SQLITE_BUSY`, while reads run in
-    /// parallel on the reader pool (WAL mode).
-    Sqlite {
-        writer: SqlitePool,
-        reader: SqlitePool,
-    },
+pub(crate) struct Backend {
+    pools: Pools,
+    writer: GroupCommit,
+}
+
+/// The connections reads (and PostgreSQL's notification listener) use.
+#[derive(Debug)]
+pub(crate) enum Pools {
+    /// SQLite allows one writer at a time: every write runs on the writer's one connection
+    /// (serialised there instead of failing with `SQLITE_BUSY`), while reads run in parallel on
+    /// this read-only pool (WAL mode).
+    Sqlite(SqlitePool),
     Postgres(PgPool),
 }
 
@@ -75,38 +80,42 @@ impl Backend {
                 .acquire_timeout(options.acquire_timeout)
                 .connect_with(base.clone())
                 .await?;
+            sqlx::migrate!("migrations/sqlite").run(&writer).await?;
             let reader = SqlitePoolOptions::new()
                 .max_connections(options.max_connections.max(1))
                 .acquire_timeout(options.acquire_timeout)
                 .connect_with(base.read_only(true))
                 .await?;
-            Ok(Backend::Sqlite { writer, reader })
+            Ok(Backend {
+                pools: Pools::Sqlite(reader),
+                writer: GroupCommit::new(WriterPool::Sqlite(writer)),
+            })
         } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
             let pool = PgPoolOptions::new()
-                .max_connections(options.max_connections.max(2))
+                // One connection is the writer's for good.
+                .max_connections(options.max_connections.max(2) + 1)
                 .acquire_timeout(options.acquire_timeout)
                 .connect(url)
                 .await?;
-            Ok(Backend::Postgres(pool))
+            sqlx::migrate!("migrations/postgres").run(&pool).await?;
+            Ok(Backend {
+                writer: GroupCommit::new(WriterPool::Postgres(pool.clone())),
+                pools: Pools::Postgres(pool),
+            })
         } else {
             Err(StoreError::UnsupportedUrl(url.to_owned()))
         }
     }
 
-    pub(crate) async fn migrate(&self) -> StoreResult<()> {
-        match self {
-            Backend::Sqlite { writer, .. } => {
-                sqlx::migrate!("migrations/sqlite").run(writer).await?
-            }
-            Backend::Postgres(pool) => sqlx::migrate!("migrations/postgres").run(pool).await?,
-        }
-        Ok(())
+    /// The pools reads run on.
+    pub(crate) fn pools(&self) -> &Pools {
+        &self.pools
     }
 
     pub(crate) fn kind(&self) -> &'static str {
-        match self {
-            Backend::Sqlite { .. } => "sqlite",
-            Backend::Postgres(_) => "postgres",
+        match self.pools {
+            Pools::Sqlite(_) => "sqlite",
+            Pools::Postgres(_) => "postgres",
         }
     }
 
@@ -115,26 +124,18 @@ impl Backend {
         Ok(())
     }
 
-    /// The pool for statements that write outside a transaction.
-    pub(crate) fn writer(&self) -> Pool<'_> {
-        match self {
-            Backend::Sqlite { writer, .. } => Pool::Sqlite(writer),
-            Backend::Postgres(pool) => Pool::Postgres(pool),
-        }
-    }
-
     /// The pool for reads.
     pub(crate) fn reader(&self) -> Pool<'_> {
-        match self {
-            Backend::Sqlite { reader, .. } => Pool::Sqlite(reader),
-            Backend::Postgres(pool) => Pool::Postgres(pool),
+        match &self.pools {
+            Pools::Sqlite(reader) => Pool::Sqlite(reader),
+            Pools::Postgres(pool) => Pool::Postgres(pool),
         }
     }
 
     pub(crate) fn dialect(&self) -> Dialect {
-        match self {
-            Backend::Sqlite { .. } => Dialect::Sqlite,
-            Backend::Postgres(_) => Dialect::Postgres,
+        match self.pools {
+            Pools::Sqlite(_) => Dialect::Sqlite,
+            Pools::Postgres(_) => Dialect::Postgres,
         }
     }
 
@@ -143,37 +144,29 @@ impl Backend {
         self.reader().begin().await
     }
 
-    /// Opens a transaction that writes but appends no event, so it takes no event lock.
-    pub(crate) async fn begin_write_without_events(&self) -> StoreResult<Tx> {
-        self.writer().begin().await
-    }
-
-    /// Opens a transaction that writes.
+    /// Opens a write transaction: a member of the writer's group ([`crate::group_commit`]).
     ///
-    /// On PostgreSQL a write transaction takes the event-order advisory lock
+    /// On PostgreSQL the group's transaction takes the event-order advisory lock
     /// ([`crate::events::EVENT_LOCK_KEY`]) before anything else. Taking it later, when the first
     /// event is appended, deadlocks: a writer holding a row lock waits for the event lock while
     /// the holder of the event lock waits for that row. Taken first, the event lock orders
-    /// writers before they lock any row, as SQLite's single writer does. Every transaction that
-    /// may append an event must therefore be opened here.
+    /// writers (and the replicas sharing the database) before they lock any row, as SQLite's
+    /// single writer does.
     pub(crate) async fn begin_write(&self) -> StoreResult<Tx> {
-        let mut tx = self.writer().begin().await?;
-        if tx.dialect() == Dialect::Postgres {
-            query("SELECT pg_advisory_xact_lock($1)")
-                .bind(crate::events::EVENT_LOCK_KEY)
-                .execute(&mut tx)
-                .await?;
-        }
-        Ok(tx)
+        let member = self.writer.join().await?;
+        Ok(Tx::write(member, self.dialect()))
+    }
+
+    /// How many writes were committed in how many commits.
+    pub(crate) fn write_stats(&self) -> WriteStats {
+        self.writer.stats()
     }
 
     pub(crate) async fn close(&self) {
-        match self {
-            Backend::Sqlite { writer, reader } => {
-                reader.close().await;
-                writer.close().await;
-            }
-            Backend::Postgres(pool) => pool.close().await,
+        self.writer.close().await;
+        match &self.pools {
+            Pools::Sqlite(reader) => reader.close().await,
+            Pools::Postgres(pool) => pool.close().await,
         }
     }
 }

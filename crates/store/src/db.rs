@@ -25,6 +25,7 @@ use sqlx::{
 
 use crate::backend::Dialect;
 use crate::error::{StoreError, StoreResult};
+use crate::group_commit::Member;
 
 /// A pool to run a statement on (outside any transaction).
 #[derive(Debug, Clone, Copy)]
@@ -33,7 +34,8 @@ pub(crate) enum Pool<'a> {
     Postgres(&'a sqlx::PgPool),
 }
 
-/// An open transaction, begun by [`Pool::begin`] (for writes through
+/// An open transaction: a read snapshot begun by [`Pool::begin`], or a write, which is a member
+/// of the writer's current group ([`crate::group_commit`], through
 /// [`crate::backend::Backend::begin_write`]). Dropping it without [`Tx::commit`] rolls it back.
 #[derive(Debug)]
 pub(crate) struct Tx {
@@ -46,6 +48,7 @@ pub(crate) struct Tx {
 enum TxConn {
     Sqlite(sqlx::Transaction<'static, Sqlite>),
     Postgres(sqlx::Transaction<'static, Postgres>),
+    Write { member: Member, dialect: Dialect },
 }
 
 impl Pool<'_> {
@@ -63,11 +66,20 @@ impl Pool<'_> {
 }
 
 impl Tx {
+    /// A write transaction: `member` of the writer's group, on a `dialect` database.
+    pub(crate) fn write(member: Member, dialect: Dialect) -> Self {
+        Tx {
+            conn: TxConn::Write { member, dialect },
+            last_event: None,
+        }
+    }
+
     /// The dialect of the database the transaction runs on.
     pub(crate) fn dialect(&self) -> Dialect {
         match self.conn {
             TxConn::Sqlite(_) => Dialect::Sqlite,
             TxConn::Postgres(_) => Dialect::Postgres,
+            TxConn::Write { dialect, .. } => dialect,
         }
     }
 
@@ -81,10 +93,22 @@ impl Tx {
         self.last_event
     }
 
+    /// Commits; a write is answered once the commit of its group is durable.
     pub(crate) async fn commit(self) -> StoreResult<()> {
         match self.conn {
             TxConn::Sqlite(tx) => tx.commit().await?,
             TxConn::Postgres(tx) => tx.commit().await?,
+            TxConn::Write { member, .. } => member.finish(true).await?,
+        }
+        Ok(())
+    }
+
+    /// Rolls back (a write: its own work only, not its group's).
+    pub(crate) async fn rollback(self) -> StoreResult<()> {
+        match self.conn {
+            TxConn::Sqlite(tx) => tx.rollback().await?,
+            TxConn::Postgres(tx) => tx.rollback().await?,
+            TxConn::Write { member, .. } => member.finish(false).await?,
         }
         Ok(())
     }
@@ -94,6 +118,8 @@ impl Tx {
 pub(crate) enum Exec<'a> {
     Sqlite(Target<'a, Sqlite>),
     Postgres(Target<'a, Postgres>),
+    /// The writer connection is gone (the store was closed): the statement fails.
+    Closed,
 }
 
 pub(crate) enum Target<'a, DB: Database> {
@@ -129,6 +155,7 @@ impl<'a> From<&'a mut Tx> for Exec<'a> {
         match &mut tx.conn {
             TxConn::Sqlite(tx) => Exec::Sqlite(Target::Conn(&mut **tx)),
             TxConn::Postgres(tx) => Exec::Postgres(Target::Conn(&mut **tx)),
+            TxConn::Write { member, .. } => member.exec(),
         }
     }
 }
@@ -280,6 +307,7 @@ impl<'q> Statement<'q> {
         let rows_affected = match on {
             Exec::Sqlite(target) => target.execute(self).await?,
             Exec::Postgres(target) => target.execute(self).await?,
+            Exec::Closed => return Err(StoreError::Database(sqlx::Error::PoolClosed)),
         };
         Ok(Executed { rows_affected })
     }
@@ -288,6 +316,7 @@ impl<'q> Statement<'q> {
         match on {
             Exec::Sqlite(target) => target.fetch(self, first_only).await,
             Exec::Postgres(target) => target.fetch(self, first_only).await,
+            Exec::Closed => Err(StoreError::Database(sqlx::Error::PoolClosed)),
         }
     }
 

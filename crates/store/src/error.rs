@@ -38,6 +38,9 @@ pub enum StoreError {
     Corrupt { table: &'static str, detail: String },
     #[error("database error: {0}")]
     Database(#[source] sqlx::Error),
+    /// The commit of the group that held this write failed (the write is not stored).
+    #[error("the write was not committed: {0}")]
+    CommitFailed(String),
     #[error("migration failed: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
 }
@@ -57,7 +60,7 @@ impl StoreError {
             self,
             StoreError::Database(
                 sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_)
-            )
+            ) | StoreError::CommitFailed(_)
         )
     }
 

@@ -171,14 +171,14 @@ impl Store {
              AND NOT EXISTS (SELECT 1 FROM turns t WHERE t.spec_task_id = instance_leases.spec_task_id \
                AND t.status IN ('queued', 'running')){here}"
         );
-        let mut statement = query(sqlx::AssertSqlSafe(sql)).bind(owner);
-        for id in running_instances {
-            statement = statement.bind(id.as_str());
-        }
-        Ok(statement
-            .execute(self.backend.writer())
-            .await?
-            .rows_affected())
+        self.write(async |tx| {
+            let mut statement = query(sqlx::AssertSqlSafe(sql)).bind(owner);
+            for id in running_instances {
+                statement = statement.bind(id.as_str());
+            }
+            Ok(statement.execute(&mut *tx).await?.rows_affected())
+        })
+        .await
     }
 
     /// Of `instance_ids` (agents running here), those whose task's lease another owner holds

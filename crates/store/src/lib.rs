@@ -11,9 +11,9 @@
 //!   builders and runs on a pool or an open [`db::Tx`], which picks the driver; the dialect
 //!   differences ([`backend::Dialect`]: row locks, date comparison, notifications) are asked of
 //!   the transaction or the backend where they matter.
-//! - Every transaction that may append an event runs through `Store::write`, which opens it with
-//!   `Backend::begin_write` (on PostgreSQL the event-order advisory lock before any row lock) and
-//!   announces the transaction's newest event after commit.
+//! - Every write transaction runs through `Store::write`: a member of the writer's group
+//!   ([`group_commit`]; on PostgreSQL the group holds the event-order advisory lock before any row
+//!   lock), answered after the group's commit, then the newest event it appended is announced.
 
 mod agent_reports;
 mod agent_tokens;
@@ -23,6 +23,7 @@ mod db;
 mod entries;
 mod error;
 mod events;
+mod group_commit;
 mod ids;
 mod implementation;
 mod implementation_tasks;
@@ -42,10 +43,12 @@ mod work_sessions;
 mod workspaces;
 
 pub use agent_tokens::{AgentGrant, AgentTokenState, TokenMint, hash_agent_token};
-pub use backend::{Backend, ConnectOptions};
+use backend::Backend;
+pub use backend::ConnectOptions;
 pub use comments::NewComment;
 pub use error::{StoreError, StoreResult};
 pub use events::EventQuery;
+pub use group_commit::WriteStats;
 pub use implementation::{
     DispatchOutcome, ImplementationProgress, SpawnCaps, Spawned, WorkSessionPlan,
 };
@@ -78,9 +81,8 @@ impl Store {
     /// Connects to `url` (`sqlite://…` or `postgres://…`) and applies pending migrations.
     pub async fn connect(url: &str, options: ConnectOptions) -> StoreResult<Self> {
         let backend = Backend::connect(url, options).await?;
-        backend.migrate().await?;
         let (committed, _) = broadcast::channel(1024);
-        if let Backend::Postgres(pool) = &backend {
+        if let backend::Pools::Postgres(pool) = backend.pools() {
             events::forward_notifications(pool.clone(), committed.clone()).await?;
         }
         Ok(Self {
@@ -99,6 +101,11 @@ impl Store {
     /// by a slow receiver; readers must always re-read the events table from their cursor.
     pub fn subscribe_commits(&self) -> broadcast::Receiver<i64> {
         self.committed.subscribe()
+    }
+
+    /// How many writes this process committed, in how many commits (group commit's effect).
+    pub fn write_stats(&self) -> WriteStats {
+        self.backend.write_stats()
     }
 
     /// Checks the database answers.
@@ -121,7 +128,13 @@ impl Store {
         body: impl AsyncFnOnce(&mut db::Tx) -> StoreResult<T>,
     ) -> StoreResult<T> {
         let mut tx = self.backend.begin_write().await?;
-        let value = body(&mut tx).await?;
+        let value = match body(&mut tx).await {
+            Ok(value) => value,
+            Err(err) => {
+                tx.rollback().await?;
+                return Err(err);
+            }
+        };
         let last_event = tx.last_event();
         tx.commit().await?;
         if let Some(last_event) = last_event {

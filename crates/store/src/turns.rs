@@ -319,16 +319,20 @@ impl Store {
     pub async fn heartbeat_turn(&self, claim: &TurnClaim, lease: Duration) -> StoreResult<()> {
         let expires =
             now() + chrono::Duration::from_std(lease).unwrap_or(chrono::Duration::seconds(60));
-        let updated = query(
-            "UPDATE turns SET lease_expires_at = $1 WHERE id = $2 AND owner = $3 AND claim_token = $4 AND status = 'running'",
-        )
-        .bind(expires)
-        .bind(claim.turn.id.as_str())
-        .bind(&claim.owner)
-        .bind(&claim.token)
-        .execute(self.backend.writer())
-        .await?
-        .rows_affected();
+        let updated = self
+            .write(async |tx| {
+                Ok(query(
+                    "UPDATE turns SET lease_expires_at = $1 WHERE id = $2 AND owner = $3 AND claim_token = $4 AND status = 'running'",
+                )
+                .bind(expires)
+                .bind(claim.turn.id.as_str())
+                .bind(&claim.owner)
+                .bind(&claim.token)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected())
+            })
+            .await?;
         if updated == 1 {
             Ok(())
         } else {

@@ -176,11 +176,14 @@ impl Store {
 
     /// The work session's worktree was removed (its commits are merged, or its task ended).
     pub async fn clear_worktree(&self, ws: &WorkSessionId) -> StoreResult<()> {
-        query("UPDATE spec_task_work_sessions SET worktree_path = NULL WHERE id = $1")
-            .bind(ws.as_str())
-            .execute(self.backend.writer())
-            .await?;
-        Ok(())
+        self.write(async |tx| {
+            query("UPDATE spec_task_work_sessions SET worktree_path = NULL WHERE id = $1")
+                .bind(ws.as_str())
+                .execute(&mut *tx)
+                .await?;
+            Ok(())
+        })
+        .await
     }
 
     /// Records that a task's worktrees and session branches were removed (it ended).

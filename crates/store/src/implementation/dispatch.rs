@@ -202,7 +202,7 @@ impl Store {
             Ok(spawned_id) => spawned_id,
             // The unique index caught a spawn that raced past the check: it is a repeat.
             Err(StoreError::Duplicate(_)) => {
-                spawned_work_session_named(self.backend.writer(), parent, name)
+                spawned_work_session_named(self.backend.reader(), parent, name)
                     .await?
                     .ok_or_else(|| StoreError::not_found("spawned work session", name))?
             }

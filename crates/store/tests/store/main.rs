@@ -5,6 +5,7 @@
 
 mod agents;
 mod data;
+mod group_commit;
 mod leases;
 mod support;
 mod transitions;
