@@ -61,7 +61,9 @@ pub struct EngineSettings {
     /// per process). Which turns are known dead at start is decided by `predecessor_owner`, not
     /// by this name, so processes sharing it never requeue each other's turns.
     pub replica_id: String,
-    /// How long streamed output is batched before it is written.
+    /// The least time between two writes of one turn's streamed output. Output gathers into the
+    /// next batch while a write is in flight anyway, so this is only a floor on batching: zero
+    /// relays a trickle with the latency of one write.
     pub flush_interval: Duration,
     /// Threads running at once in one instance (one SpecTask).
     pub max_parallel_threads: usize,
@@ -133,7 +135,7 @@ impl Default for EngineSettings {
             max_concurrent_turns: 4,
             max_turn_attempts: 10,
             replica_id: "local".to_owned(),
-            flush_interval: Duration::from_millis(100),
+            flush_interval: Duration::ZERO,
             max_parallel_threads: 4,
             max_active_instances: 8,
             instance_lease: Duration::from_secs(30),

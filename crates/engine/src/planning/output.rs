@@ -1,11 +1,14 @@
-//! Streams a turn's output into its interaction as it arrives, in small batches so a fast model
-//! or a flooding agent does not cost one transaction per token.
+//! Streams a turn's output into its interaction as it arrives, in batches gathered while the
+//! previous write is in flight, so a fast model or a flooding agent does not cost one
+//! transaction per token and a slow trickle is not held back by a timer.
 //!
 //! A planner sends text deltas; an agent sends [`AgentEvent`]s, which also become interaction
 //! entries. A batch's entries are compacted before they are written: consecutive message (or
 //! thought) chunks are one entry, and consecutive reports of the same tool call, plan or usage
 //! keep only the latest (each report is the whole state, so nothing is lost).
 
+use std::future::Future;
+use std::pin::Pin;
 use std::time::Duration;
 
 use spectask_domain::{EntryBody, PlanEntry, TextEntry, ToolCallContent, ToolCallEntry};
@@ -15,10 +18,10 @@ use spectask_store::{Store, StoreError, TurnClaim};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
-/// Batches above this size (reply text plus entry payloads, roughly) are written at once.
-const MAX_BATCH_BYTES: usize = 8 * 1024;
-/// Batches with this many entries are written at once.
-const MAX_BATCH_ENTRIES: usize = 256;
+/// While a batch is this large (reply text plus entry payloads, roughly) or has this many entries,
+/// no more output is taken until the write in flight is done: the agent's pipe holds the rest.
+const MAX_BATCH_BYTES: usize = 1024 * 1024;
+const MAX_BATCH_ENTRIES: usize = 4096;
 
 /// One thing a writer is told.
 pub(crate) enum OutputItem {
@@ -58,7 +61,7 @@ impl Batch {
         self.text.is_empty() && self.entries.is_empty()
     }
 
-    fn is_full(&self) -> bool {
+    fn is_over_limit(&self) -> bool {
         self.bytes >= MAX_BATCH_BYTES || self.entries.len() >= MAX_BATCH_ENTRIES
     }
 
@@ -130,76 +133,84 @@ fn tool_call_bytes(call: &ToolCallEntry) -> usize {
 
 /// Consumes `events` until the sender is dropped; returns the reply text written so far (after
 /// the last reset). Stops early with `ClaimLost` if the turn is no longer this worker's.
+///
+/// Batching is natural rather than timed: the first output after a quiet spell is written at
+/// once; while that write is in flight (waiting for its group's commit), whatever arrives is
+/// gathered into the next batch, written as soon as the previous one is done. So a trickle is
+/// relayed with the latency of one write, and a flood in few large writes; the busier the
+/// database, the larger the batches. `min_spacing` (the engine's `flush_interval`) additionally
+/// keeps a turn's writes that far apart; gathered output waits at most that long.
 pub(crate) async fn write_output<T: Into<OutputItem>>(
     store: Store,
     claim: TurnClaim,
     mut events: mpsc::Receiver<T>,
-    flush_interval: Duration,
+    min_spacing: Duration,
 ) -> Result<String, StoreError> {
     let mut written = String::new();
     let mut pending = Batch::default();
-    let mut deadline: Option<Instant> = None;
+    let mut in_flight: Option<InFlight> = None;
+    let mut last_write: Option<Instant> = None;
+    let mut open = true;
     loop {
-        let next = match deadline {
-            Some(at) => tokio::select! {
-                next = events.recv() => next,
-                _ = tokio::time::sleep_until(at) => {
-                    flush(&store, &claim, &mut pending, &mut written).await?;
-                    deadline = None;
-                    continue;
-                }
-            },
-            None => events.recv().await,
-        };
-        let Some(item) = next else {
-            // The sender is gone and everything it sent was received.
-            flush(&store, &claim, &mut pending, &mut written).await?;
-            return Ok(written);
-        };
-        match item.into() {
-            OutputItem::Reset { attempt, reason } => {
-                tracing::info!(retry = attempt, %reason, "planner retry: discarding partial reply");
-                pending = Batch::default();
-                written.clear();
-                deadline = None;
-                store.reset_turn_output(&claim).await?;
-                continue;
-            }
-            OutputItem::Text(delta) => {
-                if pending.is_empty() {
-                    deadline = Some(Instant::now() + flush_interval);
-                }
-                pending.push_text(&delta);
-            }
-            OutputItem::Agent(event) => {
-                if pending.is_empty() {
-                    deadline = Some(Instant::now() + flush_interval);
-                }
-                pending.push_event(event);
+        if in_flight.is_none() && !pending.is_empty() {
+            let due = last_write.map(|at| at + min_spacing);
+            if open && due.is_some_and(|due| due > Instant::now()) {
+                // Too soon after the previous write: gather until it is due (or full).
+            } else {
+                in_flight = Some(start_write(&store, &claim, &mut pending));
+                last_write = Some(Instant::now());
             }
         }
-        if pending.is_full() {
-            flush(&store, &claim, &mut pending, &mut written).await?;
-            deadline = None;
+        if !open && pending.is_empty() && in_flight.is_none() {
+            return Ok(written);
+        }
+        let spacing_due = match (&in_flight, last_write) {
+            (None, Some(at)) if !pending.is_empty() => Some(at + min_spacing),
+            _ => None,
+        };
+        tokio::select! {
+            done = async {
+                match in_flight.as_mut() {
+                    Some(write) => write.await,
+                    None => std::future::pending().await,
+                }
+            }, if in_flight.is_some() => {
+                in_flight = None;
+                written.push_str(&done?);
+            }
+            // Due: the write starts at the top of the loop.
+            _ = tokio::time::sleep_until(spacing_due.unwrap_or_else(Instant::now)), if spacing_due.is_some() => {}
+            next = events.recv(), if open && !pending.is_over_limit() => match next.map(Into::into) {
+                None => open = false,
+                Some(OutputItem::Reset { attempt, reason }) => {
+                    tracing::info!(retry = attempt, %reason, "planner retry: discarding partial reply");
+                    if let Some(write) = in_flight.take() {
+                        write.await?;
+                    }
+                    pending = Batch::default();
+                    written.clear();
+                    store.reset_turn_output(&claim).await?;
+                }
+                Some(OutputItem::Text(delta)) => pending.push_text(&delta),
+                Some(OutputItem::Agent(event)) => pending.push_event(event),
+            },
         }
     }
 }
 
-async fn flush(
-    store: &Store,
-    claim: &TurnClaim,
-    pending: &mut Batch,
-    written: &mut String,
-) -> Result<(), StoreError> {
-    if pending.is_empty() {
-        return Ok(());
-    }
+/// A batch being written; resolves to its reply text once committed.
+type InFlight = Pin<Box<dyn Future<Output = Result<String, StoreError>> + Send>>;
+
+fn start_write(store: &Store, claim: &TurnClaim, pending: &mut Batch) -> InFlight {
     let batch = std::mem::take(pending);
-    store
-        .append_turn_output(claim, &batch.text, &batch.entries)
-        .await?;
-    written.push_str(&batch.text);
-    Ok(())
+    let store = store.clone();
+    let claim = claim.clone();
+    Box::pin(async move {
+        store
+            .append_turn_output(&claim, &batch.text, &batch.entries)
+            .await?;
+        Ok(batch.text)
+    })
 }
 
 #[cfg(test)]
@@ -272,20 +283,23 @@ mod tests {
     }
 
     #[test]
-    fn a_batch_is_full_by_bytes_or_by_entries() {
+    fn a_batch_is_over_its_limit_by_bytes_or_by_entries() {
         let mut batch = Batch::default();
         batch.push_text(&"x".repeat(MAX_BATCH_BYTES));
-        assert!(batch.is_full());
+        assert!(batch.is_over_limit());
         let mut batch = Batch::default();
         for i in 0..MAX_BATCH_ENTRIES {
             batch.push_event(call(&format!("c{i}"), "pending"));
         }
-        assert!(batch.is_full());
+        assert!(batch.is_over_limit());
         let mut batch = Batch::default();
-        let mut big = ToolCallEntry::unknown("c");
-        big.content
-            .push(ToolCallContent::text(&"x".repeat(MAX_BATCH_BYTES)));
-        batch.push_event(AgentEvent::ToolCall(big));
-        assert!(batch.is_full(), "a tool call's output counts");
+        let output = "x".repeat(spectask_domain::entry::MAX_TOOL_CONTENT_BYTES);
+        for i in 0..MAX_BATCH_BYTES / output.len() {
+            let mut big = ToolCallEntry::unknown(&format!("c{i}"));
+            big.content.push(ToolCallContent::text(&output));
+            batch.push_event(AgentEvent::ToolCall(big));
+        }
+        assert!(batch.entries.len() < MAX_BATCH_ENTRIES);
+        assert!(batch.is_over_limit(), "a tool call's output counts");
     }
 }
