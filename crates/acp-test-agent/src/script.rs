@@ -142,10 +142,18 @@ pub enum Step {
     Usage { used: u64, size: u64 },
     /// `updates` agent message chunks `"{i}\n"` (1-based), sent as fast as possible.
     Flood { updates: u32 },
-    /// `count` agent message chunks `"@{t}\n"`, one every `interval_ms` on a fixed schedule,
-    /// where `t` is the send time in microseconds since the Unix epoch: a benchmark reads the
-    /// delay from agent to store and subscriber off each one.
-    Stamped { count: u32, interval_ms: u64 },
+    /// `count` agent message chunks `"@{t}\n"`, one every `interval_ms` milliseconds plus
+    /// `interval_us` microseconds on a fixed schedule, where `t` is the send time in microseconds
+    /// since the Unix epoch: a benchmark reads the delay from agent to store and subscriber off
+    /// each one. (Sub-millisecond intervals are kept on average: the timer wakes every
+    /// millisecond and sends what is due.)
+    Stamped {
+        count: u32,
+        #[serde(default)]
+        interval_ms: u64,
+        #[serde(default)]
+        interval_us: u64,
+    },
     /// Do nothing until the turn is cancelled.
     Hang,
     /// Stop the whole process (SIGSTOP to itself): it stays alive but answers nothing more,
@@ -326,7 +334,8 @@ mod tests {
             step,
             Step::Stamped {
                 count: 5,
-                interval_ms: 50
+                interval_ms: 50,
+                interval_us: 0,
             }
         );
         assert!(serde_json::from_str::<Step>(r#"{"kind": "stamped", "count": 5}"#).is_err());

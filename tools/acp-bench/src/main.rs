@@ -2,7 +2,8 @@
 //! server in this process (fresh SQLite, or PostgreSQL with `--postgres`), all on loopback:
 //!
 //! - `relay`: updates per second relayed from agent to stored interaction and to a live
-//!   subscriber, with the agent flooding as fast as it can.
+//!   subscriber, with the agent flooding as fast as it can (or, with `--rate`, sending stamped
+//!   updates on a schedule, for the latency), beside the raw pipe's rate as a baseline.
 //! - `capacity`: how many threads one server holds at once, ramping the number of concurrently
 //!   streaming work sessions and reporting throughput, delays, memory and where it falls behind.
 //!
@@ -12,6 +13,7 @@
 
 mod capacity;
 mod harness;
+mod pipe_baseline;
 mod relay;
 
 use anyhow::Result;

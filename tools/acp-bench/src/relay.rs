@@ -1,9 +1,11 @@
 //! `relay`: how fast agent output flows through spectask. `--threads` work sessions of one
 //! SpecTask each run a turn in which our scripted ACP agent floods `--updates` message chunks;
 //! spectask relays them from the agent process into the stored interactions and, as
-//! `interaction.updated` events, to a live SSE subscriber.
+//! `interaction.updated` events, to a live SSE subscriber. With `--rate` the agents send stamped
+//! updates on a schedule instead, and the delay from each update's send to its arrival at the
+//! subscriber is measured. Each run also measures the raw pipe (`pipe_baseline`) as a baseline.
 
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result};
 use serde_json::json;
@@ -19,13 +21,24 @@ pub struct RelayArgs {
     /// Message chunks each thread's agent sends in its turn.
     #[arg(long, default_value_t = 20_000, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
     updates: u32,
+    /// Send updates on a schedule, this many a second in all (spread over the threads), each
+    /// stamped with its send time, instead of flooding: measures the added latency.
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=10_000_000))]
+    rate: Option<u32>,
     #[command(flatten)]
     common: Common,
 }
 
 pub async fn run(args: RelayArgs) -> Result<()> {
     let agent = args.common.agent()?;
-    let script = json!({"steps": [{"kind": "flood", "updates": args.updates}]});
+    let script = match args.rate {
+        Some(rate) => json!({"steps": [{
+            "kind": "stamped",
+            "count": args.updates,
+            "interval_us": u64::from(args.threads) * 1_000_000 / u64::from(rate),
+        }]}),
+        None => json!({"steps": [{"kind": "flood", "updates": args.updates}]}),
+    };
     let mut engine = fast_engine();
     engine.max_parallel_threads = args.threads as usize;
     // The bench measures relaying, not recovery. The test settings' 2 s lease and 5 s silence
@@ -47,6 +60,8 @@ pub async fn run(args: RelayArgs) -> Result<()> {
     let stored_at = started.elapsed();
     let expected = u64::from(args.threads) * u64::from(args.updates);
     let mut relayed = 0u64;
+    // Milliseconds from each stamped update's send to its arrival here.
+    let mut delays: Vec<f64> = Vec::new();
     // The task is in review, so every update is stored: the rest are on their way to the
     // subscriber, and a stream that stops bringing them fails the run.
     let mut short = None;
@@ -58,9 +73,17 @@ pub async fn run(args: RelayArgs) -> Result<()> {
             .await
         {
             Ok(update) => {
-                relayed += update.event["payload"]["delta"]
+                let delta = update.event["payload"]["delta"]
                     .as_str()
-                    .map_or(0, |delta| delta.matches('\n').count() as u64);
+                    .unwrap_or_default();
+                relayed += delta.matches('\n').count() as u64;
+                let received = micros(update.at);
+                delays.extend(
+                    delta
+                        .lines()
+                        .filter_map(|line| line.strip_prefix('@')?.parse::<i64>().ok())
+                        .map(|sent| (received - sent) as f64 / 1000.0),
+                );
             }
             Err(err) => {
                 short = Some(err);
@@ -94,6 +117,27 @@ pub async fn run(args: RelayArgs) -> Result<()> {
         relayed_at.as_secs_f64(),
         relayed as f64 / relayed_at.as_secs_f64()
     );
+    if !delays.is_empty() {
+        delays.sort_by(f64::total_cmp);
+        let at = |p: f64| delays[((delays.len() as f64 * p) as usize).min(delays.len() - 1)];
+        println!(
+            "latency  agent line to subscriber at {} updates/s offered: p50 {:.2} ms  p99 {:.2} ms  max {:.2} ms",
+            args.rate.unwrap_or_default(),
+            at(0.5),
+            at(0.99),
+            at(1.0)
+        );
+    }
+    let (lines, took) = crate::pipe_baseline::lines_per_second(expected)?;
+    let pipe_rate = lines as f64 / took.as_secs_f64();
+    println!(
+        "raw pipe {lines:>9} lines   in {:>7.2} s  {pipe_rate:>9.0} lines/s (written, read and parsed; baseline)",
+        took.as_secs_f64()
+    );
+    println!(
+        "relayed = {:.3} x raw pipe",
+        relayed as f64 / relayed_at.as_secs_f64() / pipe_rate
+    );
     anyhow::ensure!(
         stored == expected && relayed == expected,
         "not every update was stored and relayed once: stored {stored}, relayed {relayed}, \
@@ -101,4 +145,9 @@ pub async fn run(args: RelayArgs) -> Result<()> {
         short.map_or_else(String::new, |why| format!(" ({why:#})"))
     );
     Ok(())
+}
+
+fn micros(at: SystemTime) -> i64 {
+    at.duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX))
 }

@@ -350,11 +350,17 @@ impl Turn {
                     self.say(&format!("{i}\n"))?;
                 }
             }
-            Step::Stamped { count, interval_ms } => {
+            Step::Stamped {
+                count,
+                interval_ms,
+                interval_us,
+            } => {
                 let start = tokio::time::Instant::now();
+                let interval = interval_ms
+                    .saturating_mul(1000)
+                    .saturating_add(*interval_us);
                 for i in 0..*count {
-                    let due =
-                        start + Duration::from_millis(interval_ms.saturating_mul(u64::from(i)));
+                    let due = start + Duration::from_micros(interval.saturating_mul(u64::from(i)));
                     if let Raced::Cancelled = self.race(tokio::time::sleep_until(due)).await {
                         return Ok(Flow::Stop(StopReason::Cancelled));
                     }

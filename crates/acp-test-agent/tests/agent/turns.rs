@@ -122,6 +122,7 @@ async fn stamped_chunks_carry_their_send_time_on_a_schedule() {
     } = Started::new(vec![Step::Stamped {
         count: 5,
         interval_ms: 40,
+        interval_us: 0,
     }])
     .await;
     let before = micros_now();
