@@ -20,21 +20,30 @@
 //! drop) rolls back; a member waiting for its group's commit commits the group itself if the
 //! commit does not come within [`MAX_GROUP_AGE`] (the writer that was to lead it went away).
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, LazyLock};
 use std::time::{Duration, Instant};
 
 use sqlx::pool::PoolConnection;
 use sqlx::{Postgres, Sqlite};
 use tokio::sync::{Mutex, OwnedMutexGuard, oneshot};
 
-use crate::db::{Exec, Target, query};
+use crate::db::{Exec, Target};
 use crate::error::{StoreError, StoreResult};
 
 /// Most members in one group: bounds how long the first waits for the last.
 const MAX_GROUP_MEMBERS: usize = 256;
 /// Oldest a group gets before its next finishing member commits it, queue or not.
 pub(crate) const MAX_GROUP_AGE: Duration = Duration::from_millis(4);
+
+/// PostgreSQL's group begins under the event-order advisory lock (see `events`) and opens its
+/// first member's savepoint, in one round trip.
+static BEGIN_POSTGRES: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "BEGIN; SELECT pg_advisory_xact_lock({}); SAVEPOINT member",
+        crate::events::EVENT_LOCK_KEY
+    )
+});
 
 /// Where the writer connection comes from (and goes back to on close).
 #[derive(Debug, Clone)]
@@ -74,9 +83,22 @@ struct WriterState {
     closed: bool,
     /// The open group transaction, if any.
     group: Option<OpenGroup>,
-    /// A member's savepoint is open: its holder went away mid-body; roll it back before anything.
-    member_open: bool,
+    /// The `member` savepoint inside the group transaction.
+    savepoint: Savepoint,
     counters: Arc<Counters>,
+}
+
+/// The state of the one savepoint a group has at a time, named `member`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Savepoint {
+    /// None is open.
+    None,
+    /// Open and empty: the previous member opened it for the next in the same round trip as its
+    /// own release.
+    Ready,
+    /// A member's work is in it. Seen by the next holder of the writer, the member went away
+    /// mid-body, and its work is rolled back.
+    InUse,
 }
 
 /// How many writes were committed, in how many commits.
@@ -137,7 +159,7 @@ impl GroupCommit {
                     conn: None,
                     closed: false,
                     group: None,
-                    member_open: false,
+                    savepoint: Savepoint::None,
                     counters: counters.clone(),
                 })),
                 queued: AtomicUsize::new(0),
@@ -214,17 +236,15 @@ impl Member {
                 WriterPool::Postgres(pool) => WriterConn::Postgres(pool.acquire().await?),
             });
         }
-        if state.group.is_none()
-            && let Err(err) = state.begin().await
+        if state.group.is_none() {
+            state.begin().await?;
+        } else if state.savepoint == Savepoint::None
+            && let Err(err) = state.run("SAVEPOINT member").await
         {
             state.fail_group(&err.to_string()).await;
             return Err(err);
         }
-        if let Err(err) = state.run("SAVEPOINT member").await {
-            state.fail_group(&err.to_string()).await;
-            return Err(err);
-        }
-        state.member_open = true;
+        state.savepoint = Savepoint::InUse;
         Ok(self)
     }
 
@@ -282,32 +302,39 @@ impl Member {
             .take()
             .ok_or_else(|| StoreError::CommitFailed("the write already finished".into()))?;
         let state = &mut *guard;
-        let ended = if keep {
-            state.run("RELEASE member").await
-        } else {
-            state.roll_back_member().await
-        };
-        state.member_open = false;
-        if let Err(err) = ended {
-            state.fail_group(&err.to_string()).await;
-            return Err(err);
-        }
         let Some(group) = state.group.as_mut() else {
+            state.savepoint = Savepoint::None;
             return Ok(None);
         };
         if keep {
             group.kept += 1;
         }
         let full = group.waiting.len() + 1 >= MAX_GROUP_MEMBERS;
-        if queued > 0 && !full && group.began.elapsed() < MAX_GROUP_AGE {
-            if !keep {
-                return Ok(None);
-            }
-            let (sender, receiver) = oneshot::channel();
-            group.waiting.push(sender);
-            return Ok(Some(receiver));
+        let leave_open = queued > 0 && !full && group.began.elapsed() < MAX_GROUP_AGE;
+        // One round trip each: the member's end, and either the next member's savepoint or the
+        // group's commit (which commits the savepoint's work with it).
+        let sql = match (keep, leave_open) {
+            (true, true) => "RELEASE member; SAVEPOINT member",
+            (false, true) => "ROLLBACK TO member",
+            (true, false) => "COMMIT",
+            (false, false) => "ROLLBACK TO member; COMMIT",
+        };
+        if !leave_open {
+            return state.commit(sql).await.map(|()| None);
         }
-        state.commit().await.map(|()| None)
+        if let Err(err) = state.run(sql).await {
+            state.fail_group(&err.to_string()).await;
+            return Err(err);
+        }
+        state.savepoint = Savepoint::Ready;
+        if !keep {
+            return Ok(None);
+        }
+        let (sender, receiver) = oneshot::channel();
+        if let Some(group) = state.group.as_mut() {
+            group.waiting.push(sender);
+        }
+        Ok(Some(receiver))
     }
 }
 
@@ -329,70 +356,68 @@ impl Drop for Member {
 }
 
 impl WriterState {
+    /// Runs `sql` (one or more statements, no parameters) on the writer connection.
     async fn run(&mut self, sql: &'static str) -> StoreResult<()> {
-        let exec = match self.conn.as_mut() {
-            Some(WriterConn::Sqlite(conn)) => Exec::Sqlite(Target::Conn(&mut **conn)),
-            Some(WriterConn::Postgres(conn)) => Exec::Postgres(Target::Conn(&mut **conn)),
-            None => Exec::Closed,
-        };
-        query(sql).execute(exec).await?;
+        match self.conn.as_mut() {
+            Some(WriterConn::Sqlite(conn)) => {
+                sqlx::raw_sql(sql).execute(&mut **conn).await?;
+            }
+            Some(WriterConn::Postgres(conn)) => {
+                sqlx::raw_sql(sql).execute(&mut **conn).await?;
+            }
+            None => return Err(StoreError::Database(sqlx::Error::PoolClosed)),
+        }
         Ok(())
     }
 
+    /// Opens the group transaction and its first member's savepoint, in one round trip.
     async fn begin(&mut self) -> StoreResult<()> {
-        match self.conn {
-            Some(WriterConn::Postgres(_)) => {
-                self.run("BEGIN").await?;
-                // The event-order lock, before any row lock (see `events`).
-                let exec = match self.conn.as_mut() {
-                    Some(WriterConn::Postgres(conn)) => Exec::Postgres(Target::Conn(&mut **conn)),
-                    _ => Exec::Closed,
-                };
-                query("SELECT pg_advisory_xact_lock($1)")
-                    .bind(crate::events::EVENT_LOCK_KEY)
-                    .execute(exec)
-                    .await?;
-            }
+        let sql = match self.conn {
+            // The event-order lock, before any row lock (see `events`).
+            Some(WriterConn::Postgres(_)) => BEGIN_POSTGRES.as_str(),
             // IMMEDIATE: take the write lock now, not at the first write of some later member.
-            _ => self.run("BEGIN IMMEDIATE").await?,
+            _ => "BEGIN IMMEDIATE; SAVEPOINT member",
+        };
+        if let Err(err) = self.run(sql).await {
+            self.fail_group(&err.to_string()).await;
+            return Err(err);
         }
         self.group = Some(OpenGroup {
             began: Instant::now(),
             kept: 0,
             waiting: Vec::new(),
         });
+        self.savepoint = Savepoint::Ready;
         Ok(())
     }
 
-    async fn roll_back_member(&mut self) -> StoreResult<()> {
-        self.run("ROLLBACK TO member").await?;
-        self.run("RELEASE member").await
-    }
-
-    /// Rolls back the savepoint a member left open when it was dropped mid-body.
+    /// Rolls back the work of a member that went away mid-body (its savepoint stays, empty).
     async fn repair(&mut self) {
-        if self.member_open {
-            self.member_open = false;
-            if let Err(err) = self.roll_back_member().await {
-                self.fail_group(&err.to_string()).await;
+        if self.savepoint == Savepoint::InUse {
+            match self.run("ROLLBACK TO member").await {
+                Ok(()) => self.savepoint = Savepoint::Ready,
+                Err(err) => self.fail_group(&err.to_string()).await,
             }
         }
     }
 
-    /// Rolls back a dropped member's savepoint and commits the open group, if any.
+    /// Rolls back a dropped member's work and commits the open group, if any.
     async fn flush(&mut self) {
         self.repair().await;
         if self.group.is_some() {
-            let _ = self.commit().await;
+            let _ = self.commit("COMMIT").await;
         }
     }
 
-    async fn commit(&mut self) -> StoreResult<()> {
+    /// Ends the group with `sql` (a `COMMIT`, perhaps after a member's rollback) and answers its
+    /// waiting members.
+    async fn commit(&mut self, sql: &'static str) -> StoreResult<()> {
         let Some(group) = self.group.take() else {
             return Ok(());
         };
-        match self.run("COMMIT").await {
+        match self.run(sql).await {
             Ok(()) => {
+                self.savepoint = Savepoint::None;
                 self.counters
                     .writes
                     .fetch_add(group.kept, Ordering::Relaxed);
@@ -414,7 +439,7 @@ impl WriterState {
     /// back is dropped, and the next write takes a fresh one.
     async fn fail_group(&mut self, why: &str) {
         let waiting = self.group.take().map(|g| g.waiting).unwrap_or_default();
-        self.member_open = false;
+        self.savepoint = Savepoint::None;
         if self.run("ROLLBACK").await.is_err()
             && let Some(conn) = self.conn.take()
         {

@@ -47,6 +47,8 @@ pub async fn run(args: RelayArgs) -> Result<()> {
     // runs again (its output then counted twice).
     engine.turn_lease = Duration::from_secs(30);
     engine.turn_timeout = Duration::from_secs(120);
+    // Output batching as in production (the test settings space a turn's writes 20 ms apart).
+    engine.flush_interval = spectask_engine::EngineSettings::default().flush_interval;
     let bench = Bench::start(&args.common, &agent, &script, engine).await?;
     let id = bench.planned_task(args.threads).await?;
 
