@@ -338,7 +338,18 @@ mod tests {
                 interval_us: 0,
             }
         );
-        assert!(serde_json::from_str::<Step>(r#"{"kind": "stamped", "count": 5}"#).is_err());
+        // Microseconds for sub-millisecond schedules; no interval at all is a stamped flood.
+        let step: Step =
+            serde_json::from_str(r#"{"kind": "stamped", "count": 5, "interval_us": 400}"#).unwrap();
+        assert_eq!(
+            step,
+            Step::Stamped {
+                count: 5,
+                interval_ms: 0,
+                interval_us: 400,
+            }
+        );
+        assert!(serde_json::from_str::<Step>(r#"{"kind": "stamped"}"#).is_err());
     }
 
     #[test]

@@ -54,6 +54,8 @@ pub async fn run(args: RelayArgs) -> Result<()> {
 
     // A live subscriber from now on, counting relayed updates (each update is one "{i}\n").
     let mut subscriber = bench.subscribe().await?;
+    let writes_before = bench.app.store.write_stats();
+    let mut events = 0u64;
     let started = Instant::now();
     bench.approve(&id).await?;
     bench
@@ -75,6 +77,7 @@ pub async fn run(args: RelayArgs) -> Result<()> {
             .await
         {
             Ok(update) => {
+                events += 1;
                 let delta = update.event["payload"]["delta"]
                     .as_str()
                     .unwrap_or_default();
@@ -94,6 +97,7 @@ pub async fn run(args: RelayArgs) -> Result<()> {
         }
     }
     let relayed_at = started.elapsed();
+    let writes = bench.app.store.write_stats();
     subscriber.stop();
 
     let stored: u64 = bench
@@ -118,6 +122,12 @@ pub async fn run(args: RelayArgs) -> Result<()> {
         "relayed  {relayed:>9} updates in {:>7.2} s  {:>9.0} updates/s (to one live SSE subscriber)",
         relayed_at.as_secs_f64(),
         relayed as f64 / relayed_at.as_secs_f64()
+    );
+    println!(
+        "batching {events} interaction.updated events ({:.0} updates each); {} writes in {} commits",
+        relayed as f64 / events.max(1) as f64,
+        writes.writes - writes_before.writes,
+        writes.commits - writes_before.commits
     );
     if !delays.is_empty() {
         delays.sort_by(f64::total_cmp);

@@ -5,6 +5,7 @@
 
 mod mcp;
 mod state;
+mod stdout;
 mod turn;
 
 use std::collections::HashMap;
@@ -21,7 +22,7 @@ use agent_client_protocol::v1::schema::{
     NewSessionRequest, NewSessionResponse, PromptRequest, SessionId, SessionNotification,
     SessionUpdate, TextContent,
 };
-use agent_client_protocol::{Agent, Client, Error, ErrorCode, Stdio};
+use agent_client_protocol::{Agent, ByteStreams, Client, Error, ErrorCode};
 use spectask_acp_test_agent::env;
 use spectask_acp_test_agent::script::{RequestRecord, Script};
 use tokio::sync::watch;
@@ -395,7 +396,10 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
             },
             agent_client_protocol::on_receive_notification!(),
         )
-        .connect_to(Stdio::new())
+        .connect_to(ByteStreams::new(
+            stdout::QueuedStdout::start()?,
+            blocking::Unblock::new(std::io::stdin()),
+        ))
         .await
         .map_err(|err| anyhow::anyhow!("ACP connection failed: {err}"))
 }
