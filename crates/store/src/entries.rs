@@ -15,42 +15,62 @@ use crate::Store;
 use crate::db::{Tx, query, query_as, query_scalar};
 use crate::error::{StoreError, StoreResult};
 
-/// Appends `entries` to interaction `interaction` inside `tx`; returns the seq of the first one
-/// (the count before the batch).
-pub(crate) async fn append_entries(
+/// Appends a batch of streamed output to interaction `interaction` inside `tx`: `text` to its
+/// reply and `entries` after its last entry, in two statements (the interaction's update returns
+/// the first new seq; the entries are one multi-row insert per chunk). Returns the first seq.
+pub(crate) async fn append_output(
     tx: &mut Tx,
     interaction: &str,
+    text: &str,
     entries: &[EntryBody],
     now: DateTime<Utc>,
 ) -> StoreResult<i32> {
-    let first: i32 = query_scalar("SELECT entry_count FROM interactions WHERE id = $1")
-        .bind(interaction)
-        .fetch_one(&mut *tx)
-        .await?;
-    for (offset, entry) in entries.iter().enumerate() {
-        let tool_call_id = match entry {
-            EntryBody::ToolCall(call) => Some(call.tool_call_id.as_str()),
-            _ => None,
-        };
-        query(
-            "INSERT INTO interaction_entries (interaction_id, seq, kind, tool_call_id, payload, created_at) \
-             VALUES ($1, $2, $3, $4, $5, $6)",
-        )
-        .bind(interaction)
-        .bind(first + offset as i32)
-        .bind(entry.kind().as_str())
-        .bind(tool_call_id)
-        .bind(Json(entry.payload_json()))
-        .bind(now)
-        .execute(&mut *tx)
-        .await?;
-    }
-    if !entries.is_empty() {
-        query("UPDATE interactions SET entry_count = entry_count + $1 WHERE id = $2")
-            .bind(entries.len() as i32)
-            .bind(interaction)
-            .execute(&mut *tx)
-            .await?;
+    let added = i32::try_from(entries.len())
+        .map_err(|_| StoreError::Conflict("too many entries in one batch".into()))?;
+    let first: i32 = query_scalar(
+        "UPDATE interactions SET response_message = response_message || $1, updated_at = $2, \
+         entry_count = entry_count + $3 WHERE id = $4 RETURNING entry_count - $3",
+    )
+    .bind(text)
+    .bind(now)
+    .bind(added)
+    .bind(interaction)
+    .fetch_one(&mut *tx)
+    .await?;
+    // 6 parameters a row: 100 rows stay far under either database's parameter limit.
+    for (chunk_index, chunk) in entries.chunks(100).enumerate() {
+        let rows: Vec<String> = (0..chunk.len())
+            .map(|row| {
+                let p = row * 6;
+                format!(
+                    "(${}, ${}, ${}, ${}, ${}, ${})",
+                    p + 1,
+                    p + 2,
+                    p + 3,
+                    p + 4,
+                    p + 5,
+                    p + 6
+                )
+            })
+            .collect();
+        let mut insert = query(sqlx::AssertSqlSafe(format!(
+            "INSERT INTO interaction_entries (interaction_id, seq, kind, tool_call_id, payload, created_at) VALUES {}",
+            rows.join(", ")
+        )));
+        for (offset, entry) in chunk.iter().enumerate() {
+            let tool_call_id = match entry {
+                EntryBody::ToolCall(call) => Some(call.tool_call_id.clone()),
+                _ => None,
+            };
+            insert = insert
+                .bind(interaction.to_owned())
+                .bind(first + (chunk_index * 100 + offset) as i32)
+                .bind(entry.kind().as_str())
+                .bind(tool_call_id)
+                .bind(Json(entry.payload_json()))
+                .bind(now);
+        }
+        insert.execute(&mut *tx).await?;
     }
     Ok(first)
 }

@@ -20,7 +20,7 @@ use sqlx::types::Json;
 use crate::Store;
 use crate::backend::Dialect;
 use crate::db::{Tx, query, query_as, query_scalar};
-use crate::entries::{append_entries, clear_entries};
+use crate::entries::{append_output, clear_entries};
 use crate::error::{StoreError, StoreResult};
 use crate::events::append_event;
 use crate::ids::{IdGenerator, now};
@@ -482,15 +482,7 @@ impl Store {
             verify_claim(&mut *tx, claim).await?;
             let payload = match batch {
                 Some((delta, entries)) => {
-                    query(
-                        "UPDATE interactions SET response_message = response_message || $1, updated_at = $2 WHERE id = $3",
-                    )
-                    .bind(delta)
-                    .bind(now)
-                    .bind(interaction)
-                    .execute(&mut *tx)
-                    .await?;
-                    let first_seq = append_entries(&mut *tx, interaction, entries, now).await?;
+                    let first_seq = append_output(&mut *tx, interaction, delta, entries, now).await?;
                     let mut payload = json!({ "session_id": claim.turn.session_id, "turn_id": claim.turn.id, "delta": delta });
                     if !entries.is_empty() {
                         payload["entries"] =

@@ -114,7 +114,7 @@ fn percentiles(mut values: Vec<f64>) -> Percentiles {
     }
 }
 
-fn micros(at: SystemTime) -> i64 {
+pub(crate) fn micros(at: SystemTime) -> i64 {
     at.duration_since(UNIX_EPOCH)
         .map_or(0, |d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX))
 }
@@ -275,9 +275,7 @@ async fn measure(args: &CapacityArgs, agent: &std::path::Path, threads: u32) -> 
             .await
         {
             Ok(update) => {
-                relayed += update.event["payload"]["delta"]
-                    .as_str()
-                    .map_or(0, |d| d.matches('@').count() as u64);
+                relayed += update.delta.matches('@').count() as u64;
                 updates.push(update);
             }
             Err(err) => {
@@ -316,14 +314,9 @@ async fn measure(args: &CapacityArgs, agent: &std::path::Path, threads: u32) -> 
     let mut spans: BTreeMap<String, (i64, i64)> = BTreeMap::new();
     for update in &updates {
         let received_at = micros(update.at);
-        let written_at = update.event["created_at"].as_str().and_then(rfc3339_micros);
-        let turn = update.event["payload"]["turn_id"]
-            .as_str()
-            .unwrap_or_default()
-            .to_owned();
-        let delta = update.event["payload"]["delta"]
-            .as_str()
-            .unwrap_or_default();
+        let written_at = update.written_at;
+        let turn = update.turn_id.clone();
+        let delta = update.delta.as_str();
         for sent in delta
             .lines()
             .filter_map(|line| line.strip_prefix('@')?.parse::<i64>().ok())
@@ -344,11 +337,7 @@ async fn measure(args: &CapacityArgs, agent: &std::path::Path, threads: u32) -> 
         let in_window: usize = updates
             .iter()
             .filter(|u| (last_start..=first_end).contains(&micros(u.at)))
-            .map(|u| {
-                u.event["payload"]["delta"]
-                    .as_str()
-                    .map_or(0, |d| d.matches('@').count())
-            })
+            .map(|u| u.delta.matches('@').count())
             .sum();
         in_window as f64 / ((first_end - last_start) as f64 / 1e6)
     });
@@ -380,13 +369,6 @@ async fn measure(args: &CapacityArgs, agent: &std::path::Path, threads: u32) -> 
         agents_rss_mib: agents_kib as f64 / 1024.0,
         agents,
     })
-}
-
-/// An RFC 3339 timestamp in microseconds since the Unix epoch.
-fn rfc3339_micros(text: &str) -> Option<i64> {
-    chrono::DateTime::parse_from_rfc3339(text)
-        .ok()
-        .map(|t| t.timestamp_micros())
 }
 
 #[cfg(test)]

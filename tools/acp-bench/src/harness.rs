@@ -418,7 +418,7 @@ impl Bench {
                     }
                     for line in message.lines().filter_map(|l| l.strip_prefix("data: ")) {
                         if let Ok(event) = serde_json::from_str::<Value>(line)
-                            && tx.send(Received { at, event }).is_err()
+                            && tx.send(Received::new(at, &event)).is_err()
                         {
                             // Nobody listens any more.
                             return Ok(());
@@ -476,11 +476,30 @@ impl Subscriber {
     }
 }
 
-/// One `interaction.updated` event as the subscriber got it.
+/// One `interaction.updated` event as the subscriber got it: only what the benches read, so a
+/// run's hundreds of thousands of events do not weigh on the memory measured beside the server.
 #[derive(Debug)]
 pub struct Received {
     pub at: SystemTime,
-    pub event: Value,
+    /// The event's `created_at` (stamped in the transaction that wrote it), in microseconds.
+    pub written_at: Option<i64>,
+    pub turn_id: String,
+    pub delta: String,
+}
+
+impl Received {
+    fn new(at: SystemTime, event: &Value) -> Self {
+        let text = |value: &Value| value.as_str().unwrap_or_default().to_owned();
+        Self {
+            at,
+            written_at: event["created_at"]
+                .as_str()
+                .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+                .map(|t| t.timestamp_micros()),
+            turn_id: text(&event["payload"]["turn_id"]),
+            delta: text(&event["payload"]["delta"]),
+        }
+    }
 }
 
 /// The resident set of process `pid` in KiB (`VmRSS`), if it is readable.

@@ -5,7 +5,9 @@
 //! updates on a schedule instead, and the delay from each update's send to its arrival at the
 //! subscriber is measured. Each run also measures the raw pipe (`pipe_baseline`) as a baseline.
 
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
+
+use crate::capacity::micros;
 
 use anyhow::{Context, Result};
 use serde_json::json;
@@ -66,6 +68,8 @@ pub async fn run(args: RelayArgs) -> Result<()> {
     let mut relayed = 0u64;
     // Milliseconds from each stamped update's send to its arrival here.
     let mut delays: Vec<f64> = Vec::new();
+    // Milliseconds from each stamped update's send to the stamp of the transaction that stored it.
+    let mut store_delays: Vec<f64> = Vec::new();
     // The task is in review, so every update is stored: the rest are on their way to the
     // subscriber, and a stream that stops bringing them fails the run.
     let mut short = None;
@@ -78,17 +82,19 @@ pub async fn run(args: RelayArgs) -> Result<()> {
         {
             Ok(update) => {
                 events += 1;
-                let delta = update.event["payload"]["delta"]
-                    .as_str()
-                    .unwrap_or_default();
+                let delta = update.delta.as_str();
                 relayed += delta.matches('\n').count() as u64;
                 let received = micros(update.at);
-                delays.extend(
-                    delta
-                        .lines()
-                        .filter_map(|line| line.strip_prefix('@')?.parse::<i64>().ok())
-                        .map(|sent| (received - sent) as f64 / 1000.0),
-                );
+                let written = update.written_at;
+                for sent in delta
+                    .lines()
+                    .filter_map(|line| line.strip_prefix('@')?.parse::<i64>().ok())
+                {
+                    delays.push((received - sent) as f64 / 1000.0);
+                    if let Some(written) = written {
+                        store_delays.push((written - sent) as f64 / 1000.0);
+                    }
+                }
             }
             Err(err) => {
                 short = Some(err);
@@ -129,11 +135,14 @@ pub async fn run(args: RelayArgs) -> Result<()> {
         writes.writes - writes_before.writes,
         writes.commits - writes_before.commits
     );
-    if !delays.is_empty() {
+    for (what, delays) in [("subscriber", &mut delays), ("store", &mut store_delays)] {
+        if delays.is_empty() {
+            continue;
+        }
         delays.sort_by(f64::total_cmp);
         let at = |p: f64| delays[((delays.len() as f64 * p) as usize).min(delays.len() - 1)];
         println!(
-            "latency  agent line to subscriber at {} updates/s offered: p50 {:.2} ms  p99 {:.2} ms  max {:.2} ms",
+            "latency  agent line to {what} at {} updates/s offered: p50 {:.2} ms  p99 {:.2} ms  max {:.2} ms",
             args.rate.unwrap_or_default(),
             at(0.5),
             at(0.99),
@@ -157,9 +166,4 @@ pub async fn run(args: RelayArgs) -> Result<()> {
         short.map_or_else(String::new, |why| format!(" ({why:#})"))
     );
     Ok(())
-}
-
-fn micros(at: SystemTime) -> i64 {
-    at.duration_since(UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX))
 }
