@@ -65,6 +65,8 @@ struct Level {
     server_rss_mib: f64,
     agents_rss_mib: f64,
     agents: usize,
+    /// Where starting the threads went, from the turns' own times.
+    dispatch: Option<String>,
 }
 
 impl Level {
@@ -195,6 +197,9 @@ pub async fn run(args: CapacityArgs) -> Result<()> {
             level.agents,
             level.elapsed.as_secs_f64()
         );
+        if let Some(dispatch) = &level.dispatch {
+            println!("        (starting the threads: {dispatch})");
+        }
         match verdict {
             Ok(()) => holds = Some(threads),
             Err(_) => break,
@@ -330,6 +335,7 @@ async fn measure(args: &CapacityArgs, agent: &std::path::Path, threads: u32) -> 
             span.1 = span.1.max(sent);
         }
     }
+    let dispatch = dispatch_phases(&bench, &ids, &spans, micros(approved_at)).await;
     let spans: Vec<(i64, i64)> = spans.into_values().collect();
     let last_start = spans.iter().map(|s| s.0).max().unwrap_or(0);
     let first_end = spans.iter().map(|s| s.1).min().unwrap_or(0);
@@ -368,7 +374,49 @@ async fn measure(args: &CapacityArgs, agent: &std::path::Path, threads: u32) -> 
         server_rss_mib: server_kib as f64 / 1024.0,
         agents_rss_mib: agents_kib as f64 / 1024.0,
         agents,
+        dispatch,
     })
+}
+
+/// How long the threads took to start, by phase, from each turn's stored times and its first
+/// update: approval to queued (the orchestrator dispatched its work session), queued to claimed
+/// (a worker took it), claimed to first update (agent instance, thread set-up, prompt). Each as
+/// p50 / max in seconds.
+async fn dispatch_phases(
+    bench: &Bench,
+    ids: &[String],
+    first_updates: &BTreeMap<String, (i64, i64)>,
+    approved_at: i64,
+) -> Option<String> {
+    let (mut queued, mut claimed, mut first) = (Vec::new(), Vec::new(), Vec::new());
+    for id in ids {
+        let task = spectask_domain::SpecTaskId::parse(id).ok()?;
+        for turn in bench.app.store.list_turns(&task).await.ok()? {
+            let (Some(started), Some((first_update, _))) =
+                (turn.started_at, first_updates.get(turn.id.as_str()))
+            else {
+                continue;
+            };
+            let created = turn.created_at.timestamp_micros();
+            let started = started.timestamp_micros();
+            queued.push((created - approved_at) as f64 / 1e6);
+            claimed.push((started - created) as f64 / 1e6);
+            first.push((first_update - started) as f64 / 1e6);
+        }
+    }
+    if queued.is_empty() {
+        return None;
+    }
+    let show = |values: Vec<f64>| {
+        let p = percentiles(values);
+        format!("{:.1} / {:.1} s", p.p50, p.max)
+    };
+    Some(format!(
+        "approval to queued {}, queued to claimed {}, claimed to first update {} (p50 / max)",
+        show(queued),
+        show(claimed),
+        show(first)
+    ))
 }
 
 #[cfg(test)]
