@@ -153,7 +153,14 @@ impl Backend {
     /// writers (and the replicas sharing the database) before they lock any row, as SQLite's
     /// single writer does.
     pub(crate) async fn begin_write(&self) -> StoreResult<Tx> {
-        let member = self.writer.join().await?;
+        let member = self.writer.join(false).await?;
+        Ok(Tx::write(member, self.dialect()))
+    }
+
+    /// Opens a bulk write transaction (streamed output): as [`Backend::begin_write`], but it
+    /// yields to control writes ([`crate::group_commit::GroupCommit::join`]).
+    pub(crate) async fn begin_bulk_write(&self) -> StoreResult<Tx> {
+        let member = self.writer.join(true).await?;
         Ok(Tx::write(member, self.dialect()))
     }
 

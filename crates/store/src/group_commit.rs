@@ -69,8 +69,13 @@ pub(crate) struct GroupCommit {
 #[derive(Debug)]
 struct Shared {
     state: Arc<Mutex<WriterState>>,
-    /// Writers waiting for the state lock: a finishing member leaves the group open for them.
+    /// Writers waiting for the state lock (or for the bulk gate): a finishing member leaves the
+    /// group open for them.
     queued: AtomicUsize,
+    /// Bulk writers (streamed output) pass this gate one at a time before queueing for the
+    /// writer, so at most one of them is ever ahead of a control write (a claim, a status change,
+    /// an approval) in the writer's FIFO queue.
+    bulk_gate: Mutex<()>,
     pool: WriterPool,
     counters: Arc<Counters>,
 }
@@ -163,6 +168,7 @@ impl GroupCommit {
                     counters: counters.clone(),
                 })),
                 queued: AtomicUsize::new(0),
+                bulk_gate: Mutex::new(()),
                 pool,
                 counters,
             }),
@@ -171,10 +177,19 @@ impl GroupCommit {
 
     /// Starts a write: waits for the writer, joins (or opens) the group transaction and opens the
     /// member's savepoint.
-    pub(crate) async fn join(&self) -> StoreResult<Member> {
+    ///
+    /// A `bulk` write (streamed output, of which hundreds of turns may have one waiting) queues
+    /// behind the bulk gate first: under a flood of output, a control write then waits for at
+    /// most one bulk write ahead of it instead of every one.
+    pub(crate) async fn join(&self, bulk: bool) -> StoreResult<Member> {
         let guard = {
             let _queued = Queued::enter(&self.shared.queued);
-            self.shared.state.clone().lock_owned().await
+            if bulk {
+                let _gate = self.shared.bulk_gate.lock().await;
+                self.shared.state.clone().lock_owned().await
+            } else {
+                self.shared.state.clone().lock_owned().await
+            }
         };
         let shared = self.shared.clone();
         // Spawned: if the caller goes away meanwhile, the returned member is dropped, which

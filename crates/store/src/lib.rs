@@ -127,7 +127,24 @@ impl Store {
         &self,
         body: impl AsyncFnOnce(&mut db::Tx) -> StoreResult<T>,
     ) -> StoreResult<T> {
-        let mut tx = self.backend.begin_write().await?;
+        let tx = self.backend.begin_write().await?;
+        self.write_in(tx, body).await
+    }
+
+    /// [`Store::write`] for streamed output, which yields to every other write.
+    async fn write_bulk<T>(
+        &self,
+        body: impl AsyncFnOnce(&mut db::Tx) -> StoreResult<T>,
+    ) -> StoreResult<T> {
+        let tx = self.backend.begin_bulk_write().await?;
+        self.write_in(tx, body).await
+    }
+
+    async fn write_in<T>(
+        &self,
+        mut tx: db::Tx,
+        body: impl AsyncFnOnce(&mut db::Tx) -> StoreResult<T>,
+    ) -> StoreResult<T> {
         let value = match body(&mut tx).await {
             Ok(value) => value,
             Err(err) => {

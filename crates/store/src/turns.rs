@@ -478,7 +478,7 @@ impl Store {
     ) -> StoreResult<()> {
         let now = now();
         let interaction = claim.turn.interaction_id.as_str();
-        self.write(async |tx| {
+        self.write_bulk(async |tx| {
             verify_claim(&mut *tx, claim).await?;
             let payload = match batch {
                 Some((delta, entries)) => {
