@@ -9,7 +9,7 @@ use std::time::Instant;
 use anyhow::Result;
 use spectask_testkit::TestDatabase;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::{Connection, PgPool, SqlitePool};
+use sqlx::{PgPool, SqlitePool};
 
 use crate::{Phase, run_phase};
 
@@ -104,31 +104,23 @@ pub async fn measure(
 }
 
 async fn insert_batch(raw: &Raw, batch: &[String], body: &str) -> Result<()> {
-    let insert = "INSERT INTO baseline (id, body) VALUES ($1, $2)";
+    // The same statements on either driver's pool (their transaction types differ).
+    macro_rules! insert_in_one_transaction {
+        ($pool:expr) => {{
+            let mut tx = $pool.begin().await?;
+            for id in batch {
+                sqlx::query("INSERT INTO baseline (id, body) VALUES ($1, $2)")
+                    .bind(id)
+                    .bind(body)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            tx.commit().await?;
+        }};
+    }
     match raw {
-        Raw::Sqlite(pool) => {
-            let mut conn = pool.acquire().await?;
-            let mut tx = conn.begin().await?;
-            for id in batch {
-                sqlx::query(insert)
-                    .bind(id)
-                    .bind(body)
-                    .execute(&mut *tx)
-                    .await?;
-            }
-            tx.commit().await?;
-        }
-        Raw::Postgres(pool) => {
-            let mut tx = pool.begin().await?;
-            for id in batch {
-                sqlx::query(insert)
-                    .bind(id)
-                    .bind(body)
-                    .execute(&mut *tx)
-                    .await?;
-            }
-            tx.commit().await?;
-        }
+        Raw::Sqlite(pool) => insert_in_one_transaction!(pool),
+        Raw::Postgres(pool) => insert_in_one_transaction!(pool),
     }
     Ok(())
 }
