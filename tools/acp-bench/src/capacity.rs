@@ -16,6 +16,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::Result;
+use futures::StreamExt;
 use serde_json::json;
 use spectask_engine::EngineSettings;
 
@@ -254,9 +255,14 @@ async fn measure(args: &CapacityArgs, agent: &std::path::Path, threads: u32) -> 
     };
     let approved_at = SystemTime::now();
     let started = Instant::now();
-    for id in &ids {
-        bench.approve(id).await?;
-    }
+    // The level's tasks are approved together, as many users would: approved one after another,
+    // the last approval waited behind every earlier task's streaming threads.
+    futures::stream::iter(ids.iter().map(|id| bench.approve(id)))
+        .buffer_unordered(16)
+        .collect::<Vec<Result<()>>>()
+        .await
+        .into_iter()
+        .collect::<Result<Vec<()>>>()?;
     for id in &ids {
         bench
             .wait_for(id, "implementation_review", Some(&subscriber))
