@@ -9,8 +9,8 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 use spectask_engine::{EngineSettings, PlannerRegistry};
 use spectask_testkit::{
-    Behaviour, FakeOpenAi, Rule, Script, ScriptedRuntime, TestApp, TestDatabase, TestOptions,
-    backend_tests, fast_engine, fast_planner,
+    Behaviour, Dispatch, FakeOpenAi, Rule, Script, ScriptedRuntime, TestApp, TestDatabase,
+    TestOptions, backend_tests, fast_engine, fast_planner,
 };
 
 use crate::support::{
@@ -77,6 +77,66 @@ fn quick() -> Behaviour {
         chunks: 3,
         chunk_delay_ms: 10,
     }
+}
+
+/// A one-task plan (`{name} work`) whose first turn behaves as `behaviour`, under a 400 ms
+/// silence limit, run to review: the first turn failed for the silence and its follow-up
+/// completed in the same thread. Returns the runtime's dispatches for the caller's own checks.
+async fn first_turn_times_out_and_is_retried(
+    db: TestDatabase,
+    behaviour: Behaviour,
+    name: &str,
+) -> Vec<Dispatch> {
+    let script = Script {
+        default: quick(),
+        rules: vec![Rule {
+            prompt_contains: "Task 1:".into(),
+            behaviour,
+            times: Some(1),
+        }],
+    };
+    let work = format!("{name} work");
+    let h = harness(db, &reply_with(name, &[("1", &work, &[])]), script, |s| {
+        s.turn_timeout = Duration::from_millis(400)
+    })
+    .await;
+    let prompt = format!("do {}", work.to_lowercase());
+    let id = approved_task_from(&h.app, json!({ "prompt": prompt })).await;
+    wait_for(&h.app, &id, "implementation_review").await;
+    let ws = &work_sessions(&h.app, &id).await[0];
+    let detail = h
+        .app
+        .get(&format!(
+            "/api/v1/work-sessions/{}",
+            ws["id"].as_str().unwrap()
+        ))
+        .await
+        .body;
+    let turns = detail["turns"].as_array().unwrap();
+    assert_eq!(
+        turns
+            .iter()
+            .map(|t| (t["kind"].clone(), t["status"].clone()))
+            .collect::<Vec<_>>(),
+        [
+            (json!("implementation"), json!("failed")),
+            (json!("follow_up"), json!("completed"))
+        ]
+    );
+    assert!(
+        turns[0]["error"]
+            .as_str()
+            .unwrap()
+            .contains("no agent activity"),
+        "{}",
+        turns[0]
+    );
+    let dispatches = h.runtime.dispatches();
+    assert_eq!(
+        dispatches[0].thread_id, dispatches[1].thread_id,
+        "the retry uses the same thread"
+    );
+    dispatches
 }
 
 backend_tests! {
@@ -201,39 +261,17 @@ backend_tests! {
     }
 
     async fn a_hanging_turn_times_out_and_is_retried(db) {
-        let script = Script { default: quick(), rules: vec![Rule { prompt_contains: "Task 1:".into(), behaviour: Behaviour::Hang, times: Some(1) }] };
-        let h = harness(db, &reply_with("Flaky", &[("1", "Flaky work", &[])]), script, |s| s.turn_timeout = Duration::from_millis(400)).await;
-        let id = approved_task_from(&h.app, json!({"prompt": "do flaky work"})).await;
-        wait_for(&h.app, &id, "implementation_review").await;
-        let ws = &work_sessions(&h.app, &id).await[0];
-        let detail = h.app.get(&format!("/api/v1/work-sessions/{}", ws["id"].as_str().unwrap())).await.body;
-        let turns = detail["turns"].as_array().unwrap();
-        assert_eq!(turns.iter().map(|t| (t["kind"].clone(), t["status"].clone())).collect::<Vec<_>>(),
-                   [(json!("implementation"), json!("failed")), (json!("follow_up"), json!("completed"))]);
-        assert!(turns[0]["error"].as_str().unwrap().contains("no agent activity"), "{}", turns[0]);
-        let dispatches = h.runtime.dispatches();
+        let dispatches = first_turn_times_out_and_is_retried(db, Behaviour::Hang, "Flaky").await;
         assert_eq!(dispatches[0].outcome.as_deref(), Some("cancelled"), "the hung turn was cancelled in the agent");
         assert!(dispatches[1].prompt.contains("retry 1"));
-        assert_eq!(dispatches[0].thread_id, dispatches[1].thread_id, "the retry uses the same thread");
     }
 
     async fn a_timed_out_turn_whose_agent_ignores_the_cancel_is_abandoned_and_retried(db) {
         // The agent never answers the prompt, cancel or not: the turn is abandoned after the
         // cancel's grace and recorded as failed. It used to wait forever for the abandoned run's
         // events to end, its lease kept alive by its heartbeat, so the task never moved again.
-        let script = Script { default: quick(), rules: vec![Rule { prompt_contains: "Task 1:".into(), behaviour: Behaviour::IgnoreCancel, times: Some(1) }] };
-        let h = harness(db, &reply_with("Deaf", &[("1", "Deaf work", &[])]), script, |s| s.turn_timeout = Duration::from_millis(400)).await;
-        let id = approved_task_from(&h.app, json!({"prompt": "do deaf work"})).await;
-        wait_for(&h.app, &id, "implementation_review").await;
-        let ws = &work_sessions(&h.app, &id).await[0];
-        let detail = h.app.get(&format!("/api/v1/work-sessions/{}", ws["id"].as_str().unwrap())).await.body;
-        let turns = detail["turns"].as_array().unwrap();
-        assert_eq!(turns.iter().map(|t| (t["kind"].clone(), t["status"].clone())).collect::<Vec<_>>(),
-                   [(json!("implementation"), json!("failed")), (json!("follow_up"), json!("completed"))]);
-        assert!(turns[0]["error"].as_str().unwrap().contains("no agent activity"), "{}", turns[0]);
-        let dispatches = h.runtime.dispatches();
+        let dispatches = first_turn_times_out_and_is_retried(db, Behaviour::IgnoreCancel, "Deaf").await;
         assert_eq!(dispatches[0].outcome.as_deref(), Some("dropped"), "the deaf turn was abandoned");
-        assert_eq!(dispatches[0].thread_id, dispatches[1].thread_id, "the retry uses the same thread");
     }
 
     async fn a_failing_thread_blocks_only_its_dependants_and_can_be_retried(db) {
