@@ -15,6 +15,9 @@ use crate::Store;
 use crate::db::{Tx, query, query_as, query_scalar};
 use crate::error::{StoreError, StoreResult};
 
+/// Rows of one multi-row entry insert: at 6 parameters a row, far under either database's limit.
+const ENTRIES_PER_INSERT: usize = 100;
+
 /// Appends a batch of streamed output to interaction `interaction` inside `tx`: `text` to its
 /// reply and `entries` after its last entry, in two statements (the interaction's update returns
 /// the first new seq; the entries are one multi-row insert per chunk). Returns the first seq.
@@ -37,8 +40,7 @@ pub(crate) async fn append_output(
     .bind(interaction)
     .fetch_one(&mut *tx)
     .await?;
-    // 6 parameters a row: 100 rows stay far under either database's parameter limit.
-    for (chunk_index, chunk) in entries.chunks(100).enumerate() {
+    for (chunk_index, chunk) in entries.chunks(ENTRIES_PER_INSERT).enumerate() {
         let rows: Vec<String> = (0..chunk.len())
             .map(|row| {
                 let p = row * 6;
@@ -59,12 +61,12 @@ pub(crate) async fn append_output(
         )));
         for (offset, entry) in chunk.iter().enumerate() {
             let tool_call_id = match entry {
-                EntryBody::ToolCall(call) => Some(call.tool_call_id.clone()),
+                EntryBody::ToolCall(call) => Some(call.tool_call_id.as_str()),
                 _ => None,
             };
             insert = insert
-                .bind(interaction.to_owned())
-                .bind(first + (chunk_index * 100 + offset) as i32)
+                .bind(interaction)
+                .bind(first + (chunk_index * ENTRIES_PER_INSERT + offset) as i32)
                 .bind(entry.kind().as_str())
                 .bind(tool_call_id)
                 .bind(Json(entry.payload_json()))

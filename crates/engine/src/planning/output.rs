@@ -152,11 +152,15 @@ pub(crate) async fn write_output<T: Into<OutputItem>>(
     let mut last_write: Option<Instant> = None;
     let mut open = true;
     loop {
+        // When output waits and no write is in flight: the time the next write is due, if it is
+        // too soon after the previous one (gather until then); otherwise write now. Once the
+        // sender is gone, the rest is written at once.
+        let mut spacing_due = None;
         if in_flight.is_none() && !pending.is_empty() {
-            let due = last_write.map(|at| at + min_spacing);
-            if open && due.is_some_and(|due| due > Instant::now()) {
-                // Too soon after the previous write: gather until it is due (or full).
-            } else {
+            spacing_due = last_write
+                .map(|at| at + min_spacing)
+                .filter(|due| open && *due > Instant::now());
+            if spacing_due.is_none() {
                 in_flight = Some(start_write(&store, &claim, &mut pending));
                 last_write = Some(Instant::now());
             }
@@ -164,10 +168,6 @@ pub(crate) async fn write_output<T: Into<OutputItem>>(
         if !open && pending.is_empty() && in_flight.is_none() {
             return Ok(written);
         }
-        let spacing_due = match (&in_flight, last_write) {
-            (None, Some(at)) if !pending.is_empty() => Some(at + min_spacing),
-            _ => None,
-        };
         tokio::select! {
             done = async {
                 match in_flight.as_mut() {
