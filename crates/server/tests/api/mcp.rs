@@ -304,15 +304,11 @@ backend_tests! {
         let Some((app, id)) = implementing_with(db, workspace.path(), state.path(), &script, tasks, engine).await else { return };
         let ws = session_named(&app, &id, "1.").await["id"].as_str().unwrap().to_owned();
         let ws_id = WorkSessionId::parse(&ws).unwrap();
-        app.wait_until("the first report", |app| {
-            let id = id.clone();
-            async move {
-                let listed = app.get(&format!("/api/v1/spec-tasks/{id}/implementation-tasks")).await.body;
-                (listed["implementation_tasks"][0]["status"] == "in_progress").then_some(())
-            }
-        })
-        .await;
-        // A token of the first run (minted while it is active, as a thread set-up would).
+        // The agent's first report went through with its thread set-up's token: that set-up is done
+        // (an implementation task turns in_progress when its session starts, before the set-up).
+        wait_for_tool_call(&app, &ws, "the first report", "mcp__spectask__report_progress (completed)").await;
+        // A token of the first run (minted while it is active, as a thread set-up would; minting
+        // revokes the set-up's, which no later set-up of this run revokes in turn).
         let old = app.store.issue_agent_token(&ws_id, mint()).await.unwrap();
         let (status, body) = mcp_initialize(&app, Some(&format!("Bearer {old}"))).await;
         assert_eq!(status, StatusCode::OK, "{body}");
