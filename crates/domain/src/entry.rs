@@ -60,6 +60,17 @@ impl EntryBody {
         }
     }
 
+    /// Roughly how many bytes the entry stores: its texts, without serialising it (bounds a
+    /// batch of output cheaply).
+    pub fn approx_bytes(&self) -> usize {
+        match self {
+            EntryBody::Message(entry) | EntryBody::Thought(entry) => entry.text.len(),
+            EntryBody::ToolCall(call) => call.approx_bytes(),
+            EntryBody::Plan(plan) => plan.entries.iter().map(|e| e.content.len()).sum(),
+            EntryBody::Usage(_) => 32,
+        }
+    }
+
     /// The payload alone, as stored.
     pub fn payload_json(&self) -> serde_json::Value {
         match serde_json::to_value(self) {
@@ -118,6 +129,22 @@ pub struct ToolCallEntry {
 }
 
 impl ToolCallEntry {
+    /// Roughly how many bytes the call's entry stores (see [`EntryBody::approx_bytes`]).
+    pub fn approx_bytes(&self) -> usize {
+        let content: usize = self
+            .content
+            .iter()
+            .map(|item| match item {
+                ToolCallContent::Text { text, .. } => text.len(),
+                ToolCallContent::Diff { path, new_text, .. } => path.len() + new_text.len(),
+                ToolCallContent::Terminal { terminal_id } => terminal_id.len(),
+            })
+            .sum();
+        let locations: usize = self.locations.iter().map(|l| l.path.len()).sum();
+        let input = self.raw_input.as_ref().map_or(0, |v| v.to_string().len());
+        self.title.len() + content + locations + input
+    }
+
     /// A call known only by its id (an update for a call whose start was never seen).
     pub fn unknown(tool_call_id: &str) -> Self {
         Self {

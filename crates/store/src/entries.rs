@@ -7,6 +7,8 @@
 //! `tool_call_id` is the call's current state. `interactions.entry_count` is both the next seq and
 //! the count the session endpoints show, so appending needs no scan.
 
+use std::collections::HashMap;
+
 use chrono::{DateTime, Utc};
 use spectask_domain::{EntryBody, EntryKind, InteractionEntry, InteractionId, SessionId};
 use sqlx::types::Json;
@@ -15,58 +17,92 @@ use crate::Store;
 use crate::db::{Tx, query, query_as, query_scalar};
 use crate::error::{StoreError, StoreResult};
 
-/// Rows of one multi-row entry insert: at 6 parameters a row, far under either database's limit.
-const ENTRIES_PER_INSERT: usize = 100;
+/// Rows of one multi-row statement: at 6 parameters a row (3 for the interactions' update), far
+/// under either database's limit.
+const ROWS_PER_STATEMENT: usize = 200;
 
-/// Appends a batch of streamed output to interaction `interaction` inside `tx`: `text` to its
-/// reply and `entries` after its last entry, in two statements (the interaction's update returns
-/// the first new seq; the entries are one multi-row insert per chunk). Returns the first seq.
-pub(crate) async fn append_output(
+/// One interaction's share of a batch of streamed output: `text` for its reply and `entries` to
+/// append after its last entry.
+pub(crate) struct OutputAppend<'a> {
+    pub(crate) interaction: &'a str,
+    pub(crate) text: &'a str,
+    pub(crate) entries: &'a [EntryBody],
+}
+
+/// Appends streamed output to several interactions inside `tx`, whatever their number, in one
+/// statement per [`ROWS_PER_STATEMENT`] rows: the interactions' update (reply text, entry count)
+/// returns each one's new count, and all entries go in multi-row inserts. Returns each append's
+/// first new seq, in `appends` order. An interaction must appear at most once.
+pub(crate) async fn append_outputs(
     tx: &mut Tx,
-    interaction: &str,
-    text: &str,
-    entries: &[EntryBody],
+    appends: &[OutputAppend<'_>],
     now: DateTime<Utc>,
-) -> StoreResult<i32> {
-    let added = i32::try_from(entries.len())
-        .map_err(|_| StoreError::Conflict("too many entries in one batch".into()))?;
-    let first: i32 = query_scalar(
-        "UPDATE interactions SET response_message = response_message || $1, updated_at = $2, \
-         entry_count = entry_count + $3 WHERE id = $4 RETURNING entry_count - $3",
-    )
-    .bind(text)
-    .bind(now)
-    .bind(added)
-    .bind(interaction)
-    .fetch_one(&mut *tx)
-    .await?;
-    for (chunk_index, chunk) in entries.chunks(ENTRIES_PER_INSERT).enumerate() {
-        let rows: Vec<String> = (0..chunk.len())
-            .map(|row| {
-                let p = row * 6;
-                format!(
-                    "(${}, ${}, ${}, ${}, ${}, ${})",
-                    p + 1,
-                    p + 2,
-                    p + 3,
-                    p + 4,
-                    p + 5,
-                    p + 6
-                )
-            })
-            .collect();
+) -> StoreResult<Vec<i32>> {
+    let mut counts: HashMap<String, i32> = HashMap::with_capacity(appends.len());
+    for chunk in appends.chunks(ROWS_PER_STATEMENT) {
+        let values = placeholders(chunk.len(), 3, 1, |p| {
+            format!("(${}, ${}, CAST(${} AS INTEGER))", p, p + 1, p + 2)
+        });
+        // The reply grows by concatenation and the count by the batch's entries; the new count
+        // less the added entries is the first seq (FROM-table columns cannot be returned).
+        let mut update = query_as(sqlx::AssertSqlSafe(format!(
+            "UPDATE interactions SET response_message = response_message || v.column2, \
+             updated_at = $1, entry_count = entry_count + v.column3 \
+             FROM (VALUES {values}) AS v WHERE interactions.id = v.column1 \
+             RETURNING id, entry_count"
+        )))
+        .bind(now);
+        for append in chunk {
+            let added = i32::try_from(append.entries.len())
+                .map_err(|_| StoreError::Conflict("too many entries in one batch".into()))?;
+            update = update
+                .bind(append.interaction)
+                .bind(append.text)
+                .bind(added);
+        }
+        let updated: Vec<(String, i32)> = update.fetch_all(&mut *tx).await?;
+        counts.extend(updated);
+    }
+    let mut firsts = Vec::with_capacity(appends.len());
+    for append in appends {
+        let count = *counts
+            .get(append.interaction)
+            .ok_or_else(|| StoreError::not_found("interaction", append.interaction))?;
+        // Cannot overflow: the count includes the entries just added.
+        firsts.push(count - append.entries.len() as i32);
+    }
+    let rows: Vec<(&str, i32, &EntryBody)> = appends
+        .iter()
+        .zip(&firsts)
+        .flat_map(|(append, first)| {
+            (*first..)
+                .zip(append.entries)
+                .map(|(seq, entry)| (append.interaction, seq, entry))
+        })
+        .collect();
+    for chunk in rows.chunks(ROWS_PER_STATEMENT) {
+        let values = placeholders(chunk.len(), 6, 0, |p| {
+            format!(
+                "(${}, ${}, ${}, ${}, ${}, ${})",
+                p,
+                p + 1,
+                p + 2,
+                p + 3,
+                p + 4,
+                p + 5
+            )
+        });
         let mut insert = query(sqlx::AssertSqlSafe(format!(
-            "INSERT INTO interaction_entries (interaction_id, seq, kind, tool_call_id, payload, created_at) VALUES {}",
-            rows.join(", ")
+            "INSERT INTO interaction_entries (interaction_id, seq, kind, tool_call_id, payload, created_at) VALUES {values}"
         )));
-        for (offset, entry) in chunk.iter().enumerate() {
+        for &(interaction, seq, entry) in chunk {
             let tool_call_id = match entry {
                 EntryBody::ToolCall(call) => Some(call.tool_call_id.as_str()),
                 _ => None,
             };
             insert = insert
                 .bind(interaction)
-                .bind(first + (chunk_index * ENTRIES_PER_INSERT + offset) as i32)
+                .bind(seq)
                 .bind(entry.kind().as_str())
                 .bind(tool_call_id)
                 .bind(Json(entry.payload_json()))
@@ -74,7 +110,21 @@ pub(crate) async fn append_output(
         }
         insert.execute(&mut *tx).await?;
     }
-    Ok(first)
+    Ok(firsts)
+}
+
+/// `rows` comma-separated row tuples of `width` parameters each, numbered after `offset`
+/// parameters already bound; `row` renders one tuple from its first parameter's number.
+pub(crate) fn placeholders(
+    rows: usize,
+    width: usize,
+    offset: usize,
+    row: impl Fn(usize) -> String,
+) -> String {
+    (0..rows)
+        .map(|index| row(offset + index * width + 1))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// Deletes every entry of interaction `interaction` inside `tx` (a retried attempt starts clean,

@@ -13,10 +13,14 @@ use sqlx::types::Json;
 use crate::Store;
 use crate::backend::Dialect;
 use crate::db::{Tx, query, query_as, query_scalar};
+use crate::entries::placeholders;
 use crate::error::{StoreError, StoreResult};
 
 /// Key of the advisory lock that orders event commits on PostgreSQL.
 pub(crate) const EVENT_LOCK_KEY: i64 = 0x5e7e_c7a5;
+
+/// Rows of one multi-row event insert (6 parameters a row).
+const EVENTS_PER_INSERT: usize = 200;
 
 /// Appends one event inside the open transaction `tx`, which was opened with
 /// [`Backend::begin_write`](crate::backend::Backend::begin_write) (on PostgreSQL it holds the
@@ -47,6 +51,56 @@ pub(crate) async fn append_event(
     }
     tx.appended_event(id);
     Ok(id)
+}
+
+/// Appends `events` in order inside the open write transaction `tx`, as [`append_event`] does one
+/// at a time but in one statement per [`EVENTS_PER_INSERT`] events (and on PostgreSQL one
+/// notification for all of them).
+pub(crate) async fn append_events(
+    tx: &mut Tx,
+    events: &[NewEvent],
+    now: DateTime<Utc>,
+) -> StoreResult<()> {
+    let mut newest = None;
+    for chunk in events.chunks(EVENTS_PER_INSERT) {
+        let values = placeholders(chunk.len(), 6, 0, |p| {
+            format!(
+                "(${}, ${}, ${}, ${}, ${}, ${})",
+                p,
+                p + 1,
+                p + 2,
+                p + 3,
+                p + 4,
+                p + 5
+            )
+        });
+        let mut insert = query_scalar(sqlx::AssertSqlSafe(format!(
+            "INSERT INTO events (spec_task_id, kind, entity_id, actor, payload, created_at) \
+             VALUES {values} RETURNING id"
+        )));
+        for event in chunk {
+            insert = insert
+                .bind(event.spec_task_id.as_ref().map(|id| id.as_str()))
+                .bind(event.kind.as_str())
+                .bind(&event.entity_id)
+                .bind(&event.actor)
+                .bind(Json(&event.payload))
+                .bind(now);
+        }
+        let ids: Vec<i64> = insert.fetch_all(&mut *tx).await?;
+        newest = newest.max(ids.into_iter().max());
+    }
+    let Some(newest) = newest else {
+        return Ok(());
+    };
+    if tx.dialect() == Dialect::Postgres {
+        query("SELECT pg_notify('spectask_events', $1)")
+            .bind(newest.to_string())
+            .execute(&mut *tx)
+            .await?;
+    }
+    tx.appended_event(newest);
+    Ok(())
 }
 
 /// Relays `NOTIFY spectask_events` from every replica sharing the PostgreSQL database into this

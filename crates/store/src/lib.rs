@@ -38,6 +38,7 @@ mod rows;
 mod sessions;
 mod spec_tasks;
 mod transition;
+mod turn_output;
 mod turns;
 mod work_sessions;
 mod workspaces;
@@ -75,6 +76,8 @@ pub struct Store {
     /// Nudged (with the newest event id) after every commit that appended events, so live
     /// streams wake at once instead of polling.
     committed: broadcast::Sender<i64>,
+    /// Turn output waiting to be written together (`turn_output`).
+    output: Arc<turn_output::OutputQueue>,
 }
 
 impl Store {
@@ -89,6 +92,7 @@ impl Store {
             backend: Arc::new(backend),
             ids: Arc::new(ids::IdGenerator::default()),
             committed,
+            output: Arc::default(),
         })
     }
 

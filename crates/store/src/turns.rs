@@ -12,15 +12,14 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use serde_json::json;
 use spectask_domain::{
-    EntryBody, EventKind, InteractionId, NewEvent, SessionId, SpecTaskId, Turn, TurnEvent, TurnId,
-    TurnKind, TurnStatus, WorkSessionId,
+    EventKind, InteractionId, NewEvent, SessionId, SpecTaskId, Turn, TurnEvent, TurnId, TurnKind,
+    TurnStatus, WorkSessionId,
 };
 use sqlx::types::Json;
 
 use crate::Store;
 use crate::backend::Dialect;
 use crate::db::{Tx, query, query_as, query_scalar};
-use crate::entries::{append_output, clear_entries};
 use crate::error::{StoreError, StoreResult};
 use crate::events::append_event;
 use crate::ids::{IdGenerator, now};
@@ -448,68 +447,6 @@ impl Store {
                 now,
             )
             .await?;
-            Ok(())
-        })
-        .await
-    }
-
-    /// Appends one batch of streamed output to the claimed turn's interaction: reply text and
-    /// structured entries, in one transaction with one `interaction.updated` event carrying the
-    /// new text and the seq range of the new entries, so watchers see it as it is written.
-    pub async fn append_turn_output(
-        &self,
-        claim: &TurnClaim,
-        delta: &str,
-        entries: &[EntryBody],
-    ) -> StoreResult<()> {
-        self.write_turn_output(claim, Some((delta, entries))).await
-    }
-
-    /// Empties the claimed turn's interaction response and deletes its entries (its earlier
-    /// output is void: a retry).
-    pub async fn reset_turn_output(&self, claim: &TurnClaim) -> StoreResult<()> {
-        self.write_turn_output(claim, None).await
-    }
-
-    async fn write_turn_output(
-        &self,
-        claim: &TurnClaim,
-        batch: Option<(&str, &[EntryBody])>,
-    ) -> StoreResult<()> {
-        let now = now();
-        let interaction = claim.turn.interaction_id.as_str();
-        self.write_bulk(async |tx| {
-            verify_claim(&mut *tx, claim).await?;
-            let payload = match batch {
-                Some((delta, entries)) => {
-                    let first_seq = append_output(&mut *tx, interaction, delta, entries, now).await?;
-                    let mut payload = json!({ "session_id": claim.turn.session_id, "turn_id": claim.turn.id, "delta": delta });
-                    if !entries.is_empty() {
-                        payload["entries"] =
-                            json!({ "first_seq": first_seq, "count": entries.len() });
-                    }
-                    payload
-                }
-                None => {
-                    query(
-                        "UPDATE interactions SET response_message = '', updated_at = $1 WHERE id = $2",
-                    )
-                    .bind(now)
-                    .bind(interaction)
-                    .execute(&mut *tx)
-                    .await?;
-                    clear_entries(&mut *tx, interaction).await?;
-                    json!({ "session_id": claim.turn.session_id, "turn_id": claim.turn.id, "reset": true })
-                }
-            };
-            let event = NewEvent {
-                spec_task_id: Some(claim.turn.spec_task_id.clone()),
-                kind: EventKind::InteractionUpdated,
-                entity_id: claim.turn.interaction_id.to_string(),
-                actor: claim.owner.clone(),
-                payload,
-            };
-            append_event(&mut *tx, &event, now).await?;
             Ok(())
         })
         .await

@@ -11,7 +11,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::time::Duration;
 
-use spectask_domain::{EntryBody, PlanEntry, TextEntry, ToolCallContent, ToolCallEntry};
+use spectask_domain::{EntryBody, PlanEntry, TextEntry};
 use spectask_runtimes::agent::AgentEvent;
 use spectask_runtimes::llm::LlmEvent;
 use spectask_store::{Store, StoreError, TurnClaim};
@@ -87,22 +87,21 @@ impl Batch {
                 }
             }
             AgentEvent::ToolCall(call) => {
-                self.bytes += tool_call_bytes(&call);
+                self.bytes += call.approx_bytes();
                 let id = call.tool_call_id.clone();
                 self.replace_last_or_push(EntryBody::ToolCall(call), |last| {
                     matches!(last, EntryBody::ToolCall(previous) if previous.tool_call_id == id)
                 });
             }
             AgentEvent::Plan(entries) => {
-                self.bytes += entries.iter().map(|e| e.content.len()).sum::<usize>();
                 let body = EntryBody::Plan(PlanEntry { entries });
+                self.bytes += body.approx_bytes();
                 self.replace_last_or_push(body, |last| matches!(last, EntryBody::Plan(_)));
             }
             AgentEvent::Usage(usage) => {
-                self.bytes += 32;
-                self.replace_last_or_push(EntryBody::Usage(usage), |last| {
-                    matches!(last, EntryBody::Usage(_))
-                });
+                let body = EntryBody::Usage(usage);
+                self.bytes += body.approx_bytes();
+                self.replace_last_or_push(body, |last| matches!(last, EntryBody::Usage(_)));
             }
         }
     }
@@ -113,22 +112,6 @@ impl Batch {
             _ => self.entries.push(body),
         }
     }
-}
-
-/// Roughly how many bytes a tool call's entry stores.
-fn tool_call_bytes(call: &ToolCallEntry) -> usize {
-    let content: usize = call
-        .content
-        .iter()
-        .map(|item| match item {
-            ToolCallContent::Text { text, .. } => text.len(),
-            ToolCallContent::Diff { path, new_text, .. } => path.len() + new_text.len(),
-            ToolCallContent::Terminal { terminal_id } => terminal_id.len(),
-        })
-        .sum();
-    let locations: usize = call.locations.iter().map(|l| l.path.len()).sum();
-    let input = call.raw_input.as_ref().map_or(0, |v| v.to_string().len());
-    call.title.len() + content + locations + input
 }
 
 /// Consumes `events` until the sender is dropped; returns the reply text written so far (after
@@ -206,16 +189,17 @@ fn start_write(store: &Store, claim: &TurnClaim, pending: &mut Batch) -> InFligh
     let store = store.clone();
     let claim = claim.clone();
     Box::pin(async move {
+        let text = batch.text.clone();
         store
-            .append_turn_output(&claim, &batch.text, &batch.entries)
+            .append_turn_output(&claim, batch.text, batch.entries)
             .await?;
-        Ok(batch.text)
+        Ok(text)
     })
 }
 
 #[cfg(test)]
 mod tests {
-    use spectask_domain::{AgentPlanStep, UsageEntry};
+    use spectask_domain::{AgentPlanStep, ToolCallContent, ToolCallEntry, UsageEntry};
 
     use super::*;
 
