@@ -30,42 +30,69 @@ pub(crate) struct OutputAppend<'a> {
 }
 
 /// Appends streamed output to several interactions inside `tx`, whatever their number, in one
-/// statement per [`ROWS_PER_STATEMENT`] rows: the interactions' update (reply text, entry count)
-/// returns each one's new count, and all entries go in multi-row inserts. Returns each append's
-/// first new seq, in `appends` order. An interaction must appear at most once.
+/// statement per [`ROWS_PER_STATEMENT`] rows: the interactions' update (entry and piece counts)
+/// returns each one's new counts, the reply text goes in as one new piece per interaction
+/// (`interaction_reply_pieces`: appending costs the same however long the reply already is), and
+/// all entries go in multi-row inserts. Returns each append's first new seq, in `appends` order.
+/// An interaction must appear at most once.
 pub(crate) async fn append_outputs(
     tx: &mut Tx,
     appends: &[OutputAppend<'_>],
     now: DateTime<Utc>,
 ) -> StoreResult<Vec<i32>> {
-    let mut counts: HashMap<String, i32> = HashMap::with_capacity(appends.len());
+    let mut counts: HashMap<String, (i32, i32)> = HashMap::with_capacity(appends.len());
     for chunk in appends.chunks(ROWS_PER_STATEMENT) {
         let values = placeholders(chunk.len(), 3, 1, |p| {
-            format!("(${}, ${}, CAST(${} AS INTEGER))", p, p + 1, p + 2)
+            format!(
+                "(${}, CAST(${} AS INTEGER), CAST(${} AS INTEGER))",
+                p,
+                p + 1,
+                p + 2
+            )
         });
-        // The reply grows by concatenation and the count by the batch's entries; the new count
-        // less the added entries is the first seq (FROM-table columns cannot be returned).
+        // The new counts less what was added are the first seqs (FROM-table columns cannot be
+        // returned).
         let mut update = query_as(sqlx::AssertSqlSafe(format!(
-            "UPDATE interactions SET response_message = response_message || v.column2, \
-             updated_at = $1, entry_count = entry_count + v.column3 \
+            "UPDATE interactions SET updated_at = $1, entry_count = entry_count + v.column2, \
+             piece_count = piece_count + v.column3 \
              FROM (VALUES {values}) AS v WHERE interactions.id = v.column1 \
-             RETURNING id, entry_count"
+             RETURNING id, entry_count, piece_count"
         )))
         .bind(now);
         for append in chunk {
             let added = i32::try_from(append.entries.len())
                 .map_err(|_| StoreError::Conflict("too many entries in one batch".into()))?;
-            update = update
-                .bind(append.interaction)
-                .bind(append.text)
-                .bind(added);
+            let piece = i32::from(!append.text.is_empty());
+            update = update.bind(append.interaction).bind(added).bind(piece);
         }
-        let updated: Vec<(String, i32)> = update.fetch_all(&mut *tx).await?;
-        counts.extend(updated);
+        let updated: Vec<(String, i32, i32)> = update.fetch_all(&mut *tx).await?;
+        counts.extend(
+            updated
+                .into_iter()
+                .map(|(id, entries, pieces)| (id, (entries, pieces))),
+        );
+    }
+    let mut pieces = Vec::new();
+    for append in appends.iter().filter(|append| !append.text.is_empty()) {
+        if let Some((_, count)) = counts.get(append.interaction) {
+            pieces.push((append.interaction, count - 1, append.text));
+        }
+    }
+    for chunk in pieces.chunks(ROWS_PER_STATEMENT) {
+        let values = placeholders(chunk.len(), 3, 0, |p| {
+            format!("(${}, ${}, ${})", p, p + 1, p + 2)
+        });
+        let mut insert = query(sqlx::AssertSqlSafe(format!(
+            "INSERT INTO interaction_reply_pieces (interaction_id, seq, text) VALUES {values}"
+        )));
+        for &(interaction, seq, text) in chunk {
+            insert = insert.bind(interaction).bind(seq).bind(text);
+        }
+        insert.execute(&mut *tx).await?;
     }
     let mut firsts = Vec::with_capacity(appends.len());
     for append in appends {
-        let count = *counts
+        let (count, _) = *counts
             .get(append.interaction)
             .ok_or_else(|| StoreError::not_found("interaction", append.interaction))?;
         // Cannot overflow: the count includes the entries just added.

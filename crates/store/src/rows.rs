@@ -226,6 +226,15 @@ impl TryFrom<SpecTaskRow> for SpecTask {
 pub(crate) const INTERACTION_COLUMNS: &str = "id, session_id, seq, prompt_message, response_message, \
     state, error, entry_count, created_at, updated_at, completed_at";
 
+/// [`INTERACTION_COLUMNS`] for reading stored interactions: the reply of one still streaming is
+/// its `response_message` followed by its pieces (`interaction_reply_pieces`, see
+/// `entries::append_outputs`). `string_agg` with `ORDER BY` is on both databases (SQLite 3.44).
+pub(crate) const INTERACTION_READ_COLUMNS: &str = "id, session_id, seq, prompt_message, \
+    response_message || COALESCE((SELECT string_agg(p.text, '' ORDER BY p.seq) \
+        FROM interaction_reply_pieces p WHERE p.interaction_id = interactions.id), '') \
+        AS response_message, \
+    state, error, entry_count, created_at, updated_at, completed_at";
+
 #[derive(sqlx::FromRow)]
 pub(crate) struct InteractionRow {
     id: String,

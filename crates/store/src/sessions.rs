@@ -12,7 +12,7 @@ use crate::db::{Tx, query, query_as, query_scalar};
 use crate::error::{StoreError, StoreResult};
 use crate::events::append_event;
 use crate::ids::{IdGenerator, now};
-use crate::rows::{INTERACTION_COLUMNS, InteractionRow};
+use crate::rows::{INTERACTION_COLUMNS, INTERACTION_READ_COLUMNS, InteractionRow};
 use crate::turns::TurnClaim;
 
 /// Appends an interaction (a prompt, response pending) at the end of `session` inside `tx`, with
@@ -81,7 +81,8 @@ pub(crate) async fn insert_session(
     Ok(id)
 }
 
-/// Ends the claimed turn's interaction with its final text, state and error inside `tx`.
+/// Ends the claimed turn's interaction with its final text, state and error inside `tx` (the
+/// whole reply, which replaces the pieces it was streamed in).
 pub(crate) async fn finish_interaction(
     tx: &mut Tx,
     claim: &TurnClaim,
@@ -100,6 +101,15 @@ pub(crate) async fn finish_interaction(
     .bind(claim.turn.interaction_id.as_str())
     .execute(&mut *tx)
     .await?;
+    clear_reply_pieces(tx, claim.turn.interaction_id.as_str()).await
+}
+
+/// Deletes the streamed pieces of interaction `interaction`'s reply inside `tx`.
+pub(crate) async fn clear_reply_pieces(tx: &mut Tx, interaction: &str) -> StoreResult<()> {
+    query("DELETE FROM interaction_reply_pieces WHERE interaction_id = $1")
+        .bind(interaction)
+        .execute(&mut *tx)
+        .await?;
     Ok(())
 }
 
@@ -222,7 +232,7 @@ impl Store {
         .fetch_optional(&mut tx)
         .await?;
         let interactions: Vec<InteractionRow> = query_as(sqlx::AssertSqlSafe(format!(
-            "SELECT {INTERACTION_COLUMNS} FROM interactions WHERE session_id = $1 ORDER BY seq"
+            "SELECT {INTERACTION_READ_COLUMNS} FROM interactions WHERE session_id = $1 ORDER BY seq"
         )))
         .bind(id.as_str())
         .fetch_all(&mut tx)

@@ -28,6 +28,7 @@ use crate::entries::{OutputAppend, append_outputs, clear_entries, placeholders};
 use crate::error::{StoreError, StoreResult};
 use crate::events::{append_event, append_events};
 use crate::ids::now;
+use crate::sessions::clear_reply_pieces;
 use crate::turns::{TurnClaim, verify_claim};
 
 /// Most turns' output in one combined write: bounds one transaction's statements and time.
@@ -148,6 +149,7 @@ impl Store {
                 .bind(interaction)
                 .execute(&mut *tx)
                 .await?;
+            clear_reply_pieces(&mut *tx, interaction).await?;
             clear_entries(&mut *tx, interaction).await?;
             let event = NewEvent {
                 spec_task_id: Some(claim.turn.spec_task_id.clone()),

@@ -110,6 +110,13 @@ backend_tests! {
         assert_eq!(bodies(&after), [(0, message("d"))]);
         let shown = store.get_session(session).await.unwrap();
         assert_eq!((shown.interactions[0].response_message.as_str(), shown.interactions[0].entry_count), ("d", 1));
+
+        // Ending the turn stores the whole reply in place of its streamed pieces: shown once.
+        store.append_turn_output(&claim, "e".into(), vec![]).await.unwrap();
+        assert_eq!(store.get_session(session).await.unwrap().interactions[0].response_message, "de");
+        store.fail_planning_turn(&claim, "de", "stopped here").await.unwrap();
+        let shown = store.get_session(session).await.unwrap();
+        assert_eq!((shown.interactions[0].response_message.as_str(), shown.interactions[0].error.as_deref()), ("de", Some("stopped here")));
     }
 
     async fn many_turns_output_written_at_once_lands_in_each_turns_order(db) {
