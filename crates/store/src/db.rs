@@ -27,6 +27,19 @@ use crate::backend::Dialect;
 use crate::error::{StoreError, StoreResult};
 use crate::group_commit::Member;
 
+/// `rows` comma-separated tuples of `width` parameters each, `($n, $n+1, …)`, numbered after
+/// `offset` parameters already bound: a multi-row statement's `VALUES`.
+pub(crate) fn value_rows(rows: usize, width: usize, offset: usize) -> String {
+    (0..rows)
+        .map(|row| {
+            let first = offset + row * width + 1;
+            let params: Vec<String> = (first..first + width).map(|p| format!("${p}")).collect();
+            format!("({})", params.join(", "))
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 /// A pool to run a statement on (outside any transaction).
 #[derive(Debug, Clone, Copy)]
 pub(crate) enum Pool<'a> {

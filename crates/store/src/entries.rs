@@ -14,7 +14,7 @@ use spectask_domain::{EntryBody, EntryKind, InteractionEntry, InteractionId, Ses
 use sqlx::types::Json;
 
 use crate::Store;
-use crate::db::{Tx, query, query_as, query_scalar};
+use crate::db::{Tx, query, query_as, query_scalar, value_rows};
 use crate::error::{StoreError, StoreResult};
 
 /// Rows of one multi-row statement: at 6 parameters a row (3 for the interactions' update), far
@@ -42,21 +42,14 @@ pub(crate) async fn append_outputs(
 ) -> StoreResult<Vec<i32>> {
     let mut counts: HashMap<String, (i32, i32)> = HashMap::with_capacity(appends.len());
     for chunk in appends.chunks(ROWS_PER_STATEMENT) {
-        let values = placeholders(chunk.len(), 3, 1, |p| {
-            format!(
-                "(${}, CAST(${} AS INTEGER), CAST(${} AS INTEGER))",
-                p,
-                p + 1,
-                p + 2
-            )
-        });
         // The new counts less what was added are the first seqs (FROM-table columns cannot be
         // returned).
         let mut update = query_as(sqlx::AssertSqlSafe(format!(
             "UPDATE interactions SET updated_at = $1, entry_count = entry_count + v.column2, \
              piece_count = piece_count + v.column3 \
-             FROM (VALUES {values}) AS v WHERE interactions.id = v.column1 \
-             RETURNING id, entry_count, piece_count"
+             FROM (VALUES {}) AS v WHERE interactions.id = v.column1 \
+             RETURNING id, entry_count, piece_count",
+            value_rows(chunk.len(), 3, 1)
         )))
         .bind(now);
         for append in chunk {
@@ -79,11 +72,9 @@ pub(crate) async fn append_outputs(
         }
     }
     for chunk in pieces.chunks(ROWS_PER_STATEMENT) {
-        let values = placeholders(chunk.len(), 3, 0, |p| {
-            format!("(${}, ${}, ${})", p, p + 1, p + 2)
-        });
         let mut insert = query(sqlx::AssertSqlSafe(format!(
-            "INSERT INTO interaction_reply_pieces (interaction_id, seq, text) VALUES {values}"
+            "INSERT INTO interaction_reply_pieces (interaction_id, seq, text) VALUES {}",
+            value_rows(chunk.len(), 3, 0)
         )));
         for &(interaction, seq, text) in chunk {
             insert = insert.bind(interaction).bind(seq).bind(text);
@@ -108,19 +99,9 @@ pub(crate) async fn append_outputs(
         })
         .collect();
     for chunk in rows.chunks(ROWS_PER_STATEMENT) {
-        let values = placeholders(chunk.len(), 6, 0, |p| {
-            format!(
-                "(${}, ${}, ${}, ${}, ${}, ${})",
-                p,
-                p + 1,
-                p + 2,
-                p + 3,
-                p + 4,
-                p + 5
-            )
-        });
         let mut insert = query(sqlx::AssertSqlSafe(format!(
-            "INSERT INTO interaction_entries (interaction_id, seq, kind, tool_call_id, payload, created_at) VALUES {values}"
+            "INSERT INTO interaction_entries (interaction_id, seq, kind, tool_call_id, payload, created_at) VALUES {}",
+            value_rows(chunk.len(), 6, 0)
         )));
         for &(interaction, seq, entry) in chunk {
             let tool_call_id = match entry {
@@ -138,20 +119,6 @@ pub(crate) async fn append_outputs(
         insert.execute(&mut *tx).await?;
     }
     Ok(firsts)
-}
-
-/// `rows` comma-separated row tuples of `width` parameters each, numbered after `offset`
-/// parameters already bound; `row` renders one tuple from its first parameter's number.
-pub(crate) fn placeholders(
-    rows: usize,
-    width: usize,
-    offset: usize,
-    row: impl Fn(usize) -> String,
-) -> String {
-    (0..rows)
-        .map(|index| row(offset + index * width + 1))
-        .collect::<Vec<_>>()
-        .join(", ")
 }
 
 /// Deletes every entry of interaction `interaction` inside `tx` (a retried attempt starts clean,

@@ -12,8 +12,7 @@ use sqlx::types::Json;
 
 use crate::Store;
 use crate::backend::Dialect;
-use crate::db::{Tx, query, query_as, query_scalar};
-use crate::entries::placeholders;
+use crate::db::{Tx, query, query_as, query_scalar, value_rows};
 use crate::error::{StoreError, StoreResult};
 
 /// Key of the advisory lock that orders event commits on PostgreSQL.
@@ -30,53 +29,25 @@ pub(crate) async fn append_event(
     event: &NewEvent,
     now: DateTime<Utc>,
 ) -> StoreResult<i64> {
-    let id: i64 = query_scalar(
-        "INSERT INTO events (spec_task_id, kind, entity_id, actor, payload, created_at) \
-         VALUES ($1, $2, $3, $4, $5, $6) RETURNING id",
-    )
-    .bind(event.spec_task_id.as_ref().map(|id| id.as_str()))
-    .bind(event.kind.as_str())
-    .bind(&event.entity_id)
-    .bind(&event.actor)
-    .bind(Json(&event.payload))
-    .bind(now)
-    .fetch_one(&mut *tx)
-    .await?;
-    if tx.dialect() == Dialect::Postgres {
-        // Wakes other replicas' streams; delivered only on commit.
-        query("SELECT pg_notify('spectask_events', $1)")
-            .bind(id.to_string())
-            .execute(&mut *tx)
-            .await?;
-    }
-    tx.appended_event(id);
-    Ok(id)
+    append_events(tx, std::slice::from_ref(event), now)
+        .await?
+        .ok_or(StoreError::Database(sqlx::Error::RowNotFound))
 }
 
-/// Appends `events` in order inside the open write transaction `tx`, as [`append_event`] does one
-/// at a time but in one statement per [`EVENTS_PER_INSERT`] events (and on PostgreSQL one
-/// notification for all of them).
+/// Appends `events` in order inside the open write transaction `tx`, in one statement per
+/// [`EVENTS_PER_INSERT`] events (and on PostgreSQL one notification for all of them); returns
+/// the newest id, `None` for no events.
 pub(crate) async fn append_events(
     tx: &mut Tx,
     events: &[NewEvent],
     now: DateTime<Utc>,
-) -> StoreResult<()> {
+) -> StoreResult<Option<i64>> {
     let mut newest = None;
     for chunk in events.chunks(EVENTS_PER_INSERT) {
-        let values = placeholders(chunk.len(), 6, 0, |p| {
-            format!(
-                "(${}, ${}, ${}, ${}, ${}, ${})",
-                p,
-                p + 1,
-                p + 2,
-                p + 3,
-                p + 4,
-                p + 5
-            )
-        });
         let mut insert = query_scalar(sqlx::AssertSqlSafe(format!(
             "INSERT INTO events (spec_task_id, kind, entity_id, actor, payload, created_at) \
-             VALUES {values} RETURNING id"
+             VALUES {} RETURNING id",
+            value_rows(chunk.len(), 6, 0)
         )));
         for event in chunk {
             insert = insert
@@ -91,16 +62,17 @@ pub(crate) async fn append_events(
         newest = newest.max(ids.into_iter().max());
     }
     let Some(newest) = newest else {
-        return Ok(());
+        return Ok(None);
     };
     if tx.dialect() == Dialect::Postgres {
+        // Wakes other replicas' streams; delivered only on commit.
         query("SELECT pg_notify('spectask_events', $1)")
             .bind(newest.to_string())
             .execute(&mut *tx)
             .await?;
     }
     tx.appended_event(newest);
-    Ok(())
+    Ok(Some(newest))
 }
 
 /// Relays `NOTIFY spectask_events` from every replica sharing the PostgreSQL database into this

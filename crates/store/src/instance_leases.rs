@@ -14,7 +14,7 @@ use spectask_domain::SpecTaskId;
 
 use crate::Store;
 use crate::backend::Dialect;
-use crate::db::{Tx, query, query_as, query_scalar};
+use crate::db::{Tx, query, query_as, query_scalar, value_rows};
 use crate::error::{StoreError, StoreResult};
 use crate::ids::now;
 
@@ -154,16 +154,13 @@ impl Store {
         owner: &str,
         running_instances: &[String],
     ) -> StoreResult<u64> {
-        let placeholders: Vec<String> = (0..running_instances.len())
-            .map(|i| format!("${}", i + 2))
-            .collect();
-        let here = if placeholders.is_empty() {
+        let here = if running_instances.is_empty() {
             String::new()
         } else {
             format!(
                 " AND NOT EXISTS (SELECT 1 FROM spec_tasks s WHERE s.id = instance_leases.spec_task_id \
-                   AND s.zed_instance_id IN ({}))",
-                placeholders.join(", ")
+                   AND s.zed_instance_id IN {})",
+                value_rows(1, running_instances.len(), 1)
             )
         };
         let sql = format!(
@@ -191,14 +188,11 @@ impl Store {
         if instance_ids.is_empty() {
             return Ok(Vec::new());
         }
-        let placeholders: Vec<String> = (0..instance_ids.len())
-            .map(|i| format!("${}", i + 3))
-            .collect();
         let live = later(self.backend.dialect(), "l.lease_expires_at", "$2");
         let sql = format!(
             "SELECT s.zed_instance_id FROM spec_tasks s JOIN instance_leases l ON l.spec_task_id = s.id \
-             WHERE l.owner <> $1 AND {live} AND s.zed_instance_id IN ({})",
-            placeholders.join(", ")
+             WHERE l.owner <> $1 AND {live} AND s.zed_instance_id IN {}",
+            value_rows(1, instance_ids.len(), 2)
         );
         let mut statement = query_scalar::<String>(sqlx::AssertSqlSafe(sql))
             .bind(owner)

@@ -23,8 +23,8 @@ use spectask_domain::{EntryBody, EventKind, NewEvent};
 use tokio::sync::oneshot;
 
 use crate::Store;
-use crate::db::{Tx, query, query_as};
-use crate::entries::{OutputAppend, append_outputs, clear_entries, placeholders};
+use crate::db::{Tx, query, query_as, value_rows};
+use crate::entries::{OutputAppend, append_outputs, clear_entries};
 use crate::error::{StoreError, StoreResult};
 use crate::events::{append_event, append_events};
 use crate::ids::now;
@@ -255,9 +255,9 @@ async fn held_claims(tx: &mut Tx, batch: &[PendingOutput]) -> StoreResult<HashSe
     let lock = tx.dialect().for_update();
     let mut held = HashSet::with_capacity(batch.len());
     for chunk in batch.chunks(MAX_TURNS_PER_WRITE) {
-        let ids = placeholders(chunk.len(), 1, 0, |p| format!("${p}"));
         let mut select = query_as(sqlx::AssertSqlSafe(format!(
-            "SELECT id, owner, claim_token FROM turns WHERE status = 'running' AND id IN ({ids}){lock}"
+            "SELECT id, owner, claim_token FROM turns WHERE status = 'running' AND id IN {}{lock}",
+            value_rows(1, chunk.len(), 0)
         )));
         for output in chunk {
             select = select.bind(output.claim.turn.id.as_str());
