@@ -88,10 +88,15 @@ pub async fn follow(client: &Client, out: &Output, id: &str) -> CliResult<Outcom
         task["id"].as_str().unwrap_or(id),
         task["name"].as_str().unwrap_or_default()
     );
-    if let Some(outcome) = follower.apply_task(task).await? {
-        return Ok(outcome);
+    // The first reads may meet a server going away as well as the later ones do.
+    let first = match follower.apply_task(task).await {
+        Ok(Some(outcome)) => return Ok(outcome),
+        Ok(None) => follower.sync().await,
+        Err(err) => Err(err),
+    };
+    if let Err(err) = first {
+        follower.recover(err, &mut stream)?;
     }
-    follower.sync().await?;
     loop {
         let handled = match stream.next().await? {
             Next::Event(event) => follower.on_event(&event).await,
@@ -107,22 +112,7 @@ pub async fn follow(client: &Client, out: &Output, id: &str) -> CliResult<Outcom
         match handled {
             Ok(Some(outcome)) => return Ok(outcome),
             Ok(None) => {}
-            // The server went away between the stream and a read beside it: reconnect, then
-            // read everything again.
-            Err(CliError::Other(err)) => {
-                follower.say(&out.dim(&format!("connection lost ({err}); reconnecting…")));
-                stream.reconnect();
-            }
-            // A server that is going down or starting up answers 5xx for a moment.
-            Err(CliError::Refused {
-                status, message, ..
-            }) if status >= 500 => {
-                follower.say(&out.dim(&format!(
-                    "the server is unavailable ({status}: {message}); reconnecting…"
-                )));
-                stream.reconnect();
-            }
-            Err(err) => return Err(err),
+            Err(err) => follower.recover(err, &mut stream)?,
         }
     }
 }
@@ -181,6 +171,28 @@ struct Follower<'a> {
 }
 
 impl Follower<'_> {
+    /// A read beside the stream failed. The server went away (or answers 5xx while it goes down
+    /// or starts up): say so and reconnect the stream, whose resumption reads everything again.
+    /// Any other error ends the follow.
+    fn recover(&mut self, err: CliError, stream: &mut EventStream) -> CliResult<()> {
+        let out = self.out;
+        match err {
+            CliError::Other(err) => {
+                self.say(&out.dim(&format!("connection lost ({err}); reconnecting…")));
+            }
+            CliError::Refused {
+                status, message, ..
+            } if status >= 500 => {
+                self.say(&out.dim(&format!(
+                    "the server is unavailable ({status}: {message}); reconnecting…"
+                )));
+            }
+            err => return Err(err),
+        }
+        stream.reconnect();
+        Ok(())
+    }
+
     /// Prints a line above any progress bars.
     fn say(&mut self, text: &str) {
         self.end_planning_line();
