@@ -65,10 +65,18 @@ pub(crate) async fn append_outputs(
                 .map(|(id, entries, pieces)| (id, (entries, pieces))),
         );
     }
+    // Each append's first entry seq, and its piece's seq when it has text: one pass, so an
+    // interaction the update did not find fails the write before anything more is inserted.
+    let mut firsts = Vec::with_capacity(appends.len());
     let mut pieces = Vec::new();
-    for append in appends.iter().filter(|append| !append.text.is_empty()) {
-        if let Some((_, count)) = counts.get(append.interaction) {
-            pieces.push((append.interaction, count - 1, append.text));
+    for append in appends {
+        let (entries, piece_count) = *counts
+            .get(append.interaction)
+            .ok_or_else(|| StoreError::not_found("interaction", append.interaction))?;
+        // Cannot overflow: the count includes the entries just added.
+        firsts.push(entries - append.entries.len() as i32);
+        if !append.text.is_empty() {
+            pieces.push((append.interaction, piece_count - 1, append.text));
         }
     }
     for chunk in pieces.chunks(ROWS_PER_STATEMENT) {
@@ -80,14 +88,6 @@ pub(crate) async fn append_outputs(
             insert = insert.bind(interaction).bind(seq).bind(text);
         }
         insert.execute(&mut *tx).await?;
-    }
-    let mut firsts = Vec::with_capacity(appends.len());
-    for append in appends {
-        let (count, _) = *counts
-            .get(append.interaction)
-            .ok_or_else(|| StoreError::not_found("interaction", append.interaction))?;
-        // Cannot overflow: the count includes the entries just added.
-        firsts.push(count - append.entries.len() as i32);
     }
     let rows: Vec<(&str, i32, &EntryBody)> = appends
         .iter()
