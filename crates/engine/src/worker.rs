@@ -31,6 +31,8 @@ use crate::{Engine, EngineError, projection};
 
 const PLANNING_KINDS: &[TurnKind] = &[TurnKind::Planning, TurnKind::Revision, TurnKind::Correction];
 const IMPLEMENTATION_KINDS: &[TurnKind] = &[TurnKind::Implementation, TurnKind::FollowUp];
+/// Most claims one tick has in flight at once.
+const MAX_CLAIMS_IN_FLIGHT: usize = 32;
 
 /// What one pass of the worker did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -166,25 +168,51 @@ impl Engine {
             if kinds == PLANNING_KINDS {
                 leasing.max_active = usize::MAX;
             }
+            // Claims go out in rounds of claims in flight together (their writes share a
+            // commit): one at first, so an idle tick costs one claim, then twice as many after
+            // each round that found a turn for every claim.
+            let mut round = 1;
             while !shutdown.is_cancelled() {
-                let Ok(permit) = permits.clone().try_acquire_owned() else {
+                let permits: Vec<OwnedSemaphorePermit> = (0..round)
+                    .map_while(|_| permits.clone().try_acquire_owned().ok())
+                    .collect();
+                if permits.is_empty() {
                     break;
-                };
-                let Some(claim) = store
-                    .claim_next_turn(
+                }
+                let wanted = permits.len();
+                let claims = futures::future::join_all(permits.iter().map(|_| {
+                    store.claim_next_turn(
                         kinds,
                         &self.inner.owner,
                         self.inner.settings.turn_lease,
                         Some(leasing),
                     )
-                    .await?
-                else {
+                }))
+                .await;
+                let mut claimed = 0;
+                let mut failure = None;
+                // A permit left over (its claim found nothing) is dropped, which returns it.
+                for (claim, permit) in claims.into_iter().zip(permits) {
+                    match claim {
+                        Ok(Some(claim)) => {
+                            claimed += 1;
+                            let engine = self.clone();
+                            let cancel = shutdown.child_token();
+                            running
+                                .spawn(async move { engine.run_turn(claim, permit, cancel).await });
+                        }
+                        Ok(None) => {}
+                        Err(err) => failure = Some(err),
+                    }
+                }
+                started += claimed;
+                if let Some(err) = failure {
+                    return Err(err.into());
+                }
+                if claimed < wanted {
                     break;
-                };
-                started += 1;
-                let engine = self.clone();
-                let cancel = shutdown.child_token();
-                running.spawn(async move { engine.run_turn(claim, permit, cancel).await });
+                }
+                round = (round * 2).min(MAX_CLAIMS_IN_FLIGHT);
             }
         }
         Ok(TickOutcome {

@@ -3,9 +3,12 @@
 //! `max_active_instances` are implementing, and pending work sessions whose dependencies are
 //! complete are dispatched while their instance runs fewer than `max_parallel_threads` threads.
 //! Every step is a guarded store transaction, so two replicas running the pass at once cannot
-//! start a task twice or exceed a limit.
+//! start a task twice or exceed a limit; within a pass, steps of different tasks run side by
+//! side (their writes share commits).
 
 use std::collections::{BTreeMap, BTreeSet};
+
+use futures::{StreamExt, stream};
 
 use spectask_domain::prompts::{ImplementationBrief, implementation_prompt};
 use spectask_domain::{
@@ -89,31 +92,46 @@ fn first_prompt(
     })
 }
 
+/// How many of one pass's steps run at once. Every step is a write, and writes queue for the
+/// one writer: steps in flight together share its group commits, where steps one after another
+/// each wait for a commit (and, under streaming load, for the output write ahead of it).
+const STEPS_IN_FLIGHT: usize = 32;
+
+/// The first error of a batch of steps, after every step has finished.
+fn first_error<T>(results: Vec<Result<T, EngineError>>) -> Result<Vec<T>, EngineError> {
+    results.into_iter().collect()
+}
+
 impl Engine {
     pub(crate) async fn orchestrate(&self) -> Result<OrchestratorOutcome, EngineError> {
         let store = &self.inner.store;
         let settings = &self.inner.settings;
-        let actor = self.inner.owner.clone();
+        let actor = self.inner.owner.as_str();
         let mut outcome = OrchestratorOutcome::default();
 
-        for id in store
+        let approved = store
             .spec_task_ids_in_status(SpecTaskStatus::SpecApproved)
-            .await?
-        {
-            match store
-                .transition_spec_task(&id, SpecTaskEvent::QueueImplementation, &actor)
-                .await
-            {
-                Ok(_) => outcome.queued += 1,
-                Err(StoreError::Transition(_)) => {} // another replica or request got there first
-                Err(err) => return Err(err.into()),
-            }
-        }
+            .await?;
+        let queued = stream::iter(approved)
+            .map(|id| async move {
+                match store
+                    .transition_spec_task(&id, SpecTaskEvent::QueueImplementation, actor)
+                    .await
+                {
+                    Ok(_) => Ok(1),
+                    Err(StoreError::Transition(_)) => Ok(0), // another replica or request got there first
+                    Err(err) => Err(EngineError::from(err)),
+                }
+            })
+            .buffer_unordered(STEPS_IN_FLIGHT)
+            .collect::<Vec<_>>()
+            .await;
+        outcome.queued = first_error(queued)?.into_iter().sum();
         if self.inner.runtime.is_none() {
             return Ok(outcome);
         }
 
-        let mut implementing = store
+        let implementing = store
             .spec_task_ids_in_status(SpecTaskStatus::Implementation)
             .await?
             .len();
@@ -124,33 +142,21 @@ impl Engine {
             .await?
             .unwrap_or(0)
             .max(settings.max_active_instances);
-        for id in store
+        // Oldest first, as many as there is room for; one that cannot start now leaves its room
+        // to the next pass.
+        let room = capacity.saturating_sub(implementing);
+        let to_start: Vec<SpecTaskId> = store
             .spec_task_ids_in_status(SpecTaskStatus::ImplementationQueued)
             .await?
-        {
-            if implementing >= capacity {
-                break;
-            }
-            let task = store.get_spec_task(&id).await?;
-            // The task branch is made from HEAD as it is now, on entering implementation.
-            let task = match self.prepare_isolation(&task).await {
-                Ok(task) => task,
-                Err(err @ EngineError::Store(_)) => return Err(err),
-                Err(err) => {
-                    tracing::warn!(spec_task_id = %id, %err, "could not prepare the task's git isolation; retrying");
-                    continue;
-                }
-            };
-            match self.start_implementation(&task, &actor).await {
-                Ok(_) => {
-                    outcome.started += 1;
-                    implementing += 1;
-                }
-                Err(EngineError::Store(StoreError::Transition(_)))
-                | Err(EngineError::Transition(_)) => {}
-                Err(err) => return Err(err),
-            }
-        }
+            .into_iter()
+            .take(room)
+            .collect();
+        let started = stream::iter(to_start)
+            .map(|id| self.start_queued(id, actor))
+            .buffer_unordered(STEPS_IN_FLIGHT)
+            .collect::<Vec<_>>()
+            .await;
+        outcome.started = first_error(started)?.into_iter().sum();
 
         let pending = store
             .work_sessions_in_status(WorkSessionStatus::Pending)
@@ -162,55 +168,94 @@ impl Engine {
                 .or_default()
                 .push(session.id.clone());
         }
-        for (task_id, candidates) in by_task {
-            let task = store.get_spec_task(&task_id).await?;
-            if !matches!(
-                task.status,
-                SpecTaskStatus::Implementation | SpecTaskStatus::ImplementationFailed
-            ) {
+        // Tasks dispatch side by side; within a task one after another, in plan order, so its
+        // thread limit is met by the first sessions.
+        let dispatched = stream::iter(by_task)
+            .map(|(task_id, candidates)| self.dispatch_ready(task_id, candidates, actor))
+            .buffer_unordered(STEPS_IN_FLIGHT)
+            .collect::<Vec<_>>()
+            .await;
+        outcome.dispatched = first_error(dispatched)?.into_iter().sum();
+        Ok(outcome)
+    }
+
+    /// Starts implementing one queued task; 1 when it started, 0 when it could not start now.
+    async fn start_queued(&self, id: SpecTaskId, actor: &str) -> Result<usize, EngineError> {
+        let task = self.inner.store.get_spec_task(&id).await?;
+        // The task branch is made from HEAD as it is now, on entering implementation.
+        let task = match self.prepare_isolation(&task).await {
+            Ok(task) => task,
+            Err(err @ EngineError::Store(_)) => return Err(err),
+            Err(err) => {
+                tracing::warn!(spec_task_id = %id, %err, "could not prepare the task's git isolation; retrying");
+                return Ok(0);
+            }
+        };
+        match self.start_implementation(&task, actor).await {
+            Ok(_) => Ok(1),
+            Err(EngineError::Store(StoreError::Transition(_)))
+            | Err(EngineError::Transition(_)) => Ok(0),
+            Err(err) => Err(err),
+        }
+    }
+
+    /// Dispatches a task's pending work sessions whose dependencies are complete, while its
+    /// instance has room for another thread. Returns how many were dispatched.
+    async fn dispatch_ready(
+        &self,
+        task_id: SpecTaskId,
+        candidates: Vec<WorkSessionId>,
+        actor: &str,
+    ) -> Result<usize, EngineError> {
+        let store = &self.inner.store;
+        let task = store.get_spec_task(&task_id).await?;
+        if !matches!(
+            task.status,
+            SpecTaskStatus::Implementation | SpecTaskStatus::ImplementationFailed
+        ) {
+            return Ok(0);
+        }
+        let tasks = store.list_implementation_tasks(&task_id).await?;
+        let sessions = store.list_work_sessions(&task_id).await?;
+        let graph = SessionGraph::new(&tasks);
+        let by_id: BTreeMap<WorkSessionId, &SpecTaskWorkSession> =
+            sessions.iter().map(|s| (s.id.clone(), s)).collect();
+        let mut ordered: Vec<&SpecTaskWorkSession> = candidates
+            .iter()
+            .filter_map(|id| by_id.get(id).copied())
+            .collect();
+        // Plan order first, spawned sessions (no index) in creation order after.
+        ordered.sort_by_key(|s| {
+            (
+                s.implementation_task_index.unwrap_or(i32::MAX),
+                s.id.clone(),
+            )
+        });
+        let mut dispatched = 0;
+        for session in ordered {
+            if !graph.unmet(&session.id, &by_id).is_empty() {
                 continue;
             }
-            let tasks = store.list_implementation_tasks(&task_id).await?;
-            let sessions = store.list_work_sessions(&task_id).await?;
-            let graph = SessionGraph::new(&tasks);
-            let by_id: BTreeMap<WorkSessionId, &SpecTaskWorkSession> =
-                sessions.iter().map(|s| (s.id.clone(), s)).collect();
-            let mut ordered: Vec<&SpecTaskWorkSession> = candidates
-                .iter()
-                .filter_map(|id| by_id.get(id).copied())
-                .collect();
-            // Plan order first, spawned sessions (no index) in creation order after.
-            ordered.sort_by_key(|s| {
-                (
-                    s.implementation_task_index.unwrap_or(i32::MAX),
-                    s.id.clone(),
+            let prompt = first_prompt(&task, session, &tasks);
+            match store
+                .dispatch_work_session(
+                    &session.id,
+                    &prompt,
+                    self.inner.settings.max_parallel_threads as i64,
+                    actor,
                 )
-            });
-            for session in ordered {
-                if !graph.unmet(&session.id, &by_id).is_empty() {
-                    continue;
+                .await?
+            {
+                DispatchOutcome::Dispatched(turn) => {
+                    tracing::info!(spec_task_id = %task_id, work_session_id = %session.id, turn_id = %turn, "work session dispatched");
+                    dispatched += 1;
                 }
-                let prompt = first_prompt(&task, session, &tasks);
-                match store
-                    .dispatch_work_session(
-                        &session.id,
-                        &prompt,
-                        settings.max_parallel_threads as i64,
-                        &actor,
-                    )
-                    .await?
-                {
-                    DispatchOutcome::Dispatched(turn) => {
-                        tracing::info!(spec_task_id = %task_id, work_session_id = %session.id, turn_id = %turn, "work session dispatched");
-                        outcome.dispatched += 1;
-                    }
-                    DispatchOutcome::AtCapacity { .. } => break,
-                    DispatchOutcome::NotDispatchable(why) => {
-                        tracing::debug!(work_session_id = %session.id, %why, "not dispatched");
-                    }
+                DispatchOutcome::AtCapacity { .. } => break,
+                DispatchOutcome::NotDispatchable(why) => {
+                    tracing::debug!(work_session_id = %session.id, %why, "not dispatched");
                 }
             }
         }
-        Ok(outcome)
+        Ok(dispatched)
     }
 }
