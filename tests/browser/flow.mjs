@@ -102,9 +102,11 @@ try {
   await axe(page, 'spec-diff');
   await shot(page, 'spec-diff');
 
-  // --- Approve revision 2.
+  // --- Approve revision 2, which added a criterion (2.1) no task names: the review says so.
   await page.goto(`${BASE}/tasks/${taskId}/spec?rev=2`);
   await ready(page);
+  await page.locator('#trace-warnings [data-kind="uncovered_criterion"]').filter({ hasText: '2.1' }).waitFor();
+  log('trace warning shown:', (await page.locator('#trace-warnings').textContent()).trim());
   await page.locator('#approve-specs').click();
   await until('implementation', async () => ['spec_approved', 'implementation_queued', 'implementation'].includes(await statusOf(taskId)));
   log('revision 2 approved');
@@ -164,6 +166,11 @@ try {
   await page.goto(`${BASE}/tasks/${taskId}/review`);
   await ready(page);
   await page.locator('#task-diff').filter({ hasText: 'part-one.txt' }).waitFor();
+  // The matrix: task 1's check passed in its worktree; 2.1 is named by no task.
+  await page.locator('#trace-matrix tr[data-criterion="1.1"][data-coverage="met_by_checks"]').waitFor();
+  await page.locator('#trace-matrix tr[data-criterion="2.1"][data-coverage="uncovered"]').waitFor();
+  await page.locator('#trace-matrix tr[data-criterion="1.1"] details').filter({ hasText: 'test -f part-one.txt' }).waitFor();
+  log('trace:', (await page.locator('#trace-coverage').textContent()).trim());
   await axe(page, 'review');
   await shot(page, 'review');
   await page.locator('#approve-implementation').click();

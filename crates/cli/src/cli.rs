@@ -353,6 +353,14 @@ pub struct ServeArgs {
     /// Failed implementation turns of one work session retried before it fails for good.
     #[arg(long, env = "SPECTASK_MAX_TURN_RETRIES", default_value_t = 2, value_parser = clap::value_parser!(u32).range(0..=100))]
     pub max_turn_retries: u32,
+    /// The longest one check command (a plan task's `_Verify:` line, the project check) may run
+    /// after a work session's turn, in seconds; it is killed then and counts as failed.
+    #[arg(long, env = "SPECTASK_CHECK_TIMEOUT_SECS", default_value_t = 600, value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    pub check_timeout_secs: u64,
+    /// Check rounds a work session gets: a failing check sends the agent a follow-up turn with
+    /// the output until this many rounds ran; then the session fails.
+    #[arg(long, env = "SPECTASK_MAX_CHECK_ROUNDS", default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=100))]
+    pub max_check_rounds: u32,
     /// The longest an agent's MCP token lives, in seconds (it dies sooner when its work session
     /// ends, its thread is set up again, or its instance or server stops).
     #[arg(long, env = "SPECTASK_MCP_TOKEN_TTL_SECS", default_value_t = 86400, value_parser = clap::value_parser!(u64).range(1..=2_592_000))]

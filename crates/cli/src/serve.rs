@@ -95,6 +95,8 @@ pub async fn run_until(
             max_active_instances: fits(args.max_active_instances, "--max-active-instances")?,
             turn_timeout: std::time::Duration::from_secs(args.turn_timeout_secs),
             max_turn_retries: fits(args.max_turn_retries, "--max-turn-retries")?,
+            check_timeout: std::time::Duration::from_secs(args.check_timeout_secs),
+            max_check_rounds: fits(args.max_check_rounds, "--max-check-rounds")?,
             mcp_token_ttl: std::time::Duration::from_secs(args.mcp_token_ttl_secs),
             max_spawned_sessions: args.max_spawned_sessions,
             max_spawn_depth: args.max_spawn_depth,

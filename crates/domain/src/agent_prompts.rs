@@ -47,8 +47,11 @@ e.g.:
 - [ ] 2. Build the API endpoints
   - Depends on: 1
   - _Requirements: 2.1_
+  - _Verify: cargo test -p api endpoints_
 Sub-tasks are indented (`- [ ] 2.1 ...`) and run in their parent's thread. Every task states \
-`_Requirements: ..._` and, when it needs other tasks finished first, `Depends on: <keys>`. Tasks \
+`_Requirements: ..._` and, when it needs other tasks finished first, `Depends on: <keys>`. \
+When a command can check a task's result (a test command run from the repository root), the task \
+states it on a `_Verify: <command>_` line, one line per command. Tasks \
 without dependencies run in parallel (one coding agent each), so split the work into independent \
 top-level tasks where you can and never reference a task that does not exist or form a cycle.
 ";
@@ -168,6 +171,10 @@ mod tests {
         assert!(FILE_FORMAT.contains(example), "{example}");
         assert!(FILE_FORMAT.contains("never reference a task that does not exist or form a cycle"));
         assert!(FILE_FORMAT.contains("\"WHEN <trigger> THE SYSTEM SHALL <response>\""));
+        assert!(FILE_FORMAT.contains(
+            "When a command can check a task's result (a test command run from the repository \
+             root), the task states it on a `_Verify: <command>_` line, one line per command."
+        ));
     }
 
     #[test]

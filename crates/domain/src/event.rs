@@ -63,6 +63,8 @@ string_enum! {
         WorktreesRemoved = "spec_task.worktrees_removed",
         /// The task branch was merged into the branch the task started from, at approval.
         TaskBranchMerged = "spec_task.branch_merged",
+        /// A check ran after a work session's turn (its run in the payload).
+        CheckCompleted = "check.completed",
     }
 }
 

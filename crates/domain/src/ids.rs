@@ -121,6 +121,11 @@ prefixed_id!(
     /// A durable turn: one prompt sent to an agent (`turn_…`).
     TurnId, "turn_", "turn"
 );
+
+prefixed_id!(
+    /// One run of a check command (issue 18).
+    CheckRunId, "chk_", "check run"
+);
 prefixed_id!(
     /// An agent's permission request waiting for a human (`prq_…`).
     PermissionRequestId, "prq_", "permission request"

@@ -37,6 +37,9 @@ pub struct SpecTaskImplementationTask {
     /// Key of the parent task for sub-tasks.
     pub parent_key: Option<String>,
     pub requirement_refs: Vec<String>,
+    /// Check commands the plan names for the task (`_Verify:` lines), run after its work
+    /// session's turns.
+    pub checks: Vec<String>,
     /// Keys of the tasks that must complete first.
     pub dependencies: Vec<String>,
     pub status: ImplementationTaskStatus,

@@ -6,7 +6,9 @@
 //! fresh ids are passed in by the caller, so everything here is deterministic and unit-testable.
 
 pub mod agent_prompts;
+pub mod check;
 pub mod comment;
+pub mod criteria;
 pub mod entry;
 pub mod enums;
 pub mod event;
@@ -20,13 +22,19 @@ pub mod revision;
 pub mod session;
 pub mod spec_output;
 pub mod spec_task;
+pub mod traceability;
 pub mod transitions;
 pub mod turn;
 pub mod work_session;
 pub mod workspace;
 pub mod zed_thread;
 
+pub use check::{CheckRun, CheckStatus};
 pub use comment::{SpecComment, SpecCommentId, SpecDocument};
+pub use criteria::{
+    CriteriaParse, Criterion, TraceWarning, TraceWarningKind, covers, parse_criteria,
+    trace_warnings,
+};
 pub use entry::{
     AgentPlanStep, EntryBody, EntryKind, InteractionEntry, PlanEntry, TextEntry, ToolCallContent,
     ToolCallEntry, ToolCallLocation, UsageCost, UsageEntry,
@@ -34,8 +42,9 @@ pub use entry::{
 pub use enums::ParseEnumError;
 pub use event::{Event, EventKind, NewEvent};
 pub use ids::{
-    AgentThreadId, IdError, ImplementationTaskId, InstanceId, InteractionId, PermissionRequestId,
-    SessionId, SpecTaskId, SpecTaskZedThreadId, ThreadOwner, TurnId, WorkSessionId,
+    AgentThreadId, CheckRunId, IdError, ImplementationTaskId, InstanceId, InteractionId,
+    PermissionRequestId, SessionId, SpecTaskId, SpecTaskZedThreadId, ThreadOwner, TurnId,
+    WorkSessionId,
 };
 pub use implementation_task::{ImplementationTaskStatus, SpecTaskImplementationTask};
 pub use permission::{PermissionOption, PermissionRequest, PermissionRequestStatus};

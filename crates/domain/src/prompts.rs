@@ -31,8 +31,11 @@ Checkbox tasks with numeric keys, e.g.:
 - [ ] 2. Build the API endpoints
   - Depends on: 1
   - _Requirements: 2.1_
+  - _Verify: cargo test -p api endpoints_
 Sub-tasks are indented (`- [ ] 2.1 ...`) and run in their parent's thread. Every task states \
-`_Requirements: ..._` and, when it needs other tasks finished first, `Depends on: <keys>`. Tasks \
+`_Requirements: ..._` and, when it needs other tasks finished first, `Depends on: <keys>`. \
+When a command can check a task's result (a test command run from the repository root), the task \
+states it on a `_Verify: <command>_` line, one line per command. Tasks \
 without dependencies run in parallel, so split the work into independent top-level tasks where \
 you can and never reference a task that does not exist or form a cycle.
 
@@ -144,6 +147,9 @@ pub struct ImplementationBrief<'a> {
     pub subtasks: &'a [(&'a str, &'a str)],
     pub acceptance_criteria: Option<&'a str>,
     pub requirement_refs: &'a [String],
+    /// The check commands spectask runs after each of the session's turns (its tasks' and the
+    /// project's).
+    pub checks: &'a [String],
     /// For a spawned session: the session that spawned it, and why.
     pub spawned_from: Option<&'a str>,
 }
@@ -191,6 +197,16 @@ pub fn implementation_prompt(brief: ImplementationBrief<'_>) -> String {
             "\nRequirements it implements: {}\n",
             brief.requirement_refs.join(", ")
         ));
+    }
+    if !brief.checks.is_empty() {
+        out.push_str(
+            "\nWhen you end your turn, spectask runs these checks from the working directory; \
+             your work counts as done only when all of them pass (a failing one comes back to you \
+             with its output):\n",
+        );
+        for check in brief.checks {
+            out.push_str(&format!("- `{check}`\n"));
+        }
     }
     out.push_str(
         "\nStay within your assignment: other tasks of the plan are being done by other agents at \
@@ -353,10 +369,13 @@ mod tests {
             subtasks: &[("2.1", "Login"), ("2.2", "Logout")],
             acceptance_criteria: Some("- WHEN a user logs in THE SYSTEM SHALL set a cookie"),
             requirement_refs: &refs,
+            checks: &["cargo test -p auth".to_owned()],
             spawned_from: None,
         });
         for needle in [
             "Task 2: API",
+            "spectask runs these checks",
+            "- `cargo test -p auth`",
             "- 2.1. Login",
             "Requirements it implements: 1.1, 2.3",
             "Stay within your assignment",
@@ -393,6 +412,24 @@ mod tests {
         });
         assert!(fix.contains("- the `# Design: <title>` section is missing"));
         assert!(PLANNING_SYSTEM_PROMPT.contains("# Implementation Plan: <short title>"));
+    }
+
+    #[test]
+    fn the_plan_example_parses_into_what_it_shows() {
+        let start = PLANNING_SYSTEM_PROMPT.find("- [ ] 1. Create").unwrap();
+        let end = PLANNING_SYSTEM_PROMPT
+            .find("Sub-tasks are indented")
+            .unwrap();
+        let plan = crate::plan::parse_plan(&PLANNING_SYSTEM_PROMPT[start..end]);
+        assert!(plan.is_valid(), "{:?}", plan.errors);
+        let second = plan.task("2").unwrap();
+        assert_eq!(second.depends_on, ["1"]);
+        assert_eq!(second.requirement_refs, ["2.1"]);
+        assert_eq!(second.checks, ["cargo test -p api endpoints"]);
+        assert_eq!(second.description, None);
+        assert!(
+            PLANNING_SYSTEM_PROMPT.contains("`_Verify: <command>_` line, one line per command")
+        );
     }
 
     #[test]

@@ -52,6 +52,9 @@ const FRAGMENTS: &[&str] = &[
     "T014 depends on T012",
     "T004 blocks T005-T008",
     "Effort: Small",
+    "_Verify: cargo test -p auth_",
+    "Verify: `npm test`",
+    "**Verify:** ",
     "[Spec §2.1]",
     "FR-015",
     "Checkpoint - ensure tests pass",
@@ -167,6 +170,98 @@ proptest! {
                 .find(|(k, _)| *k == before.key)
                 .map_or(before.status, |(_, s)| *s);
             prop_assert_eq!(after.status, expected, "task {}", before.key);
+        }
+    }
+}
+
+/// A command as plans write them: lowercase words, flags, paths.
+fn command() -> impl Strategy<Value = String> {
+    let word = "[a-z0-9][a-z0-9./=-]{0,8}";
+    (
+        "[a-z][a-z0-9]{0,8}",
+        prop::collection::vec(prop_oneof![word, "-{1,2}[a-z]{1,6}"], 0..5),
+    )
+        .prop_map(|(program, args)| {
+            let mut out = program;
+            for a in args {
+                out.push(' ');
+                out.push_str(&a);
+            }
+            out
+        })
+}
+
+/// How a plan writes one `Verify:` line under a task.
+fn verify_line(form: u8, command: &str) -> String {
+    match form % 4 {
+        0 => format!("  - _Verify: {command}_"),
+        1 => format!("  - Verify: `{command}`"),
+        2 => format!("  - **Verify:** {command}"),
+        _ => format!("  - _Verify: `{command}`_"),
+    }
+}
+
+/// A Kiro plan whose tasks carry `Verify:` lines among detail bullets, with the commands each
+/// task should end up with.
+fn plan_with_checks() -> impl Strategy<Value = (String, Vec<Vec<String>>)> {
+    let task = (
+        "[a-z]{1,8}( [a-z]{1,8}){0,3}",
+        prop::collection::vec("[a-z]{1,8}( [a-z]{1,8}){0,4}", 0..3),
+        prop::collection::vec((any::<u8>(), command()), 0..4),
+        any::<bool>(),
+    );
+    prop::collection::vec(task, 1..8).prop_map(|tasks| {
+        let mut md = String::from("# Implementation Plan\n\n");
+        let mut expected = Vec::new();
+        for (i, (title, details, checks, on_title)) in tasks.into_iter().enumerate() {
+            let mut checks = checks.into_iter();
+            let mut commands = Vec::new();
+            md.push_str(&format!("- [ ] {}. {title}", i + 1));
+            if on_title && let Some((_, c)) = checks.next() {
+                md.push_str(&format!(" _Verify: {c}_"));
+                commands.push(c);
+            }
+            md.push('\n');
+            // Each line with the command it carries, if any.
+            let mut lines: Vec<(String, Option<String>)> =
+                details.iter().map(|d| (format!("  - {d}"), None)).collect();
+            for (form, c) in checks {
+                // The verify lines sit between and after the detail bullets.
+                let at = usize::from(form) % (lines.len() + 1);
+                lines.insert(at, (verify_line(form, &c), Some(c)));
+            }
+            for (l, c) in lines {
+                md.push_str(&l);
+                md.push('\n');
+                commands.extend(c);
+            }
+            md.push('\n');
+            let mut unique = Vec::new();
+            for c in commands {
+                if !unique.contains(&c) {
+                    unique.push(c);
+                }
+            }
+            expected.push(unique);
+        }
+        (md, expected)
+    })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+
+    #[test]
+    fn verify_lines_become_checks_and_never_leak_into_descriptions(
+        (md, expected) in plan_with_checks()
+    ) {
+        let plan = parse_checked(&md);
+        prop_assert_eq!(plan.tasks.len(), expected.len(), "{}", md);
+        for (task, commands) in plan.tasks.iter().zip(&expected) {
+            prop_assert_eq!(&task.checks, commands, "task {} of\n{}", task.key, md);
+            let description = task.description.as_deref().unwrap_or("");
+            prop_assert!(!description.contains("Verify"), "task {}: {}", task.key, description);
+            prop_assert!(!task.title.contains("Verify"), "task {}: {}", task.key, task.title);
         }
     }
 }

@@ -27,6 +27,7 @@ pub mod planners;
 pub mod planning;
 mod projection;
 pub mod review_git;
+mod traceability;
 pub mod worker;
 mod workspace;
 
@@ -99,6 +100,10 @@ pub struct EngineSettings {
     pub default_overlap_policy: OverlapPolicy,
     /// Git isolation: where worktrees live, who commits, the defaults.
     pub git: GitSettings,
+    /// The longest one check command may run after a work session's turn.
+    pub check_timeout: Duration,
+    /// Check rounds a work session gets: after the last one still fails, the session fails.
+    pub max_check_rounds: i32,
 }
 
 /// How work sessions are isolated in git (`workspace/`).
@@ -147,6 +152,8 @@ impl Default for EngineSettings {
             predecessor_owner: None,
             git: GitSettings::default(),
             default_overlap_policy: OverlapPolicy::Warn,
+            check_timeout: Duration::from_secs(600),
+            max_check_rounds: 3,
         }
     }
 }

@@ -27,6 +27,8 @@ pub struct NewImplementationTask {
     pub phase: Option<String>,
     pub parent_key: Option<String>,
     pub requirement_refs: Vec<String>,
+    /// Check commands (`_Verify:` lines).
+    pub checks: Vec<String>,
     pub dependencies: Vec<String>,
 }
 
@@ -41,8 +43,8 @@ pub(crate) async fn insert_implementation_task(
     query_as(sqlx::AssertSqlSafe(format!(
         "INSERT INTO spec_task_implementation_tasks (id, spec_task_id, task_key, title, description, \
          acceptance_criteria, estimated_effort, priority, task_index, phase, parent_key, \
-         requirement_refs, dependencies, status, created_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, 'pending', $14) \
+         requirement_refs, dependencies, status, created_at, checks) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, 'pending', $14, $15) \
          RETURNING {IMPLEMENTATION_TASK_COLUMNS}"
     )))
     .bind(id.as_str())
@@ -59,6 +61,7 @@ pub(crate) async fn insert_implementation_task(
     .bind(Json(&task.requirement_refs))
     .bind(Json(&task.dependencies))
     .bind(now)
+    .bind(Json(&task.checks))
     .fetch_one(&mut *tx)
     .await
 }

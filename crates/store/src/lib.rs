@@ -18,6 +18,7 @@
 mod agent_reports;
 mod agent_tokens;
 mod backend;
+mod checks;
 mod comments;
 mod db;
 mod entries;
@@ -46,6 +47,7 @@ mod workspaces;
 pub use agent_tokens::{AgentGrant, AgentTokenState, TokenMint, hash_agent_token};
 use backend::Backend;
 pub use backend::ConnectOptions;
+pub use checks::NewCheckRun;
 pub use comments::NewComment;
 pub use error::{StoreError, StoreResult};
 pub use events::EventQuery;

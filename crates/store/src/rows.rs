@@ -422,7 +422,7 @@ impl TryFrom<ZedThreadRow> for SpecTaskZedThread {
 }
 
 pub(crate) const IMPLEMENTATION_TASK_COLUMNS: &str = "id, spec_task_id, task_key, title, description, \
-    acceptance_criteria, estimated_effort, priority, task_index, phase, parent_key, requirement_refs, \
+    acceptance_criteria, estimated_effort, priority, task_index, phase, parent_key, requirement_refs, checks, \
     dependencies, status, assigned_work_session_id, created_at, completed_at";
 
 pub(crate) const IMPLEMENTATION_TASKS: Table<ImplementationTaskRow> = Table::new(
@@ -446,6 +446,7 @@ pub(crate) struct ImplementationTaskRow {
     phase: Option<String>,
     parent_key: Option<String>,
     requirement_refs: Json<Vec<String>>,
+    checks: Json<Vec<String>>,
     dependencies: Json<Vec<String>>,
     status: String,
     assigned_work_session_id: Option<String>,
@@ -470,6 +471,7 @@ impl TryFrom<ImplementationTaskRow> for SpecTaskImplementationTask {
             phase: row.phase,
             parent_key: row.parent_key,
             requirement_refs: row.requirement_refs.0,
+            checks: row.checks.0,
             dependencies: row.dependencies.0,
             status: parse_enum(T, &row.status)?,
             assigned_work_session_id: parse_opt_id(

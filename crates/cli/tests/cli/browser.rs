@@ -36,7 +36,7 @@ fn spec_reply(revision: u32) -> String {
          | Part | File |\n|------|------|\n| one | part-one.txt |\n| two | part-two.txt |\n\
          | three | part-three.txt |\n\n```rust\nfn main() {{ println!(\"hello\"); }}\n```\n\n\
          # Implementation Plan: Greeting parts\n\n\
-         - [ ] 1. Write part one\n  - _Requirements: 1.1_\n\
+         - [ ] 1. Write part one\n  - _Requirements: 1.1_\n  - _Verify: test -f part-one.txt_\n\
          - [ ] 2. Write part two\n  - _Requirements: 1.2_\n\
          - [ ] 3. Write part three\n  - _Requirements: 1.3_\n\
          - [ ] 4. Wire the parts together\n  - Depends on: 1, 2, 3\n  - _Requirements: 1.1, 1.2, 1.3_\n"

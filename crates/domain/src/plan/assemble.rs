@@ -75,6 +75,8 @@ pub(crate) fn analyse(src: &str) -> Analysis {
                 scan_requirement_tokens(d, &mut refs);
             }
             dedup(&mut refs);
+            let mut checks = t.checks;
+            dedup(&mut checks);
             PlanTask {
                 key: key_of(index),
                 key_generated: generated.get(index).copied().unwrap_or(true),
@@ -84,6 +86,7 @@ pub(crate) fn analyse(src: &str) -> Analysis {
                 description,
                 acceptance_criteria: t.criteria,
                 requirement_refs: refs,
+                checks,
                 depends_on: deps
                     .get(index)
                     .into_iter()
@@ -186,6 +189,7 @@ fn fallback(src: &str, title: Option<String>) -> Analysis {
                 description: Some(body.to_owned()),
                 acceptance_criteria: Vec::new(),
                 requirement_refs: Vec::new(),
+                checks: Vec::new(),
                 depends_on: Vec::new(),
                 parallel: false,
                 optional: false,

@@ -24,8 +24,9 @@ use super::model::PlanTaskStatus;
 use super::refs::{DepRefs, Ref, dep_refs, prose_statement, requirement_refs};
 use super::rules::{Rules, rules};
 use super::text::{
-    KeyKind, Label, is_acceptance_heading, is_checkpoint, is_deps_heading, is_generic_task_section,
-    is_prose_section, key_prefix, label, ordered_number, phase_heading, strip_emph, text_checkbox,
+    KeyKind, Label, check_command, is_acceptance_heading, is_checkpoint, is_deps_heading,
+    is_generic_task_section, is_prose_section, key_prefix, label, ordered_number, phase_heading,
+    strip_emph, text_checkbox,
 };
 
 /// A slice of source kept for a description; `tight` joins it to the previous piece with one
@@ -56,6 +57,8 @@ pub(crate) struct RawTask {
     pub pieces: Vec<Piece>,
     pub criteria: Vec<String>,
     pub reqs: Vec<String>,
+    /// Commands of `Verify:` lines.
+    pub checks: Vec<String>,
     pub deps: Vec<(DepRefs, usize)>,
     pub effort: Option<String>,
     pub parallel: bool,
@@ -391,6 +394,7 @@ impl<'a, 'd> Walker<'a, 'd> {
             pieces: Vec::new(),
             criteria: Vec::new(),
             reqs: head.stories,
+            checks: Vec::new(),
             deps: Vec::new(),
             effort: None,
             parallel: head.parallel,
@@ -418,6 +422,11 @@ impl<'a, 'd> Walker<'a, 'd> {
             Label::Acceptance => {
                 if !value.trim().is_empty() {
                     task.criteria.push(value.trim().to_owned());
+                }
+            }
+            Label::Verify => {
+                if let Some(command) = check_command(value) {
+                    task.checks.push(command);
                 }
             }
         }

@@ -105,6 +105,11 @@ pub struct PlanTask {
     pub acceptance_criteria: Vec<String>,
     /// Requirement ids the task traces to (`1.2`, `FR-015`, `US1`, `§2.1`).
     pub requirement_refs: Vec<String>,
+    /// Commands that check the task, from its `_Verify: <command>_` lines, in order, as written
+    /// (to be run from the repository root). Absent from plans stored before checks existed,
+    /// hence the default.
+    #[serde(default)]
+    pub checks: Vec<String>,
     /// Keys of the tasks that must complete before this one starts.
     pub depends_on: Vec<String>,
     /// Marked safe to run alongside its phase-mates (spec-kit `[P]`, cc-sdd `(P)`).

@@ -18,6 +18,8 @@ pub(crate) enum Label {
     Requirements,
     Effort,
     Acceptance,
+    /// A command that checks the task (`_Verify: cargo test -p auth_`).
+    Verify,
 }
 
 /// `s` without a leading `word`, compared ASCII-case-insensitively.
@@ -389,7 +391,12 @@ pub(crate) fn label(line: &str) -> Option<(Label, String)> {
         };
         let after = skip_blank(rest);
         if let Some(value) = after.strip_prefix([':', '：']) {
-            return Some((*kind, clean_value(&strip_emph(value))));
+            let value = clean_value(&strip_emph(value));
+            // `Verify: Tests pass` is prose about checking, not a command: it stays description.
+            if *kind == Label::Verify && !value.is_empty() && check_command(&value).is_none() {
+                return None;
+            }
+            return Some((*kind, value));
         }
         let spaced = rest.starts_with([' ', '\t']);
         if spaced && COLONLESS.contains(word) {
@@ -400,6 +407,30 @@ pub(crate) fn label(line: &str) -> Option<(Label, String)> {
         }
     }
     None
+}
+
+/// The command of a `Verify:` value, without the backticks around it. `None` for prose: a value
+/// that starts with a capitalised word (`Tests pass`, `Run the suite`) begins a sentence, and a
+/// value with code spans inside prose (`run \`npm test\` twice`) is not one command either.
+/// Environment assignments (`RUST_LOG=debug cargo test`) are commands.
+pub(crate) fn check_command(value: &str) -> Option<String> {
+    let v = value.trim();
+    // A full stop after a quoted command ends the sentence, it is not part of the command.
+    let v = v
+        .strip_suffix('.')
+        .filter(|r| r.ends_with('`'))
+        .unwrap_or(v);
+    if let Some(inner) = v.strip_prefix('`').and_then(|r| r.strip_suffix('`')) {
+        let inner = inner.trim_matches('`').trim();
+        return (!inner.is_empty() && !inner.contains('`')).then(|| inner.to_owned());
+    }
+    let mut chars = v.chars();
+    let capitalised = chars.next().is_some_and(char::is_uppercase)
+        && chars.next().is_some_and(char::is_lowercase);
+    if v.is_empty() || v.contains('`') || capitalised {
+        return None;
+    }
+    Some(v.to_owned())
 }
 
 fn clean_value(v: &str) -> String {
@@ -441,4 +472,46 @@ pub(crate) fn continues(line: &str) -> bool {
         .chars()
         .next()
         .is_some_and(|c| c.is_lowercase() || c.is_ascii_digit() || "(`/\"'".contains(c))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn verify_values_are_commands_or_prose() {
+        let cmd = |s: &str| check_command(s);
+        assert_eq!(
+            cmd("cargo test -p auth login").as_deref(),
+            Some("cargo test -p auth login")
+        );
+        assert_eq!(cmd("`npm test`").as_deref(), Some("npm test"));
+        assert_eq!(cmd("``npm test -- --grep `x` ``"), None);
+        assert_eq!(cmd("`npm test`.").as_deref(), Some("npm test"));
+        assert_eq!(
+            cmd("RUST_LOG=debug cargo test").as_deref(),
+            Some("RUST_LOG=debug cargo test")
+        );
+        assert_eq!(cmd("Tests pass"), None);
+        assert_eq!(cmd("Run `npm test`"), None);
+        assert_eq!(cmd("run `npm test` twice"), None);
+        assert_eq!(cmd("``"), None);
+        assert_eq!(cmd(""), None);
+    }
+
+    #[test]
+    fn verify_lines_are_labels_unless_prose() {
+        let e = EMPH;
+        assert_eq!(
+            label(&format!("{e}Verify: cargo test -p auth login{e}")),
+            Some((Label::Verify, "cargo test -p auth login".to_owned()))
+        );
+        assert_eq!(
+            label("Verify: `npm test`"),
+            Some((Label::Verify, "`npm test`".to_owned()))
+        );
+        assert_eq!(label("Verify:"), Some((Label::Verify, String::new())));
+        assert_eq!(label("Verify: Tests pass and the page loads"), None);
+        assert_eq!(label("Verify the output by hand"), None);
+    }
 }

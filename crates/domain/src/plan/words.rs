@@ -97,6 +97,7 @@ pub(super) const LABELS: &[(&str, Label)] = &[
     ("完了条件", Label::Acceptance),
     ("验收标准", Label::Acceptance),
     ("验收条件", Label::Acceptance),
+    ("verify", Label::Verify),
 ];
 
 /// Dependency phrases that may be followed by the keys without a colon

@@ -420,3 +420,61 @@ fn spec_kit_tasks() {
     );
     assert!(plan.context[2].body.contains("T013 depends on T012"));
 }
+
+#[test]
+fn kiro_verify_lines() {
+    let plan = fixture("kiro_verify.md");
+    assert_eq!(plan.format, PlanFormat::Kiro);
+    assert!(plan.errors.is_empty(), "{:?}", plan.errors);
+    let checks: Vec<(&str, Vec<&str>)> = plan
+        .tasks
+        .iter()
+        .map(|t| {
+            (
+                t.key.as_str(),
+                t.checks.iter().map(String::as_str).collect(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        checks,
+        vec![
+            ("1", vec!["cargo test -p auth session_store"]),
+            ("2", vec![]),
+            (
+                "2.1",
+                vec!["cargo test -p auth login", "npm test -- e2e/login.spec.ts"]
+            ),
+            (
+                "2.2",
+                vec![
+                    "cargo test -p auth logout",
+                    "cargo clippy -p auth -- -D warnings"
+                ]
+            ),
+            ("3", vec![]),
+        ]
+    );
+    assert_eq!(plan.task("2.2").unwrap().title, "Logout endpoint");
+    assert_eq!(
+        description(&plan, "1"),
+        Some("- Create `src/session/store.rs` with an in-memory and a Redis backend")
+    );
+    assert_eq!(
+        description(&plan, "2.1"),
+        Some("- POST `/login` sets the session cookie")
+    );
+    assert_eq!(
+        description(&plan, "2.2"),
+        Some("- POST `/logout` clears it")
+    );
+    // Prose after `Verify:` is no command: it stays in the description.
+    assert_eq!(
+        description(&plan, "3"),
+        Some(
+            "- Add a section to `docs/config.md`\n\
+             - Verify: Reviewers can follow the section without asking questions"
+        )
+    );
+    assert_eq!(plan.task("3").unwrap().requirement_refs, ["3.1"]);
+}

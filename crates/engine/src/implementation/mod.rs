@@ -3,6 +3,7 @@
 //! moves approved tasks into implementation and dispatches work sessions as dependencies and
 //! limits allow ([`orchestrator`]), and the runner of implementation turns ([`runner`]).
 
+mod checks;
 pub mod graph;
 mod instances;
 pub mod orchestrator;
@@ -37,6 +38,8 @@ pub struct WorkSessionView {
 #[derive(Debug, Clone)]
 pub struct Progress {
     pub tasks: Vec<SpecTaskImplementationTask>,
+    /// Where the requirements' acceptance criteria stand (the traceability matrix's summary).
+    pub coverage: spectask_domain::traceability::CoverageSummary,
     pub completed: usize,
     pub total: usize,
     /// `completed / total`, 0 when the plan is empty.
@@ -468,7 +471,7 @@ impl Engine {
     /// The task's progress against its plan.
     pub async fn progress(&self, id: &SpecTaskId) -> Result<Progress, EngineError> {
         let store = &self.inner.store;
-        store.get_spec_task(id).await?;
+        let task = store.get_spec_task(id).await?;
         let tasks = store.list_implementation_tasks(id).await?;
         let completed = tasks
             .iter()
@@ -482,7 +485,9 @@ impl Engine {
             .filter(|s| s.status == WorkSessionStatus::Active)
             .map(|s| s.id)
             .collect();
+        let coverage = self.coverage_of(&task).await?;
         Ok(Progress {
+            coverage,
             overall: if total == 0 {
                 0.0
             } else {

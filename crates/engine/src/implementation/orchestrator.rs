@@ -10,6 +10,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use futures::{StreamExt, stream};
 
+use spectask_domain::check::project_checks;
 use spectask_domain::prompts::{ImplementationBrief, implementation_prompt};
 use spectask_domain::{
     SpecTask, SpecTaskEvent, SpecTaskId, SpecTaskImplementationTask, SpecTaskStatus,
@@ -63,10 +64,10 @@ fn first_prompt(
 ) -> String {
     let Assignment {
         top,
-        subtasks,
+        subtasks: subtasks_of,
         requirement_refs: refs,
     } = Assignment::of(tasks, &session.id);
-    let subtasks: Vec<(&str, &str)> = subtasks
+    let subtasks: Vec<(&str, &str)> = subtasks_of
         .iter()
         .map(|t| (t.key.as_str(), t.title.as_str()))
         .collect();
@@ -75,6 +76,12 @@ fn first_prompt(
         .as_ref()
         .map(|p| p.to_string());
     let name = session.name.clone().unwrap_or_default();
+    let checks: Vec<String> = top
+        .into_iter()
+        .chain(subtasks_of.iter().copied())
+        .flat_map(|t| t.checks.iter().cloned())
+        .chain(project_checks(task.workspace_config.as_ref()).unwrap_or_default())
+        .collect();
     implementation_prompt(ImplementationBrief {
         task_name: &task.name,
         requirements: task.requirements_spec.as_deref().unwrap_or_default(),
@@ -88,6 +95,7 @@ fn first_prompt(
         subtasks: &subtasks,
         acceptance_criteria: top.and_then(|t| t.acceptance_criteria.as_deref()),
         requirement_refs: &refs,
+        checks: &checks,
         spawned_from: spawned_from.as_deref(),
     })
 }

@@ -16,6 +16,7 @@ use spectask_runtimes::agent::{AgentError, InstanceSpec, StopReason};
 use spectask_store::{AgentTokenState, StoreError, TurnClaim};
 use tokio_util::sync::CancellationToken;
 
+use super::checks::{Verdict, Workplace};
 use super::graph::SessionGraph;
 use crate::agent_turn::{AgentThread, RunEnd, claimed_interaction, stored_instance_id};
 use crate::workspace::{GitSettlement, agent_extra_root};
@@ -259,6 +260,31 @@ impl Engine {
                 Ok(())
             }
             RunEnd::Finished(Ok(StopReason::EndTurn)) => {
+                // The session's checks first: only passing ones let the turn complete.
+                match self
+                    .verify_turn(
+                        claim,
+                        &task,
+                        &ws_id,
+                        Workplace { spec: &spec, cwd },
+                        &written,
+                        cancel,
+                    )
+                    .await?
+                {
+                    Verdict::Passed => {}
+                    Verdict::Handled => return Ok(()),
+                    Verdict::Interrupted => {
+                        if lost.load(Ordering::SeqCst) {
+                            return Err(StoreError::ClaimLost(claim.turn.id.to_string()).into());
+                        }
+                        store.release_turn(claim).await?;
+                        tracing::info!(
+                            "implementation turn released for shutdown during its checks"
+                        );
+                        return Ok(());
+                    }
+                }
                 // Worktree isolation: commit and merge first; the turn completes with the merge.
                 let ws = store.get_work_session(&ws_id).await?;
                 let merge = match self.settle_git(claim, &task, &ws, &written).await {
@@ -401,7 +427,7 @@ impl Engine {
         self.fail_for_good(claim, ws, written, reason).await
     }
 
-    async fn fail_for_good(
+    pub(super) async fn fail_for_good(
         &self,
         claim: &TurnClaim,
         ws: &WorkSessionId,

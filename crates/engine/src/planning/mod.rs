@@ -173,6 +173,7 @@ impl Engine {
                 phase: t.phase.clone(),
                 parent_key: t.parent.clone(),
                 requirement_refs: t.requirement_refs.clone(),
+                checks: t.checks.clone(),
                 dependencies: t.depends_on.clone(),
             })
             .collect();

@@ -13,6 +13,7 @@
 
 pub mod acp;
 pub mod catalog;
+pub mod checks;
 pub mod sandbox;
 pub mod shim;
 pub mod tools;
@@ -27,6 +28,7 @@ pub use spectask_domain::{
 use tokio::sync::mpsc;
 
 pub use catalog::{AgentCatalog, AgentCheck};
+pub use checks::{CheckCommand, CheckOutput};
 pub use sandbox::SandboxStatus;
 pub use tools::{AgentToolServer, McpEndpoint};
 
@@ -286,6 +288,18 @@ pub trait AgentRuntime: Send + Sync + std::fmt::Debug {
     fn sandbox_status(&self, instance_id: &InstanceId) -> Option<SandboxStatus> {
         let _ = instance_id;
         None
+    }
+
+    /// Runs `check` (a plan task's or the project's check command) for the instance of `spec`:
+    /// inside the OS sandbox its agent gets, where the runtime has one. Runtimes without a
+    /// sandbox run it directly, with the agents' allow-listed environment.
+    async fn run_check(
+        &self,
+        spec: &InstanceSpec,
+        check: &CheckCommand,
+    ) -> AgentResult<CheckOutput> {
+        let _ = spec;
+        checks::run_unsandboxed(check).await
     }
 
     /// Stops the instance and everything it runs.

@@ -8,6 +8,7 @@ use axum::http::StatusCode;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use spectask_domain::spec_task::name_from_prompt;
+use spectask_domain::traceability::CoverageSummary;
 use spectask_domain::{
     Event, NewSpecTask, Priority, SpecTask, SpecTaskId, SpecTaskStatus, TaskType, limits,
 };
@@ -262,17 +263,30 @@ async fn list_spec_tasks(
     }))
 }
 
+/// One task as `GET /spec-tasks/{id}` shows it: the task, and where its requirements'
+/// acceptance criteria stand.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SpecTaskDetail {
+    #[serde(flatten)]
+    task: SpecTask,
+    /// The traceability matrix's summary (`GET /spec-tasks/{id}/trace` has the matrix).
+    coverage: CoverageSummary,
+}
+
 /// One task.
 #[utoipa::path(
     get, path = "/spec-tasks/{id}", tag = "spec-tasks",
     params(("id" = String, Path, description = "SpecTask id (`spt_…`)")),
-    responses((status = 200, body = SpecTask), (status = 404, body = ErrorBody))
+    responses((status = 200, body = SpecTaskDetail), (status = 404, body = ErrorBody))
 )]
 async fn get_spec_task(
     State(state): State<AppState>,
     Path(id): Path<String>,
-) -> Result<Json<SpecTask>, ApiError> {
-    Ok(Json(state.store.get_spec_task(&task_id(&id)?).await?))
+) -> Result<Json<SpecTaskDetail>, ApiError> {
+    let id = task_id(&id)?;
+    let task = state.store.get_spec_task(&id).await?;
+    let coverage = state.engine.coverage_of(&task).await?;
+    Ok(Json(SpecTaskDetail { task, coverage }))
 }
 
 /// Body of `PATCH /spec-tasks/{id}`: only these four fields may be written (others are refused

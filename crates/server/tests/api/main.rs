@@ -11,6 +11,7 @@ mod acp_planning;
 mod acp_sandbox;
 mod acp_supervision;
 mod agents;
+mod checks;
 mod edge;
 mod entries;
 mod git_isolation;

@@ -90,7 +90,11 @@ backend_tests! {
         }
         let fetched = app.get(&format!("/api/v1/spec-tasks/{}", task["id"].as_str().unwrap())).await;
         assert_eq!(fetched.status, StatusCode::OK);
-        assert_eq!(fetched.body, task);
+        // The one task also says where its acceptance criteria stand (none yet: no specs).
+        let mut fetched = fetched.body;
+        let coverage = fetched.as_object_mut().unwrap().remove("coverage").unwrap();
+        assert_eq!(coverage["criteria"], 0, "{coverage}");
+        assert_eq!(fetched, task);
     }
 
     async fn create_from_prompt_with_every_field(db) {

@@ -1,23 +1,27 @@
 // The task's review view: `mount(container, ctx)` renders it (see task.js for ctx).
 //
-// What it shows: the task's diff (the task branch against where it started), or one work
-// session's own changes picked in a selector (diff.js); without git isolation (the diff API
-// answers `no_branch`) the files each agent touched, from its tool calls, and a note saying so.
-// Then the review gate: Approve, with what to do with the task branch (leave it, fast-forward
-// or merge-commit it into the branch the task started from), or Request changes with a comment
-// (optionally only for some sessions). Both are enabled only in `implementation_review`; a
-// refusal (e.g. `dirty_worktree`, `merge_conflict` with its files) is shown in the page.
+// What it shows: first the traceability matrix (trace.js): each acceptance criterion with its
+// tasks, their commits and latest check runs, and its coverage. Then the task's diff (the task
+// branch against where it started), or one work session's own changes picked in a selector
+// (diff.js); without git isolation (the diff API answers `no_branch`) the files each agent
+// touched, from its tool calls, and a note saying so. Then the review gate: Approve, with what
+// to do with the task branch (leave it, fast-forward or merge-commit it into the branch the task
+// started from), or Request changes with a comment (optionally only for some sessions). Both are
+// enabled only in `implementation_review`; a refusal (e.g. `dirty_worktree`, `merge_conflict`
+// with its files) is shown in the page.
 //
-// Stable ids: #task-diff (the diff area, data-source = "task" | a work session id | "touched"),
-// #session-diff-select, #diff-fallback (shared mode), #review-gate, #review-state, #merge-mode,
-// #merge-mode-help, #approve-implementation, #request-changes-comment, #reopen-<session id>
-// (checkboxes), #request-changes-implementation, #review-error.
+// Stable ids: #trace-matrix, #trace-coverage, #trace-warnings (trace.js), #task-diff (the diff
+// area, data-source = "task" | a work session id | "touched"), #session-diff-select,
+// #diff-fallback (shared mode), #review-gate, #review-state, #merge-mode, #merge-mode-help,
+// #approve-implementation, #request-changes-comment, #reopen-<session id> (checkboxes),
+// #request-changes-implementation, #review-error.
 
 import * as api from './api.js';
 import { h, replace, label } from './dom.js';
 import { toast } from './shell.js';
 import { showDiff, touchedFiles } from './diff.js';
 import { sessionTitle } from './graph.js';
+import { renderMatrix } from './trace.js';
 
 const MERGE_MODES = [
   { value: 'none', title: 'Leave the branch (no merge)', help: 'Marks the task done and leaves its branch as it is, for a pull request or a merge by hand.' },
@@ -31,14 +35,27 @@ export async function mount(container, ctx) {
   const diffBox = h('div', { id: 'task-diff', class: 'task-diff', 'aria-live': 'polite', 'aria-busy': 'true' },
     h('p', { class: 'loading' }, 'Loading the diff…'));
   const gate = gateForm(ctx, () => sessions);
+  const traceBox = h('div', { class: 'trace-box', 'aria-live': 'polite' },
+    h('p', { class: 'loading' }, 'Loading the acceptance criteria…'));
 
   replace(container, h('div', { class: 'review' },
+    h('section', { class: 'review-trace', 'aria-labelledby': 'trace-heading' },
+      h('h2', { id: 'trace-heading' }, 'Acceptance criteria'),
+      traceBox),
     h('section', { class: 'review-diff', 'aria-labelledby': 'diff-heading' },
       h('div', { class: 'page-head' },
         h('h2', { id: 'diff-heading' }, 'Changes'),
         h('label', { class: 'inline-label' }, 'Show the changes of', select)),
       diffBox),
     gate.root));
+
+  async function loadTrace() {
+    try {
+      await renderMatrix(traceBox, ctx.taskId);
+    } catch (err) {
+      replace(traceBox, h('p', { class: 'error-box', role: 'alert' }, `${err.message} (${err.code})`));
+    }
+  }
 
   async function loadSessions() {
     const list = await api.get(`/spec-tasks/${ctx.taskId}/work-sessions?phase=implementation`);
@@ -99,9 +116,9 @@ export async function mount(container, ctx) {
 
   select.addEventListener('change', loadDiff);
   ctx.onTask(() => gate.drawState());
-  const refresh = debounced(async () => { await loadSessions().catch(() => null); await loadDiff(); }, 600);
+  const refresh = debounced(async () => { await loadSessions().catch(() => null); await loadDiff(); await loadTrace(); }, 600);
   ctx.subscribe((event) => {
-    if (/^(work_session\.(merged|committed|status_changed)|spec_task\.(branch_merged|status_changed))/.test(event.kind)) refresh();
+    if (/^(check\.completed|work_session\.(merged|committed|status_changed)|spec_task\.(branch_merged|status_changed))/.test(event.kind)) refresh();
   });
   try {
     await loadSessions();
@@ -109,7 +126,7 @@ export async function mount(container, ctx) {
     toast(err.message, 'error');
   }
   gate.drawState();
-  await loadDiff();
+  await Promise.all([loadDiff(), loadTrace()]);
 }
 
 function debounced(fn, ms) {

@@ -14,7 +14,7 @@
 //   #newer-revision (notice "Revision N is available"), #show-latest-revision
 //   #review, #review-revision (the number decided on), #approve-specs, #request-changes-text,
 //     #request-changes, #stale-revision (role=alert, 409 stale_revision), #stale-show-latest,
-//     #review-error
+//     #review-error, #trace-review (the gaps between criteria and plan, trace.js: #trace-warnings)
 //   #comment-button (floats by a selection), #comment-form, #comment-text, #comment-quote,
 //     #comment-error, #comment-without-quote
 //   #comments, `[data-comment-id]` (list items and `mark.comment-anchor` in the documents),
@@ -26,6 +26,7 @@ import { toast } from './shell.js';
 import { diffTable } from './spec_diff.js';
 import { PlanningOutput } from './spec_planning.js';
 import { markQuote, sourceQuote } from './spec_text.js';
+import { renderWarnings } from './trace.js';
 
 const DOCS = [
   { id: 'requirements', title: 'Requirements', field: 'requirements_spec' },
@@ -344,6 +345,17 @@ class SpecView {
     this.staleBox = this.staleBox || h('div', { id: 'stale-revision', class: 'stale', role: 'alert', hidden: true });
     this.reviewError = this.reviewError || h('div', { id: 'review-error', class: 'form-error', role: 'alert' });
     this.changesText = this.changesText || h('textarea', { id: 'request-changes-text', rows: 3, maxlength: 16384 });
+    // The gaps between criteria and plan, for the latest revision (the one the trace reads).
+    this.traceBox = this.traceBox || h('div', { id: 'trace-review', 'aria-live': 'polite' });
+    if (this.inReview && n !== null && n === this.latest) {
+      if (this.traceFor !== n) {
+        this.traceFor = n;
+        renderWarnings(this.traceBox, this.ctx.taskId).catch(() => { this.traceFor = null; });
+      }
+    } else {
+      this.traceFor = null;
+      replace(this.traceBox);
+    }
     replace(this.review,
       h('h2', { id: 'review-heading' }, 'Review'),
       n !== null && this.latest !== null && n !== this.latest
@@ -353,6 +365,7 @@ class SpecView {
         h('strong', { id: 'review-revision' }, String(n)), open ? ` · ${open} open comment${open === 1 ? '' : 's'} go to the planner with a request for changes.` : '.'),
       this.staleBox,
       this.reviewError,
+      this.traceBox,
       h('button', { type: 'button', id: 'approve-specs', class: 'primary', disabled, onclick: () => this.decide(true) },
         n !== null && !this.compare ? `Approve revision ${n}` : 'Approve'),
       h('label', {}, 'What should change? (optional with open comments)', this.changesText),

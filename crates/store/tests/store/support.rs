@@ -141,6 +141,7 @@ pub fn implementation_task(key: &str, index: i32) -> NewImplementationTask {
         phase: None,
         parent_key: None,
         requirement_refs: vec!["1.1".into()],
+        checks: vec![],
         dependencies: vec![],
     }
 }

@@ -21,7 +21,8 @@ use super::updates::TurnEvents;
 use super::{AcpRuntime, SETUP_TIMEOUT, supervisor};
 use crate::agent::{
     AgentCatalog, AgentCheck, AgentError, AgentEvent, AgentResult, AgentRuntime, AgentThreadId,
-    AgentToolServer, InstanceId, InstanceLoss, InstanceSpec, StopReason, ThreadOwner, TurnRequest,
+    AgentToolServer, CheckCommand, CheckOutput, InstanceId, InstanceLoss, InstanceSpec, StopReason,
+    ThreadOwner, TurnRequest,
 };
 
 /// How long a turn waits for the prompt to fail after the agent process exited, so that output
@@ -52,6 +53,28 @@ fn canonical_dir(what: &str, path: &Path) -> AgentResult<PathBuf> {
             "{what} {} is not a directory",
             canonical.display()
         )))
+    }
+}
+
+impl super::AcpRuntime {
+    /// The profile, canonical workspace and sorted extra roots an instance of `spec` runs with.
+    pub(super) fn placement(
+        &self,
+        spec: &InstanceSpec,
+    ) -> AgentResult<(&super::profiles::AcpProfile, PathBuf, Vec<PathBuf>)> {
+        let profile = self.profile_for(spec)?;
+        let requested = spec.workspace.as_ref().ok_or_else(|| {
+            AgentError::Config(format!("instance `{}` has no workspace", spec.instance_id))
+        })?;
+        let workspace = canonical_dir("workspace", requested)?;
+        let mut extra_roots = spec
+            .extra_roots
+            .iter()
+            .map(|root| canonical_dir("extra root", root))
+            .collect::<AgentResult<Vec<_>>>()?;
+        extra_roots.sort();
+        extra_roots.dedup();
+        Ok((profile, workspace, extra_roots))
     }
 }
 
@@ -192,18 +215,7 @@ impl AgentRuntime for AcpRuntime {
     }
 
     async fn ensure_instance(&self, spec: &InstanceSpec) -> AgentResult<()> {
-        let profile = self.profile_for(spec)?;
-        let requested = spec.workspace.as_ref().ok_or_else(|| {
-            AgentError::Config(format!("instance `{}` has no workspace", spec.instance_id))
-        })?;
-        let workspace = canonical_dir("workspace", requested)?;
-        let mut extra_roots = spec
-            .extra_roots
-            .iter()
-            .map(|root| canonical_dir("extra root", root))
-            .collect::<AgentResult<Vec<_>>>()?;
-        extra_roots.sort();
-        extra_roots.dedup();
+        let (profile, workspace, extra_roots) = self.placement(spec)?;
         let slot = self
             .slots()
             .entry(spec.instance_id.clone())
@@ -487,6 +499,14 @@ impl AgentRuntime for AcpRuntime {
         self.latest_instance(instance_id)
             .filter(|instance| instance.is_alive())
             .map(|instance| instance.sandbox.clone())
+    }
+
+    async fn run_check(
+        &self,
+        spec: &InstanceSpec,
+        check: &CheckCommand,
+    ) -> AgentResult<CheckOutput> {
+        self.run_check_sandboxed(spec, check).await
     }
 
     async fn shutdown_instance(&self, instance_id: &InstanceId) -> AgentResult<()> {

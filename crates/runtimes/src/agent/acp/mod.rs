@@ -24,6 +24,7 @@
 //! `check` describes the profiles and checks one with a throw-away agent's handshake.
 
 mod check;
+mod check_runs;
 mod client;
 mod connection;
 mod dispatch;

@@ -5,6 +5,7 @@ use axum::Json;
 use axum::extract::{Path, State};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
+use spectask_domain::traceability::CoverageSummary;
 use spectask_domain::{ImplementationTaskStatus, SpecTaskZedThread, WorkSessionId};
 use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
@@ -127,6 +128,8 @@ pub struct ProgressResponse {
     total_tasks: usize,
     tasks: Vec<TaskProgress>,
     active_work_sessions: Vec<WorkSessionId>,
+    /// Where the requirements' acceptance criteria stand (see `GET /spec-tasks/{id}/trace`).
+    coverage: CoverageSummary,
 }
 
 /// Progress against the plan.
@@ -154,5 +157,6 @@ async fn get_progress(
             })
             .collect(),
         active_work_sessions: progress.active_work_sessions,
+        coverage: progress.coverage,
     }))
 }

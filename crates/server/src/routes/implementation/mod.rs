@@ -7,6 +7,7 @@ pub mod diffs;
 pub mod instance;
 pub mod permission_requests;
 pub mod review;
+pub mod trace;
 pub mod work_sessions;
 
 use utoipa_axum::router::OpenApiRouter;
@@ -20,4 +21,5 @@ pub fn router() -> OpenApiRouter<AppState> {
         .merge(review::router())
         .merge(diffs::router())
         .merge(permission_requests::router())
+        .merge(trace::router())
 }
