@@ -404,28 +404,38 @@ impl Store {
     /// or failed (`spec_failed`, `implementation_failed`). Their agent processes have nothing
     /// left to do; a retried task starts its instance again on the next dispatch.
     pub async fn ended_instances(&self, instance_ids: &[String]) -> StoreResult<Vec<String>> {
-        let mut ended = Vec::new();
-        for instance_id in instance_ids {
-            let task: Option<(String, bool)> = query_as(
-                "SELECT status, archived FROM spec_tasks WHERE zed_instance_id = $1 LIMIT 1",
-            )
-            .bind(instance_id)
-            .fetch_optional(self.backend.reader())
-            .await?;
-            let live = task.is_some_and(|(status, archived)| {
-                !archived
-                    && !matches!(
+        // One read per chunk of ids rather than one per instance: the worker asks every tick.
+        const CHUNK: usize = 500;
+        let mut live: std::collections::HashSet<String> = std::collections::HashSet::new();
+        for chunk in instance_ids.chunks(CHUNK) {
+            let sql = format!(
+                "SELECT zed_instance_id, status, archived FROM spec_tasks WHERE zed_instance_id IN {}",
+                crate::db::value_rows(1, chunk.len(), 0)
+            );
+            let mut statement = query_as::<(String, String, bool)>(sqlx::AssertSqlSafe(sql));
+            for id in chunk {
+                statement = statement.bind(id.as_str());
+            }
+            for (instance_id, status, archived) in
+                statement.fetch_all(self.backend.reader()).await?
+            {
+                let ended = archived
+                    || matches!(
                         status.parse::<SpecTaskStatus>(),
                         Ok(SpecTaskStatus::Done
                             | SpecTaskStatus::SpecFailed
                             | SpecTaskStatus::ImplementationFailed)
-                    )
-            });
-            if !live {
-                ended.push(instance_id.clone());
+                    );
+                if !ended {
+                    live.insert(instance_id);
+                }
             }
         }
-        Ok(ended)
+        Ok(instance_ids
+            .iter()
+            .filter(|id| !live.contains(id.as_str()))
+            .cloned()
+            .collect())
     }
 
     /// Deletes a task and, by cascade, its sessions, interactions, work sessions, threads,
