@@ -65,6 +65,8 @@ string_enum! {
         TaskBranchMerged = "spec_task.branch_merged",
         /// A check ran after a work session's turn (its run in the payload).
         CheckCompleted = "check.completed",
+        /// The reviewer gave a verdict on one acceptance criterion (issue 18).
+        VerdictReported = "review.verdict",
     }
 }
 

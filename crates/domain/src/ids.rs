@@ -126,6 +126,11 @@ prefixed_id!(
     /// One run of a check command (issue 18).
     CheckRunId, "chk_", "check run"
 );
+
+prefixed_id!(
+    /// A reviewer's verdict on one acceptance criterion (issue 18).
+    VerdictId, "vrd_", "verdict"
+);
 prefixed_id!(
     /// An agent's permission request waiting for a human (`prq_…`).
     PermissionRequestId, "prq_", "permission request"

@@ -18,6 +18,7 @@ pub mod limits;
 pub mod permission;
 pub mod plan;
 pub mod prompts;
+pub mod review;
 pub mod revision;
 pub mod session;
 pub mod spec_output;
@@ -44,7 +45,7 @@ pub use event::{Event, EventKind, NewEvent};
 pub use ids::{
     AgentThreadId, CheckRunId, IdError, ImplementationTaskId, InstanceId, InteractionId,
     PermissionRequestId, SessionId, SpecTaskId, SpecTaskZedThreadId, ThreadOwner, TurnId,
-    WorkSessionId,
+    VerdictId, WorkSessionId,
 };
 pub use implementation_task::{ImplementationTaskStatus, SpecTaskImplementationTask};
 pub use permission::{PermissionOption, PermissionRequest, PermissionRequestStatus};

@@ -12,6 +12,8 @@ string_enum! {
     pub enum SessionRole as "session role" {
         Planning = "planning",
         Implementation = "implementation",
+        /// The reviewer's conversation after implementation.
+        Review = "review",
     }
 }
 

@@ -7,7 +7,8 @@
 //! `_Verify:` commands and the project check) in its work session's latest check round and all
 //! passed; *failing* when one of those latest runs failed; *pending* while a task with checks has
 //! not run them yet; *not checked* when no task naming it has a check; *uncovered* when no task
-//! names it.
+//! names it. A reviewer's `met` verdict (`review.rs`) makes a criterion that is not met by checks
+//! *met by review*; its verdict is shown whatever the coverage.
 
 use std::collections::BTreeMap;
 
@@ -18,6 +19,7 @@ use crate::criteria::{Criterion, TraceWarning, covers};
 use crate::enums::string_enum;
 use crate::ids::{CheckRunId, WorkSessionId};
 use crate::implementation_task::{ImplementationTaskStatus, SpecTaskImplementationTask};
+use crate::review::{CriterionVerdict, ReviewVerdict};
 use crate::work_session::{SpecTaskWorkSession, WorkSessionStatus};
 
 string_enum! {
@@ -25,6 +27,8 @@ string_enum! {
     pub enum CriterionCoverage as "criterion coverage" {
         /// Every task naming it ran its checks, and all passed.
         MetByChecks = "met_by_checks",
+        /// Not met by checks, but the reviewer's verdict is `met`.
+        MetByReview = "met_by_review",
         /// A latest check run of a task naming it failed.
         Failing = "failing",
         /// A task naming it has checks that have not run yet.
@@ -48,6 +52,8 @@ pub struct TraceInput<'a> {
     pub project_checks: &'a [String],
     /// Gaps between the criteria and the plan (`criteria::trace_warnings`).
     pub warnings: &'a [TraceWarning],
+    /// The reviewer's verdicts, oldest first (the latest per criterion counts).
+    pub verdicts: &'a [CriterionVerdict],
 }
 
 /// The matrix.
@@ -70,8 +76,20 @@ pub struct CriterionTrace {
     pub requirement: Option<String>,
     pub text: String,
     pub coverage: CriterionCoverage,
+    /// The reviewer's latest verdict on it, if a review ran.
+    pub verdict: Option<TracedVerdict>,
     /// The plan tasks naming it, in plan order.
     pub tasks: Vec<TaskTrace>,
+}
+
+/// A reviewer's verdict, briefly.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct TracedVerdict {
+    pub verdict: ReviewVerdict,
+    pub reason: String,
+    pub reviewer: String,
+    pub work_session_id: WorkSessionId,
 }
 
 /// A plan task as the matrix shows it under a criterion.
@@ -120,6 +138,7 @@ pub struct TracedCheckRun {
 pub struct CoverageSummary {
     pub criteria: usize,
     pub met_by_checks: usize,
+    pub met_by_review: usize,
     pub failing: usize,
     pub pending: usize,
     pub not_checked: usize,
@@ -131,6 +150,7 @@ impl CoverageSummary {
         self.criteria += 1;
         match coverage {
             CriterionCoverage::MetByChecks => self.met_by_checks += 1,
+            CriterionCoverage::MetByReview => self.met_by_review += 1,
             CriterionCoverage::Failing => self.failing += 1,
             CriterionCoverage::Pending => self.pending += 1,
             CriterionCoverage::NotChecked => self.not_checked += 1,
@@ -215,13 +235,32 @@ pub fn trace_matrix(input: TraceInput<'_>) -> TraceMatrix {
                 .filter(|t| t.requirement_refs.iter().any(|r| covers(r, criterion)))
                 .map(task_trace)
                 .collect();
-            let state = criterion_coverage(&tasks);
+            let verdict = input
+                .verdicts
+                .iter()
+                .rev()
+                .find(|v| v.criterion_id == criterion.id)
+                .map(|v| TracedVerdict {
+                    verdict: v.verdict,
+                    reason: v.reason.clone(),
+                    reviewer: v.reviewer.clone(),
+                    work_session_id: v.work_session_id.clone(),
+                });
+            let mut state = criterion_coverage(&tasks);
+            if state != CriterionCoverage::MetByChecks
+                && verdict
+                    .as_ref()
+                    .is_some_and(|v| v.verdict == ReviewVerdict::Met)
+            {
+                state = CriterionCoverage::MetByReview;
+            }
             coverage.count(state);
             CriterionTrace {
                 id: criterion.id.clone(),
                 requirement: criterion.requirement.clone(),
                 text: criterion.text.clone(),
                 coverage: state,
+                verdict,
                 tasks,
             }
         })
@@ -318,6 +357,7 @@ mod tests {
             overlaps: vec![],
             waiting_for: None,
             overlap_wait: None,
+            instance_id: None,
         }
     }
 
@@ -410,13 +450,30 @@ mod tests {
             run(&spec, &s2.id, Some("2"), CheckStatus::Failed, 1),
             run(&spec, &s2.id, Some("2"), CheckStatus::Failed, 2),
         ];
+        // The reviewer: 1.2 not met (it stays failing), 3.1 met (no check: met by review).
+        let verdict = |criterion: &str, verdict: ReviewVerdict| CriterionVerdict {
+            id: crate::ids::VerdictId::from_ulid(fresh()),
+            spec_task_id: spec.clone(),
+            work_session_id: s3.id.clone(),
+            criterion_id: criterion.into(),
+            verdict,
+            reason: format!("{criterion} looked at"),
+            reviewer: "other-vendor".into(),
+            created_at: Utc::now(),
+        };
+        let verdicts = [
+            verdict("3.1", ReviewVerdict::NotMet),
+            verdict("1.2", ReviewVerdict::NotMet),
+            verdict("3.1", ReviewVerdict::Met),
+        ];
         let matrix = trace_matrix(TraceInput {
             criteria: &criteria,
             tasks: &tasks,
-            sessions: &[s1.clone(), s2.clone(), s3],
+            sessions: &[s1.clone(), s2.clone(), s3.clone()],
             check_runs: &runs,
             project_checks: &[],
             warnings: &[],
+            verdicts: &verdicts,
         });
         let coverage: Vec<(&str, CriterionCoverage)> = matrix
             .criteria
@@ -429,7 +486,7 @@ mod tests {
                 ("1.1", CriterionCoverage::MetByChecks),
                 ("1.2", CriterionCoverage::Failing),
                 ("2.1", CriterionCoverage::Failing),
-                ("3.1", CriterionCoverage::NotChecked),
+                ("3.1", CriterionCoverage::MetByReview),
                 ("4.1", CriterionCoverage::Uncovered),
             ]
         );
@@ -443,14 +500,25 @@ mod tests {
         assert_eq!(first.check_runs.len(), 1, "only the latest round");
         assert_eq!(first.check_runs[0].round, 2);
         assert_eq!(matrix.untraced_tasks, vec!["4"]);
+        let latest = matrix.criteria[3].verdict.as_ref().unwrap();
+        assert_eq!(
+            (latest.verdict, latest.reviewer.as_str()),
+            (ReviewVerdict::Met, "other-vendor")
+        );
+        assert_eq!(
+            matrix.criteria[1].verdict.as_ref().unwrap().verdict,
+            ReviewVerdict::NotMet
+        );
+        assert!(matrix.criteria[0].verdict.is_none());
         assert_eq!(
             matrix.coverage,
             CoverageSummary {
                 criteria: 5,
                 met_by_checks: 1,
+                met_by_review: 1,
                 failing: 2,
                 pending: 0,
-                not_checked: 1,
+                not_checked: 0,
                 uncovered: 1,
             }
         );
@@ -470,6 +538,7 @@ mod tests {
             check_runs: &[],
             project_checks: &project,
             warnings: &[],
+            verdicts: &[],
         };
         assert_eq!(
             trace_matrix(input).criteria[0].coverage,

@@ -13,6 +13,9 @@ string_enum! {
     pub enum WorkSessionPhase as "phase" {
         Planning = "planning",
         Implementation = "implementation",
+        /// The independent review after implementation (issue 18): a reviewer agent's thread
+        /// that answers a verdict per acceptance criterion.
+        Review = "review",
     }
 }
 
@@ -77,6 +80,9 @@ pub struct SpecTaskWorkSession {
     pub waiting_for: Option<WorkSessionId>,
     /// Its last overlap wait (kept after the wait ends, for the resumed turn's note).
     pub overlap_wait: Option<OverlapWait>,
+    /// The agent instance its thread runs in when not the task's own (`zed_instance_id`): a
+    /// review session's reviewer runs in an instance of its own profile.
+    pub instance_id: Option<String>,
 }
 
 impl SpecTaskWorkSession {

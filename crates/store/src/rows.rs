@@ -275,7 +275,7 @@ pub(crate) const WORK_SESSION_COLUMNS: &str = "id, spec_task_id, helix_session_i
     implementation_task_index, parent_work_session_id, spawned_by_session_id, agent_config, \
     environment_config, created_at, started_at, completed_at, error, agent_summary, agent_gave_up, \
     branch_name, worktree_path, base_commit, head_commit, merge_attempts, conflict_files, \
-    waiting_for, overlap_wait_with, overlap_wait_path, overlap_wait_turn";
+    waiting_for, overlap_wait_with, overlap_wait_path, overlap_wait_turn, instance_id";
 
 pub(crate) const WORK_SESSIONS: Table<WorkSessionRow> = Table::new(
     "spec_task_work_sessions",
@@ -317,6 +317,7 @@ pub(crate) struct WorkSessionRow {
     overlap_wait_with: Option<String>,
     overlap_wait_path: Option<String>,
     overlap_wait_turn: Option<String>,
+    instance_id: Option<String>,
 }
 
 impl TryFrom<WorkSessionRow> for SpecTaskWorkSession {
@@ -379,6 +380,7 @@ impl TryFrom<WorkSessionRow> for SpecTaskWorkSession {
                 }),
                 _ => None,
             },
+            instance_id: row.instance_id,
         })
     }
 }

@@ -430,6 +430,19 @@ impl Store {
                     live.insert(instance_id);
                 }
             }
+            // A review session's reviewer runs in an instance of its own: live while the
+            // session is active and its task is.
+            let sql = format!(
+                "SELECT w.instance_id FROM spec_task_work_sessions w JOIN spec_tasks s ON s.id = w.spec_task_id \
+                 WHERE w.status = 'active' AND s.archived = FALSE AND s.status NOT IN ('done', 'spec_failed', 'implementation_failed') \
+                 AND w.instance_id IN {}",
+                crate::db::value_rows(1, chunk.len(), 0)
+            );
+            let mut statement = query_scalar::<String>(sqlx::AssertSqlSafe(sql));
+            for id in chunk {
+                statement = statement.bind(id.as_str());
+            }
+            live.extend(statement.fetch_all(self.backend.reader()).await?);
         }
         Ok(instance_ids
             .iter()

@@ -184,6 +184,7 @@ impl Engine {
             .collect::<Vec<_>>()
             .await;
         outcome.dispatched = first_error(dispatched)?.into_iter().sum();
+        self.start_reviews(actor).await?;
         Ok(outcome)
     }
 

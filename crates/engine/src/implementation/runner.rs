@@ -9,8 +9,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use spectask_domain::plan::{PlanTaskStatus, render_progress};
 use spectask_domain::prompts::retry_note;
 use spectask_domain::{
-    AgentThreadId, SpecTask, ThreadOwner, TurnKind, TurnStatus, WorkSessionId, WorkSessionStatus,
-    ZedThreadEvent, ZedThreadStatus,
+    AgentThreadId, SpecTask, ThreadOwner, TurnKind, TurnStatus, WorkSessionId, WorkSessionPhase,
+    WorkSessionStatus, ZedThreadEvent, ZedThreadStatus,
 };
 use spectask_runtimes::agent::{AgentError, InstanceSpec, StopReason};
 use spectask_store::{AgentTokenState, StoreError, TurnClaim};
@@ -53,9 +53,13 @@ impl Engine {
             let reason = format!("the agent gave up: {reason}");
             return self.fail_for_good(claim, &ws_id, "", &reason).await;
         }
+        // A review session's reviewer reads the project and the task branch; it gets no worktree,
+        // runs no checks and merges nothing.
+        let review = ws.phase == WorkSessionPhase::Review;
         // Worktree isolation: the session's worktree, made before the agent starts so its
         // sandbox is planned with it (a task started before isolation existed decides it now).
         let placed = match self.prepare_isolation(&task).await {
+            Ok(task) if review => Ok((task, None)),
             Ok(task) => self
                 .session_place(&task, &ws)
                 .await
@@ -108,19 +112,33 @@ impl Engine {
             }
         }
         let cwd = place.as_ref().map(|place| place.cwd.as_path());
-        let Some(stored_instance) = task.zed_instance_id.as_deref() else {
+        // The reviewer runs in an instance of its own profile; everyone else in the task's.
+        let Some(stored_instance) = ws
+            .instance_id
+            .as_deref()
+            .or(task.zed_instance_id.as_deref())
+        else {
             return Err(EngineError::Conflict(format!(
                 "spec task {} has no instance",
                 task.id
             )));
         };
         let instance_id = stored_instance_id(&task.id, stored_instance)?;
+        let agent = if review {
+            ws.agent_config
+                .as_ref()
+                .and_then(|config| config.get("agent"))
+                .and_then(|agent| agent.as_str())
+                .map(str::to_owned)
+        } else {
+            task.implementation_agent.clone()
+        };
         let owner = ThreadOwner::WorkSession(ws_id.clone());
         let spec = InstanceSpec {
             instance_id: instance_id.clone(),
             spec_task_id: task.id.to_string(),
             workspace: task.project_path.as_ref().map(Into::into),
-            agent: task.implementation_agent.clone(),
+            agent,
             config: task
                 .workspace_config
                 .clone()
@@ -257,6 +275,14 @@ impl Engine {
                 }
                 store.release_turn(claim).await?;
                 tracing::info!("implementation turn released for shutdown");
+                Ok(())
+            }
+            RunEnd::Finished(Ok(StopReason::EndTurn)) if review => {
+                let progress = store
+                    .complete_implementation_turn(claim, &written, None)
+                    .await?;
+                tracing::info!(finished = progress.finished, "review turn completed");
+                self.wake();
                 Ok(())
             }
             RunEnd::Finished(Ok(StopReason::EndTurn)) => {

@@ -37,7 +37,8 @@ impl Engine {
             .await?)
     }
 
-    /// Checks a new task's `workspace_config` keys spectask reads: known values, and `worktree`
+    /// Checks a new task's `workspace_config` keys spectask reads: known values, the project
+    /// check's commands, a reviewer among the runtime's agent profiles, and `worktree`
     /// isolation only for a project that is a git repository with a commit. The message says
     /// what is wrong.
     pub async fn check_workspace_config(
@@ -46,6 +47,15 @@ impl Engine {
         project_path: Option<&str>,
     ) -> Result<(), String> {
         let choice = workspace_choice(config)?;
+        spectask_domain::check::project_checks(config)?;
+        if let Some(reviewer) = spectask_domain::review::review_agent(config)?
+            && let Some(runtime) = self.inner.runtime.as_ref()
+            && !runtime.knows_agent(&reviewer)
+        {
+            return Err(format!(
+                "workspace_config.review_agent `{reviewer}` is no configured agent profile"
+            ));
+        }
         if choice.isolation != Some(WorkspaceIsolation::Worktree) {
             return Ok(());
         }

@@ -10,6 +10,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod checks;
 mod process_tree;
 mod sessions;
 mod support;

@@ -20,7 +20,10 @@ use rmcp::{ErrorData, ServerHandler};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
-use spectask_domain::{ImplementationTaskStatus, SpecTaskImplementationTask, limits};
+use spectask_domain::review::{MAX_VERDICT_REASON_BYTES, ReviewVerdict, is_criterion};
+use spectask_domain::{
+    ImplementationTaskStatus, SpecTaskImplementationTask, limits, parse_criteria,
+};
 use spectask_store::{AgentGrant, StoreError};
 use tracing::Instrument;
 
@@ -98,6 +101,14 @@ struct ReasonArgs {
     reason: String,
 }
 
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct VerdictArgs {
+    criterion_id: String,
+    verdict: String,
+    reason: String,
+}
+
 fn schema(value: Value) -> Arc<JsonObject> {
     match value {
         Value::Object(map) => Arc::new(map),
@@ -165,6 +176,24 @@ fn tool_list() -> Vec<Tool> {
             string_props(&[("summary", "What was done.")], &["summary"]),
         ),
         Tool::new(
+            "report_criterion_verdict",
+            "Review sessions only: your verdict on one acceptance criterion of the requirements, `met`, `not_met` or `unclear`, with the reason (the evidence). A later verdict on the same criterion replaces it.",
+            string_props(
+                &[
+                    (
+                        "criterion_id",
+                        "The criterion's id as the review prompt lists it, e.g. `1.2` or `FR-001`.",
+                    ),
+                    ("verdict", "`met`, `not_met` or `unclear`."),
+                    (
+                        "reason",
+                        "The evidence: a file and line, a test, a command's output.",
+                    ),
+                ],
+                &["criterion_id", "verdict", "reason"],
+            ),
+        ),
+        Tool::new(
             "fail_work_session",
             "Gives up this session's work, with the reason: when your turn ends the session fails for good and sessions depending on it are blocked. Further reporting tools are refused.",
             string_props(&[("reason", "Why the work cannot be done.")], &["reason"]),
@@ -212,6 +241,7 @@ impl AgentTools {
             }
             "spawn_work_session" => self.spawn(grant, args(tool, arguments)?, &actor).await,
             "report_progress" => self.report(grant, args(tool, arguments)?, &actor).await,
+            "report_criterion_verdict" => self.verdict(grant, args(tool, arguments)?).await,
             "complete_work_session" => {
                 let SummaryArgs { summary } = args(tool, arguments)?;
                 let summary = text("summary", &summary, true)?;
@@ -240,6 +270,38 @@ impl AgentTools {
             }
             other => Err(Refusal(format!("unknown tool `{other}`"))),
         }
+    }
+
+    async fn verdict(&self, grant: &AgentGrant, req: VerdictArgs) -> ToolResult {
+        let verdict: ReviewVerdict = req.verdict.trim().parse().map_err(|_| {
+            Refusal(format!(
+                "verdict must be one of: {}",
+                ReviewVerdict::names().join(", ")
+            ))
+        })?;
+        let reason = text("reason", &req.reason, true)?;
+        if reason.len() > MAX_VERDICT_REASON_BYTES {
+            return Err(Refusal(format!(
+                "reason is longer than {MAX_VERDICT_REASON_BYTES} bytes"
+            )));
+        }
+        let store = &self.state.store;
+        let task = store.get_spec_task(&grant.spec_task_id).await?;
+        let criteria = parse_criteria(task.requirements_spec.as_deref().unwrap_or_default());
+        let criterion_id = req.criterion_id.trim();
+        if !is_criterion(&criteria.criteria, criterion_id) {
+            let known: Vec<&str> = criteria.criteria.iter().map(|c| c.id.as_str()).collect();
+            return Err(Refusal(format!(
+                "`{criterion_id}` is no acceptance criterion of the requirements; they are: {}",
+                known.join(", ")
+            )));
+        }
+        let recorded = store
+            .record_verdict(&grant.work_session_id, criterion_id, verdict, &reason)
+            .await?;
+        Ok(
+            json!({"criterion_id": recorded.criterion_id, "verdict": recorded.verdict, "recorded": true}),
+        )
     }
 
     async fn get_spec(&self, grant: &AgentGrant) -> ToolResult {

@@ -6,7 +6,9 @@
 //! passes: after its rounds the session fails with the check's output as the reason, and task 3,
 //! which depends on it, is blocked. The matrix over HTTP then shows every criterion with its
 //! tasks, sessions, latest check runs and coverage, and the gaps as warnings. SQLite and
-//! PostgreSQL.
+//! PostgreSQL. Then the independent review: a task naming a `review_agent` gets, once in
+//! implementation review, a reviewer of that profile in its own process, whose verdicts over MCP
+//! join the matrix.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -58,6 +60,21 @@ fn criterion<'a>(matrix: &'a Value, id: &str) -> &'a Value {
         .iter()
         .find(|c| c["id"] == id)
         .unwrap_or_else(|| panic!("no criterion {id} in {matrix:#}"))
+}
+
+const REVIEWED_SPEC: &str = "# Requirements: Greeting\n\n\
+### Requirement 1: The greeting file\n\n\
+#### Acceptance Criteria\n\n\
+1. WHEN the project is set up THE SYSTEM SHALL have a greeting.txt\n\
+2. WHEN a user reads greeting.txt THE SYSTEM SHALL greet them by name\n\n\
+## Open Questions\n\n- None.\n\n\
+# Design: Greeting\n\nOne file.\n\n\
+# Implementation Plan: Greeting\n\n\
+- [ ] 1. Write the greeting\n  - _Requirements: 1.1, 1.2_\n";
+
+fn verdict(criterion: &str, verdict: &str, reason: &str) -> Value {
+    json!({"kind": "call_mcp_tool", "server": "spectask", "tool": "report_criterion_verdict",
+           "arguments": {"criterion_id": criterion, "verdict": verdict, "reason": reason}})
 }
 
 backend_tests! {
@@ -138,6 +155,8 @@ backend_tests! {
         assert!(run["output_tail"].as_str().unwrap().contains("the build is broken"));
         assert_eq!(failing["tasks"][0]["work_session_id"], two["id"]);
         assert_eq!(criterion(&matrix, "3.1")["coverage"], "uncovered");
+        // No reviewer was named: no review session, no verdicts.
+        assert!(matrix["criteria"].as_array().unwrap().iter().all(|c| c["verdict"].is_null()));
         assert_eq!(matrix["untraced_tasks"], json!(["3"]));
         let warnings: Vec<(&str, Option<&str>)> = matrix["warnings"]
             .as_array()
@@ -148,7 +167,7 @@ backend_tests! {
         assert!(warnings.contains(&("uncovered_criterion", Some("3.1"))), "{warnings:?}");
         assert!(warnings.contains(&("unknown_reference", Some("9.9"))), "{warnings:?}");
         assert_eq!(matrix["coverage"], json!({
-            "criteria": 4, "met_by_checks": 2, "failing": 1, "pending": 0, "not_checked": 0, "uncovered": 1,
+            "criteria": 4, "met_by_checks": 2, "met_by_review": 0, "failing": 1, "pending": 0, "not_checked": 0, "uncovered": 1,
         }));
 
         // The same summary in progress and in the task.
@@ -157,5 +176,112 @@ backend_tests! {
         let task = app.get(&format!("/api/v1/spec-tasks/{id}")).await.body;
         assert_eq!(task["coverage"], matrix["coverage"]);
         assert_eq!(three["status"], "blocked");
+    }
+
+    async fn a_reviewer_of_another_profile_gives_a_verdict_per_criterion_in_its_own_process(db) {
+        let project = tempfile::tempdir().unwrap();
+        let coder_state = tempfile::tempdir().unwrap();
+        let reviewer_state = tempfile::tempdir().unwrap();
+        let coder_log = log_in(coder_state.path());
+        let reviewer_log = log_in(reviewer_state.path());
+        let coder_script = json!({"steps": [
+            {"kind": "write_file", "path": "greeting.txt", "content": "hello\n"},
+            {"kind": "chunks", "count": 1},
+        ]});
+        // The reviewer answers every criterion (one twice: the later verdict counts) and tries
+        // one the requirements do not have.
+        let reviewer_script = json!({"steps": [
+            verdict("1.1", "unclear", "not looked yet"),
+            verdict("1.1", "met", "greeting.txt exists and says hello"),
+            verdict("1.2", "not_met", "the greeting names nobody"),
+            verdict("9.9", "met", "made up"),
+            {"kind": "chunks", "count": 1},
+        ]});
+        let Some(coder) = test_agent_profile("coder", &coder_script, coder_state.path()) else { return };
+        let Some(reviewer) = test_agent_profile("reviewer", &reviewer_script, reviewer_state.path()) else { return };
+        let coder = coder.with_env("SPECTASK_TEST_AGENT_LOG", coder_log.to_str().unwrap());
+        let reviewer = reviewer.with_env("SPECTASK_TEST_AGENT_LOG", reviewer_log.to_str().unwrap());
+        let runtime = Arc::new(spectask_runtimes::agent::acp::AcpRuntime::new(
+            vec![coder, reviewer],
+            Some("coder".to_owned()),
+            spectask_testkit::agent_shim(&coder_state.path().join("run")),
+        ));
+        let mut engine = fast_engine();
+        engine.turn_timeout = Duration::from_secs(60);
+        let (app, _planner) = app_with_runtime(db, runtime, engine, REVIEWED_SPEC).await;
+
+        // A reviewer that is no profile is refused at creation, changing nothing.
+        let refused = app.post("/api/v1/spec-tasks/from-prompt", &json!({
+            "prompt": "write a greeting", "project_path": project.path().to_str().unwrap(),
+            "workspace_config": {"review_agent": "nobody"},
+        })).await;
+        assert_eq!(refused.status, reqwest::StatusCode::UNPROCESSABLE_ENTITY, "{}", refused.body);
+        assert!(refused.body["error"]["message"].as_str().unwrap().contains("nobody"), "{}", refused.body);
+
+        let id = crate::support::approved_task_from(&app, json!({
+            "prompt": "write a greeting", "project_path": project.path().to_str().unwrap(),
+            "workspace_config": {"review_agent": "reviewer"},
+        })).await;
+        app.wait_for_task_status(&id, "implementation_review").await;
+        let review = app
+            .wait_until("the review session to complete", |app| {
+                let id = id.clone();
+                async move {
+                    let sessions = crate::support::work_sessions(app, &id).await;
+                    let review = sessions.iter().find(|s| s["phase"] == "review").cloned();
+                    match review {
+                        Some(s) if s["status"] == "completed" => Ok(s),
+                        _ => Err(Value::Array(sessions)),
+                    }
+                }
+            })
+            .await;
+        assert_eq!(review["name"], "Review by reviewer");
+        // The task stays in review; the reviewer ran in a process of its own profile.
+        assert_eq!(app.get(&format!("/api/v1/spec-tasks/{id}")).await.body["status"], "implementation_review");
+        let coder_pids: std::collections::BTreeSet<u64> = requests(&coder_log).iter().map(|r| r["pid"].as_u64().unwrap()).collect();
+        let reviewer_prompts = with_method(&requests(&reviewer_log), "session/prompt").iter().map(|r| (r["pid"].as_u64().unwrap(), r["prompt"].as_str().unwrap_or_default().to_owned())).collect::<Vec<_>>();
+        assert_eq!(reviewer_prompts.len(), 1, "{reviewer_prompts:?}");
+        assert!(!coder_pids.contains(&reviewer_prompts[0].0), "the reviewer had its own process");
+        let prompt = &reviewer_prompts[0].1;
+        for needle in ["report_criterion_verdict", "`1.1`: WHEN the project is set up", "`1.2`:", "task 1 (completed)"] {
+            assert!(prompt.contains(needle), "the review prompt lacks {needle}: {prompt}");
+        }
+
+        // The verdicts join the matrix: the latest per criterion; the made-up one was refused.
+        let matrix = app.get(&format!("/api/v1/spec-tasks/{id}/trace")).await.body;
+        let met = criterion(&matrix, "1.1");
+        assert_eq!(met["coverage"], "met_by_review", "{met:#}");
+        assert_eq!(met["verdict"]["verdict"], "met");
+        assert_eq!(met["verdict"]["reviewer"], "reviewer");
+        assert_eq!(met["verdict"]["reason"], "greeting.txt exists and says hello");
+        assert_eq!(met["verdict"]["work_session_id"], review["id"]);
+        let not_met = criterion(&matrix, "1.2");
+        assert_eq!(not_met["coverage"], "not_checked");
+        assert_eq!(not_met["verdict"]["verdict"], "not_met");
+        assert_eq!(matrix["coverage"]["met_by_review"], 1);
+        let events = app.get(&format!("/api/v1/spec-tasks/{id}/events?limit=1000")).await.body;
+        let verdicts: Vec<&str> = events["events"].as_array().unwrap().iter()
+            .filter(|e| e["kind"] == "review.verdict")
+            .map(|e| e["payload"]["criterion_id"].as_str().unwrap())
+            .collect();
+        assert_eq!(verdicts, ["1.1", "1.1", "1.2"]);
+
+        // Changes requested and made: the new round of implementation is reviewed again.
+        let sent = app.post(&format!("/api/v1/spec-tasks/{id}/request-changes"), &json!({"comment": "greet by name"})).await;
+        assert_eq!(sent.status, reqwest::StatusCode::OK, "{}", sent.body);
+        app.wait_until("a second review to complete", |app| {
+            let id = id.clone();
+            async move {
+                let sessions = crate::support::work_sessions(app, &id).await;
+                let done = sessions.iter().filter(|s| s["phase"] == "review" && s["status"] == "completed").count();
+                if done == 2 { Ok(()) } else { Err(Value::Array(sessions)) }
+            }
+        })
+        .await;
+        assert_eq!(with_method(&requests(&reviewer_log), "session/prompt").len(), 2);
+        let events = app.get(&format!("/api/v1/spec-tasks/{id}/events?limit=1000")).await.body;
+        let verdicts = events["events"].as_array().unwrap().iter().filter(|e| e["kind"] == "review.verdict").count();
+        assert_eq!(verdicts, 6);
     }
 }

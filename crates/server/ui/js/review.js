@@ -118,7 +118,7 @@ export async function mount(container, ctx) {
   ctx.onTask(() => gate.drawState());
   const refresh = debounced(async () => { await loadSessions().catch(() => null); await loadDiff(); await loadTrace(); }, 600);
   ctx.subscribe((event) => {
-    if (/^(check\.completed|work_session\.(merged|committed|status_changed)|spec_task\.(branch_merged|status_changed))/.test(event.kind)) refresh();
+    if (/^(check\.completed|review\.verdict|work_session\.(merged|committed|status_changed)|spec_task\.(branch_merged|status_changed))/.test(event.kind)) refresh();
   });
   try {
     await loadSessions();

@@ -1,6 +1,6 @@
 // The traceability matrix (`GET /spec-tasks/{id}/trace`): every acceptance criterion of the
 // requirements with the plan tasks naming it, their work sessions, commits and latest check runs,
-// and where it stands. `renderMatrix(container, taskId)` draws the table (implementation review);
+// the reviewer's verdict, and where it stands. `renderMatrix(container, taskId)` draws the table (implementation review);
 // `renderWarnings(container, taskId)` only the gaps between criteria and plan (spec review).
 //
 // Stable ids: #trace-matrix (the table; each row has data-criterion = its id and
@@ -12,6 +12,7 @@ import { h, replace, label } from './dom.js';
 
 const COVERAGE_TITLES = {
   met_by_checks: 'met: checks pass',
+  met_by_review: 'met: reviewer',
   failing: 'failing checks',
   pending: 'checks not run yet',
   not_checked: 'no check',
@@ -20,6 +21,7 @@ const COVERAGE_TITLES = {
 
 function summary(coverage) {
   const parts = [`${coverage.met_by_checks} of ${coverage.criteria} criteria met by passing checks`];
+  if (coverage.met_by_review) parts.push(`${coverage.met_by_review} by the reviewer only`);
   if (coverage.failing) parts.push(`${coverage.failing} failing`);
   if (coverage.pending) parts.push(`${coverage.pending} pending`);
   if (coverage.not_checked) parts.push(`${coverage.not_checked} without a check`);
@@ -52,6 +54,15 @@ function taskLines(criterion) {
     h('div', { class: 'trace-checks' }, checkCell(task))));
 }
 
+function verdictCell(criterion) {
+  const v = criterion.verdict;
+  if (!v) return h('span', { class: 'meta' }, '—');
+  return h('div', { class: 'trace-verdict', dataset: { verdict: v.verdict } },
+    h('span', { class: `chip verdict verdict-${v.verdict}` }, label(v.verdict)),
+    ' ', h('span', { class: 'meta' }, `by ${v.reviewer}`),
+    h('p', { class: 'verdict-reason' }, v.reason));
+}
+
 /** The whole matrix, with its summary and warnings. */
 export async function renderMatrix(container, taskId) {
   const matrix = await api.get(`/spec-tasks/${taskId}/trace`);
@@ -63,11 +74,12 @@ export async function renderMatrix(container, taskId) {
     h('p', { id: 'trace-coverage', class: 'meta' }, summary(matrix.coverage)),
     warningList(matrix.warnings),
     h('table', { id: 'trace-matrix', class: 'trace' },
-      h('thead', {}, h('tr', {}, h('th', { scope: 'col' }, 'Criterion'), h('th', { scope: 'col' }, 'Coverage'), h('th', { scope: 'col' }, 'Tasks, commits and checks'))),
+      h('thead', {}, h('tr', {}, h('th', { scope: 'col' }, 'Criterion'), h('th', { scope: 'col' }, 'Coverage'), h('th', { scope: 'col' }, 'Tasks, commits and checks'), h('th', { scope: 'col' }, 'Review'))),
       h('tbody', {}, matrix.criteria.map((c) => h('tr', { dataset: { criterion: c.id, coverage: c.coverage } },
         h('th', { scope: 'row' }, h('strong', {}, c.id), ' ', c.text),
         h('td', {}, h('span', { class: `chip coverage coverage-${c.coverage}` }, COVERAGE_TITLES[c.coverage] || label(c.coverage))),
-        h('td', {}, taskLines(c)))))));
+        h('td', {}, taskLines(c)),
+        h('td', {}, verdictCell(c)))))));
   return matrix;
 }
 
