@@ -13,6 +13,7 @@ use spectask_domain::{
 use sqlx::types::Json;
 
 use crate::Store;
+use crate::backend::Dialect;
 use crate::db::{query, query_as};
 use crate::error::{StoreError, StoreResult};
 use crate::events::append_event;
@@ -217,13 +218,18 @@ impl Store {
     /// work sessions last completed (never, or changes were requested and made since), oldest
     /// first; the engine starts a review for those whose `workspace_config` names a reviewer.
     pub async fn tasks_awaiting_review(&self) -> StoreResult<Vec<SpecTaskId>> {
-        let rows: Vec<(String, LastReviewed, LastDone)> = query_as(
+        // Only tasks whose configuration names a reviewer: the worker asks every tick.
+        let names_reviewer = match self.backend.dialect() {
+            Dialect::Postgres => "s.workspace_config ? 'review_agent'",
+            Dialect::Sqlite => "json_extract(s.workspace_config, '$.review_agent') IS NOT NULL",
+        };
+        let rows: Vec<(String, LastReviewed, LastDone)> = query_as(sqlx::AssertSqlSafe(format!(
             "SELECT s.id, \
                (SELECT MAX(w.created_at) FROM spec_task_work_sessions w WHERE w.spec_task_id = s.id AND w.phase = $2), \
                (SELECT MAX(w.completed_at) FROM spec_task_work_sessions w WHERE w.spec_task_id = s.id AND w.phase = $3) \
-             FROM spec_tasks s WHERE s.status = $1 AND s.archived = FALSE AND s.workspace_config IS NOT NULL \
-             ORDER BY s.id",
-        )
+             FROM spec_tasks s WHERE s.status = $1 AND s.archived = FALSE AND {names_reviewer} \
+             ORDER BY s.id"
+        )))
         .bind(SpecTaskStatus::ImplementationReview.as_str())
         .bind(WorkSessionPhase::Review.as_str())
         .bind(WorkSessionPhase::Implementation.as_str())

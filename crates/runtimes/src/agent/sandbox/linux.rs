@@ -89,8 +89,15 @@ impl Prepared {
             mounts.push(MountOp::ReadOnly(c_path(path)?));
         }
         for path in &plan.hidden {
-            let meta = std::fs::symlink_metadata(path)
-                .map_err(|err| SandboxError::io(format!("inspect {}", path.display()), err))?;
+            let meta = match std::fs::symlink_metadata(path) {
+                Ok(meta) => meta,
+                // Gone since the plan was made (another check's private directory, removed
+                // after its run): there is nothing left to hide.
+                Err(err) if err.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(err) => {
+                    return Err(SandboxError::io(format!("inspect {}", path.display()), err));
+                }
+            };
             mounts.push(if meta.is_dir() {
                 MountOp::HideDir(c_path(path)?)
             } else {
@@ -220,7 +227,8 @@ impl Prepared {
                     rustix::mount::mount_bind_recursive(path.as_c_str(), path.as_c_str())?;
                     remount_read_only(path)?;
                 }
-                MountOp::HideDir(path) => rustix::mount::mount(
+                // A hidden entry removed since it was inspected has nothing left to hide.
+                MountOp::HideDir(path) => match rustix::mount::mount(
                     c"tmpfs",
                     path.as_c_str(),
                     c"tmpfs",
@@ -229,10 +237,16 @@ impl Prepared {
                         | MountFlags::NODEV
                         | MountFlags::NOEXEC,
                     c"size=4k,nr_inodes=2,mode=000",
-                )?,
+                ) {
+                    Ok(()) | Err(Errno::NOENT) => {}
+                    Err(errno) => return Err(errno),
+                },
                 MountOp::HideFile(path) => {
-                    rustix::mount::mount_bind(c"/dev/null", path.as_c_str())?;
-                    remount_read_only(path)?;
+                    match rustix::mount::mount_bind(c"/dev/null", path.as_c_str()) {
+                        Ok(()) => remount_read_only(path)?,
+                        Err(Errno::NOENT) => {}
+                        Err(errno) => return Err(errno),
+                    }
                 }
             }
         }

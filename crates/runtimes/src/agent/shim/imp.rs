@@ -82,6 +82,9 @@ pub(super) fn run(plan: &ShimPlan, agent: &OsStr, agent_args: &[OsString]) -> Ex
             // the shim itself stays outside (it must clean up and remove its record).
             if let Some(sandbox) = &sandbox {
                 let report = crate::agent::sandbox::apply(sandbox).map_err(|err| {
+                    // Only an errno crosses back to `spawn` (std reports EINVAL for anything
+                    // else): say what went wrong here.
+                    eprintln!("spectask agent-shim: cannot sandbox the agent: {err}");
                     std::io::Error::other(format!("cannot sandbox the agent: {err}"))
                 })?;
                 if !report.skipped.is_empty() {
