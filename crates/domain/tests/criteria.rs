@@ -8,6 +8,8 @@
 
 use std::time::{Duration, Instant};
 
+mod support;
+
 use proptest::prelude::*;
 use spectask_domain::{
     CriteriaParse, TraceWarningKind, covers, parse_criteria, parse_plan, trace_warnings,
@@ -256,15 +258,7 @@ const FRAGMENTS: &[&str] = &[
 ];
 
 fn markdownish() -> impl Strategy<Value = String> {
-    let line = prop::collection::vec(
-        prop_oneof![
-            4 => prop::sample::select(FRAGMENTS).prop_map(str::to_owned),
-            1 => "\\PC{0,12}",
-        ],
-        0..6,
-    )
-    .prop_map(|parts| parts.concat());
-    prop::collection::vec(line, 0..40).prop_map(|lines| lines.join("\n"))
+    support::markdownish(FRAGMENTS)
 }
 
 /// Parses, checks the invariants every result must hold, and returns it.

@@ -9,6 +9,8 @@
 
 use std::time::{Duration, Instant};
 
+mod support;
+
 use proptest::prelude::*;
 use spectask_domain::{PlanTaskStatus, parse_plan, render_progress};
 
@@ -80,15 +82,7 @@ const FRAGMENTS: &[&str] = &[
 ];
 
 fn markdownish() -> impl Strategy<Value = String> {
-    let line = prop::collection::vec(
-        prop_oneof![
-            4 => prop::sample::select(FRAGMENTS).prop_map(str::to_owned),
-            1 => "\\PC{0,12}",
-        ],
-        0..6,
-    )
-    .prop_map(|parts| parts.concat());
-    prop::collection::vec(line, 0..40).prop_map(|lines| lines.join("\n"))
+    support::markdownish(FRAGMENTS)
 }
 
 fn status() -> impl Strategy<Value = PlanTaskStatus> {
