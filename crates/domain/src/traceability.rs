@@ -1,7 +1,8 @@
 //! The traceability matrix of a SpecTask: every acceptance criterion of its requirements with
-//! the plan tasks that name it, their work sessions, the commits those made and the latest runs
-//! of their checks, and what that adds up to (the criterion's coverage). Pure: the server reads
-//! the parts from the store and the git layer and this puts them together.
+//! the plan tasks that name it, their work sessions, the files and commits those made, the
+//! latest runs of their checks, the reviewer's verdict, and what that adds up to (the
+//! criterion's coverage). Pure: the server reads the parts from the store and the git layer and
+//! this puts them together.
 //!
 //! A criterion is *met by checks* when every task naming it has run its checks (its own
 //! `_Verify:` commands and the project check) in its work session's latest check round and all
@@ -54,6 +55,8 @@ pub struct TraceInput<'a> {
     pub warnings: &'a [TraceWarning],
     /// The reviewer's verdicts, oldest first (the latest per criterion counts).
     pub verdicts: &'a [CriterionVerdict],
+    /// The files each work session touched (its agent's edits), in the order first seen.
+    pub touched_files: &'a BTreeMap<WorkSessionId, Vec<String>>,
 }
 
 /// The matrix.
@@ -103,6 +106,8 @@ pub struct TaskTrace {
     pub work_session_status: Option<WorkSessionStatus>,
     /// Commits its work session made (worktree isolation), oldest first.
     pub commits: Vec<TracedCommit>,
+    /// Files its work session's agent edited, in the order first seen.
+    pub files: Vec<String>,
     /// The check commands that apply to it: its own, then the project's.
     pub checks: Vec<String>,
     /// Its work session's latest check round: the runs of its own checks and the project's.
@@ -214,6 +219,12 @@ pub fn trace_matrix(input: TraceInput<'_>) -> TraceMatrix {
                         })
                         .collect()
                 })
+                .unwrap_or_default(),
+            files: task
+                .assigned_work_session_id
+                .as_ref()
+                .and_then(|id| input.touched_files.get(id))
+                .cloned()
                 .unwrap_or_default(),
             checks: task
                 .checks
@@ -474,6 +485,7 @@ mod tests {
             project_checks: &[],
             warnings: &[],
             verdicts: &verdicts,
+            touched_files: &BTreeMap::from([(s1.id.clone(), vec!["a.txt".to_owned()])]),
         });
         let coverage: Vec<(&str, CriterionCoverage)> = matrix
             .criteria
@@ -497,6 +509,7 @@ mod tests {
             Some(WorkSessionStatus::Completed)
         );
         assert_eq!(first.commits[0].id, "abc123");
+        assert_eq!(first.files, vec!["a.txt"]);
         assert_eq!(first.check_runs.len(), 1, "only the latest round");
         assert_eq!(first.check_runs[0].round, 2);
         assert_eq!(matrix.untraced_tasks, vec!["4"]);
@@ -539,6 +552,7 @@ mod tests {
             project_checks: &project,
             warnings: &[],
             verdicts: &[],
+            touched_files: &BTreeMap::new(),
         };
         assert_eq!(
             trace_matrix(input).criteria[0].coverage,

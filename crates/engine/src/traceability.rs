@@ -9,6 +9,7 @@ use spectask_domain::traceability::{CoverageSummary, TraceInput, TraceMatrix, tr
 use spectask_domain::{SpecTask, SpecTaskId, parse_criteria, trace_warnings};
 
 use spectask_domain::review::{ReviewBrief, review_agent, review_prompt};
+use spectask_git::{Diff, DiffPage};
 use spectask_store::NewReview;
 
 use crate::agent_turn::new_instance_id;
@@ -41,6 +42,7 @@ impl Engine {
         let sessions = store.list_work_sessions(id).await?;
         let check_runs = store.check_runs_of_task(id).await?;
         let verdicts = store.verdicts_of_task(id).await?;
+        let touched_files = store.touched_files_of_task(id).await?;
         let criteria = parse_criteria(task.requirements_spec.as_deref().unwrap_or_default());
         let warnings = plan_warnings(task, &criteria.criteria);
         // A bad `workspace_config.check` runs as a failing check; here it is no command.
@@ -53,6 +55,7 @@ impl Engine {
             project_checks: &project,
             warnings: &warnings,
             verdicts: &verdicts,
+            touched_files: &touched_files,
         }))
     }
 }
@@ -85,7 +88,7 @@ impl Engine {
                 }
             };
             let matrix = self.trace_of(&task).await?;
-            let changes = review_changes(&task);
+            let changes = self.review_changes(&task).await;
             let prompt = review_prompt(ReviewBrief {
                 task_name: &task.name,
                 requirements: task.requirements_spec.as_deref().unwrap_or_default(),
@@ -109,23 +112,80 @@ impl Engine {
     }
 }
 
-/// Where the reviewer finds the task's changes.
-fn review_changes(task: &SpecTask) -> String {
-    let project = task
-        .project_path
-        .as_deref()
-        .unwrap_or("(no project directory)");
-    match (&task.branch_name, &task.base_commit) {
-        (Some(branch), Some(base)) => format!(
+/// The task diff the reviewer's prompt carries at most: enough for a focused change, with the
+/// rest one `git diff` away.
+const REVIEW_DIFF_FILES: usize = 200;
+const REVIEW_DIFF_PATCH_BYTES: usize = 16 * 1024;
+const REVIEW_DIFF_BYTES: usize = 96 * 1024;
+
+impl Engine {
+    /// Where the reviewer finds the task's changes, and (in worktree isolation) the diff itself,
+    /// cut to [`REVIEW_DIFF_BYTES`].
+    async fn review_changes(&self, task: &SpecTask) -> String {
+        let project = task
+            .project_path
+            .as_deref()
+            .unwrap_or("(no project directory)");
+        let (Some(branch), Some(base)) = (&task.branch_name, &task.base_commit) else {
+            return format!(
+                "The coding agents wrote directly in the project directory `{project}` (your \
+                 working directory): read the files there; in a git repository `git status` and \
+                 `git diff` show what changed."
+            );
+        };
+        let mut out = format!(
             "The changes are on the task branch `{branch}`, made from commit `{base}`, in the git \
              repository at `{project}` (your working directory). The working tree is not on that \
              branch: read the changes with `git diff {base} {branch}` and a file as changed with \
-             `git show {branch}:<path>`."
-        ),
-        _ => format!(
-            "The coding agents wrote directly in the project directory `{project}` (your working \
-             directory): read the files there; in a git repository `git status` and `git diff` \
-             show what changed."
-        ),
+             `git show {branch}:<path>`.\n"
+        );
+        let page = DiffPage {
+            offset: 0,
+            limit: REVIEW_DIFF_FILES,
+            max_patch_bytes: REVIEW_DIFF_PATCH_BYTES,
+            with_patches: true,
+        };
+        match self.task_diff(&task.id, page).await {
+            Ok(diff) => out.push_str(&render_diff(&diff.diff)),
+            Err(err) => {
+                tracing::warn!(spec_task_id = %task.id, %err, "the review prompt goes without the diff");
+            }
+        }
+        out
     }
+}
+
+/// The diff as the reviewer reads it: the totals, each file's counts, then the patches until
+/// [`REVIEW_DIFF_BYTES`].
+fn render_diff(diff: &Diff) -> String {
+    let mut out = format!(
+        "\n{} files changed, {} insertions, {} deletions:\n",
+        diff.total_files, diff.additions, diff.deletions
+    );
+    for file in &diff.files {
+        out.push_str(&format!(
+            "- `{}` (+{} -{})\n",
+            file.path, file.additions, file.deletions
+        ));
+    }
+    if diff.next_offset.is_some() {
+        out.push_str("- … and more (see `git diff`)\n");
+    }
+    out.push_str("\n```diff\n");
+    let mut cut = false;
+    for patch in diff.files.iter().filter_map(|f| f.patch.as_deref()) {
+        if out.len() + patch.len() > REVIEW_DIFF_BYTES {
+            cut = true;
+            break;
+        }
+        out.push_str(patch);
+        if !patch.ends_with('\n') {
+            out.push('\n');
+        }
+    }
+    out.push_str("```\n");
+    if cut || diff.files.iter().any(|f| f.patch_truncated) {
+        out.push_str("(The diff above is cut; `git diff` has all of it.)\n");
+    }
+    out
 }

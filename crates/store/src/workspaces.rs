@@ -354,6 +354,28 @@ impl Store {
         .await
     }
 
+    /// The files each work session of task `task` touched, in the order first seen.
+    pub async fn touched_files_of_task(
+        &self,
+        task: &SpecTaskId,
+    ) -> StoreResult<std::collections::BTreeMap<WorkSessionId, Vec<String>>> {
+        let rows: Vec<(String, String)> = crate::db::query_as(
+            "SELECT work_session_id, path FROM work_session_files WHERE spec_task_id = $1 \
+             ORDER BY work_session_id, first_seen_at, path",
+        )
+        .bind(task.as_str())
+        .fetch_all(self.backend.reader())
+        .await?;
+        let mut files: std::collections::BTreeMap<WorkSessionId, Vec<String>> =
+            std::collections::BTreeMap::new();
+        for (ws, path) in rows {
+            let ws = WorkSessionId::parse(&ws)
+                .map_err(|e| StoreError::corrupt("work_session_files", e))?;
+            files.entry(ws).or_default().push(path);
+        }
+        Ok(files)
+    }
+
     /// The files a work session touched, in the order first seen.
     pub async fn touched_files(&self, ws: &WorkSessionId) -> StoreResult<Vec<String>> {
         crate::db::query_scalar(

@@ -179,7 +179,9 @@ backend_tests! {
     }
 
     async fn a_reviewer_of_another_profile_gives_a_verdict_per_criterion_in_its_own_process(db) {
-        let project = tempfile::tempdir().unwrap();
+        // A repository, so the work is committed on a task branch the reviewer gets the diff of.
+        let project = spectask_testkit::TestRepo::new();
+        let worktrees = tempfile::tempdir().unwrap();
         let coder_state = tempfile::tempdir().unwrap();
         let reviewer_state = tempfile::tempdir().unwrap();
         let coder_log = log_in(coder_state.path());
@@ -208,6 +210,7 @@ backend_tests! {
         ));
         let mut engine = fast_engine();
         engine.turn_timeout = Duration::from_secs(60);
+        engine.git.worktrees_dir = Some(worktrees.path().to_path_buf());
         let (app, _planner) = app_with_runtime(db, runtime, engine, REVIEWED_SPEC).await;
 
         // A reviewer that is no profile is refused at creation, changing nothing.
@@ -244,7 +247,10 @@ backend_tests! {
         assert_eq!(reviewer_prompts.len(), 1, "{reviewer_prompts:?}");
         assert!(!coder_pids.contains(&reviewer_prompts[0].0), "the reviewer had its own process");
         let prompt = &reviewer_prompts[0].1;
-        for needle in ["report_criterion_verdict", "`1.1`: WHEN the project is set up", "`1.2`:", "task 1 (completed)"] {
+        let task = app.get(&format!("/api/v1/spec-tasks/{id}")).await.body;
+        let branch = task["branch_name"].as_str().unwrap().to_owned();
+        for needle in ["report_criterion_verdict", "`1.1`: WHEN the project is set up", "`1.2`:", "task 1 (completed)",
+                       &format!("task branch `{branch}`"), "- `greeting.txt` (+1 -0)", "+hello"] {
             assert!(prompt.contains(needle), "the review prompt lacks {needle}: {prompt}");
         }
 
@@ -252,6 +258,9 @@ backend_tests! {
         let matrix = app.get(&format!("/api/v1/spec-tasks/{id}/trace")).await.body;
         let met = criterion(&matrix, "1.1");
         assert_eq!(met["coverage"], "met_by_review", "{met:#}");
+        // The work it traces to: the session's files and its commit on the task branch.
+        assert_eq!(met["tasks"][0]["files"], json!(["greeting.txt"]), "{met:#}");
+        assert_eq!(met["tasks"][0]["commits"].as_array().unwrap().len(), 1, "{met:#}");
         assert_eq!(met["verdict"]["verdict"], "met");
         assert_eq!(met["verdict"]["reviewer"], "reviewer");
         assert_eq!(met["verdict"]["reason"], "greeting.txt exists and says hello");

@@ -49,6 +49,7 @@ function taskLines(criterion) {
   return criterion.tasks.map((task) => h('div', { class: 'trace-task' },
     h('strong', {}, `${task.key}. `), task.title, ' ',
     h('span', { class: `chip status status-${task.status}` }, label(task.status)),
+    task.files.length ? h('span', { class: 'meta', title: task.files.join('\n') }, ` · ${task.files.length} file${task.files.length === 1 ? '' : 's'}`) : null,
     task.commits.length ? h('span', { class: 'meta' }, ` · ${task.commits.length} commit${task.commits.length === 1 ? '' : 's'}: `,
       task.commits.map((c) => h('code', { title: c.summary }, c.id.slice(0, 8))).flatMap((c, i) => (i ? [' ', c] : [c]))) : null,
     h('div', { class: 'trace-checks' }, checkCell(task))));
