@@ -3,9 +3,11 @@
 //! session's workspace (its worktree, or the project), through the agent runtime so they run in
 //! the agent's sandbox, one after another, each under the check time limit. Every run is
 //! recorded. All passing (or none to run) lets the turn complete; a failure sends the agent a
-//! follow-up turn with the output while the session has check rounds left, and fails the
-//! session (its dependants blocked) after the last.
+//! follow-up turn with the output while the session has check rounds left (failing rounds in a
+//! row: a passing round starts the budget again), and fails the session (its dependants
+//! blocked) after the last.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use spectask_domain::check::{checks_failed_prompt, checks_failed_reason, project_checks};
@@ -124,19 +126,37 @@ impl Engine {
         if failures.is_empty() {
             return Ok(Verdict::Passed);
         }
-        if round < settings.max_check_rounds {
-            let prompt = checks_failed_prompt(&failures, round, settings.max_check_rounds);
+        // The budget is for failing rounds in a row: a round that passed (before a human's
+        // follow-up or a request for changes reopened the session) starts it again.
+        let earlier = store.check_runs_of_task(&task.id).await?;
+        let failing = failing_streak(earlier.iter().filter(|run| &run.work_session_id == ws));
+        if failing < settings.max_check_rounds {
+            let prompt = checks_failed_prompt(&failures, failing, settings.max_check_rounds);
             let next = store
                 .follow_up_failed_checks(claim, written, &prompt)
                 .await?;
-            tracing::warn!(round, next_turn = %next, "checks failed; the agent gets a follow-up turn");
+            tracing::warn!(round, failing, next_turn = %next, "checks failed; the agent gets a follow-up turn");
             self.wake();
         } else {
-            let reason = checks_failed_reason(&failures, round);
+            let reason = checks_failed_reason(&failures, failing);
             self.fail_for_good(claim, ws, written, &reason).await?;
         }
         Ok(Verdict::Handled)
     }
+}
+
+/// How many of a session's latest check rounds in a row had a failure (`runs` are its runs).
+fn failing_streak<'a>(runs: impl Iterator<Item = &'a CheckRun>) -> i32 {
+    let mut failed_by_round: BTreeMap<i32, bool> = BTreeMap::new();
+    for run in runs {
+        *failed_by_round.entry(run.round).or_default() |= run.status != CheckStatus::Passed;
+    }
+    let streak = failed_by_round
+        .values()
+        .rev()
+        .take_while(|failed| **failed)
+        .count();
+    i32::try_from(streak).unwrap_or(i32::MAX)
 }
 
 /// A check that could not run (no workspace, no shell, a bad `workspace_config.check`).
@@ -150,5 +170,46 @@ fn not_run(key: Option<String>, command: &str, why: &str) -> NewCheckRun {
         output_bytes: 0,
         duration_ms: 0,
         sandboxed: false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::Utc;
+    use spectask_domain::{CheckRunId, SpecTaskId, TurnId};
+
+    use super::*;
+
+    fn run(round: i32, status: CheckStatus) -> CheckRun {
+        CheckRun {
+            id: CheckRunId::from_ulid(ulid::Ulid::new()),
+            spec_task_id: SpecTaskId::from_ulid(ulid::Ulid::new()),
+            work_session_id: WorkSessionId::from_ulid(ulid::Ulid::new()),
+            turn_id: TurnId::from_ulid(ulid::Ulid::new()),
+            task_key: None,
+            command: "c".into(),
+            status,
+            exit_code: None,
+            output_tail: String::new(),
+            output_bytes: 0,
+            duration_ms: 0,
+            sandboxed: false,
+            round,
+            created_at: Utc::now(),
+        }
+    }
+
+    #[test]
+    fn only_failing_rounds_in_a_row_count() {
+        use CheckStatus::{Failed, Passed};
+        let streak = |runs: &[(i32, CheckStatus)]| {
+            let runs: Vec<CheckRun> = runs.iter().map(|(r, s)| run(*r, *s)).collect();
+            failing_streak(runs.iter())
+        };
+        assert_eq!(streak(&[]), 0);
+        assert_eq!(streak(&[(1, Failed)]), 1);
+        assert_eq!(streak(&[(1, Failed), (2, Passed), (2, Failed)]), 2);
+        assert_eq!(streak(&[(1, Failed), (2, Passed), (3, Failed)]), 1);
+        assert_eq!(streak(&[(1, Failed), (2, Failed), (3, Passed)]), 0);
     }
 }
