@@ -1,8 +1,10 @@
 //! Runs one implementation turn on its work session's thread: brings up the instance, creates the
 //! thread (first turn) or resumes it (never a new one for an existing session), streams the
 //! agent's output into the interaction, watches for silence, and ends the turn with one store
-//! transaction: completed, retried with a note, or failed with its dependants blocked. A thread
-//! whose MCP token died is set up again first, so its agent gets a fresh one.
+//! transaction: completed (after its checks pass, `checks.rs`), retried with a note, or
+//! failed with its dependants blocked. A thread whose MCP token died is set up again first, so
+//! its agent gets a fresh one. A review session's turns run the same way in the reviewer's own
+//! instance, with no worktree, no checks and no merge.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 
