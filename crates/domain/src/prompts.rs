@@ -214,14 +214,27 @@ pub fn implementation_prompt(brief: ImplementationBrief<'_>) -> String {
          change elsewhere, make the smallest one and say so. When your assignment is complete, end \
          your turn with a short summary of what you changed and how you verified it.\n\n",
     );
-    out.push_str("## Requirements\n\n");
-    out.push_str(brief.requirements.trim());
-    out.push_str("\n\n## Design\n\n");
-    out.push_str(brief.design.trim());
-    out.push_str("\n\n## The whole plan, for orientation\n\n");
-    out.push_str(brief.plan.trim());
-    out.push('\n');
+    push_spec(
+        &mut out,
+        [brief.requirements, brief.design, brief.plan],
+        "The whole plan, for orientation",
+    );
     out
+}
+
+/// Appends the three spec documents under `## Requirements`, `## Design` and `## {plan_heading}`.
+pub(crate) fn push_spec(
+    out: &mut String,
+    [requirements, design, plan]: [&str; 3],
+    plan_heading: &str,
+) {
+    out.push_str("## Requirements\n\n");
+    out.push_str(requirements.trim());
+    out.push_str("\n\n## Design\n\n");
+    out.push_str(design.trim());
+    out.push_str(&format!("\n\n## {plan_heading}\n\n"));
+    out.push_str(plan.trim());
+    out.push('\n');
 }
 
 /// The follow-up sent after a failed implementation turn.

@@ -10,6 +10,7 @@ use serde::Serialize;
 use crate::criteria::Criterion;
 use crate::enums::string_enum;
 use crate::ids::{SpecTaskId, VerdictId, WorkSessionId};
+use crate::prompts::push_spec;
 use crate::traceability::CriterionTrace;
 
 /// The `workspace_config` key naming the reviewer's agent profile.
@@ -109,13 +110,12 @@ pub fn review_prompt(brief: ReviewBrief<'_>) -> String {
             }
         }
     }
-    out.push_str("\n## Requirements\n\n");
-    out.push_str(brief.requirements.trim());
-    out.push_str("\n\n## Design\n\n");
-    out.push_str(brief.design.trim());
-    out.push_str("\n\n## Implementation plan\n\n");
-    out.push_str(brief.plan.trim());
     out.push('\n');
+    push_spec(
+        &mut out,
+        [brief.requirements, brief.design, brief.plan],
+        "Implementation plan",
+    );
     out
 }
 

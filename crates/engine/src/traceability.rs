@@ -6,7 +6,7 @@
 use spectask_domain::check::project_checks;
 use spectask_domain::plan::parse_plan;
 use spectask_domain::traceability::{CoverageSummary, TraceInput, TraceMatrix, trace_matrix};
-use spectask_domain::{SpecTask, SpecTaskId, parse_criteria, trace_warnings};
+use spectask_domain::{Criterion, SpecTask, SpecTaskId, parse_criteria, trace_warnings};
 
 use spectask_domain::review::{ReviewBrief, review_agent, review_prompt};
 use spectask_git::{Diff, DiffPage};
@@ -23,19 +23,28 @@ impl Engine {
         self.trace_of(&task).await
     }
 
+    /// The matrix of `task`.
+    async fn trace_of(&self, task: &SpecTask) -> Result<TraceMatrix, EngineError> {
+        let criteria = parse_criteria(task.requirements_spec.as_deref().unwrap_or_default());
+        self.trace_with(task, &criteria.criteria).await
+    }
+
     /// Where `task`'s acceptance criteria stand: the matrix's summary, read only when the
     /// requirements have criteria (a task without them costs no more reads).
     pub async fn coverage_of(&self, task: &SpecTask) -> Result<CoverageSummary, EngineError> {
-        if parse_criteria(task.requirements_spec.as_deref().unwrap_or_default())
-            .criteria
-            .is_empty()
-        {
+        let criteria = parse_criteria(task.requirements_spec.as_deref().unwrap_or_default());
+        if criteria.criteria.is_empty() {
             return Ok(CoverageSummary::default());
         }
-        Ok(self.trace_of(task).await?.coverage)
+        Ok(self.trace_with(task, &criteria.criteria).await?.coverage)
     }
 
-    async fn trace_of(&self, task: &SpecTask) -> Result<TraceMatrix, EngineError> {
+    /// The matrix of `task`, whose requirements have `criteria`.
+    async fn trace_with(
+        &self,
+        task: &SpecTask,
+        criteria: &[Criterion],
+    ) -> Result<TraceMatrix, EngineError> {
         let store = &self.inner.store;
         let id = &task.id;
         let tasks = store.list_implementation_tasks(id).await?;
@@ -43,12 +52,11 @@ impl Engine {
         let check_runs = store.check_runs_of_task(id).await?;
         let verdicts = store.verdicts_of_task(id).await?;
         let touched_files = store.touched_files_of_task(id).await?;
-        let criteria = parse_criteria(task.requirements_spec.as_deref().unwrap_or_default());
-        let warnings = plan_warnings(task, &criteria.criteria);
+        let warnings = plan_warnings(task, criteria);
         // A bad `workspace_config.check` runs as a failing check; here it is no command.
         let project = project_checks(task.workspace_config.as_ref()).unwrap_or_default();
         Ok(trace_matrix(TraceInput {
-            criteria: &criteria.criteria,
+            criteria,
             tasks: &tasks,
             sessions: &sessions,
             check_runs: &check_runs,
@@ -61,10 +69,7 @@ impl Engine {
 }
 
 /// The gaps between the task's criteria and its plan as written.
-pub(crate) fn plan_warnings(
-    task: &SpecTask,
-    criteria: &[spectask_domain::Criterion],
-) -> Vec<spectask_domain::TraceWarning> {
+fn plan_warnings(task: &SpecTask, criteria: &[Criterion]) -> Vec<spectask_domain::TraceWarning> {
     let plan = parse_plan(task.implementation_plan.as_deref().unwrap_or_default());
     trace_warnings(criteria, &plan.tasks)
 }

@@ -71,6 +71,16 @@ type LastReviewed = Option<DateTime<Utc>>;
 /// When its implementation sessions last completed.
 type LastDone = Option<DateTime<Utc>>;
 
+/// The two columns [`needs_review`] reads, for the task `task` (an SQL expression): its latest
+/// review session's start and its implementation sessions' latest completion, with `$2` bound
+/// to the review phase and `$3` to the implementation phase.
+fn review_times(task: &str) -> String {
+    format!(
+        "(SELECT MAX(w.created_at) FROM spec_task_work_sessions w WHERE w.spec_task_id = {task} AND w.phase = $2), \
+         (SELECT MAX(w.completed_at) FROM spec_task_work_sessions w WHERE w.spec_task_id = {task} AND w.phase = $3)"
+    )
+}
+
 /// Whether a task last reviewed at `reviewed` (its latest review session's start) whose
 /// implementation sessions last completed at `done` needs a (new) review.
 fn needs_review(reviewed: LastReviewed, done: LastDone) -> bool {
@@ -97,11 +107,9 @@ impl Store {
             if lock_spec_task(&mut *tx, task).await? != SpecTaskStatus::ImplementationReview {
                 return Ok(None);
             }
-            let (reviewed, done): (LastReviewed, LastDone) = query_as(
-                "SELECT \
-                   (SELECT MAX(created_at) FROM spec_task_work_sessions WHERE spec_task_id = $1 AND phase = $2), \
-                   (SELECT MAX(completed_at) FROM spec_task_work_sessions WHERE spec_task_id = $1 AND phase = $3)",
-            )
+            let (reviewed, done): (LastReviewed, LastDone) = query_as(sqlx::AssertSqlSafe(
+                format!("SELECT {}", review_times("$1")),
+            ))
             .bind(task.as_str())
             .bind(WorkSessionPhase::Review.as_str())
             .bind(WorkSessionPhase::Implementation.as_str())
@@ -224,11 +232,10 @@ impl Store {
             Dialect::Sqlite => "json_extract(s.workspace_config, '$.review_agent') IS NOT NULL",
         };
         let rows: Vec<(String, LastReviewed, LastDone)> = query_as(sqlx::AssertSqlSafe(format!(
-            "SELECT s.id, \
-               (SELECT MAX(w.created_at) FROM spec_task_work_sessions w WHERE w.spec_task_id = s.id AND w.phase = $2), \
-               (SELECT MAX(w.completed_at) FROM spec_task_work_sessions w WHERE w.spec_task_id = s.id AND w.phase = $3) \
+            "SELECT s.id, {} \
              FROM spec_tasks s WHERE s.status = $1 AND s.archived = FALSE AND {names_reviewer} \
-             ORDER BY s.id"
+             ORDER BY s.id",
+            review_times("s.id")
         )))
         .bind(SpecTaskStatus::ImplementationReview.as_str())
         .bind(WorkSessionPhase::Review.as_str())

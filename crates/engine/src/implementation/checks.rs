@@ -55,10 +55,8 @@ impl Engine {
         let tasks = store.list_implementation_tasks(&task.id).await?;
         let assignment = Assignment::of(&tasks, ws);
         let mut commands: Vec<(Option<String>, String)> = assignment
-            .top
-            .into_iter()
-            .chain(assignment.subtasks.iter().copied())
-            .flat_map(|t| t.checks.iter().map(|c| (Some(t.key.clone()), c.clone())))
+            .checks()
+            .map(|(key, command)| (Some(key.to_owned()), command.to_owned()))
             .collect();
         let mut runs = Vec::new();
         match project_checks(task.workspace_config.as_ref()) {

@@ -38,6 +38,15 @@ pub(crate) struct Assignment<'a> {
 }
 
 impl<'a> Assignment<'a> {
+    /// The check commands its plan tasks name, each with its task's key: the top-level task's,
+    /// then its sub-tasks', in plan order.
+    pub(crate) fn checks(&self) -> impl Iterator<Item = (&'a str, &'a str)> + '_ {
+        self.top
+            .into_iter()
+            .chain(self.subtasks.iter().copied())
+            .flat_map(|t| t.checks.iter().map(|c| (t.key.as_str(), c.as_str())))
+    }
+
     pub(crate) fn of(tasks: &'a [SpecTaskImplementationTask], ws: &WorkSessionId) -> Self {
         let assigned = || {
             tasks
@@ -62,12 +71,18 @@ fn first_prompt(
     session: &SpecTaskWorkSession,
     tasks: &[SpecTaskImplementationTask],
 ) -> String {
+    let assignment = Assignment::of(tasks, &session.id);
+    let checks: Vec<String> = assignment
+        .checks()
+        .map(|(_, command)| command.to_owned())
+        .chain(project_checks(task.workspace_config.as_ref()).unwrap_or_default())
+        .collect();
     let Assignment {
         top,
-        subtasks: subtasks_of,
+        subtasks,
         requirement_refs: refs,
-    } = Assignment::of(tasks, &session.id);
-    let subtasks: Vec<(&str, &str)> = subtasks_of
+    } = assignment;
+    let subtasks: Vec<(&str, &str)> = subtasks
         .iter()
         .map(|t| (t.key.as_str(), t.title.as_str()))
         .collect();
@@ -76,12 +91,6 @@ fn first_prompt(
         .as_ref()
         .map(|p| p.to_string());
     let name = session.name.clone().unwrap_or_default();
-    let checks: Vec<String> = top
-        .into_iter()
-        .chain(subtasks_of.iter().copied())
-        .flat_map(|t| t.checks.iter().cloned())
-        .chain(project_checks(task.workspace_config.as_ref()).unwrap_or_default())
-        .collect();
     implementation_prompt(ImplementationBrief {
         task_name: &task.name,
         requirements: task.requirements_spec.as_deref().unwrap_or_default(),
